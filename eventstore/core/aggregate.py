@@ -1,0 +1,146 @@
+"""The aggregate root: state that changes only by applying events.
+
+Raising an event applies it at once (DESIGN decision 3): ``apply_change``
+calls ``apply_event`` first and records the event only if that succeeded, so
+the state a command handler sees after raising is the state that will be
+stored. The id is given at construction and never read from state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from google.protobuf.message import Message
+
+from .constraints import UniqueConstraint
+from .events import EventMetadata
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """An event applied to an aggregate and not yet stored."""
+
+    message: Message
+    metadata: EventMetadata | None = None
+    constraints: tuple[UniqueConstraint, ...] = ()
+
+    @property
+    def event_type(self) -> str:
+        return self.message.DESCRIPTOR.full_name
+
+
+class AggregateRoot:
+    """Base class of aggregates.
+
+    Subclasses implement ``apply_event`` (and, to support snapshots,
+    ``snapshot_state``/``restore_snapshot`` with a ``schema_key``). Generated
+    aggregates do all of this from the proto.
+    """
+
+    #: Default aggregate type for instances made without an explicit one.
+    aggregate_type: ClassVar[str] = ""
+    #: Identifies the shape of the snapshot state; snapshots of another key are ignored.
+    schema_key: ClassVar[str] = ""
+
+    def __init__(self, aggregate_id: str, aggregate_type: str | None = None) -> None:
+        if not isinstance(aggregate_id, str) or not aggregate_id:
+            raise ValueError(
+                f"an aggregate needs a non-empty string id, got {aggregate_id!r}; "
+                "pass the id when constructing it"
+            )
+        object.__setattr__(self, "_id", aggregate_id)
+        object.__setattr__(
+            self, "_type", aggregate_type or self.aggregate_type or type(self).__name__
+        )
+        object.__setattr__(self, "_stored_version", 0)
+        object.__setattr__(self, "_snapshot_version", 0)
+        object.__setattr__(self, "_uncommitted", [])
+
+    # -- identity and version ------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self._id  # type: ignore[no-any-return, attr-defined]
+
+    @property
+    def type(self) -> str:
+        return self._type  # type: ignore[no-any-return, attr-defined]
+
+    @property
+    def version(self) -> int:
+        """Stored version plus the events applied since (a new aggregate with one event: 1)."""
+        return self._stored_version + len(self._uncommitted)  # type: ignore[attr-defined]
+
+    @property
+    def stored_version(self) -> int:
+        """The version the store holds; the expected version of the next save."""
+        return self._stored_version  # type: ignore[no-any-return, attr-defined]
+
+    @property
+    def snapshot_version(self) -> int:
+        """Version of the snapshot this aggregate was loaded from or last saved to (0: none)."""
+        return self._snapshot_version  # type: ignore[no-any-return, attr-defined]
+
+    @property
+    def uncommitted_events(self) -> tuple[PendingEvent, ...]:
+        return tuple(self._uncommitted)  # type: ignore[attr-defined]
+
+    # -- changing state --------------------------------------------------------
+    def apply_change(
+        self,
+        event: Message,
+        metadata: EventMetadata | None = None,
+        constraints: Sequence[UniqueConstraint] = (),
+    ) -> None:
+        """Apply ``event`` to the state now and record it for the next save."""
+        if not isinstance(event, Message):
+            raise TypeError(
+                f"apply_change expects a protobuf message, got {type(event).__name__}; "
+                "events are proto messages"
+            )
+        self.apply_event(event)
+        self._uncommitted.append(  # type: ignore[attr-defined]
+            PendingEvent(event, metadata, tuple(constraints))
+        )
+
+    def apply_event(self, event: Message) -> None:
+        """Change the state for ``event``. Must not fail for events already stored."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not implement apply_event(event); "
+            "override it to change the aggregate's state for each event type"
+        )
+
+    # -- snapshots -------------------------------------------------------------
+    def snapshot_state(self) -> bytes:
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot be snapshotted: implement snapshot_state() "
+            "and restore_snapshot(data), and set schema_key"
+        )
+
+    def restore_snapshot(self, data: bytes) -> None:
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot be restored from a snapshot: implement "
+            "restore_snapshot(data)"
+        )
+
+    # -- used by the repository ------------------------------------------------
+    def replay(self, event: Message, version: int) -> None:
+        """Apply a stored event during load (not recorded as uncommitted)."""
+        self.apply_event(event)
+        object.__setattr__(self, "_stored_version", version)
+
+    def mark_restored(self, version: int, snapshot_version: int = 0) -> None:
+        object.__setattr__(self, "_stored_version", version)
+        object.__setattr__(self, "_snapshot_version", snapshot_version)
+
+    def mark_committed(self, version: int) -> None:
+        """Forget the uncommitted events: the store now holds them up to ``version``."""
+        self._uncommitted.clear()  # type: ignore[attr-defined]
+        object.__setattr__(self, "_stored_version", version)
+
+    def mark_snapshotted(self, version: int) -> None:
+        object.__setattr__(self, "_snapshot_version", version)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.type} id={self.id!r} version={self.version}>"

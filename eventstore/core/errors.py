@@ -1,0 +1,119 @@
+"""Errors raised by the framework.
+
+Each error carries the facts a caller needs as attributes, and its message
+names the thing, the cause and the way out (see CONVENTIONS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class EventStoreError(Exception):
+    """Base class of every error this framework raises on purpose."""
+
+
+class AggregateNotFoundError(EventStoreError, LookupError):
+    def __init__(self, aggregate_id: str, aggregate_type: str = "") -> None:
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        kind = f"{aggregate_type} " if aggregate_type else ""
+        super().__init__(
+            f"{kind}aggregate {aggregate_id!r} has no events in the store. "
+            "Check the id, or create it with the repository's factory before saving."
+        )
+
+
+class VersionNotFoundError(EventStoreError, LookupError):
+    def __init__(self, aggregate_id: str, requested: int, current: int) -> None:
+        self.aggregate_id = aggregate_id
+        self.requested = requested
+        self.current = current
+        super().__init__(
+            f"aggregate {aggregate_id!r} has no version {requested}: its versions run from 1 to "
+            f"{current}. Ask for a version in that range."
+        )
+
+
+class ConcurrencyError(EventStoreError):
+    def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
+        self.aggregate_id = aggregate_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(
+            f"aggregate {aggregate_id!r} was changed by someone else: expected version "
+            f"{expected}, found {actual}.\nReload it and apply the command again "
+            "(Repository.retry_on_conflict does this)."
+        )
+
+
+class UniqueConstraintError(EventStoreError):
+    def __init__(self, index: str, value: str, owner: str | None, requester: str = "") -> None:
+        self.index = index
+        self.value = value
+        self.owner = owner
+        self.requester = requester
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        return (
+            f"unique constraint {self.index!r}: value {self.value!r} is already claimed by "
+            f"aggregate {self.owner!r}, so {self.requester or 'this aggregate'!r} cannot claim "
+            "it. Choose another value, or have the owner release it first."
+        )
+
+
+class UniqueConstraintReleaseError(UniqueConstraintError):
+    """A release of a value that the releasing aggregate does not own."""
+
+    def _describe(self) -> str:
+        if self.owner is None:
+            return (
+                f"unique constraint {self.index!r}: aggregate {self.requester!r} released value "
+                f"{self.value!r}, which nobody has claimed. Release only values the aggregate "
+                "claimed (rebuild_constraints() repairs a table that drifted from the log)."
+            )
+        return (
+            f"unique constraint {self.index!r}: aggregate {self.requester!r} released value "
+            f"{self.value!r}, which is owned by {self.owner!r}. Only the owner can release it."
+        )
+
+
+class EventDecodeError(EventStoreError):
+    def __init__(self, event_id: str, position: int, event_type: str, cause: str = "") -> None:
+        self.event_id = event_id
+        self.position = position
+        self.event_type = event_type
+        why = cause or "no message class is registered for this event type"
+        super().__init__(
+            f"cannot decode event {event_id!r} at position {position} of type {event_type!r}: "
+            f"{why}. Register the message class (or an upcaster from this type) with the "
+            "repository's event types."
+        )
+
+
+class AppError(EventStoreError):
+    """A business error that crosses a wire (DESIGN decision 11).
+
+    ``code`` is machine-readable (``INSUFFICIENT_FUNDS``), ``message`` says what
+    went wrong, ``solution`` what the caller can do about it.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        solution: str = "",
+        details: Mapping[str, str] | None = None,
+    ) -> None:
+        self.code = code
+        self.message = message
+        self.solution = solution
+        self.details: dict[str, str] = dict(details or {})
+        text = f"[{code}] {message}"
+        if solution:
+            text += f" {solution}"
+        super().__init__(text)
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (type(self), (self.code, self.message, self.solution, self.details))

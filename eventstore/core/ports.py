@@ -1,0 +1,132 @@
+"""The ports that storage adapters implement (DESIGN: core defines, adapters implement).
+
+Everything here is synchronous (DESIGN decision 1). Positions are global and
+readers always ask for events *after* a position, never "from" one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from .events import Event, NewEvent
+from .snapshots import Snapshot, SnapshotStats
+
+DEFAULT_COMMAND_TTL = timedelta(days=7)
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What an append stored, or, for a command seen before, what it stored the first time."""
+
+    events: tuple[Event, ...]
+    already_processed: bool = False
+    processed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessedCommand:
+    command_id: str
+    aggregate_id: str
+    event_ids: tuple[str, ...]
+    processed_at: datetime
+    expires_at: datetime
+
+
+@runtime_checkable
+class EventStore(Protocol):
+    def append(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> AppendResult:
+        """Store ``events`` as versions ``expected_version + 1 ...`` all or nothing.
+
+        With ``command_id``, a command seen before returns its original result
+        and writes nothing, before any version or constraint check.
+        """
+        ...
+
+    def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
+        """The original result of ``command_id`` on ``aggregate_id`` if it was stored.
+
+        Recognises a command by its record while that lives, and after it expired
+        by the deterministic id of its first event.
+        """
+        ...
+
+    def load_stream(
+        self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
+    ) -> list[Event]: ...
+
+    def stream_version(self, aggregate_id: str) -> int:
+        """The aggregate's last stored version, 0 when it has none."""
+        ...
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> list[Event]: ...
+
+    def iter_all(
+        self,
+        after_position: int = 0,
+        *,
+        event_types: Sequence[str] | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[Event]: ...
+
+    def head_position(self) -> int: ...
+
+    def rebuild_constraints(self) -> int:
+        """Recompute the unique-constraint table from the log; returns the number of claims."""
+        ...
+
+    def constraint_owner(self, index: str, value: str) -> str | None: ...
+
+
+@runtime_checkable
+class SnapshotStore(Protocol):
+    def save_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    def latest_snapshot(
+        self, aggregate_id: str, at_or_before_version: int | None = None
+    ) -> Snapshot | None: ...
+
+    def list_snapshots(self, aggregate_id: str) -> list[Snapshot]: ...
+
+    def delete_snapshots_older_than(self, aggregate_id: str, version: int) -> int: ...
+
+    def delete_snapshots_of_type(self, aggregate_type: str) -> int: ...
+
+    def keep_last_snapshots(self, aggregate_id: str, count: int) -> int: ...
+
+    def snapshot_stats(self) -> SnapshotStats: ...
+
+
+@runtime_checkable
+class CheckpointStore(Protocol):
+    def load_checkpoint(self, name: str) -> int:
+        """The last position ``name`` handled; 0 when it never ran."""
+        ...
+
+    def save_checkpoint(self, name: str, position: int) -> None: ...
+
+    def delete_checkpoint(self, name: str) -> None: ...
+
+
+@runtime_checkable
+class CommandStore(Protocol):
+    def processed_command(self, command_id: str) -> ProcessedCommand | None: ...
+
+    def delete_expired_commands(self, now: datetime | None = None) -> int: ...

@@ -1,0 +1,227 @@
+"""Loading and saving aggregates: replay, snapshots, idempotent commands, retries."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import Generic, TypeVar
+
+from google.protobuf.message import Message
+
+from .aggregate import AggregateRoot
+from .commands import CommandResult
+from .errors import AggregateNotFoundError, ConcurrencyError, VersionNotFoundError
+from .event_types import EventTypeRegistry
+from .events import Event, EventMetadata, NewEvent
+from .ids import deterministic_event_id, new_event_id
+from .ports import DEFAULT_COMMAND_TTL, AppendResult, EventStore, SnapshotStore
+from .snapshots import Snapshot, SnapshotStrategy, SnapshotUpcaster
+from .upcasting import Upcasters
+
+log = logging.getLogger("eventstore.repository")
+
+A = TypeVar("A", bound=AggregateRoot)
+
+
+class Repository(Generic[A]):
+    """Loads aggregates by replaying their events and saves their new events.
+
+    ``factory(id)`` makes an empty aggregate; ``event_types`` are the proto
+    message classes of its events (or a registry of them).
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        factory: Callable[[str], A],
+        *,
+        event_types: Iterable[type[Message]] | EventTypeRegistry = (),
+        snapshot_store: SnapshotStore | None = None,
+        snapshot_strategy: SnapshotStrategy | None = None,
+        upcasters: Upcasters | None = None,
+        snapshot_upcaster: SnapshotUpcaster | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> None:
+        self.store = store
+        self.factory = factory
+        self.event_types = (
+            event_types
+            if isinstance(event_types, EventTypeRegistry)
+            else EventTypeRegistry(event_types)
+        )
+        if snapshot_store is None and isinstance(store, SnapshotStore):
+            snapshot_store = store
+        if snapshot_strategy is not None and snapshot_store is None:
+            raise ValueError(
+                "a snapshot strategy needs a snapshot store: pass snapshot_store=, or use an "
+                "event store that also stores snapshots"
+            )
+        self.snapshot_store = snapshot_store
+        self.snapshot_strategy = snapshot_strategy
+        self.upcasters = upcasters or Upcasters()
+        self.snapshot_upcaster = snapshot_upcaster
+        self.command_ttl = command_ttl
+
+    # -- reading ---------------------------------------------------------------
+    def decode(self, event: Event) -> Message:
+        """The payload of a stored event as a message, after upcasting."""
+        if self.upcasters:
+            event = self.upcasters.upcast(event)
+        return self.event_types.decode(event)
+
+    def exists(self, aggregate_id: str) -> bool:
+        return self.store.stream_version(aggregate_id) > 0
+
+    def load(self, aggregate_id: str, at_version: int | None = None) -> A:
+        """The aggregate as of its last version, or as of ``at_version``."""
+        if at_version is not None and at_version < 1:
+            raise ValueError(f"at_version must be 1 or more, got {at_version}")
+        aggregate = self.factory(aggregate_id)
+        snapshot = self._usable_snapshot(aggregate, at_version)
+        base = 0
+        if snapshot is not None:
+            aggregate.restore_snapshot(snapshot.data)
+            base = snapshot.version
+        events = self.store.load_stream(aggregate_id, after_version=base, up_to_version=at_version)
+        if not events and snapshot is None:
+            raise AggregateNotFoundError(aggregate_id, aggregate.type)
+        decode = self.decode
+        replay = aggregate.replay
+        for event in events:
+            replay(decode(event), event.version)
+        version = events[-1].version if events else base
+        if at_version is not None and version < at_version:
+            raise VersionNotFoundError(aggregate_id, at_version, version)
+        aggregate.mark_restored(version, base)
+        return aggregate
+
+    def _usable_snapshot(self, aggregate: A, at_version: int | None) -> Snapshot | None:
+        if self.snapshot_store is None:
+            return None
+        snapshot = self.snapshot_store.latest_snapshot(aggregate.id, at_version)
+        if snapshot is None:
+            return None
+        if snapshot.schema_key != aggregate.schema_key and self.snapshot_upcaster is not None:
+            snapshot = self.snapshot_upcaster(snapshot)
+        if snapshot is None or snapshot.schema_key != aggregate.schema_key:
+            log.info(
+                "ignoring snapshot of %r: its schema key differs from %s's; replaying events",
+                aggregate.id,
+                type(aggregate).__name__,
+            )
+            return None
+        return snapshot
+
+    # -- writing ---------------------------------------------------------------
+    def save(self, aggregate: A, metadata: EventMetadata | None = None) -> CommandResult:
+        return self._save(aggregate, None, metadata)
+
+    def save_with_command(
+        self, aggregate: A, command_id: str, metadata: EventMetadata | None = None
+    ) -> CommandResult:
+        """Save under ``command_id``: a command seen before returns its original result."""
+        if not command_id:
+            raise ValueError("save_with_command needs a non-empty command id")
+        return self._save(aggregate, command_id, metadata)
+
+    def _save(
+        self, aggregate: A, command_id: str | None, metadata: EventMetadata | None
+    ) -> CommandResult:
+        pending = aggregate.uncommitted_events
+        if command_id is None and not pending:
+            return CommandResult("", ())
+        base = EventMetadata(causation_id=command_id or "").merged(metadata)
+        new_events = [
+            NewEvent(
+                deterministic_event_id(command_id, aggregate.id, index)
+                if command_id
+                else new_event_id(),
+                p.message.DESCRIPTOR.full_name,
+                p.message.SerializeToString(),
+                base.merged(p.metadata),
+                p.constraints,
+            )
+            for index, p in enumerate(pending)
+        ]
+        result = self.store.append(
+            aggregate.id,
+            aggregate.type,
+            aggregate.stored_version,
+            new_events,
+            command_id=command_id,
+            command_ttl=self.command_ttl,
+        )
+        if result.already_processed:
+            return self._command_result(command_id or "", result)
+        if result.events:
+            aggregate.mark_committed(result.events[-1].version)
+            self._maybe_snapshot(aggregate)
+        return self._command_result(command_id or "", result)
+
+    @staticmethod
+    def _command_result(command_id: str, result: AppendResult) -> CommandResult:
+        return CommandResult(command_id, result.events, result.already_processed, result.processed_at)
+
+    def _maybe_snapshot(self, aggregate: A) -> None:
+        if self.snapshot_strategy is None or self.snapshot_store is None:
+            return
+        since = aggregate.version - aggregate.snapshot_version
+        try:
+            if self.snapshot_strategy(aggregate.version, since):
+                self.save_snapshot(aggregate)
+        except Exception:
+            # A snapshot is an optimisation: the command is already stored.
+            log.exception("snapshot of %s %r at version %d failed", aggregate.type, aggregate.id, aggregate.version)
+
+    def save_snapshot(self, aggregate: A) -> Snapshot:
+        """Snapshot the aggregate's stored state now."""
+        if self.snapshot_store is None:
+            raise ValueError("this repository has no snapshot store")
+        if aggregate.uncommitted_events:
+            raise ValueError(
+                f"aggregate {aggregate.id!r} has {len(aggregate.uncommitted_events)} unsaved "
+                "events; save it before taking a snapshot"
+            )
+        snapshot = Snapshot(
+            aggregate.id, aggregate.type, aggregate.version, aggregate.schema_key, aggregate.snapshot_state()
+        )
+        self.snapshot_store.save_snapshot(snapshot)
+        aggregate.mark_snapshotted(aggregate.version)
+        return snapshot
+
+    def retry_on_conflict(
+        self,
+        aggregate_id: str,
+        fn: Callable[[A], object],
+        *,
+        command_id: str | None = None,
+        metadata: EventMetadata | None = None,
+        attempts: int = 5,
+        backoff: float = 0.005,
+    ) -> CommandResult:
+        """Load (or create), call ``fn``, save; on a version conflict reload and retry.
+
+        A command id seen before returns its original result without calling ``fn``.
+        """
+        if attempts < 1:
+            raise ValueError(f"attempts must be 1 or more, got {attempts}")
+        for attempt in range(1, attempts + 1):
+            if command_id:
+                known = self.store.find_command(command_id, aggregate_id)
+                if known is not None:
+                    return self._command_result(command_id, known)
+            try:
+                aggregate = self.load(aggregate_id)
+            except AggregateNotFoundError:
+                aggregate = self.factory(aggregate_id)
+            fn(aggregate)
+            try:
+                return self._save(aggregate, command_id, metadata)
+            except ConcurrencyError:
+                if attempt == attempts:
+                    raise
+                time.sleep(backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
+        raise AssertionError("unreachable")

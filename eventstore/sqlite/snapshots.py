@@ -1,0 +1,93 @@
+"""Snapshot storage in SQLite: every version kept until retention removes it."""
+
+from __future__ import annotations
+
+import time
+
+from ..core.events import timestamp_from_micros
+from ..core.snapshots import Snapshot, SnapshotStats
+from .connections import ConnectionPool
+
+_COLUMNS = "aggregate_id, aggregate_type, version, schema_key, data, created_at"
+
+
+def _row_to_snapshot(row: tuple) -> Snapshot:  # type: ignore[type-arg]
+    return Snapshot(row[0], row[1], row[2], row[3], row[4], timestamp_from_micros(row[5]))
+
+
+class SQLiteSnapshots:
+    _db: ConnectionPool
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store a snapshot; saving the same (aggregate, version) again replaces it harmlessly."""
+        with self._db.transaction() as conn:
+            conn.execute(
+                f"INSERT OR REPLACE INTO snapshots ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    snapshot.aggregate_id,
+                    snapshot.aggregate_type,
+                    snapshot.version,
+                    snapshot.schema_key,
+                    snapshot.data,
+                    time.time_ns() // 1000,
+                ),
+            )
+
+    def latest_snapshot(
+        self, aggregate_id: str, at_or_before_version: int | None = None
+    ) -> Snapshot | None:
+        with self._db.reading() as conn:
+            if at_or_before_version is None:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM snapshots WHERE aggregate_id = ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (aggregate_id,),
+                ).fetchone()
+            else:
+                row = conn.execute(
+                    f"SELECT {_COLUMNS} FROM snapshots WHERE aggregate_id = ? AND version <= ? "
+                    "ORDER BY version DESC LIMIT 1",
+                    (aggregate_id, at_or_before_version),
+                ).fetchone()
+        return _row_to_snapshot(row) if row else None
+
+    def list_snapshots(self, aggregate_id: str) -> list[Snapshot]:
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM snapshots WHERE aggregate_id = ? ORDER BY version",
+                (aggregate_id,),
+            ).fetchall()
+        return [_row_to_snapshot(r) for r in rows]
+
+    def delete_snapshots_older_than(self, aggregate_id: str, version: int) -> int:
+        with self._db.transaction() as conn:
+            return conn.execute(
+                "DELETE FROM snapshots WHERE aggregate_id = ? AND version < ?",
+                (aggregate_id, version),
+            ).rowcount
+
+    def delete_snapshots_of_type(self, aggregate_type: str) -> int:
+        with self._db.transaction() as conn:
+            return conn.execute(
+                "DELETE FROM snapshots WHERE aggregate_type = ?", (aggregate_type,)
+            ).rowcount
+
+    def keep_last_snapshots(self, aggregate_id: str, count: int) -> int:
+        """Delete all but the newest ``count`` snapshots of an aggregate."""
+        if count < 0:
+            raise ValueError(f"keep_last_snapshots needs count >= 0, got {count}")
+        with self._db.transaction() as conn:
+            return conn.execute(
+                "DELETE FROM snapshots WHERE aggregate_id = ? AND version NOT IN ("
+                " SELECT version FROM snapshots WHERE aggregate_id = ?"
+                " ORDER BY version DESC LIMIT ?)",
+                (aggregate_id, aggregate_id, count),
+            ).rowcount
+
+    def snapshot_stats(self) -> SnapshotStats:
+        with self._db.reading() as conn:
+            count, aggregates, total = conn.execute(
+                "SELECT COUNT(*), COUNT(DISTINCT aggregate_id), COALESCE(SUM(LENGTH(data)), 0) "
+                "FROM snapshots"
+            ).fetchone()
+        return SnapshotStats(count, aggregates, total)

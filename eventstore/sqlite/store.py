@@ -1,0 +1,403 @@
+"""The SQLite event store: the embedded default (DESIGN decisions 5, 6, 7)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+from types import TracebackType
+
+from ..core.constraints import ConstraintOp
+from ..core.errors import (
+    ConcurrencyError,
+    EventStoreError,
+    UniqueConstraintError,
+    UniqueConstraintReleaseError,
+)
+from ..core.events import Event, NewEvent, encode_constraints, micros_from_timestamp, timestamp_from_micros
+from ..core.ids import deterministic_event_id
+from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, ProcessedCommand
+from .checkpoints import SQLiteCheckpoints
+from .connections import ConnectionPool, ConnectionSettings
+from .schema import migrate
+from .snapshots import SQLiteSnapshots
+
+# Column order matches Event.__init__, so rows become events with Event(*row).
+EVENT_COLUMNS = (
+    "event_id, aggregate_id, aggregate_type, event_type, version, position, timestamp, "
+    "data, metadata, constraints"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, version, "
+    "timestamp, data, metadata, constraints) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_COMMAND = (
+    "INSERT OR REPLACE INTO processed_commands "
+    "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+)
+_EXPIRY_SWEEP_EVERY = 10_000
+
+CommitListener = Callable[[int], None]
+
+
+class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
+    """Event store, snapshot store, checkpoint store and command store on one SQLite file.
+
+    ``path`` is a file (created when missing) or ``":memory:"`` for a private
+    in-memory store for notebooks and tests in one process. ``synchronous``
+    is ``"FULL"`` (durable, the default) or ``"NORMAL"`` (faster; the last
+    commits may be lost on power failure, never on a process crash).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] = ":memory:",
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        self.path = os.fspath(path)
+        self._db = ConnectionPool(self.path, synchronous, busy_timeout)
+        try:
+            migrate(self._db.writer, self.path)
+        except BaseException:
+            self._db.close()
+            raise
+        self._listeners: list[CommitListener] = []
+        self._listeners_lock = threading.Lock()
+        self._commands_since_sweep = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._db.closed
+
+    def __enter__(self) -> SQLiteEventStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else self._db.synchronous
+        return f"SQLiteEventStore({self.path!r}, {state})"
+
+    @property
+    def synchronous(self) -> str:
+        return self._db.synchronous
+
+    def connection_settings(self) -> list[ConnectionSettings]:
+        """The pragmas of every connection this store opened, read back from each."""
+        return list(self._db.settings)
+
+    # -- commit notifications -------------------------------------------------------
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(head_position)`` after each commit made through this store object.
+
+        Commits from other processes are not seen here: followers poll for those.
+        """
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+    def remove_commit_listener(self, listener: CommitListener) -> None:
+        with self._listeners_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _notify(self, head: int) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(head)
+
+    # -- writing -----------------------------------------------------------------------
+    def append(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> AppendResult:
+        if expected_version < 0:
+            raise ValueError(f"expected_version must be >= 0, got {expected_version}")
+        now = time.time_ns() // 1000
+        rows = [
+            (
+                e.event_id,
+                aggregate_id,
+                aggregate_type,
+                e.event_type,
+                expected_version + i,
+                now,
+                e.data,
+                e.metadata.to_json(),
+                encode_constraints(e.constraints),
+            )
+            for i, e in enumerate(events, start=1)
+        ]
+        try:
+            with self._db.transaction() as conn:
+                if command_id:
+                    known = self._find_command(conn, command_id, aggregate_id, now)
+                    if known is not None:
+                        return known
+                last = 0
+                if rows:
+                    actual = conn.execute(
+                        "SELECT MAX(version) FROM events WHERE aggregate_id = ?", (aggregate_id,)
+                    ).fetchone()[0] or 0
+                    if actual != expected_version:
+                        raise ConcurrencyError(aggregate_id, expected_version, actual)
+                    self._apply_constraints(conn, aggregate_id, events)
+                    conn.executemany(_INSERT_EVENT, rows)
+                    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                if command_id:
+                    expires = now + int(command_ttl.total_seconds() * 1_000_000)
+                    ids = json.dumps([e.event_id for e in events], separators=(",", ":"))
+                    conn.execute(_INSERT_COMMAND, (command_id, aggregate_id, ids, now, expires))
+        except sqlite3.IntegrityError as exc:
+            raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
+        first = last - len(rows) + 1
+        stored = tuple(
+            Event(r[0], aggregate_id, aggregate_type, r[3], r[4], position, now, r[6], r[7], r[8])
+            for position, r in zip(itertools.count(first), rows, strict=False)
+        )
+        if command_id:
+            self._commands_since_sweep += 1
+            if self._commands_since_sweep >= _EXPIRY_SWEEP_EVERY:
+                self._commands_since_sweep = 0
+                self.delete_expired_commands()
+        if rows:
+            self._notify(last)
+        return AppendResult(stored, False, timestamp_from_micros(now))
+
+    def _integrity_error(
+        self, exc: sqlite3.IntegrityError, aggregate_id: str, expected: int, events: Sequence[NewEvent]
+    ) -> Exception:
+        text = str(exc)
+        if "events.aggregate_id, events.version" in text:
+            return ConcurrencyError(aggregate_id, expected, self.stream_version(aggregate_id))
+        if "events.event_id" in text:
+            return EventStoreError(
+                f"cannot append to aggregate {aggregate_id!r}: one of the event ids "
+                f"{[e.event_id for e in events]} is already stored. Event ids must be unique; "
+                "for a retried command pass the same command id so it is recognised instead."
+            )
+        return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {text}")
+
+    def _apply_constraints(
+        self, conn: sqlite3.Connection, aggregate_id: str, events: Sequence[NewEvent]
+    ) -> None:
+        for event in events:
+            for c in event.constraints:
+                row = conn.execute(
+                    "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?",
+                    (c.index, c.value),
+                ).fetchone()
+                owner = row[0] if row else None
+                if c.op is ConstraintOp.CLAIM:
+                    if owner is None:
+                        conn.execute(
+                            "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
+                            "VALUES (?, ?, ?)",
+                            (c.index, c.value, aggregate_id),
+                        )
+                    elif owner != aggregate_id:
+                        raise UniqueConstraintError(c.index, c.value, owner, aggregate_id)
+                else:
+                    if owner != aggregate_id:
+                        raise UniqueConstraintReleaseError(c.index, c.value, owner, aggregate_id)
+                    conn.execute(
+                        "DELETE FROM unique_constraints WHERE index_name = ? AND value = ?",
+                        (c.index, c.value),
+                    )
+
+    # -- commands ------------------------------------------------------------------------
+    def _find_command(
+        self, conn: sqlite3.Connection, command_id: str, aggregate_id: str, now: int
+    ) -> AppendResult | None:
+        row = conn.execute(
+            "SELECT event_ids, processed_at, expires_at FROM processed_commands WHERE command_id = ?",
+            (command_id,),
+        ).fetchone()
+        if row is not None and row[2] > now:
+            ids = json.loads(row[0])
+            return AppendResult(
+                self._events_by_id(conn, ids), True, timestamp_from_micros(row[1])
+            )
+        # The record expired (or was cleaned up): the deterministic ids still tell.
+        events: list[Event] = []
+        for index in itertools.count():
+            found = self._events_by_id(conn, [deterministic_event_id(command_id, aggregate_id, index)])
+            if not found:
+                break
+            events.extend(found)
+        if not events:
+            return None
+        return AppendResult(tuple(events), True, events[0].timestamp)
+
+    @staticmethod
+    def _events_by_id(conn: sqlite3.Connection, ids: Sequence[str]) -> tuple[Event, ...]:
+        if not ids:
+            return ()
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id IN ({marks}) ORDER BY position",
+            list(ids),
+        ).fetchall()
+        return tuple(itertools.starmap(Event, rows))
+
+    def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
+        with self._db.reading() as conn:
+            return self._find_command(conn, command_id, aggregate_id, time.time_ns() // 1000)
+
+    def processed_command(self, command_id: str) -> ProcessedCommand | None:
+        with self._db.reading() as conn:
+            row = conn.execute(
+                "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at "
+                "FROM processed_commands WHERE command_id = ?",
+                (command_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return ProcessedCommand(
+            row[0],
+            row[1],
+            tuple(json.loads(row[2])),
+            timestamp_from_micros(row[3]),
+            timestamp_from_micros(row[4]),
+        )
+
+    def delete_expired_commands(self, now: object = None) -> int:
+        """Delete command records past their TTL; returns how many went.
+
+        Retries of those commands are still recognised by their deterministic event ids.
+        """
+        from datetime import datetime
+
+        cutoff = micros_from_timestamp(now) if isinstance(now, datetime) else time.time_ns() // 1000
+        with self._db.transaction() as conn:
+            return conn.execute(
+                "DELETE FROM processed_commands WHERE expires_at <= ?", (cutoff,)
+            ).rowcount
+
+    # -- reading ---------------------------------------------------------------------------
+    def load_stream(
+        self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
+    ) -> list[Event]:
+        with self._db.reading() as conn:
+            if up_to_version is None:
+                cursor = conn.execute(
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = ? AND version > ? "
+                    "ORDER BY version",
+                    (aggregate_id, after_version),
+                )
+            else:
+                cursor = conn.execute(
+                    f"SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = ? AND version > ? "
+                    "AND version <= ? ORDER BY version",
+                    (aggregate_id, after_version, up_to_version),
+                )
+            return list(itertools.starmap(Event, cursor))
+
+    def stream_version(self, aggregate_id: str) -> int:
+        with self._db.reading() as conn:
+            row = conn.execute(
+                "SELECT MAX(version) FROM events WHERE aggregate_id = ?", (aggregate_id,)
+            ).fetchone()
+        return int(row[0] or 0)
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> list[Event]:
+        """Events with position > ``after_position`` in position order (never the one at it)."""
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?"
+        params: list[object] = [after_position]
+        if event_types is not None:
+            if not event_types:
+                return []
+            sql += f" AND event_type IN ({','.join('?' * len(event_types))})"
+            params.extend(event_types)
+        sql += " ORDER BY position"
+        if limit is not None:
+            if limit < 1:
+                raise ValueError(f"limit must be >= 1, got {limit}")
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._db.reading() as conn:
+            return list(itertools.starmap(Event, conn.execute(sql, params)))
+
+    def iter_all(
+        self,
+        after_position: int = 0,
+        *,
+        event_types: Sequence[str] | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[Event]:
+        """All events after ``after_position``, read page by page (no long read transaction)."""
+        position = after_position
+        while True:
+            page = self.read_all(position, limit=page_size, event_types=event_types)
+            yield from page
+            if len(page) < page_size:
+                return
+            position = page[-1].position
+
+    def head_position(self) -> int:
+        with self._db.reading() as conn:
+            row = conn.execute("SELECT MAX(position) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def count_events(self) -> int:
+        with self._db.reading() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    # -- unique constraints -----------------------------------------------------------------
+    def constraint_owner(self, index: str, value: str) -> str | None:
+        with self._db.reading() as conn:
+            row = conn.execute(
+                "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?",
+                (index, value),
+            ).fetchone()
+        return row[0] if row else None
+
+    def rebuild_constraints(self) -> int:
+        """Recompute the unique-constraint table from the claims and releases in the log."""
+        with self._db.transaction() as conn:
+            owners: dict[tuple[str, str], str] = {}
+            rows = conn.execute(
+                "SELECT aggregate_id, constraints FROM events WHERE constraints IS NOT NULL "
+                "ORDER BY position"
+            )
+            for aggregate_id, raw in rows:
+                for index, value, op in json.loads(raw):
+                    if op == ConstraintOp.CLAIM.value:
+                        owners[(index, value)] = aggregate_id
+                    elif owners.get((index, value)) == aggregate_id:
+                        del owners[(index, value)]
+            conn.execute("DELETE FROM unique_constraints")
+            conn.executemany(
+                "INSERT INTO unique_constraints (index_name, value, aggregate_id) VALUES (?, ?, ?)",
+                [(i, v, a) for (i, v), a in owners.items()],
+            )
+            return len(owners)
