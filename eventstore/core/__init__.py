@@ -28,6 +28,7 @@ from .ports import (
     ProcessedCommand,
     SnapshotStore,
 )
+from .projection import Projection, ProjectionContext
 from .repository import Repository
 from .snapshots import EveryNEvents, Snapshot, SnapshotStats, SnapshotStrategy, SnapshotUpcaster
 from .upcasting import EventUpcaster, Upcasters
@@ -54,6 +55,8 @@ __all__ = [
     "NewEvent",
     "PendingEvent",
     "ProcessedCommand",
+    "Projection",
+    "ProjectionContext",
     "Repository",
     "Snapshot",
     "SnapshotStats",
