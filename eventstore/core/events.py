@@ -105,18 +105,18 @@ class Event:
     """
 
     __slots__ = (
-        "event_id",
-        "aggregate_id",
-        "aggregate_type",
-        "event_type",
-        "version",
-        "position",
-        "timestamp_micros",
-        "data",
-        "_metadata",
-        "_metadata_json",
         "_constraints",
         "_constraints_json",
+        "_metadata",
+        "_metadata_json",
+        "aggregate_id",
+        "aggregate_type",
+        "data",
+        "event_id",
+        "event_type",
+        "position",
+        "timestamp_micros",
+        "version",
     )
 
     def __init__(

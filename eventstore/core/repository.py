@@ -163,7 +163,9 @@ class Repository(Generic[A]):
 
     @staticmethod
     def _command_result(command_id: str, result: AppendResult) -> CommandResult:
-        return CommandResult(command_id, result.events, result.already_processed, result.processed_at)
+        return CommandResult(
+            command_id, result.events, result.already_processed, result.processed_at
+        )
 
     def _maybe_snapshot(self, aggregate: A) -> None:
         if self.snapshot_strategy is None or self.snapshot_store is None:
@@ -174,7 +176,12 @@ class Repository(Generic[A]):
                 self.save_snapshot(aggregate)
         except Exception:
             # A snapshot is an optimisation: the command is already stored.
-            log.exception("snapshot of %s %r at version %d failed", aggregate.type, aggregate.id, aggregate.version)
+            log.exception(
+                "snapshot of %s %r at version %d failed",
+                aggregate.type,
+                aggregate.id,
+                aggregate.version,
+            )
 
     def save_snapshot(self, aggregate: A) -> Snapshot:
         """Snapshot the aggregate's stored state now."""
@@ -186,7 +193,11 @@ class Repository(Generic[A]):
                 "events; save it before taking a snapshot"
             )
         snapshot = Snapshot(
-            aggregate.id, aggregate.type, aggregate.version, aggregate.schema_key, aggregate.snapshot_state()
+            aggregate.id,
+            aggregate.type,
+            aggregate.version,
+            aggregate.schema_key,
+            aggregate.snapshot_state(),
         )
         self.snapshot_store.save_snapshot(snapshot)
         aggregate.mark_snapshotted(aggregate.version)

@@ -80,7 +80,9 @@ class ConnectionPool:
         with self._all_lock:
             self._all.append(conn)
             self.settings.append(
-                ConnectionSettings(role, str(journal).upper(), SYNCHRONOUS_LEVELS[int(sync)], int(timeout))
+                ConnectionSettings(
+                    role, str(journal).upper(), SYNCHRONOUS_LEVELS[int(sync)], int(timeout)
+                )
             )
         return conn
 

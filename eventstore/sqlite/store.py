@@ -19,7 +19,13 @@ from ..core.errors import (
     UniqueConstraintError,
     UniqueConstraintReleaseError,
 )
-from ..core.events import Event, NewEvent, encode_constraints, micros_from_timestamp, timestamp_from_micros
+from ..core.events import (
+    Event,
+    NewEvent,
+    encode_constraints,
+    micros_from_timestamp,
+    timestamp_from_micros,
+)
 from ..core.ids import deterministic_event_id
 from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, ProcessedCommand
 from .checkpoints import SQLiteCheckpoints
@@ -40,6 +46,7 @@ _INSERT_COMMAND = (
     "INSERT OR REPLACE INTO processed_commands "
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (?, ?, ?, ?, ?)"
 )
+_CONSTRAINT_OWNER = "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?"
 _EXPIRY_SWEEP_EVERY = 10_000
 
 CommitListener = Callable[[int], None]
@@ -159,9 +166,13 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                         return known
                 last = 0
                 if rows:
-                    actual = conn.execute(
-                        "SELECT MAX(version) FROM events WHERE aggregate_id = ?", (aggregate_id,)
-                    ).fetchone()[0] or 0
+                    actual = (
+                        conn.execute(
+                            "SELECT MAX(version) FROM events WHERE aggregate_id = ?",
+                            (aggregate_id,),
+                        ).fetchone()[0]
+                        or 0
+                    )
                     if actual != expected_version:
                         raise ConcurrencyError(aggregate_id, expected_version, actual)
                     self._apply_constraints(conn, aggregate_id, events)
@@ -188,7 +199,11 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         return AppendResult(stored, False, timestamp_from_micros(now))
 
     def _integrity_error(
-        self, exc: sqlite3.IntegrityError, aggregate_id: str, expected: int, events: Sequence[NewEvent]
+        self,
+        exc: sqlite3.IntegrityError,
+        aggregate_id: str,
+        expected: int,
+        events: Sequence[NewEvent],
     ) -> Exception:
         text = str(exc)
         if "events.aggregate_id, events.version" in text:
@@ -206,10 +221,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     ) -> None:
         for event in events:
             for c in event.constraints:
-                row = conn.execute(
-                    "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?",
-                    (c.index, c.value),
-                ).fetchone()
+                row = conn.execute(_CONSTRAINT_OWNER, (c.index, c.value)).fetchone()
                 owner = row[0] if row else None
                 if c.op is ConstraintOp.CLAIM:
                     if owner is None:
@@ -233,18 +245,19 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         self, conn: sqlite3.Connection, command_id: str, aggregate_id: str, now: int
     ) -> AppendResult | None:
         row = conn.execute(
-            "SELECT event_ids, processed_at, expires_at FROM processed_commands WHERE command_id = ?",
+            "SELECT event_ids, processed_at, expires_at FROM processed_commands "
+            "WHERE command_id = ?",
             (command_id,),
         ).fetchone()
         if row is not None and row[2] > now:
             ids = json.loads(row[0])
-            return AppendResult(
-                self._events_by_id(conn, ids), True, timestamp_from_micros(row[1])
-            )
+            return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
         # The record expired (or was cleaned up): the deterministic ids still tell.
         events: list[Event] = []
         for index in itertools.count():
-            found = self._events_by_id(conn, [deterministic_event_id(command_id, aggregate_id, index)])
+            found = self._events_by_id(
+                conn, [deterministic_event_id(command_id, aggregate_id, index)]
+            )
             if not found:
                 break
             events.extend(found)
@@ -375,10 +388,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     # -- unique constraints -----------------------------------------------------------------
     def constraint_owner(self, index: str, value: str) -> str | None:
         with self._db.reading() as conn:
-            row = conn.execute(
-                "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?",
-                (index, value),
-            ).fetchone()
+            row = conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
         return row[0] if row else None
 
     def rebuild_constraints(self) -> int:
