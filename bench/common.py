@@ -35,6 +35,8 @@ class Figure:
     def ratio(self) -> float | None:
         if not self.baseline_value or not self.value:
             return None
+        if not self.higher_is_better:
+            return self.baseline_value / self.value
         return self.value / self.baseline_value
 
 

@@ -9,8 +9,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
+def _rebuild_error(cls: type[BaseException], args: tuple[object, ...]) -> BaseException:
+    return cls.__new__(cls, *args)
+
+
 class EventStoreError(Exception):
     """Base class of every error this framework raises on purpose."""
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        # Subclasses take their facts, not the message, in __init__: rebuild without
+        # calling it so errors cross process boundaries (multiprocessing) intact.
+        return (_rebuild_error, (type(self), self.args), self.__dict__)
 
 
 class AggregateNotFoundError(EventStoreError, LookupError):

@@ -15,6 +15,9 @@ from typing import Any
 
 from .constraints import UniqueConstraint
 
+# json.dumps(x, separators=(",", ":")) builds an encoder per call; this is the same encoder, once.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
+
 
 @dataclass(frozen=True, slots=True)
 class EventMetadata:
@@ -51,7 +54,7 @@ class EventMetadata:
             raw["t"] = self.tenant_id
         if self.custom:
             raw["x"] = dict(self.custom)
-        return json.dumps(raw, separators=(",", ":")) if raw else None
+        return _compact_json(raw) if raw else None
 
     @classmethod
     def from_json(cls, text: str | None) -> EventMetadata:
@@ -73,7 +76,7 @@ _EMPTY_METADATA = EventMetadata()
 def encode_constraints(constraints: Sequence[UniqueConstraint]) -> str | None:
     if not constraints:
         return None
-    return json.dumps([c.to_json() for c in constraints], separators=(",", ":"))
+    return _compact_json([c.to_json() for c in constraints])
 
 
 def decode_constraints(text: str | None) -> tuple[UniqueConstraint, ...]:

@@ -15,6 +15,8 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +37,15 @@ class StoreClosedError(RuntimeError):
     pass
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced.
+
+    The pool holds connections weakly, so a reader connection closes when the
+    thread that owned it ends (a thread per request would otherwise leak one
+    connection and its file descriptors per thread).
+    """
+
+
 class ConnectionPool:
     def __init__(self, path: str, synchronous: str, busy_timeout: float) -> None:
         level = synchronous.upper()
@@ -49,7 +60,7 @@ class ConnectionPool:
         self.busy_timeout_ms = int(busy_timeout * 1000)
         self.write_lock = threading.RLock()
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        self._all: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
         self._all_lock = threading.Lock()
         self.settings: list[ConnectionSettings] = []
         self.closed = False
@@ -69,22 +80,41 @@ class ConnectionPool:
             check_same_thread=False,
             timeout=self.busy_timeout_ms / 1000,
             uri=self.path.startswith("file:"),
+            factory=_Connection,
         )
         conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
         if not self.is_memory:
-            conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal(conn)
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
         sync = conn.execute("PRAGMA synchronous").fetchone()[0]
         timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
         with self._all_lock:
-            self._all.append(conn)
+            self._all.add(conn)
             self.settings.append(
                 ConnectionSettings(
                     role, str(journal).upper(), SYNCHRONOUS_LEVELS[int(sync)], int(timeout)
                 )
             )
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, waiting (up to the busy timeout) for other processes doing the same.
+
+        SQLite does not call the busy handler for this pragma: several processes opening
+        a new file at once otherwise fail at once with "database is locked".
+        """
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = 0.001
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.05)
 
     def check_open(self) -> None:
         if self.closed:
@@ -125,7 +155,7 @@ class ConnectionPool:
             if self.closed:
                 return
             self.closed = True
-            for conn in self._all:
+            for conn in list(self._all):
                 with contextlib.suppress(sqlite3.Error):
                     conn.close()
             self._all.clear()

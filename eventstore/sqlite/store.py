@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -26,6 +27,7 @@ from ..core.events import (
     micros_from_timestamp,
     timestamp_from_micros,
 )
+from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
 from ..core.ids import deterministic_event_id
 from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, ProcessedCommand
 from .checkpoints import SQLiteCheckpoints
@@ -48,8 +50,12 @@ _INSERT_COMMAND = (
 )
 _CONSTRAINT_OWNER = "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?"
 _EXPIRY_SWEEP_EVERY = 10_000
+# The encoder json.dumps(x, separators=(",", ":")) would build on every call, built once.
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 CommitListener = Callable[[int], None]
+
+log = logging.getLogger("eventstore.sqlite")
 
 
 class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
@@ -128,7 +134,11 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         with self._listeners_lock:
             listeners = list(self._listeners)
         for listener in listeners:
-            listener(head)
+            try:
+                listener(head)
+            except Exception:
+                # The commit stands: raising here would report a stored command as failed.
+                log.exception("commit listener %r failed at position %d", listener, head)
 
     # -- writing -----------------------------------------------------------------------
     def append(
@@ -143,23 +153,25 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     ) -> AppendResult:
         if expected_version < 0:
             raise ValueError(f"expected_version must be >= 0, got {expected_version}")
-        now = time.time_ns() // 1000
-        rows = [
-            (
-                e.event_id,
-                aggregate_id,
-                aggregate_type,
-                e.event_type,
-                expected_version + i,
-                now,
-                e.data,
-                e.metadata.to_json(),
-                encode_constraints(e.constraints),
-            )
-            for i, e in enumerate(events, start=1)
-        ]
+        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         try:
             with self._db.transaction() as conn:
+                # Read the clock under the write lock, so timestamps follow positions.
+                now = time.time_ns() // 1000
+                rows = [
+                    (
+                        e.event_id,
+                        aggregate_id,
+                        aggregate_type,
+                        e.event_type,
+                        expected_version + i,
+                        now,
+                        e.data,
+                        meta,
+                        cons,
+                    )
+                    for i, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
+                ]
                 if command_id:
                     known = self._find_command(conn, command_id, aggregate_id, now)
                     if known is not None:
@@ -176,11 +188,15 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     if actual != expected_version:
                         raise ConcurrencyError(aggregate_id, expected_version, actual)
                     self._apply_constraints(conn, aggregate_id, events)
-                    conn.executemany(_INSERT_EVENT, rows)
-                    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    if len(rows) == 1:
+                        # The common single-event command: lastrowid saves a statement.
+                        last = conn.execute(_INSERT_EVENT, rows[0]).lastrowid or 0
+                    else:
+                        conn.executemany(_INSERT_EVENT, rows)
+                        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 if command_id:
                     expires = now + int(command_ttl.total_seconds() * 1_000_000)
-                    ids = json.dumps([e.event_id for e in events], separators=(",", ":"))
+                    ids = _compact_json([e.event_id for e in events])
                     conn.execute(_INSERT_COMMAND, (command_id, aggregate_id, ids, now, expires))
         except sqlite3.IntegrityError as exc:
             raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
@@ -380,6 +396,28 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         with self._db.reading() as conn:
             row = conn.execute("SELECT MAX(position) FROM events").fetchone()
         return int(row[0] or 0)
+
+    def follow(
+        self,
+        after_position: int = 0,
+        *,
+        event_types: Sequence[str] | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        page_size: int = 1000,
+    ) -> Subscription:
+        """Events after ``after_position`` as they commit: iterate with ``for`` or ``async for``.
+
+        Commits through this store object wake the subscription at once; other
+        processes' commits are found by polling every ``poll_interval`` seconds.
+        Stop it with ``stop()`` or by leaving its ``with`` block (see core/follow.py).
+        """
+        return Subscription(
+            self,
+            after_position,
+            event_types=event_types,
+            poll_interval=poll_interval,
+            page_size=page_size,
+        )
 
     def count_events(self) -> int:
         with self._db.reading() as conn:

@@ -1,0 +1,142 @@
+"""The ``eventstore`` command.
+
+``eventstore generate PROTO_DIR --out OUT_DIR`` compiles every ``.proto``
+under ``PROTO_DIR`` and writes, per file, protoc's ``<name>_pb2.py`` and
+``<name>_pb2.pyi`` and the generator's ``<name>_es.py``. The ``_pb2`` modules
+import the event sourcing options from inside ``eventstore`` (DESIGN decision
+12), so no top-level ``eventsourcing`` package is written or needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .codegen.errors import Diagnostic
+
+_OPTIONS_IMPORT = re.compile(r"^from eventsourcing import ", re.MULTILINE)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="eventstore", description="Event sourcing with a domain model written in protos."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    commands = parser.add_subparsers(dest="command")
+    gen = commands.add_parser(
+        "generate",
+        help="generate Python from protos (_pb2.py, _pb2.pyi, _es.py)",
+        description=(
+            "Compile every .proto under PROTO_DIR and write <name>_pb2.py, <name>_pb2.pyi and "
+            "<name>_es.py under OUT_DIR, keeping the folders."
+        ),
+    )
+    gen.add_argument("proto_dir", metavar="PROTO_DIR", type=Path)
+    gen.add_argument("--out", "-o", required=True, type=Path, metavar="OUT_DIR")
+    gen.add_argument(
+        "-I",
+        "--include",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="another folder imports are found in (repeatable)",
+    )
+    args = parser.parse_args(argv)
+    if args.version:
+        from . import __version__
+
+        print(f"eventstore {__version__}")
+        return 0
+    if args.command == "generate":
+        return _generate(args.proto_dir, args.out, args.include)
+    parser.print_help()
+    return 2
+
+
+def _generate(proto_dir: Path, out: Path, includes: list[Path]) -> int:
+    from .codegen.errors import CodegenError
+
+    try:
+        written, warnings = generate(proto_dir, out, includes)
+    except CodegenError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except (FileNotFoundError, NotADirectoryError) as error:
+        print(f"eventstore generate: {error}", file=sys.stderr)
+        return 1
+    for warning in warnings:
+        print(
+            f"{warning.file}:{warning.line}:{warning.column}: warning: {warning.message}",
+            file=sys.stderr,
+        )
+    for path in written:
+        print(path)
+    return 0
+
+
+def generate(
+    proto_dir: Path, out: Path, includes: Sequence[Path] = ()
+) -> tuple[list[Path], list[Diagnostic]]:
+    """Write the generated files; returns their paths and the model's warnings."""
+    from .codegen import naming
+    from .codegen.compiler import compile_files, run_protoc, well_known_include
+    from .codegen.errors import Diagnostic, ProtoCompileError
+    from .codegen.model import SKIPPED_FILES
+    from .codegen.plugin import render_files
+    from .proto import INCLUDE_DIR
+
+    if not proto_dir.is_dir():
+        raise NotADirectoryError(f"PROTO_DIR {os.fspath(proto_dir)!r} is not a folder")
+    root = proto_dir.resolve()
+    files = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.proto")
+        if p.relative_to(root).as_posix() not in SKIPPED_FILES
+    )
+    if not files:
+        raise FileNotFoundError(f"no .proto files under {os.fspath(proto_dir)!r}")
+    rename = {str(root / f): os.path.join(os.fspath(proto_dir), f) for f in files}
+    rename.update({f: os.path.join(os.fspath(proto_dir), f) for f in files})
+    include_dirs = [root, *(Path(i).resolve() for i in includes)]
+    descriptors = compile_files(files, include_dirs, rename=rename)
+    generated, warnings = render_files(files, descriptors.file, rename)
+    out.mkdir(parents=True, exist_ok=True)
+    code, err = run_protoc(
+        [
+            f"-I{INCLUDE_DIR}",
+            *(f"-I{d}" for d in include_dirs),
+            f"-I{well_known_include()}",
+            f"--python_out={out}",
+            f"--pyi_out={out}",
+            *files,
+        ]
+    )
+    if code != 0:
+        raise ProtoCompileError([Diagnostic("protoc", 0, 0, err.strip() or f"exit {code}")])
+    written: list[Path] = []
+    for f in files:
+        stem = naming.pb2_module(f).replace(".", "/")
+        for suffix in (".py", ".pyi"):
+            path = out / f"{stem}{suffix}"
+            text = path.read_text(encoding="utf-8")
+            fixed = _OPTIONS_IMPORT.sub("from eventstore.proto.eventsourcing import ", text)
+            if fixed != text:
+                path.write_text(fixed, encoding="utf-8")
+            written.append(path)
+    for name, content in generated:
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        written.append(path)
+    return written, warnings
+
+
+if __name__ == "__main__":
+    sys.exit(main())

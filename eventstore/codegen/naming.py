@@ -1,0 +1,43 @@
+"""Naming rules shared by the model and the renderer (the same for every domain)."""
+
+from __future__ import annotations
+
+import keyword
+import re
+
+_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+
+
+def snake(name: str) -> str:
+    """``AccountOpenedEvent`` -> ``account_opened_event``; ``HTTPServer`` -> ``http_server``."""
+    return _BOUNDARY.sub("_", name).replace("__", "_").lower()
+
+
+def upper_snake(name: str) -> str:
+    return snake(name).upper()
+
+
+def camel(name: str) -> str:
+    """A type name as a class-name prefix: ``bank_account`` -> ``BankAccount``."""
+    if "_" in name or name[:1].islower():
+        return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part)
+    return name
+
+
+def pb2_module(proto_file: str) -> str:
+    """The Python module protoc writes for ``proto_file`` (``a/b-c.proto`` -> ``a.b_c_pb2``)."""
+    stem = proto_file.removesuffix(".proto").replace("-", "_")
+    return stem.replace("/", ".") + "_pb2"
+
+
+def es_module(proto_file: str) -> str:
+    """The module the generator writes for ``proto_file`` (``a/b.proto`` -> ``a.b_es``)."""
+    return pb2_module(proto_file).removesuffix("_pb2") + "_es"
+
+
+def es_path(proto_file: str) -> str:
+    return es_module(proto_file).replace(".", "/") + ".py"
+
+
+def is_identifier(name: str) -> bool:
+    return name.isidentifier() and not keyword.iskeyword(name)

@@ -1,0 +1,84 @@
+"""``protoc-gen-eventsourcing``: the protoc plugin that writes ``<name>_es.py``.
+
+Use it with any protoc, for example through grpcio-tools::
+
+    python -m grpc_tools.protoc -Iproto --python_out=out --pyi_out=out \\
+        --plugin=protoc-gen-eventsourcing=$(which protoc-gen-eventsourcing) \\
+        --eventsourcing_out=out proto/bank/account.proto
+
+The model is built from every file protoc hands over (events and services
+may live in files that import the aggregate's); one ``_es.py`` is written per
+requested file that declares an aggregate or a service, and ``es_sdk.py``
+(one ``SDK`` over all services) when the services span several files. Model
+warnings go to stderr, which protoc shows.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from google.protobuf import descriptor_pb2
+from google.protobuf.compiler import plugin_pb2
+
+from . import naming
+from .errors import CodegenError, Diagnostic
+from .model import SKIPPED_FILES, build_model
+from .render import SDK_MODULE_PATH, render_file, render_run_sdk
+
+
+def render_files(
+    files_to_generate: Sequence[str],
+    proto_files: Sequence[descriptor_pb2.FileDescriptorProto],
+    rename: dict[str, str] | None = None,
+) -> tuple[list[tuple[str, str]], list[Diagnostic]]:
+    """``(path, content)`` of each ``_es.py`` to write, and the warnings about those files.
+
+    Raises ``CodegenError`` when the protos do not fit together.
+    """
+    model = build_model(proto_files, rename=rename)
+    out: list[tuple[str, str]] = []
+    for name in files_to_generate:
+        if name in SKIPPED_FILES:
+            continue
+        rendered = render_file(model, name)
+        if rendered is not None:
+            out.append((naming.es_path(name), rendered.source))
+    sdk = render_run_sdk(model, [f for f in files_to_generate if f not in SKIPPED_FILES])
+    if sdk is not None:
+        out.append((SDK_MODULE_PATH, sdk))
+    shown = {(rename or {}).get(f, f) for f in files_to_generate}
+    return out, [w for w in model.warnings if w.file in shown]
+
+
+def generate(
+    request: plugin_pb2.CodeGeneratorRequest,
+) -> tuple[plugin_pb2.CodeGeneratorResponse, list[Diagnostic]]:
+    """The plugin's answer to ``request``, and the model's warnings."""
+    response = plugin_pb2.CodeGeneratorResponse(
+        supported_features=plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
+    )
+    try:
+        files, warnings = render_files(request.file_to_generate, request.proto_file)
+    except CodegenError as error:
+        response.error = str(error)
+        return response, []
+    for name, content in files:
+        response.file.add(name=name, content=content)
+    return response, warnings
+
+
+def main() -> None:
+    request = plugin_pb2.CodeGeneratorRequest.FromString(sys.stdin.buffer.read())
+    response, warnings = generate(request)
+    for warning in warnings:
+        print(
+            f"{warning.file}:{warning.line}:{warning.column}: warning: {warning.message}",
+            file=sys.stderr,
+        )
+    sys.stdout.buffer.write(response.SerializeToString())
+    sys.stdout.buffer.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,291 @@
+"""Following the global log as it grows: live subscriptions over any event source.
+
+A follower asks the source for events *after* the last position it yielded,
+so it never skips or repeats one (positions are commit order, DESIGN
+decision 5). Waiting between reads is cheap: a source that announces its own
+commits (``add_commit_listener``, as ``SQLiteEventStore`` does) wakes the
+follower at once, and every wait is bounded by ``poll_interval`` so commits
+made by other processes are seen by polling.
+
+One ``Subscription`` serves ``for`` and ``async for``; ``stop()`` ends either
+cleanly, from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from types import TracebackType
+from typing import Protocol
+
+from .events import Event
+
+DEFAULT_POLL_INTERVAL = 0.25
+
+
+class LogReader(Protocol):
+    """What a follower needs from an event source (``EventStore`` has it)."""
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> list[Event]: ...
+
+
+class CommitSignal:
+    """Wakes waiters when the source commits in this process; waits are bounded by a timeout.
+
+    Register before reading and wait after an empty read: a commit between the
+    two leaves the signal set, so no wake-up is lost.
+    """
+
+    def __init__(self, source: object) -> None:
+        self._flag = threading.Event()
+        self._lock = threading.Lock()
+        self._async_waiters: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        self._remove: Callable[[Callable[[int], None]], None] | None = None
+        add = getattr(source, "add_commit_listener", None)
+        remove = getattr(source, "remove_commit_listener", None)
+        self.is_live = callable(add) and callable(remove)
+        if self.is_live:
+            assert add is not None
+            add(self._on_commit)
+            self._remove = remove
+
+    def _on_commit(self, head: int = 0) -> None:
+        # Called in the committing thread right after its commit: must not raise.
+        self.wake()
+
+    def wake(self) -> None:
+        self._flag.set()
+        with self._lock:
+            waiters = list(self._async_waiters.items())
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(event.set)
+
+    def arm(self) -> None:
+        """Forget earlier wake-ups; call before reading."""
+        self._flag.clear()
+        with contextlib.suppress(RuntimeError):
+            loop = asyncio.get_running_loop()
+            with self._lock:
+                event = self._async_waiters.get(loop)
+            if event is not None:
+                event.clear()
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a wake-up or ``timeout`` seconds; True when woken."""
+        return self._flag.wait(timeout)
+
+    async def wait_async(self, timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            event = self._async_waiters.get(loop)
+            if event is None:
+                event = self._async_waiters[loop] = asyncio.Event()
+                if self._flag.is_set():
+                    event.set()
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        remove, self._remove = self._remove, None
+        if remove is not None:
+            remove(self._on_commit)
+        self.wake()
+
+
+class Subscription:
+    """Events as they commit, in position order, for ``for`` and ``async for`` alike.
+
+    Made by ``store.follow(after_position, ...)``. Iteration blocks (or
+    awaits) while nothing new is committed and ends after ``stop()``. Use it
+    as a context manager (``with`` or ``async with``) so the commit listener is
+    removed when you are done; a subscription that is garbage collected removes
+    it too.
+
+    ``position`` is the position of the last event handed out: pass it as
+    ``after_position`` to continue later exactly where this one stopped.
+    """
+
+    def __init__(
+        self,
+        source: LogReader,
+        after_position: int = 0,
+        *,
+        event_types: Sequence[str] | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        page_size: int = 1000,
+    ) -> None:
+        if after_position < 0:
+            raise ValueError(f"after_position must be >= 0, got {after_position}")
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval}")
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        self._source = source
+        self._event_types = list(event_types) if event_types is not None else None
+        self.poll_interval = poll_interval
+        self.page_size = page_size
+        self.position = after_position
+        self._read_position = after_position
+        self._buffer: deque[Event] = deque()
+        self._stopped = False
+        self._signal = CommitSignal(source)
+        self._finalizer = weakref.finalize(self, self._signal.close)
+
+    # -- control -------------------------------------------------------------------
+    @property
+    def is_live(self) -> bool:
+        """True when commits in this process wake the subscription at once (else it polls)."""
+        return self._signal.is_live
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def stop(self) -> None:
+        """End iteration (from any thread); a waiting ``for`` or ``async for`` returns promptly."""
+        self._stopped = True
+        self._finalizer()
+
+    close = stop
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- reading -------------------------------------------------------------------
+    def _fill(self) -> bool:
+        """Read the next page into the buffer; True when it got something."""
+        self._signal.arm()
+        page = self._source.read_all(
+            self._read_position, limit=self.page_size, event_types=self._event_types
+        )
+        if page:
+            self._read_position = page[-1].position
+            self._buffer.extend(page)
+            return True
+        return False
+
+    def _take(self, max_count: int | None) -> list[Event]:
+        count = len(self._buffer) if max_count is None else min(max_count, len(self._buffer))
+        taken = [self._buffer.popleft() for _ in range(count)]
+        if taken:
+            self.position = taken[-1].position
+        return taken
+
+    def next_batch(self, timeout: float | None = None, max_count: int | None = None) -> list[Event]:
+        """The events committed since the last call, waiting up to ``timeout`` seconds for one.
+
+        Returns an empty list after the timeout or once stopped. ``None`` waits
+        until something commits or ``stop()`` is called.
+        """
+        deadline = None if timeout is None else _now() + timeout
+        while not self._stopped:
+            if self._buffer or self._fill():
+                return self._take(max_count)
+            wait = self.poll_interval
+            if deadline is not None:
+                remaining = deadline - _now()
+                if remaining <= 0:
+                    return []
+                wait = min(wait, remaining)
+            self._signal.wait(wait)
+        return []
+
+    async def next_batch_async(
+        self, timeout: float | None = None, max_count: int | None = None
+    ) -> list[Event]:
+        """``next_batch`` for ``asyncio``: awaits instead of blocking the loop."""
+        deadline = None if timeout is None else _now() + timeout
+        while not self._stopped:
+            if self._buffer or self._fill():
+                return self._take(max_count)
+            wait = self.poll_interval
+            if deadline is not None:
+                remaining = deadline - _now()
+                if remaining <= 0:
+                    return []
+                wait = min(wait, remaining)
+            await self._signal.wait_async(wait)
+        return []
+
+    def __iter__(self) -> Iterator[Event]:
+        return self
+
+    def __next__(self) -> Event:
+        while not self._stopped:
+            if self._buffer or self._fill():
+                return self._take(1)[0]
+            self._signal.wait(self.poll_interval)
+        raise StopIteration
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        while not self._stopped:
+            if self._buffer or self._fill():
+                return self._take(1)[0]
+            await self._signal.wait_async(self.poll_interval)
+        raise StopAsyncIteration
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else ("live" if self.is_live else "polling")
+        return f"Subscription(after position {self.position}, {state})"
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+def follow(
+    source: LogReader,
+    after_position: int = 0,
+    *,
+    event_types: Sequence[str] | None = None,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    page_size: int = 1000,
+) -> Subscription:
+    """Follow any event source; ``SQLiteEventStore.follow`` is this with the store filled in."""
+    return Subscription(
+        source,
+        after_position,
+        event_types=event_types,
+        poll_interval=poll_interval,
+        page_size=page_size,
+    )
+
+
+__all__ = ["DEFAULT_POLL_INTERVAL", "CommitSignal", "LogReader", "Subscription", "follow"]

@@ -1,0 +1,452 @@
+"""The projection runner: feeds registered projections from the global log.
+
+Each projection reads on from its own checkpoint (a global position), so
+projections added later, paused, failed or rebuilt do not hold the others
+back. The runner consumes any event source with ``read_all`` and
+``head_position`` (the event store here, the NATS bus later); a source that
+announces its commits (``add_commit_listener``) wakes ``run()`` at once,
+otherwise ``run()`` polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from ..events import Event
+from ..follow import DEFAULT_POLL_INTERVAL, CommitSignal
+from ..projection import Projection
+from .functions import event_type_name
+from .read_models import BatchOutcome, CheckpointedReadModel, ReadModel
+from .status import (
+    DeadLetter,
+    MetricPoint,
+    ProjectionFailure,
+    ProjectionInfo,
+    ProjectionStatus,
+    RebuildProgress,
+    metric_points,
+)
+
+log = logging.getLogger("eventstore.projections")
+
+DEFAULT_BATCH_SIZE = 1000
+
+ProgressCallback = Callable[[RebuildProgress], None]
+
+
+@runtime_checkable
+class EventSource(Protocol):
+    """What the runner reads: the global log in position order (``EventStore`` has it)."""
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> list[Event]: ...
+
+    def head_position(self) -> int: ...
+
+
+class UnknownProjectionError(LookupError):
+    def __init__(self, name: str, known: Iterable[str]) -> None:
+        self.name = name
+        self.known = sorted(known)
+        super().__init__(
+            f"no projection named {name!r} is registered with this manager "
+            f"(registered: {', '.join(self.known) or 'none'}). Register it first with "
+            "manager.register(projection)."
+        )
+
+
+@dataclass
+class _Registration:
+    projection: Projection
+    read_model: ReadModel
+    dead_letter: bool
+    event_types: list[str] | None
+    batch_size: int
+    position: int = 0
+    seen_head: int = 0
+    status: ProjectionStatus = ProjectionStatus.CATCHING_UP
+    paused: bool = False
+    last_error: ProjectionFailure | None = None
+    events_handled: int = 0
+    errors: int = 0
+    dead_lettered: int = 0
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    @property
+    def is_active(self) -> bool:
+        return not self.paused and self.status is not ProjectionStatus.FAILED
+
+
+@dataclass
+class _BatchResult:
+    read: int
+    handled: int
+    caught_up: bool
+    failed: bool
+
+
+class ProjectionManager:
+    """Registers projections and keeps them fed: ``catch_up()`` (sync) or ``run()`` (async).
+
+    ``source`` is the event store (or any ``EventSource``). A projection's
+    results and checkpoint live in its read model: pass ``read_model=`` to
+    ``register`` (``SQLiteReadModel`` keeps both in one SQLite transaction),
+    else ``default_read_model``, else a ``CheckpointedReadModel`` in memory.
+    """
+
+    def __init__(
+        self,
+        source: EventSource,
+        *,
+        default_read_model: ReadModel | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.source = source
+        self.default_read_model = default_read_model
+        self.batch_size = batch_size
+        self._registrations: dict[str, _Registration] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._signal: CommitSignal | None = None
+
+    # -- registering ------------------------------------------------------------------
+    def register(
+        self,
+        projection: Projection,
+        *,
+        read_model: ReadModel | None = None,
+        dead_letter: bool = False,
+        event_types: Iterable[object] | None = None,
+        batch_size: int | None = None,
+    ) -> Projection:
+        """Add a projection; it starts from its stored checkpoint (reset first if it never ran).
+
+        ``dead_letter=True`` sets an event whose handler raises aside (in the
+        read model's dead-letter list) and goes on, instead of stopping there.
+        ``event_types`` (or a projection's own ``event_types`` attribute) limits
+        what it is fed. Returns the projection, so this works as a decorator too.
+        """
+        name = getattr(projection, "name", None)
+        if not isinstance(name, str) or not name:
+            raise TypeError(
+                f"{projection!r} has no name: a projection needs a non-empty str attribute "
+                "'name' (its checkpoint is stored under it)"
+            )
+        missing = [m for m in ("handle", "reset") if not callable(getattr(projection, m, None))]
+        if missing:
+            raise TypeError(
+                f"projection {name!r} ({type(projection).__name__}) has no method "
+                f"{' or '.join(missing)}: a projection needs handle(event, ctx) and reset(ctx); "
+                "for a plain function use the @projection(name) decorator"
+            )
+        types = event_types if event_types is not None else getattr(projection, "event_types", None)
+        model = read_model or self.default_read_model or CheckpointedReadModel()
+        size = batch_size if batch_size is not None else self.batch_size
+        if size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {size}")
+        with self._lock:
+            if name in self._registrations:
+                raise ValueError(
+                    f"a projection named {name!r} is already registered with this manager; "
+                    "projection names must be unique (each has its own checkpoint)"
+                )
+            reg = _Registration(
+                projection,
+                model,
+                dead_letter,
+                [event_type_name(t) for t in types] if types is not None else None,
+                size,
+            )
+            reg.position = model.prepare(projection)
+            self._registrations[name] = reg
+        return projection
+
+    def unregister(self, name: str) -> None:
+        reg = self._get(name)
+        with reg.lock, self._lock:
+            del self._registrations[name]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._registrations)
+
+    def _get(self, name: str) -> _Registration:
+        reg = self._registrations.get(name)
+        if reg is None:
+            raise UnknownProjectionError(name, self._registrations)
+        return reg
+
+    def _selected(self, names: Sequence[str]) -> list[_Registration]:
+        if names:
+            return [self._get(n) for n in names]
+        with self._lock:
+            return list(self._registrations.values())
+
+    # -- feeding ------------------------------------------------------------------------
+    def _batch(self, reg: _Registration) -> _BatchResult:
+        """Read one batch after the projection's position and hand it to its read model."""
+        head = self.source.head_position()
+        after = reg.position
+        events = self.source.read_all(after, limit=reg.batch_size, event_types=reg.event_types)
+        if not events:
+            reg.seen_head = max(reg.seen_head, head)
+            return _BatchResult(0, 0, True, False)
+        try:
+            outcome = reg.read_model.apply(
+                reg.projection, after, events, dead_letter=reg.dead_letter
+            )
+        except Exception as exc:
+            # The read model itself failed (its database is locked or gone, say): stop here too.
+            failure = ProjectionFailure.from_exception(reg.name, events[0], exc)
+            outcome = BatchOutcome(checkpoint=reg.read_model.load_checkpoint(reg.name))
+            outcome.failure = failure
+        reg.position = outcome.checkpoint
+        reg.events_handled += outcome.handled
+        if outcome.dead_letters:
+            reg.errors += len(outcome.dead_letters)
+            reg.dead_lettered += len(outcome.dead_letters)
+            reg.last_error = outcome.dead_letters[-1]
+            for letter in outcome.dead_letters:
+                log.warning("dead-lettered: %s", letter.describe())
+        if outcome.failure is not None:
+            reg.errors += 1
+            reg.last_error = outcome.failure
+            reg.status = ProjectionStatus.FAILED
+            log.error("%s", outcome.failure.describe())
+            return _BatchResult(len(events), outcome.handled, False, True)
+        caught_up = len(events) < reg.batch_size and outcome.checkpoint >= events[-1].position
+        if caught_up:
+            reg.seen_head = max(reg.seen_head, head)
+        return _BatchResult(len(events), outcome.handled, caught_up, False)
+
+    def _catch_up_one(self, reg: _Registration) -> int:
+        handled = 0
+        with reg.lock:
+            if not reg.is_active:
+                return 0
+            reg.status = ProjectionStatus.CATCHING_UP
+            while True:
+                if reg.paused:
+                    reg.status = ProjectionStatus.PAUSED
+                    return handled
+                result = self._batch(reg)
+                handled += result.handled
+                if result.failed:
+                    return handled
+                if result.caught_up:
+                    break
+            reg.status = ProjectionStatus.PAUSED if reg.paused else ProjectionStatus.READY
+        return handled
+
+    def catch_up(self, *names: str) -> dict[str, int]:
+        """Feed the named projections (all by default) until each has reached the head.
+
+        Appends made meanwhile are picked up. A projection that fails stops at
+        the failing event (see ``status``); the others go on. Returns how many
+        events each projection handled in this call.
+        """
+        return {reg.name: self._catch_up_one(reg) for reg in self._selected(names)}
+
+    async def run(self, *names: str, poll_interval: float = DEFAULT_POLL_INTERVAL) -> None:
+        """Keep the projections fed until ``stop()`` is called or the task is cancelled.
+
+        New commits in this process wake it at once; others are found by
+        polling every ``poll_interval`` seconds. Between batches it yields to
+        the event loop, so a long catch-up does not freeze a notebook.
+        """
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval}")
+        self._stop.clear()
+        signal = CommitSignal(self.source)
+        self._signal = signal
+        try:
+            while not self._stop.is_set():
+                signal.arm()
+                worked = False
+                for reg in self._selected(names):
+                    if self._stop.is_set():
+                        break
+                    if not reg.is_active or not reg.lock.acquire(blocking=False):
+                        continue
+                    try:
+                        if reg.is_active:
+                            if reg.status is not ProjectionStatus.REBUILDING:
+                                reg.status = ProjectionStatus.CATCHING_UP
+                            result = self._batch(reg)
+                            if result.read and not result.caught_up:
+                                worked = True
+                            if result.caught_up and reg.status is ProjectionStatus.CATCHING_UP:
+                                reg.status = ProjectionStatus.READY
+                    finally:
+                        reg.lock.release()
+                    await asyncio.sleep(0)
+                if not worked and not self._stop.is_set():
+                    await signal.wait_async(poll_interval)
+        finally:
+            self._signal = None
+            signal.close()
+
+    def stop(self) -> None:
+        """Ask ``run()`` to return after its current batch (safe from any thread)."""
+        self._stop.set()
+        signal = self._signal
+        if signal is not None:
+            signal.wake()
+
+    # -- control ------------------------------------------------------------------------
+    def pause(self, name: str) -> None:
+        """Stop feeding ``name`` after its current batch, until ``resume``."""
+        reg = self._get(name)
+        reg.paused = True
+        with reg.lock:
+            if reg.paused:
+                reg.status = ProjectionStatus.PAUSED
+
+    def resume(self, name: str) -> None:
+        """Feed ``name`` again: after a pause, or after a failure (retrying the failing event).
+
+        ``run()`` picks it up on its next round; call ``catch_up(name)`` to feed it now.
+        """
+        reg = self._get(name)
+        with reg.lock:
+            reg.paused = False
+            reg.status = ProjectionStatus.CATCHING_UP
+            reg.position = reg.read_model.load_checkpoint(name)
+
+    def rebuild(
+        self,
+        name: str,
+        *,
+        progress: ProgressCallback | None = None,
+        show_progress: bool | None = None,
+    ) -> ProjectionInfo:
+        """Reset ``name`` and replay the whole log into it; appends made meanwhile are included.
+
+        ``progress`` is called after each batch (for notebook widgets);
+        ``show_progress`` draws a tqdm bar, by default when stderr is a terminal.
+        Returns the projection's status afterwards (READY, or FAILED/PAUSED).
+        """
+        reg = self._get(name)
+        bar: Any = None
+        if show_progress is None:
+            show_progress = sys.stderr.isatty()
+        with reg.lock:
+            reg.paused = False
+            reg.status = ProjectionStatus.REBUILDING
+            try:
+                reg.read_model.reset(reg.projection)
+            except Exception as exc:
+                reg.status = ProjectionStatus.FAILED
+                reg.errors += 1
+                reg.last_error = ProjectionFailure(
+                    name, 0, "", "", "", type(exc).__name__, f"reset failed: {exc}", error=exc
+                )
+                raise
+            reg.position = 0
+            reg.seen_head = 0
+            started = time.perf_counter()
+            handled = 0
+            head = self.source.head_position()
+            if show_progress:
+                from tqdm import tqdm
+
+                bar = tqdm(total=head, desc=f"rebuild {name}", unit="pos", unit_scale=True)
+            try:
+                while True:
+                    if reg.paused:
+                        reg.status = ProjectionStatus.PAUSED
+                        break
+                    result = self._batch(reg)
+                    handled += result.handled
+                    head = max(head, reg.seen_head, reg.position)
+                    if not result.caught_up:
+                        head = max(head, self.source.head_position())
+                    if bar is not None:
+                        bar.total = head
+                        bar.update(reg.position - bar.n)
+                    if progress is not None:
+                        progress(
+                            RebuildProgress(
+                                name, reg.position, head, handled, time.perf_counter() - started
+                            )
+                        )
+                    if result.failed:
+                        break
+                    if result.caught_up:
+                        reg.status = ProjectionStatus.READY
+                        break
+            finally:
+                if bar is not None:
+                    bar.close()
+        return self.status(name)
+
+    # -- reporting ----------------------------------------------------------------------
+    def _timestamp_at(self, position: int) -> int | None:
+        found = self.source.read_all(max(0, position - 1), limit=1)
+        return found[0].timestamp_micros if found else None
+
+    def status(self, name: str) -> ProjectionInfo:
+        """The projection's status now, with its lag behind the head of the log.
+
+        The checkpoint is read from the read model, so progress made by another
+        runner of the same projection shows too.
+        """
+        reg = self._get(name)
+        head = self.source.head_position()
+        checkpoint = reg.read_model.load_checkpoint(name)
+        accounted = max(checkpoint, reg.seen_head if reg.position >= checkpoint else 0)
+        lag = max(0, head - accounted)
+        lag_seconds = 0.0
+        if lag:
+            head_ts = self._timestamp_at(head)
+            last_ts = self._timestamp_at(max(1, checkpoint))
+            if head_ts is not None and last_ts is not None:
+                lag_seconds = max(0.0, (head_ts - last_ts) / 1_000_000)
+        status = reg.status
+        if status is ProjectionStatus.READY and lag:
+            status = ProjectionStatus.CATCHING_UP  # new events arrived since it caught up
+        return ProjectionInfo(
+            name=name,
+            status=status,
+            checkpoint=checkpoint,
+            head_position=head,
+            lag_positions=lag,
+            lag_seconds=lag_seconds,
+            events_handled=reg.events_handled,
+            errors=reg.errors,
+            dead_lettered=reg.dead_lettered,
+            last_error=reg.last_error,
+        )
+
+    def statuses(self) -> list[ProjectionInfo]:
+        return [self.status(reg.name) for reg in self._selected(())]
+
+    def metrics(self) -> list[MetricPoint]:
+        """Counters (events handled, errors, dead letters) and lag gauges, per projection."""
+        return [point for info in self.statuses() for point in metric_points(info)]
+
+    def dead_letters(self, name: str) -> list[DeadLetter]:
+        reg = self._get(name)
+        return reg.read_model.dead_letters(name)
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{r.name}: {r.status}" for r in self._selected(()))
+        return f"ProjectionManager({parts})"

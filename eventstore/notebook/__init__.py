@@ -1,0 +1,39 @@
+"""The Jupyter layer: ``%load_ext eventstore.notebook``.
+
+This is the only package that imports IPython, ipywidgets, pandas and altair
+(the ``notebook`` extra); ``import eventstore`` never imports it. Submodules:
+``session`` (the store the magics and widgets share), ``frames`` (DataFrames),
+``charts`` (altair), ``widgets`` (forms, event log, time travel, projection
+monitor), ``magics``, and ``kernel`` (the "Event Sourcing (Python)" kernel spec).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .session import NotebookSession, current_session, session_for
+
+__all__ = [
+    "NotebookSession",
+    "current_session",
+    "load_ipython_extension",
+    "session_for",
+    "unload_ipython_extension",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics and make the session (``%load_ext eventstore.notebook``)."""
+    from .magics import EventStoreMagics
+
+    ipython.register_magics(EventStoreMagics)
+    session = session_for(ipython)
+    ipython.push({"es_session": session}, interactive=False)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Close the session's store (``%unload_ext``); ``%load_ext`` again starts a new session."""
+    session: NotebookSession | None = getattr(ipython, "_eventstore_session", None)
+    if session is not None:
+        session.close()
+        delattr(ipython, "_eventstore_session")

@@ -1,0 +1,373 @@
+"""altair charts of the log: timeline, event rate, projection lag, snapshots on a stream.
+
+Each function takes a DataFrame from :mod:`eventstore.notebook.frames` (or lag
+samples) and returns a chart that works offline: :func:`save_chart` renders it
+to PNG or SVG with vl-convert, and :func:`use_offline_renderer` makes notebooks
+show charts as images rendered in the kernel, so no CDN is needed and the
+output is the same on every run.
+
+altair refuses to embed more than 5,000 rows (``MaxRowsError``); every chart
+here counts events per time or version bucket before it would cross that.
+Times are drawn on a UTC scale, as they are stored.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+MAX_ROWS = 5000
+"""altair's default row limit; charts aggregate before reaching it."""
+
+WIDTH = 640
+
+_BUCKETS: tuple[tuple[str, int, str], ...] = (
+    # (pandas frequency, microseconds, label)
+    ("1ms", 1_000, "1 ms"),
+    ("10ms", 10_000, "10 ms"),
+    ("100ms", 100_000, "100 ms"),
+    ("1s", 1_000_000, "second"),
+    ("10s", 10_000_000, "10 s"),
+    ("1min", 60_000_000, "minute"),
+    ("10min", 600_000_000, "10 min"),
+    ("1h", 3_600_000_000, "hour"),
+    ("1D", 86_400_000_000, "day"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LagSample:
+    """One reading of a projection's progress: its checkpoint against the log's head.
+
+    ``lag`` is how many positions it is behind; when not given it is ``head -
+    checkpoint`` (a runner that skips other event types may report less).
+    """
+
+    projection: str
+    at: datetime
+    checkpoint: int
+    head: int
+    lag: int = -1
+
+    def __post_init__(self) -> None:
+        if self.lag < 0:
+            object.__setattr__(self, "lag", max(self.head - self.checkpoint, 0))
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _short_type(event_type: str) -> str:
+    return event_type.rsplit(".", 1)[-1]
+
+
+def _time_x(
+    data: pd.DataFrame, field: str, title: str = "time (UTC)"
+) -> tuple[pd.DataFrame, alt.X]:
+    """The x encoding of a time column, and the data it needs.
+
+    Spans under a minute (a notebook cell's burst of commands) read better as
+    seconds since the first event than as clock times differing in the
+    milliseconds; longer spans use a UTC time scale.
+    """
+    span = _span(data[field])
+    if span < 60_000_000 and len(data):
+        start = data[field].min()
+        elapsed = (data[field] - start).dt.total_seconds()
+        data = data.assign(**{f"{field}_s": elapsed})
+        return data, alt.X(
+            f"{field}_s:Q",
+            title=f"seconds since {start:%Y-%m-%d %H:%M:%S} UTC",
+            axis=alt.Axis(labelAngle=0),
+        )
+    fmt = "%H:%M:%S" if span < 86_400_000_000 else "%Y-%m-%d %H:%M"
+    return data, alt.X(
+        f"{field}:T",
+        title=title,
+        scale=alt.Scale(type="utc"),
+        axis=alt.Axis(format=fmt, labelAngle=0, labelOverlap="greedy"),
+    )
+
+
+def _span(series: pd.Series) -> int:
+    if not len(series):
+        return 0
+    micros = _micros(series)
+    return int(micros.max() - micros.min())
+
+
+def _micros(series: pd.Series) -> np.ndarray:
+    return np.asarray(series.dt.tz_convert("UTC").dt.as_unit("us").astype("int64"))
+
+
+def choose_bucket(span_micros: int, max_buckets: int = 120) -> tuple[str, int, str]:
+    """The smallest of the usual bucket sizes that splits ``span`` into at most ``max_buckets``."""
+    for bucket in _BUCKETS:
+        if span_micros // bucket[1] < max_buckets:
+            return bucket
+    return _BUCKETS[-1]
+
+
+def _floor_times(series: pd.Series, bucket_micros: int) -> pd.Series:
+    micros = _micros(series)
+    floored = micros - micros % bucket_micros
+    return pd.Series(pd.to_datetime(floored, unit="us", utc=True), index=series.index)
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], chart: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{chart} needs a frame with columns {list(columns)}; this one lacks {missing}. "
+            "Build it with eventstore.notebook.frames (events_frame, stream_frame, ...)."
+        )
+
+
+# -- event timeline ---------------------------------------------------------------------
+def event_timeline(
+    events: pd.DataFrame, *, max_aggregates: int = 30, max_rows: int = MAX_ROWS
+) -> alt.Chart:
+    """Each event as a dot: time across, aggregate down, coloured by event type.
+
+    Above ``max_rows`` events, dots become counts per time bucket (dot size);
+    above ``max_aggregates`` aggregates, the busiest ones are shown.
+    """
+    _require_columns(events, ("timestamp", "aggregate_id", "event_type"), "event_timeline")
+    data = events.assign(event=events["event_type"].map(_short_type))
+    total_aggregates = data["aggregate_id"].nunique()
+    subtitle: list[str] = []
+    if total_aggregates > max_aggregates:
+        busiest = data["aggregate_id"].value_counts().index[:max_aggregates]
+        data = data[data["aggregate_id"].isin(busiest)]
+        subtitle.append(f"the {max_aggregates} busiest of {total_aggregates:,} aggregates")
+    order = list(dict.fromkeys(data["aggregate_id"]))
+    height = max(80, 22 * len(order))
+    title = alt.Title(
+        f"Event timeline ({len(events):,} events)", subtitle=subtitle or alt.Undefined
+    )
+    y = alt.Y("aggregate_id:N", title="aggregate", sort=order)
+    color = alt.Color("event:N", title="event type")
+    if len(data) <= max_rows:
+        columns = [
+            c
+            for c in ("timestamp", "aggregate_id", "event", "event_type", "version", "position")
+            if c in data.columns
+        ]
+        points, x = _time_x(data[columns], "timestamp")
+        return (
+            alt.Chart(points, title=title, width=WIDTH, height=height)
+            .mark_circle(size=70, opacity=0.85)
+            .encode(
+                x=x,
+                y=y,
+                color=color,
+                tooltip=[
+                    c
+                    for c in ("event_type", "aggregate_id", "version", "position", "timestamp")
+                    if c in columns
+                ],
+            )
+        )
+    span = _span(data["timestamp"])
+    _, bucket_micros, label = choose_bucket(span)
+    binned = (
+        data.assign(bucket=_floor_times(data["timestamp"], bucket_micros))
+        .groupby(["bucket", "aggregate_id", "event"], observed=True)
+        .size()
+        .reset_index(name="events")
+    )
+    subtitle.append(f"events counted per {label}")
+    title = alt.Title(f"Event timeline ({len(events):,} events)", subtitle=subtitle)
+    binned, x = _time_x(binned, "bucket")
+    return (
+        alt.Chart(binned, title=title, width=WIDTH, height=height)
+        .mark_circle(opacity=0.8)
+        .encode(
+            x=x,
+            y=y,
+            color=color,
+            size=alt.Size("events:Q", title=f"events per {label}"),
+            tooltip=["aggregate_id", "event", "bucket", "events"],
+        )
+    )
+
+
+# -- event rate --------------------------------------------------------------------------
+def event_rate(
+    events: pd.DataFrame, *, bucket: str | None = None, by_type: bool = True
+) -> alt.Chart:
+    """Events per time bucket as stacked bars (by event type), bucket chosen from the span."""
+    _require_columns(events, ("timestamp", "event_type"), "event_rate")
+    if bucket is None:
+        freq, bucket_micros, label = choose_bucket(_span(events["timestamp"]))
+    else:
+        freq = bucket
+        bucket_micros = int(pd.Timedelta(bucket).total_seconds() * 1_000_000)
+        label = bucket
+    keys = ["bucket", "event"] if by_type else ["bucket"]
+    counted = (
+        events.assign(
+            bucket=_floor_times(events["timestamp"], bucket_micros),
+            event=events["event_type"].map(_short_type),
+        )
+        .groupby(keys, observed=True)
+        .size()
+        .reset_index(name="events")
+    )
+    if len(counted) > MAX_ROWS and by_type:
+        return event_rate(events, bucket=freq, by_type=False)
+    counted, x = _time_x(counted, "bucket")
+    if "bucket_s" in counted:
+        counted["bucket_end_s"] = counted["bucket_s"] + bucket_micros / 1_000_000
+        x2 = alt.X2("bucket_end_s")
+    else:
+        counted["bucket_end"] = counted["bucket"] + pd.Timedelta(microseconds=bucket_micros)
+        x2 = alt.X2("bucket_end")
+    encoding: dict[str, Any] = {
+        "x": x,
+        "x2": x2,
+        "y": alt.Y("events:Q", title=f"events per {label}", stack="zero"),
+        "tooltip": [*keys, "events"],
+    }
+    if by_type:
+        encoding["color"] = alt.Color("event:N", title="event type")
+    return (
+        alt.Chart(counted, title=f"Event rate (events per {label})", width=WIDTH, height=220)
+        .mark_bar(orient="vertical", stroke="white", strokeWidth=0.5)
+        .encode(**encoding)
+    )
+
+
+# -- projection lag ----------------------------------------------------------------------
+def lag_frame(samples: Sequence[LagSample]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "projection": pd.Series([s.projection for s in samples], dtype="str"),
+            "at": pd.DatetimeIndex(pd.to_datetime([s.at for s in samples], utc=True)).as_unit("us"),
+            "checkpoint": np.asarray([s.checkpoint for s in samples], dtype="int64"),
+            "head": np.asarray([s.head for s in samples], dtype="int64"),
+            "lag": np.asarray([s.lag for s in samples], dtype="int64"),
+        }
+    )
+
+
+def projection_lag(samples: Sequence[LagSample] | pd.DataFrame) -> alt.Chart:
+    """Events each projection is behind the head, over time (the worst per bucket when long)."""
+    data = samples if isinstance(samples, pd.DataFrame) else lag_frame(samples)
+    _require_columns(data, ("projection", "at", "lag"), "projection_lag")
+    subtitle: Any = alt.Undefined
+    if len(data) > MAX_ROWS:
+        span = _span(data["at"])
+        _, bucket_micros, label = choose_bucket(span, max_buckets=MAX_ROWS // 10)
+        data = (
+            data.assign(at=_floor_times(data["at"], bucket_micros))
+            .groupby(["projection", "at"], observed=True)["lag"]
+            .max()
+            .reset_index()
+        )
+        subtitle = f"highest lag per {label}"
+    data, x = _time_x(data[["projection", "at", "lag"]], "at")
+    return (
+        alt.Chart(
+            data,
+            title=alt.Title("Projection lag (events behind the head)", subtitle=subtitle),
+            width=WIDTH,
+            height=220,
+        )
+        .mark_line(point=len(data) <= 200, interpolate="step-after")
+        .encode(
+            x=x,
+            y=alt.Y("lag:Q", title="events behind"),
+            color=alt.Color("projection:N", title="projection"),
+            tooltip=["projection", "at", "lag"],
+        )
+    )
+
+
+# -- snapshots on a stream ---------------------------------------------------------------
+def snapshot_positions(stream: pd.DataFrame, snapshots: pd.DataFrame) -> alt.LayerChart:
+    """An aggregate's events by version, with a marker at each version that has a snapshot."""
+    _require_columns(stream, ("version", "event_type"), "snapshot_positions")
+    _require_columns(snapshots, ("version",), "snapshot_positions")
+    events = stream.assign(event=stream["event_type"].map(_short_type))[["version", "event"]]
+    name = str(stream["aggregate_id"].iloc[0]) if "aggregate_id" in stream and len(stream) else ""
+    versions = sorted(int(v) for v in snapshots["version"])
+    shown = ", ".join(str(v) for v in versions[:12]) + (" ..." if len(versions) > 12 else "")
+    title = alt.Title(
+        f"Stream {name!r}: {len(events):,} events, {len(versions)} "
+        + ("snapshot" if len(versions) == 1 else "snapshots"),
+        subtitle=f"snapshots at versions {shown}" if versions else "no snapshots",
+    )
+    x_scale = alt.Scale(domain=[0, max(int(events["version"].max()) if len(events) else 1, 1) + 1])
+    if len(events) > MAX_ROWS:
+        step = -(-len(events) // (MAX_ROWS // 10))
+        events = (
+            events.assign(version=(events["version"] - 1) // step * step + 1)
+            .groupby(["version", "event"], observed=True)
+            .size()
+            .reset_index(name="events")
+        )
+    ticks = (
+        alt.Chart(events)
+        .mark_tick(thickness=2, size=26)
+        .encode(
+            x=alt.X(
+                "version:Q",
+                title="version",
+                scale=x_scale,
+                axis=alt.Axis(format="d", tickMinStep=1, labelAngle=0),
+            ),
+            color=alt.Color("event:N", title="event type"),
+            tooltip=list(events.columns),
+        )
+    )
+    marks = pd.DataFrame({"version": np.asarray(versions, dtype="int64"), "label": "snapshot"})
+    base = alt.Chart(marks).encode(x=alt.X("version:Q", scale=x_scale))
+    triangles = base.mark_point(
+        shape="triangle-down", size=160, filled=True, color="#222", yOffset=-22
+    ).encode(tooltip=["label", "version"])
+    labels = base.mark_text(dy=-38, fontSize=11, color="#222").encode(text="version:Q")
+    layered = alt.layer(ticks, triangles, labels, title=title)
+    return layered.properties(width=WIDTH, height=90)  # type: ignore[return-value]
+
+
+# -- rendering ----------------------------------------------------------------------------
+def chart_png(chart: alt.TopLevelMixin, *, scale: float = 2.0) -> bytes:
+    """The chart as PNG bytes, rendered in-process by vl-convert (no browser, no network)."""
+    import vl_convert
+
+    return bytes(vl_convert.vegalite_to_png(chart.to_json(), scale=scale))
+
+
+def chart_svg(chart: alt.TopLevelMixin) -> str:
+    import vl_convert
+
+    return str(vl_convert.vegalite_to_svg(chart.to_json()))
+
+
+def save_chart(
+    chart: alt.TopLevelMixin, path: str | os.PathLike[str], *, scale: float = 2.0
+) -> Path:
+    """Write the chart as ``.png`` or ``.svg`` (by the path's suffix)."""
+    target = Path(path)
+    suffix = target.suffix.lower()
+    if suffix == ".png":
+        target.write_bytes(chart_png(chart, scale=scale))
+    elif suffix == ".svg":
+        target.write_text(chart_svg(chart), encoding="utf-8")
+    else:
+        raise ValueError(f"cannot save chart as {target.name!r}: the suffix must be .png or .svg")
+    return target
+
+
+def use_offline_renderer(kind: str = "svg") -> None:
+    """Show charts as SVG or PNG rendered in the kernel: no CDN, same output every run."""
+    if kind not in ("svg", "png"):
+        raise ValueError(f"offline renderer must be 'svg' or 'png', got {kind!r}")
+    alt.renderers.enable(kind)

@@ -1,0 +1,256 @@
+"""pandas DataFrames of events, streams, snapshots and projection checkpoints.
+
+The columns have the dtypes a reader expects when they sort, filter or plot:
+timestamps are timezone-aware datetimes (UTC), positions and versions are
+64-bit integers, and payloads are dicts of the decoded message whenever its
+class is known (hex of the stored bytes otherwise, with ``decoded`` False), so
+one unknown event type never hides the rest of the log. The dtypes are the
+same for an empty table, so code written against a full one keeps working.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from google.protobuf.message import DecodeError, Message
+
+from ..core.errors import EventDecodeError
+from ..core.event_types import EventTypeRegistry
+from ..core.events import Event
+from ..core.ports import EventStore
+from ..core.repository import Repository
+from ..core.snapshots import Snapshot
+from .messages import message_to_dict
+
+PayloadTypes = (
+    Repository[Any]
+    | EventTypeRegistry
+    | Mapping[str, type[Message]]
+    | Iterable[type[Message]]
+    | None
+)
+"""Where message classes come from: a repository (its upcasters apply), a
+registry or mapping by full name, a list of classes, or nothing (all raw)."""
+
+Decoder = Callable[[Event], Message | None]
+
+EVENT_COLUMNS = (
+    "position",
+    "timestamp",
+    "aggregate_type",
+    "aggregate_id",
+    "version",
+    "event_type",
+    "payload",
+    "decoded",
+    "event_id",
+    "causation_id",
+    "correlation_id",
+    "principal_id",
+    "tenant_id",
+)
+
+
+def payload_decoder(types: PayloadTypes) -> Decoder:
+    """A function giving an event's message, or None when it cannot be decoded."""
+    if isinstance(types, Repository):
+        repo = types
+
+        def by_repository(event: Event) -> Message | None:
+            try:
+                return repo.decode(event)
+            except EventDecodeError:
+                return None
+
+        return by_repository
+    if types is None:
+        classes: Mapping[str, type[Message]] = {}
+    elif isinstance(types, Mapping):
+        classes = types
+    else:
+        classes = EventTypeRegistry(types)
+
+    def by_type(event: Event) -> Message | None:
+        cls = classes.get(event.event_type)
+        if cls is None:
+            return None
+        try:
+            return cls.FromString(event.data)
+        except DecodeError:
+            return None
+
+    return by_type
+
+
+def _timestamps(micros: Sequence[int]) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(pd.to_datetime(np.asarray(micros, dtype="int64"), unit="us", utc=True))
+
+
+def _ints(values: Sequence[int]) -> np.ndarray:
+    return np.asarray(values, dtype="int64")
+
+
+def _strings(values: Sequence[str]) -> pd.Series:
+    return pd.Series(list(values), dtype="str")
+
+
+def events_frame(
+    events: Iterable[Event], types: PayloadTypes = None, *, expand_payload: bool = False
+) -> pd.DataFrame:
+    """One row per event, in the order given.
+
+    ``expand_payload`` adds one column per payload field (``payload.<field>``),
+    handy when all rows are of one event type.
+    """
+    decode = payload_decoder(types)
+    rows = list(events)
+    payloads: list[Any] = []
+    decoded: list[bool] = []
+    for event in rows:
+        message = decode(event)
+        if message is None:
+            payloads.append(event.data.hex())
+            decoded.append(False)
+        else:
+            payloads.append(message_to_dict(message))
+            decoded.append(True)
+    metadata = [e.metadata for e in rows]
+    frame = pd.DataFrame(
+        {
+            "position": _ints([e.position for e in rows]),
+            "timestamp": _timestamps([e.timestamp_micros for e in rows]),
+            "aggregate_type": _strings([e.aggregate_type for e in rows]),
+            "aggregate_id": _strings([e.aggregate_id for e in rows]),
+            "version": _ints([e.version for e in rows]),
+            "event_type": _strings([e.event_type for e in rows]),
+            "payload": pd.Series(payloads, dtype="object"),
+            "decoded": np.asarray(decoded, dtype="bool"),
+            "event_id": _strings([e.event_id for e in rows]),
+            "causation_id": _strings([m.causation_id for m in metadata]),
+            "correlation_id": _strings([m.correlation_id for m in metadata]),
+            "principal_id": _strings([m.principal_id for m in metadata]),
+            "tenant_id": _strings([m.tenant_id for m in metadata]),
+        },
+        columns=list(EVENT_COLUMNS),
+    )
+    if expand_payload:
+        frame = expand_payloads(frame)
+    return frame
+
+
+def expand_payloads(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with each decoded payload field as a ``payload.<field>`` column.
+
+    A field missing from other event types leaves gaps; integer fields stay
+    integers (``Int64``, gaps as ``<NA>``) instead of turning into floats.
+    """
+    dicts = [p if isinstance(p, dict) else {} for p in frame["payload"]]
+    names = list(dict.fromkeys(k for d in dicts for k in d))
+    columns: dict[str, pd.Series] = {}
+    for name in names:
+        values = [d.get(name) for d in dicts]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+            series = pd.Series(values, dtype="Int64", index=frame.index)
+        elif present and all(isinstance(v, bool) for v in present):
+            series = pd.Series(values, dtype="boolean", index=frame.index)
+        else:
+            series = pd.Series(values, dtype="object", index=frame.index)
+        columns[f"payload.{name}"] = series
+    return pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+
+
+def stream_frame(
+    store: EventStore, aggregate_id: str, types: PayloadTypes = None, **kwargs: Any
+) -> pd.DataFrame:
+    """The events of one aggregate in version order."""
+    return events_frame(store.load_stream(aggregate_id), types, **kwargs)
+
+
+def matches_event_type(event_type: str, wanted: str) -> bool:
+    """``wanted`` is a full name (``bank.v1.MoneyDeposited``) or just the message name."""
+    return event_type == wanted or ("." not in wanted and event_type.endswith("." + wanted))
+
+
+def select_events(
+    store: EventStore,
+    aggregate_id: str | None = None,
+    *,
+    event_type: str | None = None,
+    last: int | None = None,
+) -> list[Event]:
+    """The events ``%es_events`` shows: one stream or the whole log, filtered, the last N."""
+    if last is not None and last < 1:
+        raise ValueError(f"last must be 1 or more, got {last}")
+    source: Iterable[Event]
+    if aggregate_id:
+        source = store.load_stream(aggregate_id)
+    elif event_type and "." in event_type:
+        source = store.iter_all(event_types=[event_type])
+    else:
+        source = store.iter_all()
+    if event_type:
+        source = (e for e in source if matches_event_type(e.event_type, event_type))
+    if last is not None:
+        return list(deque(source, maxlen=last))
+    return list(source)
+
+
+def store_events_frame(
+    store: EventStore,
+    aggregate_id: str | None = None,
+    *,
+    event_type: str | None = None,
+    last: int | None = None,
+    types: PayloadTypes = None,
+) -> pd.DataFrame:
+    return events_frame(select_events(store, aggregate_id, event_type=event_type, last=last), types)
+
+
+def snapshots_frame(
+    snapshots: Iterable[Snapshot], state_class: type[Message] | None = None
+) -> pd.DataFrame:
+    """One row per snapshot; ``state`` is the decoded state when ``state_class`` is given."""
+    rows = list(snapshots)
+    created = [s.created_at if s.created_at is not None else pd.NaT for s in rows]
+    frame = pd.DataFrame(
+        {
+            "aggregate_id": _strings([s.aggregate_id for s in rows]),
+            "aggregate_type": _strings([s.aggregate_type for s in rows]),
+            "version": _ints([s.version for s in rows]),
+            "schema_key": _strings([s.schema_key for s in rows]),
+            "size_bytes": _ints([len(s.data) for s in rows]),
+            "created_at": pd.DatetimeIndex(pd.to_datetime(created, utc=True)).as_unit("us"),
+        }
+    )
+    if state_class is not None:
+        frame["state"] = pd.Series(
+            [message_to_dict(state_class.FromString(s.data)) for s in rows], dtype="object"
+        )
+    return frame
+
+
+class CheckpointSource(Protocol):
+    def list_checkpoints(self) -> dict[str, int]: ...
+
+    def head_position(self) -> int: ...
+
+
+def checkpoints_frame(store: CheckpointSource) -> pd.DataFrame:
+    """Each projection's checkpoint beside the log's head, and how far behind it is."""
+    checkpoints = store.list_checkpoints()
+    head = store.head_position()
+    names = sorted(checkpoints)
+    positions = [checkpoints[n] for n in names]
+    return pd.DataFrame(
+        {
+            "projection": _strings(names),
+            "checkpoint": _ints(positions),
+            "head": _ints([head] * len(names)),
+            "lag": _ints([max(head - p, 0) for p in positions]),
+        }
+    )

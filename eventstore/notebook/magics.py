@@ -1,0 +1,217 @@
+"""IPython magics: ``%%es_generate``, ``%es_store``, ``%es_events``, ``%es_state``.
+
+Every magic reaches the store through the kernel's :class:`NotebookSession`.
+A magic that cannot do its job raises :class:`MagicError`, an ordinary
+exception, so the cell fails (in JupyterLab, nbclient and nbval alike; IPython's
+``UsageError`` only prints, and nbval would let the cell pass). Its
+``_render_traceback_`` shows the message without Python frames: the reader
+made a mistake in a cell, not in our code.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import pandas as pd
+from google.protobuf.message import Message
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from ..core.errors import AggregateNotFoundError, VersionNotFoundError
+from ..core.repository import Repository
+from . import frames
+from .session import MEMORY, NoStoreError, NotebookSession, session_for
+from .state import aggregate_state
+
+
+class MagicError(Exception):
+    """A magic could not do what the cell asked; the message says why and what to do."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+@magics_class
+class EventStoreMagics(Magics):
+    @property
+    def session(self) -> NotebookSession:
+        return session_for(self.shell)
+
+    @property
+    def user_ns(self) -> dict[str, Any]:
+        assert self.shell is not None
+        return self.shell.user_ns  # type: ignore[no-any-return]
+
+    def _args(self, magic: Any, line: str) -> Any:
+        try:
+            return parse_argstring(magic, line)
+        except UsageError as exc:
+            name = magic.__name__
+            raise MagicError(
+                f"%{name} {line.strip()}: {exc}. See %{name}? for its usage."
+            ) from None
+
+    # -- %es_store ------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument(
+        "path",
+        nargs="?",
+        default=MEMORY,
+        help="SQLite file to open (created when missing), or :memory: (the default)",
+    )
+    @argument("--var", default="store", help="variable to bind the store to (default: store)")
+    @line_magic
+    def es_store(self, line: str) -> None:
+        """Open the session's event store and bind it to a variable.
+
+        The store opened before (if any) is closed; the store is closed when the
+        kernel stops.
+        """
+        args = self._args(self.es_store, line)
+        if not args.var.isidentifier():
+            raise MagicError(
+                f"%es_store --var {args.var!r}: not a Python variable name; "
+                "use letters, digits and underscores (e.g. --var store)"
+            )
+        try:
+            store = self.session.open_store(args.path)
+        except (OSError, ValueError) as exc:
+            raise MagicError(f"%es_store {args.path}: {exc}") from None
+        self.user_ns[args.var] = store
+        where = "in memory" if args.path == MEMORY else f"at {self.session.store_path}"
+        head = store.head_position()
+        print(f"event store {where} is open as `{args.var}` (log head at position {head})")
+
+    # -- %es_events -----------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("aggregate_id", nargs="?", default=None, help="one aggregate's stream (default: all)")
+    @argument("--type", dest="event_type", default=None, help="event type, full or short name")
+    @argument("--last", type=int, default=None, help="only the last N events")
+    @line_magic
+    def es_events(self, line: str) -> pd.DataFrame:
+        """The session store's events as a DataFrame, payloads decoded when their classes are known.
+
+        Message classes come from the session (``%%es_generate``, ``session.register``)
+        and from every Repository in the notebook's variables.
+        """
+        args = self._args(self.es_events, line)
+        if args.last is not None and args.last < 1:
+            raise MagicError(f"%es_events --last {args.last}: give a number of events, 1 or more")
+        store = self._store("%es_events")
+        types = self.session.known_types(self.user_ns)
+        return frames.store_events_frame(
+            store, args.aggregate_id, event_type=args.event_type, last=args.last, types=types
+        )
+
+    # -- %es_state ------------------------------------------------------------------------------
+    @magic_arguments()
+    @argument("aggregate_id", help="the aggregate to show")
+    @argument("--repo", required=True, help="variable holding the Repository that loads it")
+    @argument("--at", type=int, default=None, help="version to show (default: the latest)")
+    @line_magic
+    def es_state(self, line: str) -> pd.DataFrame:
+        """An aggregate's state (at a version), loaded through a repository you built."""
+        args = self._args(self.es_state, line)
+        repo = self.user_ns.get(args.repo)
+        if repo is None:
+            raise MagicError(
+                f"%es_state --repo {args.repo}: there is no variable {args.repo!r} in the "
+                "notebook. Build a Repository (it knows how to apply the events) and name "
+                "its variable here."
+            )
+        if not isinstance(repo, Repository):
+            raise MagicError(
+                f"%es_state --repo {args.repo}: {args.repo!r} is a {type(repo).__name__}, "
+                "not a Repository. Name the variable holding your Repository."
+            )
+        try:
+            aggregate = repo.load(args.aggregate_id, at_version=args.at)
+        except (AggregateNotFoundError, VersionNotFoundError, ValueError) as exc:
+            raise MagicError(f"%es_state {args.aggregate_id}: {exc}") from None
+        last = repo.store.stream_version(args.aggregate_id)
+        origin = (
+            f", from the snapshot at version {aggregate.snapshot_version}"
+            if aggregate.snapshot_version
+            else ""
+        )
+        print(f"{aggregate.type} {aggregate.id!r} at version {aggregate.version} of {last}{origin}")
+        state = aggregate_state(aggregate)
+        return pd.DataFrame(
+            {
+                "field": pd.Series(list(state), dtype="str"),
+                "value": pd.Series(list(state.values()), dtype="object"),
+            }
+        )
+
+    # -- %%es_generate -------------------------------------------------------------------------
+    @magic_arguments()
+    @argument(
+        "--name",
+        default="domain",
+        help="variable for the generated module; the proto is named NAME.proto in errors",
+    )
+    @cell_magic
+    def es_generate(self, line: str, cell: str) -> None:
+        """Generate classes from the proto source in the cell and bind them in the notebook.
+
+        Binds every generated message class, enum, aggregate, repository,
+        client and server, and the module itself as NAME. Running a changed
+        cell again replaces what the previous run of the same NAME bound.
+        A proto error fails the cell with ``cell:LINE:COL: message``, LINE
+        counted as JupyterLab numbers the cell (the magic line is line 1).
+        """
+        args = self._args(self.es_generate, line)
+        if not args.name.isidentifier():
+            raise MagicError(
+                f"%%es_generate --name {args.name!r}: not a Python identifier; "
+                "use letters, digits and underscores (e.g. --name bank)"
+            )
+        from ..codegen import CodegenError, generate_module
+
+        try:
+            module = generate_module(cell, name=args.name)
+        except CodegenError as exc:
+            # The cell's first line is the magic itself: proto line 1 is cell line 2.
+            raise exc.shifted(f"{args.name}.proto", 1, new_file="cell") from None
+        bound = generated_names(module)
+        ns = self.user_ns
+        for old_name, old_value in self.session.generated.get(args.name, {}).items():
+            if old_name not in bound and ns.get(old_name) is old_value:
+                del ns[old_name]
+        ns.update(bound)
+        ns[args.name] = module
+        self.session.generated[args.name] = {**bound, args.name: module}
+        self.session.register(
+            *(v for v in bound.values() if isinstance(v, type) and issubclass(v, Message))
+        )
+        print(generation_summary(module, args.name, len(bound)))
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _store(self, needed_by: str) -> Any:
+        try:
+            return self.session.require_store(needed_by)
+        except NoStoreError as exc:
+            raise MagicError(str(exc)) from None
+
+
+def generated_names(module: ModuleType) -> dict[str, Any]:
+    """The names ``%%es_generate`` binds: what the generator made, not its imports."""
+    names: dict[str, Any] = {}
+    for key, value in vars(module).items():
+        if key.startswith("_") or isinstance(value, ModuleType) or key == "annotations":
+            continue
+        names[key] = value
+    return names
+
+
+def generation_summary(module: ModuleType, name: str, bound: int) -> str:
+    model = getattr(module, "__es_model__", None)
+    lines = [f"generated `{name}`: {bound} names bound in the notebook"]
+    if model is not None:
+        for kind, items in model.summary().items():
+            if items:
+                short = ", ".join(i.rsplit(".", 1)[-1] for i in items)
+                lines.append(f"  {kind:<10} {short}")
+    return "\n".join(lines)

@@ -1,0 +1,208 @@
+"""Time travel: slide through an aggregate's versions and see its state at each.
+
+Each position of the slider loads the aggregate with ``repo.load(id,
+at_version=v)``, which starts from the nearest snapshot at or below ``v`` and
+replays the events after it (DESIGN decision 8), so what is shown is exactly
+what the repository would rebuild. Beside the state: the event that made
+this version, the fields it changed, and a strip of all versions with the
+ones that have a snapshot marked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ipywidgets as W
+
+from ...core.aggregate import AggregateRoot
+from ...core.errors import AggregateNotFoundError, EventDecodeError
+from ...core.repository import Repository
+from ..messages import message_to_dict
+from ..state import MISSING, Change, aggregate_state, diff_states
+
+_STRIP_LIMIT = 80
+
+
+@dataclass(frozen=True, slots=True)
+class VersionView:
+    """What the widget shows for one version."""
+
+    version: int
+    state: dict[str, Any]
+    changes: list[Change]
+    event_type: str
+    event: dict[str, Any] | None
+    snapshot_version: int
+    """The snapshot the load started from (0: replayed from the first event)."""
+
+
+class TimeTravel(W.VBox):
+    def __init__(
+        self,
+        repo: Repository[Any],
+        aggregate_id: str,
+        *,
+        version: int | None = None,
+        state: Callable[[AggregateRoot], dict[str, Any]] = aggregate_state,
+    ) -> None:
+        self.repo = repo
+        self.aggregate_id = aggregate_id
+        self.state_of = state
+        self._cache: dict[int, tuple[dict[str, Any], int]] = {}
+        last = repo.store.stream_version(aggregate_id)
+        if last == 0:
+            raise AggregateNotFoundError(aggregate_id)
+        self.last_version = last
+        self.snapshot_versions = self._snapshot_versions()
+        self.slider = W.IntSlider(
+            min=1,
+            max=last,
+            value=version if version is not None else last,
+            description="version",
+            continuous_update=False,
+            layout=W.Layout(width="600px"),
+        )
+        self.strip = W.HTML()
+        self.event_view = W.HTML()
+        self.state_view = W.HTML()
+        self.changes_view = W.HTML()
+        self.view: VersionView | None = None
+        self.slider.observe(self._on_slide, names="value")
+        title = W.HTML(f"<b>Time travel</b>: aggregate <code>{html.escape(aggregate_id)}</code>")
+        panes = W.HBox(
+            [
+                W.VBox([W.HTML("<b>state</b>"), self.state_view], layout=W.Layout(width="50%")),
+                W.VBox(
+                    [W.HTML("<b>changed by this event</b>"), self.changes_view],
+                    layout=W.Layout(width="50%"),
+                ),
+            ]
+        )
+        super().__init__([title, self.slider, self.strip, self.event_view, panes])
+        self.show(self.slider.value)
+
+    # -- data --------------------------------------------------------------------------
+    def _snapshot_versions(self) -> list[int]:
+        snapshots = self.repo.snapshot_store
+        lister = getattr(snapshots, "list_snapshots", None)
+        if lister is None:
+            return []
+        return [s.version for s in lister(self.aggregate_id)]
+
+    def state_at(self, version: int) -> tuple[dict[str, Any], int]:
+        """The state at ``version`` and the snapshot version its load started from."""
+        if version not in self._cache:
+            aggregate = self.repo.load(self.aggregate_id, at_version=version)
+            self._cache[version] = (self.state_of(aggregate), aggregate.snapshot_version)
+        return self._cache[version]
+
+    def view_at(self, version: int) -> VersionView:
+        state, from_snapshot = self.state_at(version)
+        before = self.state_at(version - 1)[0] if version > 1 else {}
+        stored = self.repo.store.load_stream(
+            self.aggregate_id, after_version=version - 1, up_to_version=version
+        )
+        event_type, payload = "", None
+        if stored:
+            event_type = stored[0].event_type
+            try:
+                payload = message_to_dict(self.repo.decode(stored[0]))
+            except EventDecodeError:
+                payload = None
+        changes = diff_states(before, state)
+        return VersionView(version, state, changes, event_type, payload, from_snapshot)
+
+    # -- showing -----------------------------------------------------------------------
+    def _on_slide(self, change: dict[str, Any]) -> None:
+        # show() puts any error in the widget; a callback has nowhere else to raise it.
+        with contextlib.suppress(Exception):
+            self.show(int(change["new"]))
+
+    def show(self, version: int) -> VersionView:
+        try:
+            view = self.view_at(version)
+        except Exception as exc:  # shown, never lost in a callback
+            self.event_view.value = (
+                f"<pre style='color:#b00'>cannot show version {version}: "
+                f"{html.escape(f'{type(exc).__name__}: {exc}')}</pre>"
+            )
+            raise
+        self.view = view
+        if self.slider.value != version:
+            self.slider.value = version
+        self.strip.value = self._strip_html(version)
+        short = view.event_type.rsplit(".", 1)[-1] or "?"
+        source = (
+            f"loaded from the snapshot at version {view.snapshot_version}, then "
+            f"{version - view.snapshot_version} event(s) replayed"
+            if view.snapshot_version
+            else f"replayed {version} event(s) from the start"
+        )
+        payload = (
+            ", ".join(f"{k}={v!r}" for k, v in view.event.items())
+            if view.event is not None
+            else "(payload not decodable: register its message class)"
+        )
+        self.event_view.value = (
+            f"<div>version <b>{version}</b> of {self.last_version}: "
+            f"<b>{html.escape(short)}</b>({html.escape(payload)})<br>"
+            f"<span style='color:#777'>{html.escape(source)}</span></div>"
+        )
+        self.state_view.value = _table(
+            [(k, _show(v)) for k, v in view.state.items()], ("field", "value")
+        )
+        self.changes_view.value = (
+            _table(
+                [(c.path, f"{_show(c.before)} → {_show(c.after)}") for c in view.changes],
+                ("field", "before → after"),
+            )
+            if view.changes
+            else "<i>no state change</i>"
+        )
+        return view
+
+    def _strip_html(self, current: int) -> str:
+        snaps = set(self.snapshot_versions)
+        legend = (
+            f"snapshots at versions {', '.join(map(str, sorted(snaps)))}"
+            if snaps
+            else "no snapshots"
+        )
+        if self.last_version > _STRIP_LIMIT:
+            return f"<div style='color:#555'>◆ {html.escape(legend)}</div>"
+        cells = []
+        for v in range(1, self.last_version + 1):
+            border = "2px solid #1f77b4" if v == current else "1px solid #ccc"
+            background = "#ffe8a3" if v in snaps else "#fff"
+            mark = "◆" if v in snaps else ""
+            cells.append(
+                f"<span title='version {v}{' (snapshot)' if mark else ''}' "
+                f"style='display:inline-block;min-width:22px;text-align:center;margin:1px;"
+                f"border:{border};background:{background};font-size:11px'>{mark}{v}</span>"
+            )
+        return f"<div>{''.join(cells)}</div><div style='color:#555'>◆ {html.escape(legend)}</div>"
+
+    def refresh(self) -> None:
+        """Pick up versions and snapshots stored since the widget was made."""
+        self.last_version = self.repo.store.stream_version(self.aggregate_id)
+        self.snapshot_versions = self._snapshot_versions()
+        self.slider.max = self.last_version
+        self.show(self.slider.value)
+
+
+def _show(value: Any) -> str:
+    return "—" if value is MISSING else repr(value)
+
+
+def _table(rows: list[tuple[str, str]], header: tuple[str, str]) -> str:
+    head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>" for h in header)
+    body = "".join(
+        f"<tr><td style='padding:2px 8px'>{html.escape(a)}</td>"
+        f"<td style='padding:2px 8px;font-family:monospace'>{html.escape(b)}</td></tr>"
+        for a, b in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"

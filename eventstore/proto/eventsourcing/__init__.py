@@ -1,0 +1,4 @@
+"""Compiled ``eventsourcing/*.proto``.
+
+Regenerate with ``python -m eventstore.codegen.bootstrap``.
+"""

@@ -1,0 +1,245 @@
+"""SQLite read models: a projection's tables and its checkpoint in one transaction.
+
+A batch of events is handled inside one transaction on the read model's
+database, and the checkpoint is written in that same transaction (DESIGN
+decision 5). The stored checkpoint is read inside the transaction first and
+events at or below it are skipped, so redelivery after a crash, or two
+runners of one projection racing, never apply an event twice; a batch that
+does not continue from the stored checkpoint (someone reset the projection
+meanwhile) is not applied at all and the runner reads on from the checkpoint.
+
+The read model may live in the event store's own file (pass the store) or in
+a file of its own (pass a path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from ..core.events import Event, timestamp_from_micros
+from ..core.projection import Projection, ProjectionContext
+from ..core.projections.read_models import BatchOutcome, HandlerFailedError, handle_events
+from ..core.projections.status import DeadLetter, ProjectionFailure
+from .checkpoints import read_checkpoint, write_checkpoint
+from .connections import ConnectionPool
+from .store import SQLiteEventStore
+
+# Same definition as the store's migration 1, so a read model may share the store's file.
+_CHECKPOINTS_TABLE = """
+CREATE TABLE IF NOT EXISTS projection_checkpoints (
+    name            TEXT    NOT NULL PRIMARY KEY,
+    position        INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+_DEAD_LETTERS_TABLE = """
+CREATE TABLE IF NOT EXISTS projection_dead_letters (
+    projection      TEXT    NOT NULL,
+    position        INTEGER NOT NULL,
+    event_id        TEXT    NOT NULL,
+    event_type      TEXT    NOT NULL,
+    aggregate_id    TEXT    NOT NULL,
+    error_type      TEXT    NOT NULL,
+    message         TEXT    NOT NULL,
+    traceback       TEXT    NOT NULL,
+    failed_at       INTEGER NOT NULL,  -- microseconds since the epoch, UTC
+    PRIMARY KEY (projection, position)
+) WITHOUT ROWID
+"""
+_INSERT_DEAD_LETTER = (
+    "INSERT OR REPLACE INTO projection_dead_letters (projection, position, event_id, "
+    "event_type, aggregate_id, error_type, message, traceback, failed_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class SQLiteReadModel:
+    """A read model in SQLite for the projection runner (the ``ReadModel`` port).
+
+    ``target`` is the ``SQLiteEventStore`` whose file should hold the read
+    model (writes then share the store's writer connection and lock), or the
+    path of another database file (created when missing; ``":memory:"`` works
+    in one process). Handlers get the open transaction as ``ctx.connection``;
+    ``reset(ctx)`` runs once before a projection's first event and before each
+    rebuild, in the same transaction that sets the checkpoint to 0: create or
+    empty your tables there.
+    """
+
+    def __init__(
+        self,
+        target: SQLiteEventStore | str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 30.0,
+    ) -> None:
+        if isinstance(target, SQLiteEventStore):
+            self._db: ConnectionPool = target._db
+            self._owns_db = False
+            self.path = target.path
+        else:
+            self.path = os.fspath(target)
+            self._db = _open_pool(self.path, synchronous, busy_timeout)
+            self._owns_db = True
+        try:
+            with self._db.transaction() as conn:
+                conn.execute(_CHECKPOINTS_TABLE)
+                conn.execute(_DEAD_LETTERS_TABLE)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the read model's own connections (a store's are left to the store)."""
+        if self._owns_db:
+            self._db.close()
+
+    def __enter__(self) -> SQLiteReadModel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteReadModel({self.path!r})"
+
+    # -- reading the read model --------------------------------------------------------
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        """A connection for queries on the read model (its committed state)."""
+        with self._db.reading() as conn:
+            yield conn
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """All rows of a query on the read model, for notebooks and tests."""
+        with self._db.reading() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    # -- the ReadModel port ------------------------------------------------------------
+    def load_checkpoint(self, name: str) -> int:
+        with self._db.reading() as conn:
+            return read_checkpoint(conn, name)
+
+    def prepare(self, projection: Projection) -> int:
+        name = projection.name
+        with self._db.transaction() as conn:
+            row = conn.execute(
+                "SELECT position FROM projection_checkpoints WHERE name = ?", (name,)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+            projection.reset(ProjectionContext(name, 0, conn))
+            write_checkpoint(conn, name, 0)
+            return 0
+
+    def reset(self, projection: Projection) -> None:
+        name = projection.name
+        with self._db.transaction() as conn:
+            projection.reset(ProjectionContext(name, 0, conn))
+            write_checkpoint(conn, name, 0)
+            conn.execute("DELETE FROM projection_dead_letters WHERE projection = ?", (name,))
+
+    def apply(
+        self,
+        projection: Projection,
+        after_position: int,
+        events: Sequence[Event],
+        *,
+        dead_letter: bool = False,
+    ) -> BatchOutcome:
+        name = projection.name
+        ctx = ProjectionContext(name)
+        outcome = BatchOutcome(checkpoint=after_position)
+        pending = list(events)
+        after = after_position
+        cut = len(pending)  # handle pending[:cut] in the next transaction
+        set_aside: ProjectionFailure | None = None  # pending[cut], to dead-letter
+        failure: ProjectionFailure | None = None  # pending[cut], to stop at
+        first = True
+        while True:
+            try:
+                with self._db.transaction() as conn:
+                    stored = read_checkpoint(conn, name)
+                    if first:
+                        outcome.skipped = sum(1 for e in pending if e.position <= stored)
+                        first = False
+                    if stored < after:
+                        # Reset (or rebuilding) elsewhere: this batch does not continue it.
+                        outcome.checkpoint = stored
+                        return outcome
+                    ctx.connection = conn
+                    handled = handle_events(projection, pending[:cut], ctx, stored)
+                    checkpoint = max(stored, pending[cut - 1].position) if cut else stored
+                    if set_aside is not None and set_aside.position > stored:
+                        conn.execute(_INSERT_DEAD_LETTER, _dead_letter_row(set_aside))
+                        checkpoint = max(checkpoint, set_aside.position)
+                    if checkpoint != stored:
+                        write_checkpoint(conn, name, checkpoint)
+            except HandlerFailedError as failed:
+                # Rolled back: do the events before the failing one again, without it.
+                cut = failed.index
+                if dead_letter:
+                    set_aside, failure = failed.failure, None
+                else:
+                    set_aside, failure = None, failed.failure
+                continue
+            finally:
+                ctx.connection = None
+            outcome.handled += handled
+            outcome.checkpoint = checkpoint
+            if failure is not None:
+                outcome.failure = failure
+                return outcome
+            if set_aside is None:
+                return outcome
+            outcome.dead_letters.append(set_aside)
+            pending = pending[cut + 1 :]
+            if not pending:
+                return outcome
+            after, cut, set_aside = checkpoint, len(pending), None
+
+    def dead_letters(self, name: str) -> list[DeadLetter]:
+        with self._db.reading() as conn:
+            rows = conn.execute(
+                "SELECT projection, position, event_id, event_type, aggregate_id, error_type, "
+                "message, traceback, failed_at FROM projection_dead_letters "
+                "WHERE projection = ? ORDER BY position",
+                (name,),
+            ).fetchall()
+        return [
+            ProjectionFailure(
+                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], timestamp_from_micros(r[8])
+            )
+            for r in rows
+        ]
+
+
+def _open_pool(path: str, synchronous: str, busy_timeout: float) -> ConnectionPool:
+    # Two processes opening a new file at once: switching it to WAL can fail with "database
+    # is locked" without waiting for the busy timeout, so wait for it here.
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            return ConnectionPool(path, synchronous, busy_timeout)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _dead_letter_row(f: ProjectionFailure) -> tuple[object, ...]:
+    return (
+        f.projection,
+        f.position,
+        f.event_id,
+        f.event_type,
+        f.aggregate_id,
+        f.error_type,
+        f.message,
+        f.traceback,
+        time.time_ns() // 1000,
+    )

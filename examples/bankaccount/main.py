@@ -1,0 +1,128 @@
+"""The bank account story: every step goes through the generated client.
+
+    python -m examples.bankaccount            # from the repository root
+    python examples/bankaccount/main.py --db bank.db
+
+Open an account, deposit, fail to withdraw too much (an ``AppError`` that
+crossed the transport), send one command id twice (applied once), reload,
+look at the snapshots, and travel back to an earlier version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# The generated modules (account_pb2, account_es) live in generated/.
+sys.path.insert(0, str(HERE / "generated"))
+if __package__ in (None, ""):
+    sys.path.insert(0, str(HERE.parent.parent))
+
+from account_es import (  # noqa: E402
+    SDK,
+    AccountCommandServiceServer,
+    AccountQueryServiceServer,
+    AccountRepository,
+    DepositCommand,
+    GetAccountQuery,
+    OpenAccountCommand,
+    WithdrawCommand,
+)
+
+from eventstore import AppError, EveryNEvents  # noqa: E402
+from eventstore.core.transport import InProcessTransport  # noqa: E402
+from eventstore.sqlite import SQLiteEventStore  # noqa: E402
+from examples.bankaccount.handlers import (  # noqa: E402
+    AccountApplier,
+    AccountCommands,
+    AccountQueries,
+)
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
+
+
+async def story(db: Path) -> dict[str, object]:
+    """Run the story on the store at ``db``; returns what it observed (for the tests)."""
+    seen: dict[str, object] = {}
+    with SQLiteEventStore(db) as store:
+        repository = AccountRepository(store, AccountApplier(), EveryNEvents(3))
+        transport = InProcessTransport(
+            AccountCommandServiceServer(AccountCommands(repository)),
+            AccountQueryServiceServer(AccountQueries(repository)),
+        )
+        bank = SDK(transport)
+
+        say(f"1. Alice opens account acc-1 with 100 cents (store: {db})")
+        opened = await bank.account.open_account(
+            OpenAccountCommand(account_id="acc-1", owner="Alice", initial_deposit=100)
+        )
+        say(f"   opened {opened.account_id!r} at version {opened.version}")
+
+        say("2. She deposits 50 cents")
+        after = await bank.account.deposit(DepositCommand(account_id="acc-1", amount=50))
+        say(f"   balance {after.balance} at version {after.version}")
+
+        say("3. She tries to withdraw 500 cents")
+        try:
+            await bank.account.withdraw(WithdrawCommand(account_id="acc-1", amount=500))
+        except AppError as error:
+            seen["withdraw_error"] = error.code
+            say(f"   refused: {error.code}: {error.message} ({error.solution})")
+
+        say("4. Her app sends one deposit of 25 twice with the same command id (a retry)")
+        first = await bank.account.deposit(
+            DepositCommand(account_id="acc-1", amount=25), command_id="deposit-0001"
+        )
+        again = await bank.account.deposit(
+            DepositCommand(account_id="acc-1", amount=25), command_id="deposit-0001"
+        )
+        events = store.load_stream("acc-1")
+        seen["versions"] = (first.version, again.version)
+        seen["event_count"] = len(events)
+        say(
+            f"   first reply: balance {first.balance} v{first.version}; retry: "
+            f"balance {again.balance} v{again.version}; events stored: {len(events)}"
+        )
+
+        say("5. A withdrawal of 60, then the account is read back through the query service")
+        await bank.account.withdraw(WithdrawCommand(account_id="acc-1", amount=60))
+        view = await bank.account.get_account(GetAccountQuery(account_id="acc-1"))
+        seen["balance"] = view.balance
+        say(f"   {view.owner} has {view.balance} cents at version {view.version}")
+
+        say("6. Reloading from the store (a fresh repository) gives the same state")
+        fresh = AccountRepository(store, AccountApplier()).load("acc-1")
+        seen["reloaded_balance"] = fresh.balance
+        say(f"   reloaded: balance {fresh.balance}, version {fresh.version}")
+
+        snapshots = store.list_snapshots("acc-1")
+        seen["snapshot_versions"] = [s.version for s in snapshots]
+        say(f"7. Snapshots were taken every 3 events, at versions {[s.version for s in snapshots]}")
+
+        past = repository.load("acc-1", at_version=2)
+        seen["balance_at_v2"] = past.balance
+        say(f"8. Time travel: at version 2 the balance was {past.balance} cents")
+    return seen
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--db", type=Path, help="SQLite file to use (default: a temp file)")
+    args = parser.parse_args(argv)
+    if args.db is not None:
+        asyncio.run(story(args.db))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bankaccount-") as tmp:
+        asyncio.run(story(Path(tmp) / "bank.db"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The storage contract: one suite that every event store adapter must pass."""

@@ -1,0 +1,308 @@
+"""Idempotent commands: a known command id returns the original result and writes nothing."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from eventstore import (
+    DEFAULT_COMMAND_TTL,
+    EventMetadata,
+    UniqueConstraint,
+    deterministic_event_id,
+)
+from tests.support.bank import Account, account_repository, pb
+
+from .builders import command_events, deposit, log_contents, opened
+
+TINY_TTL = timedelta(microseconds=1)
+
+
+def _expire() -> None:
+    """Let a command recorded with TINY_TTL expire (the clock moves at least 1 ms)."""
+    time.sleep(0.002)
+
+
+# -- the store port ---------------------------------------------------------------------------
+def test_append_with_known_command_id_returns_original_events(store):
+    first = store.append(
+        "acc-1", "Account", 0, command_events("cmd-1", "acc-1", 2), command_id="cmd-1"
+    )
+    again = store.append(
+        "acc-1", "Account", 0, command_events("cmd-1", "acc-1", 2), command_id="cmd-1"
+    )
+    assert again.already_processed is True
+    assert list(again.events) == list(first.events)
+    assert again.processed_at == first.processed_at
+
+
+def test_known_command_id_is_checked_before_the_expected_version(store):
+    store.append("acc-1", "Account", 0, command_events("cmd-1", "acc-1", 1), command_id="cmd-1")
+    store.append("acc-1", "Account", 1, [deposit()])
+    again = store.append("acc-1", "Account", 0, [deposit()], command_id="cmd-1")
+    assert again.already_processed is True
+    assert [e.version for e in again.events] == [1]
+
+
+def test_known_command_id_is_checked_before_constraints(store):
+    store.append("other", "Account", 0, [opened(constraints=[UniqueConstraint("owner", "x")])])
+    store.append("acc-1", "Account", 0, [deposit()], command_id="cmd-1")
+    again = store.append(
+        "acc-1",
+        "Account",
+        1,
+        [deposit(constraints=[UniqueConstraint("owner", "x")])],
+        command_id="cmd-1",
+    )
+    assert again.already_processed is True
+
+
+def test_repeated_command_writes_nothing(store):
+    store.append("acc-1", "Account", 0, command_events("cmd-1", "acc-1", 2), command_id="cmd-1")
+    before = log_contents(store)
+    store.append("acc-1", "Account", 2, [deposit(), deposit()], command_id="cmd-1")
+    assert log_contents(store) == before
+
+
+def test_command_ids_are_global_across_aggregates(store):
+    first = store.append("acc-1", "Account", 0, [deposit()], command_id="cmd-1")
+    again = store.append("acc-2", "Account", 0, [deposit()], command_id="cmd-1")
+    assert again.already_processed is True
+    assert list(again.events) == list(first.events)
+    assert store.stream_version("acc-2") == 0
+
+
+def test_processed_command_records_events_and_expiry(store):
+    result = store.append(
+        "acc-1", "Account", 0, command_events("cmd-1", "acc-1", 2), command_id="cmd-1"
+    )
+    record = store.processed_command("cmd-1")
+    assert record.command_id == "cmd-1"
+    assert record.aggregate_id == "acc-1"
+    assert record.event_ids == tuple(e.event_id for e in result.events)
+    assert record.expires_at - record.processed_at == DEFAULT_COMMAND_TTL
+
+
+def test_unknown_command_has_no_record(store):
+    assert store.processed_command("never") is None
+    assert store.find_command("never", "acc-1") is None
+
+
+def test_find_command_returns_original_result(store):
+    first = store.append(
+        "acc-1", "Account", 0, command_events("cmd-1", "acc-1", 2), command_id="cmd-1"
+    )
+    found = store.find_command("cmd-1", "acc-1")
+    assert found.already_processed is True
+    assert list(found.events) == list(first.events)
+
+
+def test_retry_after_record_expired_is_recognised_by_event_ids(store):
+    first = store.append(
+        "acc-1",
+        "Account",
+        0,
+        command_events("cmd-1", "acc-1", 3),
+        command_id="cmd-1",
+        command_ttl=TINY_TTL,
+    )
+    _expire()
+    again = store.append(
+        "acc-1", "Account", 0, command_events("cmd-1", "acc-1", 3), command_id="cmd-1"
+    )
+    assert again.already_processed is True
+    assert list(again.events) == list(first.events)
+    assert store.stream_version("acc-1") == 3
+
+
+def test_retry_after_record_was_deleted_is_recognised_by_event_ids(store):
+    store.append("acc-1", "Account", 0, command_events("cmd-1", "acc-1", 2), command_id="cmd-1")
+    assert store.delete_expired_commands(datetime.now(UTC) + DEFAULT_COMMAND_TTL * 2) == 1
+    assert store.processed_command("cmd-1") is None
+    again = store.append(
+        "acc-1", "Account", 2, command_events("cmd-1", "acc-1", 2), command_id="cmd-1"
+    )
+    assert again.already_processed is True
+    assert store.stream_version("acc-1") == 2
+
+
+def test_delete_expired_commands_keeps_live_records(store):
+    store.append("acc-1", "Account", 0, [deposit()], command_id="old", command_ttl=TINY_TTL)
+    store.append("acc-1", "Account", 1, [deposit()], command_id="live")
+    _expire()
+    assert store.delete_expired_commands() == 1
+    assert store.processed_command("old") is None
+    assert store.processed_command("live") is not None
+
+
+def test_delete_expired_commands_with_nothing_expired_deletes_nothing(store):
+    store.append("acc-1", "Account", 0, [deposit()], command_id="cmd-1")
+    assert store.delete_expired_commands() == 0
+
+
+# -- through the repository ---------------------------------------------------------------------
+def _opened_account(account_id: str = "acc-1", owner: str = "ann") -> Account:
+    account = Account(account_id)
+    account.open(owner, 100)
+    return account
+
+
+def test_save_with_command_returns_result_and_clears_uncommitted(store):
+    repo = account_repository(store)
+    account = _opened_account()
+    account.deposit(5)
+    result = repo.save_with_command(account, "cmd-1")
+    assert result.command_id == "cmd-1"
+    assert result.already_processed is False
+    assert [e.version for e in result.events] == [1, 2]
+    assert result.processed_at is not None
+    assert account.uncommitted_events == ()
+    assert account.version == account.stored_version == 2
+
+
+def test_save_with_command_uses_deterministic_event_ids(store):
+    repo = account_repository(store)
+    account = _opened_account()
+    account.deposit(5)
+    result = repo.save_with_command(account, "cmd-1")
+    assert [e.event_id for e in result.events] == [
+        deterministic_event_id("cmd-1", "acc-1", 0),
+        deterministic_event_id("cmd-1", "acc-1", 1),
+    ]
+
+
+def test_event_ids_index_from_zero_within_each_command(store):
+    repo = account_repository(store)
+    account = _opened_account()
+    repo.save_with_command(account, "cmd-1")
+    account.deposit(1)
+    result = repo.save_with_command(account, "cmd-2")
+    assert result.events[0].event_id == deterministic_event_id("cmd-2", "acc-1", 0)
+
+
+def test_repeated_command_returns_original_result_and_writes_nothing(store):
+    repo = account_repository(store)
+    first = repo.save_with_command(_opened_account(), "cmd-1")
+    before = log_contents(store)
+    again = repo.save_with_command(_opened_account(), "cmd-1")
+    assert again.already_processed is True
+    assert list(again.events) == list(first.events)
+    assert again.processed_at == first.processed_at
+    assert log_contents(store) == before
+
+
+def test_repeated_command_leaves_the_aggregate_untouched(store):
+    repo = account_repository(store)
+    repo.save_with_command(_opened_account(), "cmd-1")
+    retry = _opened_account()
+    retry.deposit(9)
+    repo.save_with_command(retry, "cmd-1")
+    assert retry.stored_version == 0
+    assert retry.version == 2
+    assert len(retry.uncommitted_events) == 2
+    assert retry.state.balance == 109
+
+
+def test_repeated_command_is_reported_before_the_version_conflict(store):
+    repo = account_repository(store)
+    account = _opened_account()
+    repo.save_with_command(account, "cmd-1")
+    account.deposit(1)
+    repo.save(account)
+    stale = _opened_account()  # expected version 0, stream at 2
+    assert repo.save_with_command(stale, "cmd-1").already_processed is True
+
+
+def test_repeated_command_is_reported_before_the_constraint_check(store):
+    repo = account_repository(store)
+    first = Account("acc-1")
+    first.open("ann", unique_owner=True)
+    repo.save_with_command(first, "cmd-1")
+    rival = Account("acc-2")
+    rival.open("ann", unique_owner=True)
+    # acc-2 may not claim "ann", but cmd-1 is known: the original result wins.
+    assert repo.save_with_command(rival, "cmd-1").already_processed is True
+
+
+def test_retry_after_command_record_expired_is_already_processed(store):
+    repo = account_repository(store, command_ttl=TINY_TTL)
+    first = repo.save_with_command(_opened_account(), "cmd-1")
+    _expire()
+    again = repo.save_with_command(_opened_account(), "cmd-1")
+    assert again.already_processed is True
+    assert list(again.events) == list(first.events)
+    assert store.stream_version("acc-1") == 1
+
+
+def test_retry_after_command_record_was_cleaned_up_is_already_processed(store):
+    repo = account_repository(store)
+    account = _opened_account()
+    account.deposit(3)
+    repo.save_with_command(account, "cmd-1")
+    store.delete_expired_commands(datetime.now(UTC) + DEFAULT_COMMAND_TTL * 2)
+    retry = _opened_account()
+    retry.deposit(3)
+    again = repo.save_with_command(retry, "cmd-1")
+    assert again.already_processed is True
+    assert [e.version for e in again.events] == [1, 2]
+
+
+def test_retry_on_conflict_with_known_command_does_not_run_the_command(store):
+    repo = account_repository(store)
+    repo.save_with_command(_opened_account(), "cmd-1")
+    calls = []
+    result = repo.retry_on_conflict("acc-1", calls.append, command_id="cmd-1")
+    assert result.already_processed is True
+    assert calls == []
+
+
+def test_save_without_command_id_uses_random_distinct_ids(store):
+    repo = account_repository(store)
+    a, b = _opened_account("a"), _opened_account("b")
+    a.deposit(1)
+    repo.save(a)
+    repo.save(b)
+    ids = [e.event_id for e in store.read_all()]
+    assert len(set(ids)) == 3
+    assert ids[0] != deterministic_event_id("", "a", 0)
+
+
+def test_command_id_becomes_causation_id(store):
+    repo = account_repository(store)
+    account = _opened_account()
+    account.deposit(1)
+    repo.save_with_command(account, "cmd-1")
+    assert [e.metadata.causation_id for e in store.read_all()] == ["cmd-1", "cmd-1"]
+
+
+def test_metadata_causation_id_overrides_the_command_id(store):
+    repo = account_repository(store)
+    meta = EventMetadata(causation_id="upstream-event", correlation_id="corr-1", principal_id="u1")
+    repo.save_with_command(_opened_account(), "cmd-1", meta)
+    (event,) = store.read_all()
+    assert event.metadata.causation_id == "upstream-event"
+    assert event.metadata.correlation_id == "corr-1"
+    assert event.metadata.principal_id == "u1"
+
+
+def test_per_event_metadata_overrides_save_metadata(store):
+    repo = account_repository(store)
+    account = Account("acc-1")
+    account.open("ann")
+    account.apply_change(
+        pb.MoneyDeposited(amount=2), EventMetadata(causation_id="by-event", custom={"k": "v"})
+    )
+    repo.save_with_command(account, "cmd-1", EventMetadata(tenant_id="t1"))
+    opened_event, deposited = store.read_all()
+    assert opened_event.metadata.causation_id == "cmd-1"
+    assert deposited.metadata.causation_id == "by-event"
+    assert deposited.metadata.tenant_id == "t1"
+    assert deposited.metadata.custom == {"k": "v"}
+
+
+def test_save_with_command_rejects_an_empty_command_id(store):
+    repo = account_repository(store)
+    with pytest.raises(ValueError, match="command id"):
+        repo.save_with_command(_opened_account(), "")

@@ -1,0 +1,79 @@
+"""Golden tests: the generated source of the example domains, byte for byte.
+
+The expected files live in ``tests/golden/codegen/``. After an intended change
+to the templates, rewrite them with::
+
+    EVENTSTORE_UPDATE_GOLDEN=1 .venv/bin/pytest tests/golden
+
+and review the diff. The formatter runs here only, to prove the templates
+already write formatted code.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eventstore.codegen.compiler import compile_files
+from eventstore.codegen.model import Model, build_model
+from eventstore.codegen.render import render_file, render_live
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "proto" / "examples"
+GOLDEN = Path(__file__).parent / "codegen"
+UPDATE = os.environ.get("EVENTSTORE_UPDATE_GOLDEN") == "1"
+RUFF = Path(sys.executable).parent / "ruff"
+
+FILE_OUTPUTS = {
+    "bank/account.proto": "bank/account_es.py",
+    "shop/shop.proto": "shop/shop_es.py",
+    "subscription/model.proto": "subscription/model_es.py",
+    "subscription/subscription.proto": "subscription/subscription_es.py",
+}
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    files = sorted(p.relative_to(EXAMPLES).as_posix() for p in EXAMPLES.rglob("*.proto"))
+    return build_model(compile_files(files, [EXAMPLES]).file)
+
+
+def check(relative: str, text: str) -> None:
+    path = GOLDEN / relative
+    if UPDATE:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert path.exists(), f"no golden file {path}; run with EVENTSTORE_UPDATE_GOLDEN=1"
+    assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("proto", sorted(FILE_OUTPUTS))
+def test_generated_file_matches_golden(model: Model, proto: str) -> None:
+    rendered = render_file(model, proto)
+    assert rendered is not None
+    check(FILE_OUTPUTS[proto], rendered.source)
+
+
+def test_file_declaring_only_events_generates_nothing(model: Model) -> None:
+    assert render_file(model, "subscription/events.proto") is None
+
+
+def test_live_module_source_matches_golden(model: Model) -> None:
+    bank = build_model(compile_files(["bank/account.proto"], [EXAMPLES]).file)
+    check("live/bank.py", render_live(bank, "bank.proto").source)
+
+
+def test_golden_files_are_already_formatted() -> None:
+    files = sorted(str(p) for p in GOLDEN.rglob("*.py"))
+    assert len(files) == len(FILE_OUTPUTS) + 1
+    result = subprocess.run(
+        [str(RUFF), "format", "--config", str(ROOT / "pyproject.toml"), "--diff", *files],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,241 @@
+"""The generator's outside faces: the protoc plugin, ``eventstore generate``, and the
+generated code under ruff and mypy. Real protoc (grpcio-tools), real processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "proto" / "examples"
+BIN = Path(sys.executable).parent
+PLUGIN = BIN / "protoc-gen-eventsourcing"
+OPTIONS_DIR = ROOT / "eventstore" / "proto"
+
+
+def run(args: list[str], cwd: Path | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        args,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``eventstore generate proto/examples --out OUT`` (the console script)."""
+    out = tmp_path_factory.mktemp("generated")
+    result = run([str(BIN / "eventstore"), "generate", str(EXAMPLES), "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+# -- the protoc plugin ---------------------------------------------------------------
+def test_plugin_runs_under_grpc_tools_protoc(tmp_path: Path) -> None:
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{EXAMPLES}",
+            f"-I{OPTIONS_DIR}",
+            f"--plugin=protoc-gen-eventsourcing={PLUGIN}",
+            f"--eventsourcing_out={tmp_path}",
+            "subscription/model.proto",
+            "subscription/events.proto",
+            "subscription/subscription.proto",
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
+    assert written == ["subscription/model_es.py", "subscription/subscription_es.py"]
+    golden = ROOT / "tests" / "golden" / "codegen" / "subscription" / "model_es.py"
+    assert (tmp_path / "subscription" / "model_es.py").read_text() == golden.read_text()
+
+
+def test_plugin_reports_model_errors_through_protoc(tmp_path: Path) -> None:
+    (tmp_path / "bad.proto").write_text(
+        textwrap.dedent("""\
+        syntax = "proto3";
+        import "eventsourcing/options.proto";
+        message Account {
+          option (eventsourcing.aggregate_root).id_field = "acount_id";
+          string account_id = 1;
+        }
+        """)
+    )
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{tmp_path}",
+            f"-I{OPTIONS_DIR}",
+            f"--plugin=protoc-gen-eventsourcing={PLUGIN}",
+            f"--eventsourcing_out={tmp_path}",
+            "bad.proto",
+        ]
+    )
+    assert result.returncode != 0
+    assert "bad.proto:4:" in result.stderr
+    assert "id_field 'acount_id'" in result.stderr
+    assert not list(tmp_path.glob("*_es.py"))
+
+
+def test_plugin_prints_model_warnings(tmp_path: Path) -> None:
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{EXAMPLES}",
+            f"-I{OPTIONS_DIR}",
+            f"--plugin=protoc-gen-eventsourcing={PLUGIN}",
+            f"--eventsourcing_out={tmp_path}",
+            "shop/shop.proto",
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    assert "shop/shop.proto:27:3: warning: state field 'version'" in result.stderr
+
+
+# -- eventstore generate ------------------------------------------------------------
+def test_generate_writes_pb2_pyi_and_es_per_file(generated: Path) -> None:
+    names = sorted(p.relative_to(generated).as_posix() for p in generated.rglob("*.py*"))
+    assert "bank/account_pb2.py" in names
+    assert "bank/account_pb2.pyi" in names
+    assert "bank/account_es.py" in names
+    assert "subscription/events_pb2.py" in names
+    assert not (generated / "eventsourcing").exists()
+
+
+def test_generated_pb2_imports_the_options_from_inside_eventstore(generated: Path) -> None:
+    text = (generated / "bank" / "account_pb2.py").read_text()
+    assert "from eventstore.proto.eventsourcing import options_pb2" in text
+    assert "from eventsourcing import" not in text
+
+
+def test_generated_modules_import_in_a_fresh_process(generated: Path) -> None:
+    script = textwrap.dedent("""\
+        import sys
+        from subscription.model_es import SubscriptionAggregate, SUBSCRIPTION_EVENTS
+        from subscription.subscription_es import SDK
+        from shop.shop_es import OrderAggregate, CustomerAggregate
+        from bank.account_es import AccountAggregate, AccountOpenedEvent
+        assert "eventsourcing" not in sys.modules, "a top-level eventsourcing was imported"
+        print(sorted(SUBSCRIPTION_EVENTS))
+        """)
+    result = run([sys.executable, "-c", script], cwd=generated, PYTHONPATH=str(generated))
+    assert result.returncode == 0, result.stderr
+    assert "subscription.v1.PlanChanged" in result.stdout
+
+
+def test_generate_reports_a_proto_error_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "protos").mkdir()
+    (tmp_path / "protos" / "broken.proto").write_text(
+        'syntax = "proto3";\nmessage A { strin x = 1; }\n'
+    )
+    result = run(
+        [
+            str(BIN / "eventstore"),
+            "generate",
+            str(tmp_path / "protos"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert result.returncode == 1
+    assert f"{tmp_path / 'protos' / 'broken.proto'}:2:13:" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_generate_skips_a_copy_of_the_options_in_the_proto_folder(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "proto" / "eventsourcing", tmp_path / "proto" / "eventsourcing")
+    shutil.copytree(EXAMPLES / "bank", tmp_path / "proto" / "bank")
+    result = run(
+        [
+            str(BIN / "eventstore"),
+            "generate",
+            str(tmp_path / "proto"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "out" / "eventsourcing").exists()
+    assert (tmp_path / "out" / "bank" / "account_es.py").exists()
+
+
+# -- the generated code under ruff and mypy ---------------------------------------------
+def test_generated_code_passes_ruff(generated: Path) -> None:
+    files = [str(p) for p in generated.rglob("*_es.py")]
+    result = run([str(BIN / "ruff"), "check", "--config", str(ROOT / "pyproject.toml"), *files])
+    assert result.returncode == 0, result.stdout
+
+
+def test_generated_code_passes_mypy(generated: Path) -> None:
+    files = [p.relative_to(generated).as_posix() for p in generated.rglob("*_es.py")]
+    result = run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--no-incremental",
+            *files,
+        ],
+        cwd=generated,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_mypy_catches_a_handler_that_does_not_fit_the_generated_protocol(
+    generated: Path,
+) -> None:
+    (generated / "wrong_handler.py").write_text(
+        textwrap.dedent("""\
+        from eventstore.core.transport import RequestContext
+        from bank.account_es import (
+            AccountCommandServiceServer, DepositCommand, BalanceResponse, WithdrawCommand,
+        )
+
+        class Handler:
+            def open_account(self, cmd: DepositCommand, ctx: RequestContext) -> BalanceResponse:
+                return BalanceResponse()
+            def deposit(self, cmd: DepositCommand, ctx: RequestContext) -> BalanceResponse:
+                return BalanceResponse()
+            def withdraw(self, cmd: WithdrawCommand, ctx: RequestContext) -> BalanceResponse:
+                return BalanceResponse()
+            def close_account(self, cmd: DepositCommand, ctx: RequestContext) -> BalanceResponse:
+                return BalanceResponse()
+
+        AccountCommandServiceServer(Handler())
+        """)
+    )
+    try:
+        result = run(
+            [
+                sys.executable,
+                "-m",
+                "mypy",
+                "--config-file",
+                str(ROOT / "pyproject.toml"),
+                "--no-incremental",
+                "wrong_handler.py",
+            ],
+            cwd=generated,
+        )
+    finally:
+        (generated / "wrong_handler.py").unlink()
+    assert result.returncode == 1
+    assert 'Argument 1 to "AccountCommandServiceServer" has incompatible type' in result.stdout

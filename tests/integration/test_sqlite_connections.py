@@ -1,0 +1,133 @@
+"""SQLite specifics: pragmas on every connection, files, reopening, closing, schema."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from eventstore.sqlite import SQLiteEventStore, StoreClosedError
+from eventstore.sqlite.schema import SCHEMA_VERSION
+from tests.support.bank import Account, account_repository
+
+
+def _read_from_threads(store: SQLiteEventStore, count: int) -> None:
+    barrier = threading.Barrier(count)
+
+    def read() -> None:
+        barrier.wait(timeout=10)
+        store.read_all()
+        store.load_stream("acc-1")
+
+    threads = [threading.Thread(target=read) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+
+
+@pytest.mark.parametrize("level", ["FULL", "NORMAL"])
+def test_every_connection_of_a_file_store_has_wal_the_level_and_a_busy_timeout(db_path, level):
+    with SQLiteEventStore(db_path, synchronous=level, busy_timeout=7.5) as store:
+        store.append("acc-1", "Account", 0, [])
+        _read_from_threads(store, 4)
+        settings = store.connection_settings()
+        assert len(settings) >= 5, "a writer and one reader per thread"
+        assert {s.role for s in settings} == {"writer", "reader"}
+        for s in settings:
+            assert s.journal_mode == "WAL"
+            assert s.synchronous == level
+            assert s.busy_timeout_ms == 7500
+
+
+def test_default_synchronous_level_is_full(db_path):
+    with SQLiteEventStore(db_path) as store:
+        assert store.synchronous == "FULL"
+        assert all(s.synchronous == "FULL" for s in store.connection_settings())
+
+
+def test_memory_store_uses_one_connection_with_the_level_and_busy_timeout():
+    with SQLiteEventStore(":memory:", synchronous="NORMAL", busy_timeout=2) as store:
+        _read_from_threads(store, 3)
+        (only,) = store.connection_settings()
+        assert only.synchronous == "NORMAL"
+        assert only.busy_timeout_ms == 2000
+
+
+def test_file_database_is_in_wal_mode_for_other_clients(db_path):
+    SQLiteEventStore(db_path).close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    raw.close()
+
+
+def test_unknown_synchronous_level_is_rejected(db_path):
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteEventStore(db_path, synchronous="SOMETIMES")
+
+
+def test_missing_folder_is_an_error_naming_it(tmp_path):
+    missing = tmp_path / "no-such-dir" / "events.db"
+    with pytest.raises(FileNotFoundError, match="no-such-dir"):
+        SQLiteEventStore(missing)
+
+
+def test_events_survive_closing_and_reopening(db_path):
+    with SQLiteEventStore(db_path) as store:
+        repo = account_repository(store)
+        account = Account("acc-1")
+        account.open("ann", 10)
+        repo.save_with_command(account, "cmd-1")
+    with SQLiteEventStore(db_path) as store:
+        repo = account_repository(store)
+        assert repo.load("acc-1").state.balance == 10
+        assert store.processed_command("cmd-1") is not None
+
+
+def test_reopening_keeps_the_schema_version(db_path):
+    SQLiteEventStore(db_path).close()
+    SQLiteEventStore(db_path).close()
+    with sqlite3.connect(db_path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    raw.close()
+
+
+def test_database_from_a_newer_version_is_refused(db_path):
+    SQLiteEventStore(db_path).close()
+    raw = sqlite3.connect(db_path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        SQLiteEventStore(db_path)
+
+
+def test_closed_store_refuses_use_with_a_clear_error(db_path):
+    store = SQLiteEventStore(db_path)
+    store.close()
+    store.close()  # closing twice is harmless
+    with pytest.raises(StoreClosedError, match="closed"):
+        store.read_all()
+    with pytest.raises(StoreClosedError):
+        store.append("acc-1", "Account", 0, [])
+
+
+def test_two_store_objects_on_one_file_see_each_others_commits(db_path):
+    with SQLiteEventStore(db_path) as writer, SQLiteEventStore(db_path) as reader:
+        repo = account_repository(writer)
+        account = Account("acc-1")
+        account.open("ann")
+        repo.save(account)
+        assert reader.stream_version("acc-1") == 1
+        account.deposit(1)
+        repo.save(account)
+        assert reader.head_position() == 2
+
+
+def test_each_memory_store_is_a_private_database():
+    with SQLiteEventStore(":memory:") as one, SQLiteEventStore(":memory:") as two:
+        account = Account("acc-1")
+        account.open("ann")
+        account_repository(one).save(account)
+        assert one.stream_version("acc-1") == 1
+        assert two.stream_version("acc-1") == 0

@@ -1,0 +1,132 @@
+"""DataFrames of events, streams, snapshots and checkpoints: dtypes and decoding."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from eventstore import EventTypeRegistry, EveryNEvents, SQLiteEventStore
+from eventstore.notebook import frames
+from eventstore.notebook.messages import message_to_dict
+from tests.support.bank import EVENT_TYPES, Account, account_repository, pb
+
+EXPECTED_DTYPES = {
+    "position": "int64",
+    "timestamp": "datetime64[us, UTC]",
+    "aggregate_type": "str",
+    "aggregate_id": "str",
+    "version": "int64",
+    "event_type": "str",
+    "payload": "object",
+    "decoded": "bool",
+    "event_id": "str",
+}
+
+
+def fill(store: SQLiteEventStore) -> None:
+    repo = account_repository(store, snapshot_store=store, snapshot_strategy=EveryNEvents(2))
+    a = Account("acc-1")
+    a.open("Ada", 100)
+    a.deposit(5)
+    repo.save(a)
+    a.withdraw(3)
+    a.deposit(7)
+    repo.save(a)
+    b = Account("acc-2")
+    b.open("Bob")
+    repo.save(b)
+
+
+def dtypes(frame: pd.DataFrame) -> dict[str, str]:
+    return {c: str(frame[c].dtype) for c in EXPECTED_DTYPES}
+
+
+def test_events_frame_columns_have_datetime_int_and_string_dtypes(store):
+    fill(store)
+    frame = frames.events_frame(store.read_all(), EVENT_TYPES)
+    assert dtypes(frame) == EXPECTED_DTYPES
+    assert frame["timestamp"].iloc[0] == store.read_all()[0].timestamp
+
+
+def test_an_empty_events_frame_has_the_same_dtypes(store):
+    frame = frames.events_frame([], EVENT_TYPES)
+    assert len(frame) == 0
+    assert dtypes(frame) == EXPECTED_DTYPES
+
+
+@pytest.mark.parametrize(
+    "types",
+    [
+        pytest.param(EVENT_TYPES, id="class-list"),
+        pytest.param(EventTypeRegistry(EVENT_TYPES), id="registry"),
+        pytest.param({c.DESCRIPTOR.full_name: c for c in EVENT_TYPES}, id="mapping"),
+    ],
+)
+def test_payloads_are_decoded_to_dicts_from_any_source_of_classes(store, types):
+    fill(store)
+    frame = frames.events_frame(store.read_all(), types)
+    assert frame["decoded"].all()
+    assert frame.loc[0, "payload"] == {"owner": "Ada", "initial_balance": 100}
+
+
+def test_payloads_decode_through_a_repository(store):
+    fill(store)
+    frame = frames.events_frame(store.read_all(), account_repository(store))
+    assert frame.loc[1, "payload"] == {"amount": 5}
+
+
+def test_a_payload_of_unknown_type_is_hex_with_decoded_false(store):
+    fill(store)
+    frame = frames.events_frame(store.read_all(), [pb.AccountOpened])
+    withdrawn = frame[frame["event_type"] == "testbank.v1.MoneyWithdrawn"].iloc[0]
+    assert not withdrawn["decoded"]
+    assert withdrawn["payload"] == pb.MoneyWithdrawn(amount=3).SerializeToString().hex()
+    assert frame.loc[0, "decoded"]
+
+
+def test_expanded_payload_columns_keep_integers_as_integers(store):
+    fill(store)
+    frame = frames.events_frame(store.read_all(), EVENT_TYPES, expand_payload=True)
+    assert str(frame["payload.amount"].dtype) == "Int64"
+    assert frame["payload.amount"].dropna().tolist() == [5, 3, 7]
+
+
+def test_stream_frame_lists_one_aggregate_in_version_order(store):
+    fill(store)
+    frame = frames.stream_frame(store, "acc-1", EVENT_TYPES)
+    assert frame["version"].tolist() == [1, 2, 3, 4]
+    assert set(frame["aggregate_id"]) == {"acc-1"}
+
+
+def test_snapshots_frame_has_versions_sizes_times_and_decoded_state(store):
+    fill(store)
+    frame = frames.snapshots_frame(store.list_snapshots("acc-1"), pb.AccountState)
+    assert frame["version"].tolist() == [2, 4]
+    assert str(frame["version"].dtype) == "int64"
+    assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
+    assert (frame["size_bytes"] > 0).all()
+    assert frame.loc[1, "state"]["balance"] == 109
+
+
+def test_checkpoints_frame_shows_each_projection_lag_behind_the_head(store):
+    fill(store)
+    store.save_checkpoint("balances", 2)
+    store.save_checkpoint("owners", 5)
+    frame = frames.checkpoints_frame(store)
+    assert frame.to_dict("records") == [
+        {"projection": "balances", "checkpoint": 2, "head": 5, "lag": 3},
+        {"projection": "owners", "checkpoint": 5, "head": 5, "lag": 0},
+    ]
+    assert str(frame["lag"].dtype) == "int64"
+
+
+def test_message_to_dict_keeps_int64_as_int_enums_as_names_and_unset_messages_as_none(nbforms):
+    msg = nbforms.PlaceOrder(amount_cents=2**40, priority=nbforms.PRIORITY_HIGH, note=b"\x01")
+    msg.limits["daily"] = 5
+    values = message_to_dict(msg)
+    assert values["amount_cents"] == 2**40
+    assert values["priority"] == "PRIORITY_HIGH"
+    assert values["note"] == "01"
+    assert values["shipping"] is None
+    assert values["limits"] == {"daily": 5}
+    assert values["tags"] == []

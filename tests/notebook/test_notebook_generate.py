@@ -1,0 +1,130 @@
+"""%%es_generate: proto source in a cell -> live classes in the notebook."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+from IPython.core.error import UsageError
+from IPython.utils.capture import capture_output
+
+from eventstore.codegen import CodegenError
+
+ROOT = Path(__file__).resolve().parents[2]
+BANK_PROTO = (ROOT / "proto" / "examples" / "bank" / "account.proto").read_text()
+
+APPLIER = """
+class Applier:
+    def apply_account_opened_event(self, agg, e):
+        agg.owner = e.owner
+        agg.balance = e.initial_deposit
+    def apply_money_deposited_event(self, agg, e):
+        agg.balance += e.amount
+    def apply_money_withdrawn_event(self, agg, e):
+        agg.balance -= e.amount
+    def apply_account_closed_event(self, agg, e):
+        pass
+"""
+
+BROKEN = """syntax = "proto3";
+package broken.v1;
+
+message Thing {
+  string name = 1
+  int64 size = 2;
+}
+"""
+
+
+def test_es_generate_binds_the_generated_classes_and_the_module(shell):
+    shell.run_cell_magic("es_generate", "--name bank", BANK_PROTO)
+    ns = shell.user_ns
+    assert ns["bank"].__name__ == "eventstore.codegen.live.bank"
+    assert ns["AccountOpenedEvent"] is ns["bank"].AccountOpenedEvent
+    assert ns["AccountOpenedEvent"].DESCRIPTOR.full_name == "account.v1.AccountOpenedEvent"
+    for name in ("AccountAggregate", "AccountRepository", "AccountClient", "AccountStatus"):
+        assert name in ns
+    assert "annotations" not in ns
+
+
+def test_es_generate_prints_a_short_summary(shell):
+    with capture_output() as captured:
+        shell.run_cell_magic("es_generate", "--name bank", BANK_PROTO)
+    out = captured.stdout
+    assert out.startswith("generated `bank`:")
+    assert "aggregates Account" in out
+    assert "events     AccountOpenedEvent, MoneyDepositedEvent" in out
+    assert "services   AccountCommandService, AccountQueryService" in out
+
+
+def test_a_proto_error_fails_the_cell_at_its_cell_line_counting_the_magic_line(shell):
+    result = shell.run_cell("%%es_generate --name broken\n" + BROKEN)
+    error = result.error_in_exec
+    assert isinstance(error, CodegenError)
+    assert not isinstance(error, UsageError)
+    # The missing ';' is reported at proto line 6 ("int64 size"), which is cell line 7.
+    assert str(error).startswith("cell:7:")
+    assert (error.file, error.line) == ("cell", 7)
+
+
+def test_a_proto_error_is_shown_without_a_python_traceback(shell):
+    with capture_output() as captured:
+        shell.run_cell("%%es_generate --name broken\n" + BROKEN)
+    assert "cell:7:" in captured.stdout
+    assert "Traceback" not in captured.stdout
+    assert "magics.py" not in captured.stdout
+
+
+def test_running_a_changed_cell_replaces_the_earlier_classes(shell):
+    first = 'syntax = "proto3";\npackage v.v1;\nmessage A { string x = 1; }\nmessage Gone {}\n'
+    second = 'syntax = "proto3";\npackage v.v1;\nmessage A { string x = 1; int64 y = 2; }\n'
+    shell.run_cell_magic("es_generate", "--name v", first)
+    old = shell.user_ns["A"]
+    shell.run_cell_magic("es_generate", "--name v", second)
+    new = shell.user_ns["A"]
+    assert new is not old
+    assert [f.name for f in new.DESCRIPTOR.fields] == ["x", "y"]
+    assert "Gone" not in shell.user_ns
+
+
+def test_generated_events_decode_in_es_events_without_a_repository(shell, cell):
+    cell("%es_store")
+    shell.run_cell_magic("es_generate", "--name bank", BANK_PROTO)
+    cell(APPLIER)
+    cell(
+        "r = AccountRepository(store, Applier())\n"
+        "a = r.factory('acc-1')\n"
+        "a.apply_change(AccountOpenedEvent(owner='Ada', initial_deposit=70))\n"
+        "r.save(a)\n"
+        "del r"
+    )
+    frame = cell("%es_events")
+    assert frame.loc[0, "payload"] == {"owner": "Ada", "initial_deposit": 70}
+
+
+def test_es_state_shows_a_generated_aggregate_through_its_repository(shell, cell):
+    cell("%es_store")
+    shell.run_cell_magic("es_generate", "--name bank", BANK_PROTO)
+    cell(APPLIER)
+    cell(
+        "repo = AccountRepository(store, Applier())\n"
+        "a = repo.factory('acc-1')\n"
+        "a.apply_change(AccountOpenedEvent(owner='Ada', initial_deposit=70))\n"
+        "a.apply_change(MoneyDepositedEvent(amount=5))\n"
+        "repo.save(a)"
+    )
+    frame = cell("%es_state acc-1 --repo repo --at 1")
+    state = dict(zip(frame["field"], frame["value"], strict=True))
+    assert state["balance"] == 70
+    assert state["status"] == "ACCOUNT_STATUS_UNSPECIFIED"
+
+
+def test_es_generate_of_the_bank_proto_takes_well_under_a_second(shell):
+    timings = []
+    for _ in range(5):
+        start = time.perf_counter()
+        with capture_output():
+            shell.run_cell_magic("es_generate", "--name bank", BANK_PROTO)
+        timings.append(time.perf_counter() - start)
+    assert statistics.median(timings) < 0.5, timings

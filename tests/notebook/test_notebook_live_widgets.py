@@ -1,0 +1,244 @@
+"""Event log, time travel and projection monitor, headless."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from eventstore import AggregateNotFoundError, EveryNEvents, SQLiteEventStore
+from eventstore.core.projections import ProjectionManager, projection
+from eventstore.notebook.state import MISSING
+from eventstore.notebook.widgets import EventLog, ProjectionMonitor, TimeTravel
+from tests.support.bank import EVENT_TYPES, Account, account_repository
+
+
+def open_account(store: SQLiteEventStore, account_id: str, owner: str, **kwargs: Any) -> Account:
+    repo = account_repository(store, **kwargs)
+    account = Account(account_id)
+    account.open(owner, 100)
+    repo.save(account)
+    return account
+
+
+def deposit(store: SQLiteEventStore, account_id: str, amount: int, **kwargs: Any) -> None:
+    repo = account_repository(store, **kwargs)
+    account = repo.load(account_id)
+    account.deposit(amount)
+    repo.save(account)
+
+
+# -- event log ----------------------------------------------------------------------------------
+def test_the_event_log_shows_events_already_stored(store):
+    open_account(store, "acc-1", "Ada")
+    log = EventLog(store, EVENT_TYPES)
+    assert [r["event"] for r in log.rows()] == ["AccountOpened"]
+    assert "owner='Ada'" in html.unescape(log.table.value)
+
+
+def test_the_event_log_updates_when_an_event_is_appended(store):
+    log = EventLog(store, EVENT_TYPES)
+    assert "no events yet" in log.table.value
+    open_account(store, "acc-1", "Ada")
+    deposit(store, "acc-1", 25)
+    assert [r["event"] for r in log.rows()] == ["MoneyDeposited", "AccountOpened"]
+    assert "amount=25" in log.table.value
+    assert "2 events seen" in log.summary.value
+
+
+def test_the_event_log_keeps_only_the_last_max_rows(store):
+    log = EventLog(store, EVENT_TYPES, max_rows=2)
+    open_account(store, "acc-1", "Ada")
+    for amount in (1, 2, 3):
+        deposit(store, "acc-1", amount)
+    assert [r["version"] for r in log.rows()] == [4, 3]
+    assert log.events_seen == 4
+
+
+def test_the_event_log_of_one_aggregate_ignores_the_others(store):
+    log = EventLog(store, EVENT_TYPES, aggregate_id="acc-2")
+    open_account(store, "acc-1", "Ada")
+    open_account(store, "acc-2", "Bob")
+    assert [r["aggregate"] for r in log.rows()] == ["acc-2"]
+
+
+def test_a_closed_event_log_stops_listening(store):
+    log = EventLog(store, EVENT_TYPES)
+    log.close()
+    open_account(store, "acc-1", "Ada")
+    assert log.rows() == []
+
+
+def test_a_failing_redraw_is_shown_in_the_log_and_never_fails_the_append(store):
+    log = EventLog(store, EVENT_TYPES)
+
+    def broken_decode(event):
+        raise RuntimeError("decoder exploded")
+
+    log._decode = broken_decode  # stands for any fault while redrawing
+    open_account(store, "acc-1", "Ada")  # must not raise
+    assert "decoder exploded" in log.error.value
+    assert store.stream_version("acc-1") == 1
+
+
+def test_the_event_log_sees_other_writers_on_refresh(store, tmp_path):
+    log = EventLog(store, EVENT_TYPES)
+    with SQLiteEventStore(store.path) as other:
+        open_account(other, "acc-9", "Zed")
+    assert log.rows() == []
+    assert log.refresh() == 1
+    assert [r["aggregate"] for r in log.rows()] == ["acc-9"]
+
+
+# -- time travel --------------------------------------------------------------------------------
+@pytest.fixture
+def history(store):
+    """acc-1: opened with 100, then deposits 10, 20, 30, 40, 50; snapshots every 2 versions."""
+    snapshots = {"snapshot_store": store, "snapshot_strategy": EveryNEvents(2)}
+    open_account(store, "acc-1", "Ada", **snapshots)
+    for amount in (10, 20, 30, 40, 50):
+        deposit(store, "acc-1", amount, **snapshots)
+    return account_repository(store, snapshot_store=store)
+
+
+def test_time_travel_starts_at_the_latest_version(history):
+    travel = TimeTravel(history, "acc-1")
+    assert travel.slider.max == 6
+    assert travel.view.version == 6
+    assert travel.view.state["balance"] == 250
+
+
+def test_moving_the_slider_shows_the_state_at_that_version(history):
+    travel = TimeTravel(history, "acc-1")
+    travel.slider.value = 3
+    assert travel.view.state["balance"] == 130
+    assert "130" in travel.state_view.value
+    assert "version <b>3</b> of 6" in travel.event_view.value
+    assert "MoneyDeposited" in travel.event_view.value
+
+
+def test_time_travel_shows_what_the_event_changed(history):
+    travel = TimeTravel(history, "acc-1", version=3)
+    changes = {c.path: (c.before, c.after) for c in travel.view.changes}
+    assert changes == {"balance": (110, 130), "history[2]": (MISSING, "MoneyDeposited")}
+    assert "110 → 130" in travel.changes_view.value
+
+
+def test_time_travel_marks_the_versions_with_snapshots(history):
+    travel = TimeTravel(history, "acc-1")
+    assert travel.snapshot_versions == [2, 4, 6]
+    assert "snapshots at versions 2, 4, 6" in travel.strip.value
+    assert travel.strip.value.count("◆") == 3 + 1  # three cells and the legend
+
+
+def test_time_travel_loads_from_the_nearest_snapshot_below_the_version(history):
+    travel = TimeTravel(history, "acc-1", version=5)
+    assert travel.view.snapshot_version == 4
+    assert "loaded from the snapshot at version 4" in travel.event_view.value
+
+
+def test_time_travel_of_an_unknown_aggregate_fails_naming_it(history):
+    with pytest.raises(AggregateNotFoundError, match="'acc-404'"):
+        TimeTravel(history, "acc-404")
+
+
+def test_time_travel_refresh_picks_up_new_versions(history, store):
+    travel = TimeTravel(history, "acc-1")
+    deposit(store, "acc-1", 1)
+    travel.refresh()
+    assert travel.slider.max == 7
+    travel.slider.value = 7
+    assert travel.view.state["balance"] == 251
+
+
+# -- projection monitor ------------------------------------------------------------------------
+@pytest.fixture
+def manager(store):
+    manager = ProjectionManager(store)
+    seen: list[int] = []
+
+    @projection("counter")
+    def counter(event, ctx):
+        seen.append(event.position)
+
+    @projection("picky")
+    def picky(event, ctx):
+        if event.version == 2:
+            raise ValueError("cannot handle version 2")
+
+    manager.register(counter)
+    manager.register(picky)
+    return manager
+
+
+def test_the_monitor_shows_each_projection_checkpoint_head_and_lag(store, manager):
+    open_account(store, "acc-1", "Ada")
+    deposit(store, "acc-1", 5)
+    monitor = ProjectionMonitor(manager, show_chart=False)
+    assert {s.projection: s.lag for s in monitor.samples} == {"counter": 2, "picky": 2}
+    manager.catch_up()
+    taken = monitor.refresh()
+    assert {s.projection: (s.checkpoint, s.head, s.lag) for s in taken} == {
+        "counter": (2, 2, 0),
+        "picky": (1, 2, 1),
+    }
+    assert "counter" in monitor.table.value and "READY" in monitor.table.value
+
+
+def test_the_monitor_shows_the_last_error_of_a_failed_projection(store, manager):
+    open_account(store, "acc-1", "Ada")
+    deposit(store, "acc-1", 5)
+    manager.catch_up()
+    monitor = ProjectionMonitor(manager, show_chart=False)
+    assert "FAILED" in monitor.table.value
+    assert "cannot handle version 2" in monitor.errors.value
+
+
+def test_the_monitor_draws_the_lag_chart_from_its_samples(store, manager):
+    open_account(store, "acc-1", "Ada")
+    monitor = ProjectionMonitor(manager)
+    manager.catch_up()
+    monitor.refresh()
+    assert monitor.chart.value.lstrip().startswith("<svg")
+    assert len(monitor.samples) == 4
+
+
+@dataclass
+class Status:
+    name: str
+    status: str
+    checkpoint: int
+    head: int
+    lag: int
+    last_error: str | None = None
+
+
+def test_the_monitor_reads_any_function_returning_status_like_objects():
+    statuses = [Status("bus-reader", "CATCHING_UP", 3, 10, 7)]
+    monitor = ProjectionMonitor(lambda: statuses, show_chart=False)
+    (sample,) = monitor.samples
+    assert (sample.projection, sample.lag) == ("bus-reader", 7)
+    assert "CATCHING_UP" in monitor.table.value
+
+
+def test_the_monitor_refreshes_on_the_running_loop_until_stopped(store, manager):
+    async def scenario() -> int:
+        monitor = ProjectionMonitor(manager, interval=0.01, show_chart=False)
+        monitor.start()
+        await asyncio.sleep(0.2)
+        monitor.stop()
+        count = monitor.refreshes
+        await asyncio.sleep(0.05)
+        assert monitor.refreshes == count
+        return count
+
+    assert asyncio.run(scenario()) >= 5
+
+
+def test_starting_the_monitor_without_a_running_loop_says_what_to_do(manager):
+    monitor = ProjectionMonitor(manager, show_chart=False)
+    with pytest.raises(RuntimeError, match="needs a running event loop"):
+        monitor.start()

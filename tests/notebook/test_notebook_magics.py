@@ -1,0 +1,241 @@
+"""The magics, run through a real IPython InteractiveShell."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from eventstore import SQLiteEventStore
+from eventstore.notebook.magics import MagicError
+from tests.support.bank import Account, pb
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BANK_SETUP = """
+from tests.support.bank import Account, account_repository
+repo = account_repository(store)
+a = Account("acc-1"); a.open("Ada", 100); a.deposit(50); repo.save(a)
+b = Account("acc-2"); b.open("Bob", 10); repo.save(b)
+a.withdraw(30); repo.save(a)
+"""
+
+
+def test_es_store_opens_an_in_memory_store_bound_to_the_named_variable(shell, cell):
+    cell("%es_store --var events")
+    store = shell.user_ns["events"]
+    assert isinstance(store, SQLiteEventStore)
+    assert store.path == ":memory:"
+    assert not store.closed
+
+
+def test_es_store_with_a_path_opens_that_sqlite_file(shell, cell, tmp_path):
+    path = tmp_path / "nb.db"
+    cell(f"%es_store {path}")
+    assert shell.user_ns["store"].path == str(path)
+    assert path.exists()
+
+
+def test_es_store_again_closes_the_store_opened_before(shell, cell, tmp_path):
+    cell(f"%es_store {tmp_path / 'one.db'}")
+    first = shell.user_ns["store"]
+    cell(f"%es_store {tmp_path / 'two.db'}")
+    assert first.closed
+    assert not shell.user_ns["store"].closed
+
+
+def test_es_store_in_a_missing_folder_fails_the_cell_naming_the_folder(shell, tmp_path):
+    result = shell.run_cell(f"%es_store {tmp_path / 'nope' / 'x.db'}")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "does not exist" in str(result.error_in_exec)
+    assert str(tmp_path / "nope") in str(result.error_in_exec)
+
+
+def test_es_events_shows_every_event_with_payloads_decoded_through_a_repository(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    frame = cell("%es_events")
+    assert isinstance(frame, pd.DataFrame)
+    assert list(frame["position"]) == [1, 2, 3, 4]
+    assert frame["decoded"].all()
+    assert frame.loc[0, "payload"] == {"owner": "Ada", "initial_balance": 100}
+    assert frame.loc[3, "payload"] == {"amount": 30}
+
+
+def test_es_events_filters_by_aggregate(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    frame = cell("%es_events acc-2")
+    assert list(frame["aggregate_id"]) == ["acc-2"]
+
+
+def test_es_events_filters_by_short_or_full_event_type(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    short = cell("%es_events --type AccountOpened")
+    full = cell("%es_events --type testbank.v1.AccountOpened")
+    assert list(short["aggregate_id"]) == ["acc-1", "acc-2"]
+    assert list(full["position"]) == list(short["position"])
+
+
+def test_es_events_last_n_keeps_the_newest(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    frame = cell("%es_events --last 2")
+    assert list(frame["position"]) == [3, 4]
+
+
+def test_es_events_shows_raw_hex_when_no_message_class_is_known(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP + "\ndel repo")
+    frame = cell("%es_events --last 1")
+    assert not frame.loc[0, "decoded"]
+    assert frame.loc[0, "payload"] == pb.MoneyWithdrawn(amount=30).SerializeToString().hex()
+
+
+def test_es_events_decodes_classes_registered_with_the_session(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP + "\ndel repo")
+    cell("from tests.support.bank import EVENT_TYPES\nes_session.register(*EVENT_TYPES)")
+    frame = cell("%es_events --last 1")
+    assert frame.loc[0, "payload"] == {"amount": 30}
+
+
+def test_es_events_without_a_store_fails_the_cell_and_says_to_run_es_store(shell):
+    result = shell.run_cell("%es_events")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "%es_store" in str(result.error_in_exec)
+
+
+def test_bad_magic_arguments_fail_the_cell_instead_of_only_printing(shell, cell):
+    cell("%es_store")
+    result = shell.run_cell("%es_events --last many")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "--last" in str(result.error_in_exec)
+
+
+def test_magic_errors_show_their_message_without_a_python_traceback(shell):
+    with capture_output() as captured:
+        shell.run_cell("%es_events")
+    assert "MagicError: %es_events needs an event store" in captured.stdout
+    assert "Traceback" not in captured.stdout
+    assert "magics.py" not in captured.stdout
+
+
+def test_es_state_shows_the_state_at_the_latest_version(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    with capture_output() as captured:
+        frame = cell("%es_state acc-1 --repo repo")
+    state = dict(zip(frame["field"], frame["value"], strict=True))
+    assert state["balance"] == 120
+    assert state["owner"] == "Ada"
+    assert "Account 'acc-1' at version 3 of 3" in captured.stdout
+
+
+def test_es_state_at_a_version_shows_the_state_then(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    frame = cell("%es_state acc-1 --repo repo --at 2")
+    state = dict(zip(frame["field"], frame["value"], strict=True))
+    assert state["balance"] == 150
+    assert state["history"] == ["AccountOpened", "MoneyDeposited"]
+
+
+def test_es_state_beyond_the_last_version_fails_naming_the_range(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    result = shell.run_cell("%es_state acc-1 --repo repo --at 9")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "from 1 to 3" in str(result.error_in_exec)
+
+
+def test_es_state_with_an_unknown_repo_variable_fails_naming_it(shell, cell):
+    cell("%es_store")
+    result = shell.run_cell("%es_state acc-1 --repo nothing_here")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "'nothing_here'" in str(result.error_in_exec)
+
+
+def test_es_state_with_a_non_repository_variable_fails_saying_what_it_is(shell, cell):
+    cell("%es_store\nx = 5")
+    result = shell.run_cell("%es_state acc-1 --repo x")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "is a int, not a Repository" in str(result.error_in_exec)
+
+
+def test_unloading_the_extension_closes_the_store(shell, cell):
+    cell("%es_store")
+    store = shell.user_ns["store"]
+    shell.run_line_magic("unload_ext", "eventstore.notebook")
+    assert store.closed
+    shell.run_line_magic("load_ext", "eventstore.notebook")  # for the fixture's teardown
+
+
+def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_store_is_closed_when_the_kernel_process_exits(tmp_path):
+    # atexit runs last-registered first: the reporter registered before the
+    # extension loads runs after the session's close.
+    done = _run_python(
+        f"""
+        import atexit
+        holder = {{}}
+        atexit.register(lambda: print("closed at exit:", holder["store"].closed))
+        from IPython.core.history import HistoryAccessor
+        HistoryAccessor.enabled = False
+        from IPython.core.interactiveshell import InteractiveShell
+        ip = InteractiveShell.instance()
+        ip.run_line_magic("load_ext", "eventstore.notebook")
+        ip.run_line_magic("es_store", {str(tmp_path / "k.db")!r})
+        holder["store"] = ip.user_ns["store"]
+        print("open before exit:", not holder["store"].closed)
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "open before exit: True" in done.stdout
+    assert "closed at exit: True" in done.stdout
+
+
+def test_importing_eventstore_imports_none_of_the_notebook_libraries(tmp_path):
+    done = _run_python(
+        """
+        import sys
+        import eventstore
+        eventstore.SQLiteEventStore(":memory:").close()
+        heavy = ("IPython", "ipywidgets", "pandas", "altair", "eventstore.notebook")
+        print("loaded:", [m for m in heavy if m in sys.modules])
+        """,
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout
+
+
+def test_session_is_reachable_as_es_session_in_the_namespace(shell: InteractiveShell, cell):
+    cell("%es_store")
+    assert shell.user_ns["es_session"].store is shell.user_ns["store"]
+
+
+@pytest.fixture(autouse=True)
+def _account_class_is_importable() -> None:
+    # The cells import tests.support.bank; make sure it is the same module here.
+    assert Account.aggregate_type == "Account"
