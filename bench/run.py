@@ -95,6 +95,15 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def _python() -> str:
+    """The interpreter as the reader would type it: relative to the repo root when inside it."""
+    exe = Path(sys.executable)
+    try:
+        return str(exe.relative_to(BENCH_DIR.parent))
+    except ValueError:
+        return str(exe)
+
+
 def _load_average() -> str:
     """The 1-minute load average: how busy the shared machine was (2 cores here)."""
     try:
@@ -170,7 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         os.environ[QUICK_ENV] = "1"
 
-    command = "python -m bench.run" + (
+    command = f"{_python()} -m bench.run" + (
         " " + shlex.join(argv if argv is not None else sys.argv[1:])
         if (argv if argv is not None else sys.argv[1:])
         else ""

@@ -10,17 +10,36 @@ from .core import *  # noqa: F403
 from .core import __all__ as _core_all
 
 if TYPE_CHECKING:
-    from .sqlite import SQLiteEventStore
+    from .codegen import CodegenError, ModelError, ProtoCompileError, generate_module
+    from .sqlite import SQLiteEventStore, SQLiteReadModel
 
 __version__ = "0.1.0"
 
-__all__ = [*_core_all, "SQLiteEventStore", "__version__"]
+_LAZY = {
+    "SQLiteEventStore": "sqlite",
+    "SQLiteReadModel": "sqlite",
+    "generate_module": "codegen",
+    "CodegenError": "codegen",
+    "ModelError": "codegen",
+    "ProtoCompileError": "codegen",
+}
+
+__all__ = [
+    *_core_all,
+    "CodegenError",
+    "ModelError",
+    "ProtoCompileError",
+    "SQLiteEventStore",
+    "SQLiteReadModel",
+    "__version__",
+    "generate_module",
+]
 
 
 def __getattr__(name: str) -> Any:
     # Adapters load on first use so that `import eventstore` stays light.
-    if name == "SQLiteEventStore":
-        from .sqlite import SQLiteEventStore
+    if name in _LAZY:
+        import importlib
 
-        return SQLiteEventStore
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'eventstore' has no attribute {name!r}")

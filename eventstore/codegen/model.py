@@ -58,7 +58,6 @@ RESERVED_ATTRIBUTES = frozenset(
 _FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6
 _MSG_FIELD, _MSG_NESTED, _MSG_ENUM, _MSG_OPTIONS = 2, 3, 4, 7
 _SVC_METHOD, _SVC_OPTIONS = 2, 3
-_AGGREGATE_ROOT = options_pb2.AggregateRootOptions.DESCRIPTOR
 
 
 @dataclass(frozen=True, slots=True)

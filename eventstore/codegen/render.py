@@ -699,7 +699,9 @@ def render_run_sdk(model: Model, files: Sequence[str]) -> str | None:
     out.blank(2)
     out.add("class SDK:")
     listing = ", ".join(f"``{attributes[n]}``" for n in clients)
-    out.extend(_docstring("    ", f"Every service of the run over one transport: {listing}."))
+    out.extend(
+        _docstring("    ", f"Every service of the run over one transport.\n\nClients: {listing}.")
+    )
     out.blank()
     out.add("    def __init__(self, transport: _es.Transport) -> None:")
     out.add("        self.transport = transport")

@@ -18,6 +18,7 @@ from .errors import (
 )
 from .event_types import EventTypeRegistry
 from .events import Event, EventMetadata, NewEvent
+from .follow import Subscription
 from .ids import deterministic_event_id, new_command_id, new_event_id
 from .ports import (
     DEFAULT_COMMAND_TTL,
@@ -29,11 +30,64 @@ from .ports import (
     SnapshotStore,
 )
 from .projection import Projection, ProjectionContext
+from .projections import (
+    BatchOutcome,
+    CheckpointedReadModel,
+    DeadLetter,
+    EventSource,
+    FunctionProjection,
+    MetricPoint,
+    ProjectionFailure,
+    ProjectionInfo,
+    ProjectionManager,
+    ProjectionStatus,
+    ReadModel,
+    RebuildProgress,
+    UnknownProjectionError,
+    projection,
+)
 from .repository import Repository
 from .snapshots import EveryNEvents, Snapshot, SnapshotStats, SnapshotStrategy, SnapshotUpcaster
+from .transport import (
+    COMMAND_ID_HEADER,
+    InProcessTransport,
+    Middleware,
+    RequestContext,
+    Response,
+    Route,
+    Router,
+    ServiceBinding,
+    Transport,
+    metadata_headers,
+)
 from .upcasting import EventUpcaster, Upcasters
 
 __all__ = [
+    "COMMAND_ID_HEADER",
+    "InProcessTransport",
+    "Middleware",
+    "RequestContext",
+    "Response",
+    "Route",
+    "Router",
+    "ServiceBinding",
+    "Transport",
+    "metadata_headers",
+    "BatchOutcome",
+    "CheckpointedReadModel",
+    "DeadLetter",
+    "EventSource",
+    "FunctionProjection",
+    "MetricPoint",
+    "ProjectionFailure",
+    "ProjectionInfo",
+    "ProjectionManager",
+    "ProjectionStatus",
+    "ReadModel",
+    "RebuildProgress",
+    "UnknownProjectionError",
+    "projection",
+    "Subscription",
     "DEFAULT_COMMAND_TTL",
     "AggregateNotFoundError",
     "AggregateRoot",

@@ -2,11 +2,13 @@
 
 from .checkpoints import read_checkpoint, write_checkpoint
 from .connections import ConnectionSettings, StoreClosedError
+from .read_model import SQLiteReadModel
 from .store import SQLiteEventStore
 
 __all__ = [
     "ConnectionSettings",
     "SQLiteEventStore",
+    "SQLiteReadModel",
     "StoreClosedError",
     "read_checkpoint",
     "write_checkpoint",

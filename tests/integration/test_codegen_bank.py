@@ -8,6 +8,7 @@ checked in; a test here proves it is up to date).
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -179,3 +180,25 @@ def test_checked_in_generated_code_is_up_to_date(tmp_path: Path) -> None:
             f"examples/bankaccount/generated/{name} is stale: run eventstore generate "
             "proto/examples/bank --out examples/bankaccount/generated"
         )
+
+
+def test_example_handlers_satisfy_the_generated_protocols_under_mypy() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--explicit-package-bases",
+            "--no-incremental",
+            "examples/bankaccount/handlers.py",
+            "examples/bankaccount/main.py",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MYPYPATH": str(EXAMPLE / "generated")},
+    )
+    assert result.returncode == 0, result.stdout

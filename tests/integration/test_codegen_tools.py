@@ -58,7 +58,7 @@ def test_plugin_runs_under_grpc_tools_protoc(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
     assert written == ["subscription/model_es.py", "subscription/subscription_es.py"]
-    golden = ROOT / "tests" / "golden" / "codegen" / "subscription" / "model_es.py"
+    golden = ROOT / "tests" / "golden" / "codegen" / "subscription" / "model_es.py.golden"
     assert (tmp_path / "subscription" / "model_es.py").read_text() == golden.read_text()
 
 
@@ -139,6 +139,33 @@ def test_generated_modules_import_in_a_fresh_process(generated: Path) -> None:
     assert "subscription.v1.PlanChanged" in result.stdout
 
 
+def test_run_sdk_joins_the_services_of_one_aggregate_split_across_files(
+    tmp_path: Path,
+) -> None:
+    protos = tmp_path / "protos"
+    protos.mkdir()
+    head = 'syntax = "proto3";\npackage s.v1;\nimport "eventsourcing/options.proto";\n'
+    (protos / "state.proto").write_text(
+        head + "message Box { option (eventsourcing.aggregate_root).id_field = 'id';"
+        " string id = 1; }\nmessage Req {}\n"
+        "service BoxCommandService { rpc Pack(Req) returns (Req); }\n"
+    )
+    (protos / "reads.proto").write_text(
+        head + 'import "state.proto";\nservice BoxQueryService { rpc Peek(Req) returns (Req); }\n'
+    )
+    out = tmp_path / "out"
+    result = run([str(BIN / "eventstore"), "generate", str(protos), "--out", str(out)])
+    assert result.returncode == 0, result.stderr
+    script = (
+        "from es_sdk import SDK\n"
+        "sdk = SDK(None)\n"
+        "print(type(sdk.box).__name__, hasattr(sdk.box, 'pack'), hasattr(sdk.box, 'peek'))\n"
+    )
+    check = run([sys.executable, "-c", script], cwd=out, PYTHONPATH=str(out))
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.split() == ["BoxClient", "True", "True"]
+
+
 def test_generate_reports_a_proto_error_with_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "protos").mkdir()
     (tmp_path / "protos" / "broken.proto").write_text(
@@ -176,14 +203,18 @@ def test_generate_skips_a_copy_of_the_options_in_the_proto_folder(tmp_path: Path
 
 
 # -- the generated code under ruff and mypy ---------------------------------------------
+def generated_python(generated: Path) -> list[Path]:
+    return [*generated.rglob("*_es.py"), generated / "es_sdk.py"]
+
+
 def test_generated_code_passes_ruff(generated: Path) -> None:
-    files = [str(p) for p in generated.rglob("*_es.py")]
+    files = [str(p) for p in generated_python(generated)]
     result = run([str(BIN / "ruff"), "check", "--config", str(ROOT / "pyproject.toml"), *files])
     assert result.returncode == 0, result.stdout
 
 
 def test_generated_code_passes_mypy(generated: Path) -> None:
-    files = [p.relative_to(generated).as_posix() for p in generated.rglob("*_es.py")]
+    files = [p.relative_to(generated).as_posix() for p in generated_python(generated)]
     result = run(
         [
             sys.executable,
@@ -192,6 +223,7 @@ def test_generated_code_passes_mypy(generated: Path) -> None:
             "--config-file",
             str(ROOT / "pyproject.toml"),
             "--no-incremental",
+            "--explicit-package-bases",
             *files,
         ],
         cwd=generated,
@@ -231,6 +263,7 @@ def test_mypy_catches_a_handler_that_does_not_fit_the_generated_protocol(
                 "--config-file",
                 str(ROOT / "pyproject.toml"),
                 "--no-incremental",
+                "--explicit-package-bases",
                 "wrong_handler.py",
             ],
             cwd=generated,

@@ -64,3 +64,20 @@ def test_new_event_ids_are_unique():
 
 def test_new_command_id_is_a_uuid_version_7():
     assert uuid.UUID(new_command_id()).version == 7
+
+
+def test_deterministic_id_of_a_uuid7_command_keeps_the_commands_time_prefix():
+    command_id = new_command_id()
+    event_id = deterministic_event_id(command_id, "acc-1", 0)
+    assert event_id[:13] == command_id[:13]
+    assert uuid.UUID(event_id).version == 8
+    assert event_id == deterministic_event_id(command_id, "acc-1", 0)
+    assert event_id != deterministic_event_id(command_id, "acc-1", 1)
+    assert event_id != deterministic_event_id(command_id, "acc-2", 0)
+
+
+def test_deterministic_ids_of_later_uuid7_commands_sort_later():
+    first = new_command_id()
+    time.sleep(0.002)
+    second = new_command_id()
+    assert deterministic_event_id(first, "a", 5) < deterministic_event_id(second, "a", 0)
