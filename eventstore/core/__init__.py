@@ -10,8 +10,10 @@ from .errors import (
     AggregateNotFoundError,
     AppError,
     ConcurrencyError,
+    DuplicateEventIdError,
     EventDecodeError,
     EventStoreError,
+    StoreClosedError,
     UniqueConstraintError,
     UniqueConstraintReleaseError,
     VersionNotFoundError,
@@ -63,6 +65,8 @@ from .transport import (
 from .upcasting import EventUpcaster, Upcasters
 
 __all__ = [
+    "DuplicateEventIdError",
+    "StoreClosedError",
     "COMMAND_ID_HEADER",
     "InProcessTransport",
     "Middleware",

@@ -24,6 +24,22 @@ class UniqueConstraint:
     value: str
     op: ConstraintOp = ConstraintOp.CLAIM
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.index, str) or not self.index:
+            raise ValueError(
+                f"UniqueConstraint needs a non-empty index name (a string), got {self.index!r}"
+            )
+        if not isinstance(self.value, str) or not self.value:
+            raise ValueError(
+                f"UniqueConstraint {self.index!r} needs a non-empty string value, got "
+                f"{self.value!r}; convert numbers and normalise case before claiming"
+            )
+        if not isinstance(self.op, ConstraintOp):
+            raise TypeError(
+                f"UniqueConstraint {self.index!r} op must be ConstraintOp.CLAIM or "
+                f"ConstraintOp.RELEASE, got {self.op!r} (or use UniqueConstraint.release(...))"
+            )
+
     @classmethod
     def release(cls, index: str, value: str) -> UniqueConstraint:
         return cls(index, value, ConstraintOp.RELEASE)

@@ -88,6 +88,27 @@ class UniqueConstraintReleaseError(UniqueConstraintError):
         )
 
 
+class DuplicateEventIdError(EventStoreError):
+    """An append carried an event id that is already stored (and no known command id)."""
+
+    def __init__(self, aggregate_id: str, event_ids: list[str]) -> None:
+        self.aggregate_id = aggregate_id
+        self.event_ids = event_ids
+        super().__init__(
+            f"cannot append to aggregate {aggregate_id!r}: one of the event ids {event_ids} is "
+            "already stored, so nothing was written. Event ids must be unique; a retried "
+            "command is recognised when it is sent again with the same command id."
+        )
+
+
+class StoreClosedError(EventStoreError, RuntimeError):
+    def __init__(self, store: str) -> None:
+        self.store = store
+        super().__init__(
+            f"event store {store!r} is closed; open a new store object to use it again"
+        )
+
+
 class EventDecodeError(EventStoreError):
     def __init__(self, event_id: str, position: int, event_type: str, cause: str = "") -> None:
         self.event_id = event_id

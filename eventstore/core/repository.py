@@ -78,7 +78,10 @@ class Repository(Generic[A]):
     def load(self, aggregate_id: str, at_version: int | None = None) -> A:
         """The aggregate as of its last version, or as of ``at_version``."""
         if at_version is not None and at_version < 1:
-            raise ValueError(f"at_version must be 1 or more, got {at_version}")
+            raise ValueError(
+                f"cannot load aggregate {aggregate_id!r} at_version={at_version}: versions start "
+                "at 1 (leave at_version out for the latest)"
+            )
         aggregate = self.factory(aggregate_id)
         snapshot = self._usable_snapshot(aggregate, at_version)
         base = 0

@@ -20,6 +20,8 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..core.errors import StoreClosedError
+
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -31,10 +33,6 @@ class ConnectionSettings:
     journal_mode: str
     synchronous: str
     busy_timeout_ms: int
-
-
-class StoreClosedError(RuntimeError):
-    pass
 
 
 class _Connection(sqlite3.Connection):
@@ -118,9 +116,7 @@ class ConnectionPool:
 
     def check_open(self) -> None:
         if self.closed:
-            raise StoreClosedError(
-                f"event store {self.path!r} is closed; open a new SQLiteEventStore to use it again"
-            )
+            raise StoreClosedError(self.path)
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:

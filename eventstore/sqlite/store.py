@@ -10,12 +10,13 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
     ConcurrencyError,
+    DuplicateEventIdError,
     EventStoreError,
     UniqueConstraintError,
     UniqueConstraintReleaseError,
@@ -225,11 +226,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         if "events.aggregate_id, events.version" in text:
             return ConcurrencyError(aggregate_id, expected, self.stream_version(aggregate_id))
         if "events.event_id" in text:
-            return EventStoreError(
-                f"cannot append to aggregate {aggregate_id!r}: one of the event ids "
-                f"{[e.event_id for e in events]} is already stored. Event ids must be unique; "
-                "for a retried command pass the same command id so it is recognised instead."
-            )
+            return DuplicateEventIdError(aggregate_id, [e.event_id for e in events])
         return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {text}")
 
     def _apply_constraints(
@@ -313,14 +310,12 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             timestamp_from_micros(row[4]),
         )
 
-    def delete_expired_commands(self, now: object = None) -> int:
-        """Delete command records past their TTL; returns how many went.
+    def delete_expired_commands(self, now: datetime | None = None) -> int:
+        """Delete command records past their TTL (as of ``now``); returns how many went.
 
         Retries of those commands are still recognised by their deterministic event ids.
         """
-        from datetime import datetime
-
-        cutoff = micros_from_timestamp(now) if isinstance(now, datetime) else time.time_ns() // 1000
+        cutoff = time.time_ns() // 1000 if now is None else micros_from_timestamp(now)
         with self._db.transaction() as conn:
             return conn.execute(
                 "DELETE FROM processed_commands WHERE expires_at <= ?", (cutoff,)
@@ -360,6 +355,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         event_types: Sequence[str] | None = None,
     ) -> list[Event]:
         """Events with position > ``after_position`` in position order (never the one at it)."""
+        if after_position < 0:
+            raise ValueError(
+                f"after_position must be >= 0 (0 reads from the start), got {after_position}"
+            )
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?"
         params: list[object] = [after_position]
         if event_types is not None:
@@ -384,6 +383,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         page_size: int = 1000,
     ) -> Iterator[Event]:
         """All events after ``after_position``, read page by page (no long read transaction)."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
         position = after_position
         while True:
             page = self.read_all(position, limit=page_size, event_types=event_types)

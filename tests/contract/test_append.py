@@ -200,3 +200,17 @@ def test_append_of_no_events_writes_nothing(store):
     assert result.events == ()
     assert store.head_position() == 0
     assert store.stream_version("acc-1") == 0
+
+
+def test_append_of_an_already_stored_event_id_names_the_ids_and_writes_nothing(store):
+    from eventstore import DuplicateEventIdError, NewEvent
+
+    first = NewEvent("evt-fixed-1", "testbank.v1.MoneyDeposited", b"")
+    store.append("acc-1", "Account", 0, [first])
+    head = store.head_position()
+    with pytest.raises(DuplicateEventIdError) as caught:
+        store.append("acc-2", "Account", 0, [first])
+    assert caught.value.aggregate_id == "acc-2"
+    assert caught.value.event_ids == ["evt-fixed-1"]
+    assert store.head_position() == head
+    assert store.stream_version("acc-2") == 0

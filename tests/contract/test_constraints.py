@@ -142,3 +142,14 @@ def test_repository_save_of_a_taken_value_fails_and_keeps_the_aggregate_unsaved(
     assert len(second.uncommitted_events) == 1
     assert not repo.exists("acc-2")
     assert store.processed_command("cmd-2") is None
+
+
+def test_constraint_with_a_plain_string_op_is_rejected_at_construction():
+    with pytest.raises(TypeError, match="ConstraintOp.CLAIM"):
+        UniqueConstraint("email", "x@y", "claim")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("index", "value"), [("", "x@y"), ("email", "")])
+def test_constraint_with_an_empty_index_or_value_is_rejected(index, value):
+    with pytest.raises(ValueError, match="non-empty"):
+        UniqueConstraint(index, value)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from ..errors import EventStoreError
 from ..events import Event
 from ..follow import DEFAULT_POLL_INTERVAL, CommitSignal
 from ..projection import Projection
@@ -56,7 +57,7 @@ class EventSource(Protocol):
     def head_position(self) -> int: ...
 
 
-class UnknownProjectionError(LookupError):
+class UnknownProjectionError(EventStoreError, LookupError):
     def __init__(self, name: str, known: Iterable[str]) -> None:
         self.name = name
         self.known = sorted(known)
