@@ -81,7 +81,32 @@ def parse_diagnostics(text: str, rename: Mapping[str, str] | None = None) -> lis
             found[-1] = Diagnostic(last.file, last.line, last.column, f"{last.message} {line}")
         else:
             found.append(Diagnostic("protoc", 0, 0, line))
-    return found
+    return _importers_first(found)
+
+
+def _importers_first(found: list[Diagnostic]) -> list[Diagnostic]:
+    """Put each missing file's ``File not found.`` right after the import that names it.
+
+    protoc reports the missing file first (no line), then the importing line.
+    The first diagnostic is the one an error's ``file``/``line`` show (and a
+    notebook cell points at), so it should be the import the user wrote.
+    """
+    missing = {d.file: d for d in found if d.line == 0 and d.message == "File not found."}
+    if not missing:
+        return found
+    out: list[Diagnostic] = []
+    placed: set[str] = set()
+    for d in found:
+        if d.file in missing and d is missing[d.file]:
+            continue
+        out.append(d)
+        for name, not_found in missing.items():
+            if name not in placed and d.message.startswith(f'Import "{name}" '):
+                out.append(not_found)
+                placed.add(name)
+    # A missing file that nothing imports (one named on the command line) stays listed.
+    out += [d for name, d in missing.items() if name not in placed]
+    return out
 
 
 def compile_files(

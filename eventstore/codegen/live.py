@@ -55,8 +55,16 @@ def generate_module(
     """
     if not naming.is_identifier(name):
         raise ValueError(f"module name {name!r} is not a Python identifier; use e.g. 'bank'")
-    if (source is None) == (paths is None):
-        raise TypeError("pass either proto text (source) or proto files (paths=[...]), not both")
+    if source is None and paths is None:
+        raise TypeError(
+            "generate_module() got no proto: pass proto text as source, or proto files "
+            "as paths=[...]"
+        )
+    if source is not None and paths is not None:
+        raise TypeError(
+            "generate_module() got both proto text (source) and proto files (paths); "
+            "pass one of them"
+        )
     rename: dict[str, str] = {}
     if source is not None:
         sources = {f"{name}.proto": source} if isinstance(source, str) else dict(source)

@@ -117,6 +117,24 @@ class MessageInfo:
 
 
 @dataclass(slots=True)
+class ExternalType:
+    """A message or enum of a file that is not modelled (a well-known type such as Timestamp).
+
+    Generated code still names it (a state field of that type is typed with
+    its class), so the renderer needs its file and its name inside the file.
+    """
+
+    full_name: str
+    qualname: str
+    file: str
+    is_enum: bool = False
+
+    @property
+    def is_top_level(self) -> bool:
+        return "." not in self.qualname
+
+
+@dataclass(slots=True)
 class EnumInfo:
     full_name: str
     qualname: str
@@ -208,6 +226,8 @@ class Model:
     aggregates: list[AggregateInfo]
     services: list[ServiceInfo]
     warnings: list[Diagnostic]
+    #: Messages and enums of files that are not modelled (well-known types), by full name.
+    external: dict[str, ExternalType] = field(default_factory=dict)
 
     @property
     def events(self) -> list[EventInfo]:
@@ -298,6 +318,7 @@ def build_model(
     builder = _Builder(rename or {})
     for f in files:
         if f.name in SKIPPED_FILES or f.name.startswith(SKIPPED_PREFIXES):
+            builder.add_external(f)
             continue
         builder.add_file(f)
     return builder.finish()
@@ -309,6 +330,7 @@ class _Builder:
         self.files: list[str] = []
         self.messages: dict[str, MessageInfo] = {}
         self.enums: dict[str, EnumInfo] = {}
+        self.external: dict[str, ExternalType] = {}
         self.errors: list[Diagnostic] = []
         self.warnings: list[Diagnostic] = []
         self.roots: list[
@@ -318,6 +340,24 @@ class _Builder:
         self.raw_services: list[tuple[descriptor_pb2.FileDescriptorProto, int, _Locations]] = []
 
     # -- collecting ------------------------------------------------------------
+    def add_external(self, f: descriptor_pb2.FileDescriptorProto) -> None:
+        def walk(
+            messages: Sequence[descriptor_pb2.DescriptorProto],
+            enums: Sequence[descriptor_pb2.EnumDescriptorProto],
+            prefix: str,
+            outer: str,
+        ) -> None:
+            for e in enums:
+                full = f"{prefix}.{e.name}"[1:]
+                self.external[full] = ExternalType(full, f"{outer}{e.name}", f.name, True)
+            for m in messages:
+                full = f"{prefix}.{m.name}"
+                qual = f"{outer}{m.name}"
+                self.external[full[1:]] = ExternalType(full[1:], qual, f.name)
+                walk(m.nested_type, m.enum_type, full, f"{qual}.")
+
+        walk(f.message_type, f.enum_type, f".{f.package}" if f.package else "", "")
+
     def add_file(self, f: descriptor_pb2.FileDescriptorProto) -> None:
         self.files.append(f.name)
         locs = _Locations(f)
@@ -414,6 +454,7 @@ class _Builder:
             aggregates=list(aggregates.values()),
             services=services,
             warnings=self.warnings,
+            external=self.external,
         )
 
     def _aggregates(self) -> dict[str, AggregateInfo]:

@@ -8,6 +8,7 @@ injected into the module's namespace before it runs (in-process modules).
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from .errors import Diagnostic, ModelError
 from .model import (
     AggregateInfo,
     EnumInfo,
+    ExternalType,
     FieldInfo,
     MessageInfo,
     Model,
@@ -25,7 +27,9 @@ from .model import (
 )
 
 LINE = 100
-HEADER = "# ruff: noqa: I001"  # import order depends on where the output is placed
+# Import order depends on where the output is placed (first- or third-party); RUF100
+# would call the I001 exemption unused in a project that does not select I.
+HEADER = "# ruff: noqa: I001, RUF100"
 
 
 @dataclass(slots=True)
@@ -79,15 +83,20 @@ def _top_level_types(model: Model, files: set[str]) -> list[str]:
 
 
 # -- names -------------------------------------------------------------------------
-def _top_of(model: Model, full_name: str) -> MessageInfo | EnumInfo | None:
-    info: MessageInfo | EnumInfo | None = model.messages.get(full_name) or model.enums.get(
-        full_name
+def _info(model: Model, full_name: str) -> MessageInfo | EnumInfo | ExternalType | None:
+    return (
+        model.messages.get(full_name) or model.enums.get(full_name) or model.external.get(full_name)
     )
+
+
+def _top_of(model: Model, full_name: str) -> MessageInfo | EnumInfo | ExternalType | None:
+    """The top-level message or enum that holds ``full_name`` (itself when top-level)."""
+    info = _info(model, full_name)
     if info is None:
         return None
     outer = info.qualname.split(".")[0]
     package = info.full_name[: len(info.full_name) - len(info.qualname)]
-    return model.messages.get(package + outer) or model.enums.get(package + outer)
+    return _info(model, package + outer)
 
 
 def _bind_names(model: Model, unit: _Unit) -> None:
@@ -102,11 +111,14 @@ def _bind_names(model: Model, unit: _Unit) -> None:
     for s in unit.services:
         for m in s.methods:
             needed += [m.input.full_name, m.output.full_name]
-    tops: dict[str, MessageInfo | EnumInfo] = {}
+    tops: dict[str, MessageInfo | EnumInfo | ExternalType] = {}
     for full in needed:
         top = _top_of(model, full)
-        if top is not None:
-            tops.setdefault(top.full_name, top)
+        if top is None or (unit.live and isinstance(top, ExternalType)):
+            # A live module leaves well-known types unbound (annotated ``_es.Message``):
+            # binding them would put a second Timestamp class in the user's namespace.
+            continue
+        tops.setdefault(top.full_name, top)
     simple: dict[str, list[str]] = {}
     for full, top in tops.items():
         simple.setdefault(top.qualname, []).append(full)
@@ -119,9 +131,28 @@ def _expr(model: Model, unit: _Unit, full_name: str) -> str:
     top = _top_of(model, full_name)
     if top is None or top.full_name not in unit.names:
         return "_es.Message"
-    info = model.messages.get(full_name) or model.enums[full_name]
+    info = _info(model, full_name)
+    assert info is not None
     rest = info.qualname.split(".", 1)[1:]
     return ".".join([unit.names[top.full_name], *rest])
+
+
+def export_order(name: str) -> tuple[int, list[tuple[int, int | str]]]:
+    """Sort key for ``__all__``: the "isort-style" order of ruff's RUF022.
+
+    Constants (``UPPER_CASE``, more than one character) first, then classes
+    (``CamelCase``), then everything else; within each group a natural sort
+    (digit runs compare as numbers), so user projects linting with RUF rules
+    accept the generated ``__all__`` as it is.
+    """
+    if len(name) > 1 and name.upper() == name and name.lower() != name:
+        group = 0
+    elif name[:1].isupper():
+        group = 1
+    else:
+        group = 2
+    parts = [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+    return group, parts
 
 
 # -- text helpers ------------------------------------------------------------------
@@ -216,7 +247,7 @@ def _render(model: Model, unit: _Unit) -> Rendered:
     out.add("from eventstore.codegen import runtime as _es")
     if not unit.live:
         out.extend(_imports(model, unit))
-    exports = sorted({*(unit.names[n] for n in unit.exports), *generated})
+    exports = sorted({*(unit.names[n] for n in unit.exports), *generated}, key=export_order)
     out.blank(2 if len(exports) < 1 else 1)
     out.extend(_wrapped("", "__all__ = [", [_str(n) for n in exports], "]"))
     for aggregate in unit.aggregates:
@@ -245,10 +276,14 @@ def _render(model: Model, unit: _Unit) -> Rendered:
 def _imports(model: Model, unit: _Unit) -> list[str]:
     by_module: dict[str, list[str]] = {}
     for full, local in unit.names.items():
-        info = model.messages.get(full) or model.enums[full]
+        info = _info(model, full)
+        assert info is not None
         name = info.qualname
         item = name if local == name else f"{name} as {local}"
-        by_module.setdefault(naming.pb2_module(info.file), []).append(item)
+        module = naming.pb2_module(info.file)
+        if info.file.startswith("eventsourcing/"):
+            module = "eventstore.proto." + module  # DESIGN decision 12
+        by_module.setdefault(module, []).append(item)
     lines: list[str] = []
     for module in sorted(by_module):
         items = sorted(by_module[module], key=lambda s: s.split(" ")[0])
@@ -691,7 +726,8 @@ def render_run_sdk(model: Model, files: Sequence[str]) -> str | None:
         out.add(f"import {naming.es_module(f)} as {alias[f]}")
     split = {name: owners for name, owners in clients.items() if len(owners) > 1}
     out.blank()
-    out.extend(_wrapped("", "__all__ = [", [_str(n) for n in sorted({*split, "SDK"})], "]"))
+    exported = sorted({*split, "SDK"}, key=export_order)
+    out.extend(_wrapped("", "__all__ = [", [_str(n) for n in exported], "]"))
     for name, owners in split.items():
         out.blank(2)
         out.extend(_wrapped("", f"class {name}(", [f"{alias[f]}.{name}" for f in owners], "):"))

@@ -22,7 +22,14 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from ..proto.eventsourcing import response_pb2
-from .errors import AppError
+from .errors import (
+    AggregateNotFoundError,
+    AppError,
+    ConcurrencyError,
+    UniqueConstraintError,
+    UniqueConstraintReleaseError,
+    VersionNotFoundError,
+)
 from .events import EventMetadata
 from .ids import new_command_id
 
@@ -43,6 +50,10 @@ INVALID_MESSAGE_TYPE = "INVALID_MESSAGE_TYPE"
 INVALID_RESPONSE_TYPE = "INVALID_RESPONSE_TYPE"
 NO_HANDLER = "NO_HANDLER"
 INTERNAL = "INTERNAL"
+#: Error codes of the framework's own errors raised inside a handler (see ``framework_error``).
+NOT_FOUND = "NOT_FOUND"
+CONCURRENCY_CONFLICT = "CONCURRENCY_CONFLICT"
+UNIQUE_CONSTRAINT = "UNIQUE_CONSTRAINT"
 
 
 def metadata_headers(metadata: EventMetadata | Mapping[str, str] | None) -> dict[str, str]:
@@ -234,7 +245,10 @@ class Router:
     """Finds the route of a subject and runs the middleware chain around its handler.
 
     Every transport's server side uses this, so type checks, middlewares and
-    error replies are the same in process and over a wire.
+    error replies are the same in process and over a wire. Errors become
+    replies here, outside the middlewares (so a middleware may still catch a
+    ``ConcurrencyError`` and retry): ``AppError`` as it is, the framework's
+    own errors by ``framework_error``, anything else ``INTERNAL``.
     """
 
     def __init__(self, middlewares: Iterable[Middleware] = ()) -> None:
@@ -288,6 +302,10 @@ class Router:
         except AppError as error:
             return Response.failure(error)
         except Exception as exc:
+            mapped = framework_error(exc)
+            if mapped is not None:
+                log.info("handler of %s refused the request: %s", subject, mapped.code)
+                return Response.failure(mapped, exc)
             log.exception("handler of %s failed", subject)
             return Response.failure(
                 AppError(
@@ -301,14 +319,65 @@ class Router:
         return Response.ok(reply)
 
 
+def framework_error(exc: BaseException) -> AppError | None:
+    """The wire form of one of the framework's own errors, or None for any other exception.
+
+    A handler that lets ``AggregateNotFoundError``, ``VersionNotFoundError``,
+    ``ConcurrencyError`` or ``UniqueConstraintError`` escape is telling the
+    caller something about the request (no such aggregate, a lost race, a
+    taken value), not failing: the caller gets a code it can act on, the
+    error's own message and what to do, with the error's facts as details.
+    A ``UniqueConstraintReleaseError`` (releasing a value the aggregate does
+    not own) is a bug of the service, so it stays ``INTERNAL``.
+    """
+    if isinstance(exc, AggregateNotFoundError):
+        return AppError(
+            NOT_FOUND,
+            str(exc),
+            "Check the aggregate id; send the command that creates the aggregate first.",
+            {"aggregate_id": exc.aggregate_id, "aggregate_type": exc.aggregate_type},
+        )
+    if isinstance(exc, VersionNotFoundError):
+        return AppError(
+            NOT_FOUND,
+            str(exc),
+            f"Ask for a version from 1 to {exc.current}.",
+            {
+                "aggregate_id": exc.aggregate_id,
+                "requested": str(exc.requested),
+                "current": str(exc.current),
+            },
+        )
+    if isinstance(exc, ConcurrencyError):
+        return AppError(
+            CONCURRENCY_CONFLICT,
+            str(exc),
+            "Send the request again with the same command id; it is applied once, on the "
+            "aggregate's current state.",
+            {
+                "aggregate_id": exc.aggregate_id,
+                "expected": str(exc.expected),
+                "actual": str(exc.actual),
+            },
+        )
+    if isinstance(exc, UniqueConstraintError) and not isinstance(exc, UniqueConstraintReleaseError):
+        return AppError(
+            UNIQUE_CONSTRAINT,
+            str(exc),
+            f"Choose another value for {exc.index}.",
+            {"index": exc.index, "value": exc.value, "owner": exc.owner or ""},
+        )
+    return None
+
+
 def _as_request(route: Route, message: Message) -> Message:
     expected = route.request_type.DESCRIPTOR.full_name
     actual = message.DESCRIPTOR.full_name if isinstance(message, Message) else type(message)
     if actual != expected:
         raise AppError(
             INVALID_MESSAGE_TYPE,
-            f"{route.subject} expects a {expected} message, got {actual}",
-            f"Send a {expected}.",
+            f"{route.subject} expects {expected}, got {actual}",
+            f"Send a request of type {expected}.",
             {"subject": route.subject, "expected": expected, "actual": str(actual)},
         )
     if not isinstance(message, route.request_type):
@@ -326,7 +395,7 @@ def _invoker(route: Route) -> NextCall:
         if not isinstance(reply, Message) or reply.DESCRIPTOR.full_name != expected:
             got = reply.DESCRIPTOR.full_name if isinstance(reply, Message) else repr(reply)
             raise TypeError(
-                f"the handler of {route.subject} returned {got}; it must return a {expected}"
+                f"the handler of {route.subject} returned {got}; it must return {expected}"
             )
         return reply
 

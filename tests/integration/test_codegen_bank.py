@@ -26,14 +26,16 @@ from account_es import (  # noqa: E402
     AccountCommandServiceServer,
     AccountQueryServiceServer,
     AccountRepository,
+    BalanceResponse,
     DepositCommand,
     GetAccountQuery,
+    MoneyDepositedEvent,
     OpenAccountCommand,
     WithdrawCommand,
 )
 
 from eventstore import AppError, EveryNEvents  # noqa: E402
-from eventstore.core.transport import InProcessTransport  # noqa: E402
+from eventstore.core.transport import InProcessTransport, RequestContext  # noqa: E402
 from eventstore.sqlite import SQLiteEventStore  # noqa: E402
 from examples.bankaccount.handlers import (  # noqa: E402
     AccountApplier,
@@ -130,6 +132,55 @@ def test_opening_an_existing_account_is_refused(bank: Bank) -> None:
     with pytest.raises(AppError) as caught:
         bank.open()
     assert caught.value.code == "ACCOUNT_EXISTS"
+
+
+class CarelessCommands(AccountCommands):
+    """Handlers that let the repository's errors escape instead of wrapping them."""
+
+    def deposit(self, cmd: DepositCommand, ctx: RequestContext) -> BalanceResponse:
+        agg = self.repository.load(cmd.account_id)
+        # Someone else changes the account between this handler's load and save.
+        other = self.repository.load(cmd.account_id)
+        other.apply_change(MoneyDepositedEvent(amount=1))
+        self.repository.save(other)
+        agg.apply_change(MoneyDepositedEvent(amount=cmd.amount))
+        self.repository.save(agg)
+        return BalanceResponse(balance=agg.balance, version=agg.version)
+
+    def withdraw(self, cmd: WithdrawCommand, ctx: RequestContext) -> BalanceResponse:
+        agg = self.repository.load(cmd.account_id)
+        return BalanceResponse(balance=agg.balance, version=agg.version)
+
+
+@pytest.fixture
+def careless(tmp_path: Path) -> Iterator[Bank]:
+    with SQLiteEventStore(tmp_path / "bank.db") as store:
+        bank = Bank(store)
+        bank.transport = InProcessTransport(
+            AccountCommandServiceServer(CarelessCommands(bank.repository))
+        )
+        bank.sdk = SDK(bank.transport)
+        yield bank
+
+
+def test_a_missing_account_loaded_by_a_handler_reaches_the_caller_as_not_found(
+    careless: Bank,
+) -> None:
+    with pytest.raises(AppError) as caught:
+        careless.call(careless.sdk.account.withdraw(WithdrawCommand(account_id="acc-9")))
+    assert caught.value.code == "NOT_FOUND"
+    assert caught.value.details["aggregate_id"] == "acc-9"
+    assert "'acc-9' has no events in the store" in caught.value.message
+
+
+def test_a_lost_race_in_a_handler_reaches_the_caller_as_a_concurrency_conflict(
+    careless: Bank,
+) -> None:
+    careless.open()
+    with pytest.raises(AppError) as caught:
+        careless.call(careless.sdk.account.deposit(DepositCommand(account_id="acc-1", amount=5)))
+    assert caught.value.code == "CONCURRENCY_CONFLICT"
+    assert caught.value.details == {"aggregate_id": "acc-1", "expected": "1", "actual": "2"}
 
 
 def test_example_script_tells_the_story(tmp_path: Path) -> None:

@@ -37,6 +37,22 @@ def test_missing_import_is_reported_against_the_importing_line() -> None:
     assert any(d.file == "nowhere/missing.proto" for d in caught.value.diagnostics)
 
 
+def test_missing_import_error_points_first_at_the_importing_line() -> None:
+    text = proto_text("message A {}", 'import "nowhere/missing.proto";')
+    with pytest.raises(ProtoCompileError) as caught:
+        generate_module(text, name="imp")
+    error = caught.value
+    assert (error.file, error.line, error.column) == ("imp.proto", 5, 1)
+    assert error.message == 'Import "nowhere/missing.proto" was not found or had errors.'
+    # The missing file is still reported, right after the import that names it.
+    second = error.diagnostics[1]
+    assert (second.file, second.line, second.message) == (
+        "nowhere/missing.proto",
+        0,
+        "File not found.",
+    )
+
+
 def test_compiling_writes_nothing_to_the_process_stderr(capfd: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(ProtoCompileError):
         generate_module(proto_text("message A { strin x = 1; }"), name="quiet")

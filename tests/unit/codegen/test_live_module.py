@@ -138,6 +138,27 @@ def test_name_must_be_an_identifier() -> None:
         generate_module("message A {}", name="my bank")
 
 
+def test_live_module_does_not_bind_well_known_types_it_uses() -> None:
+    # Subscription.renews_at is a Timestamp: a second Timestamp class bound in the
+    # module would shadow the user's own import in a notebook.
+    subs = generate_module(paths=SUBSCRIPTION, name="subs", include_paths=[EXAMPLES])
+    assert "Timestamp" not in vars(subs)
+    assert "def renews_at(self) -> _es.Message:" in subs.__es_source__
+
+
+def test_calling_without_source_or_paths_says_nothing_was_given() -> None:
+    with pytest.raises(TypeError) as caught:
+        generate_module(name="bank")
+    assert "got no proto" in str(caught.value)
+    assert "not both" not in str(caught.value)
+
+
+def test_calling_with_both_source_and_paths_says_to_pass_one() -> None:
+    with pytest.raises(TypeError) as caught:
+        generate_module(BANK.read_text(), name="bank", paths=[BANK])
+    assert "got both proto text (source) and proto files (paths)" in str(caught.value)
+
+
 def test_state_field_named_like_an_aggregate_attribute_is_a_warning() -> None:
     shop = generate_module(paths=[EXAMPLES / "shop" / "shop.proto"], name="shop")
     (warning,) = shop.__es_model__.warnings

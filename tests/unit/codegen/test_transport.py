@@ -10,7 +10,14 @@ import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 from google.protobuf.message import Message
 
-from eventstore import AppError
+from eventstore import (
+    AggregateNotFoundError,
+    AppError,
+    ConcurrencyError,
+    UniqueConstraintError,
+    VersionNotFoundError,
+)
+from eventstore.core.errors import UniqueConstraintReleaseError
 from eventstore.core.transport import (
     COMMAND_ID_HEADER,
     InProcessTransport,
@@ -103,7 +110,7 @@ def test_handler_returning_the_wrong_type_is_an_internal_error() -> None:
         InProcessTransport(Route("t.Bad", S, S, lambda m, c: I(value=1))).request("t.Bad", S())
     )
     assert response.error is not None and response.error.code == "INTERNAL"
-    assert "must return a google.protobuf.StringValue" in response.error.message
+    assert "must return google.protobuf.StringValue" in response.error.message
 
 
 def test_middlewares_wrap_the_handler_first_added_outermost() -> None:
@@ -198,3 +205,103 @@ def test_unwrap_refuses_a_reply_of_another_type() -> None:
     with pytest.raises(AppError) as caught:
         Response.ok(I(value=1)).unwrap(S)
     assert caught.value.code == "INVALID_RESPONSE_TYPE"
+
+
+# -- the framework's own errors, raised inside a handler -----------------------------------
+def reply_to(error: Exception) -> AppError:
+    """The error a caller receives when a handler raises ``error``."""
+
+    def fail(msg: Message, ctx: RequestContext) -> Message:
+        raise error
+
+    response = run(InProcessTransport(Route("t.Fail", S, S, fail)).request("t.Fail", S()))
+    assert not response.success and response.error is not None
+    # What crosses a wire (NATS, HTTP) is the eventsourcing.Response proto.
+    from eventstore.proto.eventsourcing import response_pb2
+
+    wire = response_pb2.Response.FromString(response.to_proto().SerializeToString())
+    crossed = Response.from_proto(wire).error
+    assert crossed is not None
+    assert (crossed.code, crossed.message, crossed.details) == (
+        response.error.code,
+        response.error.message,
+        response.error.details,
+    )
+    return response.error
+
+
+def test_aggregate_not_found_in_a_handler_is_a_not_found_error() -> None:
+    error = reply_to(AggregateNotFoundError("acc-9", "Account"))
+    assert error.code == "NOT_FOUND"
+    assert error.message == str(AggregateNotFoundError("acc-9", "Account"))
+    assert error.details == {"aggregate_id": "acc-9", "aggregate_type": "Account"}
+    assert error.solution and "bug" not in error.solution
+
+
+def test_version_not_found_in_a_handler_is_a_not_found_error() -> None:
+    error = reply_to(VersionNotFoundError("acc-1", 9, 4))
+    assert error.code == "NOT_FOUND"
+    assert "has no version 9" in error.message
+    assert error.details == {"aggregate_id": "acc-1", "requested": "9", "current": "4"}
+    assert "1 to 4" in error.solution
+
+
+def test_concurrency_error_in_a_handler_is_a_concurrency_conflict_with_both_versions() -> None:
+    error = reply_to(ConcurrencyError("acc-1", 3, 5))
+    assert error.code == "CONCURRENCY_CONFLICT"
+    assert error.message == str(ConcurrencyError("acc-1", 3, 5))
+    assert error.details == {"aggregate_id": "acc-1", "expected": "3", "actual": "5"}
+    assert "same command id" in error.solution
+
+
+def test_unique_constraint_error_in_a_handler_names_the_index_value_and_owner() -> None:
+    error = reply_to(UniqueConstraintError("email", "ann@x.org", "cust-1", "cust-2"))
+    assert error.code == "UNIQUE_CONSTRAINT"
+    assert "'ann@x.org' is already claimed by aggregate 'cust-1'" in error.message
+    assert error.details == {"index": "email", "value": "ann@x.org", "owner": "cust-1"}
+    assert "email" in error.solution
+
+
+def test_releasing_a_value_not_owned_is_still_an_internal_error() -> None:
+    error = reply_to(UniqueConstraintReleaseError("email", "ann@x.org", "cust-1", "cust-2"))
+    assert error.code == "INTERNAL"
+
+
+def test_framework_error_keeps_its_exception_as_the_cause_in_process() -> None:
+    def fail(msg: Message, ctx: RequestContext) -> Message:
+        raise ConcurrencyError("acc-1", 3, 5)
+
+    response = run(InProcessTransport(Route("t.Fail", S, S, fail)).request("t.Fail", S()))
+    with pytest.raises(AppError) as caught:
+        response.unwrap(S)
+    assert isinstance(caught.value.__cause__, ConcurrencyError)
+
+
+def test_a_middleware_sees_the_framework_error_itself() -> None:
+    # Mapping to a reply happens outside the chain, so a middleware can retry on conflict.
+    seen: list[type[BaseException]] = []
+
+    async def watch(msg: Message, ctx: RequestContext, call_next: Any) -> Message:
+        try:
+            return await call_next(msg, ctx)
+        except Exception as exc:
+            seen.append(type(exc))
+            raise
+
+    def fail(msg: Message, ctx: RequestContext) -> Message:
+        raise ConcurrencyError("acc-1", 3, 5)
+
+    transport = InProcessTransport(Route("t.Fail", S, S, fail), middlewares=[watch])
+    response = run(transport.request("t.Fail", S()))
+    assert seen == [ConcurrencyError]
+    assert response.error is not None and response.error.code == "CONCURRENCY_CONFLICT"
+
+
+def test_wrong_request_type_message_names_the_expected_type_without_an_article() -> None:
+    transport = InProcessTransport(Route("t.Echo", S, S, echo))
+    response = run(transport.request("t.Echo", I(value=3)))
+    assert response.error is not None
+    assert response.error.message == (
+        "t.Echo expects google.protobuf.StringValue, got google.protobuf.Int64Value"
+    )
+    assert response.error.solution == "Send a request of type google.protobuf.StringValue."
