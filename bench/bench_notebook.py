@@ -118,7 +118,8 @@ def run_suite() -> tuple[float, dict[str, float], int, int]:
         passed = failed = 0
         if report.is_file():
             for case in ET.parse(report).getroot().iter("testcase"):
-                name = case.get("classname", "").rsplit(".", 1)[-1] or case.get("file", "?")
+                # classname is "notebooks.01_quickstart.ipynb": the notebook's file name.
+                name = case.get("classname", "?").removesuffix(".ipynb").rsplit(".", 1)[-1]
                 per_notebook[name] += float(case.get("time", "0"))
                 if case.find("failure") is not None or case.find("error") is not None:
                     failed += 1

@@ -1,3 +1,5 @@
+# The cells below are notebook text; their lines are as long as a notebook reads well.
+# ruff: noqa: E501
 """Write the tutorial notebooks in notebooks/ (and execute them, with --execute).
 
     .venv/bin/python scripts/build_notebooks.py              # write the .ipynb files, no outputs
@@ -948,12 +950,18 @@ def projections() -> list[Cell]:
         code(
             """
             failed = manager.status("large_withdrawals")
+            error = failed.last_error
             print(failed.status, "at checkpoint", failed.checkpoint, "| rows so far:", len(large.rows))
-            print(failed.last_error.describe())
+            print(f"failed at position {error.position} ({error.aggregate_id}): "
+                  f"{error.error_type}: {error.message}")
             """
         ),
         md(
             """
+            The manager logged the failure with everything needed to find it
+            (the red text above); `status()` has the same facts as attributes,
+            and `last_error.traceback` the handler's traceback.
+
             The failing projection stopped **at** the failing event: its
             checkpoint is the position just before it, so nothing was skipped.
             The other projection was not affected. Fix the handler, then

@@ -54,6 +54,9 @@ RESERVED_ATTRIBUTES = frozenset(
     | {"state_fields", "applier_protocol"}
 )
 
+#: Attributes of every generated client (``ServiceClient``) that a method must not replace.
+_CLIENT_ATTRIBUTES = frozenset({"transport", "_call"})
+
 # Field numbers inside descriptor.proto, for source locations.
 _FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6
 _MSG_FIELD, _MSG_NESTED, _MSG_ENUM, _MSG_OPTIONS = 2, 3, 4, 7
@@ -130,6 +133,10 @@ class ExternalType:
     is_enum: bool = False
 
     @property
+    def name(self) -> str:
+        return self.qualname.rpartition(".")[2]
+
+    @property
     def is_top_level(self) -> bool:
         return "." not in self.qualname
 
@@ -187,11 +194,15 @@ class AggregateInfo:
 
 @dataclass(slots=True)
 class MethodInfo:
+    """One rpc. Its request and reply are messages of the modelled files, or of a file
+    that is not modelled (``ExternalType``: ``google.protobuf.Empty``,
+    ``google.protobuf.StringValue``, ``eventsourcing.Response``)."""
+
     name: str
     py_name: str
     subject: str
-    input: MessageInfo
-    output: MessageInfo
+    input: MessageInfo | ExternalType
+    output: MessageInfo | ExternalType
     comment: str
     location: Location
 
@@ -233,6 +244,8 @@ class Model:
     def events(self) -> list[EventInfo]:
         return [e for a in self.aggregates for e in a.events]
 
+    # Commands, queries and views are the domain's own messages: a request or reply of a
+    # file that is not modelled (google.protobuf.Empty) is left out of them.
     @property
     def commands(self) -> list[MessageInfo]:
         """Request messages of command services (and of aggregate-bound plain services)."""
@@ -266,10 +279,11 @@ class Model:
         }
 
 
-def _unique(items: Iterable[MessageInfo]) -> list[MessageInfo]:
+def _unique(items: Iterable[MessageInfo | ExternalType]) -> list[MessageInfo]:
     seen: dict[str, MessageInfo] = {}
     for m in items:
-        seen.setdefault(m.full_name, m)
+        if isinstance(m, MessageInfo):
+            seen.setdefault(m.full_name, m)
     return list(seen.values())
 
 
@@ -716,13 +730,28 @@ class _Builder:
                         )
                     )
                     continue
+                py_name = naming.snake(m.name)
+                if not naming.is_identifier(py_name) or py_name in _CLIENT_ATTRIBUTES:
+                    self.errors.append(
+                        where.diagnostic(
+                            f"method {s.name}.{m.name} would become the Python method "
+                            f"{py_name!r}, which is a keyword or an attribute of every client; "
+                            "rename the rpc",
+                            f"{full}.{m.name}",
+                        )
+                    )
+                    continue
+                request = self._method_type(m.input_type, "request", s.name, m.name, where, full)
+                reply = self._method_type(m.output_type, "reply", s.name, m.name, where, full)
+                if request is None or reply is None:
+                    continue
                 methods.append(
                     MethodInfo(
                         name=m.name,
-                        py_name=naming.snake(m.name),
+                        py_name=py_name,
                         subject=f"{full}.{m.name}",
-                        input=self.messages[m.input_type.lstrip(".")],
-                        output=self.messages[m.output_type.lstrip(".")],
+                        input=request,
+                        output=reply,
                         comment=locs.comment(*path, _SVC_METHOD, i),
                         location=where,
                     )
@@ -742,6 +771,35 @@ class _Builder:
             )
         return services
 
+    def _method_type(
+        self,
+        type_name: str,
+        role: str,
+        service: str,
+        method: str,
+        where: Location,
+        full: str,
+    ) -> MessageInfo | ExternalType | None:
+        """The request or reply message of a method, from a modelled file or not.
+
+        A message of a file that is not modelled (a well-known type such as
+        ``google.protobuf.Empty``) is an ``ExternalType``; one that is in no file
+        given to the model (files passed without their imports) is an error.
+        """
+        name = type_name.lstrip(".")
+        found = self.messages.get(name) or self.external.get(name)
+        if found is not None and not (isinstance(found, ExternalType) and found.is_enum):
+            return found
+        self.errors.append(
+            where.diagnostic(
+                f"method {service}.{method} has {role} type {name!r}, which is not a message "
+                "of the files given to the generator; pass every file with its imports "
+                "(protoc's --include_imports)",
+                f"{full}.{method}",
+            )
+        )
+        return None
+
     def _clients(self, services: list[ServiceInfo], aggregates: dict[str, AggregateInfo]) -> None:
         methods: dict[str, dict[str, MethodInfo]] = {}
         attributes: dict[str, str] = {}
@@ -752,6 +810,18 @@ class _Builder:
             else:
                 s.client_name = f"{s.name}Client"
                 s.sdk_attribute = naming.snake(s.name)
+            if not naming.is_identifier(s.sdk_attribute) or s.sdk_attribute == "transport":
+                what = f"aggregate type {s.aggregate!r}" if s.aggregate else f"service {s.name!r}"
+                self.errors.append(
+                    s.location.diagnostic(
+                        f"service {s.full_name} would become SDK attribute "
+                        f"{s.sdk_attribute!r} (from the {what}), which is a keyword or the "
+                        "SDK's transport; rename the "
+                        + ("aggregate (type_name)" if s.aggregate else "service"),
+                        s.full_name,
+                    )
+                )
+                continue
             owner = attributes.setdefault(s.sdk_attribute, s.client_name)
             if owner != s.client_name:
                 self.errors.append(

@@ -108,15 +108,23 @@ def _bind_names(model: Model, unit: _Unit) -> None:
             for ref in (f.value, f.map_key):
                 if ref is not None and ref.full_name:
                     needed.append(ref.full_name)
+    routed: list[str] = []  # request and reply types: the routes need their classes
     for s in unit.services:
         for m in s.methods:
-            needed += [m.input.full_name, m.output.full_name]
+            routed += [m.input.full_name, m.output.full_name]
     tops: dict[str, MessageInfo | EnumInfo | ExternalType] = {}
-    for full in needed:
+    private: dict[str, ExternalType] = {}
+    for full in [*needed, *routed]:
         top = _top_of(model, full)
-        if top is None or (unit.live and isinstance(top, ExternalType)):
-            # A live module leaves well-known types unbound (annotated ``_es.Message``):
-            # binding them would put a second Timestamp class in the user's namespace.
+        if top is None:
+            continue
+        if unit.live and isinstance(top, ExternalType):
+            # A live module does not bind well-known types under their own names (a
+            # field of one is annotated ``_es.Message``): a second Timestamp class would
+            # shadow the user's import in a notebook. A route needs the class itself,
+            # from the run's pool, so a request or reply type is bound under a private name.
+            if full in routed:
+                private.setdefault(top.full_name, top)
             continue
         tops.setdefault(top.full_name, top)
     simple: dict[str, list[str]] = {}
@@ -125,6 +133,17 @@ def _bind_names(model: Model, unit: _Unit) -> None:
     for name, fulls in simple.items():
         for full in fulls:
             unit.names[full] = name if len(fulls) == 1 else full.replace(".", "_")
+    for full in private:
+        unit.names[full] = private_name(full)
+
+
+def private_name(full_name: str) -> str:
+    """The private name of a live module's binding for a type of an unmodelled file.
+
+    ``google.protobuf.Empty`` -> ``_pb_google_protobuf_Empty``: private, so neither
+    ``__all__`` nor the notebook magic hands it to the user.
+    """
+    return "_pb_" + full_name.replace(".", "_")
 
 
 def _expr(model: Model, unit: _Unit, full_name: str) -> str:

@@ -101,7 +101,8 @@ def test_service_naming_a_missing_state_message_is_an_error() -> None:
             "}",
         )
     )
-    assert error.line == 6
+    assert (error.file, error.line) == ("dom.proto", 6)
+    assert error.element == "t.v1.PingService"
     assert "aggregate_root_message 't.v1.Nope'" in error.message
 
 
@@ -187,8 +188,67 @@ def test_streaming_method_is_reported_at_the_method() -> None:
             "}",
         )
     )
-    assert error.line == 6
+    assert (error.file, error.line) == ("dom.proto", 6)
+    assert error.element == "t.v1.PingService.Ping"
     assert "streams" in error.message
+
+
+def test_server_streaming_method_of_well_known_types_is_reported_at_the_method() -> None:
+    error = model_error(
+        proto_text(
+            'import "google/protobuf/empty.proto";',
+            "service PingService {",
+            "  rpc Ping(google.protobuf.Empty) returns (stream google.protobuf.Empty);",
+            "}",
+        )
+    )
+    assert (error.file, error.line) == ("dom.proto", 6)
+    assert error.element == "t.v1.PingService.Ping"
+    assert "streams" in error.message
+
+
+def test_rpc_named_like_a_python_keyword_is_an_error() -> None:
+    error = model_error(
+        proto_text(
+            "message PingMsg {}",
+            "service PingService {",
+            "  rpc Import(PingMsg) returns (PingMsg);",
+            "}",
+        )
+    )
+    assert (error.file, error.line) == ("dom.proto", 6)
+    assert error.element == "t.v1.PingService.Import"
+    assert "Python method 'import'" in error.message
+
+
+def test_rpc_named_like_the_clients_transport_is_an_error() -> None:
+    error = model_error(
+        proto_text(
+            "message PingMsg {}",
+            "service PingService {",
+            "  rpc Transport(PingMsg) returns (PingMsg);",
+            "}",
+        )
+    )
+    assert (error.file, error.line) == ("dom.proto", 6)
+    assert "Python method 'transport'" in error.message
+
+
+def test_aggregate_type_that_becomes_a_keyword_sdk_attribute_is_an_error() -> None:
+    error = model_error(
+        proto_text(
+            "message Class {",
+            "  option (eventsourcing.aggregate_root).id_field = 'id'; string id = 1;",
+            "}",
+            "message Enrol {}",
+            "service ClassCommandService {",
+            "  rpc EnrolStudent(Enrol) returns (Enrol);",
+            "}",
+        )
+    )
+    assert (error.file, error.line) == ("dom.proto", 8)
+    assert error.element == "t.v1.ClassCommandService"
+    assert "SDK attribute 'class'" in error.message
 
 
 def test_two_services_of_one_aggregate_with_one_method_name_clash_in_the_client() -> None:
