@@ -354,7 +354,7 @@ def quickstart() -> list[Cell]:
         ),
         code(
             """
-            from eventstore.core.transport import InProcessTransport
+            from eventstore import InProcessTransport
 
             transport = InProcessTransport(AccountCommandServiceServer(AccountCommands(repo)))
             client = AccountClient(transport)
@@ -513,7 +513,7 @@ def commands() -> list[Cell]:
         code(BANK_COMMANDS),
         code(
             """
-            from eventstore.core.transport import InProcessTransport
+            from eventstore import InProcessTransport
 
             %es_store
             repo = AccountRepository(store, AccountApplier())
@@ -832,8 +832,7 @@ def projections() -> list[Cell]:
         ),
         code(
             """
-            from eventstore.core.projections import ProjectionManager
-            from eventstore.sqlite.read_model import SQLiteReadModel
+            from eventstore import ProjectionManager, SQLiteReadModel
 
             read_model = SQLiteReadModel(store)
             manager = ProjectionManager(store)
@@ -922,7 +921,7 @@ def projections() -> list[Cell]:
         ),
         code(
             """
-            from eventstore.core.projections import CheckpointedReadModel
+            from eventstore import CheckpointedReadModel
 
             class LargeWithdrawals:
                 name = "large_withdrawals"
@@ -1504,8 +1503,7 @@ def constraints() -> list[Cell]:
         ),
         code(
             """
-            from eventstore import AppError
-            from eventstore.core.transport import InProcessTransport
+            from eventstore import AppError, InProcessTransport
 
             class UserCommands:
                 def register_user(self, cmd, ctx):

@@ -9,41 +9,38 @@ same ids and is recognised even after its command record expired.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import time
 import uuid
 
 # A fixed namespace for deterministic ids; changing it would break idempotency
 # of retries across versions of this library.
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c1d52-5a0e-4f59-9a53-2d1f4f5e7a10")
+_NAMESPACE_BYTES = _EVENT_ID_NAMESPACE.bytes
+_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
+# The RFC 4122 variant in the hex digit after the third dash: 10xx.
+_VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
 
 def deterministic_event_id(command_id: str, aggregate_id: str, index: int) -> str:
     """The id of the ``index``-th event (0-based) that ``command_id`` raised on an aggregate.
 
-    A function of its arguments only. When the command id is itself a UUIDv7
-    (as ``new_command_id`` and the generated clients make them), the event id
-    keeps its 48-bit time prefix, so event ids of recent commands stay close
-    together in the store's unique index; otherwise it is a plain UUIDv5.
+    A function of its arguments only: the UUIDv5 of the three. When the command
+    id is itself a lowercase UUIDv7 (as ``new_command_id`` and the generated
+    clients make them), the event id takes the command's 48-bit time prefix
+    instead (RFC 9562 version 8, the rest from the same hash), so event ids of
+    recent commands stay close together in the store's unique index.
     """
-    named = uuid.uuid5(_EVENT_ID_NAMESPACE, f"{command_id}\x1f{aggregate_id}\x1f{index}")
-    millis = _uuid7_millis(command_id)
-    if millis is None:
-        return str(named)
-    # RFC 9562 version 8 ("custom"): time prefix of the command, the rest from the name hash.
-    value = (millis << 80) | (named.int & ((1 << 80) - 1))
-    value = (value & ~(0xF << 76)) | (0x8 << 76)
-    return str(uuid.UUID(int=value))
-
-
-def _uuid7_millis(text: str) -> int | None:
-    if len(text) != 36 or text[14] != "7":
-        return None
-    try:
-        parsed = uuid.UUID(text)
-    except ValueError:
-        return None
-    return parsed.int >> 80 if parsed.version == 7 else None
+    # uuid.uuid5 spelled out on strings: this runs once per stored event.
+    h = hashlib.sha1(
+        _NAMESPACE_BYTES + f"{command_id}\x1f{aggregate_id}\x1f{index}".encode()
+    ).hexdigest()
+    variant = _VARIANT[h[16]]
+    if _UUID7.match(command_id):
+        return f"{command_id[:13]}-8{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 
 def new_event_id() -> str:

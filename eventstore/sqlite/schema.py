@@ -54,6 +54,12 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at      INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 2: no index on command expiry: expired records are swept in bounded batches in
+    # key order (SQLiteEventStore.sweep_expired_commands), so each command writes one
+    # B-tree less
+    """
+    DROP INDEX processed_commands_by_expiry;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

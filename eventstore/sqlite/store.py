@@ -50,7 +50,8 @@ _INSERT_COMMAND = (
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (?, ?, ?, ?, ?)"
 )
 _CONSTRAINT_OWNER = "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?"
-_EXPIRY_SWEEP_EVERY = 10_000
+_EXPIRY_SWEEP_EVERY = 1_000
+_EXPIRY_SWEEP_BATCH = 5_000
 # The encoder json.dumps(x, separators=(",", ":")) would build on every call, built once.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -85,6 +86,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         self._listeners: list[CommitListener] = []
         self._listeners_lock = threading.Lock()
         self._commands_since_sweep = 0
+        self._sweep_cursor = ""
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
@@ -174,7 +176,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     for i, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
                 ]
                 if command_id:
-                    known = self._find_command(conn, command_id, aggregate_id, now)
+                    known = self._find_command_record(conn, command_id, now)
                     if known is not None:
                         return known
                 last = 0
@@ -199,8 +201,18 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     expires = now + int(command_ttl.total_seconds() * 1_000_000)
                     ids = _compact_json([e.event_id for e in events])
                     conn.execute(_INSERT_COMMAND, (command_id, aggregate_id, ids, now, expires))
-        except sqlite3.IntegrityError as exc:
-            raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
+        except (ConcurrencyError, UniqueConstraintError, sqlite3.IntegrityError) as exc:
+            # A retry of a command whose record expired fails one of the checks above (its
+            # events, or their deterministic ids, are stored). Looking for those ids only
+            # here keeps a lookup off every successful append; the answer is the same as
+            # looking first, because nothing was written.
+            if command_id and events:
+                known = self.find_command(command_id, aggregate_id)
+                if known is not None:
+                    return known
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
+            raise
         first = last - len(rows) + 1
         stored = tuple(
             Event(r[0], aggregate_id, aggregate_type, r[3], r[4], position, now, r[6], r[7], r[8])
@@ -210,7 +222,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             self._commands_since_sweep += 1
             if self._commands_since_sweep >= _EXPIRY_SWEEP_EVERY:
                 self._commands_since_sweep = 0
-                self.delete_expired_commands()
+                self.sweep_expired_commands()
         if rows:
             self._notify(last)
         return AppendResult(stored, False, timestamp_from_micros(now))
@@ -254,17 +266,25 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     )
 
     # -- commands ------------------------------------------------------------------------
-    def _find_command(
-        self, conn: sqlite3.Connection, command_id: str, aggregate_id: str, now: int
+    def _find_command_record(
+        self, conn: sqlite3.Connection, command_id: str, now: int
     ) -> AppendResult | None:
         row = conn.execute(
             "SELECT event_ids, processed_at, expires_at FROM processed_commands "
             "WHERE command_id = ?",
             (command_id,),
         ).fetchone()
-        if row is not None and row[2] > now:
-            ids = json.loads(row[0])
-            return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
+        if row is None or row[2] <= now:
+            return None
+        ids = json.loads(row[0])
+        return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
+
+    def _find_command(
+        self, conn: sqlite3.Connection, command_id: str, aggregate_id: str, now: int
+    ) -> AppendResult | None:
+        known = self._find_command_record(conn, command_id, now)
+        if known is not None:
+            return known
         # The record expired (or was cleaned up): the deterministic ids still tell.
         events: list[Event] = []
         for index in itertools.count():
@@ -309,6 +329,32 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             timestamp_from_micros(row[3]),
             timestamp_from_micros(row[4]),
         )
+
+    def sweep_expired_commands(self, batch: int = _EXPIRY_SWEEP_BATCH) -> int:
+        """Delete expired command records among the next ``batch`` records; returns how many.
+
+        Bounded work, resumed where the last sweep stopped (wrapping at the end),
+        so the command table needs no index on expiry: each command writes one
+        B-tree less. The store calls it every few thousand commands.
+        """
+        now = time.time_ns() // 1000
+        with self._db.transaction() as conn:
+            keys = conn.execute(
+                "SELECT command_id FROM processed_commands WHERE command_id > ? "
+                "ORDER BY command_id LIMIT ?",
+                (self._sweep_cursor, batch),
+            ).fetchall()
+            if not keys:
+                self._sweep_cursor = ""
+                return 0
+            last = keys[-1][0]
+            deleted = conn.execute(
+                "DELETE FROM processed_commands WHERE command_id > ? AND command_id <= ? "
+                "AND expires_at <= ?",
+                (self._sweep_cursor, last, now),
+            ).rowcount
+            self._sweep_cursor = last if len(keys) == batch else ""
+            return deleted
 
     def delete_expired_commands(self, now: datetime | None = None) -> int:
         """Delete command records past their TTL (as of ``now``); returns how many went.

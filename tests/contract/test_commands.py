@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -306,3 +307,46 @@ def test_save_with_command_rejects_an_empty_command_id(store):
     repo = account_repository(store)
     with pytest.raises(ValueError, match="command id"):
         repo.save_with_command(_opened_account(), "")
+
+
+def test_retry_after_record_expired_is_recognised_before_a_constraint_that_now_fails(store):
+    claim = [UniqueConstraint("account_owner", "ann")]
+    store.append("acc-1", "Account", 0, [opened("ann", constraints=claim)], command_id="cmd-9")
+    # cmd-1 stored one event on acc-2, and its record expired. Its retry passes the version
+    # check but claims a value acc-1 owns: it must be reported as done, not as a conflict.
+    first = store.append(
+        "acc-2",
+        "Account",
+        0,
+        command_events("cmd-1", "acc-2", 1),
+        command_id="cmd-1",
+        command_ttl=TINY_TTL,
+    )
+    _expire()
+    retry = [replace(ev, constraints=tuple(claim)) for ev in command_events("cmd-1", "acc-2", 1)]
+    again = store.append("acc-2", "Account", 1, retry, command_id="cmd-1")
+    assert again.already_processed is True
+    assert list(again.events) == list(first.events)
+    assert store.constraint_owner("account_owner", "ann") == "acc-1"
+
+
+def test_sweep_deletes_only_expired_records_in_bounded_batches(store):
+    for i in range(5):
+        store.append(
+            f"acc-{i}",
+            "Account",
+            0,
+            [deposit()],
+            command_id=f"old-{i}",
+            command_ttl=TINY_TTL,
+        )
+    for i in range(3):
+        store.append(f"live-{i}", "Account", 0, [deposit()], command_id=f"new-{i}")
+    _expire()
+    # 8 records, swept 3 at a time in key order: new-0..2 | old-0..2 | old-3..4, then wrap.
+    assert store.sweep_expired_commands(batch=3) == 0
+    assert store.sweep_expired_commands(batch=3) == 3
+    assert store.sweep_expired_commands(batch=3) == 2
+    assert store.sweep_expired_commands(batch=3) == 0  # wrapped: only live records remain
+    assert [store.processed_command(f"new-{i}") is not None for i in range(3)] == [True] * 3
+    assert all(store.processed_command(f"old-{i}") is None for i in range(5))
