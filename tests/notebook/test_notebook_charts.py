@@ -1,11 +1,13 @@
 """altair charts: their specs, the 5,000-row limit, and a rendered PNG of each type.
 
-The PNGs are written to the test's tmp folder and copied to docs/images/,
-where docs/notebook.md shows them (and a person looks at them).
+The PNGs are written to the test's tmp folder. With ES_UPDATE_DOC_IMAGES=1 they
+are also copied to docs/images/, where docs/notebook.md shows them (and a
+person looks at them); otherwise a test run leaves the source tree alone.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -174,8 +176,9 @@ def test_save_chart_writes_svg_for_an_svg_path(tmp_path):
 # -- rendered PNGs -------------------------------------------------------------------------------
 def _render(name: str, chart: alt.TopLevelMixin, tmp_path: Path) -> bytes:
     path = charts.save_chart(chart, tmp_path / f"{name}.png")
-    DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(path, DOCS_IMAGES / path.name)
+    if os.environ.get("ES_UPDATE_DOC_IMAGES") == "1":
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_IMAGES / path.name)
     return path.read_bytes()
 
 
