@@ -46,7 +46,7 @@ def test_the_event_log_updates_when_an_event_is_appended(store):
     deposit(store, "acc-1", 25)
     assert [r["event"] for r in log.rows()] == ["MoneyDeposited", "AccountOpened"]
     assert "amount=25" in log.table.value
-    assert "2 events seen" in log.summary.value
+    assert "showing all 2 events" in log.summary.value
 
 
 def test_the_event_log_keeps_only_the_last_max_rows(store):
@@ -55,7 +55,27 @@ def test_the_event_log_keeps_only_the_last_max_rows(store):
     for amount in (1, 2, 3):
         deposit(store, "acc-1", amount)
     assert [r["version"] for r in log.rows()] == [4, 3]
-    assert log.events_seen == 4
+    assert log.total == 4
+
+
+def test_the_event_log_counts_every_stored_event_not_only_the_rows_it_shows(store):
+    open_account(store, "acc-1", "Ada")
+    for amount in range(1, 7):
+        deposit(store, "acc-1", amount)
+    log = EventLog(store, EVENT_TYPES, max_rows=5)
+    assert log.total == 7
+    assert "showing the last 5 of 7 events, log head at position 7" in log.summary.value
+    deposit(store, "acc-1", 9)
+    assert "showing the last 5 of 8 events, log head at position 8" in log.summary.value
+
+
+def test_the_event_log_of_one_type_counts_only_that_type(store):
+    open_account(store, "acc-1", "Ada")
+    for amount in (1, 2, 3):
+        deposit(store, "acc-1", amount)
+    log = EventLog(store, EVENT_TYPES, event_type="MoneyDeposited", max_rows=2)
+    assert log.total == 3
+    assert "showing the last 2 of 3 events" in log.summary.value
 
 
 def test_the_event_log_of_one_aggregate_ignores_the_others(store):

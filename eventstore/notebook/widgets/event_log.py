@@ -37,6 +37,22 @@ def _payload_text(values: dict[str, Any], limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _count_matching(
+    store: Any, aggregate_id: str | None, event_type: str | None, shown: int
+) -> int:
+    """How many stored events the log's filters match, by the cheapest query the store has.
+
+    The table holds only the last ``max_rows``; the summary says how many there are in all.
+    """
+    if aggregate_id and not event_type and hasattr(store, "stream_version"):
+        return int(store.stream_version(aggregate_id))
+    if not aggregate_id and not event_type and hasattr(store, "count_events"):
+        return int(store.count_events())
+    if shown == 0:
+        return 0
+    return sum(1 for _ in select_events(store, aggregate_id, event_type=event_type))
+
+
 class EventLog(W.VBox):
     """The last ``max_rows`` events (newest first), optionally of one aggregate or type."""
 
@@ -58,14 +74,15 @@ class EventLog(W.VBox):
         self._decode = payload_decoder(types)
         self._lock = threading.Lock()
         self.events: deque[Event] = deque(maxlen=max_rows)
-        self.events_seen = 0
+        #: How many events in the log match the filters (not only the ones shown).
+        self.total = 0
         self.summary = W.HTML()
         self.table = W.HTML()
         self.error = W.HTML()
         head = store.head_position()
         initial = select_events(store, aggregate_id, event_type=event_type, last=max_rows)
         self.events.extend(initial)
-        self.events_seen = len(initial)
+        self.total = _count_matching(store, aggregate_id, event_type, len(initial))
         self.position = max(head, initial[-1].position if initial else 0)
         super().__init__([self.summary, self.table, self.error])
         self._render()
@@ -101,7 +118,7 @@ class EventLog(W.VBox):
                     self.position = page[-1].position
                 if len(page) < 1000:
                     break
-            self.events_seen += new
+            self.total += new
             self._render()
             return new
 
@@ -129,10 +146,13 @@ class EventLog(W.VBox):
         rows = self.rows()
         where = f" of {html.escape(self.aggregate_id)}" if self.aggregate_id else ""
         kind = f" ({html.escape(self.event_type)})" if self.event_type else ""
+        noun = "event" if self.total == 1 else "events"
+        if len(rows) < self.total:
+            shown = f"showing the last {len(rows)} of {self.total} {noun}"
+        else:
+            shown = f"showing all {self.total} {noun}"
         self.summary.value = (
-            f"<b>Event log{where}{kind}</b>: {self.events_seen} "
-            f"{'event' if self.events_seen == 1 else 'events'} seen, "
-            f"showing the last {len(rows)}, log head at position {self.position}"
+            f"<b>Event log{where}{kind}</b>: {shown}, log head at position {self.position}"
         )
         if not rows:
             self.table.value = "<i>no events yet</i>"

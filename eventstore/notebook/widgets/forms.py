@@ -53,6 +53,11 @@ _UINT_BOUNDS = {
 }
 _FLOAT_TYPES = {FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE}
 _MAX_DEPTH = 4
+_JSON_EXAMPLES = {
+    "Timestamp": "2026-01-31T09:30:00Z (UTC, RFC 3339)",
+    "Duration": "1.5s",
+    "FieldMask": "owner,balance",
+}
 
 
 class FormValueError(ValueError):
@@ -106,20 +111,61 @@ def _scalar_value(field: FieldDescriptor, widget: W.ValueWidget, path: str) -> A
     return value
 
 
+def _is_optional(field: FieldDescriptor) -> bool:
+    """A proto3 ``optional`` scalar: it has presence, so "unset" differs from zero."""
+    oneof = field.containing_oneof
+    return oneof is not None and _is_synthetic(oneof)
+
+
 class _ScalarEditor(_Editor):
-    def __init__(self, field: FieldDescriptor, path: str, description: str | None = None) -> None:
+    """One scalar input. An ``optional`` field gets a "set" checkbox and stays unset until
+    it is ticked (changing the value ticks it), so the handler's ``HasField`` is False
+    for a field the user never touched."""
+
+    def __init__(
+        self,
+        field: FieldDescriptor,
+        path: str,
+        description: str | None = None,
+        *,
+        in_list: bool = False,
+    ) -> None:
         self.field = field
         self.path = path
-        self.widget = _scalar_widget(field, description if description is not None else field.name)
+        self.value_widget = _scalar_widget(
+            field, description if description is not None else field.name
+        )
+        self.set_box: W.Checkbox | None = None
+        self.widget: W.Widget = self.value_widget
+        if not in_list and _is_optional(field):
+            self.set_box = W.Checkbox(
+                value=False,
+                description="set",
+                indent=False,
+                tooltip="optional field: sent only when ticked",
+                layout=W.Layout(width="auto"),
+            )
+            self.value_widget.observe(self._mark_set, names="value")
+            self.widget = W.HBox([self.value_widget, self.set_box])
+
+    def _mark_set(self, _change: Any) -> None:
+        if self.set_box is not None:
+            self.set_box.value = True
+
+    @property
+    def is_set(self) -> bool:
+        return self.set_box is None or bool(self.set_box.value)
 
     def read(self) -> Any:
-        return _scalar_value(self.field, self.widget, self.path)
+        return _scalar_value(self.field, self.value_widget, self.path)
 
     def fill(self, target: Message) -> None:
+        if not self.is_set:
+            return
         try:
             setattr(target, self.field.name, self.read())
         except (TypeError, ValueError) as exc:
-            raise FormValueError(self.path, self.widget.value, str(exc)) from exc
+            raise FormValueError(self.path, self.value_widget.value, str(exc)) from exc
 
 
 class _JsonEditor(_Editor):
@@ -150,7 +196,9 @@ class _JsonEditor(_Editor):
         try:
             json_format.Parse(text, message)
         except json_format.ParseError as exc:
-            raise FormValueError(self.path, self.widget.value, str(exc)) from exc
+            example = _JSON_EXAMPLES.get(message_type(self.field).name)
+            cause = str(exc) + (f"; type it like {example}" if example else "")
+            raise FormValueError(self.path, self.widget.value, cause) from exc
         return message
 
     def fill(self, target: Message) -> None:
@@ -284,7 +332,7 @@ class RepeatedEditor(_Editor):
             else:
                 item = MessageEditor(descriptor, item_path, self.depth + 1)
         else:
-            item = _ScalarEditor(self.field, item_path, description=f"[{index}]")
+            item = _ScalarEditor(self.field, item_path, description=f"[{index}]", in_list=True)
         remove = W.Button(icon="trash", tooltip="remove", layout=W.Layout(width="36px"))
         row = W.HBox([item.widget, remove])
         remove.on_click(lambda _b: self._remove(item, row))
@@ -315,7 +363,7 @@ class RepeatedEditor(_Editor):
                 try:
                     container.append(item.read())
                 except (TypeError, ValueError) as exc:
-                    raise FormValueError(item.path, item.widget.value, str(exc)) from exc
+                    raise FormValueError(item.path, item.value_widget.value, str(exc)) from exc
             elif isinstance(item, _JsonEditor):
                 built = item.build(type(container.add()))
                 container.pop()
@@ -440,7 +488,16 @@ class CommandForm(W.VBox):
             return editor
         if isinstance(editor, _OneofEditor):
             return editor.choice
+        if isinstance(editor, _ScalarEditor):
+            return editor.value_widget
         return editor.widget
+
+    def set_control(self, path: str) -> W.Checkbox:
+        """The "set" checkbox of an ``optional`` field (ticked when its value changes)."""
+        editor = self.editor.editor(path)
+        if not isinstance(editor, _ScalarEditor) or editor.set_box is None:
+            raise KeyError(f"field {path!r} is not an optional scalar, so it has no set control")
+        return editor.set_box
 
     def message(self) -> Message:
         """The message the inputs describe now."""
@@ -455,6 +512,13 @@ class CommandForm(W.VBox):
         self.last_error = None
         try:
             message = self.message()
+        except FormValueError as exc:
+            # The reader typed something the field cannot take: say which and what
+            # to type; a traceback would only point into this module.
+            self.last_error = exc
+            self._set_status(f"check field {exc.path}", "#b00")
+            self.output.append_stderr(f"The form does not make a valid message: {exc}\n")
+            return
         except Exception as exc:
             self._show_exception(exc, "the form does not make a valid message")
             return
