@@ -161,60 +161,71 @@ class AccountApplier:
         agg.balance -= event.amount
 """
 
-BANK_COMMANDS = """
+OPEN_ACCOUNT = """
 from eventstore import AppError
 
 
+def open_account(repo, cmd, ctx):
+    def decide(agg):
+        if agg.version:
+            raise AppError("ACCOUNT_EXISTS", f"account {agg.id!r} already exists",
+                           "Choose another account id.")
+        agg.apply_change(AccountOpenedEvent(owner=cmd.owner, initial_deposit=cmd.initial_deposit))
+
+    result = repo.retry_on_conflict(cmd.account_id, decide, command_id=ctx.command_id)
+    return OpenAccountResponse(account_id=cmd.account_id, version=result.version)
+"""
+
+MOVE_MONEY = """
+def deposit(repo, cmd, ctx):
+    def decide(agg):
+        must_exist(agg)
+        if cmd.amount <= 0:
+            raise AppError("INVALID_AMOUNT", f"cannot deposit {cmd.amount} cents",
+                           "Deposit a positive amount.")
+        agg.apply_change(MoneyDepositedEvent(amount=cmd.amount))
+
+    return balance_after(repo, cmd.account_id, decide, ctx)
+
+
+def withdraw(repo, cmd, ctx):
+    def decide(agg):
+        must_exist(agg)
+        if cmd.amount > agg.balance:
+            raise AppError("INSUFFICIENT_FUNDS",
+                           f"account {agg.id!r} holds {agg.balance} cents, cannot withdraw {cmd.amount}",
+                           "Withdraw less, or deposit first.", {"balance": str(agg.balance)})
+        agg.apply_change(MoneyWithdrawnEvent(amount=cmd.amount))
+
+    return balance_after(repo, cmd.account_id, decide, ctx)
+
+
+def must_exist(agg):
+    if agg.version == 0:
+        raise AppError("ACCOUNT_NOT_FOUND", f"account {agg.id!r} does not exist", "Open it first.")
+
+
+def balance_after(repo, account_id, decide, ctx):
+    result = repo.retry_on_conflict(account_id, decide, command_id=ctx.command_id)
+    agg = repo.load(account_id, at_version=result.version)   # the same answer if it is retried
+    return BalanceResponse(balance=agg.balance, version=agg.version)
+"""
+
+COMMAND_HANDLER = """
 class AccountCommands:
-    \"\"\"Decisions: check a command against the current state, then raise events.\"\"\"
+    \"\"\"Serves AccountCommandService: each RPC is one of the functions above.\"\"\"
 
     def __init__(self, repo):
         self.repo = repo
 
     def open_account(self, cmd, ctx):
-        def open_(agg):
-            if agg.version:
-                raise AppError("ACCOUNT_EXISTS", f"account {agg.id!r} already exists",
-                               "Choose another account id.")
-            agg.apply_change(AccountOpenedEvent(owner=cmd.owner,
-                                                initial_deposit=cmd.initial_deposit))
-
-        result = self.repo.retry_on_conflict(cmd.account_id, open_, command_id=ctx.command_id)
-        return OpenAccountResponse(account_id=cmd.account_id, version=result.version)
+        return open_account(self.repo, cmd, ctx)
 
     def deposit(self, cmd, ctx):
-        def deposit_(agg):
-            self._must_exist(agg)
-            if cmd.amount <= 0:
-                raise AppError("INVALID_AMOUNT", f"cannot deposit {cmd.amount} cents",
-                               "Deposit a positive amount.")
-            agg.apply_change(MoneyDepositedEvent(amount=cmd.amount))
-
-        return self._balance(cmd.account_id, deposit_, ctx)
+        return deposit(self.repo, cmd, ctx)
 
     def withdraw(self, cmd, ctx):
-        def withdraw_(agg):
-            self._must_exist(agg)
-            if cmd.amount > agg.balance:
-                raise AppError("INSUFFICIENT_FUNDS",
-                               f"account {agg.id!r} holds {agg.balance} cents, "
-                               f"cannot withdraw {cmd.amount}",
-                               "Withdraw less, or deposit first.",
-                               {"balance": str(agg.balance)})
-            agg.apply_change(MoneyWithdrawnEvent(amount=cmd.amount))
-
-        return self._balance(cmd.account_id, withdraw_, ctx)
-
-    def _must_exist(self, agg):
-        if agg.version == 0:
-            raise AppError("ACCOUNT_NOT_FOUND", f"account {agg.id!r} does not exist",
-                           "Open it first.")
-
-    def _balance(self, account_id, decide, ctx):
-        result = self.repo.retry_on_conflict(account_id, decide, command_id=ctx.command_id)
-        # The balance as of this command's version: the same answer when it is retried.
-        agg = self.repo.load(account_id, at_version=result.version)
-        return BalanceResponse(balance=agg.balance, version=agg.version)
+        return withdraw(self.repo, cmd, ctx)
 """
 
 
@@ -233,13 +244,15 @@ def quickstart() -> list[Cell]:
             what the state was last Tuesday, and you can build new views of the
             past long after it happened.
 
-            **What you will do here**, in ten short steps:
+            **What you will do here**, in six short steps (one section each):
 
-            1. describe a bank account in a `.proto` cell (state, events, commands);
-            2. let `%%es_generate` turn it into Python classes;
-            3. write how each event changes the state;
-            4. send commands through a generated client and see the events they store;
-            5. look at the log as a table, a timeline, and live widgets.
+            1. describe a bank account in a `.proto` cell (state, events, commands)
+               and let `%%es_generate` turn it into Python classes;
+            2. write how each event changes the state;
+            3. open a store and save an account through a repository;
+            4. send commands through a generated client;
+            5. look at the log as a table, a timeline, and the state at a version;
+            6. drive it all from widgets: a command form and a live event log.
             """
         ),
         SETUP,
@@ -337,12 +350,33 @@ def quickstart() -> list[Cell]:
             events or refuses with an `AppError` (a business error with a code,
             a message and what to do about it).
 
-            The handler below implements the generated `AccountCommandService`.
-            Each method loads the account, decides, and saves with
-            `retry_on_conflict` under the command's id (notebook 02 explains both).
+            We write the decisions as plain functions first, one per command.
+            Each one hands a small `decide(agg)` function to the repository's
+            `retry_on_conflict`, which loads the account, calls it, and saves
+            what it raised under the command's id (notebook 02 shows why both
+            matter).
+
+            **Opening an account** is refused when the id is taken:
             """
         ),
-        code(BANK_COMMANDS),
+        code(OPEN_ACCOUNT),
+        md(
+            """
+            **Deposits and withdrawals** follow the same pattern: check, raise
+            one event, and reply with the balance as of that event. A withdrawal
+            larger than the balance is refused with an `AppError` that says what
+            to do about it.
+            """
+        ),
+        code(MOVE_MONEY),
+        md(
+            """
+            The generated server expects one object with a method per RPC of
+            `AccountCommandService` (the generated `AccountCommandServiceHandler`
+            protocol). Ours just hands each command to its function:
+            """
+        ),
+        code(COMMAND_HANDLER),
         md(
             """
             The generated **server binding** routes each method of the service to
@@ -395,20 +429,28 @@ def quickstart() -> list[Cell]:
             """
             ## 5. The log
 
-            `%es_events` shows the store's events as a DataFrame: global
-            `position`, the stream (`aggregate_id`, `version`), the type, and the
-            payload decoded (the magic knows the classes `%%es_generate` made).
-            Each event also carries who caused it: `causation_id` is the command's
-            id.
+            `%es_events` shows the store's events as a DataFrame. `--brief` keeps
+            the columns to read first: the global `position`, the stream
+            (`aggregate_id`, `version`), the type, and the payload decoded (the
+            magic knows the classes `%%es_generate` made).
             """
         ),
-        code("%es_events"),
+        code("%es_events --brief"),
+        md(
+            """
+            Without `--brief` you get every column. Filtered to one account's
+            deposits: each event also has a `timestamp`, its own `event_id`, and
+            who caused it (`causation_id` is the id of the command that stored
+            it; the other metadata columns are empty here).
+            """
+        ),
         code("%es_events acc-2 --type MoneyDepositedEvent"),
         md(
             """
-            The same frame as a picture: one row per account, one dot per event,
+            The same log as a picture: one row per account, one dot per event,
             coloured by type. Here every event happened within a second, so time
-            runs in seconds.
+            runs in seconds. The two events `acc-1` saved in one transaction share
+            a timestamp, so their dots are stacked instead of hiding each other.
             """
         ),
         code(
@@ -455,6 +497,9 @@ def quickstart() -> list[Cell]:
         ),
         md(
             """
+            The event log's title says what it shows: the last 5 of the store's
+            events, and the position of the newest.
+
             Press **Send** in the form above (with a live kernel), or press it
             from code: the reply, or the `AppError`, shows in the form's output,
             and the event log above gains a row.
@@ -486,6 +531,58 @@ def quickstart() -> list[Cell]:
 
 
 # -- 02 -----------------------------------------------------------------------------------------
+APPLIER_02 = """
+class AccountApplier:
+    def apply_account_opened_event(self, agg, event):
+        agg.owner, agg.balance = event.owner, event.initial_deposit
+        agg.status = bank.AccountStatus.ACCOUNT_STATUS_OPEN
+
+    def apply_money_deposited_event(self, agg, event):
+        agg.balance += event.amount
+
+    def apply_money_withdrawn_event(self, agg, event):
+        agg.balance -= event.amount
+
+    def apply_account_closed_event(self, agg, event):
+        agg.status = bank.AccountStatus.ACCOUNT_STATUS_CLOSED
+"""
+
+HANDLER_02 = """
+from eventstore import AppError
+
+
+class AccountCommands:
+    def __init__(self, repo):
+        self.repo = repo
+
+    def open_account(self, cmd, ctx):
+        event = bank.AccountOpenedEvent(owner=cmd.owner, initial_deposit=cmd.initial_deposit)
+        result = self._save(cmd.account_id, event, ctx)
+        return bank.OpenAccountResponse(account_id=cmd.account_id, version=result.version)
+
+    def deposit(self, cmd, ctx):
+        return self._balance(cmd.account_id, bank.MoneyDepositedEvent(amount=cmd.amount), ctx)
+
+    def withdraw(self, cmd, ctx):
+        return self._balance(cmd.account_id, bank.MoneyWithdrawnEvent(amount=cmd.amount), ctx)
+
+    def close_account(self, cmd, ctx):
+        raise AppError("NOT_HERE", "this notebook does not close accounts",
+                       "See examples/bankaccount for the full handler.")
+
+    def _save(self, account_id, event, ctx):
+        def decide(agg):
+            agg.apply_change(event)
+
+        return self.repo.retry_on_conflict(account_id, decide, command_id=ctx.command_id)
+
+    def _balance(self, account_id, event, ctx):
+        result = self._save(account_id, event, ctx)
+        agg = self.repo.load(account_id, at_version=result.version)
+        return bank.BalanceResponse(balance=agg.balance, version=agg.version)
+"""
+
+
 def commands() -> list[Cell]:
     return [
         md(
@@ -507,18 +604,46 @@ def commands() -> list[Cell]:
             """
         ),
         SETUP,
-        md("The bank from notebook 01, in one go: the proto, the applier and the command handler."),
-        code(BANK_PROTO),
-        code(BANK_APPLIER),
-        code(BANK_COMMANDS),
+        md(
+            """
+            We use the bank of notebook 01 again. Rather than repeat its proto
+            here, we generate the module from the copy kept in the repository,
+            `proto/examples/bank/account.proto` (the same account, plus a command
+            to close it). `generate_module(paths=...)` is what `%%es_generate`
+            does with a cell, for files on disk; the classes are reached through
+            the module, as `bank.DepositCommand` and so on.
+            """
+        ),
+        code(
+            """
+            from pathlib import Path
+            from eventstore.codegen import generate_module
+
+            bank = generate_module(paths=[Path("../proto/examples/bank/account.proto")], name="bank")
+            sorted(bank.EVENT_TYPES)
+            """
+        ),
+        md("The applier of notebook 01, with one more event:"),
+        code(APPLIER_02),
+        md(
+            """
+            And a shorter command handler than notebook 01's (no business rules,
+            so that what this notebook is about stands out): every method
+            decides inside `retry_on_conflict` and passes on the command's id.
+            """
+        ),
+        code(HANDLER_02),
         code(
             """
             from eventstore import InProcessTransport
 
             %es_store
-            repo = AccountRepository(store, AccountApplier())
-            client = AccountClient(InProcessTransport(AccountCommandServiceServer(AccountCommands(repo))))
-            await client.open_account(OpenAccountCommand(account_id="acc-1", owner="Ada", initial_deposit=100))
+            repo = bank.AccountRepository(store, AccountApplier())
+            server = bank.AccountCommandServiceServer(AccountCommands(repo))
+            client = bank.AccountClient(InProcessTransport(server))
+
+            opening = bank.OpenAccountCommand(account_id="acc-1", owner="Ada", initial_deposit=100)
+            await client.open_account(opening)
             """
         ),
         md(
@@ -534,7 +659,7 @@ def commands() -> list[Cell]:
         ),
         code(
             """
-            deposit = DepositCommand(account_id="acc-1", amount=25)
+            deposit = bank.DepositCommand(account_id="acc-1", amount=25)
             first = await client.deposit(deposit, command_id="deposit-0001")
             retry = await client.deposit(deposit, command_id="deposit-0001")
             print("first:", first.balance, "at version", first.version)
@@ -557,11 +682,11 @@ def commands() -> list[Cell]:
             from eventstore import deterministic_event_id
 
             account = repo.load("acc-1")
-            account.apply_change(MoneyDepositedEvent(amount=10))
+            account.apply_change(bank.MoneyDepositedEvent(amount=10))
             once = repo.save_with_command(account, "bonus-2026-01")
 
             account = repo.load("acc-1")                      # the retry decides again...
-            account.apply_change(MoneyDepositedEvent(amount=10))
+            account.apply_change(bank.MoneyDepositedEvent(amount=10))
             twice = repo.save_with_command(account, "bonus-2026-01")
 
             print("first run stored version", once.version, "| already processed:", once.already_processed)
@@ -588,11 +713,11 @@ def commands() -> list[Cell]:
             bob = repo.load("acc-1")
             print("both loaded version", alice.version, "with balance", alice.balance)
 
-            alice.apply_change(MoneyWithdrawnEvent(amount=100))
+            alice.apply_change(bank.MoneyWithdrawnEvent(amount=100))
             repo.save(alice)
             print("Alice saved version", alice.version)
 
-            bob.apply_change(MoneyWithdrawnEvent(amount=100))   # decided on a stale balance
+            bob.apply_change(bank.MoneyWithdrawnEvent(amount=100))   # decided on a stale balance
             try:
                 repo.save(bob)
             except ConcurrencyError as error:
@@ -620,11 +745,11 @@ def commands() -> list[Cell]:
                 attempts.append((agg.version, agg.balance))
                 if len(attempts) == 1:            # meanwhile, someone else deposits
                     other = repo.load("acc-1")
-                    other.apply_change(MoneyDepositedEvent(amount=5))
+                    other.apply_change(bank.MoneyDepositedEvent(amount=5))
                     repo.save(other)
                 if agg.balance < 30:
                     raise AppError("INSUFFICIENT_FUNDS", f"balance {agg.balance} is below 30")
-                agg.apply_change(MoneyWithdrawnEvent(amount=30))
+                agg.apply_change(bank.MoneyWithdrawnEvent(amount=30))
 
             result = repo.retry_on_conflict("acc-1", withdraw_30)
             for number, (version, balance) in enumerate(attempts, 1):
@@ -645,22 +770,22 @@ def commands() -> list[Cell]:
         ),
         code(
             """
-            import os, tempfile
+            import tempfile
             from concurrent.futures import ThreadPoolExecutor
             from eventstore import SQLiteEventStore
 
-            folder = tempfile.mkdtemp()
-            shared = SQLiteEventStore(os.path.join(folder, "bank.db"))
-            shared_repo = AccountRepository(shared, AccountApplier())
+            workdir = tempfile.TemporaryDirectory()          # removed at the end of the notebook
+            shared = SQLiteEventStore(Path(workdir.name, "bank.db"))
+            shared_repo = bank.AccountRepository(shared, AccountApplier())
             opening = shared_repo.factory("acc-9")
-            opening.apply_change(AccountOpenedEvent(owner="Grace", initial_deposit=0))
+            opening.apply_change(bank.AccountOpenedEvent(owner="Grace", initial_deposit=0))
             shared_repo.save(opening)
 
             decisions = []
 
             def deposit_cent(agg):
                 decisions.append(agg.version)          # called again after each conflict
-                agg.apply_change(MoneyDepositedEvent(amount=1))
+                agg.apply_change(bank.MoneyDepositedEvent(amount=1))
 
             def writer(_):
                 for _ in range(25):
@@ -696,7 +821,13 @@ def commands() -> list[Cell]:
             charts.event_rate(frames.stream_frame(shared, "acc-9", shared_repo), bucket="10ms")
             """
         ),
-        code("shared.close()"),
+        md("The shared store's file is no longer needed: close it and remove its folder."),
+        code(
+            """
+            shared.close()
+            workdir.cleanup()
+            """
+        ),
         md(
             """
             ## What you learned
@@ -743,7 +874,8 @@ def projections() -> list[Cell]:
 
             `eventstore.datasets.load` generates the dataset's module from its
             proto (shipped beside its events) and appends the events to a store,
-            here the notebook's store.
+            here the notebook's store. In a notebook it also tells `%es_events`
+            about the dataset's classes, so the payloads show decoded.
             """
         ),
         code(
@@ -752,7 +884,6 @@ def projections() -> list[Cell]:
 
             %es_store
             store, bank, summary = eventstore.datasets.load("bank", store)
-            es_session.register(*bank.EVENT_TYPES.values())   # so %es_events decodes them
             print(summary)
             """
         ),
@@ -761,8 +892,10 @@ def projections() -> list[Cell]:
             """
             The store stamped every event with the moment it was loaded; the
             dataset keeps the time of its story (two months) in each event's
-            metadata. Put that time in the frame, and the story shows: accounts
-            opened in the first days, then salaries, rent and card payments.
+            metadata, under `recorded_at`. `time_from="recorded_at"` puts that
+            time in the frame's `timestamp` column, and the story shows:
+            accounts opened in the first days, then salaries, rent and card
+            payments.
             """
         ),
         code(
@@ -770,13 +903,11 @@ def projections() -> list[Cell]:
             import pandas as pd
             from eventstore.notebook import charts, frames
 
-            events = list(store.iter_all())
-            story = frames.events_frame(events, bank.EVENT_TYPES)
-            story["timestamp"] = pd.to_datetime(
-                [e.metadata.custom["recorded_at"] for e in events], utc=True)
+            story = frames.store_events_frame(store, types=bank.EVENT_TYPES, time_from="recorded_at")
             charts.event_timeline(story)
             """
         ),
+        md("Counted per week (weeks start on Monday), by event type:"),
         code('charts.event_rate(story, bucket="7D")'),
         md(
             """
@@ -957,13 +1088,31 @@ def projections() -> list[Cell]:
         ),
         md(
             """
+            The checkpoint is the position of the last event this projection
+            *handled*, not simply "the failing position minus one". It reads
+            only withdrawals, so any events between its checkpoint and the
+            failing one are of types it skips:
+            """
+        ),
+        code(
+            """
+            withdrawal = bank.MoneyWithdrawnEvent.DESCRIPTOR.full_name
+            between = store.read_all(failed.checkpoint, limit=error.position - failed.checkpoint)
+            for event in between:
+                reads = "reads it" if event.event_type == withdrawal else "skips it"
+                print(f"position {event.position}: {event.event_type.rsplit('.', 1)[-1]:<20} {reads}")
+            """
+        ),
+        md(
+            """
             The manager logged the failure with everything needed to find it
             (the red text above); `status()` has the same facts as attributes,
             and `last_error.traceback` the handler's traceback.
 
-            The failing projection stopped **at** the failing event: its
-            checkpoint is the position just before it, so nothing was skipped.
-            The other projection was not affected. Fix the handler, then
+            The failing projection stopped **at** the failing event: nothing it
+            reads lies between its checkpoint and that event, so nothing was
+            skipped, and it will not move past the event until the event is
+            handled. The other projection was not affected. Fix the handler, then
             `resume` retries that event and carries on:
             """
         ),
@@ -1181,10 +1330,11 @@ def snapshots() -> list[Cell]:
         ),
         code(
             """
-            import os, tempfile
+            import tempfile
             from eventstore import EveryNEvents
 
-            %es_store {os.path.join(tempfile.mkdtemp(), "bank.db")}
+            workdir = tempfile.TemporaryDirectory()     # removed at the end of the notebook
+            %es_store {workdir.name}/bank.db
             repo = AccountRepository(store, AccountApplier(), EveryNEvents(5))
             """
         ),
@@ -1321,6 +1471,13 @@ def snapshots() -> list[Cell]:
             **Next:** [05 · Unique constraints](05_unique_constraints.ipynb).
             """
         ),
+        md("Done: close the store and remove its temporary folder."),
+        code(
+            """
+            store.close()
+            workdir.cleanup()
+            """
+        ),
     ]
 
 
@@ -1370,6 +1527,33 @@ service UserCommandService {
 """
 
 
+OWNERSHIP_CHART = """
+import altair as alt
+import pandas as pd
+from eventstore import ConstraintOp
+
+spans, held = [], {}
+for event in store.iter_all():
+    for c in event.constraints:
+        key = (c.index, c.value)
+        if c.op is ConstraintOp.RELEASE and key in held:
+            spans.append({**held.pop(key), "to": event.position})
+        elif c.op is ConstraintOp.CLAIM:
+            held[key] = {"value": c.value, "owner": event.aggregate_id, "from": event.position}
+head = store.head_position()
+spans += [{**claim, "to": head + 1} for claim in held.values()]
+
+alt.Chart(pd.DataFrame(spans), title="Who owned each address (by log position)").mark_bar(
+    height=18).encode(
+    x=alt.X("from:Q", title="log position", axis=alt.Axis(tickMinStep=1, format="d")),
+    x2="to:Q",
+    y=alt.Y("value:N", title=None),
+    color=alt.Color("owner:N", title="owner"),
+    tooltip=["value", "owner", "from", "to"],
+).properties(width=520)
+"""
+
+
 def constraints() -> list[Cell]:
     return [
         md(
@@ -1392,17 +1576,27 @@ def constraints() -> list[Cell]:
         code(USERS_PROTO),
         code(
             """
-            import os, tempfile
-            from eventstore import UniqueConstraint, UniqueConstraintError
-
             class UserApplier:
                 def apply_user_registered(self, agg, event):
                     agg.name, agg.email = event.name, event.email
 
                 def apply_email_changed(self, agg, event):
                     agg.email = event.new_email
+            """
+        ),
+        md(
+            """
+            The store is a SQLite file this time (section 5 damages it from
+            outside), in a temporary folder removed at the end.
+            """
+        ),
+        code(
+            """
+            import os, tempfile
+            from eventstore import UniqueConstraint, UniqueConstraintError
 
-            path = os.path.join(tempfile.mkdtemp(), "users.db")
+            workdir = tempfile.TemporaryDirectory()
+            path = os.path.join(workdir.name, "users.db")
             %es_store $path
             repo = UserRepository(store, UserApplier())
             """
@@ -1551,7 +1745,26 @@ def constraints() -> list[Cell]:
                   store.constraint_owner("user_email", "ada@lovelace.org"))
             """
         ),
-        code("%es_events"),
+        md(
+            """
+            ## 6. Who owned what, when
+
+            Every claim and release is on an event, so the log can draw the
+            history of each address: a bar from the event that claimed it to the
+            one that released it (or to now), one colour per owner.
+            """
+        ),
+        code(OWNERSHIP_CHART),
+        md(
+            """
+            `ada@example.com` belonged to `user-1` until Ada changed her address
+            (the event at position 2 released it and claimed `ada@lovelace.org`
+            in one go), and was free until `user-2` claimed it with the next
+            event. The refused claims (the second Ada at first, Eve) left no
+            trace: their events were never stored. The log itself:
+            """
+        ),
+        code("%es_events --brief"),
         md(
             """
             ## What you learned
@@ -1563,6 +1776,13 @@ def constraints() -> list[Cell]:
             - The owners table is derived from the log: `rebuild_constraints()`.
 
             **Next:** [06 · Schema evolution and upcasting](06_schema_evolution_upcasting.ipynb).
+            """
+        ),
+        md("Done: close the store and remove its temporary folder."),
+        code(
+            """
+            store.close()
+            workdir.cleanup()
             """
         ),
     ]
@@ -1641,6 +1861,7 @@ def evolution() -> list[Cell]:
         SETUP,
         md("## 1. Version 1, in production"),
         code(CRM_V1),
+        md("Its applier, a store and a repository:"),
         code(
             """
             class ApplierV1:
@@ -1649,15 +1870,26 @@ def evolution() -> list[Cell]:
 
             %es_store
             repo_v1 = v1.CustomerRepository(store, ApplierV1())
-            for customer_id, name in [("c-1", "Ada Lovelace"), ("c-2", "Alan Turing"), ("c-3", "Grace Brewster Hopper")]:
+            """
+        ),
+        md(
+            """
+            Three customers register, and each is saved with a snapshot of its
+            v1 state (section 4 comes back to those snapshots):
+            """
+        ),
+        code(
+            """
+            customers = {"c-1": "Ada Lovelace", "c-2": "Alan Turing", "c-3": "Grace Brewster Hopper"}
+
+            for customer_id, name in customers.items():
                 customer = repo_v1.factory(customer_id)
                 customer.apply_change(v1.CustomerRegistered(name=name))
                 repo_v1.save(customer)
-                repo_v1.save_snapshot(customer)     # and a snapshot of each, as v1 state
-
-            %es_events
+                repo_v1.save_snapshot(customer)
             """
         ),
+        code("%es_events --brief"),
         md(
             """
             ## 2. Version 2: the schema changes
@@ -1778,7 +2010,21 @@ def evolution() -> list[Cell]:
             repo_v2 = v2.CustomerRepository(store, ApplierV2(), upcasters=upcasters,
                                             snapshot_upcaster=upcast_snapshot)
             grace = repo_v2.load("c-3")
-            print(f"{grace.first_name} / {grace.last_name}, from the snapshot at version {grace.snapshot_version}")
+            print(f"first {grace.first_name!r}, last {grace.last_name!r}, "
+                  f"from the snapshot at version {grace.snapshot_version}")
+            """
+        ),
+        md(
+            """
+            Look at Grace: *Brewster* is her middle name, but the upcaster made
+            it part of her last name. An upcaster can only make a **best
+            guess** from what the old event holds: v1 never recorded where a
+            first name ends, so no split into two fields is right for every
+            name. That is worth saying out loud when you change a schema:
+            decide what the guess is (here: the first word is the first name),
+            write it down, and give people a way to correct it, which in an
+            event-sourced system is a *new* event (say, `NameCorrected`), never
+            an edit of the old one.
             """
         ),
         md(
@@ -1828,7 +2074,7 @@ def evolution() -> list[Cell]:
             import altair as alt
 
             alt.Chart(as_read, title="Stored event types").mark_bar().encode(
-                x=alt.X("count():Q", title="events"),
+                x=alt.X("count():Q", title="events", axis=alt.Axis(tickMinStep=1, format="d")),
                 y=alt.Y("event_type:N", title=None),
                 color=alt.Color("event_type:N", legend=None),
             )

@@ -66,7 +66,7 @@ class CodegenError(EventStoreError):
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows these lines instead of a Python traceback.
-        return [f"{type(self).__name__}:", *map(str, self.diagnostics)]
+        return [f"{type(self).__name__}:", *map(str, self.diagnostics), self.hint]
 
 
 class ProtoCompileError(CodegenError):

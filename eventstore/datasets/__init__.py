@@ -17,11 +17,14 @@ from .loader import (
     DatasetInfo,
     DatasetSummary,
     LoadedDataset,
+    LoadListener,
+    add_load_listener,
     available,
     info,
     load,
     proto_source,
     records,
+    remove_load_listener,
 )
 
 __all__ = [
@@ -29,10 +32,13 @@ __all__ = [
     "DatasetError",
     "DatasetInfo",
     "DatasetSummary",
+    "LoadListener",
     "LoadedDataset",
+    "add_load_listener",
     "available",
     "info",
     "load",
     "proto_source",
     "records",
+    "remove_load_listener",
 ]

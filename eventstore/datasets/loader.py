@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -83,6 +83,29 @@ class LoadedDataset(NamedTuple):
     store: EventStore
     module: ModuleType
     summary: DatasetSummary
+
+
+LoadListener = Callable[[LoadedDataset], object]
+"""Called with every dataset ``load`` returns (the notebook layer registers its classes)."""
+
+_load_listeners: list[LoadListener] = []
+
+
+def add_load_listener(listener: LoadListener) -> None:
+    """Have ``listener(loaded)`` called after each ``load``.
+
+    This is how ``%load_ext eventstore.notebook`` makes a loaded dataset's
+    payloads decodable in ``%es_events`` without this package importing IPython.
+    A listener that raises fails the ``load`` call: it is part of loading.
+    """
+    if listener not in _load_listeners:
+        _load_listeners.append(listener)
+
+
+def remove_load_listener(listener: LoadListener) -> None:
+    """Stop calling ``listener``; removing one that is not there is harmless."""
+    if listener in _load_listeners:
+        _load_listeners.remove(listener)
 
 
 def _root() -> Traversable:
@@ -283,4 +306,7 @@ def load(
         recorded_from=min(times) if times else "",
         recorded_to=max(times) if times else "",
     )
-    return LoadedDataset(target, module, summary)
+    loaded = LoadedDataset(target, module, summary)
+    for listener in list(_load_listeners):
+        listener(loaded)
+    return loaded

@@ -29,6 +29,26 @@ def load_ipython_extension(ipython: Any) -> None:
     ipython.register_magics(EventStoreMagics)
     session = session_for(ipython)
     ipython.push({"es_session": session}, interactive=False)
+    _listen_to_datasets(session)
+
+
+def _listen_to_datasets(session: NotebookSession) -> None:
+    """Register the classes of every dataset loaded in this kernel with its session.
+
+    ``eventstore.datasets`` knows nothing of IPython; it calls its load listeners,
+    and this one makes ``%es_events`` decode the dataset's payloads with no
+    ``es_session.register(...)`` line in the notebook.
+    """
+    from google.protobuf.message import Message
+
+    from .. import datasets
+
+    def register_dataset(loaded: datasets.LoadedDataset) -> None:
+        public = (v for k, v in vars(loaded.module).items() if not k.startswith("_"))
+        session.register(*(v for v in public if isinstance(v, type) and issubclass(v, Message)))
+
+    datasets.add_load_listener(register_dataset)
+    session.own("dataset listener", lambda: datasets.remove_load_listener(register_dataset))
 
 
 def unload_ipython_extension(ipython: Any) -> None:

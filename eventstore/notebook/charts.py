@@ -68,31 +68,50 @@ def _short_type(event_type: str) -> str:
 
 
 def _time_x(
-    data: pd.DataFrame, field: str, title: str = "time (UTC)"
+    data: pd.DataFrame,
+    field: str,
+    title: str = "time (UTC)",
+    *,
+    end: str | None = None,
+    tick_every: int | None = None,
 ) -> tuple[pd.DataFrame, alt.X]:
     """The x encoding of a time column, and the data it needs.
 
     Spans under a minute (a notebook cell's burst of commands) read better as
     seconds since the first event than as clock times differing in the
-    milliseconds; longer spans use a UTC time scale.
+    milliseconds; longer spans use a UTC time scale. With ``end`` (the column
+    where each bar ends) the scale runs exactly from the first start to the
+    last end: no padding to negative seconds or to a "nice" date before the data.
+    ``tick_every`` (microseconds) puts the ticks on the bucket edges when there
+    are few enough of them, so a label sits under the start of each bar.
     """
-    span = _span(data[field])
+    times = data[field] if end is None else pd.concat([data[field], data[end]])
+    span = _span(times)
     if span < 60_000_000 and len(data):
         start = data[field].min()
-        elapsed = (data[field] - start).dt.total_seconds()
-        data = data.assign(**{f"{field}_s": elapsed})
+        data = data.assign(**{f"{field}_s": (data[field] - start).dt.total_seconds()})
+        scale: Any = alt.Undefined
+        if end is not None:
+            data = data.assign(**{f"{end}_s": (data[end] - start).dt.total_seconds()})
+            scale = alt.Scale(domain=[0, float(data[f"{end}_s"].max())], nice=False, zero=True)
         return data, alt.X(
             f"{field}_s:Q",
             title=f"seconds since {start:%Y-%m-%d %H:%M:%S} UTC",
+            scale=scale,
             axis=alt.Axis(labelAngle=0),
         )
     fmt = "%H:%M:%S" if span < 86_400_000_000 else "%Y-%m-%d %H:%M"
-    return data, alt.X(
-        f"{field}:T",
-        title=title,
-        scale=alt.Scale(type="utc"),
-        axis=alt.Axis(format=fmt, labelAngle=0, labelOverlap="greedy"),
-    )
+    axis: dict[str, Any] = {"format": fmt, "labelAngle": 0, "labelOverlap": "greedy"}
+    scale = alt.Scale(type="utc")
+    if end is not None and len(data):
+        first = int(_micros(data[field]).min()) // 1000
+        last = int(_micros(data[end]).max()) // 1000
+        scale = alt.Scale(type="utc", domain=[first, last], nice=False)
+        if tick_every is not None and tick_every % 86_400_000_000 == 0:
+            edges = list(range(first, last + 1, tick_every // 1000))
+            if len(edges) <= 16:
+                axis.update(values=edges, format="%b %d")
+    return data, alt.X(f"{field}:T", title=title, scale=scale, axis=alt.Axis(**axis))
 
 
 def _span(series: pd.Series) -> int:
@@ -114,10 +133,38 @@ def choose_bucket(span_micros: int, max_buckets: int = 120) -> tuple[str, int, s
     return _BUCKETS[-1]
 
 
+_DAY = 86_400_000_000
+_MONDAY = 4 * _DAY  # 1970-01-01 was a Thursday; 1970-01-05 a Monday
+
+
 def _floor_times(series: pd.Series, bucket_micros: int) -> pd.Series:
+    """Each time floored to its bucket; week-sized buckets start on Mondays (UTC)."""
     micros = _micros(series)
-    floored = micros - micros % bucket_micros
+    anchor = _MONDAY if bucket_micros % (7 * _DAY) == 0 else 0
+    floored = micros - (micros - anchor) % bucket_micros
     return pd.Series(pd.to_datetime(floored, unit="us", utc=True), index=series.index)
+
+
+def bucket_label(bucket_micros: int) -> str:
+    """A bucket size as people say it: "week", "day", "6 hours", "10 ms"."""
+    named = {b[1]: b[2] for b in _BUCKETS}
+    if bucket_micros in named:
+        return named[bucket_micros]
+    units = (
+        (7 * _DAY, "week"),
+        (_DAY, "day"),
+        (3_600_000_000, "hour"),
+        (60_000_000, "minute"),
+        (1_000_000, "second"),
+        (1_000, "ms"),
+    )
+    for size, unit in units:
+        if bucket_micros % size == 0:
+            count = bucket_micros // size
+            if count == 1:
+                return unit
+            return f"{count} {unit}" if unit == "ms" else f"{count} {unit}s"
+    return f"{bucket_micros} µs"
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], chart: str) -> None:
@@ -160,12 +207,14 @@ def event_timeline(
             if c in data.columns
         ]
         points, x = _time_x(data[columns], "timestamp")
+        points = points.assign(offset=_stack_offsets(points))
         return (
             alt.Chart(points, title=title, width=WIDTH, height=height)
             .mark_circle(size=70, opacity=0.85)
             .encode(
                 x=x,
                 y=y,
+                yOffset=alt.YOffset("offset:Q", scale=None),
                 color=color,
                 tooltip=[
                     c
@@ -198,6 +247,45 @@ def event_timeline(
     )
 
 
+_DOT_PIXELS = 9.0  # a dot of size 70 is about 9 px across
+
+
+def _stack_offsets(points: pd.DataFrame) -> np.ndarray:
+    """Pixel offsets that stack dots which would land on top of each other.
+
+    Events of one aggregate stored in one transaction share a timestamp (and
+    a burst of commands lands within a pixel): without this, only the last
+    dot of such a group would be seen. Dots closer than a dot's width on the
+    x axis form a group, spread evenly up and down around the row's middle.
+    """
+    offsets = np.zeros(len(points))
+    if not len(points):
+        return offsets
+    micros = _micros(points["timestamp"]).astype("float64")
+    span = max(float(micros.max() - micros.min()), 1.0)
+    pixels = (micros - micros.min()) / span * WIDTH
+    order = np.lexsort((micros, points["aggregate_id"].to_numpy()))
+    band = 22.0
+    group: list[int] = []
+
+    def spread(members: list[int]) -> None:
+        step = min(_DOT_PIXELS * 0.8, (band - 4) / max(len(members), 1))
+        for slot, row in enumerate(members):
+            offsets[row] = band / 2 + (slot - (len(members) - 1) / 2) * step
+
+    aggregate_ids = points["aggregate_id"].to_numpy()
+    for row in order:
+        if group and (
+            aggregate_ids[row] != aggregate_ids[group[0]]
+            or pixels[row] - pixels[group[0]] >= _DOT_PIXELS
+        ):
+            spread(group)
+            group = []
+        group.append(int(row))
+    spread(group)
+    return offsets
+
+
 # -- event rate --------------------------------------------------------------------------
 def event_rate(
     events: pd.DataFrame, *, bucket: str | None = None, by_type: bool = True
@@ -208,8 +296,8 @@ def event_rate(
         freq, bucket_micros, label = choose_bucket(_span(events["timestamp"]))
     else:
         freq = bucket
-        bucket_micros = int(pd.Timedelta(bucket).total_seconds() * 1_000_000)
-        label = bucket
+        bucket_micros = int(pd.Timedelta(bucket) / pd.Timedelta(microseconds=1))
+        label = bucket_label(bucket_micros)
     keys = ["bucket", "event"] if by_type else ["bucket"]
     counted = (
         events.assign(
@@ -222,13 +310,10 @@ def event_rate(
     )
     if len(counted) > MAX_ROWS and by_type:
         return event_rate(events, bucket=freq, by_type=False)
-    counted, x = _time_x(counted, "bucket")
-    if "bucket_s" in counted:
-        counted["bucket_end_s"] = counted["bucket_s"] + bucket_micros / 1_000_000
-        x2 = alt.X2("bucket_end_s")
-    else:
-        counted["bucket_end"] = counted["bucket"] + pd.Timedelta(microseconds=bucket_micros)
-        x2 = alt.X2("bucket_end")
+    counted["bucket_end"] = counted["bucket"] + pd.Timedelta(microseconds=bucket_micros)
+    title = f"{label} starting (UTC)" if bucket_micros >= _DAY else "time (UTC)"
+    counted, x = _time_x(counted, "bucket", title, end="bucket_end", tick_every=bucket_micros)
+    x2 = alt.X2("bucket_end_s") if "bucket_s" in counted else alt.X2("bucket_end")
     encoding: dict[str, Any] = {
         "x": x,
         "x2": x2,

@@ -55,6 +55,10 @@ EVENT_COLUMNS = (
 )
 
 
+BRIEF_COLUMNS = ("position", "aggregate_id", "version", "event_type", "payload")
+"""What a first look at the log needs (``%es_events --brief``)."""
+
+
 def payload_decoder(types: PayloadTypes) -> Decoder:
     """A function giving an event's message, or None when it cannot be decoded."""
     if isinstance(types, Repository):
@@ -99,12 +103,21 @@ def _strings(values: Sequence[str]) -> pd.Series:
 
 
 def events_frame(
-    events: Iterable[Event], types: PayloadTypes = None, *, expand_payload: bool = False
+    events: Iterable[Event],
+    types: PayloadTypes = None,
+    *,
+    expand_payload: bool = False,
+    time_from: str | None = None,
+    columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per event, in the order given.
 
     ``expand_payload`` adds one column per payload field (``payload.<field>``),
-    handy when all rows are of one event type.
+    handy when all rows are of one event type. ``time_from`` names a key of
+    ``metadata.custom`` holding the time the event *happened* (an ISO 8601
+    string, such as a dataset's ``recorded_at``) to use as ``timestamp``
+    instead of the time the store appended it; events without that key keep
+    the stored time. ``columns`` keeps only those columns, in that order.
     """
     decode = payload_decoder(types)
     rows = list(events)
@@ -137,9 +150,33 @@ def events_frame(
         },
         columns=list(EVENT_COLUMNS),
     )
+    if time_from is not None:
+        frame["timestamp"] = _custom_times(rows, time_from, frame["timestamp"])
     if expand_payload:
         frame = expand_payloads(frame)
+    if columns is not None:
+        frame = _only_columns(frame, columns)
     return frame
+
+
+def _custom_times(rows: Sequence[Event], key: str, stored: pd.Series) -> pd.Series:
+    texts = [e.metadata.custom.get(key) for e in rows]
+    if not any(texts):
+        return stored
+    parsed = pd.to_datetime(
+        pd.Series([t or None for t in texts], dtype="object"), utc=True, format="ISO8601"
+    ).dt.as_unit("us")
+    return parsed.where(parsed.notna(), stored)
+
+
+def _only_columns(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"no column {', '.join(map(repr, missing))} in the events frame; "
+            f"its columns are {', '.join(frame.columns)}"
+        )
+    return frame[list(columns)]
 
 
 def expand_payloads(frame: pd.DataFrame) -> pd.DataFrame:
@@ -207,8 +244,11 @@ def store_events_frame(
     event_type: str | None = None,
     last: int | None = None,
     types: PayloadTypes = None,
+    **kwargs: Any,
 ) -> pd.DataFrame:
-    return events_frame(select_events(store, aggregate_id, event_type=event_type, last=last), types)
+    """What ``%es_events`` shows; ``kwargs`` go to :func:`events_frame` (``time_from``, ...)."""
+    selected = select_events(store, aggregate_id, event_type=event_type, last=last)
+    return events_frame(selected, types, **kwargs)
 
 
 def snapshots_frame(

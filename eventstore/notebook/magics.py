@@ -10,6 +10,7 @@ made a mistake in a cell, not in our code.
 
 from __future__ import annotations
 
+import os
 from types import ModuleType
 from typing import Any
 
@@ -44,14 +45,12 @@ class EventStoreMagics(Magics):
         assert self.shell is not None
         return self.shell.user_ns  # type: ignore[no-any-return]
 
-    def _args(self, magic: Any, line: str) -> Any:
+    def _args(self, magic: Any, line: str, prefix: str = "%") -> Any:
         try:
             return parse_argstring(magic, line)
         except UsageError as exc:
-            name = magic.__name__
-            raise MagicError(
-                f"%{name} {line.strip()}: {exc}. See %{name}? for its usage."
-            ) from None
+            name = f"{prefix}{magic.__name__}"
+            raise MagicError(f"{name} {line.strip()}: {exc}. See {name}? for its usage.") from None
 
     # -- %es_store ------------------------------------------------------------------------------
     @magic_arguments()
@@ -80,7 +79,10 @@ class EventStoreMagics(Magics):
         except (OSError, ValueError) as exc:
             raise MagicError(f"%es_store {args.path}: {exc}") from None
         self.user_ns[args.var] = store
-        where = "in memory" if args.path == MEMORY else f"at {self.session.store_path}"
+        # The file's name, not its folder: a notebook's saved output then reads the
+        # same wherever it ran (a temp folder differs per run and per OS).
+        # es_session.store_path has the full path.
+        where = "in memory" if args.path == MEMORY else f"in file {store_file_name(store)}"
         head = store.head_position()
         print(f"event store {where} is open as `{args.var}` (log head at position {head})")
 
@@ -89,6 +91,12 @@ class EventStoreMagics(Magics):
     @argument("aggregate_id", nargs="?", default=None, help="one aggregate's stream (default: all)")
     @argument("--type", dest="event_type", default=None, help="event type, full or short name")
     @argument("--last", type=int, default=None, help="only the last N events")
+    @argument(
+        "--brief",
+        action="store_true",
+        help="only position, aggregate_id, version, event_type and payload",
+    )
+    @argument("--columns", default=None, help="comma-separated columns to show, in that order")
     @line_magic
     def es_events(self, line: str) -> pd.DataFrame:
         """The session store's events as a DataFrame, payloads decoded when their classes are known.
@@ -101,8 +109,38 @@ class EventStoreMagics(Magics):
             raise MagicError(f"%es_events --last {args.last}: give a number of events, 1 or more")
         store = self._store("%es_events")
         types = self.session.known_types(self.user_ns)
-        return frames.store_events_frame(
-            store, args.aggregate_id, event_type=args.event_type, last=args.last, types=types
+        columns: list[str] | None = None
+        if args.columns:
+            columns = [c.strip() for c in args.columns.split(",") if c.strip()]
+        elif args.brief:
+            columns = list(frames.BRIEF_COLUMNS)
+        try:
+            frame = frames.store_events_frame(
+                store,
+                args.aggregate_id,
+                event_type=args.event_type,
+                last=args.last,
+                types=types,
+                columns=columns,
+            )
+        except ValueError as exc:
+            raise MagicError(f"%es_events {line.strip()}: {exc}") from None
+        if args.event_type and frame.empty:
+            self._check_event_type(store, args.event_type, types)
+        return frame
+
+    def _check_event_type(self, store: Any, wanted: str, types: Any) -> None:
+        """An empty table for a type nobody knows is a typo: say so, and list the real ones."""
+        if any(frames.matches_event_type(name, wanted) for name in types):
+            return
+        in_store = sorted({e.event_type for e in store.iter_all()})
+        if any(frames.matches_event_type(name, wanted) for name in in_store):
+            return
+        listed = ", ".join(in_store) if in_store else "none yet (the store is empty)"
+        raise MagicError(
+            f"%es_events --type {wanted}: no event type of that name, in the store or among "
+            f"the known message classes. Event types in the store: {listed}. Give one of "
+            "them, full or short (the message name)."
         )
 
     # -- %es_state ------------------------------------------------------------------------------
@@ -162,7 +200,7 @@ class EventStoreMagics(Magics):
         A proto error fails the cell with ``cell:LINE:COL: message``, LINE
         counted as JupyterLab numbers the cell (the magic line is line 1).
         """
-        args = self._args(self.es_generate, line)
+        args = self._args(self.es_generate, line, prefix="%%")
         if not args.name.isidentifier():
             raise MagicError(
                 f"%%es_generate --name {args.name!r}: not a Python identifier; "
@@ -194,6 +232,10 @@ class EventStoreMagics(Magics):
             return self.session.require_store(needed_by)
         except NoStoreError as exc:
             raise MagicError(str(exc)) from None
+
+
+def store_file_name(store: Any) -> str:
+    return os.path.basename(str(store.path))
 
 
 def generated_names(module: ModuleType) -> dict[str, Any]:

@@ -202,3 +202,63 @@ def test_each_chart_type_renders_offline_to_a_png(name, bank_store, tmp_path):
     height = int.from_bytes(png[20:24], "big")
     assert width >= 1000  # 640 px wide at scale 2, plus axes and legend
     assert height >= 150
+
+
+# -- readability ---------------------------------------------------------------------------------
+def _one_transaction_frame() -> pd.DataFrame:
+    with SQLiteEventStore(":memory:") as store:
+        repo = account_repository(store)
+        a = Account("acc-1")
+        a.open("Ada", 100)
+        a.deposit(50)
+        repo.save(a)  # two events, one transaction, one timestamp
+        b = Account("acc-2")
+        b.open("Bob", 10)
+        repo.save(b)
+        return frames.store_events_frame(store, types=EVENT_TYPES)
+
+
+def test_event_timeline_stacks_events_that_share_a_timestamp_so_each_is_seen():
+    frame = _one_transaction_frame()
+    spec = charts.event_timeline(frame).to_dict()
+    rows = top_level_data(spec)
+    acc1 = [r for r in rows if r["aggregate_id"] == "acc-1"]
+    assert len(acc1) == 2 and acc1[0]["timestamp_s"] == acc1[1]["timestamp_s"]
+    assert acc1[0]["offset"] != acc1[1]["offset"]
+    assert abs(acc1[0]["offset"] - acc1[1]["offset"]) >= 7
+    assert spec["encoding"]["yOffset"] == {"field": "offset", "type": "quantitative", "scale": None}
+
+
+def test_event_rate_x_axis_starts_at_the_first_bucket_not_before_it():
+    burst = frames.events_frame(synthetic_events(50, 5)[:4])  # 36 s: drawn in seconds
+    scale = charts.event_rate(burst, bucket="10s").to_dict()["encoding"]["x"]["scale"]
+    assert (scale["domain"][0], scale["nice"]) == (0, False)
+    longer = frames.events_frame(synthetic_events(50, 5))  # 10 min: drawn on a time scale
+    scale = charts.event_rate(longer, bucket="1min").to_dict()["encoding"]["x"]["scale"]
+    assert scale["domain"][0] == 1_789_999_980_000  # the first bucket's start, in ms
+    assert scale["nice"] is False
+
+
+def test_weekly_event_rate_buckets_start_on_mondays_and_say_week():
+    start = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(
+                [start + timedelta(days=d) for d in range(0, 40, 3)], utc=True
+            ),
+            "event_type": "x.v1.Thing",
+        }
+    )
+    spec = charts.event_rate(frame, bucket="7D").to_dict()
+    starts = {pd.Timestamp(r["bucket"]).day_name() for r in top_level_data(spec)}
+    assert starts == {"Monday"}
+    assert spec["title"] == "Event rate (events per week)"
+    assert spec["encoding"]["x"]["title"] == "week starting (UTC)"
+    ticks = spec["encoding"]["x"]["axis"]["values"]
+    assert all(pd.Timestamp(t, unit="ms").day_name() == "Monday" for t in ticks)
+
+
+def test_bucket_labels_read_as_people_say_them():
+    assert charts.bucket_label(7 * 86_400_000_000) == "week"
+    assert charts.bucket_label(6 * 3_600_000_000) == "6 hours"
+    assert charts.bucket_label(10_000) == "10 ms"

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import ipywidgets as W
 import pytest
 
 from eventstore import AppError, SQLiteEventStore
+from eventstore.codegen import generate_module
 from eventstore.core.transport import InProcessTransport, Route
 from eventstore.notebook.widgets import CommandForm, FormValueError
 from tests.support.bank import Account, account_repository, pb
@@ -247,3 +251,138 @@ def test_asking_for_an_unknown_field_names_the_fields_there_are(nbforms, path):
     form = CommandForm(nbforms.PlaceOrder, lambda m: None)
     with pytest.raises(KeyError, match="has no field 'nope'"):
         form.input(path)
+
+
+# -- input errors, optional fields ----------------------------------------------------------
+def test_a_bad_timestamp_shows_what_to_type_and_no_traceback(nbforms):
+    form = CommandForm(nbforms.PlaceOrder, lambda m: None)
+    form.input("deliver_after").value = "next tuesday"
+    form.click()
+    text = form.output_text()
+    assert "Traceback" not in text
+    assert "type it like 2026-01-31T09:30:00Z" in text
+    assert "check field deliver_after" in form.status.value
+
+
+def test_an_untouched_optional_field_stays_unset(nbforms):
+    sent = []
+    form = CommandForm(nbforms.PlaceOrder, sent.append)
+    form.click()
+    (msg,) = sent
+    assert not msg.HasField("coupon")
+
+
+def test_an_optional_field_ticked_as_set_is_sent_even_at_its_default(nbforms):
+    sent = []
+    form = CommandForm(nbforms.PlaceOrder, sent.append)
+    form.set_control("coupon").value = True
+    form.click()
+    (msg,) = sent
+    assert msg.HasField("coupon")
+    assert msg.coupon == ""
+
+
+def test_typing_into_an_optional_field_ticks_its_set_control(nbforms):
+    form = CommandForm(nbforms.PlaceOrder, lambda m: None)
+    form.input("coupon").value = "XMAS"
+    assert form.set_control("coupon").value is True
+
+
+# -- a generated client over InProcessTransport ----------------------------------------------
+BANK_PROTO = Path(__file__).resolve().parents[2] / "proto" / "examples" / "bank" / "account.proto"
+
+
+@pytest.fixture(scope="module")
+def generated_bank() -> ModuleType:
+    return generate_module(paths=[BANK_PROTO], name="nbform_bank")
+
+
+def _generated_client(bank: ModuleType, store: SQLiteEventStore) -> Any:
+    class Applier:
+        def apply_account_opened_event(self, agg: Any, event: Any) -> None:
+            agg.owner, agg.balance = event.owner, event.initial_deposit
+
+        def apply_money_deposited_event(self, agg: Any, event: Any) -> None:
+            agg.balance += event.amount
+
+        def apply_money_withdrawn_event(self, agg: Any, event: Any) -> None:
+            agg.balance -= event.amount
+
+        def apply_account_closed_event(self, agg: Any, event: Any) -> None:
+            agg.status = bank.AccountStatus.ACCOUNT_STATUS_CLOSED
+
+    repo = bank.AccountRepository(store, Applier())
+
+    class Commands:  # written against the generated AccountCommandServiceHandler Protocol
+        def open_account(self, cmd: Any, ctx: Any) -> Any:
+            account = repo.factory(cmd.account_id)
+            account.apply_change(
+                bank.AccountOpenedEvent(owner=cmd.owner, initial_deposit=cmd.initial_deposit)
+            )
+            result = repo.save_with_command(account, ctx.command_id)
+            return bank.OpenAccountResponse(account_id=cmd.account_id, version=result.version)
+
+        def deposit(self, cmd: Any, ctx: Any) -> Any:
+            if cmd.amount <= 0:
+                raise AppError("INVALID_AMOUNT", f"cannot deposit {cmd.amount}", "Deposit more.")
+            account = repo.load(cmd.account_id)
+            account.apply_change(bank.MoneyDepositedEvent(amount=cmd.amount))
+            result = repo.save_with_command(account, ctx.command_id)
+            return bank.BalanceResponse(balance=account.balance, version=result.version)
+
+        def withdraw(self, cmd: Any, ctx: Any) -> Any:
+            raise AppError("NOT_HERE", "no withdrawals in this test", "Deposit instead.")
+
+        def close_account(self, cmd: Any, ctx: Any) -> Any:
+            raise AppError("NOT_HERE", "no closing in this test", "Leave it open.")
+
+    protocol_methods = {
+        name for name in vars(bank.AccountCommandServiceHandler) if not name.startswith("_")
+    }
+    assert protocol_methods == {"open_account", "deposit", "withdraw", "close_account"}
+    server = bank.AccountCommandServiceServer(Commands())
+    return bank.AccountClient(InProcessTransport(server))
+
+
+def test_send_goes_through_a_generated_client_and_shows_its_reply(generated_bank, tmp_path):
+    bank = generated_bank
+
+    async def scenario() -> CommandForm:
+        with SQLiteEventStore(tmp_path / "g.db") as store:
+            client = _generated_client(bank, store)
+            await client.open_account(
+                bank.OpenAccountCommand(account_id="acc-1", owner="Ada", initial_deposit=100)
+            )
+            form = CommandForm(bank.DepositCommand, client.deposit)
+            form.input("account_id").value = "acc-1"
+            form.input("amount").value = 25
+            form.click()
+            await form.wait()
+            assert store.stream_version("acc-1") == 2
+            return form
+
+    form = asyncio.run(scenario())
+    assert form.last_error is None
+    assert (form.last_result.balance, form.last_result.version) == (125, 2)
+    assert "reply: account.v1.BalanceResponse" in form.output_text()
+
+
+def test_an_app_error_from_a_generated_client_is_shown_in_the_form(generated_bank, tmp_path):
+    bank = generated_bank
+
+    async def scenario() -> CommandForm:
+        with SQLiteEventStore(tmp_path / "g.db") as store:
+            client = _generated_client(bank, store)
+            form = CommandForm(bank.DepositCommand, client.deposit)
+            form.input("account_id").value = "acc-1"
+            form.input("amount").value = -5
+            form.click()
+            await form.wait()
+            return form
+
+    form = asyncio.run(scenario())
+    assert isinstance(form.last_error, AppError)
+    assert form.last_error.code == "INVALID_AMOUNT"
+    assert "AppError INVALID_AMOUNT: cannot deposit -5" in form.output_text()
+    assert "what to do: Deposit more." in form.output_text()
+    assert "Traceback" not in form.output_text()

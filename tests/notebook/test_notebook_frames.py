@@ -130,3 +130,33 @@ def test_message_to_dict_keeps_int64_as_int_enums_as_names_and_unset_messages_as
     assert values["shipping"] is None
     assert values["limits"] == {"daily": 5}
     assert values["tags"] == []
+
+
+def test_time_from_takes_the_timestamp_from_event_metadata():
+    import eventstore.datasets
+
+    store, bank, _ = eventstore.datasets.load("bank")
+    events = list(store.iter_all())
+    frame = frames.events_frame(events, bank.EVENT_TYPES, time_from="recorded_at")
+    assert str(frame["timestamp"].dtype) == "datetime64[us, UTC]"
+    assert frame.loc[0, "timestamp"] == pd.Timestamp("2026-01-06T13:38:20Z")
+    assert frame["timestamp"].max() < pd.Timestamp("2026-04-01T00:00:00Z")
+
+
+def test_time_from_keeps_the_stored_time_of_events_without_that_key(store):
+    fill(store)
+    stored = frames.store_events_frame(store)
+    frame = frames.store_events_frame(store, time_from="recorded_at")
+    assert list(frame["timestamp"]) == list(stored["timestamp"])
+
+
+def test_columns_keeps_only_those_columns_in_that_order(store):
+    fill(store)
+    frame = frames.store_events_frame(store, columns=["version", "position"])
+    assert list(frame.columns) == ["version", "position"]
+
+
+def test_an_unknown_column_is_reported_with_the_columns_there_are(store):
+    fill(store)
+    with pytest.raises(ValueError, match=r"no column 'nope'.*its columns are position, timestamp"):
+        frames.store_events_frame(store, columns=["nope"])

@@ -76,6 +76,20 @@ def test_a_proto_error_is_shown_without_a_python_traceback(shell):
     assert "magics.py" not in captured.stdout
 
 
+def test_a_proto_error_shows_what_to_do_after_the_compiler_messages(shell):
+    with capture_output() as captured:
+        shell.run_cell("%%es_generate --name broken\n" + BROKEN)
+    lines = captured.stdout.strip().splitlines()
+    assert lines[-1] == "Fix the proto at the places shown (protoc's messages) and generate again."
+
+
+def test_a_bad_es_generate_argument_is_reported_as_the_cell_magic(shell):
+    result = shell.run_cell("%%es_generate --bogus\n" + BROKEN)
+    message = str(result.error_in_exec)
+    assert message.startswith("%%es_generate --bogus:")
+    assert "See %%es_generate? for its usage." in message
+
+
 def test_running_a_changed_cell_replaces_the_earlier_classes(shell):
     first = 'syntax = "proto3";\npackage v.v1;\nmessage A { string x = 1; }\nmessage Gone {}\n'
     second = 'syntax = "proto3";\npackage v.v1;\nmessage A { string x = 1; int64 y = 2; }\n'

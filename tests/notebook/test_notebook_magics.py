@@ -43,6 +43,14 @@ def test_es_store_with_a_path_opens_that_sqlite_file(shell, cell, tmp_path):
     assert path.exists()
 
 
+def test_es_store_prints_the_file_name_without_its_folder(shell, tmp_path):
+    with capture_output() as captured:
+        shell.run_cell(f"%es_store {tmp_path / 'nb.db'}")
+    expected = "event store in file nb.db is open as `store` (log head at position 0)\n"
+    assert captured.stdout == expected
+    assert shell.user_ns["es_session"].store_path == str(tmp_path / "nb.db")
+
+
 def test_es_store_again_closes_the_store_opened_before(shell, cell, tmp_path):
     cell(f"%es_store {tmp_path / 'one.db'}")
     first = shell.user_ns["store"]
@@ -83,6 +91,23 @@ def test_es_events_filters_by_short_or_full_event_type(shell, cell):
     full = cell("%es_events --type testbank.v1.AccountOpened")
     assert list(short["aggregate_id"]) == ["acc-1", "acc-2"]
     assert list(full["position"]) == list(short["position"])
+
+
+def test_es_events_of_an_unknown_type_fails_listing_the_types_in_the_store(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    result = shell.run_cell("%es_events --type Nope")
+    error = result.error_in_exec
+    assert isinstance(error, MagicError)
+    assert "%es_events --type Nope: no event type of that name" in str(error)
+    assert "testbank.v1.AccountOpened, testbank.v1.MoneyDeposited" in str(error)
+
+
+def test_es_events_of_a_known_type_with_no_events_yet_is_an_empty_table(shell, cell):
+    cell("%es_store")
+    cell("from tests.support.bank import EVENT_TYPES\nes_session.register(*EVENT_TYPES)")
+    frame = cell("%es_events --type MoneyDeposited")
+    assert frame.empty
 
 
 def test_es_events_last_n_keeps_the_newest(shell, cell):
@@ -239,3 +264,40 @@ def test_session_is_reachable_as_es_session_in_the_namespace(shell: InteractiveS
 def _account_class_is_importable() -> None:
     # The cells import tests.support.bank; make sure it is the same module here.
     assert Account.aggregate_type == "Account"
+
+
+def test_a_dataset_loaded_in_the_notebook_decodes_in_es_events_without_registering(shell, cell):
+    cell("%es_store")
+    cell("import eventstore.datasets")
+    cell('store, bank, summary = eventstore.datasets.load("bank", store)')
+    frame = cell("%es_events --last 1")
+    assert bool(frame.loc[0, "decoded"])
+    assert isinstance(frame.loc[0, "payload"], dict)
+
+
+def test_unloading_the_extension_stops_registering_loaded_datasets(shell, cell):
+    import eventstore.datasets
+    from eventstore.datasets import loader
+
+    session = shell._eventstore_session
+    assert len(loader._load_listeners) == 1
+    shell.run_line_magic("unload_ext", "eventstore.notebook")
+    assert loader._load_listeners == []
+    eventstore.datasets.load("bank")
+    assert len(session.message_types) == 0
+    shell.run_line_magic("load_ext", "eventstore.notebook")
+
+
+def test_es_events_brief_shows_a_narrow_table(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    frame = cell("%es_events --brief")
+    assert list(frame.columns) == ["position", "aggregate_id", "version", "event_type", "payload"]
+    assert list(frame["position"]) == [1, 2, 3, 4]
+
+
+def test_es_events_with_an_unknown_column_fails_naming_the_columns(shell, cell):
+    cell("%es_store")
+    result = shell.run_cell("%es_events --columns position,nope")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "no column 'nope'" in str(result.error_in_exec)
