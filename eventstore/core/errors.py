@@ -95,8 +95,8 @@ class DuplicateEventIdError(EventStoreError):
         self.aggregate_id = aggregate_id
         self.event_ids = event_ids
         super().__init__(
-            f"cannot append to aggregate {aggregate_id!r}: one of the event ids {event_ids} is "
-            "already stored, so nothing was written. Event ids must be unique; a retried "
+            f"cannot append to aggregate {aggregate_id!r}: event id(s) {event_ids} already "
+            "stored, so nothing was written. Event ids must be unique; a retried "
             "command is recognised when it is sent again with the same command id."
         )
 

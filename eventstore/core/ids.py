@@ -27,16 +27,16 @@ _VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 def deterministic_event_id(command_id: str, aggregate_id: str, index: int) -> str:
     """The id of the ``index``-th event (0-based) that ``command_id`` raised on an aggregate.
 
-    A function of its arguments only: the UUIDv5 of the three. When the command
+    A function of its arguments only: the UUIDv5 of the three, length-prefixed. When the command
     id is itself a lowercase UUIDv7 (as ``new_command_id`` and the generated
     clients make them), the event id takes the command's 48-bit time prefix
     instead (RFC 9562 version 8, the rest from the same hash), so event ids of
     recent commands stay close together in the store's unique index.
     """
     # uuid.uuid5 spelled out on strings: this runs once per stored event.
-    h = hashlib.sha1(
-        _NAMESPACE_BYTES + f"{command_id}\x1f{aggregate_id}\x1f{index}".encode()
-    ).hexdigest()
+    # Length-prefixed, so that no two (command, aggregate) pairs spell the same name.
+    name = f"{len(command_id)}:{command_id}{len(aggregate_id)}:{aggregate_id}{index}"
+    h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
     variant = _VARIANT[h[16]]
     if _UUID7.match(command_id):
         return f"{command_id[:13]}-8{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"

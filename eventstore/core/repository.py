@@ -189,7 +189,10 @@ class Repository(Generic[A]):
     def save_snapshot(self, aggregate: A) -> Snapshot:
         """Snapshot the aggregate's stored state now."""
         if self.snapshot_store is None:
-            raise ValueError("this repository has no snapshot store")
+            raise ValueError(
+                f"cannot snapshot aggregate {aggregate.id!r}: this repository has no snapshot "
+                "store. Pass snapshot_store= (or use an event store that stores snapshots)"
+            )
         if aggregate.uncommitted_events:
             raise ValueError(
                 f"aggregate {aggregate.id!r} has {len(aggregate.uncommitted_events)} unsaved "
@@ -223,14 +226,17 @@ class Repository(Generic[A]):
         if attempts < 1:
             raise ValueError(f"attempts must be 1 or more, got {attempts}")
         for attempt in range(1, attempts + 1):
-            if command_id:
-                known = self.store.find_command(command_id, aggregate_id)
-                if known is not None:
-                    return self._command_result(command_id, known)
             try:
                 aggregate = self.load(aggregate_id)
             except AggregateNotFoundError:
                 aggregate = self.factory(aggregate_id)
+            # Look the command up after loading: a run of it committed before the load
+            # is found here, one committed after it is found by the append's own check.
+            # Looking first would let fn see a state the command already changed.
+            if command_id:
+                known = self.store.find_command(command_id, aggregate_id)
+                if known is not None:
+                    return self._command_result(command_id, known)
             fn(aggregate)
             try:
                 return self._save(aggregate, command_id, metadata)

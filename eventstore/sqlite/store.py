@@ -6,6 +6,7 @@ import itertools
 import json
 import logging
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -50,7 +51,7 @@ _INSERT_COMMAND = (
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (?, ?, ?, ?, ?)"
 )
 _CONSTRAINT_OWNER = "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?"
-_EXPIRY_SWEEP_EVERY = 1_000
+_EXPIRY_SWEEP_CHANCE = 1 / 1_000
 _EXPIRY_SWEEP_BATCH = 5_000
 # The encoder json.dumps(x, separators=(",", ":")) would build on every call, built once.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
@@ -85,7 +86,6 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             raise
         self._listeners: list[CommitListener] = []
         self._listeners_lock = threading.Lock()
-        self._commands_since_sweep = 0
         self._sweep_cursor = ""
 
     # -- lifecycle ---------------------------------------------------------------
@@ -176,7 +176,14 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     for i, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
                 ]
                 if command_id:
-                    known = self._find_command_record(conn, command_id, now)
+                    # A command that stores events is recognised after its record expired
+                    # when one of the checks below fails (see the except clause); one that
+                    # stores nothing never fails, so it looks for its events here.
+                    known = (
+                        self._find_command_record(conn, command_id, aggregate_id, now)
+                        if rows
+                        else self._find_command(conn, command_id, aggregate_id, now)
+                    )
                     if known is not None:
                         return known
                 last = 0
@@ -218,11 +225,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             Event(r[0], aggregate_id, aggregate_type, r[3], r[4], position, now, r[6], r[7], r[8])
             for position, r in zip(itertools.count(first), rows, strict=False)
         )
-        if command_id:
-            self._commands_since_sweep += 1
-            if self._commands_since_sweep >= _EXPIRY_SWEEP_EVERY:
-                self._commands_since_sweep = 0
-                self.sweep_expired_commands()
+        if command_id and random.random() < _EXPIRY_SWEEP_CHANCE:
+            self._sweep_after_commit()
         if rows:
             self._notify(last)
         return AppendResult(stored, False, timestamp_from_micros(now))
@@ -238,7 +242,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         if "events.aggregate_id, events.version" in text:
             return ConcurrencyError(aggregate_id, expected, self.stream_version(aggregate_id))
         if "events.event_id" in text:
-            return DuplicateEventIdError(aggregate_id, [e.event_id for e in events])
+            wanted = [e.event_id for e in events]
+            with self._db.reading() as conn:
+                stored = {event.event_id for event in self._events_by_id(conn, wanted)}
+            return DuplicateEventIdError(aggregate_id, [i for i in wanted if i in stored] or wanted)
         return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {text}")
 
     def _apply_constraints(
@@ -267,25 +274,36 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
 
     # -- commands ------------------------------------------------------------------------
     def _find_command_record(
-        self, conn: sqlite3.Connection, command_id: str, now: int
+        self, conn: sqlite3.Connection, command_id: str, aggregate_id: str, now: int
     ) -> AppendResult | None:
         row = conn.execute(
-            "SELECT event_ids, processed_at, expires_at FROM processed_commands "
+            "SELECT event_ids, processed_at, expires_at, aggregate_id FROM processed_commands "
             "WHERE command_id = ?",
             (command_id,),
         ).fetchone()
         if row is None or row[2] <= now:
             return None
+        if row[3] != aggregate_id:
+            # The id was reused on another aggregate after an earlier run on this one
+            # expired: this aggregate's own events, if any, are the answer here.
+            own = self._find_by_event_ids(conn, command_id, aggregate_id)
+            if own is not None:
+                return own
         ids = json.loads(row[0])
         return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
 
     def _find_command(
         self, conn: sqlite3.Connection, command_id: str, aggregate_id: str, now: int
     ) -> AppendResult | None:
-        known = self._find_command_record(conn, command_id, now)
+        known = self._find_command_record(conn, command_id, aggregate_id, now)
         if known is not None:
             return known
-        # The record expired (or was cleaned up): the deterministic ids still tell.
+        return self._find_by_event_ids(conn, command_id, aggregate_id)
+
+    def _find_by_event_ids(
+        self, conn: sqlite3.Connection, command_id: str, aggregate_id: str
+    ) -> AppendResult | None:
+        """The command's events on this aggregate, found by their deterministic ids."""
         events: list[Event] = []
         for index in itertools.count():
             found = self._events_by_id(
@@ -330,12 +348,20 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             timestamp_from_micros(row[4]),
         )
 
+    def _sweep_after_commit(self) -> None:
+        # The command is stored: a failing sweep must not make it look failed.
+        try:
+            self.sweep_expired_commands()
+        except Exception:
+            log.exception("sweeping expired command records of %r failed", self.path)
+
     def sweep_expired_commands(self, batch: int = _EXPIRY_SWEEP_BATCH) -> int:
         """Delete expired command records among the next ``batch`` records; returns how many.
 
         Bounded work, resumed where the last sweep stopped (wrapping at the end),
         so the command table needs no index on expiry: each command writes one
-        B-tree less. The store calls it every few thousand commands.
+        B-tree less. The store calls it after about one command in a thousand
+        (by chance, so that store objects opened per request sweep too).
         """
         now = time.time_ns() // 1000
         with self._db.transaction() as conn:

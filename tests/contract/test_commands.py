@@ -350,3 +350,78 @@ def test_sweep_deletes_only_expired_records_in_bounded_batches(store):
     assert store.sweep_expired_commands(batch=3) == 0  # wrapped: only live records remain
     assert [store.processed_command(f"new-{i}") is not None for i in range(3)] == [True] * 3
     assert all(store.processed_command(f"old-{i}") is None for i in range(5))
+
+
+def test_zero_event_retry_after_expiry_is_recognised_and_keeps_the_original_result(store):
+    first = store.append(
+        "acc-1",
+        "Account",
+        0,
+        command_events("cmd-1", "acc-1", 1),
+        command_id="cmd-1",
+        command_ttl=TINY_TTL,
+    )
+    _expire()
+    # This time the command decides there is nothing to do: it must still be "done".
+    again = store.append("acc-1", "Account", 1, [], command_id="cmd-1")
+    assert again.already_processed is True
+    assert list(again.events) == list(first.events)
+    later = store.find_command("cmd-1", "acc-1")
+    assert later is not None
+    assert list(later.events) == list(first.events)
+
+
+def test_expired_command_id_reused_on_another_aggregate_keeps_each_result(store):
+    on_c = store.append(
+        "acc-c",
+        "Account",
+        0,
+        command_events("cmd-2", "acc-c", 1),
+        command_id="cmd-2",
+        command_ttl=TINY_TTL,
+    )
+    _expire()
+    on_d = store.append(
+        "acc-d", "Account", 0, command_events("cmd-2", "acc-d", 1), command_id="cmd-2"
+    )
+    assert on_d.already_processed is False
+    retry_on_c = store.append(
+        "acc-c", "Account", 1, command_events("cmd-2", "acc-c", 1), command_id="cmd-2"
+    )
+    assert retry_on_c.already_processed is True
+    assert list(retry_on_c.events) == list(on_c.events)
+    assert store.find_command("cmd-2", "acc-c").events == on_c.events
+
+
+class _CommitsDuringLoad:
+    """An event store whose first stream read lets another writer commit a command first."""
+
+    def __init__(self, store, commit):
+        self._store = store
+        self._commit = commit
+
+    def load_stream(self, *args, **kwargs):
+        if self._commit is not None:
+            commit, self._commit = self._commit, None
+            commit()
+        return self._store.load_stream(*args, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+
+def test_retry_on_conflict_returns_the_original_when_the_command_commits_during_load(store):
+    def other_sender_opens() -> None:
+        account_repository(store).save_with_command(_opened_account(), "open-1")
+
+    repo = account_repository(_CommitsDuringLoad(store, other_sender_opens))
+    calls = []
+
+    def open_account(account):
+        calls.append(account.version)
+        account.open("ann", 100)  # raises ALREADY_OPEN if it sees the other sender's event
+
+    result = repo.retry_on_conflict("acc-1", open_account, command_id="open-1")
+    assert result.already_processed is True
+    assert calls == []
+    assert store.stream_version("acc-1") == 1

@@ -17,7 +17,7 @@ def test_deterministic_event_id_is_stable_across_calls():
 def test_deterministic_event_id_is_a_fixed_value():
     # Changing the scheme breaks recognition of retries stored by earlier versions.
     assert deterministic_event_id("cmd-1", "acc-1", 0) == str(
-        uuid.uuid5(uuid.UUID("6f1c1d52-5a0e-4f59-9a53-2d1f4f5e7a10"), "cmd-1\x1facc-1\x1f0")
+        uuid.uuid5(uuid.UUID("6f1c1d52-5a0e-4f59-9a53-2d1f4f5e7a10"), "5:cmd-15:acc-10")
     )
 
 
@@ -81,3 +81,9 @@ def test_deterministic_ids_of_later_uuid7_commands_sort_later():
     time.sleep(0.002)
     second = new_command_id()
     assert deterministic_event_id(first, "a", 5) < deterministic_event_id(second, "a", 0)
+
+
+def test_deterministic_ids_of_different_command_and_aggregate_pairs_differ():
+    # Joining the parts with a separator would make these two spell the same name.
+    assert deterministic_event_id("a\x1fb", "c", 0) != deterministic_event_id("a", "b\x1fc", 0)
+    assert deterministic_event_id("a1", "b", 0) != deterministic_event_id("a", "1b", 0)
