@@ -10,9 +10,10 @@
 See docs/codegen.md.
 """
 
+from .build import build_model
 from .errors import CodegenError, Diagnostic, ModelError, ProtoCompileError
 from .live import generate_module
-from .model import Model, build_model
+from .model import Model
 
 __all__ = [
     "CodegenError",

@@ -9,17 +9,38 @@ the linters leave protoc's text alone.
 
 from __future__ import annotations
 
-import importlib.resources
 import os
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 os.environ.setdefault("GRPC_PYTHON_DISABLE_DYNAMIC_STUBS", "1")
 
+from ..core.errors import EventStoreError
+from .compiler import parse_diagnostics, run_protoc, well_known_include
+
 PROTO_ROOT = Path(__file__).resolve().parent.parent / "proto"
 FILES = ("eventsourcing/options.proto", "eventsourcing/response.proto")
 HEADER = "# ruff: noqa\n# Regenerate with: python -m eventstore.codegen.bootstrap\n"
+
+
+class BootstrapError(EventStoreError, RuntimeError):
+    """protoc rejected eventstore's own protos, so their modules were not regenerated."""
+
+    def __init__(self, exit_code: int, protoc_output: str, files: Sequence[str]) -> None:
+        self.exit_code = exit_code
+        self.protoc_output = protoc_output
+        self.files = tuple(files)
+        shown = [str(d) for d in parse_diagnostics(protoc_output)] or [
+            line.strip() for line in protoc_output.splitlines() if line.strip()
+        ]
+        super().__init__(
+            f"protoc failed with exit code {exit_code} on {', '.join(self.files)}:\n"
+            + "\n".join(f"  {line}" for line in shown or ["(protoc printed no message)"])
+            + "\nFix the proto at the places shown, then run "
+            "python -m eventstore.codegen.bootstrap again."
+        )
 
 
 def relocate(text: str) -> str:
@@ -53,24 +74,24 @@ def type_stub(text: str) -> str:
     return text
 
 
-def build(out_root: Path = PROTO_ROOT) -> list[Path]:
-    from grpc_tools import protoc
+def build(out_root: Path = PROTO_ROOT, proto_root: Path = PROTO_ROOT) -> list[Path]:
+    """Compile ``FILES`` under ``proto_root`` and write their modules under ``out_root``.
 
-    include = str(importlib.resources.files("grpc_tools") / "_proto")
+    Raises ``BootstrapError`` (with protoc's messages) when protoc rejects them.
+    """
     written: list[Path] = []
     with tempfile.TemporaryDirectory() as tmp:
-        code = protoc.main(
+        code, output = run_protoc(
             [
-                "protoc",
-                f"-I{PROTO_ROOT}",
-                f"-I{include}",
+                f"-I{proto_root}",
+                f"-I{well_known_include()}",
                 f"--python_out={tmp}",
                 f"--pyi_out={tmp}",
-                *(str(PROTO_ROOT / f) for f in FILES),
+                *(str(proto_root / f) for f in FILES),
             ]
         )
         if code != 0:
-            raise RuntimeError(f"protoc failed with exit code {code}")
+            raise BootstrapError(code, output, [str(proto_root / f) for f in FILES])
         for produced in sorted(Path(tmp).glob("eventsourcing/*_pb2.py*")):
             target = out_root / "eventsourcing" / produced.name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -31,8 +31,9 @@ from google.protobuf.internal import enum_type_wrapper
 from google.protobuf.message import Message
 
 from . import naming
+from .build import build_model
 from .compiler import compile_files, compile_sources
-from .model import Model, build_model
+from .model import Model
 from .render import render_live
 
 LIVE_PACKAGE = "eventstore.codegen.live"

@@ -1,9 +1,7 @@
-"""Descriptors -> the event sourcing model: aggregates, events, services, views.
+"""The event sourcing model of a set of protos: aggregates, events, services, views.
 
-One model feeds both outputs (DESIGN decision 9). Building it checks every
-option against the rest of the protos; each inconsistency becomes a
-``Diagnostic`` naming the file, line and element, and all of them are raised
-together as a ``ModelError`` (nothing is skipped silently).
+One model feeds both outputs (DESIGN decision 9). These are its data classes;
+``build.build_model`` makes one from descriptors, checking every option.
 
 The model is also what the notebook shows: a generated module carries it as
 ``__es_model__``.
@@ -11,56 +9,17 @@ The model is also what the notebook shows: a generated module carries it as
 
 from __future__ import annotations
 
-import hashlib
-import keyword
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2
 
-from ..core.aggregate import AggregateRoot
-from ..proto.eventsourcing import options_pb2
 from . import naming
-from .errors import Diagnostic, ModelError
-
-FDP = descriptor_pb2.FieldDescriptorProto
+from .errors import Diagnostic
 
 #: Files never modelled: the well-known types and eventstore's own protos.
 SKIPPED_PREFIXES = ("google/protobuf/",)
 SKIPPED_FILES = ("eventsourcing/options.proto", "eventsourcing/response.proto")
-
-_SCALARS = {
-    FDP.TYPE_DOUBLE: "float",
-    FDP.TYPE_FLOAT: "float",
-    FDP.TYPE_INT64: "int",
-    FDP.TYPE_UINT64: "int",
-    FDP.TYPE_INT32: "int",
-    FDP.TYPE_FIXED64: "int",
-    FDP.TYPE_FIXED32: "int",
-    FDP.TYPE_BOOL: "bool",
-    FDP.TYPE_STRING: "str",
-    FDP.TYPE_BYTES: "bytes",
-    FDP.TYPE_UINT32: "int",
-    FDP.TYPE_SFIXED32: "int",
-    FDP.TYPE_SFIXED64: "int",
-    FDP.TYPE_SINT32: "int",
-    FDP.TYPE_SINT64: "int",
-}
-
-#: Attribute names a state field cannot take on a generated aggregate.
-RESERVED_ATTRIBUTES = frozenset(
-    {n for n in dir(AggregateRoot) if not n.startswith("_")}
-    | {"state", "applier", "property", "state_type", "id_field", "event_appliers"}
-    | {"state_fields", "applier_protocol"}
-)
-
-#: Attributes of every generated client (``ServiceClient``) that a method must not replace.
-_CLIENT_ATTRIBUTES = frozenset({"transport", "_call"})
-
-# Field numbers inside descriptor.proto, for source locations.
-_FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6
-_MSG_FIELD, _MSG_NESTED, _MSG_ENUM, _MSG_OPTIONS = 2, 3, 4, 7
-_SVC_METHOD, _SVC_OPTIONS = 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +57,11 @@ class FieldInfo:
         return "repeated" if self.repeated else "single"
 
 
-@dataclass(slots=True)
-class MessageInfo:
-    full_name: str
-    qualname: str  # "Outer.Inner" inside its file
-    file: str
-    package: str
-    comment: str
-    location: Location
-    fields: list[FieldInfo]
-    is_map_entry: bool = False
-    descriptor: descriptor_pb2.DescriptorProto | None = field(default=None, repr=False)
+class _Qualified:
+    """A message or enum named by ``qualname`` inside its file (``Outer.Inner``)."""
+
+    __slots__ = ()
+    qualname: str
 
     @property
     def name(self) -> str:
@@ -120,7 +73,20 @@ class MessageInfo:
 
 
 @dataclass(slots=True)
-class ExternalType:
+class MessageInfo(_Qualified):
+    full_name: str
+    qualname: str  # "Outer.Inner" inside its file
+    file: str
+    package: str
+    comment: str
+    location: Location
+    fields: list[FieldInfo]
+    is_map_entry: bool = False
+    descriptor: descriptor_pb2.DescriptorProto | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class ExternalType(_Qualified):
     """A message or enum of a file that is not modelled (a well-known type such as Timestamp).
 
     Generated code still names it (a state field of that type is typed with
@@ -132,25 +98,13 @@ class ExternalType:
     file: str
     is_enum: bool = False
 
-    @property
-    def name(self) -> str:
-        return self.qualname.rpartition(".")[2]
-
-    @property
-    def is_top_level(self) -> bool:
-        return "." not in self.qualname
-
 
 @dataclass(slots=True)
-class EnumInfo:
+class EnumInfo(_Qualified):
     full_name: str
     qualname: str
     file: str
     descriptor: descriptor_pb2.EnumDescriptorProto | None = field(default=None, repr=False)
-
-    @property
-    def is_top_level(self) -> bool:
-        return "." not in self.qualname
 
 
 @dataclass(slots=True)
@@ -285,561 +239,3 @@ def _unique(items: Iterable[MessageInfo | ExternalType]) -> list[MessageInfo]:
         if isinstance(m, MessageInfo):
             seen.setdefault(m.full_name, m)
     return list(seen.values())
-
-
-class _Locations:
-    """Source positions of one file, looked up by descriptor path (nearest known prefix)."""
-
-    def __init__(self, file: descriptor_pb2.FileDescriptorProto) -> None:
-        self.file = file.name
-        self._spans: dict[tuple[int, ...], tuple[int, int]] = {}
-        self._comments: dict[tuple[int, ...], str] = {}
-        for loc in file.source_code_info.location:
-            path = tuple(loc.path)
-            if path not in self._spans:
-                self._spans[path] = (loc.span[0] + 1, loc.span[1] + 1)
-            if loc.leading_comments and path not in self._comments:
-                self._comments[path] = _clean_comment(loc.leading_comments)
-
-    def at(self, *path: int) -> Location:
-        p = tuple(path)
-        while p:
-            span = self._spans.get(p)
-            if span is not None:
-                return Location(self.file, span[0], span[1])
-            p = p[:-1]
-        return Location(self.file, 0, 0)
-
-    def comment(self, *path: int) -> str:
-        return self._comments.get(tuple(path), "")
-
-
-def _clean_comment(text: str) -> str:
-    lines = [line[1:] if line.startswith(" ") else line for line in text.strip("\n").split("\n")]
-    return "\n".join(lines).strip()
-
-
-def build_model(
-    files: Sequence[descriptor_pb2.FileDescriptorProto],
-    *,
-    rename: dict[str, str] | None = None,
-) -> Model:
-    """The model of ``files`` (all files with their imports, dependencies first).
-
-    ``rename`` maps proto file names to the names diagnostics should show.
-    Raises ``ModelError`` listing every inconsistency.
-    """
-    builder = _Builder(rename or {})
-    for f in files:
-        if f.name in SKIPPED_FILES or f.name.startswith(SKIPPED_PREFIXES):
-            builder.add_external(f)
-            continue
-        builder.add_file(f)
-    return builder.finish()
-
-
-class _Builder:
-    def __init__(self, rename: dict[str, str]) -> None:
-        self.rename = rename
-        self.files: list[str] = []
-        self.messages: dict[str, MessageInfo] = {}
-        self.enums: dict[str, EnumInfo] = {}
-        self.external: dict[str, ExternalType] = {}
-        self.errors: list[Diagnostic] = []
-        self.warnings: list[Diagnostic] = []
-        self.roots: list[
-            tuple[MessageInfo, options_pb2.AggregateRootOptions, _Locations, tuple[int, ...]]
-        ] = []
-        self.event_marks: list[tuple[MessageInfo, str, Location]] = []
-        self.raw_services: list[tuple[descriptor_pb2.FileDescriptorProto, int, _Locations]] = []
-
-    # -- collecting ------------------------------------------------------------
-    def add_external(self, f: descriptor_pb2.FileDescriptorProto) -> None:
-        def walk(
-            messages: Sequence[descriptor_pb2.DescriptorProto],
-            enums: Sequence[descriptor_pb2.EnumDescriptorProto],
-            prefix: str,
-            outer: str,
-        ) -> None:
-            for e in enums:
-                full = f"{prefix}.{e.name}"[1:]
-                self.external[full] = ExternalType(full, f"{outer}{e.name}", f.name, True)
-            for m in messages:
-                full = f"{prefix}.{m.name}"
-                qual = f"{outer}{m.name}"
-                self.external[full[1:]] = ExternalType(full[1:], qual, f.name)
-                walk(m.nested_type, m.enum_type, full, f"{qual}.")
-
-        walk(f.message_type, f.enum_type, f".{f.package}" if f.package else "", "")
-
-    def add_file(self, f: descriptor_pb2.FileDescriptorProto) -> None:
-        self.files.append(f.name)
-        locs = _Locations(f)
-        if f.name in self.rename:
-            locs.file = self.rename[f.name]
-        prefix = f".{f.package}" if f.package else ""
-        for i, m in enumerate(f.message_type):
-            self._add_message(f, locs, m, prefix, "", (_FILE_MESSAGE, i))
-        for e in f.enum_type:
-            self._add_enum(f, e, prefix, "")
-        for i in range(len(f.service)):
-            self.raw_services.append((f, i, locs))
-
-    def _add_enum(
-        self,
-        f: descriptor_pb2.FileDescriptorProto,
-        e: descriptor_pb2.EnumDescriptorProto,
-        prefix: str,
-        outer: str,
-    ) -> None:
-        full = f"{prefix}.{e.name}"[1:]
-        self.enums[full] = EnumInfo(full, f"{outer}{e.name}", f.name, e)
-
-    def _add_message(
-        self,
-        f: descriptor_pb2.FileDescriptorProto,
-        locs: _Locations,
-        m: descriptor_pb2.DescriptorProto,
-        prefix: str,
-        outer: str,
-        path: tuple[int, ...],
-    ) -> None:
-        full = f"{prefix}.{m.name}"
-        info = MessageInfo(
-            full_name=full[1:],
-            qualname=f"{outer}{m.name}",
-            file=f.name,
-            package=f.package,
-            comment=locs.comment(*path),
-            location=locs.at(*path),
-            fields=[],
-            is_map_entry=m.options.map_entry,
-            descriptor=m,
-        )
-        self.messages[info.full_name] = info
-        for i, nested in enumerate(m.nested_type):
-            self._add_message(f, locs, nested, full, f"{info.qualname}.", (*path, _MSG_NESTED, i))
-        for e in m.enum_type:
-            self._add_enum(f, e, full, f"{info.qualname}.")
-        opts = m.options
-        if opts.HasExtension(options_pb2.aggregate_root):
-            root = opts.Extensions[options_pb2.aggregate_root]
-            self.roots.append((info, root, locs, path))
-        if opts.HasExtension(options_pb2.event):
-            ev = opts.Extensions[options_pb2.event]
-            where = locs.at(*path, _MSG_OPTIONS, options_pb2.event.number, 1)
-            self.event_marks.append((info, ev.aggregate_name, where))
-
-    def _resolve_fields(self) -> None:
-        for info in self.messages.values():
-            assert info.descriptor is not None
-            info.fields = [self._field(fd) for fd in info.descriptor.field]
-
-    def _field(self, fd: descriptor_pb2.FieldDescriptorProto) -> FieldInfo:
-        repeated = fd.label == FDP.LABEL_REPEATED
-        value = self._type_ref(fd)
-        if repeated and value.kind == "message":
-            entry = self.messages.get(value.full_name)
-            if entry is not None and entry.is_map_entry and entry.descriptor is not None:
-                k, v = entry.descriptor.field[0], entry.descriptor.field[1]
-                return FieldInfo(fd.name, fd.number, self._type_ref(v), True, self._type_ref(k))
-        return FieldInfo(fd.name, fd.number, value, repeated)
-
-    def _type_ref(self, fd: descriptor_pb2.FieldDescriptorProto) -> TypeRef:
-        if fd.type == FDP.TYPE_ENUM:
-            return TypeRef("enum", full_name=fd.type_name.lstrip("."))
-        if fd.type in (FDP.TYPE_MESSAGE, FDP.TYPE_GROUP):
-            return TypeRef("message", full_name=fd.type_name.lstrip("."))
-        return TypeRef("scalar", py=_SCALARS[fd.type])
-
-    # -- checking and linking ----------------------------------------------------
-    def finish(self) -> Model:
-        self._resolve_fields()
-        aggregates = self._aggregates()
-        self._events(aggregates)
-        services = self._services(aggregates)
-        self._clients(services, aggregates)
-        if self.errors:
-            raise ModelError(self.errors)
-        return Model(
-            files=self.files,
-            messages=self.messages,
-            enums=self.enums,
-            aggregates=list(aggregates.values()),
-            services=services,
-            warnings=self.warnings,
-            external=self.external,
-        )
-
-    def _aggregates(self) -> dict[str, AggregateInfo]:
-        found: dict[str, AggregateInfo] = {}
-        ext = options_pb2.aggregate_root.number
-        for info, root, locs, path in self.roots:
-            type_name = root.type_name or info.name
-            element = f"aggregate_root option on {info.name!r}"
-            if not naming.is_identifier(type_name):
-                where = locs.at(*path, _MSG_OPTIONS, ext, 2)
-                self.errors.append(
-                    where.diagnostic(
-                        f"{element} names type_name {type_name!r}, which is not an identifier; "
-                        "use a name like 'Account' (letters, digits, underscores)",
-                        info.full_name,
-                    )
-                )
-                continue
-            names = [f.name for f in info.fields]
-            if root.id_field:
-                fld = next((f for f in info.fields if f.name == root.id_field), None)
-                where = locs.at(*path, _MSG_OPTIONS, ext, 1)
-                if fld is None:
-                    self.errors.append(
-                        where.diagnostic(
-                            f"{element} names id_field {root.id_field!r}, which is not a field "
-                            f"of {info.name} (fields: {', '.join(names) or 'none'})",
-                            info.full_name,
-                        )
-                    )
-                    continue
-                if fld.shape != "single" or fld.value.py != "str":
-                    self.errors.append(
-                        where.diagnostic(
-                            f"{element} names id_field {root.id_field!r}, which is not a "
-                            "single string field; the aggregate id is a string, so make "
-                            f"{root.id_field!r} a 'string' field",
-                            info.full_name,
-                        )
-                    )
-                    continue
-            if root.snapshot_every < 0:
-                where = locs.at(*path, _MSG_OPTIONS, ext, 3)
-                self.errors.append(
-                    where.diagnostic(
-                        f"{element} has snapshot_every {root.snapshot_every}; use 0 (no "
-                        "default snapshots) or a positive number of events",
-                        info.full_name,
-                    )
-                )
-                continue
-            other = found.get(type_name)
-            if other is not None:
-                self.errors.append(
-                    info.location.diagnostic(
-                        f"aggregate type {type_name!r} is declared twice: by {info.full_name} "
-                        f"and by {other.message.full_name} ({other.message.location.file}:"
-                        f"{other.message.location.line}); give one of them another type_name",
-                        info.full_name,
-                    )
-                )
-                continue
-            aggregate = AggregateInfo(
-                type_name=type_name,
-                message=info,
-                id_field=root.id_field,
-                snapshot_every=root.snapshot_every,
-                schema_key=self._schema_key(info),
-            )
-            for fld in info.fields:
-                if (
-                    fld.name in RESERVED_ATTRIBUTES
-                    or keyword.iskeyword(fld.name)
-                    or fld.name.startswith("_")
-                ):
-                    aggregate.clashing_fields.append(fld.name)
-                    self.warnings.append(
-                        locs.at(*path, _MSG_FIELD, info.fields.index(fld)).diagnostic(
-                            f"state field {fld.name!r} of {info.name} is not an attribute of "
-                            f"{aggregate.class_prefix}Aggregate (the name is taken by the "
-                            f"aggregate itself); reach it as agg.state.{fld.name}",
-                            f"{info.full_name}.{fld.name}",
-                        )
-                    )
-                else:
-                    aggregate.forwarded_fields.append(fld)
-            found[type_name] = aggregate
-        return found
-
-    def _schema_key(self, info: MessageInfo) -> str:
-        """A hash of the state message and every message and enum it reaches."""
-        digest = hashlib.sha256()
-        seen: set[str] = set()
-        todo = [info.full_name]
-        while todo:
-            name = todo.pop()
-            if name in seen:
-                continue
-            seen.add(name)
-            digest.update(name.encode())
-            msg = self.messages.get(name)
-            if msg is not None and msg.descriptor is not None:
-                digest.update(msg.descriptor.SerializeToString(deterministic=True))
-                todo.extend(f.type_name.lstrip(".") for f in msg.descriptor.field if f.type_name)
-            enum = self.enums.get(name)
-            if enum is not None and enum.descriptor is not None:
-                digest.update(enum.descriptor.SerializeToString(deterministic=True))
-        return digest.hexdigest()[:16]
-
-    def _find_aggregate(
-        self, aggregates: dict[str, AggregateInfo], name: str
-    ) -> AggregateInfo | None:
-        if name in aggregates:
-            return aggregates[name]
-        by_message = [
-            a for a in aggregates.values() if name in (a.message.name, a.message.full_name)
-        ]
-        return by_message[0] if len(by_message) == 1 else None
-
-    def _known(self, aggregates: dict[str, AggregateInfo]) -> str:
-        return ", ".join(sorted(aggregates)) or "none: mark a state message with aggregate_root"
-
-    def _events(self, aggregates: dict[str, AggregateInfo]) -> None:
-        roots = {a.message.full_name for a in aggregates.values()}
-        for info, aggregate_name, where in self.event_marks:
-            element = f"event option on {info.name!r}"
-            if info.full_name in roots:
-                self.errors.append(
-                    where.diagnostic(
-                        f"{element}: {info.name} is also an aggregate's state; an event and "
-                        "a state must be different messages",
-                        info.full_name,
-                    )
-                )
-                continue
-            if not aggregate_name:
-                self.errors.append(
-                    where.diagnostic(
-                        f"{element} has no aggregate_name; name the aggregate this event "
-                        f"belongs to (aggregates: {self._known(aggregates)})",
-                        info.full_name,
-                    )
-                )
-                continue
-            aggregate = self._find_aggregate(aggregates, aggregate_name)
-            if aggregate is None:
-                self.errors.append(
-                    where.diagnostic(
-                        f"{element} names aggregate_name {aggregate_name!r}, which is not an "
-                        f"aggregate (aggregates: {self._known(aggregates)})",
-                        info.full_name,
-                    )
-                )
-                continue
-            snake = naming.snake(info.name)
-            aggregate.events.append(
-                EventInfo(
-                    message=info,
-                    aggregate=aggregate.type_name,
-                    constant=snake.upper(),
-                    applier_method=f"apply_{snake}",
-                    projection_method="",
-                )
-            )
-        for aggregate in aggregates.values():
-            short = [naming.snake(e.message.name).removesuffix("_event") for e in aggregate.events]
-            for event, name in zip(aggregate.events, short, strict=True):
-                plain = short.count(name) == 1 and name
-                event.projection_method = f"on_{plain or naming.snake(event.message.name)}"
-        self._check_event_names(aggregates)
-
-    def _check_event_names(self, aggregates: dict[str, AggregateInfo]) -> None:
-        constants: dict[str, EventInfo] = {}
-        for aggregate in aggregates.values():
-            for event in aggregate.events:
-                other = constants.get(event.constant)
-                if other is not None and other.full_name != event.full_name:
-                    self.errors.append(
-                        event.message.location.diagnostic(
-                            f"events {event.full_name} and {other.full_name} both become the "
-                            f"constant {event.constant}; rename one of the messages",
-                            event.full_name,
-                        )
-                    )
-                constants[event.constant] = event
-
-    def _services(self, aggregates: dict[str, AggregateInfo]) -> list[ServiceInfo]:
-        services: list[ServiceInfo] = []
-        ext = options_pb2.service.number
-        for f, index, locs in self.raw_services:
-            s = f.service[index]
-            path = (_FILE_SERVICE, index)
-            full = f"{f.package}.{s.name}" if f.package else s.name
-            kind = (
-                "command"
-                if s.name.endswith("CommandService")
-                else "query"
-                if s.name.endswith("QueryService")
-                else "service"
-            )
-            aggregate: AggregateInfo | None = None
-            element = f"service option on {s.name!r}"
-            if s.options.HasExtension(options_pb2.service):
-                opt = s.options.Extensions[options_pb2.service]
-                by_name = by_message = None
-                if opt.aggregate_name:
-                    by_name = self._find_aggregate(aggregates, opt.aggregate_name)
-                    if by_name is None:
-                        self.errors.append(
-                            locs.at(*path, _SVC_OPTIONS, ext, 1).diagnostic(
-                                f"{element} names aggregate_name {opt.aggregate_name!r}, which "
-                                f"is not an aggregate (aggregates: {self._known(aggregates)})",
-                                full,
-                            )
-                        )
-                        continue
-                if opt.aggregate_root_message:
-                    wanted = opt.aggregate_root_message.lstrip(".")
-                    matches = [
-                        a
-                        for a in aggregates.values()
-                        if wanted in (a.message.full_name, a.message.name)
-                    ]
-                    if len(matches) != 1:
-                        roots = ", ".join(sorted(a.message.full_name for a in aggregates.values()))
-                        self.errors.append(
-                            locs.at(*path, _SVC_OPTIONS, ext, 2).diagnostic(
-                                f"{element} names aggregate_root_message "
-                                f"{opt.aggregate_root_message!r}, which is not an aggregate's "
-                                f"state message (state messages: {roots or 'none'})",
-                                full,
-                            )
-                        )
-                        continue
-                    by_message = matches[0]
-                if by_name and by_message and by_name is not by_message:
-                    self.errors.append(
-                        locs.at(*path, _SVC_OPTIONS, ext).diagnostic(
-                            f"{element} names aggregate {by_name.type_name!r} by aggregate_name "
-                            f"but {by_message.type_name!r} by aggregate_root_message; keep one",
-                            full,
-                        )
-                    )
-                    continue
-                aggregate = by_name or by_message
-            else:
-                for suffix in ("CommandService", "QueryService"):
-                    if s.name.endswith(suffix) and s.name != suffix:
-                        aggregate = self._find_aggregate(aggregates, s.name.removesuffix(suffix))
-            methods = []
-            for i, m in enumerate(s.method):
-                where = locs.at(*path, _SVC_METHOD, i)
-                if m.client_streaming or m.server_streaming:
-                    self.errors.append(
-                        where.diagnostic(
-                            f"method {s.name}.{m.name} streams; generated services handle one "
-                            "request and one reply, so remove 'stream'",
-                            f"{full}.{m.name}",
-                        )
-                    )
-                    continue
-                py_name = naming.snake(m.name)
-                if not naming.is_identifier(py_name) or py_name in _CLIENT_ATTRIBUTES:
-                    self.errors.append(
-                        where.diagnostic(
-                            f"method {s.name}.{m.name} would become the Python method "
-                            f"{py_name!r}, which is a keyword or an attribute of every client; "
-                            "rename the rpc",
-                            f"{full}.{m.name}",
-                        )
-                    )
-                    continue
-                request = self._method_type(m.input_type, "request", s.name, m.name, where, full)
-                reply = self._method_type(m.output_type, "reply", s.name, m.name, where, full)
-                if request is None or reply is None:
-                    continue
-                methods.append(
-                    MethodInfo(
-                        name=m.name,
-                        py_name=py_name,
-                        subject=f"{full}.{m.name}",
-                        input=request,
-                        output=reply,
-                        comment=locs.comment(*path, _SVC_METHOD, i),
-                        location=where,
-                    )
-                )
-            services.append(
-                ServiceInfo(
-                    full_name=full,
-                    name=s.name,
-                    package=f.package,
-                    file=f.name,
-                    kind=kind,
-                    aggregate=aggregate.type_name if aggregate else None,
-                    methods=methods,
-                    comment=locs.comment(*path),
-                    location=locs.at(*path),
-                )
-            )
-        return services
-
-    def _method_type(
-        self,
-        type_name: str,
-        role: str,
-        service: str,
-        method: str,
-        where: Location,
-        full: str,
-    ) -> MessageInfo | ExternalType | None:
-        """The request or reply message of a method, from a modelled file or not.
-
-        A message of a file that is not modelled (a well-known type such as
-        ``google.protobuf.Empty``) is an ``ExternalType``; one that is in no file
-        given to the model (files passed without their imports) is an error.
-        """
-        name = type_name.lstrip(".")
-        found = self.messages.get(name) or self.external.get(name)
-        if found is not None and not (isinstance(found, ExternalType) and found.is_enum):
-            return found
-        self.errors.append(
-            where.diagnostic(
-                f"method {service}.{method} has {role} type {name!r}, which is not a message "
-                "of the files given to the generator; pass every file with its imports "
-                "(protoc's --include_imports)",
-                f"{full}.{method}",
-            )
-        )
-        return None
-
-    def _clients(self, services: list[ServiceInfo], aggregates: dict[str, AggregateInfo]) -> None:
-        methods: dict[str, dict[str, MethodInfo]] = {}
-        attributes: dict[str, str] = {}
-        for s in services:
-            if s.aggregate is not None:
-                s.client_name = f"{aggregates[s.aggregate].class_prefix}Client"
-                s.sdk_attribute = aggregates[s.aggregate].snake
-            else:
-                s.client_name = f"{s.name}Client"
-                s.sdk_attribute = naming.snake(s.name)
-            if not naming.is_identifier(s.sdk_attribute) or s.sdk_attribute == "transport":
-                what = f"aggregate type {s.aggregate!r}" if s.aggregate else f"service {s.name!r}"
-                self.errors.append(
-                    s.location.diagnostic(
-                        f"service {s.full_name} would become SDK attribute "
-                        f"{s.sdk_attribute!r} (from the {what}), which is a keyword or the "
-                        "SDK's transport; rename the "
-                        + ("aggregate (type_name)" if s.aggregate else "service"),
-                        s.full_name,
-                    )
-                )
-                continue
-            owner = attributes.setdefault(s.sdk_attribute, s.client_name)
-            if owner != s.client_name:
-                self.errors.append(
-                    s.location.diagnostic(
-                        f"service {s.full_name} would become SDK attribute {s.sdk_attribute!r}, "
-                        f"which {owner} already uses; rename the service",
-                        s.full_name,
-                    )
-                )
-            seen = methods.setdefault(s.client_name, {})
-            for m in s.methods:
-                other = seen.get(m.py_name)
-                if other is not None:
-                    self.errors.append(
-                        m.location.diagnostic(
-                            f"method {m.subject} and {other.subject} both become "
-                            f"{s.client_name}.{m.py_name}; rename one of them",
-                            m.subject,
-                        )
-                    )
-                seen[m.py_name] = m

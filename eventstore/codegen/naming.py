@@ -13,10 +13,6 @@ def snake(name: str) -> str:
     return _BOUNDARY.sub("_", name).replace("__", "_").lower()
 
 
-def upper_snake(name: str) -> str:
-    return snake(name).upper()
-
-
 def camel(name: str) -> str:
     """A type name as a class-name prefix: ``bank_account`` -> ``BankAccount``."""
     if "_" in name or name[:1].islower():

@@ -22,8 +22,9 @@ from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
 
 from . import naming
+from .build import build_model
 from .errors import CodegenError, Diagnostic
-from .model import SKIPPED_FILES, build_model
+from .model import SKIPPED_FILES
 from .render import SDK_MODULE_PATH, render_file, render_run_sdk
 
 

@@ -127,7 +127,17 @@ class GeneratedAggregate(AggregateRoot):
         elif name == "state":
             expected = self.state_type.DESCRIPTOR.full_name
             if not isinstance(value, Message) or value.DESCRIPTOR.full_name != expected:
-                raise TypeError(f"{type(self).__name__}.state must be a {expected} message")
+                got = (
+                    f"a {value.DESCRIPTOR.full_name} message"
+                    if isinstance(value, Message)
+                    else f"{type(value).__name__} {value!r:.60}"
+                )
+                raise TypeError(
+                    f"{type(self).__name__}.state must be a {expected} message, got {got}. "
+                    f"Assign a {expected} message (build one with "
+                    f"{type(self).__name__}.state_type(...)), or set fields through the "
+                    "aggregate's attributes."
+                )
             if not isinstance(value, self.state_type):
                 value = self.state_type.FromString(value.SerializeToString())
             object.__setattr__(self, name, value)

@@ -3,8 +3,8 @@
 A follower asks the source for events *after* the last position it yielded,
 so it never skips or repeats one (positions are commit order, DESIGN
 decision 5). Waiting between reads is cheap: a source that announces its own
-commits (``add_commit_listener``, as ``SQLiteEventStore`` does) wakes the
-follower at once, and every wait is bounded by ``poll_interval`` so commits
+commits (a ``CommitSource``, as ``SQLiteEventStore`` is) wakes the follower at
+once, and every wait is bounded by ``poll_interval`` so commits
 made by other processes are seen by polling.
 
 One ``Subscription`` serves ``for`` and ``async for``; ``stop()`` ends either
@@ -21,23 +21,11 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
-from typing import Protocol
 
 from .events import Event
+from .ports import CommitListener, CommitSource, EventSource
 
 DEFAULT_POLL_INTERVAL = 0.25
-
-
-class LogReader(Protocol):
-    """What a follower needs from an event source (``EventStore`` has it)."""
-
-    def read_all(
-        self,
-        after_position: int = 0,
-        *,
-        limit: int | None = None,
-        event_types: Sequence[str] | None = None,
-    ) -> list[Event]: ...
 
 
 class CommitSignal:
@@ -51,14 +39,12 @@ class CommitSignal:
         self._flag = threading.Event()
         self._lock = threading.Lock()
         self._async_waiters: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
-        self._remove: Callable[[Callable[[int], None]], None] | None = None
-        add = getattr(source, "add_commit_listener", None)
-        remove = getattr(source, "remove_commit_listener", None)
-        self.is_live = callable(add) and callable(remove)
-        if self.is_live:
-            assert add is not None
-            add(self._on_commit)
-            self._remove = remove
+        self._remove: Callable[[CommitListener], None] | None = None
+        self.is_live = False
+        if isinstance(source, CommitSource):
+            source.add_commit_listener(self._on_commit)
+            self._remove = source.remove_commit_listener
+            self.is_live = True
 
     def _on_commit(self, head: int = 0) -> None:
         # Called in the committing thread right after its commit: must not raise.
@@ -122,7 +108,7 @@ class Subscription:
 
     def __init__(
         self,
-        source: LogReader,
+        source: EventSource,
         after_position: int = 0,
         *,
         event_types: Sequence[str] | None = None,
@@ -205,22 +191,29 @@ class Subscription:
             self.position = taken[-1].position
         return taken
 
+    def _wait_before_next_read(self, deadline: float | None) -> float | None:
+        """How long to wait for a commit before reading again; None once ``deadline`` passed.
+
+        Never longer than ``poll_interval``, so commits by other processes are seen.
+        """
+        if deadline is None:
+            return self.poll_interval
+        remaining = deadline - _now()
+        return min(self.poll_interval, remaining) if remaining > 0 else None
+
     def next_batch(self, timeout: float | None = None, max_count: int | None = None) -> list[Event]:
         """The events committed since the last call, waiting up to ``timeout`` seconds for one.
 
         Returns an empty list after the timeout or once stopped. ``None`` waits
         until something commits or ``stop()`` is called.
         """
-        deadline = None if timeout is None else _now() + timeout
+        deadline = _deadline(timeout)
         while not self._stopped:
             if self._buffer or self._fill():
                 return self._take(max_count)
-            wait = self.poll_interval
-            if deadline is not None:
-                remaining = deadline - _now()
-                if remaining <= 0:
-                    return []
-                wait = min(wait, remaining)
+            wait = self._wait_before_next_read(deadline)
+            if wait is None:
+                return []
             self._signal.wait(wait)
         return []
 
@@ -228,16 +221,13 @@ class Subscription:
         self, timeout: float | None = None, max_count: int | None = None
     ) -> list[Event]:
         """``next_batch`` for ``asyncio``: awaits instead of blocking the loop."""
-        deadline = None if timeout is None else _now() + timeout
+        deadline = _deadline(timeout)
         while not self._stopped:
             if self._buffer or self._fill():
                 return self._take(max_count)
-            wait = self.poll_interval
-            if deadline is not None:
-                remaining = deadline - _now()
-                if remaining <= 0:
-                    return []
-                wait = min(wait, remaining)
+            wait = self._wait_before_next_read(deadline)
+            if wait is None:
+                return []
             await self._signal.wait_async(wait)
         return []
 
@@ -245,21 +235,19 @@ class Subscription:
         return self
 
     def __next__(self) -> Event:
-        while not self._stopped:
-            if self._buffer or self._fill():
-                return self._take(1)[0]
-            self._signal.wait(self.poll_interval)
-        raise StopIteration
+        batch = self.next_batch(max_count=1)
+        if not batch:  # only once stopped: without a timeout next_batch waits for an event
+            raise StopIteration
+        return batch[0]
 
     def __aiter__(self) -> AsyncIterator[Event]:
         return self
 
     async def __anext__(self) -> Event:
-        while not self._stopped:
-            if self._buffer or self._fill():
-                return self._take(1)[0]
-            await self._signal.wait_async(self.poll_interval)
-        raise StopAsyncIteration
+        batch = await self.next_batch_async(max_count=1)
+        if not batch:  # only once stopped
+            raise StopAsyncIteration
+        return batch[0]
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else ("live" if self.is_live else "polling")
@@ -270,8 +258,12 @@ def _now() -> float:
     return time.monotonic()
 
 
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else _now() + timeout
+
+
 def follow(
-    source: LogReader,
+    source: EventSource,
     after_position: int = 0,
     *,
     event_types: Sequence[str] | None = None,
@@ -288,4 +280,4 @@ def follow(
     )
 
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "CommitSignal", "LogReader", "Subscription", "follow"]
+__all__ = ["DEFAULT_POLL_INTERVAL", "CommitSignal", "Subscription", "follow"]

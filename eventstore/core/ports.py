@@ -6,7 +6,7 @@ readers always ask for events *after* a position, never "from" one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -35,8 +35,43 @@ class ProcessedCommand:
     expires_at: datetime
 
 
+CommitListener = Callable[[int], None]
+"""Called with the new head position right after a commit, in the committing thread."""
+
+
 @runtime_checkable
-class EventStore(Protocol):
+class EventSource(Protocol):
+    """The global log in position order: all that followers and the projection runner read.
+
+    The event store is one; a message bus or a remote store can be another.
+    """
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> list[Event]: ...
+
+    def head_position(self) -> int: ...
+
+
+@runtime_checkable
+class CommitSource(Protocol):
+    """An event log that announces its own commits, so readers wake at once instead of polling.
+
+    Optional: readers of a log without it poll. ``SQLiteEventStore`` has it
+    for the commits made through that store object.
+    """
+
+    def add_commit_listener(self, listener: CommitListener) -> None: ...
+
+    def remove_commit_listener(self, listener: CommitListener) -> None: ...
+
+
+@runtime_checkable
+class EventStore(EventSource, Protocol):
     def append(
         self,
         aggregate_id: str,
@@ -70,14 +105,6 @@ class EventStore(Protocol):
         """The aggregate's last stored version, 0 when it has none."""
         ...
 
-    def read_all(
-        self,
-        after_position: int = 0,
-        *,
-        limit: int | None = None,
-        event_types: Sequence[str] | None = None,
-    ) -> list[Event]: ...
-
     def iter_all(
         self,
         after_position: int = 0,
@@ -85,8 +112,6 @@ class EventStore(Protocol):
         event_types: Sequence[str] | None = None,
         page_size: int = 1000,
     ) -> Iterator[Event]: ...
-
-    def head_position(self) -> int: ...
 
     def rebuild_constraints(self) -> int:
         """Recompute the unique-constraint table from the log; returns the number of claims."""

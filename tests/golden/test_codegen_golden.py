@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from eventstore.codegen.build import build_model
 from eventstore.codegen.compiler import compile_files
-from eventstore.codegen.model import Model, build_model
+from eventstore.codegen.model import Model
 from eventstore.codegen.render import render_file, render_live, render_run_sdk
 
 ROOT = Path(__file__).resolve().parents[2]

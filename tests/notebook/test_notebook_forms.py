@@ -10,6 +10,8 @@ from typing import Any
 
 import ipywidgets as W
 import pytest
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+from google.protobuf.message import Message
 
 from eventstore import AppError, SQLiteEventStore
 from eventstore.codegen import generate_module
@@ -286,6 +288,70 @@ def test_typing_into_an_optional_field_ticks_its_set_control(nbforms):
     form = CommandForm(nbforms.PlaceOrder, lambda m: None)
     form.input("coupon").value = "XMAS"
     assert form.set_control("coupon").value is True
+
+
+# -- lists of scalars and of well-known types ------------------------------------------------
+@pytest.fixture(scope="module")
+def lists() -> type[Message]:
+    """``message Lists { repeated int32 counts = 1; repeated Timestamp times = 2; }``, built
+    in a descriptor pool of its own (nbforms.proto has neither shape)."""
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="nblists.proto",
+        package="nblists.v1",
+        syntax="proto3",
+        dependency=["google/protobuf/timestamp.proto"],
+    )
+    field = descriptor_pb2.FieldDescriptorProto
+    message = proto.message_type.add(name="Lists")
+    message.field.add(name="counts", number=1, type=field.TYPE_INT32, label=field.LABEL_REPEATED)
+    message.field.add(
+        name="times",
+        number=2,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_REPEATED,
+        type_name=".google.protobuf.Timestamp",
+    )
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("nblists.v1.Lists"))
+
+
+def test_a_list_item_the_field_cannot_take_is_reported_naming_its_index(lists):
+    sent = []
+    form = CommandForm(lists, sent.append)
+    form.input("counts").add().widget.value = 7
+    form.input("counts").add().widget.value = 2**40  # an int32
+    form.click()
+    assert sent == []
+    assert isinstance(form.last_error, FormValueError)
+    assert form.last_error.path == "counts[1]"
+    assert "field 'counts[1]'" in form.output_text()
+
+
+def test_a_list_of_timestamps_sends_the_typed_items_and_skips_empty_ones(lists):
+    sent = []
+    form = CommandForm(lists, sent.append)
+    times = form.input("times")
+    times.add().widget.value = "2026-01-31T09:30:00Z"
+    times.add().widget.value = ""
+    times.add().widget.value = "2026-02-01T00:00:00Z"
+    form.click()
+    (msg,) = sent
+    assert [t.ToDatetime(tzinfo=UTC) for t in msg.times] == [
+        datetime(2026, 1, 31, 9, 30, tzinfo=UTC),
+        datetime(2026, 2, 1, tzinfo=UTC),
+    ]
+
+
+def test_the_editor_names_stay_importable_from_forms_after_their_move():
+    from eventstore.notebook.widgets import editors, forms
+
+    for name in ["FormValueError", "MessageEditor", "RepeatedEditor", "field_editor"]:
+        assert getattr(forms, name) is getattr(editors, name)
+    for name in ["_Editor", "_ScalarEditor", "_JsonEditor", "_NestedEditor", "_OneofEditor"]:
+        assert getattr(forms, name) is getattr(editors, name)
+    assert forms._TooDeep is editors._TooDeep
 
 
 # -- a generated client over InProcessTransport ----------------------------------------------

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import NewEvent, new_event_id
+from eventstore import CommitSource, Event, EventSource, NewEvent, new_event_id
+from eventstore.core.follow import follow
 from eventstore.sqlite import SQLiteEventStore
 
 DEPOSIT = "testbank.v1.MoneyDeposited"
@@ -207,3 +208,80 @@ def test_stop_ends_a_waiting_async_for(store: SQLiteEventStore) -> None:
 def test_follow_refuses_a_negative_position(store: SQLiteEventStore) -> None:
     with pytest.raises(ValueError, match="after_position must be >= 0"):
         store.follow(-1)
+
+
+def test_next_batch_async_returns_what_commits_while_it_awaits(store: SQLiteEventStore) -> None:
+    async def main() -> list[int]:
+        async with store.follow(0, poll_interval=30) as sub:
+            timer = threading.Timer(0.1, append, args=(store, "a", 3))
+            timer.start()
+            batch = await sub.next_batch_async(timeout=5)
+            timer.join()
+            return [e.position for e in batch]
+
+    assert asyncio.run(main()) == [1, 2, 3]
+
+
+def test_next_batch_async_hands_out_at_most_max_count_and_keeps_the_rest(
+    store: SQLiteEventStore,
+) -> None:
+    append(store, "a", 3)
+
+    async def main() -> tuple[list[int], list[int]]:
+        async with store.follow(0) as sub:
+            first = await sub.next_batch_async(timeout=1, max_count=2)
+            rest = await sub.next_batch_async(timeout=1)
+        return [e.position for e in first], [e.position for e in rest]
+
+    assert asyncio.run(main()) == ([1, 2], [3])
+
+
+def test_next_batch_async_returns_nothing_after_its_timeout(store: SQLiteEventStore) -> None:
+    async def main() -> tuple[list[Event], float]:
+        async with store.follow(0, poll_interval=0.05) as sub:
+            started = time.monotonic()
+            batch = await sub.next_batch_async(timeout=0.2)
+            return batch, time.monotonic() - started
+
+    batch, waited = asyncio.run(main())
+    assert batch == []
+    assert 0.15 < waited < 2
+
+
+class ReadOnlyLog:
+    """An event log that does not announce its commits (as one read from another process)."""
+
+    def __init__(self, store: SQLiteEventStore) -> None:
+        self._store = store
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: list[str] | None = None,
+    ) -> list[Event]:
+        return self._store.read_all(after_position, limit=limit, event_types=event_types)
+
+    def head_position(self) -> int:
+        return self._store.head_position()
+
+
+def test_a_log_that_does_not_announce_commits_is_followed_by_polling(
+    store: SQLiteEventStore,
+) -> None:
+    log = ReadOnlyLog(store)
+    assert isinstance(log, EventSource) and not isinstance(log, CommitSource)
+    with follow(log, poll_interval=0.05) as sub:
+        assert not sub.is_live
+        timer = threading.Timer(0.2, append, args=(store, "a", 2))
+        timer.start()
+        got = [e.position for e in sub.next_batch(timeout=5)]
+        timer.join()
+    assert got == [1, 2]
+
+
+def test_a_store_that_announces_commits_is_followed_live(store: SQLiteEventStore) -> None:
+    assert isinstance(store, CommitSource)
+    with store.follow(0) as sub:
+        assert sub.is_live

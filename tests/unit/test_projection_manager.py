@@ -501,3 +501,65 @@ def test_dead_letter_policy_works_for_projections_without_a_database(store) -> N
     assert seen == [1, 3]
     assert [d.position for d in manager.dead_letters("picky")] == [2]
     assert manager.status("picky").status is ProjectionStatus.READY
+
+
+def test_is_ready_only_while_caught_up_with_the_head(store, model) -> None:
+    open_accounts(store, 1)
+    manager = ProjectionManager(store)
+    manager.register(Balances(), read_model=model)
+    assert not manager.status("balances").is_ready
+    manager.catch_up()
+    assert manager.status("balances").is_ready
+    open_accounts(store, 1, start=1)
+    assert not manager.status("balances").is_ready
+
+
+def test_rebuild_progress_reports_its_rate_in_events_per_second(store, model) -> None:
+    open_accounts(store, 5)
+    manager = ProjectionManager(store, batch_size=4)
+    manager.register(Balances(), read_model=model)
+    reports: list[RebuildProgress] = []
+    manager.rebuild("balances", progress=reports.append, show_progress=False)
+    last = reports[-1]
+    assert last.elapsed_seconds > 0
+    assert last.events_per_second == pytest.approx(last.events_handled / last.elapsed_seconds)
+
+
+def test_rebuild_progress_rate_is_zero_before_any_time_has_passed() -> None:
+    assert RebuildProgress("balances", 0, 10, 0, 0.0).events_per_second == 0.0
+
+
+def test_an_unregistered_projection_is_no_longer_fed_or_known(store, model) -> None:
+    open_accounts(store, 1)
+    manager = ProjectionManager(store)
+    manager.register(Balances(), read_model=model)
+    manager.catch_up()
+    manager.unregister("balances")
+    open_accounts(store, 1, start=1)
+    assert manager.catch_up() == {}
+    assert manager.names == []
+    assert model.load_checkpoint("balances") == 3
+    with pytest.raises(UnknownProjectionError):
+        manager.status("balances")
+
+
+def test_a_projection_registered_again_after_unregister_continues_from_its_checkpoint(
+    store, model, tmp_path
+) -> None:
+    open_accounts(store, 1)
+    manager = ProjectionManager(store)
+    manager.register(Balances(), read_model=model)
+    manager.catch_up()
+    manager.unregister("balances")
+    open_accounts(store, 1, start=1)
+    manager.register(Balances(), read_model=model)
+    assert manager.catch_up() == {"balances": 3}
+    assert balances(model) == fresh_balances(store, tmp_path)
+
+
+def test_unregistering_an_unknown_projection_lists_the_known_ones(store, model) -> None:
+    manager = ProjectionManager(store)
+    manager.register(Balances(), read_model=model)
+    with pytest.raises(UnknownProjectionError, match="registered: balances"):
+        manager.unregister("balanse")
+    assert manager.names == ["balances"]

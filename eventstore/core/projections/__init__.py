@@ -1,12 +1,14 @@
-"""The projection runner: feeds projections from any event source, with checkpoints.
+"""The projection runner: feeds projections from any event log, with checkpoints.
 
 ``ProjectionManager`` registers projections (the ``Projection`` port:
 plain classes, ``@projection`` functions, generated builders) and feeds each
 from its checkpoint; ``ReadModel`` is where results and checkpoints live.
 """
 
+from ..ports import EventSource
 from .functions import FunctionProjection, projection
-from .manager import EventSource, ProjectionManager, UnknownProjectionError
+from .manager import ProjectionManager, UnknownProjectionError
+from .port import Projection, ProjectionContext
 from .read_models import BatchOutcome, CheckpointedReadModel, ReadModel
 from .status import (
     DeadLetter,
@@ -24,6 +26,8 @@ __all__ = [
     "EventSource",
     "FunctionProjection",
     "MetricPoint",
+    "Projection",
+    "ProjectionContext",
     "ProjectionFailure",
     "ProjectionInfo",
     "ProjectionManager",

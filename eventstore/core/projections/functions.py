@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from ..events import Event
-from ..projection import ProjectionContext
+from .port import ProjectionContext
 
 Handler = Callable[[Event, ProjectionContext], None]
 ResetHandler = Callable[[ProjectionContext], None]

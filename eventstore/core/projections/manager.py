@@ -2,9 +2,8 @@
 
 Each projection reads on from its own checkpoint (a global position), so
 projections added later, paused, failed or rebuilt do not hold the others
-back. The runner consumes any event source with ``read_all`` and
-``head_position`` (the event store here, the NATS bus later); a source that
-announces its commits (``add_commit_listener``) wakes ``run()`` at once,
+back. The runner consumes any ``EventSource`` (the event store here, the NATS
+bus later); a log that is also a ``CommitSource`` wakes ``run()`` at once,
 otherwise ``run()`` polls.
 """
 
@@ -17,13 +16,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from ..errors import EventStoreError
-from ..events import Event
 from ..follow import DEFAULT_POLL_INTERVAL, CommitSignal
-from ..projection import Projection
+from ..ports import EventSource
 from .functions import event_type_name
+from .port import Projection
 from .read_models import BatchOutcome, CheckpointedReadModel, ReadModel
 from .status import (
     DeadLetter,
@@ -40,21 +39,6 @@ log = logging.getLogger("eventstore.projections")
 DEFAULT_BATCH_SIZE = 1000
 
 ProgressCallback = Callable[[RebuildProgress], None]
-
-
-@runtime_checkable
-class EventSource(Protocol):
-    """What the runner reads: the global log in position order (``EventStore`` has it)."""
-
-    def read_all(
-        self,
-        after_position: int = 0,
-        *,
-        limit: int | None = None,
-        event_types: Sequence[str] | None = None,
-    ) -> list[Event]: ...
-
-    def head_position(self) -> int: ...
 
 
 class UnknownProjectionError(EventStoreError, LookupError):
@@ -181,6 +165,13 @@ class ProjectionManager:
         return projection
 
     def unregister(self, name: str) -> None:
+        """Stop feeding ``name`` and free the name; its read model keeps results and checkpoint.
+
+        So a changed projection can be registered again under its name (a
+        notebook re-running the cell that defines it, say): with the same read
+        model it continues from the stored checkpoint. Waits for a batch of it
+        in progress to finish.
+        """
         reg = self._get(name)
         with reg.lock, self._lock:
             del self._registrations[name]

@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from ..events import Event
 from ..ports import CheckpointStore
-from ..projection import Projection, ProjectionContext
+from .port import Projection, ProjectionContext
 from .status import DeadLetter, ProjectionFailure
 
 

@@ -1,7 +1,9 @@
-"""ipywidgets for the notebook: command form, event log, time travel, projection monitor."""
+"""ipywidgets for the notebook: command form (and its field editors), event log, time travel,
+projection monitor."""
 
+from .editors import FormValueError
 from .event_log import EventLog
-from .forms import CommandForm, FormValueError
+from .forms import CommandForm
 from .projection_monitor import ProjectionMonitor
 from .time_travel import TimeTravel, VersionView
 

@@ -13,23 +13,13 @@ import html
 import threading
 import traceback
 from collections import deque
-from typing import Any, Protocol
+from typing import Any
 
 import ipywidgets as W
 
 from ...core.events import Event
 from ..frames import PayloadTypes, matches_event_type, payload_decoder, select_events
 from ..messages import message_to_dict
-
-
-class ListenableStore(Protocol):
-    def add_commit_listener(self, listener: Any) -> None: ...
-
-    def remove_commit_listener(self, listener: Any) -> None: ...
-
-    def read_all(self, after_position: int = 0, *, limit: int | None = None) -> list[Event]: ...
-
-    def head_position(self) -> int: ...
 
 
 def _payload_text(values: dict[str, Any], limit: int = 80) -> str:

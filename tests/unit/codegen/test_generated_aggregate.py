@@ -113,6 +113,29 @@ def test_setting_an_unknown_attribute_names_the_fields(shop: ModuleType) -> None
         customer.nmae = "typo"
 
 
+def test_assigning_another_message_as_state_names_both_types(shop: ModuleType) -> None:
+    order = shop.new_order("o-1", OrderApplier())
+    with pytest.raises(
+        TypeError,
+        match=r"OrderAggregate\.state must be a shop\.v1\.OrderState message, "
+        r"got a shop\.v1\.Customer message\. Assign a shop\.v1\.OrderState message",
+    ):
+        order.state = shop.Customer(name="x")
+    assert order.state.order_id == "o-1"
+
+
+def test_assigning_a_non_message_as_state_names_what_it_got(shop: ModuleType) -> None:
+    order = shop.new_order("o-1", OrderApplier())
+    with pytest.raises(TypeError, match=r"got dict \{'order_id': 'o-2'\}"):
+        order.state = {"order_id": "o-2"}
+
+
+def test_assigning_a_state_of_the_right_type_replaces_it(shop: ModuleType) -> None:
+    order = shop.new_order("o-1", OrderApplier())
+    order.state = shop.OrderState(order_id="o-1", customer_id="c-2")
+    assert order.customer_id == "c-2"
+
+
 def test_applier_missing_a_method_is_refused_at_construction(shop: ModuleType) -> None:
     class Partial:
         def apply_order_placed(self, agg, event):  # type: ignore[no-untyped-def]

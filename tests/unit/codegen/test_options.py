@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from eventstore.codegen.bootstrap import build
+import pytest
+
+from eventstore.codegen.bootstrap import BootstrapError, build
 from eventstore.proto import INCLUDE_DIR
 from eventstore.proto.eventsourcing import options_pb2, response_pb2
 
@@ -44,6 +47,22 @@ def test_checked_in_modules_match_the_proto_files(tmp_path: Path) -> None:
         assert fresh.read_text() == shipped.read_text(), (
             f"{shipped} is stale: run python -m eventstore.codegen.bootstrap"
         )
+
+
+def test_bootstrap_failure_shows_protocs_message_and_the_fix(tmp_path: Path) -> None:
+    protos = tmp_path / "proto"
+    shutil.copytree(ROOT / "proto" / "eventsourcing", protos / "eventsourcing")
+    options = protos / "eventsourcing" / "options.proto"
+    text = options.read_text()
+    options.write_text(text.replace("message ServiceOptions", "mesage ServiceOptions", 1))
+    line = text[: text.index("message ServiceOptions")].count("\n") + 1
+    with pytest.raises(BootstrapError) as caught:
+        build(tmp_path / "out", proto_root=protos)
+    message = str(caught.value)
+    assert caught.value.exit_code == 1
+    assert f"options.proto:{line}:1: Expected top-level statement" in message
+    assert message.endswith("run python -m eventstore.codegen.bootstrap again.")
+    assert not (tmp_path / "out").exists()
 
 
 def test_repository_copies_equal_the_shipped_protos() -> None:

@@ -16,8 +16,9 @@ import pytest
 from google.protobuf import descriptor_pool, empty_pb2, wrappers_pb2
 
 from eventstore.codegen import ModelError, generate_module
+from eventstore.codegen.build import build_model
 from eventstore.codegen.compiler import compile_sources
-from eventstore.codegen.model import ExternalType, build_model
+from eventstore.codegen.model import ExternalType
 from eventstore.core.transport import InProcessTransport, RequestContext
 from tests.integration.test_codegen_tools import BIN, ROOT, mypy, mypy_probe, run
 

@@ -305,3 +305,42 @@ def test_wrong_request_type_message_names_the_expected_type_without_an_article()
         "t.Echo expects google.protobuf.StringValue, got google.protobuf.Int64Value"
     )
     assert response.error.solution == "Send a request of type google.protobuf.StringValue."
+
+
+def test_every_name_importable_from_the_transport_module_before_the_split_still_is() -> None:
+    # Generated code and applications import these from eventstore.core.transport.
+    import eventstore.core.transport as transport
+
+    names = [
+        "COMMAND_ID_HEADER",
+        "CORRELATION_ID_HEADER",
+        "PRINCIPAL_ID_HEADER",
+        "TENANT_ID_HEADER",
+        "CUSTOM_METADATA_PREFIX",
+        "INVALID_MESSAGE_TYPE",
+        "INVALID_RESPONSE_TYPE",
+        "NO_HANDLER",
+        "INTERNAL",
+        "NOT_FOUND",
+        "CONCURRENCY_CONFLICT",
+        "UNIQUE_CONSTRAINT",
+        "metadata_headers",
+        "RequestContext",
+        "Response",
+        "Transport",
+        "Handler",
+        "NextCall",
+        "Middleware",
+        "Route",
+        "ServiceBinding",
+        "Router",
+        "app_error_for",
+        "InProcessTransport",
+    ]
+    assert [n for n in names if not hasattr(transport, n)] == []
+
+
+def test_app_error_for_leaves_exceptions_that_are_not_the_frameworks_unmapped() -> None:
+    from eventstore.core.responses import app_error_for
+
+    assert app_error_for(ValueError("a bug")) is None

@@ -1,0 +1,220 @@
+"""The server side every transport shares: routes, the middleware chain, errors as replies.
+
+A ``Router`` finds the ``Route`` of a subject, checks the request's type,
+runs the middlewares around the handler and turns whatever the handler
+raised into an error reply. The in-process transport and the NATS and HTTP
+servers all dispatch through one, so a service behaves the same on every
+path (DESIGN decision 10).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from google.protobuf.message import Message
+
+from .errors import AppError
+from .events import EventMetadata
+from .headers import (
+    COMMAND_ID_HEADER,
+    CORRELATION_ID_HEADER,
+    CUSTOM_METADATA_PREFIX,
+    PRINCIPAL_ID_HEADER,
+    TENANT_ID_HEADER,
+)
+from .ids import new_command_id
+from .responses import INTERNAL, INVALID_MESSAGE_TYPE, NO_HANDLER, Response, app_error_for
+
+log = logging.getLogger("eventstore.transport")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """What a handler (and each middleware) knows about the request beside its message.
+
+    ``command_id`` is the client's id for this request: pass it to
+    ``Repository.save_with_command`` so that a retry is applied once.
+    ``values`` is where middlewares leave what they found (a principal, a tenant).
+    """
+
+    subject: str
+    command_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def metadata(self) -> EventMetadata:
+        """Event metadata for the events this request causes (causation: the command id)."""
+        h = self.headers
+        prefix = CUSTOM_METADATA_PREFIX
+        return EventMetadata(
+            causation_id=self.command_id,
+            correlation_id=h.get(CORRELATION_ID_HEADER, "") or self.command_id,
+            principal_id=h.get(PRINCIPAL_ID_HEADER, ""),
+            tenant_id=h.get(TENANT_ID_HEADER, ""),
+            custom={k[len(prefix) :]: v for k, v in h.items() if k.startswith(prefix)},
+        )
+
+
+Handler = Callable[[Message, RequestContext], "Message | Awaitable[Message]"]
+"""A service method: plain or ``async``, raising ``AppError`` for business errors."""
+
+NextCall = Callable[[Message, RequestContext], Awaitable[Message]]
+"""The rest of the chain, as a middleware sees it."""
+
+Middleware = Callable[[Message, RequestContext, NextCall], Awaitable[Message]]
+"""``async def mw(message, ctx, call_next) -> reply``: wraps every handler call.
+
+A middleware may inspect or change the context, reject the request by raising
+``AppError``, or call ``await call_next(message, ctx)`` and look at the reply.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One subject served by one handler."""
+
+    subject: str
+    request_type: type[Message]
+    response_type: type[Message]
+    handler: Handler
+
+
+@runtime_checkable
+class ServiceBinding(Protocol):
+    """A server binding: the routes of one service (generated ``<Service>Server``)."""
+
+    @property
+    def routes(self) -> Sequence[Route]: ...
+
+
+class Router:
+    """Finds the route of a subject and runs the middleware chain around its handler.
+
+    Every transport's server side uses this, so type checks, middlewares and
+    error replies are the same in process and over a wire. Errors become
+    replies here, outside the middlewares (so a middleware may still catch a
+    ``ConcurrencyError`` and retry): ``AppError`` as it is, the framework's
+    own errors by ``app_error_for``, anything else ``INTERNAL``.
+    """
+
+    def __init__(self, middlewares: Iterable[Middleware] = ()) -> None:
+        self._routes: dict[str, Route] = {}
+        self._middlewares: list[Middleware] = list(middlewares)
+
+    @property
+    def subjects(self) -> list[str]:
+        return sorted(self._routes)
+
+    def route(self, subject: str) -> Route | None:
+        return self._routes.get(subject)
+
+    def register(self, binding: ServiceBinding | Route) -> None:
+        routes = [binding] if isinstance(binding, Route) else list(binding.routes)
+        for route in routes:
+            if route.subject in self._routes:
+                raise ValueError(
+                    f"subject {route.subject!r} already has a handler; register each "
+                    "service's server binding once per transport"
+                )
+        for route in routes:
+            self._routes[route.subject] = route
+
+    def use(self, middleware: Middleware) -> None:
+        """Add a middleware; the first added runs outermost."""
+        self._middlewares.append(middleware)
+
+    async def dispatch(
+        self, subject: str, message: Message, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        headers = dict(headers or {})
+        route = self._routes.get(subject)
+        if route is None:
+            known = ", ".join(self.subjects) or "none"
+            return Response.failure(
+                AppError(
+                    NO_HANDLER,
+                    f"no handler is registered for subject {subject!r} (registered: {known})",
+                    "Register the service's server binding with the transport.",
+                    {"subject": subject},
+                )
+            )
+        ctx = RequestContext(subject, headers.get(COMMAND_ID_HEADER) or new_command_id(), headers)
+        try:
+            request = _as_request(route, message)
+            call: NextCall = _invoker(route)
+            for middleware in reversed(self._middlewares):
+                call = _wrap(middleware, call)
+            reply = await call(request, ctx)
+        except AppError as error:
+            return Response.failure(error)
+        except Exception as exc:
+            mapped = app_error_for(exc)
+            if mapped is not None:
+                log.info("handler of %s refused the request: %s", subject, mapped.code)
+                return Response.failure(mapped, exc)
+            log.exception("handler of %s failed", subject)
+            return Response.failure(
+                AppError(
+                    INTERNAL,
+                    f"the handler of {subject} failed: {type(exc).__name__}: {exc}",
+                    "This is a bug in the service, not in the request; see the server's log.",
+                    {"subject": subject},
+                ),
+                exc,
+            )
+        return Response.ok(reply)
+
+
+def _as_request(route: Route, message: Message) -> Message:
+    expected = route.request_type.DESCRIPTOR.full_name
+    actual = message.DESCRIPTOR.full_name if isinstance(message, Message) else type(message)
+    if actual != expected:
+        raise AppError(
+            INVALID_MESSAGE_TYPE,
+            f"{route.subject} expects {expected}, got {actual}",
+            f"Send a request of type {expected}.",
+            {"subject": route.subject, "expected": expected, "actual": str(actual)},
+        )
+    if not isinstance(message, route.request_type):
+        # Same proto type from another generation run: pass the handler its own class.
+        return route.request_type.FromString(message.SerializeToString())
+    return message
+
+
+def _invoker(route: Route) -> NextCall:
+    async def invoke(message: Message, ctx: RequestContext) -> Message:
+        reply = route.handler(message, ctx)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        expected = route.response_type.DESCRIPTOR.full_name
+        if not isinstance(reply, Message) or reply.DESCRIPTOR.full_name != expected:
+            got = reply.DESCRIPTOR.full_name if isinstance(reply, Message) else repr(reply)
+            raise TypeError(
+                f"the handler of {route.subject} returned {got}; it must return {expected}"
+            )
+        return reply
+
+    return invoke
+
+
+def _wrap(middleware: Middleware, call_next: NextCall) -> NextCall:
+    async def call(message: Message, ctx: RequestContext) -> Message:
+        return await middleware(message, ctx, call_next)
+
+    return call
+
+
+__all__ = [
+    "Handler",
+    "Middleware",
+    "NextCall",
+    "RequestContext",
+    "Route",
+    "Router",
+    "ServiceBinding",
+]
