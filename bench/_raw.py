@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from eventstore.sqlite.connections import DEFAULT_CHECKPOINT_PAGES
 from eventstore.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 
 # Same namespace as eventstore.core.ids, so the ids (and index pages) look alike.
@@ -41,15 +42,18 @@ SELECT_MAX_VERSION = "SELECT MAX(version) FROM events WHERE aggregate_id = ?"
 
 
 def connect(path: str, synchronous: str) -> sqlite3.Connection:
-    """A connection set up like the store's: autocommit, WAL, busy timeout, the sync level."""
+    """A connection set up like the store's: autocommit, WAL, busy timeout, the sync level,
+    the WAL checkpoint interval, and the schema after every migration."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {DEFAULT_CHECKPOINT_PAGES}")
     if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-        for statement in MIGRATIONS[0].split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        for migration in MIGRATIONS:
+            for statement in migration.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return conn
 

@@ -65,7 +65,9 @@ def format_row(f: Figure) -> str:
     if f.baseline_value is not None:
         ratio = f.ratio
         ratio_text = f"{ratio:.2f}x" if ratio is not None else "n/a"
-        base = f" | {f.baseline_name}: {format_value(f.baseline_value, f.unit)} | ratio {ratio_text}"
+        base = (
+            f" | {f.baseline_name}: {format_value(f.baseline_value, f.unit)} | ratio {ratio_text}"
+        )
     verdict = ""
     if f.meets_target is not None:
         verdict = f" | target {f.target_text}: {'met' if f.meets_target else 'MISSED'}"

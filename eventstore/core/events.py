@@ -11,12 +11,15 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from .constraints import UniqueConstraint
 
 # json.dumps(x, separators=(",", ":")) builds an encoder per call; this is the same encoder, once.
 _compact_json = json.JSONEncoder(separators=(",", ":")).encode
+#: A string as a JSON string literal, exactly as json.dumps writes it.
+quote_json = encode_basestring_ascii
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,9 @@ class EventMetadata:
 
     def to_json(self) -> str | None:
         """Compact JSON, or None when there is nothing to store."""
+        if not (self.correlation_id or self.principal_id or self.tenant_id or self.custom):
+            # The usual case, a command's id alone: the same text, written without a dict.
+            return f'{{"c":{quote_json(self.causation_id)}}}' if self.causation_id else None
         raw: dict[str, Any] = {}
         if self.causation_id:
             raw["c"] = self.causation_id

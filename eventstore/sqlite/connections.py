@@ -24,6 +24,12 @@ from ..core.errors import StoreClosedError
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
+# WAL pages written before SQLite checkpoints automatically (its default is 1,000).
+# A checkpoint syncs the WAL and the database file; an idempotent command writes
+# several B-trees, so at 1,000 pages those syncs come every couple of hundred
+# commands and dominate a save at synchronous=NORMAL (docs/decisions.md, 12).
+DEFAULT_CHECKPOINT_PAGES = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSettings:
@@ -33,6 +39,7 @@ class ConnectionSettings:
     journal_mode: str
     synchronous: str
     busy_timeout_ms: int
+    checkpoint_pages: int
 
 
 class _Connection(sqlite3.Connection):
@@ -44,8 +51,56 @@ class _Connection(sqlite3.Connection):
     """
 
 
+class _Transaction:
+    """``with pool.transaction() as conn``: a class, not a generator, because every append
+    goes through it and a generator-based context manager costs a few microseconds more."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def __enter__(self) -> sqlite3.Connection:
+        pool = self._pool
+        pool.check_open()
+        pool.write_lock.acquire()
+        try:
+            pool.writer.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            pool.write_lock.release()
+            raise
+        return pool.writer
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        pool = self._pool
+        try:
+            if exc_type is None:
+                try:
+                    pool.writer.execute("COMMIT")
+                except BaseException:
+                    self._roll_back()
+                    raise
+            else:
+                self._roll_back()
+        finally:
+            pool.write_lock.release()
+
+    def _roll_back(self) -> None:
+        # SQLite may already have rolled back (disk full, I/O error): then there is nothing
+        # to undo, and the error that got us here is the one to report.
+        writer = self._pool.writer
+        if writer.in_transaction:
+            writer.execute("ROLLBACK")
+
+
 class ConnectionPool:
-    def __init__(self, path: str, synchronous: str, busy_timeout: float) -> None:
+    def __init__(
+        self,
+        path: str,
+        synchronous: str,
+        busy_timeout: float,
+        checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
+    ) -> None:
         level = synchronous.upper()
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(
@@ -56,6 +111,12 @@ class ConnectionPool:
         self.is_memory = path == ":memory:" or path.startswith("file::memory:")
         self.synchronous = level
         self.busy_timeout_ms = int(busy_timeout * 1000)
+        if checkpoint_pages < 1:
+            raise ValueError(
+                f"checkpoint_pages must be 1 or more (SQLite's default is 1000), "
+                f"got {checkpoint_pages}"
+            )
+        self.checkpoint_pages = checkpoint_pages
         self.write_lock = threading.RLock()
         self._local = threading.local()
         self._all: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
@@ -84,14 +145,20 @@ class ConnectionPool:
         if not self.is_memory:
             self._enable_wal(conn)
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {self.checkpoint_pages}")
         journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
         sync = conn.execute("PRAGMA synchronous").fetchone()[0]
         timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
         with self._all_lock:
             self._all.add(conn)
             self.settings.append(
                 ConnectionSettings(
-                    role, str(journal).upper(), SYNCHRONOUS_LEVELS[int(sync)], int(timeout)
+                    role,
+                    str(journal).upper(),
+                    SYNCHRONOUS_LEVELS[int(sync)],
+                    int(timeout),
+                    int(checkpoint),
                 )
             )
         return conn
@@ -132,19 +199,9 @@ class ConnectionPool:
             self._local.conn = conn
         yield conn
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self) -> _Transaction:
         """The writer inside ``BEGIN IMMEDIATE``: commit on success, roll back on any error."""
-        self.check_open()
-        with self.write_lock:
-            conn = self.writer
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        return _Transaction(self)
 
     def close(self) -> None:
         with self.write_lock, self._all_lock:

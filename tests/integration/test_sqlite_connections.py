@@ -41,6 +41,23 @@ def test_every_connection_of_a_file_store_has_wal_the_level_and_a_busy_timeout(d
             assert s.busy_timeout_ms == 7500
 
 
+def test_every_connection_checkpoints_the_wal_at_the_pages_asked_for(db_path):
+    with SQLiteEventStore(db_path, checkpoint_pages=2_500) as store:
+        store.append("acc-1", "Account", 0, [])
+        _read_from_threads(store, 2)
+        assert {s.checkpoint_pages for s in store.connection_settings()} == {2_500}
+
+
+def test_default_checkpoint_interval_is_ten_thousand_pages(db_path):
+    with SQLiteEventStore(db_path) as store:
+        assert {s.checkpoint_pages for s in store.connection_settings()} == {10_000}
+
+
+def test_a_checkpoint_interval_below_one_page_is_refused(db_path):
+    with pytest.raises(ValueError, match="checkpoint_pages must be 1 or more"):
+        SQLiteEventStore(db_path, checkpoint_pages=0)
+
+
 def test_default_synchronous_level_is_full(db_path):
     with SQLiteEventStore(db_path) as store:
         assert store.synchronous == "FULL"

@@ -150,3 +150,10 @@ def test_events_compare_by_content():
 def test_constraint_json_round_trip():
     for c in (UniqueConstraint("i", "v"), UniqueConstraint.release("i", "v")):
         assert UniqueConstraint.from_json(c.to_json()) == c
+
+
+@pytest.mark.parametrize("command_id", ["cmd-1", 'quote " and \\ backslash', "new\nline é ☃"])
+def test_metadata_of_a_command_alone_is_the_same_json_as_the_general_path(command_id):
+    metadata = EventMetadata(causation_id=command_id)
+    assert metadata.to_json() == json.dumps({"c": command_id}, separators=(",", ":"))
+    assert EventMetadata.from_json(metadata.to_json()) == metadata
