@@ -13,14 +13,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-import uuid
 from collections.abc import Sequence
 
+from eventstore.core.ids import deterministic_event_id
 from eventstore.sqlite.connections import DEFAULT_CHECKPOINT_PAGES
 from eventstore.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
+from eventstore.sqlite.store import _COMMAND_AND_VERSION
 
 # Same namespace as eventstore.core.ids, so the ids (and index pages) look alike.
-_NS = uuid.UUID("6f1c1d52-5a0e-4f59-9a53-2d1f4f5e7a10")
 _TTL_MICROS = 7 * 86_400 * 1_000_000
 
 EVENT_COLUMNS = (
@@ -35,9 +35,8 @@ INSERT_COMMAND = (
     "INSERT OR REPLACE INTO processed_commands "
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (?, ?, ?, ?, ?)"
 )
-SELECT_COMMAND = (
-    "SELECT event_ids, processed_at, expires_at FROM processed_commands WHERE command_id = ?"
-)
+# The store's own one-statement check of a command's record and the stream's version.
+SELECT_COMMAND_AND_VERSION = _COMMAND_AND_VERSION
 SELECT_MAX_VERSION = "SELECT MAX(version) FROM events WHERE aggregate_id = ?"
 
 
@@ -68,21 +67,23 @@ def save_one_with_command(
 ) -> int:
     """One event under a command id, as ``append(..., command_id=...)`` stores it.
 
-    Statements: BEGIN IMMEDIATE; look the command up; MAX(version) check;
-    insert the event; insert the command record; COMMIT. (The store looks up
+    Statements: BEGIN IMMEDIATE; one SELECT of the command's record and the
+    stream's MAX(version); insert the event; insert the command record; COMMIT. (The store looks up
     the command's deterministic event ids only when one of the checks fails,
     to recognise a retry whose record expired, so not on this path.)
     Returns the event's position.
     """
     now = time.time_ns() // 1000
-    event_id = str(uuid.uuid5(_NS, f"{command_id}\x1f{aggregate_id}\x1f0"))
+    event_id = deterministic_event_id(command_id, aggregate_id, 0)
     metadata = json.dumps({"c": command_id}, separators=(",", ":"))
     conn.execute("BEGIN IMMEDIATE")
     try:
-        row = conn.execute(SELECT_COMMAND, (command_id,)).fetchone()
-        if row is not None:
+        actual, *record = conn.execute(
+            SELECT_COMMAND_AND_VERSION, (aggregate_id, command_id)
+        ).fetchone()
+        if record[0] is not None:
             raise RuntimeError("the raw baseline saw a command twice")
-        actual = conn.execute(SELECT_MAX_VERSION, (aggregate_id,)).fetchone()[0] or 0
+        actual = actual or 0
         if actual != expected_version:
             raise RuntimeError(f"raw baseline: version {actual} != expected {expected_version}")
         position = conn.execute(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import Any
 
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
@@ -50,6 +51,17 @@ _INSERT_EVENT = (
 _INSERT_COMMAND = (
     "INSERT OR REPLACE INTO processed_commands "
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+)
+_COMMAND_RECORD = (
+    "SELECT event_ids, processed_at, expires_at, aggregate_id FROM processed_commands "
+    "WHERE command_id = ?"
+)
+_STREAM_VERSION = "SELECT MAX(version) FROM events WHERE aggregate_id = ?"
+# Both of the above in one round trip: one row, the record's columns NULL when absent.
+_COMMAND_AND_VERSION = (
+    "SELECT (SELECT MAX(version) FROM events WHERE aggregate_id = ?), "
+    "c.event_ids, c.processed_at, c.expires_at, c.aggregate_id "
+    "FROM (SELECT 1) LEFT JOIN processed_commands AS c ON c.command_id = ?"
 )
 _CONSTRAINT_OWNER = "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?"
 _EXPIRY_SWEEP_CHANCE = 1 / 1_000
@@ -180,26 +192,26 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     )
                     for i, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
                 ]
-                if command_id:
-                    # A command that stores events is recognised after its record expired
-                    # when one of the checks below fails (see the except clause); one that
-                    # stores nothing never fails, so it looks for its events here.
-                    known = (
-                        self._find_command_record(conn, command_id, aggregate_id, now)
-                        if rows
-                        else self._find_command(conn, command_id, aggregate_id, now)
-                    )
+                last = 0
+                if rows and command_id:
+                    # The command's record and the stream's version in one statement; the
+                    # record is still checked first. A command whose record expired is
+                    # recognised when a check below fails (see the except clause).
+                    actual, *record = conn.execute(
+                        _COMMAND_AND_VERSION, (aggregate_id, command_id)
+                    ).fetchone()
+                    known = self._result_of_record(conn, record, command_id, aggregate_id, now)
                     if known is not None:
                         return known
-                last = 0
+                elif rows:
+                    actual = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()[0]
+                elif command_id:
+                    # A command that stores nothing never fails a check: look for it here.
+                    known = self._find_command(conn, command_id, aggregate_id, now)
+                    if known is not None:
+                        return known
                 if rows:
-                    actual = (
-                        conn.execute(
-                            "SELECT MAX(version) FROM events WHERE aggregate_id = ?",
-                            (aggregate_id,),
-                        ).fetchone()[0]
-                        or 0
-                    )
+                    actual = actual or 0
                     if actual != expected_version:
                         raise ConcurrencyError(aggregate_id, expected_version, actual)
                     self._apply_constraints(conn, aggregate_id, events)
@@ -283,12 +295,19 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     def _find_command_record(
         self, conn: sqlite3.Connection, command_id: str, aggregate_id: str, now: int
     ) -> AppendResult | None:
-        row = conn.execute(
-            "SELECT event_ids, processed_at, expires_at, aggregate_id FROM processed_commands "
-            "WHERE command_id = ?",
-            (command_id,),
-        ).fetchone()
-        if row is None or row[2] <= now:
+        row = conn.execute(_COMMAND_RECORD, (command_id,)).fetchone()
+        return self._result_of_record(conn, row, command_id, aggregate_id, now)
+
+    def _result_of_record(
+        self,
+        conn: sqlite3.Connection,
+        row: Sequence[Any] | None,
+        command_id: str,
+        aggregate_id: str,
+        now: int,
+    ) -> AppendResult | None:
+        """The original result from a command record (event ids, processed, expires, aggregate)."""
+        if row is None or row[2] is None or row[2] <= now:
             return None
         if row[3] != aggregate_id:
             # The id was reused on another aggregate after an earlier run on this one
@@ -421,9 +440,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
 
     def stream_version(self, aggregate_id: str) -> int:
         with self._db.reading() as conn:
-            row = conn.execute(
-                "SELECT MAX(version) FROM events WHERE aggregate_id = ?", (aggregate_id,)
-            ).fetchone()
+            row = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()
         return int(row[0] or 0)
 
     def read_all(
