@@ -143,7 +143,11 @@ class Subscription:
         return self._stopped
 
     def stop(self) -> None:
-        """End iteration (from any thread); a waiting ``for`` or ``async for`` returns promptly."""
+        """End iteration (from any thread); a waiting ``for`` or ``async for`` returns promptly.
+
+        Stop wins: a subscription stopped before its first read yields nothing,
+        and a stopped subscription stays stopped (follow again to go on).
+        """
         self._stopped = True
         self._finalizer()
 
@@ -212,7 +216,9 @@ class Subscription:
             if self._buffer or self._fill():
                 return self._take(max_count)
             wait = self._wait_before_next_read(deadline)
-            if wait is None:
+            if wait is None or self._stopped:
+                # Checked after the read armed the signal: a stop() before the arm would
+                # otherwise be forgotten and cost a whole poll interval.
                 return []
             self._signal.wait(wait)
         return []
@@ -226,7 +232,9 @@ class Subscription:
             if self._buffer or self._fill():
                 return self._take(max_count)
             wait = self._wait_before_next_read(deadline)
-            if wait is None:
+            if wait is None or self._stopped:
+                # Checked after the read armed the signal: a stop() before the arm would
+                # otherwise be forgotten and cost a whole poll interval.
                 return []
             await self._signal.wait_async(wait)
         return []

@@ -266,7 +266,9 @@ class ProjectionManager:
         """
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval}")
-        self._stop.clear()
+        # Stop wins (docs/decisions.md): a stop() made before this first step, even before
+        # the task was scheduled, ends this run at once. The flag is cleared only when run()
+        # returns, so the next run() starts afresh.
         signal = CommitSignal(self.source)
         self._signal = signal
         try:
@@ -295,9 +297,16 @@ class ProjectionManager:
         finally:
             self._signal = None
             signal.close()
+            self._stop.clear()
 
     def stop(self) -> None:
-        """Ask ``run()`` to return after its current batch (safe from any thread)."""
+        """Ask ``run()`` to return after its current batch (safe from any thread).
+
+        Stop wins: called before ``run()`` has taken its first step (right after
+        ``asyncio.create_task(manager.run())``, say), it makes that ``run()``
+        return at once. The request is consumed when a ``run()`` returns, so a
+        later ``run()`` runs again.
+        """
         self._stop.set()
         signal = self._signal
         if signal is not None:
