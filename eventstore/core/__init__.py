@@ -30,8 +30,11 @@ from .ports import (
     CommitSource,
     EventSource,
     EventStore,
+    Page,
+    PagedEventSource,
     ProcessedCommand,
     SnapshotStore,
+    read_page,
 )
 from .projections import (
     BatchOutcome,
@@ -100,6 +103,9 @@ __all__ = [
     "AppError",
     "AppendResult",
     "CheckpointStore",
+    "Page",
+    "PagedEventSource",
+    "read_page",
     "CommandResult",
     "CommandStore",
     "CommitSource",

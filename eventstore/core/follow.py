@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 
 from .events import Event
-from .ports import CommitListener, CommitSource, EventSource
+from .ports import CommitListener, CommitSource, EventSource, read_page
+from .upcasting import Upcasters
 
 DEFAULT_POLL_INTERVAL = 0.25
 
@@ -104,6 +105,13 @@ class Subscription:
 
     ``position`` is the position of the last event handed out: pass it as
     ``after_position`` to continue later exactly where this one stopped.
+    ``scanned_position`` is at least that: with ``event_types``, once every
+    event read has been handed out, the last position read past (continuing
+    from it skips the events that did not match without reading them again).
+
+    With ``upcasters`` every event is upcast before it is handed out, and
+    ``event_types`` names upcast types: the stored types that upcast into them
+    are read too, and events that do not become a wanted type are dropped.
     """
 
     def __init__(
@@ -114,6 +122,7 @@ class Subscription:
         event_types: Sequence[str] | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         page_size: int = 1000,
+        upcasters: Upcasters | None = None,
     ) -> None:
         if after_position < 0:
             raise ValueError(f"after_position must be >= 0, got {after_position}")
@@ -122,7 +131,12 @@ class Subscription:
         if page_size < 1:
             raise ValueError(f"page_size must be >= 1, got {page_size}")
         self._source = source
-        self._event_types = list(event_types) if event_types is not None else None
+        wanted = list(event_types) if event_types is not None else None
+        self._wanted = frozenset(wanted) if wanted is not None else None
+        self._upcasters = upcasters if upcasters else None
+        if self._upcasters is not None and wanted is not None:
+            wanted = self._upcasters.stored_types_for(wanted)
+        self._event_types = wanted
         self.poll_interval = poll_interval
         self.page_size = page_size
         self.position = after_position
@@ -176,15 +190,27 @@ class Subscription:
         self.stop()
 
     # -- reading -------------------------------------------------------------------
+    @property
+    def scanned_position(self) -> int:
+        """Where to continue from without reading anything twice (see the class doc)."""
+        return self.position if self._buffer else max(self.position, self._read_position)
+
     def _fill(self) -> bool:
         """Read the next page into the buffer; True when it got something."""
         self._signal.arm()
-        page = self._source.read_all(
-            self._read_position, limit=self.page_size, event_types=self._event_types
+        page = read_page(
+            self._source, self._read_position, limit=self.page_size, event_types=self._event_types
         )
-        if page:
-            self._read_position = page[-1].position
-            self._buffer.extend(page)
+        # Past the events the filter skipped too, so an idle poll rereads nothing.
+        self._read_position = max(self._read_position, page.scanned_to)
+        events = page.events
+        if self._upcasters is not None:
+            upcast = self._upcasters.upcast
+            events = [upcast(e) for e in events]
+            if self._wanted is not None:
+                events = [e for e in events if e.event_type in self._wanted]
+        if events:
+            self._buffer.extend(events)
             return True
         return False
 
@@ -277,6 +303,7 @@ def follow(
     event_types: Sequence[str] | None = None,
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     page_size: int = 1000,
+    upcasters: Upcasters | None = None,
 ) -> Subscription:
     """Follow any event source; ``SQLiteEventStore.follow`` is this with the store filled in."""
     return Subscription(
@@ -285,6 +312,7 @@ def follow(
         event_types=event_types,
         poll_interval=poll_interval,
         page_size=page_size,
+        upcasters=upcasters,
     )
 
 

@@ -57,6 +57,63 @@ class EventSource(Protocol):
     def head_position(self) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of the log read by a filtered reader, and how far that read looked.
+
+    ``scanned_to`` is the position the reader may continue after: every event
+    at or below it either is in ``events`` (or an earlier page) or did not
+    match the filter. It is the last event's position when the page is full,
+    else the head of the log as seen by the same read, so a filtered reader
+    moves past the events it skipped and an idle poll reads nothing twice.
+    """
+
+    events: list[Event]
+    scanned_to: int
+
+
+@runtime_checkable
+class PagedEventSource(EventSource, Protocol):
+    """An event source that reads a filtered page and its scanned position in one snapshot.
+
+    Optional: ``read_page(source, ...)`` below serves sources without it.
+    """
+
+    def read_page(
+        self,
+        after_position: int,
+        *,
+        limit: int,
+        event_types: Sequence[str] | None = None,
+    ) -> Page: ...
+
+
+def read_page(
+    source: EventSource,
+    after_position: int,
+    *,
+    limit: int,
+    event_types: Sequence[str] | None = None,
+) -> Page:
+    """The next page of ``source`` after ``after_position``, with how far it scanned.
+
+    Uses the source's own ``read_page`` when it has one. Otherwise it reads the
+    head first and the events after it: in a log whose positions become
+    visible in commit order (DESIGN decision 5) every event at or below that
+    head is visible to the second read, so nothing matching is skipped.
+    """
+    own = getattr(source, "read_page", None)
+    if own is not None:
+        page: Page = own(after_position, limit=limit, event_types=event_types)
+        return page
+    head = source.head_position()
+    events = source.read_all(after_position, limit=limit, event_types=event_types)
+    if len(events) >= limit:
+        return Page(events, events[-1].position)
+    last = events[-1].position if events else 0
+    return Page(events, max(after_position, head, last))
+
+
 @runtime_checkable
 class CommitSource(Protocol):
     """An event log that announces its own commits, so readers wake at once instead of polling.
@@ -141,11 +198,22 @@ class SnapshotStore(Protocol):
 
 @runtime_checkable
 class CheckpointStore(Protocol):
+    """Where a projection's progress is kept: the last position it handled, and how far it
+    scanned past that (a filtered projection reads on after the scanned position)."""
+
     def load_checkpoint(self, name: str) -> int:
         """The last position ``name`` handled; 0 when it never ran."""
         ...
 
-    def save_checkpoint(self, name: str, position: int) -> None: ...
+    def load_scanned_position(self, name: str) -> int:
+        """How far ``name`` has read the log (never below its checkpoint); 0 when it never ran."""
+        ...
+
+    def save_checkpoint(
+        self, name: str, position: int, *, scanned_position: int | None = None
+    ) -> None:
+        """Store both; ``scanned_position`` defaults to ``position`` (so 0 resets both)."""
+        ...
 
     def delete_checkpoint(self, name: str) -> None: ...
 

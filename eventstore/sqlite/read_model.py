@@ -25,16 +25,23 @@ from ..core.events import Event, timestamp_from_micros
 from ..core.projection import Projection, ProjectionContext
 from ..core.projections.read_models import BatchOutcome, HandlerFailedError, handle_events
 from ..core.projections.status import DeadLetter, ProjectionFailure
-from .checkpoints import read_checkpoint, write_checkpoint
+from .checkpoints import (
+    SCANNED_POSITION_COLUMN,
+    add_scanned_position_column,
+    read_checkpoint,
+    read_progress,
+    write_checkpoint,
+)
 from .connections import ConnectionPool
 from .store import SQLiteEventStore
 
-# Same definition as the store's migration 1, so a read model may share the store's file.
-_CHECKPOINTS_TABLE = """
+# Same definition as the store's migrations 1 and 3, so a read model may share the store's file.
+_CHECKPOINTS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS projection_checkpoints (
     name            TEXT    NOT NULL PRIMARY KEY,
     position        INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL
+    updated_at      INTEGER NOT NULL,
+    {SCANNED_POSITION_COLUMN}
 ) WITHOUT ROWID
 """
 _DEAD_LETTERS_TABLE = """
@@ -88,6 +95,7 @@ class SQLiteReadModel:
         try:
             with self._db.transaction() as conn:
                 conn.execute(_CHECKPOINTS_TABLE)
+                add_scanned_position_column(conn)  # a file made before it had the column
                 conn.execute(_DEAD_LETTERS_TABLE)
         except BaseException:
             self.close()
@@ -124,6 +132,18 @@ class SQLiteReadModel:
         with self._db.reading() as conn:
             return read_checkpoint(conn, name)
 
+    def load_scanned_position(self, name: str) -> int:
+        with self._db.reading() as conn:
+            return read_progress(conn, name)[1]
+
+    def save_scanned_position(self, name: str, after_position: int, scanned_to: int) -> int:
+        with self._db.transaction() as conn:
+            checkpoint, stored = read_progress(conn, name)
+            if stored != after_position or scanned_to <= stored:
+                return stored
+            write_checkpoint(conn, name, checkpoint, scanned_to)
+            return scanned_to
+
     def prepare(self, projection: Projection) -> int:
         name = projection.name
         with self._db.transaction() as conn:
@@ -150,10 +170,11 @@ class SQLiteReadModel:
         events: Sequence[Event],
         *,
         dead_letter: bool = False,
+        scanned_to: int | None = None,
     ) -> BatchOutcome:
         name = projection.name
         ctx = ProjectionContext(name)
-        outcome = BatchOutcome(checkpoint=after_position)
+        outcome = BatchOutcome(checkpoint=after_position, scanned_position=after_position)
         pending = list(events)
         after = after_position
         cut = len(pending)  # handle pending[:cut] in the next transaction
@@ -161,24 +182,31 @@ class SQLiteReadModel:
         failure: ProjectionFailure | None = None  # pending[cut], to stop at
         first = True
         while True:
+            # This transaction finishes the batch when it handles (or sets aside) its last event.
+            complete = failure is None and cut + (set_aside is not None) == len(pending)
             try:
                 with self._db.transaction() as conn:
-                    stored = read_checkpoint(conn, name)
+                    stored_checkpoint, stored = read_progress(conn, name)
                     if first:
                         outcome.skipped = sum(1 for e in pending if e.position <= stored)
                         first = False
                     if stored < after:
                         # Reset (or rebuilding) elsewhere: this batch does not continue it.
-                        outcome.checkpoint = stored
+                        outcome.checkpoint, outcome.scanned_position = stored_checkpoint, stored
                         return outcome
                     ctx.connection = conn
                     handled = handle_events(projection, pending[:cut], ctx, stored)
-                    checkpoint = max(stored, pending[cut - 1].position) if cut else stored
+                    checkpoint = stored_checkpoint
+                    if cut and pending[cut - 1].position > stored:
+                        checkpoint = pending[cut - 1].position
                     if set_aside is not None and set_aside.position > stored:
                         conn.execute(_INSERT_DEAD_LETTER, _dead_letter_row(set_aside))
-                        checkpoint = max(checkpoint, set_aside.position)
-                    if checkpoint != stored:
-                        write_checkpoint(conn, name, checkpoint)
+                        checkpoint = set_aside.position
+                    scanned = max(stored, checkpoint)
+                    if complete and scanned_to is not None:
+                        scanned = max(scanned, scanned_to)
+                    if (checkpoint, scanned) != (stored_checkpoint, stored):
+                        write_checkpoint(conn, name, checkpoint, scanned)
             except HandlerFailedError as failed:
                 # Rolled back: do the events before the failing one again, without it.
                 cut = failed.index
@@ -190,7 +218,7 @@ class SQLiteReadModel:
             finally:
                 ctx.connection = None
             outcome.handled += handled
-            outcome.checkpoint = checkpoint
+            outcome.checkpoint, outcome.scanned_position = checkpoint, scanned
             if failure is not None:
                 outcome.failure = failure
                 return outcome
@@ -200,7 +228,7 @@ class SQLiteReadModel:
             pending = pending[cut + 1 :]
             if not pending:
                 return outcome
-            after, cut, set_aside = checkpoint, len(pending), None
+            after, cut, set_aside = scanned, len(pending), None
 
     def dead_letters(self, name: str) -> list[DeadLetter]:
         with self._db.reading() as conn:

@@ -60,6 +60,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX processed_commands_by_expiry;
     """,
+    # 3: how far each projection has scanned the log beside what it handled, so a
+    # filtered projection reads on after the events it skipped (decisions.md, 14)
+    """
+    ALTER TABLE projection_checkpoints
+        ADD COLUMN scanned_position INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -33,7 +33,8 @@ from ..core.events import (
 )
 from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
 from ..core.ids import deterministic_event_id
-from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, ProcessedCommand
+from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, Page, ProcessedCommand
+from ..core.upcasting import Upcasters
 from .checkpoints import SQLiteCheckpoints
 from .connections import DEFAULT_CHECKPOINT_PAGES, ConnectionPool, ConnectionSettings
 from .schema import migrate
@@ -471,6 +472,47 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         with self._db.reading() as conn:
             return list(itertools.starmap(Event, conn.execute(sql, params)))
 
+    def read_page(
+        self,
+        after_position: int,
+        *,
+        limit: int,
+        event_types: Sequence[str] | None = None,
+    ) -> Page:
+        """Up to ``limit`` events after ``after_position``, and how far this read scanned.
+
+        The events and the head are read in one read transaction, so no commit
+        slips between them: a filtered reader continues after ``scanned_to``
+        without missing an event or rescanning the ones it skipped.
+        """
+        if after_position < 0:
+            raise ValueError(
+                f"after_position must be >= 0 (0 reads from the start), got {after_position}"
+            )
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?"
+        params: list[object] = [after_position]
+        if event_types is not None:
+            sql += f" AND event_type IN ({','.join('?' * len(event_types))})"
+            params.extend(event_types)
+        sql += " ORDER BY position LIMIT ?"
+        params.append(limit)
+        with self._db.reading() as conn:
+            own = not conn.in_transaction  # in memory, inside a handler's transaction: in it
+            if own:
+                conn.execute("BEGIN")
+            try:
+                events = list(itertools.starmap(Event, conn.execute(sql, params)))
+                if len(events) < limit:
+                    head = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0
+            finally:
+                if own:
+                    conn.execute("COMMIT")
+        if len(events) == limit:
+            return Page(events, events[-1].position)
+        return Page(events, max(after_position, head))
+
     def iter_all(
         self,
         after_position: int = 0,
@@ -501,12 +543,14 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         event_types: Sequence[str] | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         page_size: int = 1000,
+        upcasters: Upcasters | None = None,
     ) -> Subscription:
         """Events after ``after_position`` as they commit: iterate with ``for`` or ``async for``.
 
         Commits through this store object wake the subscription at once; other
         processes' commits are found by polling every ``poll_interval`` seconds.
         Stop it with ``stop()`` or by leaving its ``with`` block (see core/follow.py).
+        ``upcasters`` upcast each event before it is handed out.
         """
         return Subscription(
             self,
@@ -514,6 +558,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             event_types=event_types,
             poll_interval=poll_interval,
             page_size=page_size,
+            upcasters=upcasters,
         )
 
     def count_events(self) -> int:

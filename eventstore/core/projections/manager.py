@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import EventStoreError
+from ..events import Event
 from ..follow import DEFAULT_POLL_INTERVAL, CommitSignal
-from ..ports import EventSource
+from ..ports import EventSource, read_page
+from ..upcasting import Upcasters
 from .functions import event_type_name
-from .port import Projection
+from .port import Projection, ProjectionContext
 from .read_models import BatchOutcome, CheckpointedReadModel, ReadModel
 from .status import (
     DeadLetter,
@@ -52,6 +54,31 @@ class UnknownProjectionError(EventStoreError, LookupError):
         )
 
 
+class _Upcasting:
+    """What the read model is handed: the projection, seeing each event upcast.
+
+    Upcasting inside ``handle`` makes an upcaster that raises fail the projection at
+    that event like a handler would (stop, or dead-letter), with its transaction.
+    Events that do not become a wanted type are not handed on.
+    """
+
+    def __init__(
+        self, projection: Projection, upcasters: Upcasters, wanted: frozenset[str] | None
+    ) -> None:
+        self.name = projection.name
+        self._projection = projection
+        self._upcast = upcasters.upcast
+        self._wanted = wanted
+
+    def handle(self, event: Event, ctx: ProjectionContext) -> None:
+        event = self._upcast(event)
+        if self._wanted is None or event.event_type in self._wanted:
+            self._projection.handle(event, ctx)
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        self._projection.reset(ctx)
+
+
 @dataclass
 class _Registration:
     projection: Projection
@@ -59,7 +86,10 @@ class _Registration:
     dead_letter: bool
     event_types: list[str] | None
     batch_size: int
-    position: int = 0
+    fed: Projection  # the projection as the read model is handed it (upcasting, if any)
+    read_types: list[str] | None  # the stored types read: event_types and what upcasts to them
+    position: int = 0  # read on after this: the checkpoint, or the scanned position if further
+    stored: int = 0  # that position as last stored in the read model
     seen_head: int = 0
     status: ProjectionStatus = ProjectionStatus.CATCHING_UP
     paused: bool = False
@@ -101,10 +131,12 @@ class ProjectionManager:
         *,
         default_read_model: ReadModel | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        upcasters: Upcasters | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.source = source
+        self.upcasters = upcasters
         self.default_read_model = default_read_model
         self.batch_size = batch_size
         self._registrations: dict[str, _Registration] = {}
@@ -121,13 +153,18 @@ class ProjectionManager:
         dead_letter: bool = False,
         event_types: Iterable[object] | None = None,
         batch_size: int | None = None,
+        upcasters: Upcasters | None = None,
     ) -> Projection:
         """Add a projection; it starts from its stored checkpoint (reset first if it never ran).
 
         ``dead_letter=True`` sets an event whose handler raises aside (in the
         read model's dead-letter list) and goes on, instead of stopping there.
         ``event_types`` (or a projection's own ``event_types`` attribute) limits
-        what it is fed. Returns the projection, so this works as a decorator too.
+        what it is fed. ``upcasters`` (else the projection's own ``upcasters``
+        attribute, else the manager's) upcast every event before the projection
+        sees it; ``event_types`` then names upcast types, and the stored types
+        that upcast into them are read too. Returns the projection, so this
+        works as a decorator too.
         """
         name = getattr(projection, "name", None)
         if not isinstance(name, str) or not name:
@@ -147,20 +184,26 @@ class ProjectionManager:
         size = batch_size if batch_size is not None else self.batch_size
         if size < 1:
             raise ValueError(f"batch_size must be >= 1, got {size}")
+        wanted = [event_type_name(t) for t in types] if types is not None else None
+        if upcasters is None:
+            upcasters = getattr(projection, "upcasters", None) or self.upcasters
+        fed: Projection = projection
+        read_types = wanted
+        if upcasters:
+            fed = _Upcasting(
+                projection, upcasters, frozenset(wanted) if wanted is not None else None
+            )
+            if wanted is not None:
+                read_types = upcasters.stored_types_for(wanted)
         with self._lock:
             if name in self._registrations:
                 raise ValueError(
                     f"a projection named {name!r} is already registered with this manager; "
                     "projection names must be unique (each has its own checkpoint)"
                 )
-            reg = _Registration(
-                projection,
-                model,
-                dead_letter,
-                [event_type_name(t) for t in types] if types is not None else None,
-                size,
-            )
-            reg.position = model.prepare(projection)
+            reg = _Registration(projection, model, dead_letter, wanted, size, fed, read_types)
+            model.prepare(fed)
+            reg.position = reg.stored = _stored_progress(model, name)
             self._registrations[name] = reg
         return projection
 
@@ -195,22 +238,30 @@ class ProjectionManager:
     # -- feeding ------------------------------------------------------------------------
     def _batch(self, reg: _Registration) -> _BatchResult:
         """Read one batch after the projection's position and hand it to its read model."""
-        head = self.source.head_position()
-        after = reg.position
-        events = self.source.read_all(after, limit=reg.batch_size, event_types=reg.event_types)
+        page = read_page(
+            self.source, reg.position, limit=reg.batch_size, event_types=reg.read_types
+        )
+        events = page.events
+        full = len(events) >= reg.batch_size
         if not events:
-            reg.seen_head = max(reg.seen_head, head)
+            self._scanned(reg, page.scanned_to)
+            reg.seen_head = max(reg.seen_head, page.scanned_to)
             return _BatchResult(0, 0, True, False)
         try:
             outcome = reg.read_model.apply(
-                reg.projection, after, events, dead_letter=reg.dead_letter
+                reg.fed,
+                reg.stored,
+                events,
+                dead_letter=reg.dead_letter,
+                scanned_to=page.scanned_to,
             )
         except Exception as exc:
             # The read model itself failed (its database is locked or gone, say): stop here too.
             failure = ProjectionFailure.from_exception(reg.name, events[0], exc)
             outcome = BatchOutcome(checkpoint=reg.read_model.load_checkpoint(reg.name))
+            outcome.scanned_position = _stored_progress(reg.read_model, reg.name)
             outcome.failure = failure
-        reg.position = outcome.checkpoint
+        reg.position = reg.stored = outcome.read_on_after
         reg.events_handled += outcome.handled
         if outcome.dead_letters:
             reg.errors += len(outcome.dead_letters)
@@ -224,10 +275,30 @@ class ProjectionManager:
             reg.status = ProjectionStatus.FAILED
             log.error("%s", outcome.failure.describe())
             return _BatchResult(len(events), outcome.handled, False, True)
-        caught_up = len(events) < reg.batch_size and outcome.checkpoint >= events[-1].position
+        caught_up = not full and outcome.read_on_after >= events[-1].position
         if caught_up:
-            reg.seen_head = max(reg.seen_head, head)
+            reg.seen_head = max(reg.seen_head, page.scanned_to)
         return _BatchResult(len(events), outcome.handled, caught_up, False)
+
+    def _scanned(self, reg: _Registration, scanned_to: int) -> None:
+        """Move past positions scanned without finding an event the projection wants.
+
+        In memory at once, so the next poll starts there. Stored when a batch's
+        worth of positions has been skipped (or with the next batch it handles),
+        so a restart rescans at most that much and an idle poll writes nothing.
+        """
+        if scanned_to <= reg.position:
+            return
+        reg.position = scanned_to
+        if scanned_to - reg.stored < reg.batch_size:
+            return
+        save = getattr(reg.read_model, "save_scanned_position", None)
+        if save is None:  # a read model from before scanned positions: keep it in memory
+            return
+        stored = int(save(reg.name, reg.stored, scanned_to))
+        if stored != scanned_to:  # reset, or moved by another runner: read on from there
+            reg.position = stored
+        reg.stored = stored
 
     def _catch_up_one(self, reg: _Registration) -> int:
         handled = 0
@@ -330,7 +401,7 @@ class ProjectionManager:
         with reg.lock:
             reg.paused = False
             reg.status = ProjectionStatus.CATCHING_UP
-            reg.position = reg.read_model.load_checkpoint(name)
+            reg.position = reg.stored = _stored_progress(reg.read_model, name)
 
     def rebuild(
         self,
@@ -353,7 +424,7 @@ class ProjectionManager:
             reg.paused = False
             reg.status = ProjectionStatus.REBUILDING
             try:
-                reg.read_model.reset(reg.projection)
+                reg.read_model.reset(reg.fed)
             except Exception as exc:
                 reg.status = ProjectionStatus.FAILED
                 reg.errors += 1
@@ -361,7 +432,7 @@ class ProjectionManager:
                     name, 0, "", "", "", type(exc).__name__, f"reset failed: {exc}", error=exc
                 )
                 raise
-            reg.position = 0
+            reg.position = reg.stored = 0
             reg.seen_head = 0
             started = time.perf_counter()
             handled = 0
@@ -451,3 +522,10 @@ class ProjectionManager:
     def __repr__(self) -> str:
         parts = ", ".join(f"{r.name}: {r.status}" for r in self._selected(()))
         return f"ProjectionManager({parts})"
+
+
+def _stored_progress(model: ReadModel, name: str) -> int:
+    """Where ``name`` reads on after, as stored: its checkpoint or its scanned position."""
+    checkpoint = model.load_checkpoint(name)
+    load = getattr(model, "load_scanned_position", None)  # absent from older read models
+    return max(checkpoint, int(load(name))) if load is not None else checkpoint

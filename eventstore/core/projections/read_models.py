@@ -38,6 +38,12 @@ class BatchOutcome:
     skipped: int = 0
     dead_letters: list[DeadLetter] = field(default_factory=list)
     failure: ProjectionFailure | None = None
+    scanned_position: int = 0
+
+    @property
+    def read_on_after(self) -> int:
+        """Where the runner reads on: past the checkpoint, and past what was scanned."""
+        return max(self.checkpoint, self.scanned_position)
 
 
 @runtime_checkable
@@ -48,6 +54,10 @@ class ReadModel(Protocol):
 
     def load_checkpoint(self, name: str) -> int: ...
 
+    def load_scanned_position(self, name: str) -> int:
+        """How far ``name`` has read the log, never below its checkpoint (0: never ran)."""
+        ...
+
     def apply(
         self,
         projection: Projection,
@@ -55,9 +65,23 @@ class ReadModel(Protocol):
         events: Sequence[Event],
         *,
         dead_letter: bool = False,
+        scanned_to: int | None = None,
     ) -> BatchOutcome:
-        """Handle ``events`` (all of those after ``after_position`` up to the last one) and move
-        the checkpoint past them. Events at or below the stored checkpoint are skipped."""
+        """Handle ``events`` (all of those after ``after_position`` that the projection wants,
+        up to ``scanned_to``, default the last one) and move the checkpoint past them, and
+        the scanned position to ``scanned_to`` when every event was handled or set aside.
+
+        ``after_position`` is where the stored progress (checkpoint or scanned
+        position, whichever is further) is expected to be: events at or below
+        the stored one are skipped, and when the stored one is behind (someone
+        reset the projection) nothing is applied.
+        """
+        ...
+
+    def save_scanned_position(self, name: str, after_position: int, scanned_to: int) -> int:
+        """Record that ``name`` scanned the log up to ``scanned_to`` and found nothing to
+        handle after ``after_position``. Does nothing when the stored progress is not at
+        ``after_position`` (reset, or another runner moved it); returns the stored progress."""
         ...
 
     def reset(self, projection: Projection) -> None:
@@ -114,20 +138,33 @@ class CheckpointedReadModel:
 
     def __init__(self, checkpoints: CheckpointStore | None = None) -> None:
         self._store = checkpoints
-        self._memory: dict[str, int] = {}
+        self._memory: dict[str, tuple[int, int]] = {}
         self._dead: dict[str, list[DeadLetter]] = {}
         self._lock = threading.RLock()
 
     def load_checkpoint(self, name: str) -> int:
         if self._store is not None:
             return self._store.load_checkpoint(name)
-        return self._memory.get(name, 0)
+        return self._memory.get(name, (0, 0))[0]
 
-    def _save(self, name: str, position: int) -> None:
+    def load_scanned_position(self, name: str) -> int:
         if self._store is not None:
-            self._store.save_checkpoint(name, position)
+            load = getattr(self._store, "load_scanned_position", None)
+            if load is None:  # a checkpoint store from before scanned positions
+                return self._store.load_checkpoint(name)
+            return max(self._store.load_checkpoint(name), int(load(name)))
+        position, scanned = self._memory.get(name, (0, 0))
+        return max(position, scanned)
+
+    def _save(self, name: str, position: int, scanned: int | None = None) -> None:
+        scanned = position if scanned is None else max(position, scanned)
+        if self._store is not None:
+            if scanned != position:
+                self._store.save_checkpoint(name, position, scanned_position=scanned)
+            else:
+                self._store.save_checkpoint(name, position)
         else:
-            self._memory[name] = position
+            self._memory[name] = (position, scanned)
 
     def _has_run(self, name: str) -> bool:
         if self._store is not None:
@@ -144,6 +181,15 @@ class CheckpointedReadModel:
                 self._save(projection.name, 0)
             return self.load_checkpoint(projection.name)
 
+    def save_scanned_position(self, name: str, after_position: int, scanned_to: int) -> int:
+        with self._lock:
+            stored = self.load_checkpoint(name)
+            progress = max(stored, self.load_scanned_position(name))
+            if progress != after_position or scanned_to <= progress:
+                return progress
+            self._save(name, stored, scanned_to)
+            return scanned_to
+
     def apply(
         self,
         projection: Projection,
@@ -151,17 +197,20 @@ class CheckpointedReadModel:
         events: Sequence[Event],
         *,
         dead_letter: bool = False,
+        scanned_to: int | None = None,
     ) -> BatchOutcome:
         name = projection.name
         with self._lock:
-            stored = self.load_checkpoint(name)
+            checkpoint = self.load_checkpoint(name)
+            stored = max(checkpoint, self.load_scanned_position(name))
             if stored < after_position:
-                return BatchOutcome(checkpoint=stored)
+                return BatchOutcome(checkpoint=checkpoint, scanned_position=stored)
             outcome = BatchOutcome(
-                checkpoint=stored, skipped=sum(1 for e in events if e.position <= stored)
+                checkpoint=checkpoint, skipped=sum(1 for e in events if e.position <= stored)
             )
             ctx = ProjectionContext(name)
             pending = list(events)
+            complete = True
             while pending:
                 try:
                     outcome.handled += handle_events(projection, pending, ctx, stored)
@@ -171,19 +220,26 @@ class CheckpointedReadModel:
                         1 for e in pending[: failed.index] if e.position > stored
                     )
                     if failed.index > 0:
-                        stored = pending[failed.index - 1].position
+                        checkpoint = max(checkpoint, pending[failed.index - 1].position)
+                        stored = max(stored, checkpoint)
                     if not dead_letter:
                         outcome.failure = failed.failure
+                        complete = False
                         break
                     outcome.dead_letters.append(failed.failure)
                     self._dead.setdefault(name, []).append(failed.failure)
-                    stored = pending[failed.index].position
+                    checkpoint = max(checkpoint, pending[failed.index].position)
+                    stored = max(stored, checkpoint)
                     pending = pending[failed.index + 1 :]
                     continue
-                stored = max(stored, pending[-1].position)
+                checkpoint = max(checkpoint, pending[-1].position)
                 break
-            self._save(name, stored)
-            outcome.checkpoint = stored
+            scanned = max(stored, checkpoint)
+            if complete and scanned_to is not None:
+                scanned = max(scanned, scanned_to)
+            self._save(name, checkpoint, scanned)
+            outcome.checkpoint = checkpoint
+            outcome.scanned_position = scanned
             return outcome
 
     def reset(self, projection: Projection) -> None:
