@@ -8,6 +8,7 @@ lives here once and is tested once.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import (
     Awaitable,
     Callable,
@@ -66,6 +67,8 @@ __all__ = [
     "set_map",
     "set_repeated",
 ]
+
+log = logging.getLogger("eventstore.projections")
 
 Req = TypeVar("Req", bound=Message)
 Rep = TypeVar("Rep", bound=Message)
@@ -246,15 +249,18 @@ class ProjectionBuilder:
     ``on_<event>(handler)`` registers a handler and returns the builder, so
     calls chain; as a decorator it registers the function (the decorated name
     then refers to the builder: name the function ``_``). ``build()`` returns
-    a ``Projection`` for the projection runner.
+    a ``Projection`` for the projection runner. With ``upcasters`` (the ones
+    the aggregate's repository uses) the projection sees every event upcast,
+    and the runner also reads the stored types that upcast into its events.
     """
 
     event_types: ClassVar[EventTypeRegistry] = EventTypeRegistry()
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, upcasters: Upcasters | None = None) -> None:
         if not name:
             raise ValueError("a projection needs a name (its checkpoint is kept under it)")
         self.name = name
+        self.upcasters = upcasters
         self._handlers: dict[str, tuple[Callable[..., object], bool]] = {}
         self._reset: Callable[[ProjectionContext], object] | None = None
 
@@ -275,7 +281,13 @@ class ProjectionBuilder:
         return self
 
     def build(self) -> BuiltProjection:
-        return BuiltProjection(self.name, self.event_types, dict(self._handlers), self._reset)
+        return BuiltProjection(
+            self.name,
+            self.event_types,
+            dict(self._handlers),
+            self._reset,
+            upcasters=self.upcasters,
+        )
 
 
 def _takes_context(handler: Callable[..., object]) -> bool:
@@ -288,10 +300,12 @@ def _takes_context(handler: Callable[..., object]) -> bool:
 
 
 class BuiltProjection:
-    """A projection made by a builder: decodes each event it handles and calls its handler.
+    """A projection made by a builder: upcasts and decodes each event and calls its handler.
 
-    Events it has no handler for are skipped; ``event_types`` lists the ones
-    it handles, so a runner can ask the store for those only.
+    ``event_types`` lists the types it handles, so a runner can ask the store
+    for those only (and for the stored types that ``upcasters`` turn into
+    them). An event it has no handler for is counted in ``unhandled`` (by
+    type, shown in the runner's status) and logged once per type.
     """
 
     def __init__(
@@ -300,16 +314,33 @@ class BuiltProjection:
         registry: EventTypeRegistry,
         handlers: dict[str, tuple[Callable[..., object], bool]],
         reset: Callable[[ProjectionContext], object] | None,
+        *,
+        upcasters: Upcasters | None = None,
     ) -> None:
         self.name = name
         self._registry = registry
         self._handlers = handlers
         self._reset = reset
         self.event_types: tuple[str, ...] = tuple(handlers)
+        self.upcasters = upcasters
+        self.unhandled: dict[str, int] = {}
 
     def handle(self, event: Event, ctx: ProjectionContext) -> None:
+        if self.upcasters:
+            event = self.upcasters.upcast(event)  # a no-op on an event upcast already
         entry = self._handlers.get(event.event_type)
         if entry is None:
+            count = self.unhandled.get(event.event_type, 0)
+            self.unhandled[event.event_type] = count + 1
+            if not count:
+                log.warning(
+                    "projection %r has no handler for %s events (position %d): counted in its "
+                    "status and skipped. Register one with its on_<event> method, or an "
+                    "upcaster into a type it handles.",
+                    self.name,
+                    event.event_type,
+                    event.position,
+                )
             return
         handler, takes_context = entry
         message = self._registry.decode(event)

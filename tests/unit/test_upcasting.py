@@ -68,3 +68,17 @@ def test_looping_upcasters_raise_instead_of_hanging():
     upcasters.register("bank.B", lambda e: e.with_payload("bank.A", e.data))
     with pytest.raises(RuntimeError, match="loop"):
         upcasters.upcast(_event("bank.A"))
+
+
+def test_stored_types_for_follows_declared_chains_to_the_wanted_types():
+    upcasters = Upcasters()
+    upcasters.register("bank.V1", _rename("bank.V2"), to="bank.V2")
+    upcasters.register("bank.V2", _rename("bank.V3"), to="bank.V3")
+    upcasters.register("bank.Old", _rename("bank.Other"), to="bank.Other")
+    upcasters.register("bank.Unknown", _rename("bank.V3"))  # no to=: might make anything
+    assert upcasters.stored_types_for(["bank.V3"]) == [
+        "bank.V3",
+        "bank.V1",
+        "bank.V2",
+        "bank.Unknown",
+    ]

@@ -69,11 +69,14 @@ class _Upcasting:
         self._projection = projection
         self._upcast = upcasters.upcast
         self._wanted = wanted
+        self.unhandled: dict[str, int] = {}
 
     def handle(self, event: Event, ctx: ProjectionContext) -> None:
         event = self._upcast(event)
         if self._wanted is None or event.event_type in self._wanted:
             self._projection.handle(event, ctx)
+        else:  # read because its upcaster did not say what it makes (Upcasters.register's to=)
+            self.unhandled[event.event_type] = self.unhandled.get(event.event_type, 0) + 1
 
     def reset(self, ctx: ProjectionContext) -> None:
         self._projection.reset(ctx)
@@ -506,6 +509,7 @@ class ProjectionManager:
             errors=reg.errors,
             dead_lettered=reg.dead_lettered,
             last_error=reg.last_error,
+            unhandled=_unhandled(reg),
         )
 
     def statuses(self) -> list[ProjectionInfo]:
@@ -529,3 +533,12 @@ def _stored_progress(model: ReadModel, name: str) -> int:
     checkpoint = model.load_checkpoint(name)
     load = getattr(model, "load_scanned_position", None)  # absent from older read models
     return max(checkpoint, int(load(name))) if load is not None else checkpoint
+
+
+def _unhandled(reg: _Registration) -> dict[str, int]:
+    """The projection's own count of events it had no handler for, and the runner's."""
+    counts = dict(getattr(reg.projection, "unhandled", None) or {})
+    if reg.fed is not reg.projection:
+        for kind, count in getattr(reg.fed, "unhandled", {}).items():
+            counts[kind] = counts.get(kind, 0) + count
+    return counts

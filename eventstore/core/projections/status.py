@@ -101,6 +101,9 @@ class ProjectionInfo:
     errors: int
     dead_lettered: int
     last_error: ProjectionFailure | None = None
+    unhandled: dict[str, int] = field(default_factory=dict)
+    """Events fed to it that it had no handler for (or that upcast into a type it does not
+    take), by event type: skipped, never silently."""
 
     @property
     def is_ready(self) -> bool:
