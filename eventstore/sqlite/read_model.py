@@ -33,6 +33,7 @@ from .checkpoints import (
     write_checkpoint,
 )
 from .connections import ConnectionPool
+from .in_transaction import EventStoreInTransaction
 from .store import SQLiteEventStore
 
 # Same definition as the store's migrations 1 and 3, so a read model may share the store's file.
@@ -69,7 +70,9 @@ class SQLiteReadModel:
     """A read model in SQLite for the projection runner (the ``ReadModel`` port).
 
     ``target`` is the ``SQLiteEventStore`` whose file should hold the read
-    model (writes then share the store's writer connection and lock), or the
+    model (writes then share the store's writer connection and lock, and
+    handlers may append to the store through ``ctx.store``, atomically with
+    the batch and its checkpoint), or the
     path of another database file (created when missing; ``":memory:"`` works
     in one process). Handlers get the open transaction as ``ctx.connection``;
     ``reset(ctx)`` runs once before a projection's first event and before each
@@ -84,9 +87,11 @@ class SQLiteReadModel:
         synchronous: str = "FULL",
         busy_timeout: float = 30.0,
     ) -> None:
+        self._store: SQLiteEventStore | None = None
         if isinstance(target, SQLiteEventStore):
             self._db: ConnectionPool = target._db
             self._owns_db = False
+            self._store = target
             self.path = target.path
         else:
             self.path = os.fspath(target)
@@ -184,8 +189,12 @@ class SQLiteReadModel:
         while True:
             # This transaction finishes the batch when it handles (or sets aside) its last event.
             complete = failure is None and cut + (set_aside is not None) == len(pending)
+            appends: EventStoreInTransaction | None = None
+            committed = False
             try:
                 with self._db.transaction() as conn:
+                    if self._store is not None:
+                        ctx.store = appends = EventStoreInTransaction(self._store, conn, name)
                     stored_checkpoint, stored = read_progress(conn, name)
                     if first:
                         outcome.skipped = sum(1 for e in pending if e.position <= stored)
@@ -207,6 +216,7 @@ class SQLiteReadModel:
                         scanned = max(scanned, scanned_to)
                     if (checkpoint, scanned) != (stored_checkpoint, stored):
                         write_checkpoint(conn, name, checkpoint, scanned)
+                committed = True
             except HandlerFailedError as failed:
                 # Rolled back: do the events before the failing one again, without it.
                 cut = failed.index
@@ -217,6 +227,9 @@ class SQLiteReadModel:
                 continue
             finally:
                 ctx.connection = None
+                if appends is not None:
+                    # Commit listeners hear of the handlers' appends only once they committed.
+                    appends.end(committed=committed)
             outcome.handled += handled
             outcome.checkpoint, outcome.scanned_position = checkpoint, scanned
             if failure is not None:

@@ -177,57 +177,18 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         try:
             with self._db.transaction() as conn:
-                # Read the clock under the write lock, so timestamps follow positions.
-                now = time.time_ns() // 1000
-                rows = [
-                    (
-                        e.event_id,
-                        aggregate_id,
-                        aggregate_type,
-                        e.event_type,
-                        expected_version + i,
-                        now,
-                        e.data,
-                        meta,
-                        cons,
-                    )
-                    for i, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
-                ]
-                last = 0
-                if rows and command_id:
-                    # The command's record and the stream's version in one statement; the
-                    # record is still checked first. A command whose record expired is
-                    # recognised when a check below fails (see the except clause).
-                    actual, *record = conn.execute(
-                        _COMMAND_AND_VERSION, (aggregate_id, command_id)
-                    ).fetchone()
-                    known = self._result_of_record(conn, record, command_id, aggregate_id, now)
-                    if known is not None:
-                        return known
-                elif rows:
-                    actual = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()[0]
-                elif command_id:
-                    # A command that stores nothing never fails a check: look for it here.
-                    known = self._find_command(conn, command_id, aggregate_id, now)
-                    if known is not None:
-                        return known
-                if rows:
-                    actual = actual or 0
-                    if actual != expected_version:
-                        raise ConcurrencyError(aggregate_id, expected_version, actual)
-                    self._apply_constraints(conn, aggregate_id, events)
-                    if len(rows) == 1:
-                        # The common single-event command: lastrowid saves a statement.
-                        last = conn.execute(_INSERT_EVENT, rows[0]).lastrowid or 0
-                    else:
-                        conn.executemany(_INSERT_EVENT, rows)
-                        last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                if command_id:
-                    expires = now + int(command_ttl.total_seconds() * 1_000_000)
-                    ids = "[" + ",".join([quote_json(e.event_id) for e in events]) + "]"
-                    conn.execute(_INSERT_COMMAND, (command_id, aggregate_id, ids, now, expires))
+                result, last = self._append_on(
+                    conn,
+                    aggregate_id,
+                    aggregate_type,
+                    expected_version,
+                    events,
+                    encoded,
+                    command_id,
+                    command_ttl,
+                )
         except (ConcurrencyError, UniqueConstraintError, sqlite3.IntegrityError) as exc:
-            # A retry of a command whose record expired fails one of the checks above (its
+            # A retry of a command whose record expired fails one of the checks (its
             # events, or their deterministic ids, are stored). Looking for those ids only
             # here keeps a lookup off every successful append; the answer is the same as
             # looking first, because nothing was written.
@@ -238,6 +199,132 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             if isinstance(exc, sqlite3.IntegrityError):
                 raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
             raise
+        if result.already_processed:
+            return result
+        if command_id and random.random() < _EXPIRY_SWEEP_CHANCE:
+            self._sweep_after_commit()
+        if last:
+            self._notify(last)
+        return result
+
+    def append_on(
+        self,
+        conn: sqlite3.Connection,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> tuple[AppendResult, int]:
+        """``append`` on ``conn``, the store's writer already inside a transaction.
+
+        For a read model in the store's file (``SQLiteReadModel(store)``): the
+        append commits or rolls back with that transaction. Every check of
+        ``append`` runs; a failing append is undone (to a savepoint) and raises
+        as ``append`` would, leaving the rest of the transaction as it was.
+        Returns the result and the last position written (0 when none): commit
+        listeners are the caller's to call (``notify_commit``) once it committed.
+        """
+        if expected_version < 0:
+            raise ValueError(f"expected_version must be >= 0, got {expected_version}")
+        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
+        conn.execute("SAVEPOINT eventstore_append")
+        try:
+            result = self._append_on(
+                conn,
+                aggregate_id,
+                aggregate_type,
+                expected_version,
+                events,
+                encoded,
+                command_id,
+                command_ttl,
+            )
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO eventstore_append")
+            conn.execute("RELEASE eventstore_append")
+            if not isinstance(
+                exc, (ConcurrencyError, UniqueConstraintError, sqlite3.IntegrityError)
+            ):
+                raise
+            if command_id and events:  # as in append: a retry whose record expired
+                known = self._find_command(conn, command_id, aggregate_id, time.time_ns() // 1000)
+                if known is not None:
+                    return known, 0
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
+            raise
+        conn.execute("RELEASE eventstore_append")
+        return result
+
+    def notify_commit(self, head: int) -> None:
+        """Tell this store's commit listeners about a commit made with ``append_on``."""
+        if head:
+            self._notify(head)
+
+    def _append_on(
+        self,
+        conn: sqlite3.Connection,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        encoded: Sequence[tuple[str | None, str | None]],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> tuple[AppendResult, int]:
+        """The body of an append, on ``conn`` inside a transaction: (result, last position)."""
+        # Read the clock under the write lock, so timestamps follow positions.
+        now = time.time_ns() // 1000
+        rows = [
+            (
+                e.event_id,
+                aggregate_id,
+                aggregate_type,
+                e.event_type,
+                expected_version + i,
+                now,
+                e.data,
+                meta,
+                cons,
+            )
+            for i, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
+        ]
+        last = 0
+        if rows and command_id:
+            # The command's record and the stream's version in one statement; the
+            # record is still checked first. A command whose record expired is
+            # recognised when a check below fails (see append's except clause).
+            actual, *record = conn.execute(
+                _COMMAND_AND_VERSION, (aggregate_id, command_id)
+            ).fetchone()
+            known = self._result_of_record(conn, record, command_id, aggregate_id, now)
+            if known is not None:
+                return known, 0
+        elif rows:
+            actual = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()[0]
+        elif command_id:
+            # A command that stores nothing never fails a check: look for it here.
+            known = self._find_command(conn, command_id, aggregate_id, now)
+            if known is not None:
+                return known, 0
+        if rows:
+            actual = actual or 0
+            if actual != expected_version:
+                raise ConcurrencyError(aggregate_id, expected_version, actual)
+            self._apply_constraints(conn, aggregate_id, events)
+            if len(rows) == 1:
+                # The common single-event command: lastrowid saves a statement.
+                last = conn.execute(_INSERT_EVENT, rows[0]).lastrowid or 0
+            else:
+                conn.executemany(_INSERT_EVENT, rows)
+                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        if command_id:
+            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            ids = "[" + ",".join([quote_json(e.event_id) for e in events]) + "]"
+            conn.execute(_INSERT_COMMAND, (command_id, aggregate_id, ids, now, expires))
         first = last - len(rows) + 1
         stored = tuple(
             [
@@ -245,11 +332,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 for position, r in enumerate(rows, first)
             ]
         )
-        if command_id and random.random() < _EXPIRY_SWEEP_CHANCE:
-            self._sweep_after_commit()
-        if rows:
-            self._notify(last)
-        return AppendResult(stored, False, timestamp_from_micros(now))
+        return AppendResult(stored, False, timestamp_from_micros(now)), last
 
     def _integrity_error(
         self,
