@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from eventstore import (
     ConcurrencyError,
+    DuplicateEventIdError,
     Event,
     EventStoreError,
     NewEvent,
@@ -173,6 +175,19 @@ def test_a_handler_append_makes_every_check_of_a_normal_append(db_path: Path) ->
                 command_id=f"ship:{event.event_id}",
             )
             outcomes.append("already processed" if again.already_processed else "stored twice")
+            # A command whose record expired at once is still found by its events' ids.
+            quick = NewEvent(deterministic_event_id("quick", "q", 0), SHIP, b"")
+            ctx.store.append("q", "Q", 0, [quick], command_id="quick", command_ttl=timedelta(0))
+            retry = ctx.store.append("q", "Q", 0, [quick], command_id="quick")
+            outcomes.append("expired, found" if retry.already_processed else "expired, twice")
+            try:  # the same event id again, without a command id: refused
+                ctx.store.append("r", "R", 0, [quick])
+            except DuplicateEventIdError:
+                outcomes.append("duplicate id")
+            # Reads see this transaction's own appends.
+            assert [e.event_id for e in ctx.store.load_stream("q")] == [quick.event_id]
+            assert ctx.store.find_command("quick", "q") is not None
+            assert ctx.store.head_position() == ctx.store.load_stream("q")[0].position
 
     with SQLiteEventStore(db_path) as store, SQLiteReadModel(store) as model:
         place_orders(store, 1)
@@ -180,8 +195,13 @@ def test_a_handler_append_makes_every_check_of_a_normal_append(db_path: Path) ->
         manager.register(Checks(), read_model=model)
         manager.catch_up()
         assert manager.status("shipping").last_error is None
-        assert outcomes == ["conflict 0->1", "already processed"]
-        assert shipments(store) == ["ship-order-0"]
+        assert outcomes == [
+            "conflict 0->1",
+            "already processed",
+            "expired, found",
+            "duplicate id",
+        ]
+        assert shipments(store) == ["ship-order-0", "q"]
 
 
 def test_ctx_store_of_a_read_model_in_another_file_says_how_to_append(
@@ -210,5 +230,6 @@ def test_ctx_store_after_its_batch_ended_refuses_to_append(db_path: Path) -> Non
         manager = ProjectionManager(store)
         manager.register(Keeps(), read_model=model)
         manager.catch_up()
+        assert "ended" in repr(kept[0])
         with pytest.raises(EventStoreError, match="after its batch's transaction ended"):
             kept[0].append("x", "X", 0, [])  # type: ignore[attr-defined]

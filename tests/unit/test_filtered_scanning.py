@@ -6,6 +6,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from eventstore import Event, NewEvent, Page, ProjectionContext, new_event_id
 from eventstore.core.follow import follow
 from eventstore.core.projections import CheckpointedReadModel, ProjectionManager, projection
@@ -52,6 +54,7 @@ class Opened:
 
     def reset(self, ctx: ProjectionContext) -> None:
         ctx.connection.execute("CREATE TABLE IF NOT EXISTS opened (id TEXT)")
+        ctx.connection.execute("DELETE FROM opened")
 
     def handle(self, event: Event, ctx: ProjectionContext) -> None:
         ctx.connection.execute("INSERT INTO opened VALUES (?)", (event.aggregate_id,))
@@ -133,3 +136,54 @@ def test_a_read_model_file_from_before_scanned_positions_gains_the_column(
     conn.close()
     with SQLiteReadModel(path) as model:
         assert model.load_checkpoint("old") == model.load_scanned_position("old") == 5
+
+
+def noise(store: SQLiteEventStore, count: int) -> None:
+    version = store.stream_version("acc-1")
+    store.append(
+        "acc-1", "Account", version, [NewEvent(new_event_id(), OTHER, b"") for _ in range(count)]
+    )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "checkpointed"])
+def test_an_idle_poll_stores_its_scan_once_a_batch_of_positions_was_skipped(
+    db_path: Path, kind: str
+) -> None:
+    with SQLiteEventStore(db_path) as store:
+        model = SQLiteReadModel(store) if kind == "sqlite" else CheckpointedReadModel(store)
+        one_wanted_then_noise(store)
+        manager = ProjectionManager(store, batch_size=100)
+        manager.register(Opened() if kind == "sqlite" else _opened_function(), read_model=model)
+        manager.catch_up()
+        scanned = model.load_scanned_position("opened")
+        noise(store, 50)  # fewer than a batch: read past in memory, not stored
+        log = RecordingLog(store)
+        manager.source = log
+        manager.catch_up()
+        manager.catch_up()
+        assert model.load_scanned_position("opened") == scanned
+        assert log.reads[-1] == (scanned + 50, scanned + 50)
+        noise(store, 60)  # now more than a batch since the stored scan: stored
+        manager.catch_up()
+        assert model.load_scanned_position("opened") == store.head_position()
+        assert model.load_checkpoint("opened") == 1
+
+
+def test_a_scan_is_not_stored_over_a_reset_made_meanwhile(db_path: Path) -> None:
+    with SQLiteEventStore(db_path) as store, SQLiteReadModel(store) as model:
+        one_wanted_then_noise(store)
+        manager = ProjectionManager(store, batch_size=100)
+        manager.register(Opened(), read_model=model)
+        manager.catch_up()
+        other = ProjectionManager(store)
+        other.register(Opened(), read_model=model)
+        model.reset(Opened())  # another runner resets it
+        noise(store, 200)
+        manager.catch_up()  # stores nothing over the reset, and reads on from it
+        assert model.load_checkpoint("opened") == 1
+        assert model.load_scanned_position("opened") == store.head_position()
+        assert model.query("SELECT COUNT(*) FROM opened") == [(1,)]
+
+
+def _opened_function():  # type: ignore[no-untyped-def]
+    return projection("opened", event_types=[WANTED])(lambda event, ctx: None)

@@ -247,7 +247,8 @@ class ProjectionManager:
         events = page.events
         full = len(events) >= reg.batch_size
         if not events:
-            self._scanned(reg, page.scanned_to)
+            if not self._scanned(reg, page.scanned_to):
+                return _BatchResult(0, 0, False, False)  # reset meanwhile: read on from there
             reg.seen_head = max(reg.seen_head, page.scanned_to)
             return _BatchResult(0, 0, True, False)
         try:
@@ -283,25 +284,29 @@ class ProjectionManager:
             reg.seen_head = max(reg.seen_head, page.scanned_to)
         return _BatchResult(len(events), outcome.handled, caught_up, False)
 
-    def _scanned(self, reg: _Registration, scanned_to: int) -> None:
+    def _scanned(self, reg: _Registration, scanned_to: int) -> bool:
         """Move past positions scanned without finding an event the projection wants.
 
         In memory at once, so the next poll starts there. Stored when a batch's
         worth of positions has been skipped (or with the next batch it handles),
         so a restart rescans at most that much and an idle poll writes nothing.
+        False when the stored progress was found elsewhere than this runner left
+        it (reset, or moved by another runner): it reads on from there instead.
         """
         if scanned_to <= reg.position:
-            return
+            return True
         reg.position = scanned_to
         if scanned_to - reg.stored < reg.batch_size:
-            return
+            return True
         save = getattr(reg.read_model, "save_scanned_position", None)
         if save is None:  # a read model from before scanned positions: keep it in memory
-            return
+            return True
         stored = int(save(reg.name, reg.stored, scanned_to))
-        if stored != scanned_to:  # reset, or moved by another runner: read on from there
-            reg.position = stored
         reg.stored = stored
+        if stored != scanned_to:
+            reg.position = stored
+            return False
+        return True
 
     def _catch_up_one(self, reg: _Registration) -> int:
         handled = 0
