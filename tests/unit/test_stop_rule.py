@@ -30,20 +30,39 @@ def test_a_stop_before_the_run_task_first_steps_ends_it_at_once(db_path: Path) -
         assert asyncio.run(main()) < 1
 
 
-def test_a_run_after_a_stopped_run_returned_runs_again(db_path: Path) -> None:
+def test_a_run_made_after_a_stop_runs_even_while_the_stopped_one_is_ending(
+    db_path: Path,
+) -> None:
     with SQLiteEventStore(db_path) as store:
         manager = _manager(store)
 
-        async def main() -> bool:
+        async def main() -> tuple[bool, bool]:
             first = asyncio.create_task(manager.run(poll_interval=30))
-            manager.stop()
-            await asyncio.wait_for(first, 5)
-            second = asyncio.create_task(manager.run(poll_interval=30))
             await asyncio.sleep(0.05)
-            still_running = not second.done()
+            manager.stop()
+            second = asyncio.create_task(manager.run(poll_interval=30))  # before first ended
+            await asyncio.wait_for(first, 5)
+            await asyncio.sleep(0.05)
+            second_running = not second.done()
             manager.stop()
             await asyncio.wait_for(second, 5)
-            return still_running
+            return first.done(), second_running
+
+        assert asyncio.run(main()) == (True, True)
+
+
+def test_a_stop_with_no_run_does_not_end_a_later_run(db_path: Path) -> None:
+    with SQLiteEventStore(db_path) as store:
+        manager = _manager(store)
+        manager.stop()
+
+        async def main() -> bool:
+            task = asyncio.create_task(manager.run(poll_interval=30))
+            await asyncio.sleep(0.05)
+            running = not task.done()
+            manager.stop()
+            await asyncio.wait_for(task, 5)
+            return running
 
         assert asyncio.run(main())
 

@@ -14,7 +14,8 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+import weakref
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,14 @@ class UnknownProjectionError(EventStoreError, LookupError):
             f"(registered: {', '.join(self.known) or 'none'}). Register it first with "
             "manager.register(projection)."
         )
+
+
+class _Run:
+    """One ``run()``: its stop request and its wake-up signal (while it runs)."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.signal: CommitSignal | None = None
 
 
 class _Upcasting:
@@ -144,8 +153,7 @@ class ProjectionManager:
         self.batch_size = batch_size
         self._registrations: dict[str, _Registration] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._signal: CommitSignal | None = None
+        self._runs: weakref.WeakSet[_Run] = weakref.WeakSet()  # made by run(), not yet ended
 
     # -- registering ------------------------------------------------------------------
     def register(
@@ -336,26 +344,37 @@ class ProjectionManager:
         """
         return {reg.name: self._catch_up_one(reg) for reg in self._selected(names)}
 
-    async def run(self, *names: str, poll_interval: float = DEFAULT_POLL_INTERVAL) -> None:
+    def run(
+        self, *names: str, poll_interval: float = DEFAULT_POLL_INTERVAL
+    ) -> Coroutine[Any, Any, None]:
         """Keep the projections fed until ``stop()`` is called or the task is cancelled.
 
         New commits in this process wake it at once; others are found by
         polling every ``poll_interval`` seconds. Between batches it yields to
         the event loop, so a long catch-up does not freeze a notebook.
+
+        Stop wins (docs/decisions.md, 13): the run exists from this call on, so
+        a ``stop()`` made right after ``asyncio.create_task(manager.run())``,
+        before the task has taken a step, ends it at once; a ``stop()`` made
+        before this call does not touch it.
         """
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval}")
-        # Stop wins (docs/decisions.md): a stop() made before this first step, even before
-        # the task was scheduled, ends this run at once. The flag is cleared only when run()
-        # returns, so the next run() starts afresh.
+        state = _Run()
+        with self._lock:
+            self._runs.add(state)
+        return self._run(state, names, poll_interval)
+
+    async def _run(self, state: _Run, names: Sequence[str], poll_interval: float) -> None:
+        stopped = state.stopped
         signal = CommitSignal(self.source)
-        self._signal = signal
+        state.signal = signal
         try:
-            while not self._stop.is_set():
+            while not stopped.is_set():
                 signal.arm()
                 worked = False
                 for reg in self._selected(names):
-                    if self._stop.is_set():
+                    if stopped.is_set():
                         break
                     if not reg.is_active or not reg.lock.acquire(blocking=False):
                         continue
@@ -371,25 +390,28 @@ class ProjectionManager:
                     finally:
                         reg.lock.release()
                     await asyncio.sleep(0)
-                if not worked and not self._stop.is_set():
+                if not worked and not stopped.is_set():
                     await signal.wait_async(poll_interval)
         finally:
-            self._signal = None
+            state.signal = None
             signal.close()
-            self._stop.clear()
+            with self._lock:
+                self._runs.discard(state)
 
     def stop(self) -> None:
-        """Ask ``run()`` to return after its current batch (safe from any thread).
+        """End every ``run()`` of this manager after its current batch (safe from any thread).
 
-        Stop wins: called before ``run()`` has taken its first step (right after
-        ``asyncio.create_task(manager.run())``, say), it makes that ``run()``
-        return at once. The request is consumed when a ``run()`` returns, so a
-        later ``run()`` runs again.
+        Stop wins: it ends each run made by a ``run()`` call before it, even one
+        whose task has not taken its first step yet (right after
+        ``asyncio.create_task(manager.run())``, say). A later ``run()`` runs.
         """
-        self._stop.set()
-        signal = self._signal
-        if signal is not None:
-            signal.wake()
+        with self._lock:
+            runs = list(self._runs)
+        for state in runs:
+            state.stopped.set()
+            signal = state.signal
+            if signal is not None:
+                signal.wake()
 
     # -- control ------------------------------------------------------------------------
     def pause(self, name: str) -> None:
