@@ -9,6 +9,7 @@ from .constraints import ConstraintOp, UniqueConstraint
 from .errors import (
     AggregateNotFoundError,
     AppError,
+    CommandIdConflictError,
     ConcurrencyError,
     DuplicateEventIdError,
     EventDecodeError,
@@ -100,6 +101,7 @@ __all__ = [
     "AppError",
     "AppendResult",
     "CheckpointStore",
+    "CommandIdConflictError",
     "CommandResult",
     "CommandStore",
     "CommitSource",

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
+    CommandIdConflictError,
     ConcurrencyError,
     DuplicateEventIdError,
     EventStoreError,
@@ -315,6 +316,16 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             own = self._find_by_event_ids(conn, command_id, aggregate_id)
             if own is not None:
                 return own
+            # A retry targets the aggregate of its first run: this is a new command under
+            # a known id. Refuse it; the other aggregate goes to the log only (decision 4).
+            log.warning(
+                "refused command id %r for aggregate %r of %r: it is recorded for aggregate %r",
+                command_id,
+                aggregate_id,
+                self.path,
+                row[3],
+            )
+            raise CommandIdConflictError(command_id, aggregate_id)
         ids = json.loads(row[0])
         return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
 
