@@ -139,6 +139,32 @@ class AggregateRoot:
         self._uncommitted.clear()  # type: ignore[attr-defined]
         object.__setattr__(self, "_stored_version", version)
 
+    def reset_to(self, other: AggregateRoot) -> None:
+        """Become ``other`` in place: its state, versions and (no) pending events.
+
+        The repository reloads an aggregate this way after an "already processed"
+        answer, so that code holding the object sees the stored state.
+        """
+        if type(other) is not type(self):
+            raise TypeError(
+                f"cannot reset {self!r} to {other!r}: the other object must be of class "
+                f"{type(self).__name__} too"
+            )
+        if other.id != self.id:
+            raise ValueError(
+                f"cannot reset {self!r} to {other!r}: it is another aggregate; load "
+                f"{self.id!r} to reset to its stored state"
+            )
+        attributes = vars(self)
+        attributes.clear()
+        attributes.update(vars(other))
+        for cls in type(self).__mro__:
+            slots = getattr(cls, "__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name not in ("__dict__", "__weakref__") and hasattr(other, name):
+                    object.__setattr__(self, name, getattr(other, name))
+        object.__setattr__(self, "_uncommitted", list(other._uncommitted))  # type: ignore[attr-defined]
+
     def mark_snapshotted(self, version: int) -> None:
         object.__setattr__(self, "_snapshot_version", version)
 

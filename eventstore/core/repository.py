@@ -125,7 +125,13 @@ class Repository(Generic[A]):
     def save_with_command(
         self, aggregate: A, command_id: str, metadata: EventMetadata | None = None
     ) -> CommandResult:
-        """Save under ``command_id``: a command seen before returns its original result."""
+        """Save under ``command_id``: a command seen before returns its original result.
+
+        Then nothing is written, and ``aggregate`` is brought to its stored state in
+        place: the events applied for this run are dropped (they were stored by the
+        first run, or the command decided otherwise then), so the next command on the
+        object starts from what the store holds.
+        """
         if not command_id:
             raise ValueError("save_with_command needs a non-empty command id")
         return self._save(aggregate, command_id, metadata)
@@ -158,11 +164,20 @@ class Repository(Generic[A]):
             command_ttl=self.command_ttl,
         )
         if result.already_processed:
+            self._reload_in_place(aggregate)
             return self._command_result(command_id or "", result)
         if result.events:
             aggregate.mark_committed(result.events[-1].version)
             self._maybe_snapshot(aggregate)
         return self._command_result(command_id or "", result)
+
+    def _reload_in_place(self, aggregate: A) -> None:
+        """Drop ``aggregate``'s pending events and replay its stored state into the same object."""
+        try:
+            fresh = self.load(aggregate.id)
+        except AggregateNotFoundError:
+            fresh = self.factory(aggregate.id)
+        aggregate.reset_to(fresh)
 
     @staticmethod
     def _command_result(command_id: str, result: AppendResult) -> CommandResult:

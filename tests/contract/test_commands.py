@@ -217,16 +217,55 @@ def test_repeated_command_returns_original_result_and_writes_nothing(store):
     assert log_contents(store) == before
 
 
-def test_repeated_command_leaves_the_aggregate_untouched(store):
+def test_repeated_command_brings_the_aggregate_to_its_stored_state(store):
     repo = account_repository(store)
     repo.save_with_command(_opened_account(), "cmd-1")
     retry = _opened_account()
     retry.deposit(9)
-    repo.save_with_command(retry, "cmd-1")
-    assert retry.stored_version == 0
-    assert retry.version == 2
-    assert len(retry.uncommitted_events) == 2
-    assert retry.state.balance == 109
+    result = repo.save_with_command(retry, "cmd-1")
+    assert result.already_processed is True
+    assert retry.uncommitted_events == ()
+    assert retry.version == retry.stored_version == 1
+    assert retry.state.balance == 100
+
+
+def test_next_command_after_an_already_processed_save_stores_only_its_own_change(store):
+    # A notebook cell re-run: +50 saved under a literal command id, then run again.
+    repo = account_repository(store)
+    account = Account("acc-1")
+    account.deposit(50)
+    repo.save_with_command(account, "cmd-1")
+    account.deposit(50)
+    again = repo.save_with_command(account, "cmd-1")
+    assert again.already_processed is True
+    assert account.state.balance == 50
+    account.deposit(1)
+    repo.save_with_command(account, "cmd-2")
+    assert repo.load("acc-1").state.balance == 51
+    assert store.stream_version("acc-1") == 2
+
+
+def test_repeated_command_on_a_new_aggregate_that_stored_nothing_resets_it_to_empty(store):
+    repo = account_repository(store)
+    repo.save_with_command(Account("acc-1"), "cmd-0")  # decided there was nothing to do
+    retry = _opened_account()
+    result = repo.save_with_command(retry, "cmd-0")
+    assert result.already_processed is True and result.events == ()
+    assert retry.version == 0 and retry.uncommitted_events == ()
+    assert retry.state.balance == 0
+    assert store.stream_version("acc-1") == 0
+
+
+def test_command_id_of_another_aggregate_is_refused_through_the_repository(store):
+    repo = account_repository(store)
+    repo.save_with_command(_opened_account("acc-1"), "cmd-1")
+    with pytest.raises(CommandIdConflictError):
+        repo.save_with_command(_opened_account("acc-2"), "cmd-1")
+    calls = []
+    with pytest.raises(CommandIdConflictError):
+        repo.retry_on_conflict("acc-2", calls.append, command_id="cmd-1")
+    assert calls == []
+    assert store.stream_version("acc-2") == 0
 
 
 def test_command_id_of_another_aggregate_is_refused_through_the_repository(store):
