@@ -99,9 +99,23 @@ class AggregateRoot:
                 f"apply_change expects a protobuf message, got {type(event).__name__}; "
                 "events are proto messages"
             )
+        if metadata is not None and not isinstance(metadata, EventMetadata):
+            raise TypeError(
+                f"apply_change: metadata must be an EventMetadata or None, got "
+                f"{type(metadata).__name__}. Build one with EventMetadata(correlation_id=..., "
+                "custom={...})."
+            )
+        constraints = tuple(constraints)
+        for constraint in constraints:
+            if not isinstance(constraint, UniqueConstraint):
+                raise TypeError(
+                    "apply_change: constraints must be UniqueConstraint objects, got "
+                    f"{type(constraint).__name__} {constraint!r:.60}. Build them with "
+                    "UniqueConstraint(index, value) or UniqueConstraint.release(index, value)."
+                )
         self.apply_event(event)
         self._uncommitted.append(  # type: ignore[attr-defined]
-            PendingEvent(event, metadata, tuple(constraints))
+            PendingEvent(event, metadata, constraints)
         )
 
     def apply_event(self, event: Message) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from ..core.arguments import check_append
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
     CommandIdConflictError,
@@ -172,6 +173,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
+        check_append(aggregate_id, expected_version, events, command_id)
         if expected_version < 0:
             raise ValueError(f"expected_version must be >= 0, got {expected_version}")
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
