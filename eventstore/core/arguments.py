@@ -7,7 +7,6 @@ misleading answer ("versions run from 1 to 1" for ``at_version=1.5``).
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 from .events import EventMetadata, NewEvent
@@ -42,19 +41,6 @@ def check_metadata(where: str, metadata: object, name: str = "metadata") -> None
             f"{where}: {name} must be an EventMetadata or None, got {_shown(metadata)}. Build "
             "one with EventMetadata(correlation_id=..., principal_id=..., custom={...})."
         )
-
-
-def whole_number(where: str, name: str, value: object, minimum: int) -> int:
-    """``value`` as an ``int`` if it is a whole number (not a bool) of at least ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{where}: {name} must be a whole number (an int from {minimum} up), got "
-            f"{_shown(value)}"
-        )
-    number = int(value)
-    if number < minimum:
-        raise ValueError(f"{where}: {name} must be {minimum} or more, got {number}")
-    return number
 
 
 def check_append(
