@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from google.protobuf.message import Message
 
+from .arguments import check_metadata
 from .constraints import UniqueConstraint
 from .events import EventMetadata
 
@@ -99,12 +100,7 @@ class AggregateRoot:
                 f"apply_change expects a protobuf message, got {type(event).__name__}; "
                 "events are proto messages"
             )
-        if metadata is not None and not isinstance(metadata, EventMetadata):
-            raise TypeError(
-                f"apply_change: metadata must be an EventMetadata or None, got "
-                f"{type(metadata).__name__}. Build one with EventMetadata(correlation_id=..., "
-                "custom={...})."
-            )
+        check_metadata("apply_change", metadata)
         constraints = tuple(constraints)
         for constraint in constraints:
             if not isinstance(constraint, UniqueConstraint):
