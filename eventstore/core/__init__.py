@@ -9,6 +9,7 @@ from .constraints import ConstraintOp, UniqueConstraint
 from .errors import (
     AggregateNotFoundError,
     AppError,
+    CommandIdConflictError,
     ConcurrencyError,
     DuplicateEventIdError,
     EventDecodeError,
@@ -106,6 +107,7 @@ __all__ = [
     "Page",
     "PagedEventSource",
     "read_page",
+    "CommandIdConflictError",
     "CommandResult",
     "CommandStore",
     "CommitSource",

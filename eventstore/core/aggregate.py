@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from google.protobuf.message import Message
 
+from .arguments import check_metadata
 from .constraints import UniqueConstraint
 from .events import EventMetadata
 
@@ -99,9 +100,18 @@ class AggregateRoot:
                 f"apply_change expects a protobuf message, got {type(event).__name__}; "
                 "events are proto messages"
             )
+        check_metadata("apply_change", metadata)
+        constraints = tuple(constraints)
+        for constraint in constraints:
+            if not isinstance(constraint, UniqueConstraint):
+                raise TypeError(
+                    "apply_change: constraints must be UniqueConstraint objects, got "
+                    f"{type(constraint).__name__} {constraint!r:.60}. Build them with "
+                    "UniqueConstraint(index, value) or UniqueConstraint.release(index, value)."
+                )
         self.apply_event(event)
         self._uncommitted.append(  # type: ignore[attr-defined]
-            PendingEvent(event, metadata, tuple(constraints))
+            PendingEvent(event, metadata, constraints)
         )
 
     def apply_event(self, event: Message) -> None:
@@ -138,6 +148,32 @@ class AggregateRoot:
         """Forget the uncommitted events: the store now holds them up to ``version``."""
         self._uncommitted.clear()  # type: ignore[attr-defined]
         object.__setattr__(self, "_stored_version", version)
+
+    def reset_to(self, other: AggregateRoot) -> None:
+        """Become ``other`` in place: its state, versions and (no) pending events.
+
+        The repository reloads an aggregate this way after an "already processed"
+        answer, so that code holding the object sees the stored state.
+        """
+        if type(other) is not type(self):
+            raise TypeError(
+                f"cannot reset {self!r} to {other!r}: the other object must be of class "
+                f"{type(self).__name__} too"
+            )
+        if other.id != self.id:
+            raise ValueError(
+                f"cannot reset {self!r} to {other!r}: it is another aggregate; load "
+                f"{self.id!r} to reset to its stored state"
+            )
+        attributes = vars(self)
+        attributes.clear()
+        attributes.update(vars(other))
+        for cls in type(self).__mro__:
+            slots = getattr(cls, "__slots__", ())
+            for name in (slots,) if isinstance(slots, str) else slots:
+                if name not in ("__dict__", "__weakref__") and hasattr(other, name):
+                    object.__setattr__(self, name, getattr(other, name))
+        object.__setattr__(self, "_uncommitted", list(other._uncommitted))  # type: ignore[attr-defined]
 
     def mark_snapshotted(self, version: int) -> None:
         object.__setattr__(self, "_snapshot_version", version)

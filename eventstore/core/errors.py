@@ -101,6 +101,26 @@ class DuplicateEventIdError(EventStoreError):
         )
 
 
+class CommandIdConflictError(EventStoreError):
+    """A command id already recorded for another aggregate was sent for this one.
+
+    A retry always targets the aggregate of its first run, so this is a bug of the
+    client (an id reused for a new command). Nothing was written. The aggregate the
+    id belongs to is not part of the error (it may be another tenant's); the store
+    logs it.
+    """
+
+    def __init__(self, command_id: str, aggregate_id: str) -> None:
+        self.command_id = command_id
+        self.aggregate_id = aggregate_id
+        super().__init__(
+            f"command id {command_id!r} was already used for another aggregate, so it cannot "
+            f"be applied to aggregate {aggregate_id!r}; nothing was written. A retry must go "
+            "to the aggregate of the first run; give every new command a new id "
+            "(new_command_id())."
+        )
+
+
 class StoreClosedError(EventStoreError, RuntimeError):
     def __init__(self, store: str) -> None:
         self.store = store

@@ -142,7 +142,9 @@ class EventStore(EventSource, Protocol):
         """Store ``events`` as versions ``expected_version + 1 ...`` all or nothing.
 
         With ``command_id``, a command seen before returns its original result
-        and writes nothing, before any version or constraint check.
+        and writes nothing, before any version or constraint check. A command id
+        whose live record belongs to another aggregate raises
+        ``CommandIdConflictError`` and writes nothing.
         """
         ...
 
@@ -150,7 +152,8 @@ class EventStore(EventSource, Protocol):
         """The original result of ``command_id`` on ``aggregate_id`` if it was stored.
 
         Recognises a command by its record while that lives, and after it expired
-        by the deterministic id of its first event.
+        by the deterministic id of its first event. Raises ``CommandIdConflictError``
+        when the id's live record belongs to another aggregate.
         """
         ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -12,6 +13,7 @@ from typing import Generic, TypeVar
 from google.protobuf.message import Message
 
 from .aggregate import AggregateRoot
+from .arguments import check_command_id, check_metadata
 from .commands import CommandResult
 from .errors import AggregateNotFoundError, ConcurrencyError, VersionNotFoundError
 from .event_types import EventTypeRegistry
@@ -77,11 +79,8 @@ class Repository(Generic[A]):
 
     def load(self, aggregate_id: str, at_version: int | None = None) -> A:
         """The aggregate as of its last version, or as of ``at_version``."""
-        if at_version is not None and at_version < 1:
-            raise ValueError(
-                f"cannot load aggregate {aggregate_id!r} at_version={at_version}: versions start "
-                "at 1 (leave at_version out for the latest)"
-            )
+        if at_version is not None:
+            at_version = self._checked_version(aggregate_id, at_version)
         aggregate = self.factory(aggregate_id)
         snapshot = self._usable_snapshot(aggregate, at_version)
         base = 0
@@ -100,6 +99,22 @@ class Repository(Generic[A]):
             raise VersionNotFoundError(aggregate_id, at_version, version)
         aggregate.mark_restored(version, base)
         return aggregate
+
+    @staticmethod
+    def _checked_version(aggregate_id: str, at_version: object) -> int:
+        if isinstance(at_version, bool) or not isinstance(at_version, numbers.Integral):
+            raise TypeError(
+                f"cannot load aggregate {aggregate_id!r} at_version={at_version!r}: at_version "
+                f"must be a whole number (an int from 1 up), got {type(at_version).__name__}. "
+                "Leave it out for the latest version."
+            )
+        at_version = int(at_version)
+        if at_version < 1:
+            raise ValueError(
+                f"cannot load aggregate {aggregate_id!r} at_version={at_version}: versions start "
+                "at 1 (leave at_version out for the latest)"
+            )
+        return at_version
 
     def _usable_snapshot(self, aggregate: A, at_version: int | None) -> Snapshot | None:
         if self.snapshot_store is None:
@@ -120,14 +135,21 @@ class Repository(Generic[A]):
 
     # -- writing ---------------------------------------------------------------
     def save(self, aggregate: A, metadata: EventMetadata | None = None) -> CommandResult:
+        check_metadata("Repository.save", metadata)
         return self._save(aggregate, None, metadata)
 
     def save_with_command(
         self, aggregate: A, command_id: str, metadata: EventMetadata | None = None
     ) -> CommandResult:
-        """Save under ``command_id``: a command seen before returns its original result."""
-        if not command_id:
-            raise ValueError("save_with_command needs a non-empty command id")
+        """Save under ``command_id``: a command seen before returns its original result.
+
+        Then nothing is written, and ``aggregate`` is brought to its stored state in
+        place: the events applied for this run are dropped (they were stored by the
+        first run, or the command decided otherwise then), so the next command on the
+        object starts from what the store holds.
+        """
+        check_command_id("save_with_command", command_id)
+        check_metadata("save_with_command", metadata)
         return self._save(aggregate, command_id, metadata)
 
     def _save(
@@ -158,11 +180,20 @@ class Repository(Generic[A]):
             command_ttl=self.command_ttl,
         )
         if result.already_processed:
+            self._reload_in_place(aggregate)
             return self._command_result(command_id or "", result)
         if result.events:
             aggregate.mark_committed(result.events[-1].version)
             self._maybe_snapshot(aggregate)
         return self._command_result(command_id or "", result)
+
+    def _reload_in_place(self, aggregate: A) -> None:
+        """Drop ``aggregate``'s pending events and replay its stored state into the same object."""
+        try:
+            fresh = self.load(aggregate.id)
+        except AggregateNotFoundError:
+            fresh = self.factory(aggregate.id)
+        aggregate.reset_to(fresh)
 
     @staticmethod
     def _command_result(command_id: str, result: AppendResult) -> CommandResult:
@@ -223,6 +254,8 @@ class Repository(Generic[A]):
 
         A command id seen before returns its original result without calling ``fn``.
         """
+        check_command_id("retry_on_conflict", command_id, optional=True)
+        check_metadata("retry_on_conflict", metadata)
         if attempts < 1:
             raise ValueError(f"attempts must be 1 or more, got {attempts}")
         for attempt in range(1, attempts + 1):

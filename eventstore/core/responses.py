@@ -1,9 +1,15 @@
-"""A request's reply (``Response``), its wire form, and the error codes a caller can act on.
+"""A request's reply (``Response``), its wire form, and the one table of error codes.
 
 On a wire the reply is the ``eventsourcing.Response`` proto (success,
 ``AppError``, ``Any`` data); ``Response.to_proto``/``from_proto`` convert.
-``app_error_for`` says which error a caller gets when a handler lets one of
-the framework's own errors escape; the table is in docs/codegen.md.
+
+``ERROR_CODES`` is the table every transport cites instead of inventing
+codes: for each ``AppError`` code, the exceptions that become it, the
+Connect code and HTTP status, and the NATS service error (code and
+description). ``app_error_for`` turns one of the framework's own exceptions
+into its ``AppError``; ``transport_unavailable`` and ``transport_timeout``
+are what a client's transport returns when the wire itself fails.
+``render_error_table`` writes the table into docs/errors.md.
 """
 
 from __future__ import annotations
@@ -15,14 +21,7 @@ from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from ..proto.eventsourcing import response_pb2
-from .errors import (
-    AggregateNotFoundError,
-    AppError,
-    ConcurrencyError,
-    UniqueConstraintError,
-    UniqueConstraintReleaseError,
-    VersionNotFoundError,
-)
+from .errors import AppError
 
 M = TypeVar("M", bound=Message)
 
@@ -35,6 +34,12 @@ INTERNAL = "INTERNAL"
 NOT_FOUND = "NOT_FOUND"
 CONCURRENCY_CONFLICT = "CONCURRENCY_CONFLICT"
 UNIQUE_CONSTRAINT = "UNIQUE_CONSTRAINT"
+COMMAND_ID_CONFLICT = "COMMAND_ID_CONFLICT"
+#: Error codes of a failed wire: the client's transport makes them, with the command id.
+UNAVAILABLE = "UNAVAILABLE"
+TIMEOUT = "TIMEOUT"
+#: The row of every other code: a business error the handler raised as ``AppError``.
+BUSINESS = "*"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,65 +128,298 @@ class Response:
         return cls(message.success, data, error)
 
 
-def app_error_for(exc: BaseException) -> AppError | None:
-    """The wire form of one of the framework's own errors, or None for any other exception.
+@dataclass(frozen=True, slots=True)
+class RaisedAs:
+    """An exception that becomes a row's code: its class name, details and solution.
 
-    A handler that lets ``AggregateNotFoundError``, ``VersionNotFoundError``,
-    ``ConcurrencyError`` or ``UniqueConstraintError`` escape is telling the
-    caller something about the request (no such aggregate, a lost race, a
-    taken value), not failing: the caller gets a code it can act on, the
-    error's own message and what to do, with the error's facts as details.
-    A ``UniqueConstraintReleaseError`` (releasing a value the aggregate does
-    not own) is a bug of the service, so it stays ``INTERNAL``.
+    ``details`` name the exception's attributes sent as the error's details
+    (``command_id`` is the request's when the exception has none); ``solution``
+    is formatted with them.
     """
-    if isinstance(exc, AggregateNotFoundError):
-        return AppError(
-            NOT_FOUND,
-            str(exc),
-            "Check the aggregate id; send the command that creates the aggregate first.",
-            {"aggregate_id": exc.aggregate_id, "aggregate_type": exc.aggregate_type},
-        )
-    if isinstance(exc, VersionNotFoundError):
-        return AppError(
-            NOT_FOUND,
-            str(exc),
-            f"Ask for a version from 1 to {exc.current}.",
-            {
-                "aggregate_id": exc.aggregate_id,
-                "requested": str(exc.requested),
-                "current": str(exc.current),
-            },
-        )
-    if isinstance(exc, ConcurrencyError):
-        return AppError(
-            CONCURRENCY_CONFLICT,
-            str(exc),
-            "Send the request again with the same command id; it is applied once, on the "
-            "aggregate's current state.",
-            {
-                "aggregate_id": exc.aggregate_id,
-                "expected": str(exc.expected),
-                "actual": str(exc.actual),
-            },
-        )
-    if isinstance(exc, UniqueConstraintError) and not isinstance(exc, UniqueConstraintReleaseError):
-        return AppError(
-            UNIQUE_CONSTRAINT,
-            str(exc),
-            f"Choose another value for {exc.index}.",
-            {"index": exc.index, "value": exc.value, "owner": exc.owner or ""},
-        )
+
+    exception: str
+    details: tuple[str, ...] = ()
+    solution: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """One row of the error table: a code, where it comes from, how each wire carries it.
+
+    The NATS service error carries ``nats_code`` (the HTTP status, as NATS
+    micro services do) in ``Nats-Service-Error-Code`` and ``nats_description``
+    (the code) in ``Nats-Service-Error``; the ``Response`` body carries the
+    ``AppError`` itself on every wire.
+    """
+
+    code: str
+    connect_code: str
+    http_status: int
+    origin: str
+    meaning: str
+    raised_as: tuple[RaisedAs, ...] = ()
+
+    @property
+    def nats_code(self) -> str:
+        return str(self.http_status)
+
+    @property
+    def nats_description(self) -> str:
+        return self.code
+
+
+_RETRY = "Send the request again with the same command id ({command_id}); it is applied once."
+
+ERROR_CODES: tuple[ErrorCode, ...] = (
+    ErrorCode(
+        BUSINESS,
+        "failed_precondition",
+        400,
+        "handler",
+        "A business rule refused the command (`AppError(code, ...)`, e.g. `INSUFFICIENT_FUNDS`); "
+        "its message, solution and details are the handler's.",
+        (RaisedAs("AppError"),),
+    ),
+    ErrorCode(
+        NOT_FOUND,
+        "not_found",
+        404,
+        "handler",
+        "The aggregate, or the version asked for, does not exist.",
+        (
+            RaisedAs(
+                "AggregateNotFoundError",
+                ("aggregate_id", "aggregate_type"),
+                "Check the aggregate id; send the command that creates the aggregate first.",
+            ),
+            RaisedAs(
+                "VersionNotFoundError",
+                ("aggregate_id", "requested", "current"),
+                "Ask for a version from 1 to {current}.",
+            ),
+        ),
+    ),
+    ErrorCode(
+        CONCURRENCY_CONFLICT,
+        "aborted",
+        409,
+        "handler",
+        "Another writer changed the aggregate first; nothing was written.",
+        (
+            RaisedAs(
+                "ConcurrencyError",
+                ("aggregate_id", "expected", "actual"),
+                "Send the request again with the same command id; it is applied once, on the "
+                "aggregate's current state.",
+            ),
+        ),
+    ),
+    ErrorCode(
+        UNIQUE_CONSTRAINT,
+        "already_exists",
+        409,
+        "handler",
+        "A unique value the command claims belongs to another aggregate; nothing was written.",
+        (
+            RaisedAs(
+                "UniqueConstraintError",
+                ("index", "value", "owner"),
+                "Choose another value for {index}.",
+            ),
+        ),
+    ),
+    ErrorCode(
+        COMMAND_ID_CONFLICT,
+        "already_exists",
+        409,
+        "handler",
+        "The command id was used for another aggregate (a client bug: a retry goes to the "
+        "aggregate of its first run); nothing was written.",
+        (
+            RaisedAs(
+                "CommandIdConflictError",
+                ("command_id", "aggregate_id"),
+                "Send the new command under a new command id.",
+            ),
+        ),
+    ),
+    ErrorCode(
+        INVALID_MESSAGE_TYPE,
+        "invalid_argument",
+        400,
+        "router",
+        "The request is not of the type the subject takes; the handler did not run.",
+    ),
+    ErrorCode(
+        NO_HANDLER,
+        "unimplemented",
+        501,
+        "router",
+        "No handler is registered for the subject.",
+    ),
+    ErrorCode(
+        INTERNAL,
+        "internal",
+        500,
+        "router",
+        "The handler failed: a bug of the service, not of the request (details: `subject`; "
+        "the server logs the traceback).",
+        (
+            RaisedAs("UniqueConstraintReleaseError"),
+            RaisedAs("DuplicateEventIdError"),
+            RaisedAs("EventDecodeError"),
+            RaisedAs("UnknownProjectionError"),
+            RaisedAs("CodegenError"),
+            RaisedAs("ModelError"),
+            RaisedAs("ProtoCompileError"),
+            RaisedAs("EventStoreError"),
+        ),
+    ),
+    ErrorCode(
+        UNAVAILABLE,
+        "unavailable",
+        503,
+        "transport, or a server shutting down",
+        "The request did not reach a service, or the service's store closed under it; "
+        "retry with the same command id (details: `command_id`, and `subject` from the "
+        "transport).",
+        (RaisedAs("StoreClosedError", ("command_id",), _RETRY),),
+    ),
+    ErrorCode(
+        TIMEOUT,
+        "deadline_exceeded",
+        504,
+        "transport",
+        "No reply in time: the command may or may not have been applied; retry with the same "
+        "command id (details: `subject`, `command_id`, `timeout`).",
+    ),
+    ErrorCode(
+        INVALID_RESPONSE_TYPE,
+        "internal",
+        500,
+        "client",
+        "The reply is not of the type the client expects (client and server generated from "
+        "different protos).",
+    ),
+)
+
+_BY_CODE: dict[str, ErrorCode] = {row.code: row for row in ERROR_CODES}
+_BY_EXCEPTION: dict[str, tuple[ErrorCode, RaisedAs]] = {
+    raised.exception: (row, raised) for row in ERROR_CODES for raised in row.raised_as
+}
+
+
+def error_code(code: str) -> ErrorCode:
+    """The row of ``code``; a code not in the table is a business error's (``BUSINESS``)."""
+    return _BY_CODE.get(code) or _BY_CODE[BUSINESS]
+
+
+def error_code_of(exception: type[BaseException]) -> tuple[ErrorCode, RaisedAs] | None:
+    """The row an exception class becomes (its own, else its nearest ancestor's), or None."""
+    for cls in exception.__mro__:
+        found = _BY_EXCEPTION.get(cls.__name__)
+        if found is not None:
+            return found
     return None
 
 
+def app_error_for(exc: BaseException, command_id: str = "") -> AppError | None:
+    """The wire form of one of the framework's own errors, or None for any other exception.
+
+    A handler that lets ``AggregateNotFoundError``, ``VersionNotFoundError``,
+    ``ConcurrencyError``, ``UniqueConstraintError`` or ``CommandIdConflictError``
+    escape is telling the caller something about the request (no such
+    aggregate, a lost race, a taken value, a reused command id), not failing:
+    the caller gets a code it can act on (``ERROR_CODES``), the error's own
+    message and what to do, with the error's facts as details. A
+    ``StoreClosedError`` (the server is shutting down) is ``UNAVAILABLE`` with
+    the request's ``command_id``, so the caller retries. Errors in the
+    ``INTERNAL`` row (a ``UniqueConstraintReleaseError`` releasing a value the
+    aggregate does not own, and the like) are bugs of the service: None, and
+    the router answers ``INTERNAL``.
+    """
+    if isinstance(exc, AppError):
+        return exc
+    found = error_code_of(type(exc))
+    if found is None or found[0].code in (INTERNAL, BUSINESS):
+        return None
+    row, raised = found
+    details = {
+        name: _detail(getattr(exc, name, command_id if name == "command_id" else ""))
+        for name in raised.details
+    }
+    return AppError(row.code, str(exc), raised.solution.format(**details), details)
+
+
+def _detail(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def transport_unavailable(subject: str, command_id: str, cause: str) -> AppError:
+    """What a client's transport returns when the request could not be delivered."""
+    return AppError(
+        UNAVAILABLE,
+        f"the request to {subject} did not reach a service: {cause}",
+        _RETRY.format(command_id=command_id) + " Check that the service is running.",
+        {"subject": subject, "command_id": command_id},
+    )
+
+
+def transport_timeout(subject: str, command_id: str, timeout: float) -> AppError:
+    """What a client's transport returns when no reply came within ``timeout`` seconds."""
+    return AppError(
+        TIMEOUT,
+        f"no reply from {subject} within {timeout:g} s: the command may or may not have been "
+        "applied",
+        _RETRY.format(command_id=command_id)
+        + " If the first try was applied, the reply is its original result.",
+        {"subject": subject, "command_id": command_id, "timeout": f"{timeout:g}"},
+    )
+
+
+def render_error_table(codes: tuple[ErrorCode, ...] = ERROR_CODES) -> str:
+    """The error table as markdown (docs/errors.md holds this text between its markers)."""
+    lines = [
+        "| code | raised as (details) | Connect | HTTP | NATS (code / description) "
+        "| from | meaning |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in codes:
+        code = "any other code" if row.code == BUSINESS else f"`{row.code}`"
+        raised = "<br>".join(
+            f"`{r.exception}`"
+            + (f" ({', '.join(f'`{d}`' for d in r.details)})" if r.details else "")
+            for r in row.raised_as
+        )
+        description = "the code" if row.code == BUSINESS else f"`{row.nats_description}`"
+        nats = f"`{row.nats_code}` / {description}"
+        lines.append(
+            f"| {code} | {raised or '—'} | `{row.connect_code}` | {row.http_status} | {nats} "
+            f"| {row.origin} | {row.meaning} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 __all__ = [
+    "BUSINESS",
+    "COMMAND_ID_CONFLICT",
     "CONCURRENCY_CONFLICT",
+    "ERROR_CODES",
     "INTERNAL",
     "INVALID_MESSAGE_TYPE",
     "INVALID_RESPONSE_TYPE",
     "NOT_FOUND",
     "NO_HANDLER",
+    "TIMEOUT",
+    "UNAVAILABLE",
     "UNIQUE_CONSTRAINT",
+    "ErrorCode",
+    "RaisedAs",
     "Response",
     "app_error_for",
+    "error_code",
+    "error_code_of",
+    "render_error_table",
+    "transport_timeout",
+    "transport_unavailable",
 ]

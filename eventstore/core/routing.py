@@ -153,7 +153,7 @@ class Router:
         except AppError as error:
             return Response.failure(error)
         except Exception as exc:
-            mapped = app_error_for(exc)
+            mapped = app_error_for(exc, ctx.command_id)
             if mapped is not None:
                 log.info("handler of %s refused the request: %s", subject, mapped.code)
                 return Response.failure(mapped, exc)

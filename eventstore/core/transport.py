@@ -7,7 +7,8 @@ HTTP transports (later) carry the same request over a wire and use the same
 path (DESIGN decision 10). Nothing here opens a socket.
 
 The pieces live by concept: ``headers`` (the ``Es-*`` headers),
-``responses`` (the reply, its wire form, the error codes) and ``routing``
+``responses`` (the reply, its wire form, the one table of error codes,
+docs/errors.md) and ``routing``
 (routes, middlewares, the ``Router``). Generated code and applications
 import all of them from here.
 """
@@ -28,15 +29,20 @@ from .headers import (
     metadata_headers,
 )
 from .responses import (
+    COMMAND_ID_CONFLICT,
     CONCURRENCY_CONFLICT,
     INTERNAL,
     INVALID_MESSAGE_TYPE,
     INVALID_RESPONSE_TYPE,
     NO_HANDLER,
     NOT_FOUND,
+    TIMEOUT,
+    UNAVAILABLE,
     UNIQUE_CONSTRAINT,
     Response,
     app_error_for,
+    transport_timeout,
+    transport_unavailable,
 )
 from .routing import (
     Handler,
@@ -87,6 +93,7 @@ class InProcessTransport:
 
 
 __all__ = [
+    "COMMAND_ID_CONFLICT",
     "COMMAND_ID_HEADER",
     "CONCURRENCY_CONFLICT",
     "CORRELATION_ID_HEADER",
@@ -98,6 +105,8 @@ __all__ = [
     "NO_HANDLER",
     "PRINCIPAL_ID_HEADER",
     "TENANT_ID_HEADER",
+    "TIMEOUT",
+    "UNAVAILABLE",
     "UNIQUE_CONSTRAINT",
     "Handler",
     "InProcessTransport",
@@ -111,4 +120,6 @@ __all__ = [
     "Transport",
     "app_error_for",
     "metadata_headers",
+    "transport_timeout",
+    "transport_unavailable",
 ]

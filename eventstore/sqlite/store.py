@@ -15,8 +15,10 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
+from ..core.arguments import check_append
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
+    CommandIdConflictError,
     ConcurrencyError,
     DuplicateEventIdError,
     EventStoreError,
@@ -172,6 +174,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
+        check_append(aggregate_id, expected_version, events, command_id)
         if expected_version < 0:
             raise ValueError(f"expected_version must be >= 0, got {expected_version}")
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
@@ -227,6 +230,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         Returns the result and the last position written (0 when none): commit
         listeners are the caller's to call (``notify_commit``) once it committed.
         """
+        check_append(aggregate_id, expected_version, events, command_id)
         if expected_version < 0:
             raise ValueError(f"expected_version must be >= 0, got {expected_version}")
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
@@ -399,6 +403,16 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             own = self._find_by_event_ids(conn, command_id, aggregate_id)
             if own is not None:
                 return own
+            # A retry targets the aggregate of its first run: this is a new command under
+            # a known id. Refuse it; the other aggregate goes to the log only (decision 4).
+            log.warning(
+                "refused command id %r for aggregate %r of %r: it is recorded for aggregate %r",
+                command_id,
+                aggregate_id,
+                self.path,
+                row[3],
+            )
+            raise CommandIdConflictError(command_id, aggregate_id)
         ids = json.loads(row[0])
         return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -214,3 +215,32 @@ def test_append_of_an_already_stored_event_id_names_the_ids_and_writes_nothing(s
     assert caught.value.event_ids == ["evt-fixed-1"]
     assert store.head_position() == head
     assert store.stream_version("acc-2") == 0
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error", "message"),
+    [
+        ({"expected_version": 1.5}, TypeError, "expected_version must be an int"),
+        ({"expected_version": True}, TypeError, "expected_version must be an int"),
+        ({"command_id": 123}, TypeError, "command_id must be a non-empty str or None"),
+        ({"command_id": ""}, ValueError, "non-empty command id"),
+        ({"events": [b"raw"]}, TypeError, r"events\[0\] must be a NewEvent"),
+        ({"events": deposit()}, TypeError, "events must be a sequence of NewEvent"),
+        ({"aggregate_id": 7}, TypeError, "aggregate_id must be a non-empty str"),
+    ],
+)
+def test_append_refuses_wrong_arguments_naming_them_and_writes_nothing(
+    store, arguments, error, message
+):
+    call = {"aggregate_id": "acc-1", "expected_version": 0, "events": [deposit()]}
+    call.update(arguments)
+    with pytest.raises(error, match=message):
+        store.append(call.pop("aggregate_id"), "Account", call.pop("expected_version"), **call)
+    assert log_contents(store) == ()
+
+
+def test_append_refuses_event_metadata_of_the_wrong_type(store):
+    bad = replace(deposit(), metadata={"correlation_id": "c-1"})
+    with pytest.raises(TypeError, match=r"events\[0\].metadata must be an EventMetadata"):
+        store.append("acc-1", "Account", 0, [bad])
+    assert log_contents(store) == ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,6 +11,7 @@ import pytest
 
 from eventstore import (
     DEFAULT_COMMAND_TTL,
+    CommandIdConflictError,
     EventMetadata,
     UniqueConstraint,
     deterministic_event_id,
@@ -67,12 +69,33 @@ def test_repeated_command_writes_nothing(store):
     assert log_contents(store) == before
 
 
-def test_command_ids_are_global_across_aggregates(store):
-    first = store.append("acc-1", "Account", 0, [deposit()], command_id="cmd-1")
-    again = store.append("acc-2", "Account", 0, [deposit()], command_id="cmd-1")
-    assert again.already_processed is True
-    assert list(again.events) == list(first.events)
-    assert store.stream_version("acc-2") == 0
+def test_command_id_reused_on_another_aggregate_is_refused_and_writes_nothing(store):
+    store.append("acc-1", "Account", 0, [deposit()], command_id="cmd-1")
+    before = log_contents(store)
+    with pytest.raises(CommandIdConflictError) as caught:
+        store.append("acc-2", "Account", 0, [deposit()], command_id="cmd-1")
+    assert (caught.value.command_id, caught.value.aggregate_id) == ("cmd-1", "acc-2")
+    assert log_contents(store) == before
+    assert store.processed_command("cmd-1").aggregate_id == "acc-1"
+
+
+def test_command_id_conflict_names_the_other_aggregate_in_the_log_only(store, caplog):
+    store.append("acc-1", "Account", 0, [deposit()], command_id="cmd-1")
+    with caplog.at_level(logging.WARNING), pytest.raises(CommandIdConflictError) as caught:
+        store.append("acc-2", "Account", 0, [deposit()], command_id="cmd-1")
+    text = str(caught.value)
+    assert "'cmd-1'" in text and "'acc-2'" in text and "acc-1" not in text
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("'cmd-1'" in m and "'acc-1'" in m and "'acc-2'" in m for m in warnings)
+
+
+def test_command_id_reused_by_a_command_that_stores_nothing_is_refused(store):
+    store.append("acc-1", "Account", 0, [deposit()], command_id="cmd-1")
+    with pytest.raises(CommandIdConflictError):
+        store.append("acc-2", "Account", 0, [], command_id="cmd-1")
+    with pytest.raises(CommandIdConflictError):
+        store.find_command("cmd-1", "acc-2")
+    assert store.processed_command("cmd-1").aggregate_id == "acc-1"
 
 
 def test_processed_command_records_events_and_expiry(store):
@@ -194,16 +217,67 @@ def test_repeated_command_returns_original_result_and_writes_nothing(store):
     assert log_contents(store) == before
 
 
-def test_repeated_command_leaves_the_aggregate_untouched(store):
+def test_repeated_command_brings_the_aggregate_to_its_stored_state(store):
     repo = account_repository(store)
     repo.save_with_command(_opened_account(), "cmd-1")
     retry = _opened_account()
     retry.deposit(9)
-    repo.save_with_command(retry, "cmd-1")
-    assert retry.stored_version == 0
-    assert retry.version == 2
-    assert len(retry.uncommitted_events) == 2
-    assert retry.state.balance == 109
+    result = repo.save_with_command(retry, "cmd-1")
+    assert result.already_processed is True
+    assert retry.uncommitted_events == ()
+    assert retry.version == retry.stored_version == 1
+    assert retry.state.balance == 100
+
+
+def test_next_command_after_an_already_processed_save_stores_only_its_own_change(store):
+    # A notebook cell re-run: +50 saved under a literal command id, then run again.
+    repo = account_repository(store)
+    account = Account("acc-1")
+    account.deposit(50)
+    repo.save_with_command(account, "cmd-1")
+    account.deposit(50)
+    again = repo.save_with_command(account, "cmd-1")
+    assert again.already_processed is True
+    assert account.state.balance == 50
+    account.deposit(1)
+    repo.save_with_command(account, "cmd-2")
+    assert repo.load("acc-1").state.balance == 51
+    assert store.stream_version("acc-1") == 2
+
+
+def test_repeated_command_on_a_new_aggregate_that_stored_nothing_resets_it_to_empty(store):
+    repo = account_repository(store)
+    repo.save_with_command(Account("acc-1"), "cmd-0")  # decided there was nothing to do
+    retry = _opened_account()
+    result = repo.save_with_command(retry, "cmd-0")
+    assert result.already_processed is True and result.events == ()
+    assert retry.version == 0 and retry.uncommitted_events == ()
+    assert retry.state.balance == 0
+    assert store.stream_version("acc-1") == 0
+
+
+def test_command_id_of_another_aggregate_is_refused_through_the_repository(store):
+    repo = account_repository(store)
+    repo.save_with_command(_opened_account("acc-1"), "cmd-1")
+    with pytest.raises(CommandIdConflictError):
+        repo.save_with_command(_opened_account("acc-2"), "cmd-1")
+    calls = []
+    with pytest.raises(CommandIdConflictError):
+        repo.retry_on_conflict("acc-2", calls.append, command_id="cmd-1")
+    assert calls == []
+    assert store.stream_version("acc-2") == 0
+
+
+def test_command_id_of_another_aggregate_is_refused_through_the_repository(store):
+    repo = account_repository(store)
+    repo.save_with_command(_opened_account("acc-1"), "cmd-1")
+    with pytest.raises(CommandIdConflictError):
+        repo.save_with_command(_opened_account("acc-2"), "cmd-1")
+    calls = []
+    with pytest.raises(CommandIdConflictError):
+        repo.retry_on_conflict("acc-2", calls.append, command_id="cmd-1")
+    assert calls == []
+    assert store.stream_version("acc-2") == 0
 
 
 def test_repeated_command_is_reported_before_the_version_conflict(store):
@@ -218,13 +292,16 @@ def test_repeated_command_is_reported_before_the_version_conflict(store):
 
 def test_repeated_command_is_reported_before_the_constraint_check(store):
     repo = account_repository(store)
-    first = Account("acc-1")
-    first.open("ann", unique_owner=True)
-    repo.save_with_command(first, "cmd-1")
+    repo.save_with_command(_opened_account("acc-1", "bob"), "cmd-1")
     rival = Account("acc-2")
     rival.open("ann", unique_owner=True)
-    # acc-2 may not claim "ann", but cmd-1 is known: the original result wins.
-    assert repo.save_with_command(rival, "cmd-1").already_processed is True
+    repo.save(rival)
+    retry = repo.load("acc-1")
+    retry.apply_change(
+        pb.MoneyDeposited(amount=1), constraints=[UniqueConstraint("account_owner", "ann")]
+    )
+    # acc-1 may not claim "ann", but cmd-1 is known: the original result wins.
+    assert repo.save_with_command(retry, "cmd-1").already_processed is True
 
 
 def test_retry_after_command_record_expired_is_already_processed(store):

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventstore import ConcurrencyError, deterministic_event_id
+from eventstore import CommandIdConflictError, ConcurrencyError, deterministic_event_id
 
 from .adapters import ADAPTERS, Adapter
 from .builders import deposit
@@ -45,10 +45,12 @@ ops = st.builds(
 
 @dataclass
 class Model:
-    """What the store should hold: per aggregate its event ids, per command its event ids."""
+    """What the store should hold: per aggregate its event ids, per command its aggregate
+    and event ids."""
 
     streams: dict[str, list[str]] = field(default_factory=lambda: {a: [] for a in AGGREGATES})
     commands: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    command_aggregates: dict[str, str] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
 
 
@@ -65,6 +67,13 @@ def _run(store, program: list[Op]) -> None:  # type: ignore[no-untyped-def]
             for i in range(op.count)
         ]
         head_before = store.head_position()
+        if op.command_id in model.commands and model.command_aggregates[op.command_id] != (
+            op.aggregate
+        ):
+            with pytest.raises(CommandIdConflictError):
+                store.append(op.aggregate, "A", expected, events, command_id=op.command_id)
+            assert store.head_position() == head_before
+            continue
         if op.command_id in model.commands:
             result = store.append(op.aggregate, "A", expected, events, command_id=op.command_id)
             assert result.already_processed
@@ -92,6 +101,7 @@ def _run(store, program: list[Op]) -> None:  # type: ignore[no-untyped-def]
         model.log.extend(ids)
         if op.command_id:
             model.commands[op.command_id] = ids
+            model.command_aggregates[op.command_id] = op.aggregate
     _check_invariants(store, model)
 
 

@@ -103,6 +103,21 @@ def test_same_command_id_twice_is_applied_once_with_the_same_reply(bank: Bank) -
     assert bank.store.stream_version("acc-1") == 2
 
 
+def test_generated_repository_reloads_the_aggregate_after_an_already_processed_save(
+    bank: Bank,
+) -> None:
+    bank.open(amount=0)
+    account = bank.repository.load("acc-1")
+    account.apply_change(MoneyDepositedEvent(amount=50))
+    bank.repository.save_with_command(account, "cell-1")
+    account.apply_change(MoneyDepositedEvent(amount=50))  # the cell, run again
+    assert bank.repository.save_with_command(account, "cell-1").already_processed is True
+    assert (account.balance, account.version, account.uncommitted_events) == (50, 2, ())
+    account.apply_change(MoneyDepositedEvent(amount=1))
+    bank.repository.save_with_command(account, "cell-2")
+    assert bank.repository.load("acc-1").balance == 51
+
+
 def test_event_metadata_records_the_command_id_as_causation(bank: Bank) -> None:
     bank.call(
         bank.sdk.account.open_account(

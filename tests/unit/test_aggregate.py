@@ -163,3 +163,26 @@ def test_repr_names_type_id_and_version():
     account = Account("acc-1")
     account.open("ann")
     assert repr(account) == "<Account Account id='acc-1' version=1>"
+
+
+class _Slotted(Account):
+    __slots__ = ("note",)
+
+
+def test_reset_to_takes_the_other_objects_state_versions_and_pending_events():
+    account = _Slotted("acc-1")
+    account.open("ann", 10)
+    account.note = "stale"
+    stored = _Slotted("acc-1")
+    stored.replay(pb.AccountOpened(owner="bo", initial_balance=3), 1)
+    stored.note = "fresh"
+    account.reset_to(stored)
+    assert (account.state.owner, account.state.balance, account.note) == ("bo", 3, "fresh")
+    assert (account.version, account.stored_version, account.uncommitted_events) == (1, 1, ())
+
+
+def test_reset_to_refuses_another_aggregate_or_class():
+    with pytest.raises(ValueError, match="another aggregate"):
+        Account("acc-1").reset_to(Account("acc-2"))
+    with pytest.raises(TypeError, match="must be of class Account"):
+        Account("acc-1").reset_to(_Slotted("acc-1"))
