@@ -180,7 +180,9 @@ def _constructor(out: _Out, a: AggregateInfo) -> None:
 def _repository_class(out: _Out, a: AggregateInfo) -> None:
     p = a.class_prefix
     out.blank(2)
-    out.add(f"class {p}Repository(_es.Repository[{p}Aggregate]):")
+    # Quoted: typing caches every subscription it evaluates, and a class in that cache
+    # would keep each generation of a re-run notebook cell alive.
+    out.add(f'class {p}Repository(_es.Repository["{p}Aggregate"]):')
     snap = (
         f" Without a snapshot strategy it snapshots every {a.snapshot_every} events "
         "(the aggregate_root option snapshot_every)."

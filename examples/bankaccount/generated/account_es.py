@@ -171,7 +171,7 @@ def new_account(aggregate_id: str, applier: AccountEventApplier) -> AccountAggre
     return AccountAggregate(aggregate_id, applier)
 
 
-class AccountRepository(_es.Repository[AccountAggregate]):
+class AccountRepository(_es.Repository["AccountAggregate"]):
     """Loads Account aggregates by replaying their events, and saves new ones."""
 
     def __init__(
