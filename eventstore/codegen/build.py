@@ -341,7 +341,12 @@ class _Builder:
         return found
 
     def _schema_key(self, info: MessageInfo) -> str:
-        """A hash of the state message and every message and enum it reaches."""
+        """A hash of the state's shape: its fields and those of every message and enum it reaches.
+
+        Only what decides how snapshot bytes decode counts (names, numbers, labels,
+        types, oneofs; enum values), not options or comments: changing
+        ``snapshot_every`` or ``type_name`` keeps the snapshots.
+        """
         digest = hashlib.sha256()
         seen: set[str] = set()
         todo = [info.full_name]
@@ -350,14 +355,21 @@ class _Builder:
             if name in seen:
                 continue
             seen.add(name)
-            digest.update(name.encode())
+            digest.update(f"\0{name}".encode())
             msg = self.messages.get(name)
             if msg is not None and msg.descriptor is not None:
-                digest.update(msg.descriptor.SerializeToString(deterministic=True))
-                todo.extend(f.type_name.lstrip(".") for f in msg.descriptor.field if f.type_name)
+                for fd in msg.descriptor.field:
+                    oneof = fd.oneof_index if fd.HasField("oneof_index") else -1
+                    digest.update(
+                        f"\1{fd.name}:{fd.number}:{fd.label}:{fd.type}:{fd.type_name}:"
+                        f"{oneof}:{fd.proto3_optional}".encode()
+                    )
+                    if fd.type_name:
+                        todo.append(fd.type_name.lstrip("."))
             enum = self.enums.get(name)
             if enum is not None and enum.descriptor is not None:
-                digest.update(enum.descriptor.SerializeToString(deterministic=True))
+                for value in enum.descriptor.value:
+                    digest.update(f"\2{value.name}:{value.number}".encode())
         return digest.hexdigest()[:16]
 
     def _find_aggregate(

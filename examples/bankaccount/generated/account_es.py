@@ -113,7 +113,7 @@ class AccountAggregate(_es.GeneratedAggregate):
     """
 
     aggregate_type = "Account"
-    schema_key = "2b07e9a991211e63"
+    schema_key = "16b92d9c4695149a"
     state_type = AccountState
     id_field = "account_id"
     applier_protocol = "AccountEventApplier"
