@@ -330,8 +330,14 @@ class _Builder:
                     self.warnings.append(
                         locs.at(*path, _MSG_FIELD, info.fields.index(fld)).diagnostic(
                             f"state field {fld.name!r} of {info.name} is not an attribute of "
-                            f"{aggregate.class_prefix}Aggregate (the name is taken by the "
-                            f"aggregate itself); reach it as agg.state.{fld.name}",
+                            f"{aggregate.class_prefix}Aggregate ("
+                            + (
+                                "the name is a Python keyword"
+                                if keyword.iskeyword(fld.name)
+                                else "the name is taken by the aggregate itself"
+                            )
+                            + "); reach it as "
+                            + naming.attribute_access("agg.state", fld.name),
                             f"{info.full_name}.{fld.name}",
                         )
                     )

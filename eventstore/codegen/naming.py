@@ -37,3 +37,21 @@ def es_path(proto_file: str) -> str:
 
 def is_identifier(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
+
+
+_A_BEFORE_U = ("uni", "use", "usa", "usu", "uti", "ura", "uro", "eu", "one")
+
+
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an", by how it is likely said: ``an Added``, ``a User``."""
+    lower = word.lower()
+    vowel = lower[:1] in ("a", "e", "i", "o", "u") and not lower.startswith(_A_BEFORE_U)
+    return f"{'an' if vowel else 'a'} {word}"
+
+
+def attribute_access(target: str, name: str) -> str:
+    """Python reaching attribute ``name`` of ``target``: ``getattr(agg.state, "class")`` for a
+    keyword, which ``agg.state.class`` would make a SyntaxError."""
+    if keyword.iskeyword(name) or not name.isidentifier():
+        return f'getattr({target}, "{name}")'
+    return f"{target}.{name}"

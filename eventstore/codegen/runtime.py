@@ -75,6 +75,7 @@ E = TypeVar("E", bound=Message)
 EventHandler = Callable[[E, Event], object] | Callable[[E, Event, ProjectionContext], object]
 """A projection handler: ``(event, envelope)`` or ``(event, envelope, ctx)``."""
 
+
 class GeneratedAggregate(AggregateRoot):
     """Base of generated ``<Type>Aggregate`` classes.
 

@@ -29,8 +29,11 @@ def _service(out: _Out, model: Model, unit: _Unit, s: ServiceInfo) -> None:
     doc = s.comment or f"Handles {s.full_name}."
     doc += (
         "\n\nImplement each method as a plain or ``async`` function; raise ``AppError`` for "
-        "business errors. Pass ``ctx.command_id`` to ``save_with_command`` so retries apply once."
+        "business errors."
     )
+    if s.kind != "query":
+        # Queries change nothing, so they have no command id to pass on.
+        doc += " Pass ``ctx.command_id`` to ``save_with_command`` so retries apply once."
     out.extend(_docstring("    ", doc))
     for m in s.methods:
         out.blank()

@@ -316,7 +316,6 @@ class AccountQueryServiceHandler(_t.Protocol):
     """Reads accounts (bound to Account by its name).
 
     Implement each method as a plain or ``async`` function; raise ``AppError`` for business errors.
-    Pass ``ctx.command_id`` to ``save_with_command`` so retries apply once.
     """
 
     def get_account(
