@@ -86,7 +86,7 @@ def generate(
 ) -> tuple[list[Path], list[Diagnostic]]:
     """Write the generated files; returns their paths and the model's warnings."""
     from .codegen import naming
-    from .codegen.compiler import compile_files, run_protoc, well_known_include
+    from .codegen.compiler import compile_files, read_sources, run_protoc, well_known_include
     from .codegen.errors import Diagnostic, ProtoCompileError
     from .codegen.model import SKIPPED_FILES
     from .codegen.plugin import render_files
@@ -106,7 +106,8 @@ def generate(
     rename.update({f: os.path.join(os.fspath(proto_dir), f) for f in files})
     include_dirs = [root, *(Path(i).resolve() for i in includes)]
     descriptors = compile_files(files, include_dirs, rename=rename)
-    generated, warnings = render_files(files, descriptors.file, rename)
+    sources = read_sources([f.name for f in descriptors.file], include_dirs)
+    generated, warnings = render_files(files, descriptors.file, rename, sources)
     out.mkdir(parents=True, exist_ok=True)
     code, err = run_protoc(
         [

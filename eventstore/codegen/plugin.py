@@ -16,7 +16,7 @@ warnings go to stderr, which protoc shows.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
@@ -32,12 +32,14 @@ def render_files(
     files_to_generate: Sequence[str],
     proto_files: Sequence[descriptor_pb2.FileDescriptorProto],
     rename: dict[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> tuple[list[tuple[str, str]], list[Diagnostic]]:
     """``(path, content)`` of each ``_es.py`` to write, and the warnings about those files.
 
+    ``sources`` (proto file name -> text) lets errors point inside option values.
     Raises ``CodegenError`` when the protos do not fit together.
     """
-    model = build_model(proto_files, rename=rename)
+    model = build_model(proto_files, rename=rename, sources=sources)
     out: list[tuple[str, str]] = []
     for name in files_to_generate:
         if name in SKIPPED_FILES:
