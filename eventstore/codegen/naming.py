@@ -35,6 +35,17 @@ def es_path(proto_file: str) -> str:
     return es_module(proto_file).replace(".", "/") + ".py"
 
 
+def is_importable(module: str) -> bool:
+    """Whether ``import module`` can be written: every dotted part an identifier, none a
+    keyword (``class.v1.thing_pb2`` cannot; protoc's own output uses importlib for it)."""
+    return all(is_identifier(part) for part in module.split("."))
+
+
+def module_alias(module: str) -> str:
+    """A private name for ``module`` imported with importlib: ``_pb_class_v1_thing_pb2``."""
+    return "_pb_" + module.replace(".", "_")
+
+
 def is_identifier(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
 
