@@ -1,0 +1,43 @@
+"""``_pb2`` modules made from descriptors are protoc's ``--python_out``, options relocated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eventstore.codegen.compiler import compile_files, run_protoc, well_known_include
+from eventstore.codegen.python_out import python_modules, relocate_options_import
+from eventstore.proto import INCLUDE_DIR
+
+PROTO = """\
+syntax = "proto3";
+package j.v1;
+import "eventsourcing/options.proto";
+import "google/protobuf/descriptor.proto";
+message Box {
+  option (eventsourcing.aggregate_root).id_field = "box_id";
+  string box_id = 1;
+  int64 renamed_field = 2 [json_name = "custom"];
+  message Inner { string deep_name = 1; }
+  Inner inner_box = 4;
+  extend google.protobuf.FieldOptions { string field_note = 50100; }
+}
+extend google.protobuf.MessageOptions { string box_note = 50101; }
+"""
+
+
+def test_modules_from_descriptors_are_protocs_python_output(tmp_path: Path) -> None:
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "box.proto").write_text(PROTO)
+    files = compile_files(["j/box.proto"], [tmp_path])
+    made = dict(python_modules(["j/box.proto", "eventsourcing/options.proto"], files.file))
+    assert sorted(made) == ["j/box_pb2.py", "j/box_pb2.pyi"]
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    code, err = run_protoc(
+        [f"-I{INCLUDE_DIR}", f"-I{tmp_path}", f"-I{well_known_include()}"]
+        + [f"--python_out={direct}", f"--pyi_out={direct}", "j/box.proto"]
+    )
+    assert code == 0, err
+    for name, text in made.items():
+        assert text == relocate_options_import((direct / name).read_text())
+    assert "from eventstore.proto.eventsourcing import options_pb2" in made["j/box_pb2.py"]
