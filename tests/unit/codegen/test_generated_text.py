@@ -20,7 +20,7 @@ syntax = "proto3";
 package tricky.v1;
 import "eventsourcing/options.proto";
 
-// "A ledger" whose comment is long enough to be wrapped by the generator, because it goes on and on.
+// "A ledger" whose comment is long enough to be wrapped by the generator, as it goes on and on.
 //
 //\tA line indented by a tab, kept as it is even though it is long enough to be wrapped by anyone.
 //   Another indented line.
@@ -45,7 +45,7 @@ message AddReply { int64 total = 1; }
 message GetLedgerQuery { string id = 1; }
 message LedgerView { int64 total = 1; }
 
-// Commands of the ledger, with a comment long enough to be wrapped into several lines by the generator.
+// Commands of the ledger, with a comment long enough to be wrapped into several lines by the gen.
 service LedgerCommandService {
   //    Adds an amount; a comment long enough to need wrapping at the method's deeper indentation.
   //  Its second line is indented less than its first.
@@ -81,7 +81,7 @@ def test_advice_for_a_keyword_state_field_is_python_that_reaches_it() -> None:
     assert advice == 'getattr(agg.state, "class")'
     agg = module.new_ledger("l-1", LedgerApplier())
     agg.state.total = 0
-    setattr(agg.state, "class", 7)  # noqa: B010
+    setattr(agg.state, "class", 7)
     assert eval(advice, {"agg": agg}) == 7
     assert '``getattr(state, "class")``' in module.__es_source__
 
@@ -102,8 +102,10 @@ def test_query_handler_docstring_does_not_ask_for_a_command_id() -> None:
 
 def ruff_format_check(name: str, text: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "ruff", "format", "--config", str(ROOT / "pyproject.toml")]
-        + ["--diff", "--stdin-filename", name, "-"],
+        [
+            *(sys.executable, "-m", "ruff", "format", "--config", str(ROOT / "pyproject.toml")),
+            *("--diff", "--stdin-filename", name, "-"),
+        ],
         input=text,
         capture_output=True,
         text=True,

@@ -34,8 +34,10 @@ def test_modules_from_descriptors_are_protocs_python_output(tmp_path: Path) -> N
     direct = tmp_path / "direct"
     direct.mkdir()
     code, err = run_protoc(
-        [f"-I{INCLUDE_DIR}", f"-I{tmp_path}", f"-I{well_known_include()}"]
-        + [f"--python_out={direct}", f"--pyi_out={direct}", "j/box.proto"]
+        [
+            *(f"-I{INCLUDE_DIR}", f"-I{tmp_path}", f"-I{well_known_include()}"),
+            *(f"--python_out={direct}", f"--pyi_out={direct}", "j/box.proto"),
+        ]
     )
     assert code == 0, err
     for name, text in made.items():
