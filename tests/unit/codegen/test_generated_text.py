@@ -38,7 +38,12 @@ message Added {
 }
 
 // Ends with a quote and an escaped quote: \\"like this\\" and \"""
+//
+// Three quotes \"\"\" inside, a backslash \\\\ and "a quote at the end"
 message Removed { option (eventsourcing.event).aggregate_name = "Ledger"; }
+
+// Back to "zero"
+message Reset { option (eventsourcing.event).aggregate_name = "Ledger"; }
 
 message AddCommand { string id = 1; int64 amount = 2; }
 message AddReply { int64 total = 1; }
@@ -64,6 +69,9 @@ class LedgerApplier:
         pass
 
     def apply_removed(self, agg, event):  # type: ignore[no-untyped-def]
+        pass
+
+    def apply_reset(self, agg, event):  # type: ignore[no-untyped-def]
         pass
 
 

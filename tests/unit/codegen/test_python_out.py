@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from eventstore.codegen.compiler import compile_files, run_protoc, well_known_include
+from eventstore.codegen.errors import ProtoCompileError
 from eventstore.codegen.python_out import python_modules, relocate_options_import
 from eventstore.proto import INCLUDE_DIR
 
@@ -43,3 +46,17 @@ def test_modules_from_descriptors_are_protocs_python_output(tmp_path: Path) -> N
     for name, text in made.items():
         assert text == relocate_options_import((direct / name).read_text())
     assert "from eventstore.proto.eventsourcing import options_pb2" in made["j/box_pb2.py"]
+
+
+def test_eventstores_own_protos_are_never_written(tmp_path: Path) -> None:
+    files = compile_files(["eventsourcing/options.proto"], [])
+    assert python_modules(["eventsourcing/options.proto"], files.file) == []
+
+
+def test_descriptors_missing_an_import_are_a_compile_error(tmp_path: Path) -> None:
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "box.proto").write_text(PROTO)
+    box = compile_files(["j/box.proto"], [tmp_path]).file[-1]
+    with pytest.raises(ProtoCompileError) as caught:
+        python_modules(["j/box.proto"], [box])
+    assert "eventsourcing/options.proto" in str(caught.value)
