@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +18,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .codegen.errors import Diagnostic
-
-_OPTIONS_IMPORT = re.compile(r"^from eventsourcing import ", re.MULTILINE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,12 +82,10 @@ def generate(
     proto_dir: Path, out: Path, includes: Sequence[Path] = ()
 ) -> tuple[list[Path], list[Diagnostic]]:
     """Write the generated files; returns their paths and the model's warnings."""
-    from .codegen import naming
-    from .codegen.compiler import compile_files, run_protoc, well_known_include
-    from .codegen.errors import Diagnostic, ProtoCompileError
+    from .codegen.compiler import compile_files, read_sources
     from .codegen.model import SKIPPED_FILES
     from .codegen.plugin import render_files
-    from .proto import INCLUDE_DIR
+    from .codegen.python_out import python_modules
 
     if not proto_dir.is_dir():
         raise NotADirectoryError(f"PROTO_DIR {os.fspath(proto_dir)!r} is not a folder")
@@ -106,30 +101,16 @@ def generate(
     rename.update({f: os.path.join(os.fspath(proto_dir), f) for f in files})
     include_dirs = [root, *(Path(i).resolve() for i in includes)]
     descriptors = compile_files(files, include_dirs, rename=rename)
-    generated, warnings = render_files(files, descriptors.file, rename)
+    sources = read_sources([f.name for f in descriptors.file], include_dirs)
+    generated, warnings = render_files(files, descriptors.file, rename, sources)
+    modules = python_modules(files, descriptors.file)
     out.mkdir(parents=True, exist_ok=True)
-    code, err = run_protoc(
-        [
-            f"-I{INCLUDE_DIR}",
-            *(f"-I{d}" for d in include_dirs),
-            f"-I{well_known_include()}",
-            f"--python_out={out}",
-            f"--pyi_out={out}",
-            *files,
-        ]
-    )
-    if code != 0:
-        raise ProtoCompileError([Diagnostic("protoc", 0, 0, err.strip() or f"exit {code}")])
     written: list[Path] = []
-    for f in files:
-        stem = naming.pb2_module(f).replace(".", "/")
-        for suffix in (".py", ".pyi"):
-            path = out / f"{stem}{suffix}"
-            text = path.read_text(encoding="utf-8")
-            fixed = _OPTIONS_IMPORT.sub("from eventstore.proto.eventsourcing import ", text)
-            if fixed != text:
-                path.write_text(fixed, encoding="utf-8")
-            written.append(path)
+    for name, content in modules:
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+        written.append(path)
     for name, content in generated:
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)

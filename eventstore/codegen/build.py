@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import keyword
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 from google.protobuf import descriptor_pb2
 
@@ -73,13 +74,17 @@ def build_model(
     files: Sequence[descriptor_pb2.FileDescriptorProto],
     *,
     rename: dict[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> Model:
     """The model of ``files`` (all files with their imports, dependencies first).
 
     ``rename`` maps proto file names to the names diagnostics should show.
+    ``sources`` maps proto file names to their text, when known: protoc gives no
+    position for a value inside an option, so an error about one is placed by
+    finding the value in the text (else it points at the ``option`` statement).
     Raises ``ModelError`` listing every inconsistency.
     """
-    builder = _Builder(rename or {})
+    builder = _Builder(rename or {}, sources or {})
     for f in files:
         if f.name in SKIPPED_FILES or f.name.startswith(SKIPPED_PREFIXES):
             builder.add_external(f)
@@ -91,14 +96,15 @@ def build_model(
 class _Locations:
     """Source positions of one file, looked up by descriptor path (nearest known prefix)."""
 
-    def __init__(self, file: descriptor_pb2.FileDescriptorProto) -> None:
+    def __init__(self, file: descriptor_pb2.FileDescriptorProto, text: str | None = None) -> None:
         self.file = file.name
-        self._spans: dict[tuple[int, ...], tuple[int, int]] = {}
+        self._lines = text.splitlines() if text is not None else None
+        self._spans: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._comments: dict[tuple[int, ...], str] = {}
         for loc in file.source_code_info.location:
             path = tuple(loc.path)
             if path not in self._spans:
-                self._spans[path] = (loc.span[0] + 1, loc.span[1] + 1)
+                self._spans[path] = tuple(loc.span)
             if loc.leading_comments and path not in self._comments:
                 self._comments[path] = _clean_comment(loc.leading_comments)
 
@@ -107,12 +113,47 @@ class _Locations:
         while p:
             span = self._spans.get(p)
             if span is not None:
-                return Location(self.file, span[0], span[1])
+                return Location(self.file, span[0] + 1, span[1] + 1)
             p = p[:-1]
         return Location(self.file, 0, 0)
 
+    def value(self, path: tuple[int, ...], field: str) -> Location:
+        """Where the value of option field ``field`` (at descriptor ``path``) is written.
+
+        protoc records only the ``option`` statement's span for a field set inside it
+        (``option (x).id_field = "a";`` or ``option (x) = { id_field: "a" };``), so
+        the value is looked up in the statement's text; without the text, or when
+        it is not found, the statement's position is given.
+        """
+        if self._lines is None:
+            return self.at(*path)
+        statement = path
+        while statement and statement not in self._spans:
+            statement = statement[:-1]
+        if not statement:
+            return self.at(*path)
+        span = self._spans[statement]
+        first, last = span[0], span[2] if len(span) == 4 else span[0]
+        pattern = re.compile(rf"\b{re.escape(field)}\b\s*[:=]?\s*")
+        for number in range(first, min(last, len(self._lines) - 1) + 1):
+            line = self._lines[number]
+            start = _index_of_column(line, span[1]) if number == first else 0
+            found = pattern.search(line, start)
+            if found is not None and found.end() < len(line):
+                column = len(line[: found.end()].expandtabs(8)) + 1
+                return Location(self.file, number + 1, column)
+        return self.at(*path)
+
     def comment(self, *path: int) -> str:
         return self._comments.get(tuple(path), "")
+
+
+def _index_of_column(line: str, column: int) -> int:
+    """The index in ``line`` of protoc's 0-based ``column`` (protoc expands tabs to 8)."""
+    for index in range(len(line) + 1):
+        if len(line[:index].expandtabs(8)) >= column:
+            return index
+    return len(line)
 
 
 def _clean_comment(text: str) -> str:
@@ -121,8 +162,9 @@ def _clean_comment(text: str) -> str:
 
 
 class _Builder:
-    def __init__(self, rename: dict[str, str]) -> None:
+    def __init__(self, rename: dict[str, str], sources: Mapping[str, str]) -> None:
         self.rename = rename
+        self.sources = sources
         self.files: list[str] = []
         self.messages: dict[str, MessageInfo] = {}
         self.enums: dict[str, EnumInfo] = {}
@@ -156,14 +198,14 @@ class _Builder:
 
     def add_file(self, f: descriptor_pb2.FileDescriptorProto) -> None:
         self.files.append(f.name)
-        locs = _Locations(f)
+        locs = _Locations(f, self.sources.get(f.name))
         if f.name in self.rename:
             locs.file = self.rename[f.name]
         prefix = f".{f.package}" if f.package else ""
         for i, m in enumerate(f.message_type):
             self._add_message(f, locs, m, prefix, "", (_FILE_MESSAGE, i))
-        for e in f.enum_type:
-            self._add_enum(f, e, prefix, "")
+        for i, e in enumerate(f.enum_type):
+            self._add_enum(f, e, prefix, "", locs.at(_FILE_ENUM, i))
         for i in range(len(f.service)):
             self.raw_services.append((f, i, locs))
 
@@ -173,9 +215,10 @@ class _Builder:
         e: descriptor_pb2.EnumDescriptorProto,
         prefix: str,
         outer: str,
+        location: Location,
     ) -> None:
         full = f"{prefix}.{e.name}"[1:]
-        self.enums[full] = EnumInfo(full, f"{outer}{e.name}", f.name, e)
+        self.enums[full] = EnumInfo(full, f"{outer}{e.name}", f.name, e, location)
 
     def _add_message(
         self,
@@ -201,15 +244,15 @@ class _Builder:
         self.messages[info.full_name] = info
         for i, nested in enumerate(m.nested_type):
             self._add_message(f, locs, nested, full, f"{info.qualname}.", (*path, _MSG_NESTED, i))
-        for e in m.enum_type:
-            self._add_enum(f, e, full, f"{info.qualname}.")
+        for i, e in enumerate(m.enum_type):
+            self._add_enum(f, e, full, f"{info.qualname}.", locs.at(*path, _MSG_ENUM, i))
         opts = m.options
         if opts.HasExtension(options_pb2.aggregate_root):
             root = opts.Extensions[options_pb2.aggregate_root]
             self.roots.append((info, root, locs, path))
         if opts.HasExtension(options_pb2.event):
             ev = opts.Extensions[options_pb2.event]
-            where = locs.at(*path, _MSG_OPTIONS, options_pb2.event.number, 1)
+            where = locs.value((*path, _MSG_OPTIONS, options_pb2.event.number, 1), "aggregate_name")
             self.event_marks.append((info, ev.aggregate_name, where))
 
     def _resolve_fields(self) -> None:
@@ -260,7 +303,7 @@ class _Builder:
             type_name = root.type_name or info.name
             element = f"aggregate_root option on {info.name!r}"
             if not naming.is_identifier(type_name):
-                where = locs.at(*path, _MSG_OPTIONS, ext, 2)
+                where = locs.value((*path, _MSG_OPTIONS, ext, 2), "type_name")
                 self.errors.append(
                     where.diagnostic(
                         f"{element} names type_name {type_name!r}, which is not an identifier; "
@@ -272,7 +315,7 @@ class _Builder:
             names = [f.name for f in info.fields]
             if root.id_field:
                 fld = next((f for f in info.fields if f.name == root.id_field), None)
-                where = locs.at(*path, _MSG_OPTIONS, ext, 1)
+                where = locs.value((*path, _MSG_OPTIONS, ext, 1), "id_field")
                 if fld is None:
                     self.errors.append(
                         where.diagnostic(
@@ -293,7 +336,7 @@ class _Builder:
                     )
                     continue
             if root.snapshot_every < 0:
-                where = locs.at(*path, _MSG_OPTIONS, ext, 3)
+                where = locs.value((*path, _MSG_OPTIONS, ext, 3), "snapshot_every")
                 self.errors.append(
                     where.diagnostic(
                         f"{element} has snapshot_every {root.snapshot_every}; use 0 (no "
@@ -330,8 +373,14 @@ class _Builder:
                     self.warnings.append(
                         locs.at(*path, _MSG_FIELD, info.fields.index(fld)).diagnostic(
                             f"state field {fld.name!r} of {info.name} is not an attribute of "
-                            f"{aggregate.class_prefix}Aggregate (the name is taken by the "
-                            f"aggregate itself); reach it as agg.state.{fld.name}",
+                            f"{aggregate.class_prefix}Aggregate ("
+                            + (
+                                "the name is a Python keyword"
+                                if keyword.iskeyword(fld.name)
+                                else "the name is taken by the aggregate itself"
+                            )
+                            + "); reach it as "
+                            + naming.attribute_access("agg.state", fld.name),
                             f"{info.full_name}.{fld.name}",
                         )
                     )
@@ -341,7 +390,12 @@ class _Builder:
         return found
 
     def _schema_key(self, info: MessageInfo) -> str:
-        """A hash of the state message and every message and enum it reaches."""
+        """A hash of the state's shape: its fields and those of every message and enum it reaches.
+
+        Only what decides how snapshot bytes decode counts (names, numbers, labels,
+        types, oneofs; enum values), not options or comments: changing
+        ``snapshot_every`` or ``type_name`` keeps the snapshots.
+        """
         digest = hashlib.sha256()
         seen: set[str] = set()
         todo = [info.full_name]
@@ -350,14 +404,21 @@ class _Builder:
             if name in seen:
                 continue
             seen.add(name)
-            digest.update(name.encode())
+            digest.update(f"\0{name}".encode())
             msg = self.messages.get(name)
             if msg is not None and msg.descriptor is not None:
-                digest.update(msg.descriptor.SerializeToString(deterministic=True))
-                todo.extend(f.type_name.lstrip(".") for f in msg.descriptor.field if f.type_name)
+                for fd in msg.descriptor.field:
+                    oneof = fd.oneof_index if fd.HasField("oneof_index") else -1
+                    digest.update(
+                        f"\1{fd.name}:{fd.number}:{fd.label}:{fd.type}:{fd.type_name}:"
+                        f"{oneof}:{fd.proto3_optional}".encode()
+                    )
+                    if fd.type_name:
+                        todo.append(fd.type_name.lstrip("."))
             enum = self.enums.get(name)
             if enum is not None and enum.descriptor is not None:
-                digest.update(enum.descriptor.SerializeToString(deterministic=True))
+                for value in enum.descriptor.value:
+                    digest.update(f"\2{value.name}:{value.number}".encode())
         return digest.hexdigest()[:16]
 
     def _find_aggregate(
@@ -502,12 +563,12 @@ class _Builder:
         element = f"service option on {service!r}"
         by_name = by_message = None
         if option.aggregate_name:
-            where = locs.at(*path, _SVC_OPTIONS, ext, 1)
+            where = locs.value((*path, _SVC_OPTIONS, ext, 1), "aggregate_name")
             by_name = self._check_aggregate_name(option, element, full, where, aggregates)
             if by_name is None:
                 return None
         if option.aggregate_root_message:
-            where = locs.at(*path, _SVC_OPTIONS, ext, 2)
+            where = locs.value((*path, _SVC_OPTIONS, ext, 2), "aggregate_root_message")
             by_message = self._check_root_message(option, element, full, where, aggregates)
             if by_message is None:
                 return None

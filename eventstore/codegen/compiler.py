@@ -8,6 +8,7 @@ redirect is process-wide), and absl's log noise is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import os
 import re
@@ -142,6 +143,22 @@ def compile_files(
             ]
             raise ProtoCompileError(diagnostics)
         return descriptor_pb2.FileDescriptorSet.FromString(out.read_bytes())
+
+
+def read_sources(
+    files: Sequence[str], include_paths: Sequence[str | os.PathLike[str]]
+) -> dict[str, str]:
+    """The text of each of ``files`` from the first include path holding it (as protoc finds
+    it), for placing errors inside option values; files that cannot be read are left out."""
+    found: dict[str, str] = {}
+    for name in files:
+        for root in include_paths:
+            path = Path(root) / name
+            if path.is_file():
+                with contextlib.suppress(OSError, UnicodeDecodeError):
+                    found[name] = path.read_text(encoding="utf-8")
+                break
+    return found
 
 
 def compile_sources(

@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from . import naming
 from .build import build_model
-from .compiler import compile_files, compile_sources
+from .compiler import compile_files, compile_sources, read_sources
 from .model import Model
 from .render import render_live
 
@@ -73,15 +73,15 @@ def generate_module(
         title = ", ".join(sources)
     else:
         assert paths is not None
-        files, rename = _compile_paths(paths, include_paths)
+        files, rename, sources = _compile_paths(paths, include_paths)
         title = ", ".join(os.fspath(p) for p in paths)
-    model = build_model(files.file, rename=rename)
+    model = build_model(files.file, rename=rename, sources=sources)
     return load_module(files, model, name=name, title=title)
 
 
 def _compile_paths(
     paths: Sequence[str | os.PathLike[str]], include_paths: Sequence[str | os.PathLike[str]]
-) -> tuple[descriptor_pb2.FileDescriptorSet, dict[str, str]]:
+) -> tuple[descriptor_pb2.FileDescriptorSet, dict[str, str], dict[str, str]]:
     includes = [Path(p).resolve() for p in include_paths]
     names: list[str] = []
     rename: dict[str, str] = {}
@@ -97,7 +97,8 @@ def _compile_paths(
         names.append(virtual)
         rename[virtual] = os.fspath(given)
         rename[str(root / virtual)] = os.fspath(given)
-    return compile_files(names, includes, rename=rename), rename
+    files = compile_files(names, includes, rename=rename)
+    return files, rename, read_sources([f.name for f in files.file], includes)
 
 
 def load_module(

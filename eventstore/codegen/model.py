@@ -105,6 +105,7 @@ class EnumInfo(_Qualified):
     qualname: str
     file: str
     descriptor: descriptor_pb2.EnumDescriptorProto | None = field(default=None, repr=False)
+    location: Location | None = None
 
 
 @dataclass(slots=True)

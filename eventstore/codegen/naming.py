@@ -35,5 +35,34 @@ def es_path(proto_file: str) -> str:
     return es_module(proto_file).replace(".", "/") + ".py"
 
 
+def is_importable(module: str) -> bool:
+    """Whether ``import module`` can be written: every dotted part an identifier, none a
+    keyword (``class.v1.thing_pb2`` cannot; protoc's own output uses importlib for it)."""
+    return all(is_identifier(part) for part in module.split("."))
+
+
+def module_alias(module: str) -> str:
+    """A private name for ``module`` imported with importlib: ``_pb_class_v1_thing_pb2``."""
+    return "_pb_" + module.replace(".", "_")
+
+
 def is_identifier(name: str) -> bool:
     return name.isidentifier() and not keyword.iskeyword(name)
+
+
+_A_BEFORE_U = ("uni", "use", "usa", "usu", "uti", "ura", "uro", "eu", "one")
+
+
+def with_article(word: str) -> str:
+    """``word`` after "a" or "an", by how it is likely said: ``an Added``, ``a User``."""
+    lower = word.lower()
+    vowel = lower[:1] in ("a", "e", "i", "o", "u") and not lower.startswith(_A_BEFORE_U)
+    return f"{'an' if vowel else 'a'} {word}"
+
+
+def attribute_access(target: str, name: str) -> str:
+    """Python reaching attribute ``name`` of ``target``: ``getattr(agg.state, "class")`` for a
+    keyword, which ``agg.state.class`` would make a SyntaxError."""
+    if keyword.iskeyword(name) or not name.isidentifier():
+        return f'getattr({target}, "{name}")'
+    return f"{target}.{name}"

@@ -1,10 +1,20 @@
-"""``protoc-gen-eventsourcing``: the protoc plugin that writes ``<name>_es.py``.
+"""``protoc-gen-eventsourcing``: the protoc plugin that writes ``<name>_pb2.py``,
+``<name>_pb2.pyi`` and ``<name>_es.py``.
 
-Use it with any protoc, for example through grpcio-tools::
+Use it with any protoc, for example through grpcio-tools, **instead of**
+``--python_out``/``--pyi_out``::
 
-    python -m grpc_tools.protoc -Iproto --python_out=out --pyi_out=out \\
+    python -m grpc_tools.protoc -Iproto -Ieventstore/proto \\
         --plugin=protoc-gen-eventsourcing=$(which protoc-gen-eventsourcing) \\
-        --eventsourcing_out=out proto/bank/account.proto
+        --eventsourcing_out=out bank/account.proto
+
+The ``_pb2`` modules are protoc's Python output (grpcio-tools' generator, run in
+this process on the descriptors protoc hands over) with the options imported from
+``eventstore.proto.eventsourcing``, as ``eventstore generate`` writes them: protoc's
+own ``--python_out`` writes ``from eventsourcing import options_pb2``, which fails
+or finds the ``eventsourcing`` library (DESIGN decision 12). Passing
+``--python_out`` to the same directory as well makes protoc stop with "Tried to
+write the same file twice".
 
 The model is built from every file protoc hands over (events and services
 may live in files that import the aggregate's); one ``_es.py`` is written per
@@ -16,7 +26,7 @@ warnings go to stderr, which protoc shows.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from google.protobuf import descriptor_pb2
 from google.protobuf.compiler import plugin_pb2
@@ -25,6 +35,7 @@ from . import naming
 from .build import build_model
 from .errors import CodegenError, Diagnostic
 from .model import SKIPPED_FILES
+from .python_out import python_modules
 from .render import SDK_MODULE_PATH, render_file, render_run_sdk
 
 
@@ -32,12 +43,14 @@ def render_files(
     files_to_generate: Sequence[str],
     proto_files: Sequence[descriptor_pb2.FileDescriptorProto],
     rename: dict[str, str] | None = None,
+    sources: Mapping[str, str] | None = None,
 ) -> tuple[list[tuple[str, str]], list[Diagnostic]]:
     """``(path, content)`` of each ``_es.py`` to write, and the warnings about those files.
 
+    ``sources`` (proto file name -> text) lets errors point inside option values.
     Raises ``CodegenError`` when the protos do not fit together.
     """
-    model = build_model(proto_files, rename=rename)
+    model = build_model(proto_files, rename=rename, sources=sources)
     out: list[tuple[str, str]] = []
     for name in files_to_generate:
         if name in SKIPPED_FILES:
@@ -61,6 +74,7 @@ def generate(
     )
     try:
         files, warnings = render_files(request.file_to_generate, request.proto_file)
+        files = python_modules(request.file_to_generate, request.proto_file) + files
     except CodegenError as error:
         response.error = str(error)
         return response, []

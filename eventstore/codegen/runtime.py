@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from collections.abc import (
     Awaitable,
     Callable,
@@ -76,8 +77,6 @@ E = TypeVar("E", bound=Message)
 
 EventHandler = Callable[[E, Event], object] | Callable[[E, Event, ProjectionContext], object]
 """A projection handler: ``(event, envelope)`` or ``(event, envelope, ctx)``."""
-
-_CHECKED_APPLIERS: set[tuple[type, type]] = set()
 
 
 class GeneratedAggregate(AggregateRoot):
@@ -154,8 +153,13 @@ class GeneratedAggregate(AggregateRoot):
 
 
 def _check_applier(cls: type[GeneratedAggregate], applier: object) -> None:
-    key = (cls, type(applier))
-    if key in _CHECKED_APPLIERS:
+    # The applier types that passed are remembered on the class itself, weakly: a
+    # module-level cache would keep every generation of a re-run notebook cell alive.
+    checked: weakref.WeakSet[type] | None = cls.__dict__.get("_checked_appliers")
+    if checked is None:
+        checked = weakref.WeakSet()
+        cls._checked_appliers = checked  # type: ignore[attr-defined]
+    if type(applier) in checked:
         return
     missing = [m for m in cls.event_appliers.values() if not callable(getattr(applier, m, None))]
     if missing:
@@ -163,7 +167,7 @@ def _check_applier(cls: type[GeneratedAggregate], applier: object) -> None:
             f"{type(applier).__name__} cannot apply {cls.aggregate_type} events: it lacks "
             f"{', '.join(missing)}. Implement every method of {cls.applier_protocol}."
         )
-    _CHECKED_APPLIERS.add(key)
+    checked.add(type(applier))
 
 
 def set_repeated(target: MutableSequence[Any], value: Iterable[Any]) -> None:

@@ -57,7 +57,13 @@ def test_plugin_runs_under_grpc_tools_protoc(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.py"))
-    assert written == ["subscription/model_es.py", "subscription/subscription_es.py"]
+    assert written == [
+        "subscription/events_pb2.py",
+        "subscription/model_es.py",
+        "subscription/model_pb2.py",
+        "subscription/subscription_es.py",
+        "subscription/subscription_pb2.py",
+    ]
     golden = ROOT / "tests" / "golden" / "codegen" / "subscription" / "model_es.py.golden"
     assert (tmp_path / "subscription" / "model_es.py").read_text() == golden.read_text()
 

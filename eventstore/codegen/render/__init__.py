@@ -87,11 +87,17 @@ def _render(model: Model, unit: _Unit) -> Rendered:
     out.blank()
     out.add("from __future__ import annotations")
     out.blank()
-    out.add("import collections.abc as _abc", "import typing as _t")
+    imports, loaded = ([], []) if unit.live else _imports(model, unit)
+    out.add("import collections.abc as _abc")
+    if loaded:
+        out.add("import importlib as _importlib")
+    out.add("import typing as _t")
     out.blank()
     out.add("from eventstore.codegen import runtime as _es")
-    if not unit.live:
-        out.extend(_imports(model, unit))
+    out.extend(imports)
+    if loaded:
+        out.blank()
+        out.extend(loaded)
     exports = sorted({*(unit.names[n] for n in unit.exports), *generated}, key=export_order)
     out.blank(2 if len(exports) < 1 else 1)
     out.extend(_wrapped("", "__all__ = [", [_str(n) for n in exports], "]"))
@@ -118,22 +124,30 @@ def _render(model: Model, unit: _Unit) -> Rendered:
     )
 
 
-def _imports(model: Model, unit: _Unit) -> list[str]:
-    by_module: dict[str, list[str]] = {}
+def _imports(model: Model, unit: _Unit) -> tuple[list[str], list[str]]:
+    """The ``from <name>_pb2 import ...`` lines, and the lines binding the classes of modules
+    whose path cannot be written in an import (a folder named ``class``) through importlib,
+    as protoc's own output does."""
+    by_module: dict[str, list[tuple[str, str]]] = {}
     for full, local in unit.names.items():
         info = _info(model, full)
         assert info is not None
-        name = info.qualname
-        item = name if local == name else f"{name} as {local}"
         module = naming.pb2_module(info.file)
         if info.file.startswith("eventsourcing/"):
             module = "eventstore.proto." + module  # DESIGN decision 12
-        by_module.setdefault(module, []).append(item)
+        by_module.setdefault(module, []).append((info.qualname, local))
     lines: list[str] = []
+    loaded: list[str] = []
     for module in sorted(by_module):
-        items = sorted(by_module[module], key=lambda s: s.split(" ")[0])
+        pairs = sorted(by_module[module])
+        if not naming.is_importable(module):
+            alias = naming.module_alias(module)
+            loaded.append(f"{alias} = _importlib.import_module({_str(module)})")
+            loaded += [f"{local} = {alias}.{name}" for name, local in pairs]
+            continue
+        items = [name if local == name else f"{name} as {local}" for name, local in pairs]
         block = _wrapped("", f"from {module} import (", items, ")")
         if len(block) == 1:
             block = [f"from {module} import {', '.join(items)}"]
         lines += block
-    return lines
+    return lines, loaded

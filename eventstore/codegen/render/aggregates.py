@@ -7,6 +7,7 @@ projection builder, each written by its own function in that order.
 
 from __future__ import annotations
 
+from .. import naming
 from ..model import AggregateInfo, FieldInfo, Model, TypeRef
 from .names import _expr, _Unit, events_registry
 from .text import LINE, _call_with_list, _docstring, _Out, _str, _wrapped
@@ -64,7 +65,10 @@ def _applier_protocol(out: _Out, model: Model, unit: _Unit, a: AggregateInfo) ->
             )
         )
         out.extend(
-            _docstring("        ", e.message.comment or f"Apply a {e.message.name} to ``agg``.")
+            _docstring(
+                "        ",
+                e.message.comment or f"Apply {naming.with_article(e.message.name)} to ``agg``.",
+            )
         )
         out.add("        ...")
 
@@ -81,7 +85,9 @@ def _aggregate_class(out: _Out, model: Model, unit: _Unit, a: AggregateInfo) -> 
     if a.clashing_fields:
         doc += (
             " These fields are named like attributes of the aggregate itself, so reach them "
-            "through ``state``: " + ", ".join(f"``state.{n}``" for n in a.clashing_fields) + "."
+            "through ``state``: "
+            + ", ".join(f"``{naming.attribute_access('state', n)}``" for n in a.clashing_fields)
+            + "."
         )
     out.extend(_docstring("    ", doc))
     out.blank()
@@ -180,7 +186,9 @@ def _constructor(out: _Out, a: AggregateInfo) -> None:
 def _repository_class(out: _Out, a: AggregateInfo) -> None:
     p = a.class_prefix
     out.blank(2)
-    out.add(f"class {p}Repository(_es.Repository[{p}Aggregate]):")
+    # Quoted: typing caches every subscription it evaluates, and a class in that cache
+    # would keep each generation of a re-run notebook cell alive.
+    out.add(f'class {p}Repository(_es.Repository["{p}Aggregate"]):')
     snap = (
         f" Without a snapshot strategy it snapshots every {a.snapshot_every} events "
         "(the aggregate_root option snapshot_every)."

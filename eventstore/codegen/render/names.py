@@ -10,7 +10,15 @@ import re
 from dataclasses import dataclass, field
 
 from ..errors import Diagnostic, ModelError
-from ..model import AggregateInfo, EnumInfo, ExternalType, MessageInfo, Model, ServiceInfo
+from ..model import (
+    AggregateInfo,
+    EnumInfo,
+    ExternalType,
+    Location,
+    MessageInfo,
+    Model,
+    ServiceInfo,
+)
 
 
 @dataclass(slots=True)
@@ -122,50 +130,125 @@ def export_order(name: str) -> tuple[int, list[tuple[int, int | str]]]:
     return group, parts
 
 
-def _generated_names(model: Model, unit: _Unit) -> list[str]:
-    names: list[str] = []
+#: Names every generated module binds for itself (its imports) or uses from builtins: a
+#: message bound under one of them would shadow it. ``_pb_`` starts private bindings.
+RESERVED_NAMES = frozenset(
+    {"_t", "_abc", "_es", "_importlib"}
+    | {"str", "int", "float", "bool", "bytes", "property", "super", "frozenset"}
+)
+PRIVATE_PREFIX = "_pb_"
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """What a generated name is made from, where it is declared, and what to rename."""
+
+    name: str
+    what: str  # "the registry of Acc's events"
+    location: Location | None  # None: a fixed name (EVENT_TYPES, SDK)
+    rename: str  # "the message AccEvents"
+
+
+def _origins(unit: _Unit) -> list[_Origin]:
+    found: list[_Origin] = []
     for a in unit.aggregates:
-        p = a.class_prefix
-        names += [f"{p}Aggregate", f"{p}EventApplier", f"{p}Repository", f"{p}ProjectionBuilder"]
-        names += [f"new_{a.snake}", events_registry(a)]
-        names += [e.constant for e in a.events]
+        p, where = a.class_prefix, a.message.location
+        rename = f"the aggregate {a.type_name} (its type_name)"
+        for suffix in ("Aggregate", "EventApplier", "Repository", "ProjectionBuilder"):
+            found.append(_Origin(f"{p}{suffix}", f"the class {p}{suffix}", where, rename))
+        found.append(_Origin(f"new_{a.snake}", f"the constructor new_{a.snake}", where, rename))
+        found.append(
+            _Origin(events_registry(a), f"the registry of {a.type_name}'s events", where, rename)
+        )
+        for e in a.events:
+            found.append(
+                _Origin(
+                    e.constant,
+                    f"the event type constant of message {e.message.name}",
+                    e.message.location,
+                    f"the message {e.message.name}",
+                )
+            )
     if unit.aggregates:
-        names.append("EVENT_TYPES")
+        found.append(_Origin("EVENT_TYPES", "the module's registry of event types", None, ""))
+    clients: set[str] = set()
     for s in unit.services:
-        names += [f"{s.name}Handler", f"{s.name}Server"]
-        if s.client_name not in names:
-            names.append(s.client_name)
+        rename = f"the service {s.name}"
+        for suffix in ("Handler", "Server"):
+            found.append(
+                _Origin(f"{s.name}{suffix}", f"the class {s.name}{suffix}", s.location, rename)
+            )
+        if s.client_name not in clients:
+            clients.add(s.client_name)
+            found.append(_Origin(s.client_name, f"the client {s.client_name}", s.location, rename))
     if unit.services:
-        names.append("SDK")
-    return names
+        found.append(_Origin("SDK", "the module's SDK class", None, ""))
+    return found
+
+
+def _generated_names(model: Model, unit: _Unit) -> list[str]:
+    return list(dict.fromkeys(o.name for o in _origins(unit)))
 
 
 def _check_clashes(model: Model, unit: _Unit, generated: list[str]) -> None:
     problems: list[Diagnostic] = []
-    seen: set[str] = set()
     locals_ = {local: full for full, local in unit.names.items()}
-    for name in generated:
+    for local, full in locals_.items():
+        if local in RESERVED_NAMES or local.startswith(PRIVATE_PREFIX) or _is_dunder(local):
+            info = model.messages.get(full) or model.enums.get(full)
+            if info is None:
+                continue  # a private binding of a type of an unmodelled file
+            kind = "message" if full in model.messages else "enum"
+            where = info.location
+            text = (
+                f"{kind} {full} would be bound as {local}, a name the generated module "
+                f"uses itself; rename the {kind}"
+            )
+            problems.append(
+                where.diagnostic(text, full) if where else Diagnostic(unit.title, 0, 0, text, full)
+            )
+    seen: dict[str, _Origin] = {}
+    for origin in _origins(unit):
+        name = origin.name
         if name in locals_:
-            info = model.messages.get(locals_[name])
+            full = locals_[name]
+            kind = "enum" if full in model.enums else "message"
+            info = model.messages.get(full) or model.enums.get(full)
             where = info.location if info else None
             text = (
-                f"message {locals_[name]} is named like the generated {name}; rename the "
-                "message (or the aggregate/service it collides with)"
+                f"{kind} {full} is named like the generated {name} ({origin.what}); rename "
+                f"the {kind} (or {origin.rename or 'the aggregate/service it collides with'})"
             )
             problems.append(
                 where.diagnostic(text, locals_[name])
                 if where
                 else Diagnostic(unit.title, 0, 0, text, name)
             )
-        if name in seen:
-            problems.append(
-                Diagnostic(
-                    unit.title, 0, 0, f"two generated names are both {name}; rename one", name
-                )
+            continue
+        other = seen.get(name)
+        if other is not None and other != origin:
+            # Point at what the user can rename: an event message before an aggregate,
+            # anything declared before a fixed name.
+            blamed = max(
+                (other, origin),
+                key=lambda o: (o.location is not None, o.rename.startswith("the message")),
             )
-        seen.add(name)
+            text = (
+                f"{other.what} and {origin.what} would both be named {name}; "
+                f"rename {blamed.rename or 'one of them'}"
+            )
+            problems.append(
+                blamed.location.diagnostic(text, name)
+                if blamed.location
+                else Diagnostic(unit.title, 0, 0, text, name)
+            )
+        seen.setdefault(name, origin)
     if problems:
         raise ModelError(problems)
+
+
+def _is_dunder(name: str) -> bool:
+    return len(name) > 4 and name.startswith("__") and name.endswith("__")
 
 
 def events_registry(a: AggregateInfo) -> str:

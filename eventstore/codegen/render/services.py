@@ -29,8 +29,11 @@ def _service(out: _Out, model: Model, unit: _Unit, s: ServiceInfo) -> None:
     doc = s.comment or f"Handles {s.full_name}."
     doc += (
         "\n\nImplement each method as a plain or ``async`` function; raise ``AppError`` for "
-        "business errors. Pass ``ctx.command_id`` to ``save_with_command`` so retries apply once."
+        "business errors."
     )
+    if s.kind != "query":
+        # Queries change nothing, so they have no command id to pass on.
+        doc += " Pass ``ctx.command_id`` to ``save_with_command`` so retries apply once."
     out.extend(_docstring("    ", doc))
     for m in s.methods:
         out.blank()
@@ -176,9 +179,18 @@ def render_run_sdk(model: Model, files: Sequence[str]) -> str | None:
     out.blank()
     out.add("from __future__ import annotations")
     out.blank()
+    loaded = [f for f in modules if not naming.is_importable(naming.es_module(f))]
+    if loaded:
+        out.add("import importlib as _importlib")
+        out.blank()
     out.add("from eventstore.codegen import runtime as _es")
     for f in modules:
-        out.add(f"import {naming.es_module(f)} as {alias[f]}")
+        if f not in loaded:
+            out.add(f"import {naming.es_module(f)} as {alias[f]}")
+    if loaded:
+        out.blank()
+    for f in loaded:
+        out.add(f"{alias[f]} = _importlib.import_module({_str(naming.es_module(f))})")
     split = {name: owners for name, owners in clients.items() if len(owners) > 1}
     out.blank()
     exported = sorted({*split, "SDK"}, key=export_order)

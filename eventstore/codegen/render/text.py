@@ -41,16 +41,23 @@ def _call_with_list(
 
 
 def _docstring(indent: str, text: str) -> list[str]:
-    """A docstring at ``indent``: one line when it fits, else wrapped paragraphs."""
+    """A docstring at ``indent``: one line when it fits, else wrapped paragraphs.
+
+    Laid out as ``ruff format`` leaves it: leading tabs expanded, the lines after
+    the first dedented by their common indentation, a space between the quotes and
+    a ``"`` at either end, and one line when there is only one.
+    """
     text = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"').strip()
-    if text.endswith('"'):
+    if text.startswith('"'):
+        text = " " + text
+    if text.endswith('"') and _unescaped_end(text):
         text += " "
     if "\n" not in text and len(indent) + len(text) + 6 <= LINE:
         return [f'{indent}"""{text}"""']
     width = LINE - len(indent)
     lines: list[str] = []
     for raw in text.split("\n"):
-        raw = raw.rstrip()
+        raw = _expand_leading_tabs(raw.rstrip())
         first = 3 if not lines else 0
         if len(raw) + first <= width:
             lines.append(raw)
@@ -58,10 +65,25 @@ def _docstring(indent: str, text: str) -> list[str]:
         wrapped = textwrap.wrap(raw, width - first, break_on_hyphens=False, break_long_words=False)
         lines.append(wrapped[0])
         lines.extend(textwrap.wrap(" ".join(wrapped[1:]), width, break_on_hyphens=False))
+    if len(lines) == 1:
+        return [f'{indent}"""{lines[0]}"""']
+    rest = [line for line in lines[1:] if line]
+    common = min((len(line) - len(line.lstrip(" ")) for line in rest), default=0)
     out = [f'{indent}"""{lines[0]}']
-    out += [f"{indent}{line}" if line else "" for line in lines[1:]]
+    out += [f"{indent}{line[common:]}" if line else "" for line in lines[1:]]
     out.append(f'{indent}"""')
     return out
+
+
+def _unescaped_end(text: str) -> bool:
+    """Whether the ``"`` that ends ``text`` is a real quote (not one escaped by a backslash)."""
+    body = text[:-1]
+    return (len(body) - len(body.rstrip("\\"))) % 2 == 0
+
+
+def _expand_leading_tabs(line: str) -> str:
+    stripped = line.lstrip(" \t")
+    return line[: len(line) - len(stripped)].expandtabs(8) + stripped
 
 
 def _str(value: str) -> str:

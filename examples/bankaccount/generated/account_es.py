@@ -113,7 +113,7 @@ class AccountAggregate(_es.GeneratedAggregate):
     """
 
     aggregate_type = "Account"
-    schema_key = "2b07e9a991211e63"
+    schema_key = "16b92d9c4695149a"
     state_type = AccountState
     id_field = "account_id"
     applier_protocol = "AccountEventApplier"
@@ -171,7 +171,7 @@ def new_account(aggregate_id: str, applier: AccountEventApplier) -> AccountAggre
     return AccountAggregate(aggregate_id, applier)
 
 
-class AccountRepository(_es.Repository[AccountAggregate]):
+class AccountRepository(_es.Repository["AccountAggregate"]):
     """Loads Account aggregates by replaying their events, and saves new ones."""
 
     def __init__(
@@ -316,7 +316,6 @@ class AccountQueryServiceHandler(_t.Protocol):
     """Reads accounts (bound to Account by its name).
 
     Implement each method as a plain or ``async`` function; raise ``AppError`` for business errors.
-    Pass ``ctx.command_id`` to ``save_with_command`` so retries apply once.
     """
 
     def get_account(
