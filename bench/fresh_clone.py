@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"kept {clone}")
         else:
-            shutil.rmtree(folder, ignore_errors=True)
+            for _ in range(5):  # a server child may still be writing as it exits
+                shutil.rmtree(folder, ignore_errors=True)
+                if not folder.exists():
+                    break
+                time.sleep(0.5)
     return 0
 
 

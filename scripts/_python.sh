@@ -23,7 +23,7 @@ install_project() {
       return 0
     fi
   done
-  echo "Installing eventstore[$extra] into .venv (pyproject.toml changed since the last install)..." >&2
+  echo "Installing eventstore[$extra] into .venv (first install, or pyproject.toml changed)..." >&2
   if ! .venv/bin/python -m pip install --quiet -e ".[$extra]" >.venv/pip-install.log 2>&1; then
     cat .venv/pip-install.log >&2
     echo "pip install failed; the log above is in .venv/pip-install.log" >&2
