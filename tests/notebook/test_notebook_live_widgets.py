@@ -372,3 +372,10 @@ def test_monitor_and_event_log_mimebundles_carry_static_html(store, manager):
     log_bundle = EventLog(store, EVENT_TYPES)._repr_mimebundle_()
     assert VIEW in log_bundle and "owner=&#x27;Ada&#x27;" in log_bundle["text/html"]
     assert not log_bundle["text/plain"].startswith("EventLog(children")
+
+
+def test_moving_the_slider_after_the_store_closed_says_so_in_the_widget(history, store):
+    travel = TimeTravel(history, "acc-1", version=6)
+    store.close()
+    travel.slider.value = 2
+    assert "cannot show version 2: StoreClosedError" in travel.event_view.value

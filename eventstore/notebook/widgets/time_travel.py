@@ -136,8 +136,9 @@ class TimeTravel(StaticRendering, W.VBox):
     # -- showing -----------------------------------------------------------------------
     def _on_slide(self, change: dict[str, Any]) -> None:
         # show() puts any error in the widget; a callback has nowhere else to raise it.
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # a failure here shows in show() just below
             self._follow_store()
+        with contextlib.suppress(Exception):
             self.show(int(change["new"]))
 
     def show(self, version: int) -> VersionView:
