@@ -6,7 +6,10 @@ start) import the shared helpers as ``tests.support``.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,26 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from eventstore.sqlite import SQLiteEventStore  # noqa: E402
+
+_CHILDREN_TMP = "EVENTSTORE_TESTS_CHILDREN_TMPDIR"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the processes the tests start (notebook kernels, workers) a temp folder of their own.
+
+    nbval stops each notebook's kernel by killing it, so a folder a tutorial
+    leaves for the kernel's exit (04 keeps its store open for its widgets)
+    would stay behind; so would anything of a worker killed by a fault test.
+    Their ``TMPDIR`` points into one folder, removed when the run ends. This
+    process keeps the temp folder it had (pytest's ``tmp_path`` lives there).
+    """
+    if os.environ.get(_CHILDREN_TMP):
+        return
+    tempfile.gettempdir()  # pin this process's own temp folder before TMPDIR changes
+    folder = tempfile.mkdtemp(prefix="eventstore-tests-children-")
+    os.environ[_CHILDREN_TMP] = folder
+    os.environ["TMPDIR"] = folder
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ made a mistake in a cell, not in our code.
 from __future__ import annotations
 
 import os
+import re
 from types import ModuleType
 from typing import Any
 
@@ -212,12 +213,21 @@ class EventStoreMagics(Magics):
             module = generate_module(cell, name=args.name)
         except CodegenError as exc:
             # The cell's first line is the magic itself: proto line 1 is cell line 2.
-            raise exc.shifted(f"{args.name}.proto", 1, new_file="cell") from None
+            error = exc.shifted(f"{args.name}.proto", 1, new_file="cell")
+            hints = proto_hints(cell)
+            if hints:  # shown under protoc's message, above the general advice
+                error.hint = "\n".join([*hints, error.hint])
+                error.args = ("\n".join([*map(str, error.diagnostics), error.hint]),)
+            raise error from None
         bound = generated_names(module)
         ns = self.user_ns
-        for old_name, old_value in self.session.generated.get(args.name, {}).items():
+        previous = self.session.generated.get(args.name, {})
+        for old_name, old_value in previous.items():
             if old_name not in bound and ns.get(old_name) is old_value:
                 del ns[old_name]
+        replaced = replaced_names(
+            {**bound, args.name: module}, ns, previous, self.session.generated, args.name
+        )
         ns.update(bound)
         ns[args.name] = module
         self.session.generated[args.name] = {**bound, args.name: module}
@@ -225,6 +235,8 @@ class EventStoreMagics(Magics):
             *(v for v in bound.values() if isinstance(v, type) and issubclass(v, Message))
         )
         print(generation_summary(module, args.name, len(bound)))
+        if replaced:
+            print(replaced)
 
     # -- helpers --------------------------------------------------------------------------------
     def _store(self, needed_by: str) -> Any:
@@ -246,6 +258,58 @@ def generated_names(module: ModuleType) -> dict[str, Any]:
             continue
         names[key] = value
     return names
+
+
+_SYNTAX = re.compile(r"^\s*syntax\s*=", re.M)
+_OPTIONS_IMPORT = re.compile(r'^\s*import\s+"eventsourcing/options\.proto"\s*;', re.M)
+
+
+def proto_hints(source: str) -> list[str]:
+    """What to add when the cell lacks a line protoc's message does not point to."""
+    hints = []
+    if not _SYNTAX.search(source):
+        hints.append(
+            'hint: the cell has no `syntax = "proto3";` line, so protoc reads it as proto2 '
+            "(where every field needs a label): add it as the first line under the magic."
+        )
+    if "(eventsourcing." in source and not _OPTIONS_IMPORT.search(source):
+        hints.append(
+            "hint: the cell uses eventsourcing options without importing them: add "
+            '`import "eventsourcing/options.proto";` below the package line.'
+        )
+    return hints
+
+
+def replaced_names(
+    bound: dict[str, Any],
+    ns: dict[str, Any],
+    previous: dict[str, Any],
+    generated: dict[str, dict[str, Any]],
+    name: str,
+) -> str:
+    """A line naming what this generation rebinds that it did not bind itself last time."""
+    owners = {
+        key: other
+        for other, names in generated.items()
+        if other != name
+        for key, value in names.items()
+        if ns.get(key) is value
+    }
+    taken = [
+        key for key in bound if key in ns and key not in previous and ns[key] is not bound[key]
+    ]
+    if not taken:
+        return ""
+    by_owner: dict[str, list[str]] = {}
+    for key in taken:
+        by_owner.setdefault(owners.get(key, ""), []).append(key)
+    parts = [
+        f"{', '.join(keys)} (from %%es_generate --name {owner})"
+        if owner
+        else f"{', '.join(keys)} (defined in the notebook)"
+        for owner, keys in by_owner.items()
+    ]
+    return f"replaced names already in the notebook: {'; '.join(parts)}"
 
 
 def generation_summary(module: ModuleType, name: str, bound: int) -> str:

@@ -452,3 +452,17 @@ def test_an_app_error_from_a_generated_client_is_shown_in_the_form(generated_ban
     assert "AppError INVALID_AMOUNT: cannot deposit -5" in form.output_text()
     assert "what to do: Deposit more." in form.output_text()
     assert "Traceback" not in form.output_text()
+
+
+def test_the_forms_mimebundle_carries_a_static_picture_of_its_inputs_and_reply(nbforms):
+    form = CommandForm(nbforms.PlaceOrder, lambda m: "accepted")
+    form.input("order_id").value = "ord-7"
+    form.send_button.click()
+
+    bundle = form._repr_mimebundle_()
+
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    page = bundle["text/html"]
+    assert "<code>ord-7</code>" in page and "<button disabled>Send</button>" in page
+    assert "accepted" in page
+    assert bundle["text/plain"] == "CommandForm widget (run the notebook to use it)"

@@ -142,3 +142,44 @@ def test_es_generate_of_the_bank_proto_takes_well_under_a_second(shell):
             shell.run_cell_magic("es_generate", "--name bank", BANK_PROTO)
         timings.append(time.perf_counter() - start)
     assert statistics.median(timings) < 0.5, timings
+
+
+def test_generating_under_another_name_says_which_names_it_replaced(shell):
+    shell.run_cell_magic("es_generate", "--name first", 'syntax = "proto3";\npackage p1;\nmessage A {}\nmessage B {}\n')
+    shell.run_cell("C = 'mine'")
+    with capture_output() as captured:
+        shell.run_cell_magic(
+            "es_generate", "--name second", 'syntax = "proto3";\npackage p2;\nmessage A {}\nmessage C {}\n'
+        )
+    assert captured.stdout.strip().splitlines()[-1] == (
+        "replaced names already in the notebook: A (from %%es_generate --name first); "
+        "C (defined in the notebook)"
+    )
+
+
+def test_rerunning_the_same_name_reports_no_replacement(shell):
+    source = 'syntax = "proto3";\npackage p1;\nmessage A {}\n'
+    shell.run_cell_magic("es_generate", "--name first", source)
+    with capture_output() as captured:
+        shell.run_cell_magic("es_generate", "--name first", source)
+    assert "replaced" not in captured.stdout
+
+
+def test_a_cell_without_a_syntax_line_gets_a_hint_under_protocs_message(shell):
+    with capture_output() as captured:
+        shell.run_cell("%%es_generate --name nosyntax\npackage n.v1;\nmessage A { string x = 1; }\n")
+    lines = captured.stdout.strip().splitlines()
+    assert lines[1].startswith("cell:3:")  # protoc's own message comes first
+    assert lines[2].startswith('hint: the cell has no `syntax = "proto3";` line')
+
+
+def test_a_cell_using_options_without_their_import_gets_a_hint(shell):
+    source = (
+        'syntax = "proto3";\npackage n.v1;\n'
+        'message Account {\n  option (eventsourcing.aggregate_root) = { id_field: "id" };\n'
+        "  string id = 1;\n}\n"
+    )
+    result = shell.run_cell("%%es_generate --name noimport\n" + source)
+    message = str(result.error_in_exec)
+    assert 'add `import "eventsourcing/options.proto";` below the package line' in message
+    assert message.splitlines()[0].startswith("cell:5:")

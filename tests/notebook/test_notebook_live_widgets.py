@@ -262,3 +262,120 @@ def test_starting_the_monitor_without_a_running_loop_says_what_to_do(manager):
     monitor = ProjectionMonitor(manager, show_chart=False)
     with pytest.raises(RuntimeError, match="needs a running event loop"):
         monitor.start()
+
+
+# -- widgets follow the store --------------------------------------------------------------------
+def test_time_travel_marks_follow_snapshots_deleted_after_it_was_drawn(history, store):
+    travel = TimeTravel(history, "acc-1", version=5)
+    assert travel.view.snapshot_version == 4
+    store.keep_last_snapshots("acc-1", 1)  # keeps only the snapshot at 6
+
+    travel.slider.value = 4  # any move re-reads the store first
+    travel.slider.value = 5
+
+    assert travel.snapshot_versions == [6]
+    assert "snapshots at versions 6" in travel.strip.value
+    assert travel.view.snapshot_version == 0
+    assert "replayed 5 event(s) from the start" in travel.event_view.value
+
+
+def test_time_travel_polls_the_store_while_the_loop_runs(history, store):
+    async def scenario() -> TimeTravel:
+        travel = TimeTravel(history, "acc-1", poll_interval=0.02)
+        assert travel.polling
+        deposit(store, "acc-1", 1, snapshot_store=store, snapshot_strategy=EveryNEvents(1))
+        await asyncio.sleep(0.2)
+        travel.close()
+        return travel
+
+    travel = asyncio.run(scenario())
+    assert travel.snapshot_versions == [2, 4, 6, 7]
+    assert travel.slider.max == 7
+    assert not travel.polling
+
+
+def test_time_travel_stops_polling_and_says_why_when_the_store_closes(history, store):
+    async def scenario() -> TimeTravel:
+        travel = TimeTravel(history, "acc-1", poll_interval=0.02)
+        store.close()
+        await asyncio.sleep(0.1)
+        return travel
+
+    travel = asyncio.run(scenario())
+    assert not travel.polling
+    assert "stopped following the store: StoreClosedError" in travel.event_view.value
+
+
+def test_the_monitor_ends_on_the_managers_status_when_stopped(store, manager):
+    async def scenario() -> ProjectionMonitor:
+        monitor = ProjectionMonitor(manager, interval=60, show_chart=False)
+        monitor.start()
+        await asyncio.sleep(0.01)  # the first reading, then nothing for a minute
+        open_account(store, "acc-1", "Ada")
+        manager.catch_up()
+        monitor.stop()
+        return monitor
+
+    monitor = asyncio.run(scenario())
+    shown = [(s.name, s.status, s.lag_positions) for s in monitor.statuses]
+    assert shown == [(s.name, s.status, s.lag_positions) for s in manager.statuses()]
+    assert "CATCHING_UP" not in monitor.table.value
+
+
+def test_the_monitor_shows_a_fixed_error_as_resolved_not_red(store):
+    manager = ProjectionManager(store)
+    broken = [True]
+
+    @projection("fragile")
+    def fragile(event, ctx):
+        if broken[0]:
+            raise ValueError("database down")
+
+    manager.register(fragile)
+    open_account(store, "acc-1", "Ada")
+    manager.catch_up()
+    monitor = ProjectionMonitor(manager, show_chart=False)
+    assert "failed at" in monitor.errors.value and "#b00" in monitor.errors.value
+
+    broken[0] = False
+    manager.resume("fragile")
+    manager.catch_up()
+    monitor.refresh()
+
+    assert "#b00" not in monitor.errors.value
+    assert "since resolved" in monitor.errors.value and "database down" in monitor.errors.value
+
+
+# -- a static picture beside the live view --------------------------------------------------------
+VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def test_time_travel_mimebundle_carries_a_static_html_picture(history):
+    bundle = TimeTravel(history, "acc-1", version=3)._repr_mimebundle_()
+    assert VIEW in bundle
+    assert "version <b>3</b> of 6" in bundle["text/html"]
+    assert "snapshots at versions 2, 4, 6" in bundle["text/html"]
+    assert bundle["text/plain"] == (
+        "TimeTravel: aggregate 'acc-1' at version 3 of 6 (snapshots: 2, 4, 6)"
+    )
+
+
+def test_monitor_and_event_log_mimebundles_carry_static_html(store, manager):
+    open_account(store, "acc-1", "Ada")
+    manager.catch_up()
+    monitor = ProjectionMonitor(manager)
+    bundle = monitor._repr_mimebundle_()
+    assert VIEW in bundle and "<svg" not in bundle["text/html"]
+    assert "counter" in bundle["text/html"] and "READY" in bundle["text/html"]
+    assert bundle["text/plain"].startswith("ProjectionMonitor: counter READY lag 0")
+
+    log_bundle = EventLog(store, EVENT_TYPES)._repr_mimebundle_()
+    assert VIEW in log_bundle and "owner=&#x27;Ada&#x27;" in log_bundle["text/html"]
+    assert not log_bundle["text/plain"].startswith("EventLog(children")
+
+
+def test_moving_the_slider_after_the_store_closed_says_so_in_the_widget(history, store):
+    travel = TimeTravel(history, "acc-1", version=6)
+    store.close()
+    travel.slider.value = 2
+    assert "cannot show version 2: StoreClosedError" in travel.event_view.value

@@ -27,3 +27,12 @@ def test_readme_opens_with_the_two_commands():
     assert commands == ["./scripts/run", "./scripts/test"]
     ci = (README.parent / ".ci" / "run").read_text()
     assert "./scripts/test" in ci
+
+
+def test_the_binder_badge_is_one_documented_line_not_the_csharp_database():
+    text = README.read_text()
+    badges = [line for line in text.splitlines() if "mybinder.org/v2/gh/" in line]
+    assert len(badges) == 1
+    owner_name = badges[0].split("mybinder.org/v2/gh/")[1].split("/HEAD")[0]
+    assert owner_name.lower() != "eventstore/eventstore"
+    assert f"replace {owner_name} in the next line" in text

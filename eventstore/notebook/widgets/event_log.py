@@ -20,6 +20,7 @@ import ipywidgets as W
 from ...core.events import Event
 from ..frames import PayloadTypes, matches_event_type, payload_decoder, select_events
 from ..messages import message_to_dict
+from .static import StaticRendering
 
 
 def _payload_text(values: dict[str, Any], limit: int = 80) -> str:
@@ -43,7 +44,7 @@ def _count_matching(
     return sum(1 for _ in select_events(store, aggregate_id, event_type=event_type))
 
 
-class EventLog(W.VBox):
+class EventLog(StaticRendering, W.VBox):
     """The last ``max_rows`` events (newest first), optionally of one aggregate or type."""
 
     def __init__(

@@ -54,13 +54,14 @@ from .editors import (  # noqa: F401
     _TooDeep,
     field_editor,
 )
+from .static import StaticRendering
 
 SendFunction = Callable[[Message], Any]
 """Takes the built message; returns a reply, a transport ``Response``, or an awaitable of one."""
 
 
 # -- the form ---------------------------------------------------------------------------------
-class CommandForm(W.VBox):
+class CommandForm(StaticRendering, W.VBox):
     """Inputs for every field of ``message_class``, a Send button and an output area.
 
     ``send(message)`` may be a plain or an async function (a generated client's

@@ -5,7 +5,10 @@ any function returning objects with ``name``, ``status``, ``checkpoint``,
 ``head_position`` (or ``head``), ``lag_positions`` (or ``lag``) and
 ``last_error``, so a runner on the NATS bus can be watched the same way.
 ``start()`` refreshes it on the kernel's running event loop every
-``interval`` seconds while the manager runs; ``refresh()`` does one reading.
+``interval`` seconds while the manager runs; ``stop()`` takes one last
+reading, so the widget never ends on an old status; ``refresh()`` does one
+reading. An error is shown in red while its projection is FAILED, and in
+grey, as resolved, once the projection runs again.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any, Protocol
 import ipywidgets as W
 
 from ..charts import LagSample, chart_svg, projection_lag
+from .static import StaticRendering, static_html
 
 
 class StatusSource(Protocol):
@@ -41,7 +45,7 @@ def _error_text(error: Any) -> str:
     return str(describe()) if callable(describe) else str(error)
 
 
-class ProjectionMonitor(W.VBox):
+class ProjectionMonitor(StaticRendering, W.VBox):
     def __init__(
         self,
         source: StatusSource | Callable[[], Sequence[Any]],
@@ -109,7 +113,8 @@ class ProjectionMonitor(W.VBox):
             "errors",
         )
         rows = []
-        problems = []
+        problems: list[str] = []
+        resolved: list[str] = []
         for status in self.statuses:
             state = str(_get(status, "status", default=""))
             color = {"READY": "#080", "FAILED": "#b00", "PAUSED": "#a60"}.get(state, "#555")
@@ -127,7 +132,8 @@ class ProjectionMonitor(W.VBox):
             rows.append(cells)
             error = _error_text(_get(status, "last_error", default=None))
             if error:
-                problems.append(f"<b>{html.escape(str(status.name))}</b>: {html.escape(error)}")
+                line = f"<b>{html.escape(str(status.name))}</b>: {html.escape(error)}"
+                (problems if state == "FAILED" else resolved).append(line)
         head = "".join(f"<th style='text-align:left;padding:2px 8px'>{h}</th>" for h in header)
         body = "".join(
             "<tr>" + "".join(f"<td style='padding:2px 8px'>{c}</td>" for c in cells) + "</tr>"
@@ -139,8 +145,13 @@ class ProjectionMonitor(W.VBox):
             else "<i>no projections registered</i>"
         )
         self.errors.value = (
-            "<div style='color:#b00'>last errors:<br>" + "<br>".join(problems) + "</div>"
+            "<div style='color:#b00'>failed at:<br>" + "<br>".join(problems) + "</div>"
             if problems
+            else ""
+        ) + (
+            "<div style='color:#777'>earlier errors, since resolved (the projection runs "
+            "again):<br>" + "<br>".join(resolved) + "</div>"
+            if resolved
             else ""
         )
         if self.show_chart and self.samples:
@@ -180,9 +191,29 @@ class ProjectionMonitor(W.VBox):
             await asyncio.sleep(self.interval)
 
     def stop(self) -> None:
+        """Stop refreshing, after one last reading (so the widget shows the status now)."""
         if self._task is not None:
             self._task.cancel()
             self._task = None
+            try:
+                self.refresh()
+                self.problem.value = ""
+            except Exception:
+                self.problem.value = (
+                    "<pre style='color:#b00'>the monitor could not refresh:\n"
+                    f"{html.escape(traceback.format_exc())}</pre>"
+                )
+
+    # -- without a kernel ------------------------------------------------------------------------
+    def static_html(self) -> str:
+        return static_html(self, skip=[self.chart])  # a chart of clock times: the live view has it
+
+    def static_text(self) -> str:
+        parts = [
+            f"{s.name} {_get(s, 'status', default='')} lag {_get(s, 'lag_positions', 'lag')}"
+            for s in self.statuses
+        ]
+        return "ProjectionMonitor: " + ("; ".join(parts) or "no projections registered")
 
     def close(self) -> None:
         self.stop()

@@ -6,10 +6,18 @@ replays the events after it (DESIGN decision 8), so what is shown is exactly
 what the repository would rebuild. Beside the state: the event that made
 this version, the fields it changed, and a strip of all versions with the
 ones that have a snapshot marked.
+
+The widget follows the store: every move of the slider first re-reads the
+stream's last version and its snapshot versions, and while the kernel's
+event loop runs it also polls them every ``poll_interval`` seconds (2 by
+default; ``None`` turns polling off). When they changed (a snapshot taken or
+deleted, an event appended), the strip, the slider's range and the "loaded
+from the snapshot at version N" line are redrawn from the store.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 from collections.abc import Callable
@@ -23,6 +31,7 @@ from ...core.errors import AggregateNotFoundError, EventDecodeError
 from ...core.repository import Repository
 from ..messages import message_to_dict
 from ..state import MISSING, Change, aggregate_state, diff_states
+from .static import StaticRendering
 
 _STRIP_LIMIT = 80
 
@@ -40,7 +49,7 @@ class VersionView:
     """The snapshot the load started from (0: replayed from the first event)."""
 
 
-class TimeTravel(W.VBox):
+class TimeTravel(StaticRendering, W.VBox):
     def __init__(
         self,
         repo: Repository[Any],
@@ -48,8 +57,13 @@ class TimeTravel(W.VBox):
         *,
         version: int | None = None,
         state: Callable[[AggregateRoot], dict[str, Any]] = aggregate_state,
+        poll_interval: float | None = 2.0,
     ) -> None:
+        if poll_interval is not None and poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive or None, got {poll_interval}")
         self.repo = repo
+        self.poll_interval = poll_interval
+        self._task: asyncio.Task[None] | None = None
         self.aggregate_id = aggregate_id
         self.state_of = state
         self._cache: dict[int, tuple[dict[str, Any], int]] = {}
@@ -84,6 +98,9 @@ class TimeTravel(W.VBox):
         )
         super().__init__([title, self.slider, self.strip, self.event_view, panes])
         self.show(self.slider.value)
+        if poll_interval is not None:
+            with contextlib.suppress(RuntimeError):  # no running loop: follow on moves only
+                self.start()
 
     # -- data --------------------------------------------------------------------------
     def _snapshot_versions(self) -> list[int]:
@@ -119,6 +136,8 @@ class TimeTravel(W.VBox):
     # -- showing -----------------------------------------------------------------------
     def _on_slide(self, change: dict[str, Any]) -> None:
         # show() puts any error in the widget; a callback has nowhere else to raise it.
+        with contextlib.suppress(Exception):  # a failure here shows in show() just below
+            self._follow_store()
         with contextlib.suppress(Exception):
             self.show(int(change["new"]))
 
@@ -186,12 +205,72 @@ class TimeTravel(W.VBox):
             )
         return f"<div>{''.join(cells)}</div><div style='color:#555'>◆ {html.escape(legend)}</div>"
 
+    def _follow_store(self) -> bool:
+        """Re-read the last version and the snapshot versions; True when they changed."""
+        last = self.repo.store.stream_version(self.aggregate_id)
+        snapshots = self._snapshot_versions()
+        if last == self.last_version and snapshots == self.snapshot_versions:
+            return False
+        self.last_version = last
+        self.snapshot_versions = snapshots
+        self._cache.clear()  # a state's "loaded from the snapshot at N" may have changed
+        self.slider.max = last
+        return True
+
     def refresh(self) -> None:
-        """Pick up versions and snapshots stored since the widget was made."""
-        self.last_version = self.repo.store.stream_version(self.aggregate_id)
-        self.snapshot_versions = self._snapshot_versions()
-        self.slider.max = self.last_version
+        """Pick up versions and snapshots stored or deleted since the widget was drawn."""
+        self._follow_store()
         self.show(self.slider.value)
+
+    # -- polling while the kernel runs ---------------------------------------------------------
+    @property
+    def polling(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    def start(self) -> asyncio.Task[None]:
+        """Poll the store every ``poll_interval`` seconds on the running event loop."""
+        if self._task is not None and not self._task.done():
+            return self._task
+        loop = asyncio.get_running_loop()  # RuntimeError outside a kernel or async code
+        self._task = loop.create_task(self._poll(self.poll_interval or 2.0))
+        return self._task
+
+    async def _poll(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self._follow_store():
+                    self.show(self.slider.value)
+            except Exception as exc:  # the store was closed, say: say so and stop polling
+                self.event_view.value = (
+                    "<pre style='color:#b00'>stopped following the store: "
+                    f"{html.escape(f'{type(exc).__name__}: {exc}')}</pre>"
+                )
+                return
+
+    def stop(self) -> None:
+        """Stop polling (moving the slider still re-reads the store)."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+    # -- without a kernel ------------------------------------------------------------------------
+    def static_html(self) -> str:
+        with contextlib.suppress(Exception):  # shown again later: draw what the store holds now
+            if self._follow_store():
+                self.show(self.slider.value)
+        return super().static_html()
+
+    def static_text(self) -> str:
+        snaps = ", ".join(map(str, self.snapshot_versions)) or "none"
+        return (
+            f"TimeTravel: aggregate {self.aggregate_id!r} at version {self.slider.value} "
+            f"of {self.last_version} (snapshots: {snaps})"
+        )
 
 
 def _show(value: Any) -> str:
