@@ -133,8 +133,11 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         return self._db.synchronous
 
     def connection_settings(self) -> list[ConnectionSettings]:
-        """The pragmas of every connection this store opened, read back from each."""
-        return list(self._db.settings)
+        """The pragmas of the writer and of every reader connection open now, read back from each.
+
+        A thread's reader connection (and its entry here) goes when the thread ends.
+        """
+        return self._db.settings
 
     # -- commit notifications -------------------------------------------------------
     def add_commit_listener(self, listener: CommitListener) -> None:
