@@ -27,6 +27,7 @@ from ..core.projections.read_models import BatchOutcome, HandlerFailedError, han
 from ..core.projections.status import DeadLetter, ProjectionFailure
 from .checkpoints import read_checkpoint, write_checkpoint
 from .connections import ConnectionPool
+from .schema import mark_read_model_file
 from .store import SQLiteEventStore
 
 # Same definition as the store's migration 1, so a read model may share the store's file.
@@ -87,6 +88,7 @@ class SQLiteReadModel:
             self._owns_db = True
         try:
             with self._db.transaction() as conn:
+                mark_read_model_file(conn, self.path)
                 conn.execute(_CHECKPOINTS_TABLE)
                 conn.execute(_DEAD_LETTERS_TABLE)
         except BaseException:
