@@ -7,6 +7,7 @@ from .aggregate import AggregateRoot, PendingEvent
 from .commands import CommandResult
 from .constraints import ConstraintOp, UniqueConstraint
 from .errors import (
+    AdapterUnavailableError,
     AggregateNotFoundError,
     AppError,
     ConcurrencyError,
@@ -23,6 +24,7 @@ from .errors import (
     StorageError,
     StorageFullError,
     StoreClosedError,
+    StoreURLError,
     UniqueConstraintError,
     UniqueConstraintReleaseError,
     VersionNotFoundError,
@@ -87,6 +89,8 @@ __all__ = [
     "IntegerRangeError",
     "ForeignDatabaseError",
     "SchemaVersionError",
+    "StoreURLError",
+    "AdapterUnavailableError",
     "COMMAND_ID_HEADER",
     "InProcessTransport",
     "Middleware",

@@ -6,7 +6,15 @@ names the thing, the cause and the way out (see CONVENTIONS.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*:)[^@/]*@")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (``postgresql://ann:***@host/db``), for messages and logs."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 def _rebuild_error(cls: type[BaseException], args: tuple[object, ...]) -> BaseException:
@@ -234,6 +242,30 @@ class SchemaVersionError(StorageError, RuntimeError):
             f"it has schema version {found}, newer than this version of eventstore "
             f"understands ({supported})",
             "Upgrade eventstore to open it (pip install -U eventstore).",
+        )
+
+
+class StoreURLError(EventStoreError, ValueError):
+    """A store URL that names no known adapter, or that its adapter cannot read."""
+
+    def __init__(self, url: str, cause: str, fix: str) -> None:
+        self.url = redact_url(url)
+        self.cause = cause
+        self.fix = fix
+        super().__init__(f"cannot open event store {self.url!r}: {cause}. {fix}")
+
+
+class AdapterUnavailableError(StoreURLError):
+    """The URL's scheme is known, but its adapter is not installed (or not built yet)."""
+
+    def __init__(self, url: str, adapter: str, module: str) -> None:
+        self.adapter = adapter
+        self.module = module
+        super().__init__(
+            url,
+            f"the {adapter} adapter ({module}) is not available in this installation",
+            "Use a SQLite store (sqlite:///events.db, or a plain path) until the "
+            f"{adapter} adapter is installed.",
         )
 
 
