@@ -162,3 +162,31 @@ def test_a_thread_closing_the_store_inside_its_own_read_does_not_wait(store_file
         store.close()
         store.stream_version("acc-1")
     assert time.monotonic() - began < 1.0
+
+
+def test_close_interrupts_a_long_read_in_flight_which_gets_store_closed(store_file):
+    store = SQLiteEventStore(store_file)
+    model = SQLiteReadModel(store)
+    errors: list[BaseException] = []
+    reading = threading.Event()
+    endless = (
+        "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 10000000000) "
+        "SELECT COUNT(*) FROM n"
+    )
+
+    def read() -> None:
+        reading.set()
+        try:
+            model.query(endless)
+        except BaseException as exc:
+            errors.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reading.wait(10)
+    time.sleep(0.05)  # inside SQLite now
+    began = time.monotonic()
+    store.close()
+    reader.join(10)
+    assert time.monotonic() - began < 2.0, "close() interrupted the read instead of waiting"
+    assert [type(e) for e in errors] == [StoreClosedError]
