@@ -31,6 +31,7 @@ from ..core.errors import (
     NotADatabaseError,
     PayloadTooLargeError,
     ReadOnlyStoreError,
+    StorageError,
     StorageFullError,
     StoreClosedError,
 )
@@ -49,6 +50,8 @@ CLOSE_WAIT_SECONDS = 5.0
 
 # SQLite's primary result codes that concern the file, not the statement.
 _SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CANTOPEN = 14
 _SQLITE_CORRUPT = 11
 _SQLITE_FULL = 13
 _SQLITE_TOOBIG = 18
@@ -403,4 +406,17 @@ def storage_error(
         return CorruptDatabaseError(path, str(exc))
     if primary == _SQLITE_TOOBIG:
         return PayloadTooLargeError(path, limit)
+    if primary == _SQLITE_CANTOPEN:
+        return StorageError(
+            path,
+            "SQLite cannot open the file (the path may name a folder, or a folder on the "
+            "way is not accessible)",
+            "Give the path of a database file in a folder this user can write.",
+        )
+    if primary == _SQLITE_IOERR:
+        return StorageError(
+            path,
+            f"the operating system reported an I/O error ({exc}); the operation was rolled back",
+            "Check the disk and the file system holding the file, then retry.",
+        )
     return exc

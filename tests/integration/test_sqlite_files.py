@@ -28,6 +28,7 @@ from eventstore import (
     PayloadTooLargeError,
     ReadOnlyStoreError,
     SchemaVersionError,
+    StorageError,
     StorageFullError,
     new_event_id,
 )
@@ -337,3 +338,11 @@ def test_a_version_bound_beyond_sqlites_integers_reads_the_whole_stream(db_path)
     with SQLiteEventStore(db_path) as store:
         store.append("acc-1", "Account", 0, [_event()])
         assert len(store.load_stream("acc-1", up_to_version=2**64)) == 1
+
+
+def test_a_path_naming_a_folder_is_refused_naming_it(tmp_path):
+    folder = tmp_path / "looks-like.db"
+    folder.mkdir()
+    with pytest.raises(StorageError, match="cannot open the file") as caught:
+        SQLiteEventStore(folder)
+    assert str(folder) in str(caught.value)
