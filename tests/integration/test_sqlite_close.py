@@ -22,7 +22,7 @@ from eventstore.sqlite import SQLiteEventStore, SQLiteReadModel
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS = 100
-PARALLEL = 4
+PARALLEL = 2
 BUDGET_SECONDS = 90.0
 
 CLOSE_UNDER_READERS = textwrap.dedent(
