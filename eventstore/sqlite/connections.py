@@ -70,10 +70,6 @@ class ConnectionSettings:
     checkpoint_pages: int
 
 
-class _Connection(sqlite3.Connection):
-    """A connection that can be weakly referenced."""
-
-
 class _Reader:
     """One thread's reader connection and how many calls of that thread are using it.
 
@@ -201,7 +197,6 @@ class ConnectionPool:
             check_same_thread=False,
             timeout=self.busy_timeout_ms / 1000,
             uri=self.path.startswith("file:"),
-            factory=_Connection,
         )
         try:
             conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
