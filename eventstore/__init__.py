@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from .core import *  # noqa: F403
 from .core import __all__ as _core_all
+from .stores import open_store
 
 if TYPE_CHECKING:
     from .codegen import CodegenError, ModelError, ProtoCompileError, generate_module
@@ -33,6 +34,7 @@ __all__ = [
     "SQLiteReadModel",
     "__version__",
     "generate_module",
+    "open_store",
 ]
 
 

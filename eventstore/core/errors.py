@@ -6,7 +6,15 @@ names the thing, the cause and the way out (see CONVENTIONS.md).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
+
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*:)[^@/]*@")
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password (``postgresql://ann:***@host/db``), for messages and logs."""
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 def _rebuild_error(cls: type[BaseException], args: tuple[object, ...]) -> BaseException:
@@ -126,6 +134,158 @@ class StoreClosedError(EventStoreError, RuntimeError):
         self.store = store
         super().__init__(
             f"event store {store!r} is closed; open a new store object to use it again"
+        )
+
+
+class StorageError(EventStoreError):
+    """The database file could not be used as asked; ``path`` names it, ``cause`` says why.
+
+    Raised in place of the bare ``sqlite3`` error (kept as ``__cause__``), which names no file.
+    """
+
+    def __init__(self, path: str, cause: str, fix: str) -> None:
+        self.path = path
+        self.cause = cause
+        self.fix = fix
+        super().__init__(f"event store {path!r}: {cause}. {fix}")
+
+
+class ReadOnlyStoreError(StorageError):
+    """The file, or the folder holding it, cannot be written by this process."""
+
+    def __init__(self, path: str, folder: str = "") -> None:
+        self.folder = folder
+        if folder:
+            super().__init__(
+                path,
+                f"its folder {folder!r} is read-only, and SQLite must create the write-ahead "
+                "log and shared-memory files beside the database (even to read it)",
+                "Make the folder writable for this user, or move the file to a writable folder.",
+            )
+        else:
+            super().__init__(
+                path,
+                "the database file is read-only (its permissions, or it was opened with "
+                "mode=ro), so nothing can be written",
+                "Make the file writable for this user, or open it read-only and only read.",
+            )
+
+
+class NotADatabaseError(StorageError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            path,
+            "the file is not a SQLite database (or is encrypted)",
+            "Check the path: give a new file name to create a store, or an event store's file.",
+        )
+
+
+class CorruptDatabaseError(StorageError):
+    """The file is damaged (truncated, overwritten); ``detail`` is what SQLite reported."""
+
+    def __init__(self, path: str, detail: str = "database disk image is malformed") -> None:
+        self.detail = detail
+        super().__init__(
+            path,
+            f"the database file is damaged ({detail}); it may have been truncated or "
+            "partly overwritten",
+            "Restore it from a backup; SQLite's .recover command can salvage what is left.",
+        )
+
+
+class StorageFullError(StorageError):
+    def __init__(self, path: str) -> None:
+        super().__init__(
+            path,
+            "the disk (or the database's size limit) is full, so the write was rolled "
+            "back and nothing of it was stored",
+            "Free space on the disk holding the file and retry: the store works again "
+            "once there is room.",
+        )
+
+
+class PayloadTooLargeError(StorageError, ValueError):
+    """A value (an event's data or metadata) over SQLite's size limit (SQLITE_LIMIT_LENGTH)."""
+
+    def __init__(self, path: str, limit: int, size: int = 0, aggregate_id: str = "") -> None:
+        self.limit = limit
+        self.size = size
+        self.aggregate_id = aggregate_id
+        what = f"an event of aggregate {aggregate_id!r}" if aggregate_id else "a value"
+        of = f" of {size:,} bytes" if size else ""
+        bound = f" of {limit:,} bytes" if limit else ""
+        super().__init__(
+            path,
+            f"{what}{of} is larger than SQLite's limit{bound} per value, so nothing was written",
+            "Store large payloads elsewhere (a file or object store) and put a reference "
+            "in the event.",
+        )
+
+
+class IntegerRangeError(StorageError, ValueError):
+    """A position, version or count at or above 2**63, beyond SQLite's 64-bit integers."""
+
+    def __init__(self, path: str, name: str = "", value: int | None = None) -> None:
+        self.name = name
+        self.value = value
+        what = f"{name}={value}" if name else "a position, version or count"
+        super().__init__(
+            path,
+            f"{what} is 2**63 or more, beyond SQLite's largest integer (2**63 - 1)",
+            "Pass a position or version the store handed out; they are always below that.",
+        )
+
+
+class ForeignDatabaseError(StorageError):
+    """A database of another application (tables, but not eventstore's mark)."""
+
+    def __init__(self, path: str, found: str, reason: str = "") -> None:
+        self.found = found
+        super().__init__(
+            path,
+            reason
+            or f"the file holds another application's database ({found}), without "
+            "eventstore's mark (PRAGMA application_id), so eventstore will not add its "
+            "tables to it",
+            "Give the event store (or read model) a file of its own: a new path.",
+        )
+
+
+class SchemaVersionError(StorageError, RuntimeError):
+    """A file written by a newer eventstore, whose schema this version does not know."""
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            path,
+            f"it has schema version {found}, newer than this version of eventstore "
+            f"understands ({supported})",
+            "Upgrade eventstore to open it (pip install -U eventstore).",
+        )
+
+
+class StoreURLError(EventStoreError, ValueError):
+    """A store URL that names no known adapter, or that its adapter cannot read."""
+
+    def __init__(self, url: str, cause: str, fix: str) -> None:
+        self.url = redact_url(url)
+        self.cause = cause
+        self.fix = fix
+        super().__init__(f"cannot open event store {self.url!r}: {cause}. {fix}")
+
+
+class AdapterUnavailableError(StoreURLError):
+    """The URL's scheme is known, but its adapter is not installed (or not built yet)."""
+
+    def __init__(self, url: str, adapter: str, module: str) -> None:
+        self.adapter = adapter
+        self.module = module
+        super().__init__(
+            url,
+            f"the {adapter} adapter ({module}) is not available in this installation",
+            "Use a SQLite store (sqlite:///events.db, or a plain path) until the "
+            f"{adapter} adapter is installed.",
         )
 
 

@@ -35,6 +35,7 @@ NOT_FOUND = "NOT_FOUND"
 CONCURRENCY_CONFLICT = "CONCURRENCY_CONFLICT"
 UNIQUE_CONSTRAINT = "UNIQUE_CONSTRAINT"
 COMMAND_ID_CONFLICT = "COMMAND_ID_CONFLICT"
+INVALID_ARGUMENT = "INVALID_ARGUMENT"
 #: Error codes of a failed wire: the client's transport makes them, with the command id.
 UNAVAILABLE = "UNAVAILABLE"
 TIMEOUT = "TIMEOUT"
@@ -134,12 +135,15 @@ class RaisedAs:
 
     ``details`` name the exception's attributes sent as the error's details
     (``command_id`` is the request's when the exception has none); ``solution``
-    is formatted with them.
+    is formatted with them. ``message``, when set, replaces the exception's own
+    text on the wire (formatted with the details): storage errors name server
+    files, which a client must not see.
     """
 
     exception: str
     details: tuple[str, ...] = ()
     solution: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +248,29 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         ),
     ),
     ErrorCode(
+        INVALID_ARGUMENT,
+        "invalid_argument",
+        400,
+        "handler",
+        "A value of the request cannot be stored as it is (too large, out of range); nothing "
+        "was written.",
+        (
+            RaisedAs(
+                "PayloadTooLargeError",
+                ("aggregate_id", "size", "limit"),
+                "Store less in one event (split it, or keep large blobs outside the store).",
+                "an event of aggregate {aggregate_id!r} is {size} bytes, over the store's "
+                "limit of {limit}",
+            ),
+            RaisedAs(
+                "IntegerRangeError",
+                ("name", "value"),
+                "Use a value below 2**63.",
+                "{name} = {value} is outside the store's integer range",
+            ),
+        ),
+    ),
+    ErrorCode(
         INVALID_MESSAGE_TYPE,
         "invalid_argument",
         400,
@@ -273,6 +300,14 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
             RaisedAs("ModelError"),
             RaisedAs("ProtoCompileError"),
             RaisedAs("EventStoreError"),
+            RaisedAs("StorageError"),
+            RaisedAs("ReadOnlyStoreError"),
+            RaisedAs("NotADatabaseError"),
+            RaisedAs("CorruptDatabaseError"),
+            RaisedAs("ForeignDatabaseError"),
+            RaisedAs("SchemaVersionError"),
+            RaisedAs("StoreURLError"),
+            RaisedAs("AdapterUnavailableError"),
         ),
     ),
     ErrorCode(
@@ -283,7 +318,15 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "The request did not reach a service, or the service's store closed under it; "
         "retry with the same command id (details: `command_id`, and `subject` from the "
         "transport).",
-        (RaisedAs("StoreClosedError", ("command_id",), _RETRY),),
+        (
+            RaisedAs("StoreClosedError", ("command_id",), _RETRY),
+            RaisedAs(
+                "StorageFullError",
+                ("command_id",),
+                _RETRY + " Wait until the service has room again.",
+                "the service's storage is full; nothing was written",
+            ),
+        ),
     ),
     ErrorCode(
         TIMEOUT,
@@ -348,7 +391,8 @@ def app_error_for(exc: BaseException, command_id: str = "") -> AppError | None:
         name: _detail(getattr(exc, name, command_id if name == "command_id" else ""))
         for name in raised.details
     }
-    return AppError(row.code, str(exc), raised.solution.format(**details), details)
+    message = raised.message.format(**details) if raised.message else str(exc)
+    return AppError(row.code, message, raised.solution.format(**details), details)
 
 
 def _detail(value: object) -> str:
@@ -406,6 +450,7 @@ __all__ = [
     "CONCURRENCY_CONFLICT",
     "ERROR_CODES",
     "INTERNAL",
+    "INVALID_ARGUMENT",
     "INVALID_MESSAGE_TYPE",
     "INVALID_RESPONSE_TYPE",
     "NOT_FOUND",

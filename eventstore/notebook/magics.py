@@ -21,7 +21,12 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from ..core.errors import AggregateNotFoundError, VersionNotFoundError
+from ..core.errors import (
+    AggregateNotFoundError,
+    EventStoreError,
+    VersionNotFoundError,
+    redact_url,
+)
 from ..core.repository import Repository
 from . import frames
 from .session import MEMORY, NoStoreError, NotebookSession, session_for
@@ -59,7 +64,10 @@ class EventStoreMagics(Magics):
         "path",
         nargs="?",
         default=MEMORY,
-        help="SQLite file to open (created when missing), or :memory: (the default)",
+        help=(
+            "SQLite file to open (created when missing), :memory: (the default), or a "
+            "store URL (sqlite:///bank.db, sqlite://, file:/data/bank.db?mode=ro)"
+        ),
     )
     @argument("--var", default="store", help="variable to bind the store to (default: store)")
     @line_magic
@@ -77,13 +85,13 @@ class EventStoreMagics(Magics):
             )
         try:
             store = self.session.open_store(args.path)
-        except (OSError, ValueError) as exc:
-            raise MagicError(f"%es_store {args.path}: {exc}") from None
+        except (OSError, ValueError, EventStoreError) as exc:
+            raise MagicError(f"%es_store {redact_url(args.path)}: {exc}") from None
         self.user_ns[args.var] = store
         # The file's name, not its folder: a notebook's saved output then reads the
         # same wherever it ran (a temp folder differs per run and per OS).
         # es_session.store_path has the full path.
-        where = "in memory" if args.path == MEMORY else f"in file {store_file_name(store)}"
+        where = "in memory" if store.path == MEMORY else f"in file {store_file_name(store)}"
         head = store.head_position()
         print(f"event store {where} is open as `{args.var}` (log head at position {head})")
 
@@ -247,7 +255,11 @@ class EventStoreMagics(Magics):
 
 
 def store_file_name(store: Any) -> str:
-    return os.path.basename(str(store.path))
+    """The file's name, also for a ``file:`` URI (``file:/data/bank.db?mode=ro``: bank.db)."""
+    path = str(store.path)
+    if path.startswith("file:"):
+        path = path[5:].partition("?")[0]
+    return os.path.basename(path)
 
 
 def generated_names(module: ModuleType) -> dict[str, Any]:

@@ -33,7 +33,7 @@ class NoStoreError(RuntimeError):
         self.needed_by = needed_by
         super().__init__(
             f"{needed_by} needs an event store, and this notebook session has none open. "
-            "Run %es_store (in memory) or %es_store PATH (a SQLite file) first."
+            "Run %es_store (in memory) or %es_store PATH (a SQLite file or store URL) first."
         )
 
 
@@ -69,11 +69,15 @@ class NotebookSession:
         return self._store
 
     def open_store(self, path: str | os.PathLike[str] = MEMORY) -> SQLiteEventStore:
-        """Open the session's store, closing the one opened before (a notebook has one)."""
-        from ..sqlite import SQLiteEventStore
+        """Open the session's store, closing the one opened before (a notebook has one).
+
+        ``path`` is a file path, ``:memory:`` or a store URL (``sqlite:///bank.db``,
+        ``file:/data/bank.db?mode=ro``; see ``eventstore.open_store``).
+        """
+        from ..stores import open_store, url_scheme
 
         target = os.fspath(path)
-        if target != MEMORY:
+        if target != MEMORY and url_scheme(target) is None:
             target = os.path.abspath(os.path.expanduser(target))
             folder = os.path.dirname(target)
             if not os.path.isdir(folder):
@@ -81,7 +85,7 @@ class NotebookSession:
                     f"cannot open event store {target!r}: folder {folder!r} does not exist. "
                     "Create the folder first, or give a path in an existing one."
                 )
-        store = SQLiteEventStore(target)
+        store: SQLiteEventStore = open_store(target)
         previous = self._store
         self._store = store
         self.store_path = target

@@ -7,6 +7,11 @@ under a lock, because several connections contending for SQLite's write lock
 starve each other (toolchain-notes); the busy timeout is for other
 processes. Reads on a file use one connection per thread, so they run beside
 writes under WAL. ``:memory:`` is one private database behind one connection.
+
+Closing is safe while other threads read: a reader connection is handed out
+with a use count and is closed only by the last thread using it (docs/decisions.md).
+SQLite errors that are about the file (read-only, full, damaged, not a database)
+become ``StorageError`` subclasses that name it.
 """
 
 from __future__ import annotations
@@ -20,7 +25,16 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..core.errors import StoreClosedError
+from ..core.errors import (
+    CorruptDatabaseError,
+    IntegerRangeError,
+    NotADatabaseError,
+    PayloadTooLargeError,
+    ReadOnlyStoreError,
+    StorageError,
+    StorageFullError,
+    StoreClosedError,
+)
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -29,6 +43,20 @@ SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # several B-trees, so at 1,000 pages those syncs come every couple of hundred
 # commands and dominate a save at synchronous=NORMAL (docs/decisions.md, 12).
 DEFAULT_CHECKPOINT_PAGES = 10_000
+
+# How long close() waits for reads in flight on other threads (after interrupting them)
+# before it leaves their connections for those threads to close when they finish.
+CLOSE_WAIT_SECONDS = 5.0
+
+# SQLite's primary result codes that concern the file, not the statement.
+_SQLITE_READONLY = 8
+_SQLITE_IOERR = 10
+_SQLITE_CANTOPEN = 14
+_SQLITE_CORRUPT = 11
+_SQLITE_FULL = 13
+_SQLITE_TOOBIG = 18
+_SQLITE_NOTADB = 26
+_SQLITE_READONLY_DIRECTORY = 1544
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,13 +70,24 @@ class ConnectionSettings:
     checkpoint_pages: int
 
 
-class _Connection(sqlite3.Connection):
-    """A connection that can be weakly referenced.
+class _Reader:
+    """One thread's reader connection and how many calls of that thread are using it.
 
-    The pool holds connections weakly, so a reader connection closes when the
-    thread that owned it ends (a thread per request would otherwise leak one
-    connection and its file descriptors per thread).
+    Only its own thread changes ``users``; ``close()`` on another thread reads it
+    after setting ``pool.closed``, and the reader checks ``pool.closed`` after
+    counting itself in, so one of the two always sees the other: a connection is
+    never closed under a statement (that crashed the process, issue 8).
+    The pool holds readers weakly: a thread's reader (and its entry in
+    ``connection_settings()``) goes when the thread ends.
     """
+
+    __slots__ = ("__weakref__", "conn", "is_closed", "settings", "users")
+
+    def __init__(self, conn: sqlite3.Connection, settings: ConnectionSettings) -> None:
+        self.conn = conn
+        self.settings = settings
+        self.users = 0
+        self.is_closed = False
 
 
 class _Transaction:
@@ -65,23 +104,31 @@ class _Transaction:
         pool.check_open()
         pool.write_lock.acquire()
         try:
+            # close() may have run while this thread waited for the lock.
+            pool.check_open()
             pool.writer.execute("BEGIN IMMEDIATE")
-        except BaseException:
+        except BaseException as exc:
             pool.write_lock.release()
+            if isinstance(exc, (sqlite3.Error, OverflowError)):
+                raise pool.translate(exc) from exc
             raise
         return pool.writer
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         pool = self._pool
         try:
-            if exc_type is None:
+            if exc is None:
                 try:
                     pool.writer.execute("COMMIT")
-                except BaseException:
+                except (sqlite3.Error, OverflowError) as error:
                     self._roll_back()
-                    raise
+                    raise pool.translate(error) from error
             else:
                 self._roll_back()
+                if isinstance(exc, (sqlite3.Error, OverflowError)):
+                    translated = pool.translate(exc)
+                    if translated is not exc:
+                        raise translated from exc
         finally:
             pool.write_lock.release()
 
@@ -89,8 +136,9 @@ class _Transaction:
         # SQLite may already have rolled back (disk full, I/O error): then there is nothing
         # to undo, and the error that got us here is the one to report.
         writer = self._pool.writer
-        if writer.in_transaction:
-            writer.execute("ROLLBACK")
+        with contextlib.suppress(sqlite3.ProgrammingError):  # closed under us: nothing to undo
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
 
 
 class ConnectionPool:
@@ -108,7 +156,7 @@ class ConnectionPool:
                 f"use one of {', '.join(SYNCHRONOUS_LEVELS)}"
             )
         self.path = path
-        self.is_memory = path == ":memory:" or path.startswith("file::memory:")
+        self.is_memory = _is_memory(path)
         self.synchronous = level
         self.busy_timeout_ms = int(busy_timeout * 1000)
         if checkpoint_pages < 1:
@@ -119,55 +167,65 @@ class ConnectionPool:
         self.checkpoint_pages = checkpoint_pages
         self.write_lock = threading.RLock()
         self._local = threading.local()
-        self._all: weakref.WeakSet[sqlite3.Connection] = weakref.WeakSet()
-        self._all_lock = threading.Lock()
-        self.settings: list[ConnectionSettings] = []
+        self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
+        self._readers_changed = threading.Condition(threading.Lock())
         self.closed = False
-        if not self.is_memory:
-            parent = os.path.dirname(os.path.abspath(path))
+        self.file_path = file_path_of(path)
+        if self.file_path is not None:
+            parent = os.path.dirname(os.path.abspath(self.file_path))
             if not os.path.isdir(parent):
                 raise FileNotFoundError(
                     f"cannot open event store {path!r}: folder {parent!r} does not exist. "
                     "Create it first, or pass ':memory:' for a store in memory."
                 )
-        self.writer = self._open("writer")
+        try:
+            self.writer, self.writer_settings = self._open("writer")
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self.translate(exc) from exc
 
-    def _open(self, role: str) -> sqlite3.Connection:
+    @property
+    def settings(self) -> list[ConnectionSettings]:
+        """The settings of the writer and of every reader connection still open."""
+        with self._readers_changed:
+            readers = [r.settings for r in list(self._readers) if not r.is_closed]
+        return [self.writer_settings, *readers]
+
+    def _open(self, role: str) -> tuple[sqlite3.Connection, ConnectionSettings]:
         conn = sqlite3.connect(
             self.path,
             isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
             check_same_thread=False,
             timeout=self.busy_timeout_ms / 1000,
             uri=self.path.startswith("file:"),
-            factory=_Connection,
         )
-        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
-        if not self.is_memory:
-            self._enable_wal(conn)
-        conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-        conn.execute(f"PRAGMA wal_autocheckpoint = {self.checkpoint_pages}")
-        journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        sync = conn.execute("PRAGMA synchronous").fetchone()[0]
-        timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
-        with self._all_lock:
-            self._all.add(conn)
-            self.settings.append(
-                ConnectionSettings(
-                    role,
-                    str(journal).upper(),
-                    SYNCHRONOUS_LEVELS[int(sync)],
-                    int(timeout),
-                    int(checkpoint),
-                )
-            )
-        return conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
+            if not self.is_memory:
+                self._enable_wal(conn)
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {self.checkpoint_pages}")
+            journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            sync = conn.execute("PRAGMA synchronous").fetchone()[0]
+            timeout = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+            checkpoint = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        except BaseException:
+            conn.close()
+            raise
+        settings = ConnectionSettings(
+            role,
+            str(journal).upper(),
+            SYNCHRONOUS_LEVELS[int(sync)],
+            int(timeout),
+            int(checkpoint),
+        )
+        return conn, settings
 
     def _enable_wal(self, conn: sqlite3.Connection) -> None:
         """Switch to WAL, waiting (up to the busy timeout) for other processes doing the same.
 
         SQLite does not call the busy handler for this pragma: several processes opening
         a new file at once otherwise fail at once with "database is locked".
+        A read-only connection (``mode=ro``) keeps the file's journal mode.
         """
         deadline = time.monotonic() + self.busy_timeout_ms / 1000
         delay = 0.001
@@ -176,6 +234,8 @@ class ConnectionPool:
                 conn.execute("PRAGMA journal_mode = WAL")
                 return
             except sqlite3.OperationalError as exc:
+                if getattr(exc, "sqlite_errorcode", None) == _SQLITE_READONLY:
+                    return  # opened read-only: reads work in the file's own mode
                 if "locked" not in str(exc) or time.monotonic() >= deadline:
                     raise
                 time.sleep(delay)
@@ -191,24 +251,167 @@ class ConnectionPool:
         self.check_open()
         if self.is_memory:
             with self.write_lock:
-                yield self.writer
+                self.check_open()
+                try:
+                    yield self.writer
+                except (sqlite3.Error, OverflowError) as exc:
+                    translated = self.translate(exc)
+                    if translated is exc:
+                        raise
+                    raise translated from exc
             return
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._open("reader")
-            self._local.conn = conn
-        yield conn
+        reader: _Reader | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._new_reader()
+        reader.users += 1
+        try:
+            if self.closed:  # after counting in: see _Reader
+                raise StoreClosedError(self.path)
+            yield reader.conn
+        except (sqlite3.Error, OverflowError) as exc:
+            translated = self.translate(exc)
+            if translated is exc:
+                raise
+            raise translated from exc
+        finally:
+            reader.users -= 1
+            if self.closed:
+                self._close_reader(reader)
+
+    def _new_reader(self) -> _Reader:
+        try:
+            conn, settings = self._open("reader")
+        except (sqlite3.Error, OverflowError) as exc:
+            raise self.translate(exc) from exc
+        reader = _Reader(conn, settings)
+        with self._readers_changed:
+            if self.closed:
+                conn.close()
+                raise StoreClosedError(self.path)
+            self._readers.add(reader)
+        self._local.reader = reader
+        return reader
+
+    def _close_reader(self, reader: _Reader) -> None:
+        with self._readers_changed:
+            if reader.users == 0 and not reader.is_closed:
+                reader.is_closed = True
+                reader.conn.close()
+            self._readers_changed.notify_all()
 
     def transaction(self) -> _Transaction:
         """The writer inside ``BEGIN IMMEDIATE``: commit on success, roll back on any error."""
         return _Transaction(self)
 
     def close(self) -> None:
-        with self.write_lock, self._all_lock:
+        """Close every connection; safe while other threads are reading or writing.
+
+        A write in flight finishes first (this waits for the write lock). Reads in
+        flight are interrupted and get ``StoreClosedError``; a reader still busy after
+        ``CLOSE_WAIT_SECONDS`` is closed by its own thread when it finishes.
+        """
+        with self._readers_changed:
             if self.closed:
                 return
             self.closed = True
-            for conn in list(self._all):
-                with contextlib.suppress(sqlite3.Error):
-                    conn.close()
-            self._all.clear()
+            readers = list(self._readers)
+        with self.write_lock, contextlib.suppress(sqlite3.Error):
+            self.writer.close()
+        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        own = getattr(self._local, "reader", None)
+        with self._readers_changed:
+            for reader in readers:
+                while not reader.is_closed:
+                    if reader is own and reader.users:
+                        break  # closing from inside a read: its finally closes it
+                    if reader.users == 0:
+                        reader.is_closed = True
+                        with contextlib.suppress(sqlite3.Error):
+                            reader.conn.close()
+                        break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break  # its thread closes it when done (reading's finally)
+                    # Statements running now stop with "interrupted"; one started just
+                    # after is caught by the next round.
+                    reader.conn.interrupt()
+                    self._readers_changed.wait(min(remaining, 0.005))
+            self._readers.clear()
+
+    # -- errors about the file ----------------------------------------------------------
+    def translate(self, exc: BaseException) -> BaseException:
+        """The framework's error for a sqlite3 error about the file; others unchanged."""
+        if self.closed and isinstance(exc, (sqlite3.ProgrammingError, sqlite3.OperationalError)):
+            # "Cannot operate on a closed database" or "interrupted" by close().
+            return StoreClosedError(self.path)
+        limit = 0
+        if isinstance(exc, sqlite3.DataError):
+            with contextlib.suppress(sqlite3.Error):
+                limit = self.writer.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+        return storage_error(exc, self.path, self.file_path, limit)
+
+
+def _is_memory(path: str) -> bool:
+    if path in ("", ":memory:"):
+        return True
+    if not path.startswith("file:"):
+        return False
+    name, _, query = path[5:].partition("?")
+    return name in ("", ":memory:") or "mode=memory" in query.split("&")
+
+
+def file_path_of(path: str) -> str | None:
+    """The file system path of a database path or ``file:`` URI; None for memory."""
+    if _is_memory(path):
+        return None
+    if not path.startswith("file:"):
+        return path
+    from urllib.parse import unquote
+
+    name = path[5:].partition("?")[0].partition("#")[0]
+    if name.startswith("//"):  # file://host/path: only an empty host or localhost
+        rest = name[2:].partition("/")[2]
+        name = "/" + rest
+    return unquote(name)
+
+
+def storage_error(
+    exc: BaseException, path: str, file_path: str | None = None, limit: int = 0
+) -> BaseException:
+    """Turn a sqlite3 error about the file at ``path`` into a ``StorageError`` naming it.
+
+    Errors about the statement (constraints, SQL mistakes) are returned unchanged.
+    """
+    if isinstance(exc, OverflowError):
+        return IntegerRangeError(path)
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        return exc
+    if code == _SQLITE_READONLY_DIRECTORY:
+        folder = os.path.dirname(os.path.abspath(file_path or path))
+        return ReadOnlyStoreError(path, folder=folder)
+    primary = code & 0xFF
+    if primary == _SQLITE_READONLY:
+        return ReadOnlyStoreError(path)
+    if primary == _SQLITE_FULL:
+        return StorageFullError(path)
+    if primary == _SQLITE_NOTADB:
+        return NotADatabaseError(path)
+    if primary == _SQLITE_CORRUPT:
+        return CorruptDatabaseError(path, str(exc))
+    if primary == _SQLITE_TOOBIG:
+        return PayloadTooLargeError(path, limit)
+    if primary == _SQLITE_CANTOPEN:
+        return StorageError(
+            path,
+            "SQLite cannot open the file (the path may name a folder, or a folder on the "
+            "way is not accessible)",
+            "Give the path of a database file in a folder this user can write.",
+        )
+    if primary == _SQLITE_IOERR:
+        return StorageError(
+            path,
+            f"the operating system reported an I/O error ({exc}); the operation was rolled back",
+            "Check the disk and the file system holding the file, then retry.",
+        )
+    return exc

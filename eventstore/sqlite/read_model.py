@@ -34,6 +34,7 @@ from .checkpoints import (
 )
 from .connections import ConnectionPool
 from .in_transaction import EventStoreInTransaction
+from .schema import mark_read_model_file
 from .store import SQLiteEventStore
 
 # Same definition as the store's migrations 1 and 3, so a read model may share the store's file.
@@ -99,6 +100,7 @@ class SQLiteReadModel:
             self._owns_db = True
         try:
             with self._db.transaction() as conn:
+                mark_read_model_file(conn, self.path)
                 conn.execute(_CHECKPOINTS_TABLE)
                 add_scanned_position_column(conn)  # a file made before it had the column
                 conn.execute(_DEAD_LETTERS_TABLE)

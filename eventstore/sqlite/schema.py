@@ -2,11 +2,27 @@
 
 ``PRAGMA user_version`` records how many have run. Migrations run under
 ``BEGIN IMMEDIATE`` so two processes opening a new file do not both apply one.
+
+``PRAGMA application_id`` marks the file as eventstore's (``APPLICATION_ID``),
+set by the first migration run. A file with tables but without the mark is
+another application's and is refused, except the files of earlier versions,
+made before the mark existed, which are recognised by their tables and marked
+(docs/decisions.md).
 """
 
 from __future__ import annotations
 
 import sqlite3
+
+from ..core.errors import ForeignDatabaseError, SchemaVersionError
+
+#: Our mark in the database header: ASCII "EvSt" (0x45765374), a fixed 32-bit constant.
+APPLICATION_ID = 0x45765374
+# The tables of migration 1: how files from before the mark (user_version 1 or 2) are known.
+_STORE_TABLES = frozenset(
+    {"events", "unique_constraints", "processed_commands", "snapshots", "projection_checkpoints"}
+)
+_LAST_UNMARKED_VERSION = 2
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the log, constraints, commands, snapshots, checkpoints
@@ -71,26 +87,82 @@ MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+def _header(conn: sqlite3.Connection) -> tuple[int, int]:
+    application_id = conn.execute("PRAGMA application_id").fetchone()[0]
+    user_version = conn.execute("PRAGMA user_version").fetchone()[0]
+    return int(application_id), int(user_version)
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    return {row[0] for row in rows}
+
+
+def _found(application_id: int, user_version: int, tables: set[str]) -> str:
+    listed = ", ".join(sorted(tables)[:8]) + (", ..." if len(tables) > 8 else "")
+    return (
+        f"application_id {application_id:#x}, user_version {user_version}, "
+        f"tables: {listed or 'none'}"
+    )
+
+
+def check_file(conn: sqlite3.Connection, path: str, *, read_model: bool = False) -> bool:
+    """Refuse a file that is not ours or is newer than this code; True when it needs the mark.
+
+    Ours: marked with APPLICATION_ID, or empty, or a file of an earlier version (the
+    store's tables at user_version 1 or 2; for a read model, its checkpoint table).
+    """
+    application_id, user_version = _header(conn)
+    if application_id == APPLICATION_ID:
+        if user_version > SCHEMA_VERSION:
+            raise SchemaVersionError(path, user_version, SCHEMA_VERSION)
+        return False
+    tables = _tables(conn)
+    if application_id == 0 and user_version == 0 and not tables:
+        return True  # a new file
+    if application_id == 0 and tables:
+        if 1 <= user_version <= _LAST_UNMARKED_VERSION and tables >= _STORE_TABLES:
+            return True  # an event store made before the mark
+        if read_model and user_version == 0 and "projection_checkpoints" in tables:
+            return True  # a read model's own file made before the mark
+    raise ForeignDatabaseError(path, _found(application_id, user_version, tables))
+
+
+def mark_read_model_file(conn: sqlite3.Connection, path: str) -> None:
+    """Check a read model's file and mark it; call inside the transaction creating its tables."""
+    if check_file(conn, path, read_model=True):
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+
 def migrate(conn: sqlite3.Connection, path: str) -> int:
-    """Bring the database up to SCHEMA_VERSION; returns the version it was at."""
-    found = conn.execute("PRAGMA user_version").fetchone()[0]
-    if found == SCHEMA_VERSION:
-        return int(found)
+    """Check the file, bring it up to SCHEMA_VERSION and mark it; returns the version it was at."""
+    application_id, found = _header(conn)
+    if application_id == APPLICATION_ID and found == SCHEMA_VERSION:
+        return found
     conn.execute("BEGIN IMMEDIATE")
     try:
-        found = conn.execute("PRAGMA user_version").fetchone()[0]
-        if found > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"event store {path!r} has schema version {found}, newer than this version of "
-                f"eventstore understands ({SCHEMA_VERSION}). Upgrade eventstore to open it."
+        unmarked = check_file(conn, path)
+        application_id, found = _header(conn)
+        if found == 0 and _tables(conn):
+            # Marked, tables, but no store schema: a read model's own file.
+            raise ForeignDatabaseError(
+                path,
+                _found(application_id, found, _tables(conn)),
+                reason="the file holds a read model's tables but no event store "
+                "(user_version 0), so the store's tables would clash with them",
             )
         for number in range(found + 1, SCHEMA_VERSION + 1):
             for statement in MIGRATIONS[number - 1].split(";"):
                 if statement.strip():
                     conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        if unmarked:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
         raise
-    return int(found)
+    return found

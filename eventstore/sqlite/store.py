@@ -20,8 +20,11 @@ from ..core.constraints import ConstraintOp
 from ..core.errors import (
     CommandIdConflictError,
     ConcurrencyError,
+    CorruptDatabaseError,
     DuplicateEventIdError,
     EventStoreError,
+    IntegerRangeError,
+    PayloadTooLargeError,
     UniqueConstraintError,
     UniqueConstraintReleaseError,
 )
@@ -67,6 +70,7 @@ _COMMAND_AND_VERSION = (
     "FROM (SELECT 1) LEFT JOIN processed_commands AS c ON c.command_id = ?"
 )
 _CONSTRAINT_OWNER = "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?"
+_MAX_INTEGER = 2**63 - 1  # SQLite's largest integer: positions and versions stay below
 _EXPIRY_SWEEP_CHANCE = 1 / 1_000
 _EXPIRY_SWEEP_BATCH = 5_000
 # The encoder json.dumps(x, separators=(",", ":")) would build on every call, built once.
@@ -87,6 +91,14 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     process crash). ``checkpoint_pages`` is how many WAL pages SQLite writes
     before it checkpoints (and syncs) automatically: fewer bounds that loss at
     NORMAL and the WAL file's size (about 4 KiB a page) at the cost of throughput.
+
+    ``path`` may also be a ``file:`` URI (``"file:/abs/events.db?mode=ro"`` opens
+    it read-only). ``verify=True`` runs ``PRAGMA quick_check`` on open (it reads
+    the whole file: seconds for a large one) and raises ``CorruptDatabaseError``
+    naming the file when it is damaged. A file of another application is refused
+    (``ForeignDatabaseError``), as is one written by a newer eventstore
+    (``SchemaVersionError``); failures about the file (read-only, full, damaged)
+    raise ``StorageError`` subclasses that name it.
     """
 
     def __init__(
@@ -96,17 +108,33 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         synchronous: str = "FULL",
         busy_timeout: float = 30.0,
         checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
+        verify: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self._db = ConnectionPool(self.path, synchronous, busy_timeout, checkpoint_pages)
         try:
-            migrate(self._db.writer, self.path)
+            try:
+                if verify:
+                    self._verify()
+                migrate(self._db.writer, self.path)
+            except (sqlite3.Error, OverflowError) as exc:
+                translated = self._db.translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
         except BaseException:
             self._db.close()
             raise
         self._listeners: list[CommitListener] = []
         self._listeners_lock = threading.Lock()
         self._sweep_cursor = ""
+
+    def _verify(self) -> None:
+        rows = self._db.writer.execute("PRAGMA quick_check").fetchall()
+        problems = [str(row[0]) for row in rows]
+        if problems != ["ok"]:
+            shown = "; ".join(problems[:3]) + ("; ..." if len(problems) > 3 else "")
+            raise CorruptDatabaseError(self.path, f"quick_check found: {shown}")
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
@@ -136,8 +164,11 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         return self._db.synchronous
 
     def connection_settings(self) -> list[ConnectionSettings]:
-        """The pragmas of every connection this store opened, read back from each."""
-        return list(self._db.settings)
+        """The pragmas of the writer and of every reader connection open now, read back from each.
+
+        A thread's reader connection (and its entry here) goes when the thread ends.
+        """
+        return self._db.settings
 
     # -- commit notifications -------------------------------------------------------
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -177,6 +208,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         check_append(aggregate_id, expected_version, events, command_id)
         if expected_version < 0:
             raise ValueError(f"expected_version must be >= 0, got {expected_version}")
+        if expected_version + len(events) > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "expected_version", expected_version)
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         try:
             with self._db.transaction() as conn:
@@ -202,6 +235,13 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             if isinstance(exc, sqlite3.IntegrityError):
                 raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
             raise
+        except PayloadTooLargeError as exc:
+            # Name the aggregate and the largest value: the pool knows neither.
+            size = max(
+                max(len(e.data), len(meta or ""), len(cons or ""))
+                for e, (meta, cons) in zip(events, encoded, strict=True)
+            )
+            raise PayloadTooLargeError(self.path, exc.limit, size, aggregate_id) from exc.__cause__
         if result.already_processed:
             return result
         if command_id and random.random() < _EXPIRY_SWEEP_CHANCE:
@@ -521,6 +561,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:
+        if after_version > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "after_version", after_version)
+        if up_to_version is not None and up_to_version > _MAX_INTEGER:
+            up_to_version = _MAX_INTEGER  # every version is at or below it
         with self._db.reading() as conn:
             if up_to_version is None:
                 cursor = conn.execute(
@@ -553,6 +597,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             raise ValueError(
                 f"after_position must be >= 0 (0 reads from the start), got {after_position}"
             )
+        if after_position > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "after_position", after_position)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?"
         params: list[object] = [after_position]
         if event_types is not None:

@@ -7,33 +7,38 @@ import threading
 
 import pytest
 
-from eventstore.sqlite import SQLiteEventStore, StoreClosedError
+from eventstore.sqlite import ConnectionSettings, SQLiteEventStore, StoreClosedError
 from eventstore.sqlite.schema import SCHEMA_VERSION
 from tests.support.bank import Account, account_repository
 
 
-def _read_from_threads(store: SQLiteEventStore, count: int) -> None:
-    barrier = threading.Barrier(count)
+def _read_from_threads(store: SQLiteEventStore, count: int) -> list[ConnectionSettings]:
+    """Read from ``count`` threads; returns the store's settings while they are all alive."""
+    read, done = threading.Barrier(count + 1), threading.Event()
 
-    def read() -> None:
-        barrier.wait(timeout=10)
+    def work() -> None:
         store.read_all()
         store.load_stream("acc-1")
+        read.wait(timeout=10)
+        done.wait(timeout=10)
 
-    threads = [threading.Thread(target=read) for _ in range(count)]
+    threads = [threading.Thread(target=work) for _ in range(count)]
     for t in threads:
         t.start()
+    read.wait(timeout=10)
+    settings = store.connection_settings()
+    done.set()
     for t in threads:
         t.join(timeout=30)
+    return settings
 
 
 @pytest.mark.parametrize("level", ["FULL", "NORMAL"])
 def test_every_connection_of_a_file_store_has_wal_the_level_and_a_busy_timeout(db_path, level):
     with SQLiteEventStore(db_path, synchronous=level, busy_timeout=7.5) as store:
         store.append("acc-1", "Account", 0, [])
-        _read_from_threads(store, 4)
-        settings = store.connection_settings()
-        assert len(settings) >= 5, "a writer and one reader per thread"
+        settings = _read_from_threads(store, 4)
+        assert len(settings) == 5, "a writer and one reader per thread"
         assert {s.role for s in settings} == {"writer", "reader"}
         for s in settings:
             assert s.journal_mode == "WAL"
@@ -44,8 +49,9 @@ def test_every_connection_of_a_file_store_has_wal_the_level_and_a_busy_timeout(d
 def test_every_connection_checkpoints_the_wal_at_the_pages_asked_for(db_path):
     with SQLiteEventStore(db_path, checkpoint_pages=2_500) as store:
         store.append("acc-1", "Account", 0, [])
-        _read_from_threads(store, 2)
-        assert {s.checkpoint_pages for s in store.connection_settings()} == {2_500}
+        settings = _read_from_threads(store, 2)
+        assert len(settings) == 3
+        assert {s.checkpoint_pages for s in settings} == {2_500}
 
 
 def test_default_checkpoint_interval_is_ten_thousand_pages(db_path):
@@ -66,8 +72,7 @@ def test_default_synchronous_level_is_full(db_path):
 
 def test_memory_store_uses_one_connection_with_the_level_and_busy_timeout():
     with SQLiteEventStore(":memory:", synchronous="NORMAL", busy_timeout=2) as store:
-        _read_from_threads(store, 3)
-        (only,) = store.connection_settings()
+        (only,) = _read_from_threads(store, 3)
         assert only.synchronous == "NORMAL"
         assert only.busy_timeout_ms == 2000
 
@@ -148,3 +153,17 @@ def test_each_memory_store_is_a_private_database():
         account_repository(one).save(account)
         assert one.stream_version("acc-1") == 1
         assert two.stream_version("acc-1") == 0
+
+
+def test_connection_settings_do_not_grow_with_short_lived_threads(db_path):
+    with SQLiteEventStore(db_path) as store:
+        for _ in range(40):
+            batch = [threading.Thread(target=store.stream_version, args=("a",)) for _ in range(50)]
+            for t in batch:
+                t.start()
+            for t in batch:
+                t.join(timeout=30)
+        # 2,000 threads read and ended: their connections and entries went with them.
+        assert [s.role for s in store.connection_settings()] == ["writer"]
+        assert store.stream_version("a") == 0
+        assert [s.role for s in store.connection_settings()] == ["writer", "reader"]

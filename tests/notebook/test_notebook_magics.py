@@ -66,6 +66,45 @@ def test_es_store_in_a_missing_folder_fails_the_cell_naming_the_folder(shell, tm
     assert str(tmp_path / "nope") in str(result.error_in_exec)
 
 
+def test_es_store_opens_a_store_url(shell, tmp_path):
+    with capture_output() as captured:
+        shell.run_cell(f"%es_store sqlite:///{tmp_path / 'url.db'}?synchronous=NORMAL")
+    assert captured.stdout.startswith("event store in file url.db is open as `store`")
+    assert shell.user_ns["store"].synchronous == "NORMAL"
+    assert (tmp_path / "url.db").exists()
+
+
+def test_es_store_with_a_memory_url_says_in_memory(shell):
+    with capture_output() as captured:
+        shell.run_cell("%es_store sqlite://")
+    assert captured.stdout.startswith("event store in memory is open as `store`")
+
+
+def test_es_store_opens_a_read_only_file_uri_naming_the_file(shell, tmp_path):
+    SQLiteEventStore(tmp_path / "ro.db").close()
+    with capture_output() as captured:
+        shell.run_cell(f"%es_store file:{tmp_path / 'ro.db'}?mode=ro")
+    assert captured.stdout.startswith("event store in file ro.db is open as `store`")
+
+
+def test_es_store_with_an_unavailable_adapter_fails_the_cell_without_the_password(shell):
+    result = shell.run_cell("%es_store postgresql://ann:s3cret@db/bank")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "PostgreSQL adapter" in str(result.error_in_exec)
+    assert "s3cret" not in str(result.error_in_exec)
+
+
+def test_es_store_on_another_applications_database_fails_the_cell(shell, tmp_path):
+    import sqlite3
+
+    raw = sqlite3.connect(tmp_path / "other.db")
+    raw.execute("CREATE TABLE customers (id INTEGER)")
+    raw.close()
+    result = shell.run_cell(f"%es_store {tmp_path / 'other.db'}")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "another application" in str(result.error_in_exec)
+
+
 def test_es_events_shows_every_event_with_payloads_decoded_through_a_repository(shell, cell):
     cell("%es_store")
     cell(BANK_SETUP)

@@ -162,3 +162,15 @@ def test_a_failed_wire_carries_the_command_id_for_the_retry(error, code):
 def test_an_app_error_is_its_own_wire_form():
     error = eventstore.AppError("INSUFFICIENT_FUNDS", "balance 5 < 10")
     assert app_error_for(error) is error
+
+
+def test_storage_errors_cross_the_wire_without_naming_server_files() -> None:
+    from eventstore.core.errors import PayloadTooLargeError, StorageFullError
+    from eventstore.core.responses import INVALID_ARGUMENT, UNAVAILABLE, app_error_for
+
+    full = app_error_for(StorageFullError("/srv/data/bank.db"), command_id="cmd-7")
+    assert full is not None and full.code == UNAVAILABLE
+    assert "/srv/data" not in full.message and full.details["command_id"] == "cmd-7"
+    big = app_error_for(PayloadTooLargeError("/srv/data/bank.db", 100, 200, "acc-1"))
+    assert big is not None and big.code == INVALID_ARGUMENT
+    assert "/srv/data" not in big.message and "acc-1" in big.message
