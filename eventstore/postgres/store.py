@@ -213,6 +213,9 @@ class PostgresEventStore:
         except BaseException:
             self._writer_conn.close()
             raise
+        #: Group commits made and appends they carried (appends / commits = mean group size).
+        self.group_commits = 0
+        self.grouped_appends = 0
         self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
         self._writer = threading.Thread(
             target=self._write_loop, name=f"eventstore-pg-writer-{schema}", daemon=True
@@ -341,7 +344,9 @@ class PostgresEventStore:
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
-                for item in batch:
+                if len(batch) > 1 and self._append_group(conn, batch):
+                    last = max((i.result[1] for i in batch if i.result), default=0)
+                for item in batch if not last else ():
                     try:
                         if len(batch) == 1:
                             item.result = self._append_on(conn, *item.args)
@@ -368,8 +373,109 @@ class PostgresEventStore:
                 except Exception:
                     log.exception("reconnecting the writer of %s failed", self.path)
             return
+        self.group_commits += 1
+        self.grouped_appends += len(batch)
         if last:
             self._notify(last)
+
+    def _append_group(self, conn: psycopg.Connection[Any], batch: list[_Append]) -> bool:
+        """Append a group of plain commands with a few statements for all; False to go one
+        by one instead (a command seen before, constraints, a repeated command id, or a
+        statement failing), with nothing written.
+
+        The checks are append's, made on the group's rows read in one query: the stored
+        versions (updated as the group's own appends go in) and the command records.
+        """
+        items = [i.args for i in batch]
+        commands = [a[5] for a in items if a[5]]
+        if (
+            any(not a[3] for a in items)
+            or any(e.constraints for a in items for e in a[3])
+            or len(set(commands)) != len(commands)
+        ):
+            return False
+        if (
+            commands
+            and conn.execute(
+                "SELECT 1 FROM processed_commands WHERE command_id = ANY(%s) LIMIT 1", (commands,)
+            ).fetchone()
+        ):
+            return False  # a retry among them: the one-by-one path answers it
+        versions: dict[str, int] = dict(
+            conn.execute(  # type: ignore[arg-type]
+                "SELECT aggregate_id, MAX(version) FROM events WHERE aggregate_id = ANY(%s) "
+                "GROUP BY aggregate_id",
+                (list({a[0] for a in items}),),
+            ).fetchall()
+        )
+        now = time.time_ns() // 1000
+        rows: list[tuple[Any, ...]] = []
+        records: list[tuple[Any, ...]] = []
+        planned: list[tuple[_Append, list[tuple[Any, ...]]] | None] = []
+        for item, (aggregate_id, aggregate_type, expected, events, encoded, command_id, ttl) in zip(
+            batch, items, strict=True
+        ):
+            actual = versions.get(aggregate_id, 0)
+            if actual != expected:
+                item.error = ConcurrencyError(aggregate_id, expected, actual)
+                planned.append(None)
+                continue
+            own = [
+                (
+                    e.event_id,
+                    aggregate_id,
+                    aggregate_type,
+                    e.event_type,
+                    expected + n,
+                    now,
+                    e.data,
+                    meta,
+                    cons,
+                )
+                for n, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
+            ]
+            versions[aggregate_id] = expected + len(own)
+            rows.extend(own)
+            planned.append((item, own))
+            if command_id:
+                ids = "[" + ",".join([quote_json(e.event_id) for e in events]) + "]"
+                expires = now + int(ttl.total_seconds() * 1_000_000)
+                records.append((command_id, aggregate_id, ids, now, expires))
+        try:
+            with conn.transaction():
+                positions: dict[str, int] = {}
+                if rows:
+                    head = _INSERT_EVENT.split(" VALUES ")[0]
+                    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+                    flat = [v for r in rows for v in r]
+                    positions = dict(
+                        conn.execute(  # type: ignore[arg-type]
+                            f"{head} VALUES {values} RETURNING event_id, position".encode(), flat
+                        ).fetchall()
+                    )
+                if records:
+                    marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(records))
+                    conn.execute(
+                        _INSERT_COMMAND.replace(
+                            "VALUES (%s, %s, %s, %s, %s)", f"VALUES {marks}"
+                        ).encode(),
+                        [v for r in records for v in r],
+                    )
+        except pgerrors.IntegrityError:
+            for item in batch:
+                item.error = None
+            return False
+        stamp = timestamp_from_micros(now)
+        for entry in planned:
+            if entry is None:
+                continue
+            item, own = entry
+            stored = tuple(
+                Event(r[0], r[1], r[2], r[3], r[4], positions[r[0]], now, r[6], r[7], r[8])
+                for r in own
+            )
+            item.result = AppendResult(stored, False, stamp), stored[-1].position
+        return True
 
     def _submit(self, item: _Append) -> None:
         self._check_open()
