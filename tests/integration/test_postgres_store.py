@@ -44,8 +44,10 @@ def test_a_reader_never_sees_a_later_commit_before_an_earlier_position(store):
             b_done = threading.Event()
             b_result = []
             writer_b = threading.Thread(
-                target=lambda: (b_result.append(store.append("acc-b", "Account", 0, [_event()])),
-                                b_done.set())
+                target=lambda: (
+                    b_result.append(store.append("acc-b", "Account", 0, [_event()])),
+                    b_done.set(),
+                )
             )
             writer_b.start()
             # B cannot commit while A holds the position lock: readers see neither.
@@ -109,8 +111,10 @@ def test_append_async_does_not_block_the_event_loop(store):
 
         task = asyncio.create_task(ticker())
         results = await asyncio.gather(
-            *(store.append_async(f"acc-{i}", "Account", 0, [_event()], command_id=f"c{i}")
-              for i in range(50))
+            *(
+                store.append_async(f"acc-{i}", "Account", 0, [_event()], command_id=f"c{i}")
+                for i in range(50)
+            )
         )
         again = await store.append_async("acc-0", "Account", 0, [_event()], command_id="c0")
         with pytest.raises(eventstore.ConcurrencyError):
@@ -240,7 +244,10 @@ class Totals:
         )
         if event.aggregate_id == "echo" and event.event_type == "test.Deposited":
             ctx.store.append(
-                f"echoed-{event.version}", "Echo", 0, [_event("test.Echoed")],
+                f"echoed-{event.version}",
+                "Echo",
+                0,
+                [_event("test.Echoed")],
                 command_id=f"echo-{event.event_id}",
             )
 
