@@ -146,6 +146,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+class _Regroup(Exception):
+    """A group's shared statements failed: commit its appends one by one instead."""
+
+
 @dataclass(eq=False)
 class _Append:
     """One append waiting for the group commit, and what became of it."""
@@ -217,6 +221,8 @@ class PostgresEventStore:
         self.group_commits = 0
         self.grouped_appends = 0
         self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
+        # Held by whoever commits a group: a caller leading one, or the writer thread.
+        self._leader = threading.Lock()
         self._writer = threading.Thread(
             target=self._write_loop, name=f"eventstore-pg-writer-{schema}", daemon=True
         )
@@ -240,7 +246,8 @@ class PostgresEventStore:
         self._closed = True
         self._queue.put(None)
         self._writer.join()
-        self._writer_conn.close()
+        with self._leader:  # a caller leading a group finishes it first
+            self._writer_conn.close()
         thread, self._listen_thread = self._listen_thread, None
         if thread is not None:
             thread.join()
@@ -316,37 +323,48 @@ class PostgresEventStore:
 
     # -- writing: group commit ----------------------------------------------------------------
     def _write_loop(self) -> None:
-        conn = self._writer_conn
+        """Commit the appends that queued while another group was committing."""
         while True:
             first = self._queue.get()
             if first is None:
                 return
-            batch = [first]
-            stop = False
-            while len(batch) < MAX_GROUP:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    stop = True
-                    break
-                batch.append(more)
-            self._commit_group(conn, batch)
-            for item in batch:
-                item.done(item)
+            with self._leader:
+                batch, stop = self._drain([first])
+                self._run_group(batch)
             if stop:
                 return
 
-    def _commit_group(self, conn: psycopg.Connection[Any], batch: list[_Append]) -> None:
+    def _drain(self, batch: list[_Append]) -> tuple[list[_Append], bool]:
+        """Add the waiting appends to ``batch``; True when the stop mark was met."""
+        while len(batch) < MAX_GROUP:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                return batch, True
+            batch.append(more)
+        return batch, False
+
+    def _run_group(self, batch: list[_Append]) -> None:
+        try:
+            self._commit_group(self._writer_conn, batch)
+        finally:
+            for item in batch:
+                item.done(item)
+
+    def _commit_group(
+        self, conn: psycopg.Connection[Any], batch: list[_Append], *, together: bool = True
+    ) -> None:
         """Run every append of ``batch`` in one transaction under the position lock."""
         last = 0
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
-                if len(batch) > 1 and self._append_group(conn, batch):
+                grouped = together and len(batch) > 1 and self._append_group(conn, batch)
+                if grouped:
                     last = max((i.result[1] for i in batch if i.result), default=0)
-                for item in batch if not last else ():
+                for item in batch if not grouped else ():
                     try:
                         if len(batch) == 1:
                             item.result = self._append_on(conn, *item.args)
@@ -361,6 +379,11 @@ class PostgresEventStore:
                         last = max(last, item.result[1])
                 if last:
                     conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(last)))
+        except _Regroup:
+            for item in batch:
+                item.error = item.result = None
+            self._commit_group(conn, batch, together=False)
+            return
         except Exception as exc:
             for item in batch:
                 if item.error is None:
@@ -394,20 +417,16 @@ class PostgresEventStore:
             or len(set(commands)) != len(commands)
         ):
             return False
-        if (
-            commands
-            and conn.execute(
-                "SELECT 1 FROM processed_commands WHERE command_id = ANY(%s) LIMIT 1", (commands,)
-            ).fetchone()
-        ):
+        # The stored versions and any record of these command ids, in one round trip.
+        found = conn.execute(
+            "SELECT aggregate_id, MAX(version) FROM events WHERE aggregate_id = ANY(%s) "
+            "GROUP BY aggregate_id UNION ALL SELECT NULL, 0 FROM processed_commands "
+            "WHERE command_id = ANY(%s)",
+            (list({a[0] for a in items}), commands),
+        ).fetchall()
+        if any(row[0] is None for row in found):
             return False  # a retry among them: the one-by-one path answers it
-        versions: dict[str, int] = dict(
-            conn.execute(  # type: ignore[arg-type]
-                "SELECT aggregate_id, MAX(version) FROM events WHERE aggregate_id = ANY(%s) "
-                "GROUP BY aggregate_id",
-                (list({a[0] for a in items}),),
-            ).fetchall()
-        )
+        versions: dict[str, int] = {row[0]: int(row[1]) for row in found}
         now = time.time_ns() // 1000
         rows: list[tuple[Any, ...]] = []
         records: list[tuple[Any, ...]] = []
@@ -442,29 +461,27 @@ class PostgresEventStore:
                 expires = now + int(ttl.total_seconds() * 1_000_000)
                 records.append((command_id, aggregate_id, ids, now, expires))
         try:
-            with conn.transaction():
-                positions: dict[str, int] = {}
-                if rows:
-                    head = _INSERT_EVENT.split(" VALUES ")[0]
-                    values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-                    flat = [v for r in rows for v in r]
-                    positions = dict(
-                        conn.execute(  # type: ignore[arg-type]
-                            f"{head} VALUES {values} RETURNING event_id, position".encode(), flat
-                        ).fetchall()
-                    )
-                if records:
-                    marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(records))
-                    conn.execute(
-                        _INSERT_COMMAND.replace(
-                            "VALUES (%s, %s, %s, %s, %s)", f"VALUES {marks}"
-                        ).encode(),
-                        [v for r in records for v in r],
-                    )
+            positions: dict[str, int] = {}
+            if rows:
+                head = _INSERT_EVENT.split(" VALUES ")[0]
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+                flat = [v for r in rows for v in r]
+                positions = dict(
+                    conn.execute(  # type: ignore[arg-type]
+                        f"{head} VALUES {values} RETURNING event_id, position".encode(), flat
+                    ).fetchall()
+                )
+            if records:
+                marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(records))
+                conn.execute(
+                    _INSERT_COMMAND.replace(
+                        "VALUES (%s, %s, %s, %s, %s)", f"VALUES {marks}"
+                    ).encode(),
+                    [v for r in records for v in r],
+                )
         except pgerrors.IntegrityError:
-            for item in batch:
-                item.error = None
-            return False
+            # An event id stored before, say: the transaction is void; go one by one.
+            raise _Regroup from None
         stamp = timestamp_from_micros(now)
         for entry in planned:
             if entry is None:
@@ -495,8 +512,21 @@ class PostgresEventStore:
             aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
         )
         item = _Append(args, lambda i: i.signal.set())
-        self._submit(item)
-        item.signal.wait()
+        self._check_open()
+        if self._leader.acquire(blocking=False):
+            # Nobody is committing: lead a group now, with whatever waits, in this thread
+            # (no hand-off to the writer thread for a lone client).
+            try:
+                batch, stop = self._drain([item])
+                if stop:
+                    self._queue.put(None)
+                self._run_group(batch)
+            finally:
+                self._leader.release()
+        else:
+            # A group is committing: join the next one, which the writer thread commits.
+            self._queue.put(item)
+            item.signal.wait()
         return self._finish(item)
 
     async def append_async(
