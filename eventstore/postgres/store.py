@@ -137,6 +137,11 @@ def read_progress(conn: psycopg.Connection[Any], name: str) -> tuple[int, int]:
     return (int(row[0]), max(int(row[0]), int(row[1]))) if row else (0, 0)
 
 
+def _event_rows(cursor: Any) -> Callable[[Sequence[Any]], Event]:
+    """A psycopg row factory: each row straight into an ``Event``."""
+    return lambda values: Event(*values)
+
+
 def _snapshot(row: Sequence[Any]) -> Snapshot:
     return Snapshot(row[0], row[1], row[2], row[3], bytes(row[4]), timestamp_from_micros(row[5]))
 
@@ -935,8 +940,10 @@ class PostgresEventStore:
                 raise ValueError(f"limit must be >= 1, got {limit}")
             sql += " LIMIT %s"
             params.append(limit)
-        with self.reading() as conn:
-            return list(itertools.starmap(Event, conn.execute(sql, params)))
+        with self.reading() as conn, conn.cursor(binary=True, row_factory=_event_rows) as cursor:
+            # Binary results (bytea arrives as bytes, no hex to decode), made into events
+            # as they are read, without a tuple in between.
+            return cursor.execute(sql, params).fetchall()
 
     def read_page(
         self,
