@@ -310,3 +310,24 @@ def test_a_read_model_in_another_database_keeps_its_own_checkpoints(store):
         assert model.query("SELECT id, n FROM totals") == [("acc-1", 2)]
         assert model.load_checkpoint("totals") == store.head_position()
         assert store.load_checkpoint("totals") == 0
+
+
+def test_without_the_wheel_the_system_binaries_serve_or_the_error_says_what_to_install(
+    monkeypatch, tmp_path
+):
+    import importlib.util
+    import shutil
+
+    from eventstore.postgres import embedded
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    if shutil.which("initdb") or shutil.which("pg_config"):
+        with EmbeddedPostgres(base_dir=tmp_path) as pg:
+            assert not str(embedded.find_binaries()).startswith(str(tmp_path))
+            with psycopg.connect(pg.dsn) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert list(tmp_path.iterdir()) == [], "the data folder is removed"
+    else:
+        monkeypatch.setenv("PATH", "")
+        with pytest.raises(EmbeddedPostgresError, match="eventstore\\[postgres\\]"):
+            embedded.find_binaries()
