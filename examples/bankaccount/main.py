@@ -2,6 +2,7 @@
 
     python -m examples.bankaccount            # from the repository root
     python examples/bankaccount/main.py --db bank.db
+    python -m examples.bankaccount --db postgresql://user@host/bank   # the same on PostgreSQL
 
 Open an account, deposit, fail to withdraw too much (an ``AppError`` that
 crossed the transport), send one command id twice (applied once), reload,
@@ -34,9 +35,8 @@ from account_es import (  # noqa: E402
     WithdrawCommand,
 )
 
-from eventstore import AppError, EveryNEvents  # noqa: E402
+from eventstore import AppError, EveryNEvents, open_store  # noqa: E402
 from eventstore.core.transport import InProcessTransport  # noqa: E402
-from eventstore.sqlite import SQLiteEventStore  # noqa: E402
 from examples.bankaccount.handlers import (  # noqa: E402
     AccountApplier,
     AccountCommands,
@@ -48,10 +48,11 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-async def story(db: Path) -> dict[str, object]:
-    """Run the story on the store at ``db``; returns what it observed (for the tests)."""
+async def story(db: Path | str) -> dict[str, object]:
+    """Run the story on the store at ``db`` (a SQLite path or any store URL); returns what it
+    observed (for the tests)."""
     seen: dict[str, object] = {}
-    with SQLiteEventStore(db) as store:
+    with open_store(db) as store:
         repository = AccountRepository(store, AccountApplier(), EveryNEvents(3))
         transport = InProcessTransport(
             AccountCommandServiceServer(AccountCommands(repository)),
@@ -114,7 +115,10 @@ async def story(db: Path) -> dict[str, object]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", type=Path, help="SQLite file to use (default: a temp file)")
+    parser.add_argument(
+        "--db",
+        help="SQLite file or store URL, e.g. postgresql://user@host/bank (default: a temp file)",
+    )
     args = parser.parse_args(argv)
     if args.db is not None:
         asyncio.run(story(args.db))

@@ -340,3 +340,15 @@ def test_es_events_with_an_unknown_column_fails_naming_the_columns(shell, cell):
     result = shell.run_cell("%es_events --columns position,nope")
     assert isinstance(result.error_in_exec, MagicError)
     assert "no column 'nope'" in str(result.error_in_exec)
+
+
+def test_es_store_opens_a_postgresql_url(shell):
+    from tests.support import postgres
+
+    dsn = postgres.server_dsn()
+    schema = postgres.fresh_schema()
+    with capture_output() as captured:
+        shell.run_cell(f"%es_store {dsn}?schema={schema}")
+    assert captured.stdout.startswith("event store on PostgreSQL at postgresql://")
+    assert f"(schema {schema})" in captured.stdout
+    shell.user_ns["store"].close()
