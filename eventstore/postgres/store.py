@@ -253,6 +253,15 @@ class PostgresEventStore:
         self._writer.join()
         with self._leader:  # a caller leading a group finishes it first
             self._writer_conn.close()
+        # An append queued just as the store closed: fail it rather than leave it waiting.
+        while True:
+            try:
+                late = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                late.error = StoreClosedError(self.path)
+                late.done(late)
         thread, self._listen_thread = self._listen_thread, None
         if thread is not None:
             thread.join()
