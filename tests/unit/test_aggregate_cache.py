@@ -124,3 +124,28 @@ def test_async_saves_give_the_sync_results(db_path):
 
     with SQLiteEventStore(db_path) as store:
         asyncio.run(main(store))
+
+
+def test_aggregates_without_snapshots_are_copied_whole(db_path):
+    from eventstore import AggregateRoot, Repository
+    from eventstore.sqlite import SQLiteEventStore
+    from tests.support.bank import EVENT_TYPES, pb
+
+    class Counter(AggregateRoot):
+        aggregate_type = "Counter"
+
+        def __init__(self, aggregate_id: str) -> None:
+            super().__init__(aggregate_id)
+            self.seen: list[int] = []
+
+        def apply_event(self, event) -> None:  # type: ignore[no-untyped-def]
+            self.seen.append(event.amount)
+
+    with SQLiteEventStore(db_path) as store:
+        repo = Repository(store, Counter, event_types=EVENT_TYPES, cache=2)
+        counter = Counter("c-1")
+        counter.apply_change(pb.MoneyDeposited(amount=3))
+        repo.save(counter)
+        first = repo.load("c-1")
+        first.seen.append(99)
+        assert repo.load("c-1").seen == [3]
