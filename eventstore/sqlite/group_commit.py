@@ -167,6 +167,9 @@ class GroupCommitter:
     # -- the leader ----------------------------------------------------------------------
     def _start_writer(self) -> None:
         with self._lock:
+            if self._closed:  # close() answered the queue already
+                self._leading = False
+                return
             if self._writer is None:
                 self._writer = ThreadPoolExecutor(
                     max_workers=1, thread_name_prefix="eventstore-group-commit"

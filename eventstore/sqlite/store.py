@@ -440,7 +440,9 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     exc, aggregate_id, member.expected_version, events, conn
                 ) from exc
             raise exc
-        translated = self._db.translate(exc) if isinstance(exc, sqlite3.Error) else exc
+        translated = (
+            self._db.translate(exc) if isinstance(exc, (sqlite3.Error, OverflowError)) else exc
+        )
         if isinstance(translated, PayloadTooLargeError):
             size = max(
                 max(len(e.data), len(meta or ""), len(cons or ""))
