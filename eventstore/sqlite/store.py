@@ -359,6 +359,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
 
     def _write_members(self, conn: sqlite3.Connection, batch: Sequence[Member]) -> int:
         db = self._db
+        if len(batch) == 1:
+            return self._write_alone(conn, batch[0])
         last = 0
         for index, member in enumerate(batch):
             try:
@@ -383,6 +385,43 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 member.result = None
                 member.error = error
             return 0
+        return last
+
+    def _write_alone(self, conn: sqlite3.Connection, member: Member) -> int:
+        """A group of one (a lone caller): no savepoint, so it costs what ``append`` did.
+
+        On a failure the transaction is rolled back whole and the outcome is read
+        on the writer (still under the write lock) as it stands committed.
+        """
+        try:
+            result, last = self._append_on(
+                conn,
+                member.aggregate_id,
+                member.aggregate_type,
+                member.expected_version,
+                member.events,
+                member.encoded,
+                member.command_id,
+                member.command_ttl,
+            )
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            try:
+                member.result = self._member_outcome(conn, member, exc)
+            except Exception as error:
+                member.error = error
+            return 0
+        try:
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OverflowError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            member.error = self._db.translate(exc)
+            return 0
+        member.result = result
         return last
 
     def _write_member(self, conn: sqlite3.Connection, member: Member) -> int:
