@@ -328,7 +328,10 @@ def test_concurrent_clients_killed_during_groups_lose_no_acknowledged_command(db
             acks = _read_acks(proc, rng.randint(40, 120))
             time.sleep(rng.uniform(0, 0.02))
             os.kill(proc.pid, signal.SIGKILL)
-            out, _ = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
+            # Read through the text stream: readline() above may hold lines read ahead,
+            # which communicate() (reading the file descriptors) would not see.
+            out = proc.stdout.read()
             assert proc.returncode == -signal.SIGKILL
             acks.extend(line.strip() for line in out.splitlines() if line.strip())
         acked.update(acks)
@@ -347,7 +350,7 @@ def test_concurrent_clients_killed_during_groups_lose_no_acknowledged_command(db
                 assert store.processed_command(command_id) is not None
             # At most one unacknowledged command per client: the one in flight.
             in_flight = Counter(c.rsplit("-", 1)[0] for c in set(by_command) - acked)
-            assert all(n == 1 for n in in_flight.values())
+            assert all(n == 1 for n in in_flight.values()), in_flight
             streams = {e.aggregate_id for e in log}
             for aggregate_id in streams:
                 versions = [e.version for e in store.load_stream(aggregate_id)]
