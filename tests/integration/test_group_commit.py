@@ -306,3 +306,24 @@ def test_threads_and_tasks_retrying_on_shared_aggregates_lose_nothing(db_path):
         causes = [e.metadata.causation_id for e in store.read_all()]
         deposits = {c for c in causes}
         assert len(deposits) == commands
+
+
+def test_a_retry_whose_record_expired_is_recognised_inside_the_group(db_path):
+    from eventstore import deterministic_event_id
+
+    def events(command_id: str) -> list[NewEvent]:
+        return [NewEvent(deterministic_event_id(command_id, "acc", 0), "t.E", b"")]
+
+    with SQLiteEventStore(db_path) as store:
+        first = store.append(
+            "acc", "A", 0, events("old"), command_id="old", command_ttl=timedelta(microseconds=1)
+        )
+        time.sleep(0.002)
+        assert store.delete_expired_commands() == 1
+        new = Member("acc", "A", 1, events("new"), [(None, None)], "new", timedelta(days=1))
+        retry = Member("acc", "A", 0, events("old"), [(None, None)], "old", timedelta(days=1))
+        store.write_group([new, retry])
+        assert new.error is None and retry.error is None
+        assert retry.result is not None and retry.result.already_processed
+        assert retry.result.events == first.events
+        assert store.stream_version("acc") == 2
