@@ -28,4 +28,9 @@ class Adapter:
 ADAPTERS: list[Adapter] = [
     Adapter("sqlite-file", lambda tmp: SQLiteEventStore(tmp / "contract.db")),
     Adapter("sqlite-memory", lambda tmp: SQLiteEventStore(":memory:")),
+    # Each append in its own transaction: the path before group commit, still offered.
+    Adapter(
+        "sqlite-ungrouped",
+        lambda tmp: SQLiteEventStore(tmp / "contract.db", group_commit=False),
+    ),
 ]

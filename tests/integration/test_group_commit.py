@@ -327,3 +327,43 @@ def test_a_retry_whose_record_expired_is_recognised_inside_the_group(db_path):
         assert retry.result is not None and retry.result.already_processed
         assert retry.result.events == first.events
         assert store.stream_version("acc") == 2
+
+
+def test_when_sqlite_rolls_the_whole_group_back_the_others_are_retried_alone(db_path):
+    """An interrupt inside an INSERT in an explicit transaction rolls all of it back."""
+    with SQLiteEventStore(db_path) as store:
+        conn = store._db.writer
+
+        def interrupt() -> int:
+            conn.interrupt()
+            return 0
+
+        conn.create_function("interrupt_me", 0, interrupt)
+        conn.execute(
+            "CREATE TRIGGER lost AFTER INSERT ON events WHEN NEW.aggregate_id = 'lost' "
+            "BEGIN SELECT interrupt_me(); SELECT count(*) FROM (WITH RECURSIVE c(x) AS "
+            "(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) SELECT x FROM c); END"
+        )
+        heads: list[int] = []
+        store.add_commit_listener(heads.append)
+        before = [_member(f"b-{i}", 0, command_id=f"b-{i}") for i in range(3)]
+        after = [_member(f"a-{i}", 0) for i in range(2)]
+        lost = _member("lost", 0)
+        groups: list[int] = []
+        write_group = store.write_group
+
+        def counting(batch):  # type: ignore[no-untyped-def]
+            groups.append(len(batch))
+            return write_group(batch)
+
+        store.write_group = counting  # type: ignore[method-assign]
+        store.write_group([*before, lost, *after])
+        assert groups == [6, 1, 1, 1, 1, 1], "each other member was retried alone"
+        assert isinstance(lost.error, sqlite3.OperationalError)
+        assert "interrupt" in str(lost.error)
+        for member in [*before, *after]:
+            assert member.error is None and member.result is not None
+        stored = {e.aggregate_id for e in store.read_all()}
+        assert stored == {m.aggregate_id for m in [*before, *after]}
+        assert store.processed_command("b-0") is not None
+        assert not conn.in_transaction
