@@ -367,3 +367,34 @@ def test_when_sqlite_rolls_the_whole_group_back_the_others_are_retried_alone(db_
         assert stored == {m.aggregate_id for m in [*before, *after]}
         assert store.processed_command("b-0") is not None
         assert not conn.in_transaction
+
+
+def test_a_sync_leader_hands_async_waiters_to_the_writer_thread(db_path):
+    with SQLiteEventStore(db_path) as store:
+        group = store._group
+        assert group is not None
+        store._db.write_lock.acquire()
+        leader = threading.Thread(target=store.append, args=("s", "A", 0, [_event()]))
+        leader.start()
+        while not group._leading:
+            time.sleep(0.001)
+
+        async def main() -> list[int]:
+            tasks = [
+                asyncio.ensure_future(store.append_async(f"x-{i}", "A", 0, [_event()]))
+                for i in range(5)
+            ]
+            while len(group._queue) < 5:
+                await asyncio.sleep(0.001)
+            store._db.write_lock.release()
+            done = await asyncio.gather(*tasks)
+            return [r.events[0].position for r in done]
+
+        positions = asyncio.run(main())
+        leader.join(10)
+        assert sorted(positions) == [2, 3, 4, 5, 6]
+        deadline = time.monotonic() + 10
+        while group._leading:  # the writer thread drops the lead once the queue is empty
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert not group._queue
