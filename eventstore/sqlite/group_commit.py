@@ -112,10 +112,16 @@ class GroupCommitter:
         self._leading = False
         self._closed = False
         self._writer: ThreadPoolExecutor | None = None
+        self._leader_thread = 0  # the thread writing groups now (0: none)
 
     # -- callers -------------------------------------------------------------------------
     def append(self, member: Member) -> AppendResult:
         """Queue ``member`` and wait for its answer, leading the writing if nobody is."""
+        if self._leader_thread == threading.get_ident():
+            # Called by the leader's own thread (a commit listener that appends): queued,
+            # it would wait for itself. Written alone, here.
+            self._write([member])
+            return member.answer()
         with self._lock:
             if self._closed:
                 raise StoreClosedError(self._store.path)
@@ -184,6 +190,17 @@ class GroupCommitter:
     def _lead(self, own: Member | None) -> None:
         """Write groups until ``own`` is answered (the writer thread: until the queue is
         empty), then hand the lead over."""
+        me = threading.get_ident()
+        with self._lock:
+            self._leader_thread = me
+        try:
+            self._lead_groups(own)
+        finally:
+            with self._lock:
+                if self._leader_thread == me:  # not yet taken by the next leader
+                    self._leader_thread = 0
+
+    def _lead_groups(self, own: Member | None) -> None:
         while True:
             with self._lock:
                 if own is not None and own.done:

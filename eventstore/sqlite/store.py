@@ -243,7 +243,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         if expected_version + len(events) > _MAX_INTEGER:
             raise IntegerRangeError(self.path, "expected_version", expected_version)
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
-        if self._group is not None:
+        if self._group is not None and not self._db.owns_write_lock():
             return self._group.append(
                 Member(
                     aggregate_id,

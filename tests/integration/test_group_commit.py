@@ -398,3 +398,34 @@ def test_a_sync_leader_hands_async_waiters_to_the_writer_thread(db_path):
             assert time.monotonic() < deadline
             time.sleep(0.001)
         assert not group._queue
+
+
+def test_an_append_inside_the_writers_transaction_never_waits_for_a_group(db_path):
+    """Queued behind a leader that waits for the lock this thread holds, it would hang:
+    it runs on this thread instead (and, as before group commit, SQLite refuses a
+    transaction within a transaction: handlers append through ctx.store)."""
+    with SQLiteEventStore(db_path) as store:
+        other = threading.Thread(target=store.append, args=("o", "A", 0, [_event()]))
+        with store._db.transaction():
+            other.start()
+            while not store._group._leading:  # type: ignore[union-attr]
+                time.sleep(0.001)
+            with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+                store.append("x", "A", 0, [_event()])
+        other.join(10)
+        assert store.stream_version("o") == 1
+
+
+def test_a_commit_listener_that_appends_does_not_wait_for_itself(db_path):
+    with SQLiteEventStore(db_path) as store:
+        seen: list[int] = []
+
+        def listener(head: int) -> None:
+            seen.append(head)
+            if head == 1:  # on the writing thread, right after the group committed
+                store.append("echo", "A", 0, [_event()])
+
+        store.add_commit_listener(listener)
+        store.append("a", "A", 0, [_event()])
+        assert store.stream_version("echo") == 1
+        assert seen == [1, 2]
