@@ -4,6 +4,7 @@ migrations, URLs, the read model and the async append (a real server: tests/supp
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import threading
 import time
@@ -322,11 +323,16 @@ def test_without_the_wheel_the_system_binaries_serve_or_the_error_says_what_to_i
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     if shutil.which("initdb") or shutil.which("pg_config"):
-        with EmbeddedPostgres(base_dir=tmp_path) as pg:
-            assert not str(embedded.find_binaries()).startswith(str(tmp_path))
-            with psycopg.connect(pg.dsn) as conn:
-                assert conn.execute("SELECT 1").fetchone() == (1,)
-        assert list(tmp_path.iterdir()) == [], "the data folder is removed"
+        # Not under pytest's basetemp: every pytest run (a concurrent one included) resets
+        # /tmp/pytest-of-<user> to 0700, which would lock the service user out mid-test.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="eventstore-pg-test-") as base:
+            with EmbeddedPostgres(base_dir=base) as pg:
+                assert not str(embedded.find_binaries()).startswith(base)
+                with psycopg.connect(pg.dsn) as conn:
+                    assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert os.listdir(base) == [], "the data folder is removed"
     else:
         monkeypatch.setenv("PATH", "")
         with pytest.raises(EmbeddedPostgresError, match="eventstore\\[postgres\\]"):
