@@ -45,6 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="another folder imports are found in (repeatable)",
     )
+    from .serve import add_parser as add_serve
+
+    add_serve(commands)
     args = parser.parse_args(argv)
     if args.version:
         from . import __version__
@@ -53,6 +56,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "generate":
         return _generate(args.proto_dir, args.out, args.include)
+    if args.command == "serve":
+        from .serve import main as serve_main
+
+        return serve_main(args)
     parser.print_help()
     return 2
 

@@ -6,12 +6,18 @@ An adapter like ``sqlite/``: it uses ``core`` and its ports only. Needs the
 
 from __future__ import annotations
 
+from .connection import NatsConnectOptions
 from .errors import NatsServerNotFoundError, NatsServerStartError
 from .server import EmbeddedNATS, find_nats_server
+from .service import NatsServiceHost
+from .transport import NatsTransport
 
 __all__ = [
     "EmbeddedNATS",
     "NatsServerNotFoundError",
     "NatsServerStartError",
     "find_nats_server",
+    "NatsConnectOptions",
+    "NatsServiceHost",
+    "NatsTransport",
 ]

@@ -10,10 +10,17 @@ moves to another node within a second instead of NATS's default two.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import nats
+from nats.aio.client import Client
+
+log = logging.getLogger("eventstore.nats")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +70,7 @@ class NatsConnectOptions:
             "reconnect_time_wait": self.reconnect_time_wait,
             "connect_timeout": self.connect_timeout,
             "max_reconnect_attempts": -1,
+            "error_cb": _log_error,
         }
         if self.name:
             out["name"] = self.name
@@ -82,6 +90,26 @@ class NatsConnectOptions:
         if tls is not None:
             out["tls"] = tls
         return out
+
+    async def connect(self) -> Client:
+        """A connected client; fails within about ``connect_timeout`` per server.
+
+        nats-py retries a first connection as often as a reconnection (here: for
+        ever), so the first one is bounded here: a wrong URL fails instead of hanging.
+        """
+        bound = self.connect_timeout * max(2, 2 * len(self.servers)) + 1.0
+        try:
+            return await asyncio.wait_for(nats.connect(**self.kwargs()), bound)
+        except TimeoutError:
+            raise ConnectionError(
+                f"cannot connect to NATS at {', '.join(self.servers)} within {bound:g} s: "
+                "check that a server runs there and that its port is reachable"
+            ) from None
+
+
+async def _log_error(error: Exception) -> None:
+    # nats-py's default logs every failed attempt with a traceback.
+    log.warning("NATS connection: %s: %s", type(error).__name__, error)
 
 
 __all__ = ["NatsConnectOptions"]

@@ -38,7 +38,6 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-import nats
 from google.protobuf.message import Message
 from nats.aio.client import Client
 from nats.errors import MaxPayloadError
@@ -172,7 +171,7 @@ class NatsServiceHost:
             raise ValueError(
                 "the host has no service to serve: pass the generated <Service>Server bindings"
             )
-        nc = await nats.connect(**self.options.kwargs())
+        nc = await self.options.connect()
         self._nc = nc
         self._stopped.clear()
         try:
@@ -191,7 +190,9 @@ class NatsServiceHost:
                         name=subject.rpartition(".")[2],
                         subject=subject,
                         handler=self._on_request,
-                        metadata={"request_type": self._route(subject).request_type.DESCRIPTOR.full_name},
+                        metadata={
+                            "request_type": self._route(subject).request_type.DESCRIPTOR.full_name
+                        },
                     )
                 await micro.add_endpoint(
                     name="unknown_method", subject=f"{service}.>", handler=self._on_request
@@ -217,7 +218,7 @@ class NatsServiceHost:
                 log.debug("stopping micro service failed", exc_info=True)
         self._services.clear()
         if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_timeout)
+            _, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_timeout)
             for task in pending:
                 task.cancel()
         try:
@@ -313,10 +314,10 @@ class NatsServiceHost:
         trusted = {k: v for k, v in headers.items() if k not in UNTRUSTED_HEADERS}
         trusted[COMMAND_ID_HEADER] = command_id
         response = await self.router.dispatch(subject, message, trusted)
-        if not response.success and response.error is not None:
-            if response.error.code == INTERNAL and response.exception is not None:
-                # The router's message names the exception: fine in process, not on a wire.
-                return Response.failure(_internal(subject, command_id))
+        error = response.error
+        if error is not None and error.code == INTERNAL and response.exception is not None:
+            # The router's message names the exception: fine in process, not on a wire.
+            return Response.failure(_internal(subject, command_id))
         return response
 
     async def _reply(

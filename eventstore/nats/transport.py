@@ -17,7 +17,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import nats
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client
 from nats.errors import (
@@ -80,7 +79,7 @@ class NatsTransport:
     async def connect(self) -> NatsTransport:
         async with self._lock:
             if self._nc is None or self._nc.is_closed:
-                self._nc = await nats.connect(**self.options.kwargs())
+                self._nc = await self.options.connect()
         return self
 
     async def close(self) -> None:
@@ -112,7 +111,7 @@ class NatsTransport:
         if nc is None or nc.is_closed:
             try:
                 await self.connect()
-            except (NoServersError, OSError, asyncio.TimeoutError) as exc:
+            except (NoServersError, OSError) as exc:
                 cause = f"cannot connect to NATS at {', '.join(self.options.servers)} ({exc})"
                 return Response.failure(transport_unavailable(subject, command_id, cause))
             nc = self._nc
@@ -126,7 +125,7 @@ class NatsTransport:
             return Response.failure(
                 transport_unavailable(subject, command_id, "no service serves that subject")
             )
-        except (NatsTimeoutError, asyncio.TimeoutError):
+        except (TimeoutError, NatsTimeoutError):
             return Response.failure(transport_timeout(subject, command_id, self.timeout))
         except MaxPayloadError:
             return Response.failure(_request_too_large(subject, command_id, len(data), limit))
