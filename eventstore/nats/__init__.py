@@ -6,18 +6,36 @@ An adapter like ``sqlite/``: it uses ``core`` and its ports only. Needs the
 
 from __future__ import annotations
 
-from .connection import NatsConnectOptions
-from .errors import NatsServerNotFoundError, NatsServerStartError
+from .bus import NatsEventBus
+from .connection import NatsOptions
+from .errors import (
+    BusClosedError,
+    BusHistoryTruncatedError,
+    ConsumerFilterMismatchError,
+    NatsServerNotFoundError,
+    NatsServerStartError,
+    RedeliveryConfigError,
+    StreamConfigMismatchError,
+)
+from .relay import Relay, RelayStatus
 from .server import EmbeddedNATS, find_nats_server
 from .service import NatsServiceHost
 from .transport import NatsTransport
 
 __all__ = [
+    "BusClosedError",
+    "BusHistoryTruncatedError",
+    "ConsumerFilterMismatchError",
     "EmbeddedNATS",
+    "NatsEventBus",
+    "NatsOptions",
     "NatsServerNotFoundError",
     "NatsServerStartError",
+    "RedeliveryConfigError",
+    "Relay",
+    "RelayStatus",
+    "StreamConfigMismatchError",
     "find_nats_server",
-    "NatsConnectOptions",
     "NatsServiceHost",
     "NatsTransport",
 ]

@@ -1,115 +1,132 @@
-"""Connecting to NATS: one set of options (servers, credentials, TLS) for every client here.
+"""How every NATS-facing object connects: servers, credentials, TLS, and its own I/O thread.
 
-``NatsServiceHost`` and ``NatsTransport`` take the same keyword options and
-pass them to ``nats.connect`` through ``connect_options``, so a deployment
-configures authentication once: a list of server URLs (a cluster), user and
-password, a token, an nkey seed or a creds file, and TLS (an ``ssl.SSLContext``
-or a CA file). Reconnect waits are short by default: a client of a cluster
-moves to another node within a second instead of NATS's default two.
+Every public constructor of the adapter takes ``NatsOptions``' fields as keyword
+arguments, so one deployment setting (a list of cluster servers, a user, a CA)
+reaches the bus, the relay and the consumers alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
+import concurrent.futures
 import ssl
-from collections.abc import Sequence
+import threading
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 from nats.aio.client import Client
 
-log = logging.getLogger("eventstore.nats")
+T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class NatsConnectOptions:
-    """Where the NATS servers are and how to authenticate to them.
+@dataclass(frozen=True)
+class NatsOptions:
+    """Where the servers are and how to authenticate: user/password, token, nkey seed or a
+    creds file, and TLS (a CA file, a client certificate). Short reconnect waits by default:
+    a cluster's clients move to another server within a second."""
 
-    ``servers`` is one URL or a list (a cluster; the client moves between
-    them). Give at most one way to authenticate: ``user``/``password``,
-    ``token``, ``nkeys_seed`` (a file holding an nkey seed) or ``creds`` (a
-    ``.creds`` file with a JWT and seed). ``tls`` is an ``ssl.SSLContext``;
-    ``tls_ca`` a CA file to verify the servers with (a context is made).
-    """
-
-    servers: tuple[str, ...]
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
     user: str | None = None
     password: str | None = None
     token: str | None = None
     nkeys_seed: str | None = None
-    creds: str | None = None
-    tls: ssl.SSLContext | None = None
+    user_credentials: str | None = None
     tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     name: str | None = None
-    reconnect_time_wait: float = 0.5
     connect_timeout: float = 2.0
+    reconnect_time_wait: float = 0.25
+    max_reconnect_attempts: int = -1
 
     @classmethod
-    def of(cls, servers: str | Sequence[str], **options: Any) -> NatsConnectOptions:
-        urls = (servers,) if isinstance(servers, str) else tuple(servers)
-        if not urls or not all(isinstance(u, str) and u for u in urls):
-            raise ValueError(
-                f"servers must be a NATS URL or a list of them (nats://host:4222), got {servers!r}"
+    def of(cls, servers: str | Sequence[str], **options: Any) -> NatsOptions:
+        listed = (servers,) if isinstance(servers, str) else tuple(servers)
+        if not listed:
+            raise ValueError("give at least one NATS server URL (nats://host:port)")
+        expanded: list[str] = []
+        for entry in listed:  # "nats://a:1,nats://b:2" is a list too
+            expanded.extend(u.strip() for u in entry.split(",") if u.strip())
+        return cls(servers=tuple(expanded), **options)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+    async def connect(self, **callbacks: Any) -> Client:
+        """A connected nats-py client on the running loop."""
+        return await nats.connect(
+            list(self.servers),
+            user=self.user,
+            password=self.password,
+            token=self.token,
+            nkeys_seed=self.nkeys_seed,
+            user_credentials=self.user_credentials,
+            tls=self.tls_context(),
+            name=self.name,
+            connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
+            reconnect_time_wait=self.reconnect_time_wait,  # type: ignore[arg-type]
+            max_reconnect_attempts=self.max_reconnect_attempts,
+            **callbacks,
+        )
+
+
+class IOThread:
+    """An asyncio loop on a daemon thread: where a client lives, so sync callers on any other
+    thread (a projection manager, a notebook cell) can wait for its results."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    @property
+    def is_current(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the I/O loop and wait; never call this from the I/O thread itself."""
+        if self.is_current:
+            coro.close()
+            raise RuntimeError(
+                "a synchronous NATS call was made on the bus's own I/O thread (inside a "
+                "callback of the bus), where it would wait for itself forever; call the "
+                "async method instead"
             )
-        ways = [k for k in ("token", "nkeys_seed", "creds") if options.get(k)]
-        if options.get("user") or options.get("password"):
-            ways.append("user/password")
-        if len(ways) > 1:
-            raise ValueError(
-                f"give one way to authenticate to NATS, got {', '.join(ways)}; keep the one "
-                "your server's accounts use"
-            )
-        return cls(urls, **options)
+        return self.submit(coro).result(timeout)
 
-    def kwargs(self) -> dict[str, Any]:
-        """The keyword arguments of ``nats.connect`` these options stand for."""
-        out: dict[str, Any] = {
-            "servers": list(self.servers),
-            "reconnect_time_wait": self.reconnect_time_wait,
-            "connect_timeout": self.connect_timeout,
-            "max_reconnect_attempts": -1,
-            "error_cb": _log_error,
-        }
-        if self.name:
-            out["name"] = self.name
-        if self.user is not None:
-            out["user"] = self.user
-        if self.password is not None:
-            out["password"] = self.password
-        if self.token:
-            out["token"] = self.token
-        if self.nkeys_seed:
-            out["nkeys_seed"] = self.nkeys_seed
-        if self.creds:
-            out["user_credentials"] = self.creds
-        tls = self.tls
-        if tls is None and self.tls_ca:
-            tls = ssl.create_default_context(cafile=self.tls_ca)
-        if tls is not None:
-            out["tls"] = tls
-        return out
-
-    async def connect(self) -> Client:
-        """A connected client; fails within about ``connect_timeout`` per server.
-
-        nats-py retries a first connection as often as a reconnection (here: for
-        ever), so the first one is bounded here: a wrong URL fails instead of hanging.
-        """
-        bound = self.connect_timeout * max(2, 2 * len(self.servers)) + 1.0
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the I/O loop and await it from another loop (or this one)."""
         try:
-            return await asyncio.wait_for(nats.connect(**self.kwargs()), bound)
-        except TimeoutError:
-            raise ConnectionError(
-                f"cannot connect to NATS at {', '.join(self.servers)} within {bound:g} s: "
-                "check that a server runs there and that its port is reachable"
-            ) from None
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
 
-
-async def _log_error(error: Exception) -> None:
-    # nats-py's default logs every failed attempt with a traceback.
-    log.warning("NATS connection: %s: %s", type(error).__name__, error)
-
-
-__all__ = ["NatsConnectOptions"]
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if not self.is_current:
+            self._thread.join(5)

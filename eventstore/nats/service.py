@@ -63,7 +63,7 @@ from ..core.responses import (
     error_code,
 )
 from ..core.routing import Middleware, Route, Router, ServiceBinding
-from .connection import NatsConnectOptions
+from .connection import NatsOptions
 
 log = logging.getLogger("eventstore.nats.service")
 
@@ -80,6 +80,27 @@ _NOT_A_NAME = re.compile(r"[^A-Za-z0-9_-]")
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
+async def connect_bounded(options: NatsOptions) -> Client:
+    """A connected client, or ``ConnectionError`` within about ``connect_timeout`` per server.
+
+    nats-py retries a first connection as often as a reconnection (here: for
+    ever), so the first one is bounded here: a wrong URL fails instead of hanging.
+    """
+    bound = options.connect_timeout * max(2, 2 * len(options.servers)) + 1.0
+    try:
+        return await asyncio.wait_for(options.connect(error_cb=_log_error), bound)
+    except TimeoutError:
+        raise ConnectionError(
+            f"cannot connect to NATS at {', '.join(options.servers)} within {bound:g} s: "
+            "check that a server runs there and that its port is reachable"
+        ) from None
+
+
+async def _log_error(error: Exception) -> None:
+    # nats-py's default logs every failed attempt with a traceback.
+    log.warning("NATS connection: %s: %s", type(error).__name__, error)
+
+
 def micro_service_name(service: str) -> str:
     """The NATS micro name of a proto service (``account.v1.X`` -> ``account_v1_X``).
 
@@ -92,8 +113,8 @@ class NatsServiceHost:
     """Serves service bindings over NATS until stopped; ``async with`` starts and stops it.
 
     ``servers`` is a NATS URL or a list of them; the keyword options
-    (``user``/``password``, ``token``, ``nkeys_seed``, ``creds``, ``tls``,
-    ``tls_ca``) are ``NatsConnectOptions``. ``version`` is the micro services'
+    (``user``/``password``, ``token``, ``nkeys_seed``, ``user_credentials``,
+    ``tls_ca``, ``tls_cert``/``tls_key``) are ``NatsOptions``'. ``version`` is the micro services'
     semver version (shown by ``$SRV.INFO``).
     """
 
@@ -115,7 +136,7 @@ class NatsServiceHost:
                 f"version must be a semantic version like 1.0.0 (NATS micro requires it), "
                 f"got {version!r}"
             )
-        self.options = NatsConnectOptions.of(servers, **connect)
+        self.options = NatsOptions.of(servers, **connect)
         self.router = Router(middlewares)
         self.max_in_flight = max_in_flight
         self.version = version
@@ -171,7 +192,7 @@ class NatsServiceHost:
             raise ValueError(
                 "the host has no service to serve: pass the generated <Service>Server bindings"
             )
-        nc = await self.options.connect()
+        nc = await connect_bounded(self.options)
         self._nc = nc
         self._stopped.clear()
         try:

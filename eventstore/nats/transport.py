@@ -41,8 +41,8 @@ from ..core.responses import (
     transport_unavailable,
 )
 from ..proto.eventsourcing import response_pb2
-from .connection import NatsConnectOptions
-from .service import ERROR_HEADER
+from .connection import NatsOptions
+from .service import ERROR_HEADER, connect_bounded
 
 #: Seconds a request waits for its reply before ``TIMEOUT``.
 DEFAULT_TIMEOUT = 5.0
@@ -58,8 +58,8 @@ class NatsTransport:
 
     Connects on ``async with``, ``await connect()`` or the first request.
     ``timeout`` bounds each request; the keyword options (``user``/``password``,
-    ``token``, ``nkeys_seed``, ``creds``, ``tls``, ``tls_ca``) are
-    ``NatsConnectOptions``.
+    ``token``, ``nkeys_seed``, ``user_credentials``, ``tls_ca``,
+    ``tls_cert``/``tls_key``) are ``NatsOptions``'.
     """
 
     def __init__(
@@ -71,7 +71,7 @@ class NatsTransport:
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
-        self.options = NatsConnectOptions.of(servers, **connect)
+        self.options = NatsOptions.of(servers, **connect)
         self.timeout = timeout
         self._nc: Client | None = None
         self._lock = asyncio.Lock()
@@ -79,7 +79,7 @@ class NatsTransport:
     async def connect(self) -> NatsTransport:
         async with self._lock:
             if self._nc is None or self._nc.is_closed:
-                self._nc = await self.options.connect()
+                self._nc = await connect_bounded(self.options)
         return self
 
     async def close(self) -> None:

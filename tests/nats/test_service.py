@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import time
 from collections.abc import Awaitable
 from pathlib import Path
@@ -16,7 +17,12 @@ from typing import Any
 
 import nats
 import pytest
-from account_es import (
+from google.protobuf.message import Message
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples" / "bankaccount" / "generated"))
+
+from account_es import (  # noqa: E402
     SDK,
     AccountView,
     DepositCommand,
@@ -24,10 +30,9 @@ from account_es import (
     OpenAccountCommand,
     WithdrawCommand,
 )
-from google.protobuf.message import Message
 
-from eventstore import AppError
-from eventstore.core.headers import (
+from eventstore import AppError  # noqa: E402
+from eventstore.core.headers import (  # noqa: E402
     COMMAND_ID_HEADER,
     CORRELATION_ID_HEADER,
     MESSAGE_TYPE_HEADER,
@@ -35,7 +40,7 @@ from eventstore.core.headers import (
     TENANT_ID_HEADER,
     TRACEPARENT_HEADER,
 )
-from eventstore.core.responses import (
+from eventstore.core.responses import (  # noqa: E402
     INTERNAL,
     INVALID_MESSAGE_TYPE,
     INVALID_REQUEST,
@@ -46,13 +51,13 @@ from eventstore.core.responses import (
     UNAVAILABLE,
     Response,
 )
-from eventstore.core.routing import RequestContext, Route
-from eventstore.core.transport import InProcessTransport
-from eventstore.nats import EmbeddedNATS, NatsServiceHost, NatsTransport
-from eventstore.nats.service import micro_service_name
-from eventstore.proto.eventsourcing import response_pb2
-from eventstore.sqlite import SQLiteEventStore
-from examples.bankaccount import service as bank
+from eventstore.core.routing import RequestContext, Route  # noqa: E402
+from eventstore.core.transport import InProcessTransport  # noqa: E402
+from eventstore.nats import EmbeddedNATS, NatsServiceHost, NatsTransport  # noqa: E402
+from eventstore.nats.service import micro_service_name  # noqa: E402
+from eventstore.proto.eventsourcing import response_pb2  # noqa: E402
+from eventstore.sqlite import SQLiteEventStore  # noqa: E402
+from examples.bankaccount import service as bank  # noqa: E402
 
 DEPOSIT = "account.v1.AccountCommandService.Deposit"
 GET = "account.v1.AccountQueryService.GetAccount"
@@ -396,9 +401,7 @@ def test_constructors_check_their_options() -> None:
         NatsServiceHost("nats://127.0.0.1:4222", version="one")
     with pytest.raises(ValueError, match="max_in_flight"):
         NatsServiceHost("nats://127.0.0.1:4222", max_in_flight=0)
-    with pytest.raises(ValueError, match="one way to authenticate"):
-        NatsTransport("nats://127.0.0.1:4222", token="t", user="u", password="p")
-    with pytest.raises(ValueError, match="servers"):
+    with pytest.raises(ValueError, match="server"):
         NatsTransport([])
     with pytest.raises(ValueError, match="timeout"):
         NatsTransport("nats://127.0.0.1:4222", timeout=0)
