@@ -408,3 +408,27 @@ def test_constructors_check_their_options() -> None:
     assert micro_service_name("account.v1.AccountCommandService") == (
         "account_v1_AccountCommandService"
     )
+
+
+def test_the_example_tells_the_same_story_over_nats(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    import subprocess
+
+    def tell(*extra: str) -> str:
+        db = tmp_path / f"bank{len(extra)}.db"
+        result = subprocess.run(
+            [sys.executable, "-m", "examples.bankaccount", "--db", str(db), *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.replace(str(db), "DB")
+
+    in_process = tell()
+    over_nats = tell("--nats", nats_server.url)
+    assert "refused: INSUFFICIENT_FUNDS" in over_nats
+    assert "retry: balance 175 v3; events stored: 3" in over_nats
+    assert over_nats == in_process
