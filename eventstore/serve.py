@@ -80,8 +80,9 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # Windows, or a thread
             loop.add_signal_handler(sig, stop.set)
-    background: list[asyncio.Task[Any]] = []
-    stoppers: list[Callable[[], Any]] = []
+    background: list[asyncio.Future[Any]] = []
+    stoppers: list[Callable[[], Any]] = []  # sync: end the background runs
+    closers: list[Callable[[], Any]] = []  # async, after the runs ended
     try:
         if options.embedded:
             embedded = EmbeddedNATS()
@@ -100,20 +101,25 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
         )
         async with host:
             if options.relay or options.projections:
-                await _start_bus_side(module, store, servers, options, background, stoppers)
+                await _start_bus_side(
+                    module, store, servers, options, background, stoppers, closers
+                )
             if ready is not None:
                 ready(servers[0])
             await stop.wait()
         log.info("service host stopped")
     finally:
-        for stopper in reversed(stoppers):
-            result = stopper()
+        for stopper in stoppers:
+            stopper()
+        if background:
+            _, pending = await asyncio.wait(background, timeout=10)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+        for closer in reversed(closers):
+            result = closer()
             if inspect.isawaitable(result):
                 await result
-        for task in background:
-            task.cancel()
-        if background:
-            await asyncio.gather(*background, return_exceptions=True)
         close = getattr(store, "close", None)
         if close is not None:
             close()
@@ -129,8 +135,9 @@ async def _start_bus_side(
     store: Any,
     servers: list[str],
     options: ServeOptions,
-    background: list[asyncio.Task[Any]],
+    background: list[asyncio.Future[Any]],
     stoppers: list[Callable[[], Any]],
+    closers: list[Callable[[], Any]],
 ) -> None:
     from . import nats as nats_adapter
 
@@ -143,7 +150,7 @@ async def _start_bus_side(
         )
     bus = bus_type(servers, store=store)
     await bus.__aenter__()
-    stoppers.append(lambda: bus.__aexit__(None, None, None))
+    closers.append(lambda: bus.__aexit__(None, None, None))
     if options.relay:
         relay = relay_type(store, bus)  # type: ignore[misc]
         background.append(asyncio.ensure_future(relay.run()))
@@ -159,6 +166,8 @@ async def _start_bus_side(
         for item in make(store):
             projection, read_model = item if isinstance(item, tuple) else (item, None)
             manager.register(projection, read_model=read_model)
+            if read_model is not None and hasattr(read_model, "close"):
+                closers.append(read_model.close)
         background.append(asyncio.ensure_future(manager.run()))
         stoppers.append(manager.stop)
 

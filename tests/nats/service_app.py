@@ -34,3 +34,18 @@ def services(store: object) -> list[ServiceBinding]:
         commands.deposit = deposit_then_die
         bindings[0] = type(bindings[0])(commands)
     return bindings
+
+
+def projections(store: object) -> list[tuple[Any, Any]]:
+    """A projection counting deposits into ``ES_TEST_READ_MODEL`` (a SQLite read model)."""
+    path = os.environ.get("ES_TEST_READ_MODEL")
+    if not path:
+        return []
+    from account_es import AccountProjectionBuilder
+
+    from eventstore.sqlite import SQLiteReadModel
+
+    builder = AccountProjectionBuilder("deposits")
+    builder.on_account_opened(lambda event, envelope: None)
+    builder.on_money_deposited(lambda event, envelope: None)
+    return [(builder.build(), SQLiteReadModel(path))]

@@ -46,7 +46,7 @@ def _env(**extra: str) -> dict[str, str]:
 class Served:
     """``eventstore serve tests.nats.service_app`` in a process of its own."""
 
-    def __init__(self, url: str, db: Path, **env: str) -> None:
+    def __init__(self, url: str | None, db: Path, *flags: str, **env: str) -> None:
         command = [
             sys.executable,
             "-m",
@@ -55,11 +55,10 @@ class Served:
             "tests.nats.service_app",
             "--store",
             f"sqlite:///{db}",
-            "--nats",
-            url,
-            "--no-relay",
-            "--no-projections",
+            *(["--nats", url] if url else ["--embedded"]),
+            *(flags or ("--no-relay", "--no-projections")),
         ]
+        self.url = ""
         self.proc = subprocess.Popen(
             command,
             cwd=ROOT,
@@ -76,6 +75,7 @@ class Served:
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
                 if "serving" in line:
+                    self.url = line.split(" on ")[-1].strip()
                     ready.set()
 
         threading.Thread(target=wait_ready, daemon=True).start()
@@ -199,3 +199,38 @@ def test_four_client_processes_lose_and_double_nothing(
     }
     assert set(causes) == expected  # nothing lost
     print(f"{4 * per_client} commands over NATS from 4 processes in {took:.1f} s")
+
+
+def test_serve_embedded_relays_the_store_and_feeds_projections_from_the_bus(
+    tmp_path: Path,
+) -> None:
+    from eventstore.sqlite import SQLiteReadModel
+
+    db, model = tmp_path / "bank.db", tmp_path / "model.db"
+    host = Served(None, db, "--relay", "--projections", ES_TEST_READ_MODEL=str(model))
+    try:
+        assert host.url.startswith("nats://127.0.0.1:")
+
+        async def commands() -> None:
+            async with NatsTransport(host.url) as transport:
+                sdk = SDK(transport)
+                await sdk.account.open_account(OpenAccountCommand(account_id="p", owner="P"))
+                for _ in range(5):
+                    await sdk.account.deposit(DepositCommand(account_id="p", amount=1))
+
+        asyncio.run(commands())
+        with SQLiteEventStore(db) as store:
+            head = store.head_position()
+        deadline = time.monotonic() + 30
+        checkpoint = 0
+        while time.monotonic() < deadline:
+            with SQLiteReadModel(model) as read_model:
+                checkpoint = read_model.load_checkpoint("deposits")
+            if checkpoint == head:
+                break
+            time.sleep(0.1)
+    finally:
+        code = host.stop()
+    assert head == 6
+    assert checkpoint == head, "".join(host.stderr)
+    assert code == 0, "".join(host.stderr)
