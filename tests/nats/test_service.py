@@ -432,3 +432,67 @@ def test_the_example_tells_the_same_story_over_nats(
     assert "refused: INSUFFICIENT_FUNDS" in over_nats
     assert "retry: balance 175 v3; events stored: 3" in over_nats
     assert over_nats == in_process
+
+
+def test_replies_that_are_no_eventstore_response_become_clear_errors(
+    nats_server: EmbeddedNATS,
+) -> None:
+    async def go() -> tuple[Response, Response]:
+        nc = await nats.connect(nats_server.url)
+        try:
+
+            async def garbage(msg: Any) -> None:
+                await msg.respond(b"\xff\xff\xff")
+
+            async def service_error(msg: Any) -> None:
+                await nc.publish(
+                    msg.reply,
+                    b"",
+                    headers={"Nats-Service-Error": "boom", "Nats-Service-Error-Code": "500"},
+                )
+
+            await nc.subscribe("other.v1.Garbage.Get", cb=garbage)
+            await nc.subscribe("other.v1.Failing.Get", cb=service_error)
+            await nc.flush()
+            async with NatsTransport(nats_server.url) as transport:
+                first = await transport.request("other.v1.Garbage.Get", GetAccountQuery())
+                second = await transport.request("other.v1.Failing.Get", GetAccountQuery())
+        finally:
+            await nc.close()
+        return first, second
+
+    garbage, failing = run(go())
+    assert garbage.error is not None and garbage.error.code == "INVALID_RESPONSE_TYPE"
+    assert failing.error is not None and failing.error.code == INTERNAL
+    assert "boom" in failing.error.message
+
+
+def test_stopping_the_host_finishes_the_requests_in_flight(nats_server: EmbeddedNATS) -> None:
+    async def go() -> tuple[Response, Response]:
+        host = NatsServiceHost(nats_server.url, _sleeper([], [0, 0]))
+        await host.start()
+        async with NatsTransport(nats_server.url, timeout=2) as transport:
+            slow = asyncio.ensure_future(
+                transport.request("test.v1.Sleep.Get", GetAccountQuery(account_id="0.2"))
+            )
+            while host.in_flight == 0:
+                await asyncio.sleep(0.005)
+            await host.stop()
+            after = await transport.request("test.v1.Sleep.Get", GetAccountQuery())
+            return await slow, after
+
+    finished, after = run(go())
+    assert finished.success
+    assert after.error is not None and after.error.code == UNAVAILABLE
+
+
+def test_a_host_registers_bindings_only_before_it_starts(nats_server: EmbeddedNATS) -> None:
+    async def go() -> None:
+        async with NatsServiceHost(nats_server.url, _sleeper([], [0, 0])) as host:
+            assert host.services == {"test.v1.Sleep": ["test.v1.Sleep.Get"]}
+            with pytest.raises(RuntimeError, match="before the host starts"):
+                host.register(Route("test.v1.Late.Get", GetAccountQuery, AccountView, print))
+
+    run(go())
+    with pytest.raises(ValueError, match="no service to serve"):
+        run(NatsServiceHost(nats_server.url).start())
