@@ -45,6 +45,8 @@ class ServeOptions:
     projections: bool = True
     max_in_flight: int = 64
     version: str = "1.0.0"
+    #: ``NatsOptions`` keywords (user, password, token, user_credentials, tls_ca, ...).
+    connect: dict[str, Any] = field(default_factory=dict)
 
 
 def load_factory(spec: str, default: str = "services") -> tuple[Any, Callable[..., Any]]:
@@ -98,6 +100,7 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
             middlewares=middlewares,
             max_in_flight=options.max_in_flight,
             version=options.version,
+            **options.connect,
         )
         async with host:
             if options.relay or options.projections:
@@ -148,7 +151,7 @@ async def _start_bus_side(
             "eventstore serve: this build's eventstore.nats has no NatsEventBus/Relay; "
             "pass --no-relay --no-projections to serve requests only"
         )
-    bus = bus_type(servers, store=store)
+    bus = bus_type(servers, store=store, **options.connect)
     await bus.__aenter__()
     closers.append(lambda: bus.__aexit__(None, None, None))
     if options.relay:
@@ -190,6 +193,17 @@ def main(args: Any) -> int:
         projections=args.projections,
         max_in_flight=args.max_in_flight,
         version=args.service_version,
+        connect={
+            key: value
+            for key, value in (
+                ("user", args.user),
+                ("password", args.password),
+                ("token", args.token),
+                ("user_credentials", args.creds),
+                ("tls_ca", args.tls_ca),
+            )
+            if value
+        },
     )
 
     def ready(url: str) -> None:
@@ -231,6 +245,11 @@ def add_parser(commands: Any) -> None:
         help="feed MODULE's projections(store) from the bus (default: on)",
     )
     srv.add_argument("--max-in-flight", type=int, default=64, metavar="N")
+    srv.add_argument("--user", help="NATS user (with --password)")
+    srv.add_argument("--password", help="NATS password")
+    srv.add_argument("--token", help="NATS token")
+    srv.add_argument("--creds", metavar="FILE", help="NATS credentials file (JWT and nkey)")
+    srv.add_argument("--tls-ca", metavar="FILE", help="CA file to verify the NATS servers")
     srv.add_argument("--service-version", default="1.0.0", metavar="SEMVER")
 
 

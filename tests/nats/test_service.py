@@ -496,3 +496,23 @@ def test_a_host_registers_bindings_only_before_it_starts(nats_server: EmbeddedNA
     run(go())
     with pytest.raises(ValueError, match="no service to serve"):
         run(NatsServiceHost(nats_server.url).start())
+
+
+def test_host_and_transport_take_credentials() -> None:
+    async def go(server: EmbeddedNATS) -> tuple[Response, Response]:
+        async with (
+            NatsServiceHost(server.url, _sleeper([], [0, 0]), user="svc", password="pw"),
+            NatsTransport(server.url, user="svc", password="pw") as transport,
+        ):
+            allowed = await transport.request("test.v1.Sleep.Get", GetAccountQuery())
+        stranger = NatsTransport(server.url, timeout=1, connect_timeout=0.5)
+        try:
+            refused = await stranger.request("test.v1.Sleep.Get", GetAccountQuery())
+        finally:
+            await stranger.close()
+        return allowed, refused
+
+    with EmbeddedNATS(user="svc", password="pw") as server:
+        allowed, refused = run(go(server))
+    assert allowed.success
+    assert refused.error is not None and refused.error.code == UNAVAILABLE
