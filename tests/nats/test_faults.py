@@ -226,7 +226,7 @@ def test_a_consumer_group_worker_sigkilled(own_nats: EmbeddedNATS, tmp_path: Pat
         kill(victim)
         wait_until(lambda: _handled(handled_path)[0] >= 600, 60, "every event to be handled")
         time.sleep(0.5)
-        count, rows, counts = _handled(handled_path)
+        _, rows, counts = _handled(handled_path)
         assert rows == sorted(e.event_id for e in store.read_all())
         expected: dict[str, int] = {}
         for e in store.read_all():
