@@ -168,7 +168,7 @@ class Relay:
         async with self._lock:
             if self._position is None:
                 await self._resume()
-            total = 0
+            before = self._published
             resumed = False  # one resume per call after the stream moved under the relay
             try:
                 while not self._stopped.is_set():
@@ -179,7 +179,7 @@ class Relay:
                     if not events:
                         break
                     try:
-                        total += await self._publish_batch(events)
+                        await self._publish_batch(events)
                     except PublishRejected as exc:
                         if exc.err_code != EXPECTED_LAST_MSG_ID_MISMATCH or resumed:
                             raise
@@ -190,7 +190,7 @@ class Relay:
                 self._position = None  # resume from the stream's last message next time
                 raise
             self._last_error = None
-            return total
+            return self._published - before
 
     async def _resume(self) -> None:
         """Resume after max(stored position, the stream's last message's position)."""
@@ -198,17 +198,18 @@ class Relay:
         last = await self.bus._last_message()
         position, last_id = stored, None
         if last is not None:
-            last_id = last.msg_id
-            if last.event is not None and await self._is_ours(last.position, last.msg_id):
-                position = max(stored, last.position)
-            else:
+            last_id = last.msg_id  # the next publish must follow whatever is last
+            ours = await self._last_of_ours(last.seq)
+            if ours is not None:
+                position = max(stored, ours)
+            if ours is None or last.event is None or ours != last.position:
                 log.warning(
                     "stream %s's last message (seq %d, id %r) is not an event of this store; "
-                    "resuming after the stored position %d",
+                    "resuming after position %d",
                     self.bus.stream,
                     last.seq,
                     last.msg_id,
-                    stored,
+                    position,
                 )
         self._position, self._last_id = position, last_id
         if position > stored:
@@ -217,6 +218,17 @@ class Relay:
     async def _is_ours(self, position: int, event_id: str) -> bool:
         found = await asyncio.to_thread(self.store.read_all, position - 1, limit=1)
         return bool(found) and found[0].position == position and found[0].event_id == event_id
+
+    async def _last_of_ours(self, seq: int, look_back: int = 256) -> int | None:
+        """The position of the stream's last message that is this store's event (at or before
+        ``seq``, looking back at most ``look_back`` messages past foreign ones)."""
+        for candidate in range(seq, max(seq - look_back, 0), -1):
+            message = await self.bus.get(candidate)
+            if message is None or message.event is None:
+                continue
+            if await self._is_ours(message.position, message.msg_id):
+                return message.position
+        return None
 
     async def _publish_batch(self, events: list[Event]) -> int:
         """Publish ``events`` pipelined, at most ``window`` in flight; every ack is awaited."""
