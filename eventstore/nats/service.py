@@ -194,7 +194,9 @@ class NatsServiceHost:
             )
         nc = await connect_bounded(self.options)
         self._nc = nc
-        self._stopped.clear()
+        # Made on the loop that serves: a host may be started again under another loop.
+        self._slots = asyncio.Semaphore(self.max_in_flight)
+        self._stopped = asyncio.Event()
         try:
             for service, subjects in self.services.items():
                 micro = await add_service(
