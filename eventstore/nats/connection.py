@@ -96,8 +96,9 @@ class NatsOptions:
                 **callbacks,
             )
         )
+        waited: set[asyncio.Future[Any]] = {connecting, refused}
         done, _ = await asyncio.wait(
-            {connecting, refused}, timeout=self.initial_timeout, return_when="FIRST_COMPLETED"
+            waited, timeout=self.initial_timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if connecting in done:
             connecting.result()
