@@ -339,6 +339,13 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
             RaisedAs("SchemaVersionError"),
             RaisedAs("StoreURLError"),
             RaisedAs("AdapterUnavailableError"),
+            RaisedAs("BusClosedError"),
+            RaisedAs("BusHistoryTruncatedError"),
+            RaisedAs("StreamConfigMismatchError"),
+            RaisedAs("ConsumerFilterMismatchError"),
+            RaisedAs("RedeliveryConfigError"),
+            RaisedAs("NatsServerNotFoundError"),
+            RaisedAs("NatsServerStartError"),
         ),
     ),
     ErrorCode(

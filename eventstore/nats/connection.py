@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import ssl
 import threading
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import nats
 from nats.aio.client import Client
 
 T = TypeVar("T")
@@ -40,6 +40,7 @@ class NatsOptions:
     connect_timeout: float = 2.0
     reconnect_time_wait: float = 0.25
     max_reconnect_attempts: int = -1
+    initial_timeout: float = 15.0
 
     @classmethod
     def of(cls, servers: str | Sequence[str], **options: Any) -> NatsOptions:
@@ -60,20 +61,62 @@ class NatsOptions:
         return context
 
     async def connect(self, **callbacks: Any) -> Client:
-        """A connected nats-py client on the running loop."""
-        return await nats.connect(
-            list(self.servers),
-            user=self.user,
-            password=self.password,
-            token=self.token,
-            nkeys_seed=self.nkeys_seed,
-            user_credentials=self.user_credentials,
-            tls=self.tls_context(),
-            name=self.name,
-            connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
-            reconnect_time_wait=self.reconnect_time_wait,  # type: ignore[arg-type]
-            max_reconnect_attempts=self.max_reconnect_attempts,
-            **callbacks,
+        """A connected nats-py client on the running loop.
+
+        Fails fast on a refused authentication (nats-py would otherwise retry it
+        forever with unlimited reconnects) and after ``initial_timeout`` seconds
+        when no server answers.
+        """
+        client = Client()
+        refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        user_error_cb = callbacks.pop("error_cb", None)
+
+        async def on_error(exc: Exception) -> None:
+            text = str(exc).lower()
+            auth = "authorization" in text or "authentication" in text
+            if auth and not client.is_connected and not refused.done():
+                refused.set_result(exc)
+            if user_error_cb is not None:
+                await user_error_cb(exc)
+
+        connecting = asyncio.ensure_future(
+            client.connect(
+                list(self.servers),
+                user=self.user,
+                password=self.password,
+                token=self.token,
+                nkeys_seed=self.nkeys_seed,
+                user_credentials=self.user_credentials,
+                tls=self.tls_context(),
+                name=self.name,
+                connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
+                reconnect_time_wait=self.reconnect_time_wait,  # type: ignore[arg-type]
+                max_reconnect_attempts=self.max_reconnect_attempts,
+                error_cb=on_error,
+                **callbacks,
+            )
+        )
+        waited: set[asyncio.Future[Any]] = {connecting, refused}
+        done, _ = await asyncio.wait(
+            waited, timeout=self.initial_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if connecting in done:
+            connecting.result()
+            return client
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await connecting
+        with contextlib.suppress(Exception):
+            await client.close()
+        servers = ", ".join(self.servers)
+        if refused.done():
+            raise ConnectionRefusedError(
+                f"NATS at {servers} refused the credentials ({refused.result()}); check the "
+                "user/password, token, nkey or creds file given"
+            )
+        raise ConnectionError(
+            f"no NATS server answered at {servers} within {self.initial_timeout:g} s; check "
+            "the URLs and that the servers run"
         )
 
 

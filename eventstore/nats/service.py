@@ -81,19 +81,9 @@ _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$"
 
 
 async def connect_bounded(options: NatsOptions) -> Client:
-    """A connected client, or ``ConnectionError`` within about ``connect_timeout`` per server.
-
-    nats-py retries a first connection as often as a reconnection (here: for
-    ever), so the first one is bounded here: a wrong URL fails instead of hanging.
-    """
-    bound = options.connect_timeout * max(2, 2 * len(options.servers)) + 1.0
-    try:
-        return await asyncio.wait_for(options.connect(error_cb=_log_error), bound)
-    except TimeoutError:
-        raise ConnectionError(
-            f"cannot connect to NATS at {', '.join(options.servers)} within {bound:g} s: "
-            "check that a server runs there and that its port is reachable"
-        ) from None
+    """A connected client; ``NatsOptions.connect`` fails fast (an ``OSError``) when no
+    server answers or the credentials are refused, instead of retrying for ever."""
+    return await options.connect(error_cb=_log_error)
 
 
 async def _log_error(error: Exception) -> None:

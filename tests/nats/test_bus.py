@@ -192,3 +192,40 @@ def test_sync_calls_from_the_io_thread_are_refused(nats_server: EmbeddedNATS) ->
 
         with pytest.raises(RuntimeError, match="I/O thread"):
             bus.io.run(bus.io.call(inside()))
+
+
+def test_bus_and_relay_authenticate_with_user_and_password(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with EmbeddedNATS(user="relay", password="s3cret") as server:
+            with pytest.raises(ConnectionRefusedError, match="refused the credentials"):
+                async with NatsEventBus(server.url, user="relay", password="wrong"):
+                    pass
+            with SQLiteEventStore(tmp_path / "e.db") as store:
+                append(store, 5)
+                async with NatsEventBus(
+                    [server.url], user="relay", password="s3cret", store=store
+                ) as bus:
+                    assert await Relay(store, bus).publish_pending() == 5
+                    assert len(await asyncio.to_thread(bus.read_all, 0)) == 5
+
+    asyncio.run(scenario())
+
+
+def test_a_stopped_relay_shows_as_lag_of_the_relay_and_of_projections(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    with SQLiteEventStore(tmp_path / "e.db") as store:
+        append(store, 10)
+        with NatsEventBus(
+            nats_server.url, stream="T_LAG", subject_prefix="tlag", store=store
+        ) as bus:
+            relay = Relay(store, bus)
+            asyncio.run(relay.publish_pending())
+            manager = ProjectionManager(bus)
+            manager.register(Ledger(), read_model=SQLiteReadModel(tmp_path / "r.db"))
+            manager.catch_up()
+            append(store, 7)
+            status = relay.status()
+            assert (status.position, status.head, status.lag) == (10, 17, 7)
+            assert status.lag_seconds >= 0 and not status.running
+            assert manager.status("ledger").lag_positions == 7

@@ -384,7 +384,9 @@ def test_a_request_without_reply_in_time_is_a_timeout_naming_its_command_id(
 
 def test_a_transport_with_no_server_is_unavailable() -> None:
     async def go() -> Response:
-        transport = NatsTransport("nats://127.0.0.1:1", timeout=0.5, connect_timeout=0.5)
+        transport = NatsTransport(
+            "nats://127.0.0.1:1", timeout=0.5, connect_timeout=0.5, initial_timeout=1
+        )
         try:
             return await transport.request(GET, GetAccountQuery(), {COMMAND_ID_HEADER: "c-1"})
         finally:
