@@ -2,7 +2,9 @@
 
 ``eventstore generate PROTO_DIR --out OUT_DIR`` compiles every ``.proto``
 under ``PROTO_DIR`` and writes, per file, protoc's ``<name>_pb2.py`` and
-``<name>_pb2.pyi`` and the generator's ``<name>_es.py``. The ``_pb2`` modules
+``<name>_pb2.pyi`` and the generator's ``<name>_es.py``.
+``eventstore copy SRC_URL DST_URL`` copies a whole store between SQLite and
+PostgreSQL (``eventstore/copy.py``). The ``_pb2`` modules
 import the event sourcing options from inside ``eventstore`` (DESIGN decision
 12), so no top-level ``eventsourcing`` package is written or needed.
 """
@@ -45,6 +47,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="DIR",
         help="another folder imports are found in (repeatable)",
     )
+    copy = commands.add_parser(
+        "copy",
+        help="copy a whole store between SQLite and PostgreSQL (resumable, verified)",
+        description=(
+            "Copy events, snapshots, command records, constraints and checkpoints from "
+            "SRC_URL to DST_URL (sqlite:///... or postgresql://...). DST must be empty or "
+            "hold an interrupted copy, which is resumed. Counts and a checksum are verified."
+        ),
+    )
+    copy.add_argument("source", metavar="SRC_URL")
+    copy.add_argument("destination", metavar="DST_URL")
     from .serve import add_parser as add_serve
 
     add_serve(commands)
@@ -54,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"eventstore {__version__}")
         return 0
+    if args.command == "copy":
+        from .copy import main as copy_main
+
+        return copy_main(args.source, args.destination)
     if args.command == "generate":
         return _generate(args.proto_dir, args.out, args.include)
     if args.command == "serve":

@@ -42,6 +42,15 @@ def pytest_configure(config: pytest.Config) -> None:
     config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_server_stops() -> Iterator[None]:
+    """Stop the run's PostgreSQL server (started by the first test needing it) at the end."""
+    yield
+    from tests.support import postgres
+
+    postgres.stop()
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A path for a new SQLite event store file in this test's own folder."""

@@ -37,6 +37,7 @@ from .ids import deterministic_event_id, new_command_id, new_event_id
 from .ports import (
     DEFAULT_COMMAND_TTL,
     AppendResult,
+    AsyncAppendMixin,
     CheckpointStore,
     CommandStore,
     CommitSource,
@@ -46,6 +47,7 @@ from .ports import (
     PagedEventSource,
     ProcessedCommand,
     SnapshotStore,
+    append_async_default,
     read_page,
 )
 from .projections import (
@@ -125,6 +127,8 @@ __all__ = [
     "AggregateRoot",
     "AppError",
     "AppendResult",
+    "AsyncAppendMixin",
+    "append_async_default",
     "CheckpointStore",
     "Page",
     "PagedEventSource",

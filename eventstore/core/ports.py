@@ -1,15 +1,19 @@
 """The ports that storage adapters implement (DESIGN: core defines, adapters implement).
 
-Everything here is synchronous (DESIGN decision 1). Positions are global and
+Everything here is synchronous (DESIGN decision 1), except ``append_async``, whose
+generic default (``append_async_default``) runs ``append`` on a worker thread.
+Positions are global and
 readers always ask for events *after* a position, never "from" one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from .events import Event, NewEvent
 from .snapshots import Snapshot, SnapshotStats
@@ -148,6 +152,24 @@ class EventStore(EventSource, Protocol):
         """
         ...
 
+    async def append_async(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> AppendResult:
+        """``append`` without blocking the event loop: same result, same errors.
+
+        An adapter without its own async path gets ``append_async_default`` (the
+        synchronous ``append`` on a worker thread): inherit ``AsyncAppendMixin``,
+        or write ``append_async = append_async_default`` in the class body.
+        """
+        ...
+
     def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
         """The original result of ``command_id`` on ``aggregate_id`` if it was stored.
 
@@ -178,6 +200,52 @@ class EventStore(EventSource, Protocol):
         ...
 
     def constraint_owner(self, index: str, value: str) -> str | None: ...
+
+
+async def append_async_default(
+    store: EventStore,
+    aggregate_id: str,
+    aggregate_type: str,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    *,
+    command_id: str | None = None,
+    command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+) -> AppendResult:
+    """The generic ``append_async``: ``store.append`` on a worker thread (``asyncio.to_thread``).
+
+    Usable as a function, ``await append_async_default(store, ...)``, or as a method
+    of any class with an ``append``, inheriting nothing:
+    ``class MyStore: append_async = append_async_default``. Context variables
+    (tenant, trace) are copied to the worker thread by ``asyncio.to_thread``.
+    """
+    return await asyncio.to_thread(
+        store.append,
+        aggregate_id,
+        aggregate_type,
+        expected_version,
+        events,
+        command_id=command_id,
+        command_ttl=command_ttl,
+    )
+
+
+class AsyncAppendMixin:
+    """Gives a store with a synchronous ``append`` the generic ``append_async``."""
+
+    append_async = append_async_default
+
+
+def store_append_async(store: object) -> Callable[..., Any]:
+    """``store.append_async`` when the store has one, else the generic default bound to it.
+
+    The repository calls stores through this, so test doubles written before the
+    async port (with ``append`` only) keep working.
+    """
+    own = getattr(store, "append_async", None)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
+    return functools.partial(append_async_default, store)  # type: ignore[arg-type]
 
 
 @runtime_checkable

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import copy
+import inspect
 import logging
 import numbers
 import random
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Generic, TypeVar
@@ -19,7 +24,13 @@ from .errors import AggregateNotFoundError, ConcurrencyError, VersionNotFoundErr
 from .event_types import EventTypeRegistry
 from .events import Event, EventMetadata, NewEvent
 from .ids import deterministic_event_id, new_event_id
-from .ports import DEFAULT_COMMAND_TTL, AppendResult, EventStore, SnapshotStore
+from .ports import (
+    DEFAULT_COMMAND_TTL,
+    AppendResult,
+    EventStore,
+    SnapshotStore,
+    store_append_async,
+)
 from .snapshots import Snapshot, SnapshotStrategy, SnapshotUpcaster
 from .upcasting import Upcasters
 
@@ -33,6 +44,16 @@ class Repository(Generic[A]):
 
     ``factory(id)`` makes an empty aggregate; ``event_types`` are the proto
     message classes of its events (or a registry of them).
+
+    ``cache=N`` keeps the last ``N`` aggregates loaded or saved (an LRU, per
+    repository; 0, the default, keeps none). A cached aggregate is brought up to
+    date with the events stored after its cached version (one indexed read)
+    before every use, so a load never returns a stale state; a version conflict
+    evicts it. Callers always get their own copy (made with ``snapshot_state``/
+    ``restore_snapshot``, or ``copy.deepcopy`` for aggregates without them): the
+    cached object is never handed out, so concurrent callers never share one.
+    The ``*_async`` methods give the same results and errors as the synchronous
+    ones without blocking the event loop on the store.
     """
 
     def __init__(
@@ -46,7 +67,15 @@ class Repository(Generic[A]):
         upcasters: Upcasters | None = None,
         snapshot_upcaster: SnapshotUpcaster | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+        cache: int = 0,
     ) -> None:
+        if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
+            raise ValueError(
+                f"cache must be a whole number of aggregates to keep (0 keeps none), got {cache!r}"
+            )
+        self.cache_size = cache
+        self._cache: OrderedDict[str, A] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.store = store
         self.factory = factory
         self.event_types = (
@@ -81,6 +110,10 @@ class Repository(Generic[A]):
         """The aggregate as of its last version, or as of ``at_version``."""
         if at_version is not None:
             at_version = self._checked_version(aggregate_id, at_version)
+        elif self.cache_size:
+            cached = self._cached_copy(aggregate_id)
+            if cached is not None:
+                return self._caught_up(cached)
         aggregate = self.factory(aggregate_id)
         snapshot = self._usable_snapshot(aggregate, at_version)
         base = 0
@@ -98,7 +131,68 @@ class Repository(Generic[A]):
         if at_version is not None and version < at_version:
             raise VersionNotFoundError(aggregate_id, at_version, version)
         aggregate.mark_restored(version, base)
+        if self.cache_size and at_version is None:
+            self._remember(aggregate)
         return aggregate
+
+    async def load_async(self, aggregate_id: str, at_version: int | None = None) -> A:
+        """``load`` on a worker thread, so the event loop does not wait on the store."""
+        return await asyncio.to_thread(self.load, aggregate_id, at_version)
+
+    # -- the aggregate cache -----------------------------------------------------
+    def _clone(self, aggregate: A) -> A:
+        """A copy that shares no mutable state with ``aggregate``."""
+        fresh = self.factory(aggregate.id)
+        try:
+            fresh.restore_snapshot(aggregate.snapshot_state())
+        except NotImplementedError:
+            return copy.deepcopy(aggregate)
+        fresh.mark_restored(aggregate.stored_version, aggregate.snapshot_version)
+        return fresh
+
+    def _cached_copy(self, aggregate_id: str) -> A | None:
+        with self._cache_lock:
+            cached = self._cache.get(aggregate_id)
+            if cached is None:
+                return None
+            self._cache.move_to_end(aggregate_id)
+        # Cached objects are never changed once in the cache: copying outside the lock is safe.
+        return self._clone(cached)
+
+    def _caught_up(self, aggregate: A) -> A:
+        """``aggregate`` (a private copy) with the events stored after its version applied."""
+        events = self.store.load_stream(aggregate.id, after_version=aggregate.stored_version)
+        if events:
+            decode = self.decode
+            for event in events:
+                aggregate.replay(decode(event), event.version)
+            self._remember(aggregate)
+        return aggregate
+
+    def _remember(self, aggregate: A) -> None:
+        """Cache a copy of ``aggregate``'s stored state (it must have no pending events)."""
+        if aggregate.uncommitted_events:
+            return
+        copied = self._clone(aggregate)
+        with self._cache_lock:
+            held = self._cache.get(aggregate.id)
+            if held is not None and held.stored_version > copied.stored_version:
+                return  # a newer state is cached already
+            self._cache[aggregate.id] = copied
+            self._cache.move_to_end(aggregate.id)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+
+    def evict(self, aggregate_id: str) -> None:
+        """Drop ``aggregate_id`` from the cache (the repository does it on a version conflict)."""
+        with self._cache_lock:
+            self._cache.pop(aggregate_id, None)
+
+    @property
+    def cached_ids(self) -> list[str]:
+        """The ids in the cache, least recently used first."""
+        with self._cache_lock:
+            return list(self._cache)
 
     @staticmethod
     def _checked_version(aggregate_id: str, at_version: object) -> int:
@@ -152,14 +246,85 @@ class Repository(Generic[A]):
         check_metadata("save_with_command", metadata)
         return self._save(aggregate, command_id, metadata)
 
+    async def save_async(
+        self, aggregate: A, metadata: EventMetadata | None = None
+    ) -> CommandResult:
+        """``save`` for ``async`` code: the same result and errors; the loop never waits on
+        the store (``EventStore.append_async``)."""
+        check_metadata("Repository.save_async", metadata)
+        return await self._save_async(aggregate, None, metadata)
+
+    async def save_with_command_async(
+        self, aggregate: A, command_id: str, metadata: EventMetadata | None = None
+    ) -> CommandResult:
+        """``save_with_command`` for ``async`` code: the same result and errors."""
+        check_command_id("save_with_command_async", command_id)
+        check_metadata("save_with_command_async", metadata)
+        return await self._save_async(aggregate, command_id, metadata)
+
     def _save(
         self, aggregate: A, command_id: str | None, metadata: EventMetadata | None
     ) -> CommandResult:
+        new_events = self._new_events(aggregate, command_id, metadata)
+        if new_events is None:
+            return CommandResult("", ())
+        try:
+            result = self.store.append(
+                aggregate.id,
+                aggregate.type,
+                aggregate.stored_version,
+                new_events,
+                command_id=command_id,
+                command_ttl=self.command_ttl,
+            )
+        except ConcurrencyError:
+            self.evict(aggregate.id)
+            raise
+        if result.already_processed:
+            self.evict(aggregate.id)
+            self._reload_in_place(aggregate)
+            return self._command_result(command_id or "", result)
+        self._committed(aggregate, result)
+        if result.events:
+            self._maybe_snapshot(aggregate)
+        return self._command_result(command_id or "", result)
+
+    async def _save_async(
+        self, aggregate: A, command_id: str | None, metadata: EventMetadata | None
+    ) -> CommandResult:
+        new_events = self._new_events(aggregate, command_id, metadata)
+        if new_events is None:
+            return CommandResult("", ())
+        try:
+            result = await store_append_async(self.store)(
+                aggregate.id,
+                aggregate.type,
+                aggregate.stored_version,
+                new_events,
+                command_id=command_id,
+                command_ttl=self.command_ttl,
+            )
+        except ConcurrencyError:
+            self.evict(aggregate.id)
+            raise
+        if result.already_processed:
+            self.evict(aggregate.id)
+            await asyncio.to_thread(self._reload_in_place, aggregate)
+            return self._command_result(command_id or "", result)
+        self._committed(aggregate, result)
+        if result.events and self.snapshot_strategy is not None:
+            await asyncio.to_thread(self._maybe_snapshot, aggregate)
+        return self._command_result(command_id or "", result)
+
+    def _new_events(
+        self, aggregate: A, command_id: str | None, metadata: EventMetadata | None
+    ) -> list[NewEvent] | None:
+        """The pending events as ``NewEvent`` s; None when there is nothing to send."""
         pending = aggregate.uncommitted_events
         if command_id is None and not pending:
-            return CommandResult("", ())
+            return None
         base = EventMetadata(causation_id=command_id or "").merged(metadata)
-        new_events = [
+        return [
             NewEvent(
                 deterministic_event_id(command_id, aggregate.id, index)
                 if command_id
@@ -171,21 +336,12 @@ class Repository(Generic[A]):
             )
             for index, p in enumerate(pending)
         ]
-        result = self.store.append(
-            aggregate.id,
-            aggregate.type,
-            aggregate.stored_version,
-            new_events,
-            command_id=command_id,
-            command_ttl=self.command_ttl,
-        )
-        if result.already_processed:
-            self._reload_in_place(aggregate)
-            return self._command_result(command_id or "", result)
+
+    def _committed(self, aggregate: A, result: AppendResult) -> None:
         if result.events:
             aggregate.mark_committed(result.events[-1].version)
-            self._maybe_snapshot(aggregate)
-        return self._command_result(command_id or "", result)
+            if self.cache_size:
+                self._remember(aggregate)
 
     def _reload_in_place(self, aggregate: A) -> None:
         """Drop ``aggregate``'s pending events and replay its stored state into the same object."""
@@ -278,3 +434,50 @@ class Repository(Generic[A]):
                     raise
                 time.sleep(backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+    async def retry_on_conflict_async(
+        self,
+        aggregate_id: str,
+        fn: Callable[[A], object],
+        *,
+        command_id: str | None = None,
+        metadata: EventMetadata | None = None,
+        attempts: int = 5,
+        backoff: float = 0.005,
+    ) -> CommandResult:
+        """``retry_on_conflict`` for ``async`` code; ``fn`` may be plain or ``async``.
+
+        Loads and command look-ups run on a worker thread, the save through
+        ``append_async``, the backoff with ``asyncio.sleep``: the loop never blocks.
+        """
+        check_command_id("retry_on_conflict_async", command_id, optional=True)
+        check_metadata("retry_on_conflict_async", metadata)
+        if attempts < 1:
+            raise ValueError(f"attempts must be 1 or more, got {attempts}")
+        for attempt in range(1, attempts + 1):
+            aggregate, known = await asyncio.to_thread(
+                self._load_for_retry, aggregate_id, command_id
+            )
+            if known is not None:
+                return self._command_result(command_id or "", known)
+            outcome = fn(aggregate)
+            if inspect.isawaitable(outcome):
+                await outcome
+            try:
+                return await self._save_async(aggregate, command_id, metadata)
+            except ConcurrencyError:
+                if attempt == attempts:
+                    raise
+                await asyncio.sleep(backoff * (2 ** (attempt - 1)) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def _load_for_retry(
+        self, aggregate_id: str, command_id: str | None
+    ) -> tuple[A, AppendResult | None]:
+        try:
+            aggregate = self.load(aggregate_id)
+        except AggregateNotFoundError:
+            aggregate = self.factory(aggregate_id)
+        # As in retry_on_conflict: look the command up after loading.
+        known = self.store.find_command(command_id, aggregate_id) if command_id else None
+        return aggregate, known

@@ -9,9 +9,13 @@ path (DESIGN decision 10).
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import inspect
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -30,6 +34,11 @@ from .ids import new_command_id
 from .responses import INTERNAL, INVALID_MESSAGE_TYPE, NO_HANDLER, Response, app_error_for
 
 log = logging.getLogger("eventstore.transport")
+
+DEFAULT_HANDLER_THREADS = 8
+"""Threads for synchronous handlers per router: a slow one then holds up only its own
+thread. Above it, further synchronous calls wait in the pool's queue (first in, first
+out); ``async`` handlers never wait for it."""
 
 
 @dataclass(slots=True)
@@ -100,11 +109,53 @@ class Router:
     replies here, outside the middlewares (so a middleware may still catch a
     ``ConcurrencyError`` and retry): ``AppError`` as it is, the framework's
     own errors by ``app_error_for``, anything else ``INTERNAL``.
+
+    Handlers: an ``async def`` handler runs on the event loop (use the
+    repository's ``*_async`` methods in it, so the loop never waits on the
+    store). A plain ``def`` handler runs off the loop, on one of
+    ``handler_threads`` threads (``DEFAULT_HANDLER_THREADS``) with the caller's
+    context variables (tenant, principal, trace context) copied in; when all
+    are busy, further synchronous calls wait in that pool's queue in arrival
+    order, and ``async`` handlers carry on. A synchronous handler therefore has
+    no running event loop: it must not call ``asyncio.get_running_loop()``.
+    ``handler_threads=0`` runs synchronous handlers on the loop (they then
+    block it while they run). For throughput on few cores prefer ``async``
+    handlers (docs/decisions.md, "Handlers off the loop").
     """
 
-    def __init__(self, middlewares: Iterable[Middleware] = ()) -> None:
+    def __init__(
+        self,
+        middlewares: Iterable[Middleware] = (),
+        *,
+        handler_threads: int = DEFAULT_HANDLER_THREADS,
+    ) -> None:
+        if isinstance(handler_threads, bool) or not isinstance(handler_threads, int):
+            raise TypeError(f"handler_threads must be an int, got {handler_threads!r}")
+        if handler_threads < 0:
+            raise ValueError(
+                f"handler_threads must be 0 (synchronous handlers on the loop) or more, "
+                f"got {handler_threads}"
+            )
         self._routes: dict[str, Route] = {}
         self._middlewares: list[Middleware] = list(middlewares)
+        self.handler_threads = handler_threads
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def _handler_pool(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.handler_threads, thread_name_prefix="eventstore-handler"
+                )
+            return self._pool
+
+    def close(self) -> None:
+        """Let the handler threads end once their calls finish (a later call starts new ones)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False)
 
     @property
     def subjects(self) -> list[str]:
@@ -146,7 +197,7 @@ class Router:
         ctx = RequestContext(subject, headers.get(COMMAND_ID_HEADER) or new_command_id(), headers)
         try:
             request = _as_request(route, message)
-            call: NextCall = _invoker(route)
+            call: NextCall = _invoker(route, self)
             for middleware in reversed(self._middlewares):
                 call = _wrap(middleware, call)
             reply = await call(request, ctx)
@@ -186,9 +237,24 @@ def _as_request(route: Route, message: Message) -> Message:
     return message
 
 
-def _invoker(route: Route) -> NextCall:
+def _is_async(handler: Handler) -> bool:
+    if inspect.iscoroutinefunction(handler):
+        return True
+    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with async __call__
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _invoker(route: Route, router: Router) -> NextCall:
+    on_loop = router.handler_threads == 0 or _is_async(route.handler)
+
     async def invoke(message: Message, ctx: RequestContext) -> Message:
-        reply = route.handler(message, ctx)
+        if on_loop:
+            reply = route.handler(message, ctx)
+        else:
+            context = contextvars.copy_context()
+            reply = await asyncio.get_running_loop().run_in_executor(
+                router._handler_pool(), context.run, route.handler, message, ctx
+            )
         if inspect.isawaitable(reply):
             reply = await reply
         expected = route.response_type.DESCRIPTOR.full_name
@@ -210,6 +276,7 @@ def _wrap(middleware: Middleware, call_next: NextCall) -> NextCall:
 
 
 __all__ = [
+    "DEFAULT_HANDLER_THREADS",
     "Handler",
     "Middleware",
     "NextCall",

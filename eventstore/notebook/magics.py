@@ -91,7 +91,12 @@ class EventStoreMagics(Magics):
         # The file's name, not its folder: a notebook's saved output then reads the
         # same wherever it ran (a temp folder differs per run and per OS).
         # es_session.store_path has the full path.
-        where = "in memory" if store.path == MEMORY else f"in file {store_file_name(store)}"
+        if store.path == MEMORY:
+            where = "in memory"
+        elif str(store.path).startswith("postgresql://"):
+            where = f"on PostgreSQL at {store.path}"  # no password: the store's place name
+        else:
+            where = f"in file {store_file_name(store)}"
         head = store.head_position()
         print(f"event store {where} is open as `{args.var}` (log head at position {head})")
 

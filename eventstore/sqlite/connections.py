@@ -241,6 +241,12 @@ class ConnectionPool:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
+    def owns_write_lock(self) -> bool:
+        """Whether this thread holds the write lock (inside a read model's transaction on
+        the writer): an append queued for a group would then wait for itself."""
+        owned = getattr(self.write_lock, "_is_owned", None)
+        return bool(owned()) if owned is not None else False
+
     def check_open(self) -> None:
         if self.closed:
             raise StoreClosedError(self.path)

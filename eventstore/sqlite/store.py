@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -25,6 +26,7 @@ from ..core.errors import (
     EventStoreError,
     IntegerRangeError,
     PayloadTooLargeError,
+    StoreClosedError,
     UniqueConstraintError,
     UniqueConstraintReleaseError,
 )
@@ -38,10 +40,17 @@ from ..core.events import (
 )
 from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
 from ..core.ids import deterministic_event_id
-from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, Page, ProcessedCommand
+from ..core.ports import (
+    DEFAULT_COMMAND_TTL,
+    AppendResult,
+    Page,
+    ProcessedCommand,
+    append_async_default,
+)
 from ..core.upcasting import Upcasters
 from .checkpoints import SQLiteCheckpoints
 from .connections import DEFAULT_CHECKPOINT_PAGES, ConnectionPool, ConnectionSettings
+from .group_commit import GroupCommitter, Member
 from .schema import migrate
 from .snapshots import SQLiteSnapshots
 
@@ -78,6 +87,15 @@ _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 CommitListener = Callable[[int], None]
 
+
+class _TransactionLost(Exception):
+    """SQLite rolled back a group's whole transaction while one member ran."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 log = logging.getLogger("eventstore.sqlite")
 
 
@@ -109,6 +127,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         busy_timeout: float = 30.0,
         checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
         verify: bool = False,
+        group_commit: bool = True,
     ) -> None:
         self.path = os.fspath(path)
         self._db = ConnectionPool(self.path, synchronous, busy_timeout, checkpoint_pages)
@@ -128,6 +147,12 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         self._listeners: list[CommitListener] = []
         self._listeners_lock = threading.Lock()
         self._sweep_cursor = ""
+        self._group = GroupCommitter(self) if group_commit else None
+
+    @property
+    def group_commit(self) -> bool:
+        """Whether appends are written in groups (see the class docstring)."""
+        return self._group is not None
 
     def _verify(self) -> None:
         rows = self._db.writer.execute("PRAGMA quick_check").fetchall()
@@ -138,6 +163,13 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
 
     # -- lifecycle ---------------------------------------------------------------
     def close(self) -> None:
+        """Close the store; appends still queued for a group get ``StoreClosedError``.
+
+        A group being written finishes first; reads in flight are interrupted
+        (see eventstore/sqlite/connections.py).
+        """
+        if self._group is not None:
+            self._group.close()
         self._db.close()
 
     @property
@@ -211,6 +243,18 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         if expected_version + len(events) > _MAX_INTEGER:
             raise IntegerRangeError(self.path, "expected_version", expected_version)
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
+        if self._group is not None and not self._db.owns_write_lock():
+            return self._group.append(
+                Member(
+                    aggregate_id,
+                    aggregate_type,
+                    expected_version,
+                    events,
+                    encoded,
+                    command_id,
+                    command_ttl,
+                )
+            )
         try:
             with self._db.transaction() as conn:
                 result, last = self._append_on(
@@ -249,6 +293,204 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         if last:
             self._notify(last)
         return result
+
+    async def append_async(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> AppendResult:
+        """``append`` for ``async`` callers: the same answers, the event loop never waits on
+        SQLite. With group commit it joins the next group, written on a thread."""
+        if self._group is None:
+            return await append_async_default(
+                self,
+                aggregate_id,
+                aggregate_type,
+                expected_version,
+                events,
+                command_id=command_id,
+                command_ttl=command_ttl,
+            )
+        check_append(aggregate_id, expected_version, events, command_id)
+        if expected_version < 0:
+            raise ValueError(f"expected_version must be >= 0, got {expected_version}")
+        if expected_version + len(events) > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "expected_version", expected_version)
+        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
+        member = Member(
+            aggregate_id, aggregate_type, expected_version, events, encoded, command_id, command_ttl
+        )
+        return await self._group.append_async(member)
+
+    def write_group(self, batch: Sequence[Member]) -> int:
+        """Write ``batch`` in one transaction, each member in its own savepoint.
+
+        Sets each member's result or error (nothing is answered before COMMIT: a
+        failed COMMIT fails every member). Returns the last position committed (0:
+        none). Called by the group's leader; see eventstore/sqlite/group_commit.py.
+        """
+        db = self._db
+        with db.write_lock:
+            if db.closed:
+                for member in batch:
+                    member.error = StoreClosedError(self.path)
+                return 0
+            conn = db.writer
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except (sqlite3.Error, OverflowError) as exc:
+                error = db.translate(exc)
+                for member in batch:
+                    member.error = error
+                return 0
+            try:
+                return self._write_members(conn, batch)
+            except BaseException:
+                # Not an answer (KeyboardInterrupt, a bug): leave no transaction open.
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                raise
+
+    def _write_members(self, conn: sqlite3.Connection, batch: Sequence[Member]) -> int:
+        db = self._db
+        if len(batch) == 1:
+            return self._write_alone(conn, batch[0])
+        last = 0
+        for index, member in enumerate(batch):
+            try:
+                last = max(last, self._write_member(conn, member))
+            except _TransactionLost as lost:
+                # SQLite rolled the whole transaction back (full, I/O error, busy,
+                # interrupted): this member fails; every other one is retried alone.
+                member.error = lost.error
+                last = 0
+                for other in [*batch[:index], *batch[index + 1 :]]:
+                    other.result = other.error = None
+                    last = max(last, self.write_group([other]))
+                return last
+        try:
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OverflowError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            error = db.translate(exc)
+            for member in batch:
+                member.result = None
+                member.error = error
+            return 0
+        return last
+
+    def _write_alone(self, conn: sqlite3.Connection, member: Member) -> int:
+        """A group of one (a lone caller): no savepoint, so it costs what ``append`` did.
+
+        On a failure the transaction is rolled back whole and the outcome is read
+        on the writer (still under the write lock) as it stands committed.
+        """
+        try:
+            result, last = self._append_on(
+                conn,
+                member.aggregate_id,
+                member.aggregate_type,
+                member.expected_version,
+                member.events,
+                member.encoded,
+                member.command_id,
+                member.command_ttl,
+            )
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            try:
+                member.result = self._member_outcome(conn, member, exc)
+            except Exception as error:
+                member.error = error
+            return 0
+        try:
+            conn.execute("COMMIT")
+        except (sqlite3.Error, OverflowError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            member.error = self._db.translate(exc)
+            return 0
+        member.result = result
+        return last
+
+    def _write_member(self, conn: sqlite3.Connection, member: Member) -> int:
+        """One member inside the group's transaction; a failing one is undone to its savepoint."""
+        conn.execute("SAVEPOINT eventstore_member")
+        try:
+            result, last = self._append_on(
+                conn,
+                member.aggregate_id,
+                member.aggregate_type,
+                member.expected_version,
+                member.events,
+                member.encoded,
+                member.command_id,
+                member.command_ttl,
+            )
+        except Exception as exc:
+            try:
+                if not conn.in_transaction:
+                    raise _TransactionLost(self._db.translate(exc))
+                conn.execute("ROLLBACK TO eventstore_member")
+                conn.execute("RELEASE eventstore_member")
+            except sqlite3.Error as undo:
+                with contextlib.suppress(sqlite3.Error):
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                raise _TransactionLost(self._db.translate(exc)) from undo
+            try:
+                member.result = self._member_outcome(conn, member, exc)
+            except Exception as error:
+                member.error = error
+            return 0
+        conn.execute("RELEASE eventstore_member")
+        member.result = result
+        return last
+
+    def _member_outcome(
+        self, conn: sqlite3.Connection, member: Member, exc: Exception
+    ) -> AppendResult:
+        """The answer of a member whose append failed: a known command's result, or an error.
+
+        Read on the writer inside the group's transaction, so the group's own
+        uncommitted rows count (a duplicate of a command earlier in the group).
+        """
+        aggregate_id, events = member.aggregate_id, member.events
+        if isinstance(exc, (ConcurrencyError, UniqueConstraintError, sqlite3.IntegrityError)):
+            if member.command_id and events:
+                known = self._find_command(
+                    conn, member.command_id, aggregate_id, time.time_ns() // 1000
+                )
+                if known is not None:
+                    return known
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise self._integrity_error(
+                    exc, aggregate_id, member.expected_version, events, conn
+                ) from exc
+            raise exc
+        translated = (
+            self._db.translate(exc) if isinstance(exc, (sqlite3.Error, OverflowError)) else exc
+        )
+        if isinstance(translated, PayloadTooLargeError):
+            size = max(
+                max(len(e.data), len(meta or ""), len(cons or ""))
+                for e, (meta, cons) in zip(events, member.encoded, strict=True)
+            )
+            raise PayloadTooLargeError(self.path, translated.limit, size, aggregate_id) from exc
+        if translated is exc:
+            raise exc
+        raise translated from exc
 
     def append_on(
         self,
@@ -298,7 +540,9 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 if known is not None:
                     return known, 0
             if isinstance(exc, sqlite3.IntegrityError):
-                raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
+                raise self._integrity_error(
+                    exc, aggregate_id, expected_version, events, conn
+                ) from exc
             raise
         conn.execute("RELEASE eventstore_append")
         return result
@@ -384,14 +628,24 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         aggregate_id: str,
         expected: int,
         events: Sequence[NewEvent],
+        conn: sqlite3.Connection | None = None,
     ) -> Exception:
+        """The error of an append refused by an index; its facts read on ``conn`` (the writer
+        inside the transaction) when given, else on a reader."""
         text = str(exc)
         if "events.aggregate_id, events.version" in text:
-            return ConcurrencyError(aggregate_id, expected, self.stream_version(aggregate_id))
+            if conn is not None:
+                actual = int(conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()[0] or 0)
+            else:
+                actual = self.stream_version(aggregate_id)
+            return ConcurrencyError(aggregate_id, expected, actual)
         if "events.event_id" in text:
             wanted = [e.event_id for e in events]
-            with self._db.reading() as conn:
+            if conn is not None:
                 stored = {event.event_id for event in self._events_by_id(conn, wanted)}
+            else:
+                with self._db.reading() as reader:
+                    stored = {event.event_id for event in self._events_by_id(reader, wanted)}
             return DuplicateEventIdError(aggregate_id, [i for i in wanted if i in stored] or wanted)
         return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {text}")
 

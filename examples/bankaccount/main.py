@@ -2,6 +2,7 @@
 
     python -m examples.bankaccount            # from the repository root
     python examples/bankaccount/main.py --db bank.db
+    python -m examples.bankaccount --db postgresql://user@host/bank   # the same on PostgreSQL
     python -m examples.bankaccount --nats     # the same story over NATS (embedded server)
     python -m examples.bankaccount --nats nats://127.0.0.1:4222
 
@@ -21,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 # The generated modules (account_pb2, account_es) live in generated/.
@@ -39,9 +41,8 @@ from account_es import (  # noqa: E402
     WithdrawCommand,
 )
 
-from eventstore import AppError, EveryNEvents  # noqa: E402
+from eventstore import AppError, EveryNEvents, open_store  # noqa: E402
 from eventstore.core.transport import InProcessTransport, Transport  # noqa: E402
-from eventstore.sqlite import SQLiteEventStore  # noqa: E402
 from examples.bankaccount.handlers import (  # noqa: E402
     AccountApplier,
     AccountCommands,
@@ -66,13 +67,14 @@ async def over_nats(url: str | None, *bindings: object) -> AsyncIterator[Transpo
         yield await stack.enter_async_context(NatsTransport(url))
 
 
-async def story(db: Path, nats: str | bool = False) -> dict[str, object]:
-    """Run the story on the store at ``db``; returns what it observed (for the tests).
+async def story(db: Path | str, nats: str | bool = False) -> dict[str, object]:
+    """Run the story on the store at ``db`` (a SQLite path or any store URL); returns what it
+    observed (for the tests).
 
     ``nats``: False runs in process; True over an embedded NATS server; a URL over that server.
     """
     seen: dict[str, object] = {}
-    with SQLiteEventStore(db) as store:
+    with open_store(db) as store:
         repository = AccountRepository(store, AccountApplier(), EveryNEvents(3))
         bindings = (
             AccountCommandServiceServer(AccountCommands(repository)),
@@ -89,10 +91,10 @@ async def story(db: Path, nats: str | bool = False) -> dict[str, object]:
 
 
 async def _steps(
-    store: SQLiteEventStore,
+    store: Any,
     repository: AccountRepository,
     bank: SDK,
-    db: Path,
+    db: Path | str,
     seen: dict[str, object],
 ) -> None:
     say(f"1. Alice opens account acc-1 with 100 cents (store: {db})")
@@ -149,7 +151,10 @@ async def _steps(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--db", type=Path, help="SQLite file to use (default: a temp file)")
+    parser.add_argument(
+        "--db",
+        help="SQLite file or store URL, e.g. postgresql://user@host/bank (default: a temp file)",
+    )
     parser.add_argument(
         "--nats",
         nargs="?",

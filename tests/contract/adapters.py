@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eventstore.sqlite import SQLiteEventStore
+from tests.support import postgres
 
 
 @dataclass(frozen=True)
@@ -28,4 +29,11 @@ class Adapter:
 ADAPTERS: list[Adapter] = [
     Adapter("sqlite-file", lambda tmp: SQLiteEventStore(tmp / "contract.db")),
     Adapter("sqlite-memory", lambda tmp: SQLiteEventStore(":memory:")),
+    # Each append in its own transaction: the path before group commit, still offered.
+    Adapter(
+        "sqlite-ungrouped",
+        lambda tmp: SQLiteEventStore(tmp / "contract.db", group_commit=False),
+    ),
+    # One server for the run (EVENTSTORE_PG_DSN or an embedded one), a schema per store.
+    Adapter("postgres", lambda tmp: postgres.open_store(pool_size=2)),
 ]

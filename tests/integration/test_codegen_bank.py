@@ -268,3 +268,20 @@ def test_example_handlers_satisfy_the_generated_protocols_under_mypy() -> None:
         env={**os.environ, "MYPYPATH": str(EXAMPLE / "generated")},
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_example_script_tells_the_same_story_on_postgresql() -> None:
+    from tests.support import postgres
+
+    dsn = postgres.server_dsn()
+    url = dsn + ("&" if "?" in dsn else "?") + f"schema={postgres.fresh_schema()}"
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.bankaccount", "--db", url],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "retry: balance 175 v3; events stored: 3" in result.stdout
+    assert "at version 2 the balance was 150 cents" in result.stdout

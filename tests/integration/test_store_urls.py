@@ -112,9 +112,22 @@ def test_a_memory_file_uri_is_a_store_in_memory():
         assert store.stream_version("acc-1") == 1
 
 
-def test_postgresql_urls_say_the_adapter_is_not_available_and_hide_the_password():
+def test_postgresql_urls_open_the_postgresql_adapter_and_hide_the_password():
+    from eventstore.core.errors import StorageError
+
+    with pytest.raises(StorageError) as caught:
+        open_store("postgresql+psycopg://ann:s3cret@127.0.0.1:1/bank?connect_timeout=2")
+    message = str(caught.value)
+    assert "cannot connect" in message and "ann@127.0.0.1:1/bank" in message
+    assert "s3cret" not in message
+
+
+def test_an_adapter_whose_module_is_missing_is_unavailable(monkeypatch):
+    from eventstore import stores
+
+    monkeypatch.setitem(stores.ADAPTERS, "postgresql", ("PostgreSQL", "eventstore.nopg.urls:open_url"))
     with pytest.raises(AdapterUnavailableError) as caught:
-        open_store("postgresql+psycopg://ann:s3cret@db.example/bank")
+        open_store("postgresql://ann:s3cret@db.example/bank")
     message = str(caught.value)
     assert "PostgreSQL adapter" in message and "not available" in message
     assert "s3cret" not in message and "ann:***@db.example" in message

@@ -215,6 +215,7 @@ def _repository_class(out: _Out, a: AggregateInfo) -> None:
                 "snapshot_store: _es.SnapshotStore | None = None",
                 "upcasters: _es.Upcasters | None = None",
                 "snapshot_upcaster: _es.SnapshotUpcaster | None = None",
+                "cache: int = 0",
             ],
             ") -> None:",
         )
@@ -231,6 +232,7 @@ def _repository_class(out: _Out, a: AggregateInfo) -> None:
     out.add("            snapshot_strategy=snapshot_strategy,")
     out.add("            upcasters=upcasters,")
     out.add("            snapshot_upcaster=snapshot_upcaster,")
+    out.add("            cache=cache,")
     out.add("        )")
     out.blank()
     out.add(f"    def _new(self, aggregate_id: str) -> {p}Aggregate:")

@@ -183,6 +183,7 @@ class AccountRepository(_es.Repository["AccountAggregate"]):
         snapshot_store: _es.SnapshotStore | None = None,
         upcasters: _es.Upcasters | None = None,
         snapshot_upcaster: _es.SnapshotUpcaster | None = None,
+        cache: int = 0,
     ) -> None:
         self.applier = applier
         super().__init__(
@@ -193,6 +194,7 @@ class AccountRepository(_es.Repository["AccountAggregate"]):
             snapshot_strategy=snapshot_strategy,
             upcasters=upcasters,
             snapshot_upcaster=snapshot_upcaster,
+            cache=cache,
         )
 
     def _new(self, aggregate_id: str) -> AccountAggregate:

@@ -1,0 +1,318 @@
+"""Concurrent commands: group commit, the async save path, handlers off the loop, the cache.
+
+Every mode runs for a fixed time per round on a fresh temp file; the modes take
+turns round by round, the order rotating (this machine's fsync time swings
+several-fold for seconds at a time, so back-to-back runs would compare different
+disks). Each figure is the median round's commands/s; p99 latency is over all
+rounds. Clients each own one account (no conflicts): single-event idempotent
+deposits, a new command id each.
+
+Store level: an ``Account`` (tests/support/bank.py) kept in memory per client,
+``deposit(1)`` then ``save_with_command`` (threads) or ``save_with_command_async``
+(asyncio tasks). SDK level: the generated bank SDK (examples/bankaccount) over
+``InProcessTransport``; the ``async`` handler loads (``load_async``), decides and
+``save_with_command_async``; the sync handler does the same synchronously (it
+runs on the router's handler threads). "today" is the path before this work:
+synchronous handlers on the event loop, one transaction per append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eventstore import SQLiteEventStore
+from eventstore.core.transport import InProcessTransport, RequestContext
+
+from ._progress import quick_requested, step
+from .common import Figure
+
+TOPIC = "group commit"
+GENERATED = Path(__file__).resolve().parents[1] / "examples" / "bankaccount" / "generated"
+
+
+@dataclass
+class Mode:
+    name: str
+    run: Callable[[str, float], tuple[int, list[float]]]  # (folder, seconds) -> (done, latencies)
+
+
+@dataclass
+class Outcome:
+    rates: list[float]
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def p99_ms(self) -> float:
+        if len(self.latencies) < 2:
+            return 0.0
+        return statistics.quantiles(self.latencies, n=100)[-1] * 1000
+
+
+_files = itertools.count()
+
+
+def _path(folder: str) -> str:
+    return os.path.join(folder, f"g{next(_files)}.db")
+
+
+# -- store level ---------------------------------------------------------------------------
+def _store_threads(clients: int, sync: str, group: bool) -> Callable[[str, float], Any]:
+    def run(folder: str, seconds: float) -> tuple[int, list[float]]:
+        from tests.support.bank import Account, account_repository
+
+        with SQLiteEventStore(_path(folder), synchronous=sync, group_commit=group) as store:
+            repo = account_repository(store)
+            accounts = []
+            for c in range(clients):
+                account = Account(f"acc-{c}")
+                account.open("o", 0)
+                repo.save(account)
+                accounts.append(account)
+            latencies: list[list[float]] = [[] for _ in range(clients)]
+            barrier = threading.Barrier(clients + 1)
+            deadline = [0.0]
+
+            def client(c: int) -> None:
+                account, own = accounts[c], latencies[c]
+                barrier.wait()
+                i = 0
+                while time.perf_counter() < deadline[0]:
+                    start = time.perf_counter()
+                    account.deposit(1)
+                    repo.save_with_command(account, f"c{c}-{i}")
+                    own.append(time.perf_counter() - start)
+                    i += 1
+
+            if clients == 1:
+                deadline[0] = time.perf_counter() + seconds
+                barrier = threading.Barrier(1)
+                client(0)
+            else:
+                threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+                for t in threads:
+                    t.start()
+                deadline[0] = time.perf_counter() + seconds
+                barrier.wait()
+                for t in threads:
+                    t.join()
+            flat = [x for own in latencies for x in own]
+            assert store.count_events() == clients + len(flat)
+            return len(flat), flat
+
+    return run
+
+
+def _store_tasks(clients: int, sync: str, group: bool) -> Callable[[str, float], Any]:
+    def run(folder: str, seconds: float) -> tuple[int, list[float]]:
+        from tests.support.bank import Account, account_repository
+
+        with SQLiteEventStore(_path(folder), synchronous=sync, group_commit=group) as store:
+            repo = account_repository(store)
+            accounts = []
+            for c in range(clients):
+                account = Account(f"acc-{c}")
+                account.open("o", 0)
+                repo.save(account)
+                accounts.append(account)
+            latencies: list[float] = []
+
+            async def client(c: int, deadline: float) -> None:
+                account = accounts[c]
+                i = 0
+                while time.perf_counter() < deadline:
+                    start = time.perf_counter()
+                    account.deposit(1)
+                    await repo.save_with_command_async(account, f"c{c}-{i}")
+                    latencies.append(time.perf_counter() - start)
+                    i += 1
+
+            async def main() -> None:
+                deadline = time.perf_counter() + seconds
+                await asyncio.gather(*(client(c, deadline) for c in range(clients)))
+
+            asyncio.run(main())
+            assert store.count_events() == clients + len(latencies)
+            return len(latencies), latencies
+
+    return run
+
+
+# -- through the generated SDK ----------------------------------------------------------------
+def _sdk(
+    clients: int, sync: str, *, group: bool = True, cache: int = 0, handler: str = "async"
+) -> Callable[[str, float], Any]:
+    def run(folder: str, seconds: float) -> tuple[int, list[float]]:
+        if str(GENERATED) not in sys.path:
+            sys.path.insert(0, str(GENERATED))
+        import account_es as bank
+
+        class Applier:
+            def apply_account_opened_event(self, agg: Any, event: Any) -> None:
+                agg.owner = event.owner
+                agg.balance = event.initial_deposit
+
+            def apply_money_deposited_event(self, agg: Any, event: Any) -> None:
+                agg.balance += event.amount
+
+            def apply_money_withdrawn_event(self, agg: Any, event: Any) -> None:
+                agg.balance -= event.amount
+
+            def apply_account_closed_event(self, agg: Any, event: Any) -> None:
+                pass
+
+        with SQLiteEventStore(_path(folder), synchronous=sync, group_commit=group) as store:
+            repo = bank.AccountRepository(store, Applier(), cache=cache)
+
+            class AsyncHandlers:
+                async def deposit(self, cmd: Any, ctx: RequestContext) -> Any:
+                    agg = await repo.load_async(cmd.account_id)
+                    agg.apply_change(bank.MoneyDepositedEvent(amount=cmd.amount))
+                    result = await repo.save_with_command_async(agg, ctx.command_id)
+                    return bank.BalanceResponse(balance=agg.balance, version=result.version)
+
+                async def open_account(self, cmd: Any, ctx: RequestContext) -> Any:
+                    raise NotImplementedError
+
+                withdraw = close_account = open_account
+
+            class SyncHandlers:
+                def deposit(self, cmd: Any, ctx: RequestContext) -> Any:
+                    agg = repo.load(cmd.account_id)
+                    agg.apply_change(bank.MoneyDepositedEvent(amount=cmd.amount))
+                    result = repo.save_with_command(agg, ctx.command_id)
+                    return bank.BalanceResponse(balance=agg.balance, version=result.version)
+
+                def open_account(self, cmd: Any, ctx: RequestContext) -> Any:
+                    raise NotImplementedError
+
+                withdraw = close_account = open_account
+
+            handlers = AsyncHandlers() if handler == "async" else SyncHandlers()
+            transport = InProcessTransport(bank.AccountCommandServiceServer(handlers))  # type: ignore[arg-type]
+            if handler == "loop":  # before this issue: synchronous handlers on the loop
+                transport.router.handler_threads = 0
+            sdk = bank.SDK(transport)
+            for c in range(clients):
+                agg = bank.AccountAggregate(f"acc-{c}", Applier())
+                agg.apply_change(bank.AccountOpenedEvent(owner="o", initial_deposit=0))
+                repo.save(agg)
+            latencies: list[float] = []
+
+            async def client(c: int, deadline: float) -> None:
+                cmd = bank.DepositCommand(account_id=f"acc-{c}", amount=1)
+                while time.perf_counter() < deadline:
+                    start = time.perf_counter()
+                    await sdk.account.deposit(cmd)
+                    latencies.append(time.perf_counter() - start)
+
+            async def main() -> None:
+                deadline = time.perf_counter() + seconds
+                await asyncio.gather(*(client(c, deadline) for c in range(clients)))
+
+            asyncio.run(main())
+            transport.router.close()
+            assert store.count_events() == clients + len(latencies)
+            return len(latencies), latencies
+
+    return run
+
+
+def _modes() -> list[Mode]:
+    modes = [
+        Mode("store FULL 1 thread, ungrouped (today)", _store_threads(1, "FULL", False)),
+        Mode("store FULL 1 thread, grouped", _store_threads(1, "FULL", True)),
+        Mode("store FULL 64 tasks, ungrouped", _store_tasks(64, "FULL", False)),
+        Mode("store FULL 64 tasks, grouped", _store_tasks(64, "FULL", True)),
+        Mode("store FULL 16 threads, ungrouped", _store_threads(16, "FULL", False)),
+        Mode("store FULL 16 threads, grouped", _store_threads(16, "FULL", True)),
+        Mode("SDK OFF 1 client (no fsync, today)", _sdk(1, "OFF", group=False, handler="loop")),
+        Mode("SDK FULL 1 client, ungrouped (today)", _sdk(1, "FULL", group=False, handler="loop")),
+    ]
+    for sync in ("FULL", "NORMAL"):
+        for n in (1, 8, 64):
+            modes.append(Mode(f"SDK {sync} {n} clients, ungrouped", _sdk(n, sync, group=False)))
+            modes.append(Mode(f"SDK {sync} {n} clients, grouped", _sdk(n, sync)))
+    modes += [
+        Mode("SDK FULL 64 clients, grouped, cache", _sdk(64, "FULL", cache=1024)),
+        Mode("SDK NORMAL 64 clients, grouped, cache", _sdk(64, "NORMAL", cache=1024)),
+        Mode("SDK FULL 64 clients, grouped, sync handlers", _sdk(64, "FULL", handler="sync")),
+    ]
+    return modes
+
+
+def measure(rounds: int, seconds: float) -> dict[str, Outcome]:
+    modes = _modes()
+    outcomes = {m.name: Outcome([], []) for m in modes}
+    with tempfile.TemporaryDirectory(prefix="bench-group-") as folder:
+        for mode in modes:  # warm-up: imports, protos, first pages
+            mode.run(folder, 0.05)
+        for r in range(rounds):
+            step(TOPIC, f"round {r + 1}/{rounds} ({len(modes)} modes, {seconds:g} s each)")
+            order = modes[r % len(modes) :] + modes[: r % len(modes)]
+            for mode in order:
+                done, latencies = mode.run(folder, seconds)
+                outcomes[mode.name].rates.append(done / seconds)
+                outcomes[mode.name].latencies.extend(latencies)
+    return outcomes
+
+
+def run(quick: bool = False) -> list[Figure]:
+    quick = quick or quick_requested()
+    rounds, seconds = (3, 0.6) if quick else (5, 1.5)
+    o = measure(rounds, seconds)
+    figures: list[Figure] = []
+
+    def fig(name: str, base: str, target: float | None = None, p99: bool = True) -> None:
+        ours, baseline = o[name], o[base]
+        met = None if target is None else ours.rate >= target * baseline.rate
+        if p99 and target is not None:
+            met = bool(met) and ours.p99_ms <= 25
+        text = "" if target is None else f">= {target}x" + (", p99 <= 25 ms" if p99 else "")
+        figures.append(
+            Figure(
+                TOPIC,
+                f"{name} (p99 {ours.p99_ms:.1f} ms)",
+                ours.rate,
+                "commands/s",
+                base,
+                baseline.rate,
+                target_text=text,
+                meets_target=met,
+            )
+        )
+
+    today = "store FULL 1 thread, ungrouped (today)"
+    fig("store FULL 1 thread, grouped", today, 0.95, p99=False)
+    fig("store FULL 64 tasks, grouped", "store FULL 64 tasks, ungrouped", 3.5)
+    fig("store FULL 16 threads, grouped", "store FULL 16 threads, ungrouped", 3.5)
+    fig("store FULL 64 tasks, ungrouped", today)
+    sdk_today = "SDK FULL 1 client, ungrouped (today)"
+    fig("SDK FULL 1 clients, grouped", sdk_today, 0.85, p99=False)
+    fig("SDK FULL 64 clients, grouped", "SDK FULL 1 clients, grouped", 2.5)
+    fig("SDK FULL 64 clients, grouped", "SDK OFF 1 client (no fsync, today)", 0.8)
+    fig("SDK FULL 64 clients, grouped, cache", "SDK FULL 1 clients, grouped", 4.0)
+    for sync in ("FULL", "NORMAL"):
+        for n in (8, 64):
+            fig(f"SDK {sync} {n} clients, grouped", f"SDK {sync} 1 clients, grouped")
+        for n in (1, 8, 64):
+            base = f"SDK {sync} {n} clients, ungrouped"
+            fig(f"SDK {sync} {n} clients, grouped", base)
+    fig("SDK NORMAL 64 clients, grouped, cache", "SDK NORMAL 1 clients, grouped")
+    fig("SDK FULL 64 clients, grouped, sync handlers", "SDK FULL 64 clients, grouped")
+    fig("SDK OFF 1 client (no fsync, today)", sdk_today)
+    return figures

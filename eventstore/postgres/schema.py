@@ -1,0 +1,117 @@
+"""The PostgreSQL schema, as numbered migrations applied in order under an advisory lock.
+
+Everything lives in one PostgreSQL schema (``eventstore`` unless told
+otherwise), so several stores can share a database. ``schema_version`` holds
+how many migrations have run. Two processes opening a new schema at once
+serialise on a transaction-level advisory lock keyed by the schema's name, so
+each migration runs once; a schema written by a newer eventstore is refused.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import psycopg
+from psycopg import sql
+
+from ..core.errors import SchemaVersionError
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the log, constraints, commands, snapshots, checkpoints (as SQLite's 1-3)
+    """
+    CREATE SEQUENCE {s}.events_position_seq AS BIGINT;
+    CREATE TABLE {s}.events (
+        position        BIGINT  PRIMARY KEY DEFAULT nextval('{s}.events_position_seq'),
+        event_id        TEXT    NOT NULL UNIQUE,
+        aggregate_id    TEXT    NOT NULL,
+        aggregate_type  TEXT    NOT NULL,
+        event_type      TEXT    NOT NULL,
+        version         BIGINT  NOT NULL CHECK (version >= 1),
+        timestamp       BIGINT  NOT NULL,
+        data            BYTEA   NOT NULL,
+        metadata        TEXT,
+        constraints     TEXT,
+        UNIQUE (aggregate_id, version)
+    );
+    ALTER SEQUENCE {s}.events_position_seq OWNED BY {s}.events.position;
+    CREATE TABLE {s}.unique_constraints (
+        index_name      TEXT    NOT NULL,
+        value           TEXT    NOT NULL,
+        aggregate_id    TEXT    NOT NULL,
+        PRIMARY KEY (index_name, value)
+    );
+    CREATE TABLE {s}.processed_commands (
+        command_id      TEXT COLLATE "C" NOT NULL PRIMARY KEY,
+        aggregate_id    TEXT    NOT NULL,
+        event_ids       TEXT    NOT NULL,
+        processed_at    BIGINT  NOT NULL,
+        expires_at      BIGINT  NOT NULL
+    );
+    CREATE TABLE {s}.snapshots (
+        aggregate_id    TEXT    NOT NULL,
+        version         BIGINT  NOT NULL,
+        aggregate_type  TEXT    NOT NULL,
+        schema_key      TEXT    NOT NULL,
+        data            BYTEA   NOT NULL,
+        created_at      BIGINT  NOT NULL,
+        PRIMARY KEY (aggregate_id, version)
+    );
+    CREATE INDEX snapshots_by_type ON {s}.snapshots (aggregate_type);
+    CREATE TABLE {s}.projection_checkpoints (
+        name             TEXT   NOT NULL PRIMARY KEY,
+        position         BIGINT NOT NULL,
+        updated_at       BIGINT NOT NULL,
+        scanned_position BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE TABLE {s}.projection_dead_letters (
+        projection      TEXT    NOT NULL,
+        position        BIGINT  NOT NULL,
+        event_id        TEXT    NOT NULL,
+        event_type      TEXT    NOT NULL,
+        aggregate_id    TEXT    NOT NULL,
+        error_type      TEXT    NOT NULL,
+        message         TEXT    NOT NULL,
+        traceback       TEXT    NOT NULL,
+        failed_at       BIGINT  NOT NULL,
+        PRIMARY KEY (projection, position)
+    )
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def lock_key(schema: str, purpose: str) -> int:
+    """A stable 63-bit advisory-lock key for ``purpose`` in ``schema``."""
+    return zlib.crc32(f"eventstore:{schema}:{purpose}".encode()) | (0x4576 << 32)
+
+
+def migrate(conn: psycopg.Connection, schema: str, where: str) -> int:
+    """Bring ``schema`` up to SCHEMA_VERSION; returns the version found. ``conn`` autocommits."""
+    s = sql.Identifier(schema)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {}.schema_version (version INTEGER NOT NULL)"
+            ).format(s)
+        )
+        row = conn.execute(sql.SQL("SELECT version FROM {}.schema_version").format(s)).fetchone()
+        found = int(row[0]) if row else 0
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(where, found, SCHEMA_VERSION)
+        quoted = s.as_string(conn)
+        for number in range(found + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[number - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement.replace("{s}", quoted).encode())
+        if row is None:
+            conn.execute(
+                sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(s), (SCHEMA_VERSION,)
+            )
+        elif found != SCHEMA_VERSION:
+            conn.execute(
+                sql.SQL("UPDATE {}.schema_version SET version = %s").format(s), (SCHEMA_VERSION,)
+            )
+    return found

@@ -1,0 +1,1163 @@
+"""The PostgreSQL event store: one log for several application servers.
+
+Positions are single integers in commit order. PostgreSQL sequences are not
+commit-ordered, so every write transaction takes a transaction-level advisory
+lock (the *position lock*) before it reads the clock or draws a position, and
+holds it until it commits: positions then become visible in increasing order
+and no reader ever skips a committed event (gaps from rolled-back
+transactions are allowed). One lock per commit caps a database at one
+commit's latency, so each store object commits the appends waiting in its
+process together, one lock and one WAL flush for many commands (*group
+commit*, docs/decisions.md, "PostgreSQL: the position lock and group commit").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import queue
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
+
+from ..core.arguments import check_append
+from ..core.constraints import ConstraintOp
+from ..core.errors import (
+    CommandIdConflictError,
+    ConcurrencyError,
+    DuplicateEventIdError,
+    EventStoreError,
+    IntegerRangeError,
+    StorageError,
+    StoreClosedError,
+    UniqueConstraintError,
+    UniqueConstraintReleaseError,
+)
+from ..core.events import (
+    Event,
+    NewEvent,
+    encode_constraints,
+    micros_from_timestamp,
+    quote_json,
+    timestamp_from_micros,
+)
+from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
+from ..core.ids import deterministic_event_id
+from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, Page, ProcessedCommand
+from ..core.snapshots import Snapshot, SnapshotStats
+from ..core.upcasting import Upcasters
+from .schema import lock_key, migrate
+
+EVENT_COLUMNS = (
+    "event_id, aggregate_id, aggregate_type, event_type, version, position, timestamp, "
+    "data, metadata, constraints"
+)
+_INSERT_EVENT = (
+    "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, version, "
+    "timestamp, data, metadata, constraints) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_INSERT_COMMAND = (
+    "INSERT INTO processed_commands "
+    "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (%s, %s, %s, %s, %s) "
+    "ON CONFLICT (command_id) DO UPDATE SET aggregate_id = excluded.aggregate_id, "
+    "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
+    "expires_at = excluded.expires_at"
+)
+_COMMAND_RECORD = (
+    "SELECT event_ids, processed_at, expires_at, aggregate_id FROM processed_commands "
+    "WHERE command_id = %s"
+)
+_STREAM_VERSION = "SELECT MAX(version) FROM events WHERE aggregate_id = %s"
+_COMMAND_AND_VERSION = (
+    "SELECT (SELECT MAX(version) FROM events WHERE aggregate_id = %s), "
+    "c.event_ids, c.processed_at, c.expires_at, c.aggregate_id "
+    "FROM (SELECT 1) AS one LEFT JOIN processed_commands AS c ON c.command_id = %s"
+)
+_CONSTRAINT_OWNER = (
+    "SELECT aggregate_id FROM unique_constraints WHERE index_name = %s AND value = %s"
+)
+_UPSERT_CHECKPOINT = (
+    "INSERT INTO projection_checkpoints (name, position, scanned_position, updated_at) "
+    "VALUES (%s, %s, %s, %s) "
+    "ON CONFLICT (name) DO UPDATE SET position = excluded.position, "
+    "scanned_position = excluded.scanned_position, updated_at = excluded.updated_at"
+)
+_SNAPSHOT_COLUMNS = "aggregate_id, aggregate_type, version, schema_key, data, created_at"
+_MAX_INTEGER = 2**63 - 1
+_EXPIRY_SWEEP_CHANCE = 1 / 1_000
+_EXPIRY_SWEEP_BATCH = 5_000
+#: How many waiting appends one group commit takes at most.
+MAX_GROUP = 256
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+CommitListener = Callable[[int], None]
+
+log = logging.getLogger("eventstore.postgres")
+
+
+def redact(dsn: str) -> str:
+    """The DSN as a place name for messages: user, host, port and database, never a password."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "postgresql://?"
+    user = str(parts.get("user", ""))
+    host = str(parts.get("host", "") or "localhost")
+    port = str(parts.get("port", "") or "5432")
+    db = str(parts.get("dbname", "") or user)
+    return f"postgresql://{user + '@' if user else ''}{host}:{port}/{db}"
+
+
+def write_checkpoint(
+    conn: psycopg.Connection[Any], name: str, position: int, scanned_position: int | None = None
+) -> None:
+    """Write a checkpoint on ``conn``, in whatever transaction is open there."""
+    scanned = position if scanned_position is None else max(position, scanned_position)
+    conn.execute(_UPSERT_CHECKPOINT, (name, position, scanned, time.time_ns() // 1000))
+
+
+def read_progress(conn: psycopg.Connection[Any], name: str) -> tuple[int, int]:
+    """``(checkpoint, scanned position)`` of ``name``; ``(0, 0)`` when it never ran."""
+    row = conn.execute(
+        "SELECT position, scanned_position FROM projection_checkpoints WHERE name = %s", (name,)
+    ).fetchone()
+    return (int(row[0]), max(int(row[0]), int(row[1]))) if row else (0, 0)
+
+
+def _event_rows(cursor: Any) -> Callable[[Sequence[Any]], Event]:
+    """A psycopg row factory: each row straight into an ``Event``."""
+    return lambda values: Event(*values)
+
+
+def _snapshot(row: Sequence[Any]) -> Snapshot:
+    return Snapshot(row[0], row[1], row[2], row[3], bytes(row[4]), timestamp_from_micros(row[5]))
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Regroup(Exception):
+    """A group's shared statements failed: commit its appends one by one instead."""
+
+
+@dataclass(eq=False)
+class _Append:
+    """One append waiting for the group commit, and what became of it."""
+
+    args: tuple[Any, ...]
+    done: Callable[[_Append], None]
+    result: tuple[AppendResult, int] | None = None
+    error: BaseException | None = None
+    signal: threading.Event = field(default_factory=threading.Event)
+
+
+class PostgresEventStore:
+    """Event store, snapshot, checkpoint and command store in one PostgreSQL schema.
+
+    ``dsn`` is a libpq connection string or URL (``postgresql://user@host/db``).
+    ``pool_size`` bounds the reader connections; writes go through one more
+    connection owned by the group-commit thread. ``schema`` names the
+    PostgreSQL schema holding the tables (created and migrated when missing),
+    so several stores can share one database. Commits in other processes wake
+    followers through ``LISTEN/NOTIFY``; polling stays as the fallback.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 8,
+        schema: str = "eventstore",
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if not _SCHEMA_NAME.match(schema):
+            raise ValueError(
+                f"schema must be a lowercase SQL name (letters, digits, _), got {schema!r}"
+            )
+        if pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        self.dsn = dsn
+        self.schema = schema
+        self.path = f"{redact(dsn)} (schema {schema})"
+        self.channel = f"eventstore_{schema}"
+        self._position_lock = lock_key(schema, "position")
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "options": f"-c search_path={schema}",
+            "connect_timeout": max(1, int(connect_timeout)),
+        }
+        self._closed = False
+        self._listeners: list[CommitListener] = []
+        self._listeners_lock = threading.Lock()
+        self._listen_thread: threading.Thread | None = None
+        self._sweep_cursor = ""
+        self._writer_conn = self._connect()
+        try:
+            migrate(self._writer_conn, schema, self.path)
+            self._writer_conn.execute(f"SET search_path TO {schema}")
+            self._pool: ConnectionPool[Any] = ConnectionPool(
+                dsn,
+                min_size=1,
+                max_size=pool_size,
+                kwargs=self._kwargs,
+                open=True,
+                timeout=connect_timeout,
+                name=f"eventstore-{schema}",
+            )
+        except BaseException:
+            self._writer_conn.close()
+            raise
+        #: Group commits made and appends they carried (appends / commits = mean group size).
+        self.group_commits = 0
+        self.grouped_appends = 0
+        self._queue: queue.SimpleQueue[_Append | None] = queue.SimpleQueue()
+        # Held by whoever commits a group: a caller leading one, or the writer thread.
+        self._leader = threading.Lock()
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"eventstore-pg-writer-{schema}", daemon=True
+        )
+        self._writer.start()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            return psycopg.connect(self.dsn, **self._kwargs)
+        except psycopg.OperationalError as exc:
+            raise StorageError(
+                self.path,
+                f"cannot connect ({str(exc).strip().splitlines()[-1] if str(exc) else exc})",
+                "Check that the server runs and the DSN's host, port, user and database.",
+            ) from exc
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Finish the appends waiting to commit, then close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._writer.join()
+        with self._leader:  # a caller leading a group finishes it first
+            self._writer_conn.close()
+        # An append queued just as the store closed: fail it rather than leave it waiting.
+        while True:
+            try:
+                late = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if late is not None:
+                late.error = StoreClosedError(self.path)
+                late.done(late)
+        thread, self._listen_thread = self._listen_thread, None
+        if thread is not None:
+            thread.join()
+        self._pool.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> PostgresEventStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PostgresEventStore({self.path!r}, {'closed' if self._closed else 'open'})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(self.path)
+
+    def reading(self) -> Any:
+        """A pooled autocommit connection (a context manager) for queries."""
+        self._check_open()
+        return self._pool.connection()
+
+    # -- commit notifications ----------------------------------------------------------------
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(head_position)`` after commits: this object's at once, and other
+        processes' when their ``NOTIFY`` arrives (a lost one is found by polling)."""
+        with self._listeners_lock:
+            self._listeners.append(listener)
+            if self._listen_thread is None and not self._closed:
+                self._listen_thread = threading.Thread(
+                    target=self._listen_loop,
+                    name=f"eventstore-pg-listen-{self.schema}",
+                    daemon=True,
+                )
+                self._listen_thread.start()
+
+    def remove_commit_listener(self, listener: CommitListener) -> None:
+        with self._listeners_lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _notify(self, head: int) -> None:
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(head)
+            except Exception:
+                log.exception("commit listener %r failed at position %d", listener, head)
+
+    def _listen_loop(self) -> None:
+        """Hear other processes' commits; reconnects after a failure, polling covers the gap."""
+        while not self._closed:
+            try:
+                with psycopg.connect(self.dsn, **self._kwargs) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    while not self._closed:
+                        for note in conn.notifies(timeout=0.2):
+                            self._notify(int(note.payload or 0))
+            except Exception as exc:  # the server went away: retry, followers poll meanwhile
+                log.warning("LISTEN on %s failed (%s); retrying in 1 s", self.path, exc)
+                time.sleep(1.0)
+
+    # -- writing: group commit ----------------------------------------------------------------
+    def _write_loop(self) -> None:
+        """Commit the appends that queued while another group was committing."""
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            with self._leader:
+                batch, stop = self._drain([first])
+                self._run_group(batch)
+            if stop:
+                return
+
+    def _drain(self, batch: list[_Append]) -> tuple[list[_Append], bool]:
+        """Add the waiting appends to ``batch``; True when the stop mark was met."""
+        while len(batch) < MAX_GROUP:
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if more is None:
+                return batch, True
+            batch.append(more)
+        return batch, False
+
+    def _run_group(self, batch: list[_Append]) -> None:
+        try:
+            self._commit_group(self._writer_conn, batch)
+        finally:
+            for item in batch:
+                item.done(item)
+
+    def _commit_group(
+        self, conn: psycopg.Connection[Any], batch: list[_Append], *, together: bool = True
+    ) -> None:
+        """Run every append of ``batch`` in one transaction under the position lock."""
+        last = 0
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
+                grouped = together and len(batch) > 1 and self._append_group(conn, batch)
+                if grouped:
+                    last = max((i.result[1] for i in batch if i.result), default=0)
+                for item in batch if not grouped else ():
+                    try:
+                        if len(batch) == 1:
+                            item.result = self._append_on(conn, *item.args)
+                        else:
+                            with conn.transaction():  # a savepoint: one failure undoes one
+                                item.result = self._append_on(conn, *item.args)
+                    except Exception as exc:
+                        item.error = exc
+                        if len(batch) == 1:
+                            raise
+                    else:
+                        last = max(last, item.result[1])
+                if last:
+                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(last)))
+        except _Regroup:
+            for item in batch:
+                item.error = item.result = None
+            self._commit_group(conn, batch, together=False)
+            return
+        except Exception as exc:
+            for item in batch:
+                if item.error is None:
+                    item.error, item.result = exc, None
+            if conn.closed or conn.broken:
+                log.warning("the writer connection of %s broke (%s); reconnecting", self.path, exc)
+                try:
+                    self._writer_conn = conn = self._connect()
+                    conn.execute(f"SET search_path TO {self.schema}")
+                except Exception:
+                    log.exception("reconnecting the writer of %s failed", self.path)
+            return
+        self.group_commits += 1
+        self.grouped_appends += len(batch)
+        if last:
+            self._notify(last)
+
+    def _append_group(self, conn: psycopg.Connection[Any], batch: list[_Append]) -> bool:
+        """Append a group of plain commands with a few statements for all; False to go one
+        by one instead (a command seen before, constraints, a repeated command id, or a
+        statement failing), with nothing written.
+
+        The checks are append's, made on the group's rows read in one query: the stored
+        versions (updated as the group's own appends go in) and the command records.
+        """
+        items = [i.args for i in batch]
+        commands = [a[5] for a in items if a[5]]
+        if (
+            any(not a[3] for a in items)
+            or any(e.constraints for a in items for e in a[3])
+            or len(set(commands)) != len(commands)
+        ):
+            return False
+        # The stored versions and any record of these command ids, in one round trip.
+        found = conn.execute(
+            "SELECT aggregate_id, MAX(version) FROM events WHERE aggregate_id = ANY(%s) "
+            "GROUP BY aggregate_id UNION ALL SELECT NULL, 0 FROM processed_commands "
+            "WHERE command_id = ANY(%s)",
+            (list({a[0] for a in items}), commands),
+        ).fetchall()
+        if any(row[0] is None for row in found):
+            return False  # a retry among them: the one-by-one path answers it
+        versions: dict[str, int] = {row[0]: int(row[1]) for row in found}
+        now = time.time_ns() // 1000
+        rows: list[tuple[Any, ...]] = []
+        records: list[tuple[Any, ...]] = []
+        planned: list[tuple[_Append, list[tuple[Any, ...]]] | None] = []
+        for item, (aggregate_id, aggregate_type, expected, events, encoded, command_id, ttl) in zip(
+            batch, items, strict=True
+        ):
+            actual = versions.get(aggregate_id, 0)
+            if actual != expected:
+                item.error = ConcurrencyError(aggregate_id, expected, actual)
+                planned.append(None)
+                continue
+            own = [
+                (
+                    e.event_id,
+                    aggregate_id,
+                    aggregate_type,
+                    e.event_type,
+                    expected + n,
+                    now,
+                    e.data,
+                    meta,
+                    cons,
+                )
+                for n, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
+            ]
+            versions[aggregate_id] = expected + len(own)
+            rows.extend(own)
+            planned.append((item, own))
+            if command_id:
+                ids = "[" + ",".join([quote_json(e.event_id) for e in events]) + "]"
+                expires = now + int(ttl.total_seconds() * 1_000_000)
+                records.append((command_id, aggregate_id, ids, now, expires))
+        try:
+            positions: dict[str, int] = {}
+            if rows:
+                head = _INSERT_EVENT.split(" VALUES ")[0]
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+                flat = [v for r in rows for v in r]
+                positions = dict(
+                    conn.execute(  # type: ignore[arg-type]
+                        f"{head} VALUES {values} RETURNING event_id, position".encode(), flat
+                    ).fetchall()
+                )
+            if records:
+                marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(records))
+                conn.execute(
+                    _INSERT_COMMAND.replace(
+                        "VALUES (%s, %s, %s, %s, %s)", f"VALUES {marks}"
+                    ).encode(),
+                    [v for r in records for v in r],
+                )
+        except pgerrors.IntegrityError:
+            # An event id stored before, say: the transaction is void; go one by one.
+            raise _Regroup from None
+        stamp = timestamp_from_micros(now)
+        for entry in planned:
+            if entry is None:
+                continue
+            item, own = entry
+            stored = tuple(
+                Event(r[0], r[1], r[2], r[3], r[4], positions[r[0]], now, r[6], r[7], r[8])
+                for r in own
+            )
+            item.result = AppendResult(stored, False, stamp), stored[-1].position
+        return True
+
+    def _submit(self, item: _Append) -> None:
+        self._check_open()
+        self._queue.put(item)
+
+    def append(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> AppendResult:
+        args = self._prepare(
+            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+        )
+        item = _Append(args, lambda i: i.signal.set())
+        self._check_open()
+        if self._leader.acquire(blocking=False):
+            # Nobody is committing: lead a group now, with whatever waits, in this thread
+            # (no hand-off to the writer thread for a lone client).
+            try:
+                batch, stop = self._drain([item])
+                if stop:
+                    self._queue.put(None)
+                self._run_group(batch)
+            finally:
+                self._leader.release()
+        else:
+            # A group is committing: join the next one, which the writer thread commits.
+            self._queue.put(item)
+            item.signal.wait()
+        return self._finish(item)
+
+    async def append_async(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> AppendResult:
+        """``append`` without blocking the event loop: it joins the next group commit."""
+        args = self._prepare(
+            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+        )
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def done(_: _Append) -> None:
+            loop.call_soon_threadsafe(_resolve, future)
+
+        item = _Append(args, done)
+        self._submit(item)
+        await future
+        if item.error is None:
+            return self._finish(item)
+        return await asyncio.to_thread(self._finish, item)
+
+    def _prepare(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> tuple[Any, ...]:
+        check_append(aggregate_id, expected_version, events, command_id)
+        if expected_version < 0:
+            raise ValueError(f"expected_version must be >= 0, got {expected_version}")
+        if expected_version + len(events) > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "expected_version", expected_version)
+        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
+        return (
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            list(events),
+            encoded,
+            command_id,
+            command_ttl,
+        )
+
+    def _finish(self, item: _Append) -> AppendResult:
+        aggregate_id, _, expected_version, events, _, command_id, _ = item.args
+        exc = item.error
+        if exc is None:
+            assert item.result is not None
+            result = item.result[0]
+            fresh = command_id and not result.already_processed
+            if fresh and random.random() < _EXPIRY_SWEEP_CHANCE:
+                self._sweep_after_commit()
+            return result
+        if isinstance(exc, (ConcurrencyError, UniqueConstraintError, pgerrors.IntegrityError)):
+            # A retry of a command whose record expired fails a check: look for its ids.
+            if command_id and events:
+                known = self.find_command(command_id, aggregate_id)
+                if known is not None:
+                    return known
+            if isinstance(exc, pgerrors.IntegrityError):
+                raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
+        if isinstance(exc, psycopg.OperationalError):
+            raise StorageError(
+                self.path,
+                f"the append to aggregate {aggregate_id!r} failed ({exc})",
+                "Check the server; the append did not commit, so retry it.",
+            ) from exc
+        raise exc
+
+    def append_on(
+        self,
+        conn: psycopg.Connection[Any],
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> tuple[AppendResult, int]:
+        """``append`` on ``conn``, already inside a transaction that the caller commits.
+
+        For a ``PostgresReadModel`` on this store, and for tests that hold a
+        transaction open: takes the position lock (held until that transaction
+        ends), runs every check of ``append`` in a savepoint, and returns the
+        result and the last position written (0 when none). Call
+        ``notify_commit`` once the transaction committed.
+        """
+        args = self._prepare(
+            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+        )
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
+        try:
+            with conn.transaction():
+                result = self._append_on(conn, *args)
+        except (ConcurrencyError, UniqueConstraintError, pgerrors.IntegrityError) as exc:
+            if command_id and events:
+                known = self._find_command(conn, command_id, aggregate_id, time.time_ns() // 1000)
+                if known is not None:
+                    return known, 0
+            if isinstance(exc, pgerrors.IntegrityError):
+                raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
+            raise
+        if result[1]:
+            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(result[1])))
+        return result
+
+    def notify_commit(self, head: int) -> None:
+        """Tell this store's commit listeners about a commit made with ``append_on``."""
+        if head:
+            self._notify(head)
+
+    def _append_on(
+        self,
+        conn: psycopg.Connection[Any],
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        encoded: Sequence[tuple[str | None, str | None]],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> tuple[AppendResult, int]:
+        """The body of an append under the position lock: (result, last position)."""
+        now = time.time_ns() // 1000  # under the lock, so timestamps follow positions
+        rows = [
+            (
+                e.event_id,
+                aggregate_id,
+                aggregate_type,
+                e.event_type,
+                expected_version + i,
+                now,
+                e.data,
+                meta,
+                cons,
+            )
+            for i, (e, (meta, cons)) in enumerate(zip(events, encoded, strict=True), 1)
+        ]
+        last = 0
+        if rows and command_id:
+            actual, *record = conn.execute(
+                _COMMAND_AND_VERSION, (aggregate_id, command_id)
+            ).fetchone()  # type: ignore[misc]
+            known = self._result_of_record(conn, record, command_id, aggregate_id, now)
+            if known is not None:
+                return known, 0
+        elif rows:
+            actual = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()[0]  # type: ignore[index]
+        elif command_id:
+            known = self._find_command(conn, command_id, aggregate_id, now)
+            if known is not None:
+                return known, 0
+        positions: list[int] = []
+        if rows:
+            actual = actual or 0
+            if actual != expected_version:
+                raise ConcurrencyError(aggregate_id, expected_version, actual)
+            self._apply_constraints(conn, aggregate_id, events)
+            if len(rows) == 1:
+                inserted = conn.execute(_INSERT_EVENT + " RETURNING position", rows[0]).fetchone()
+                positions = [int(inserted[0])] if inserted else []
+            else:
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+                sql = _INSERT_EVENT.split(" VALUES ")[0] + f" VALUES {values} RETURNING position"
+                flat = [v for r in rows for v in r]
+                positions = sorted(r[0] for r in conn.execute(sql.encode(), flat).fetchall())
+            last = positions[-1]
+        if command_id:
+            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            ids = "[" + ",".join([quote_json(e.event_id) for e in events]) + "]"
+            conn.execute(_INSERT_COMMAND, (command_id, aggregate_id, ids, now, expires))
+        stored = tuple(
+            Event(r[0], r[1], r[2], r[3], r[4], position, now, r[6], r[7], r[8])
+            for position, r in zip(positions, rows, strict=True)
+        )
+        return AppendResult(stored, False, timestamp_from_micros(now)), last
+
+    def _integrity_error(
+        self,
+        exc: pgerrors.IntegrityError,
+        aggregate_id: str,
+        expected: int,
+        events: Sequence[NewEvent],
+    ) -> Exception:
+        constraint = getattr(exc.diag, "constraint_name", "") or ""
+        if constraint == "events_aggregate_id_version_key":
+            return ConcurrencyError(aggregate_id, expected, self.stream_version(aggregate_id))
+        if constraint == "events_event_id_key":
+            wanted = [e.event_id for e in events]
+            with self.reading() as conn:
+                stored = {event.event_id for event in self._events_by_id(conn, wanted)}
+            return DuplicateEventIdError(aggregate_id, [i for i in wanted if i in stored] or wanted)
+        return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {exc}")
+
+    def _apply_constraints(
+        self, conn: psycopg.Connection[Any], aggregate_id: str, events: Sequence[NewEvent]
+    ) -> None:
+        for event in events:
+            for c in event.constraints:
+                row = conn.execute(_CONSTRAINT_OWNER, (c.index, c.value)).fetchone()
+                owner = row[0] if row else None
+                if c.op is ConstraintOp.CLAIM:
+                    if owner is None:
+                        conn.execute(
+                            "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
+                            "VALUES (%s, %s, %s)",
+                            (c.index, c.value, aggregate_id),
+                        )
+                    elif owner != aggregate_id:
+                        raise UniqueConstraintError(c.index, c.value, owner, aggregate_id)
+                else:
+                    if owner != aggregate_id:
+                        raise UniqueConstraintReleaseError(c.index, c.value, owner, aggregate_id)
+                    conn.execute(
+                        "DELETE FROM unique_constraints WHERE index_name = %s AND value = %s",
+                        (c.index, c.value),
+                    )
+
+    # -- commands ------------------------------------------------------------------------------
+    def _result_of_record(
+        self,
+        conn: psycopg.Connection[Any],
+        row: Sequence[Any] | None,
+        command_id: str,
+        aggregate_id: str,
+        now: int,
+    ) -> AppendResult | None:
+        if row is None or row[2] is None or row[2] <= now:
+            return None
+        if row[3] != aggregate_id:
+            own = self._find_by_event_ids(conn, command_id, aggregate_id)
+            if own is not None:
+                return own
+            log.warning(
+                "refused command id %r for aggregate %r of %r: it is recorded for aggregate %r",
+                command_id,
+                aggregate_id,
+                self.path,
+                row[3],
+            )
+            raise CommandIdConflictError(command_id, aggregate_id)
+        ids = json.loads(row[0])
+        return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
+
+    def _find_command(
+        self, conn: psycopg.Connection[Any], command_id: str, aggregate_id: str, now: int
+    ) -> AppendResult | None:
+        row = conn.execute(_COMMAND_RECORD, (command_id,)).fetchone()
+        known = self._result_of_record(conn, row, command_id, aggregate_id, now)
+        if known is not None:
+            return known
+        return self._find_by_event_ids(conn, command_id, aggregate_id)
+
+    def _find_by_event_ids(
+        self, conn: psycopg.Connection[Any], command_id: str, aggregate_id: str
+    ) -> AppendResult | None:
+        events: list[Event] = []
+        for index in itertools.count():
+            found = self._events_by_id(
+                conn, [deterministic_event_id(command_id, aggregate_id, index)]
+            )
+            if not found:
+                break
+            events.extend(found)
+        if not events:
+            return None
+        return AppendResult(tuple(events), True, events[0].timestamp)
+
+    @staticmethod
+    def _events_by_id(conn: psycopg.Connection[Any], ids: Sequence[str]) -> tuple[Event, ...]:
+        if not ids:
+            return ()
+        rows = conn.execute(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ANY(%s) ORDER BY position",
+            (list(ids),),
+        ).fetchall()
+        return tuple(itertools.starmap(Event, rows))
+
+    def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
+        with self.reading() as conn:
+            return self._find_command(conn, command_id, aggregate_id, time.time_ns() // 1000)
+
+    async def find_command_async(self, command_id: str, aggregate_id: str) -> AppendResult | None:
+        return await asyncio.to_thread(self.find_command, command_id, aggregate_id)
+
+    def processed_command(self, command_id: str) -> ProcessedCommand | None:
+        with self.reading() as conn:
+            row = conn.execute(
+                "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at "
+                "FROM processed_commands WHERE command_id = %s",
+                (command_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return ProcessedCommand(
+            row[0],
+            row[1],
+            tuple(json.loads(row[2])),
+            timestamp_from_micros(row[3]),
+            timestamp_from_micros(row[4]),
+        )
+
+    def _sweep_after_commit(self) -> None:
+        try:
+            self.sweep_expired_commands()
+        except Exception:
+            log.exception("sweeping expired command records of %r failed", self.path)
+
+    def sweep_expired_commands(self, batch: int = _EXPIRY_SWEEP_BATCH) -> int:
+        """Delete expired command records among the next ``batch`` records (key order)."""
+        now = time.time_ns() // 1000
+        with self.reading() as conn, conn.transaction():
+            keys = conn.execute(
+                "SELECT command_id FROM processed_commands WHERE command_id > %s "
+                "ORDER BY command_id LIMIT %s",
+                (self._sweep_cursor, batch),
+            ).fetchall()
+            if not keys:
+                self._sweep_cursor = ""
+                return 0
+            last = keys[-1][0]
+            deleted = conn.execute(
+                "DELETE FROM processed_commands WHERE command_id > %s AND command_id <= %s "
+                "AND expires_at <= %s",
+                (self._sweep_cursor, last, now),
+            ).rowcount
+            self._sweep_cursor = last if len(keys) == batch else ""
+            return deleted
+
+    def delete_expired_commands(self, now: datetime | None = None) -> int:
+        """Delete command records past their TTL (as of ``now``); returns how many went."""
+        cutoff = time.time_ns() // 1000 if now is None else micros_from_timestamp(now)
+        with self.reading() as conn:
+            return conn.execute(
+                "DELETE FROM processed_commands WHERE expires_at <= %s", (cutoff,)
+            ).rowcount
+
+    # -- reading -------------------------------------------------------------------------------
+    def load_stream(
+        self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
+    ) -> list[Event]:
+        if after_version > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "after_version", after_version)
+        if up_to_version is not None and up_to_version > _MAX_INTEGER:
+            up_to_version = _MAX_INTEGER
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = %s AND version > %s"
+        params: list[object] = [aggregate_id, after_version]
+        if up_to_version is not None:
+            sql += " AND version <= %s"
+            params.append(up_to_version)
+        with self.reading() as conn:
+            return list(itertools.starmap(Event, conn.execute(sql + " ORDER BY version", params)))
+
+    async def load_stream_async(
+        self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
+    ) -> list[Event]:
+        return await asyncio.to_thread(self.load_stream, aggregate_id, after_version, up_to_version)
+
+    def stream_version(self, aggregate_id: str) -> int:
+        with self.reading() as conn:
+            row = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()
+        return int(row[0] or 0) if row else 0
+
+    async def stream_version_async(self, aggregate_id: str) -> int:
+        return await asyncio.to_thread(self.stream_version, aggregate_id)
+
+    def _check_after(self, after_position: int) -> None:
+        if after_position < 0:
+            raise ValueError(
+                f"after_position must be >= 0 (0 reads from the start), got {after_position}"
+            )
+        if after_position > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "after_position", after_position)
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> list[Event]:
+        """Events with position > ``after_position`` in position order (never the one at it)."""
+        self._check_after(after_position)
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s"
+        params: list[object] = [after_position]
+        if event_types is not None:
+            if not event_types:
+                return []
+            sql += " AND event_type = ANY(%s)"
+            params.append(list(event_types))
+        sql += " ORDER BY position"
+        if limit is not None:
+            if limit < 1:
+                raise ValueError(f"limit must be >= 1, got {limit}")
+            sql += " LIMIT %s"
+            params.append(limit)
+        with self.reading() as conn, conn.cursor(binary=True, row_factory=_event_rows) as cursor:
+            # Binary results (bytea arrives as bytes, no hex to decode), made into events
+            # as they are read, without a tuple in between.
+            return cursor.execute(sql, params).fetchall()
+
+    def read_page(
+        self,
+        after_position: int,
+        *,
+        limit: int,
+        event_types: Sequence[str] | None = None,
+    ) -> Page:
+        """Up to ``limit`` events after ``after_position``, and how far this read scanned.
+
+        The head is read first, then the events: positions become visible in
+        commit order (the position lock), so every event at or below that head
+        is visible to the second read and nothing matching is skipped.
+        """
+        if after_position < 0:
+            raise ValueError(
+                f"after_position must be >= 0 (0 reads from the start), got {after_position}"
+            )
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s"
+        params: list[object] = [after_position]
+        if event_types is not None:
+            sql += " AND event_type = ANY(%s)"
+            params.append(list(event_types))
+        sql += " ORDER BY position LIMIT %s"
+        params.append(limit)
+        with self.reading() as conn:
+            head = conn.execute("SELECT MAX(position) FROM events").fetchone()[0] or 0  # type: ignore[index]
+            events = list(itertools.starmap(Event, conn.execute(sql, params)))
+        if len(events) == limit:
+            return Page(events, events[-1].position)
+        return Page(events, max(after_position, head))
+
+    def iter_all(
+        self,
+        after_position: int = 0,
+        *,
+        event_types: Sequence[str] | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[Event]:
+        """All events after ``after_position``, read page by page (no long read transaction)."""
+        if page_size < 1:
+            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        position = after_position
+        while True:
+            page = self.read_all(position, limit=page_size, event_types=event_types)
+            yield from page
+            if len(page) < page_size:
+                return
+            position = page[-1].position
+
+    def head_position(self) -> int:
+        with self.reading() as conn:
+            row = conn.execute("SELECT MAX(position) FROM events").fetchone()
+        return int(row[0] or 0) if row else 0
+
+    def follow(
+        self,
+        after_position: int = 0,
+        *,
+        event_types: Sequence[str] | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        page_size: int = 1000,
+        upcasters: Upcasters | None = None,
+    ) -> Subscription:
+        """Events after ``after_position`` as they commit (woken by NOTIFY, else polling)."""
+        return Subscription(
+            self,
+            after_position,
+            event_types=event_types,
+            poll_interval=poll_interval,
+            page_size=page_size,
+            upcasters=upcasters,
+        )
+
+    def count_events(self) -> int:
+        with self.reading() as conn:
+            return int(conn.execute("SELECT COUNT(*) FROM events").fetchone()[0])  # type: ignore[index]
+
+    # -- unique constraints --------------------------------------------------------------------
+    def constraint_owner(self, index: str, value: str) -> str | None:
+        with self.reading() as conn:
+            row = conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
+        return row[0] if row else None
+
+    def rebuild_constraints(self) -> int:
+        """Recompute the unique-constraint table from the claims and releases in the log."""
+        with self.reading() as conn, conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
+            owners: dict[tuple[str, str], str] = {}
+            rows = conn.execute(
+                "SELECT aggregate_id, constraints FROM events WHERE constraints IS NOT NULL "
+                "ORDER BY position"
+            ).fetchall()
+            for aggregate_id, raw in rows:
+                for index, value, op in json.loads(raw):
+                    if op == ConstraintOp.CLAIM.value:
+                        owners[(index, value)] = aggregate_id
+                    elif owners.get((index, value)) == aggregate_id:
+                        del owners[(index, value)]
+            conn.execute("DELETE FROM unique_constraints")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
+                    "VALUES (%s, %s, %s)",
+                    [(i, v, a) for (i, v), a in owners.items()],
+                )
+            return len(owners)
+
+    # -- snapshots -----------------------------------------------------------------------------
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store a snapshot; saving the same (aggregate, version) again replaces it harmlessly."""
+        with self.reading() as conn:
+            conn.execute(
+                f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (aggregate_id, version) DO UPDATE SET "
+                "aggregate_type = excluded.aggregate_type, schema_key = excluded.schema_key, "
+                "data = excluded.data, created_at = excluded.created_at",
+                (
+                    snapshot.aggregate_id,
+                    snapshot.aggregate_type,
+                    snapshot.version,
+                    snapshot.schema_key,
+                    snapshot.data,
+                    time.time_ns() // 1000,
+                ),
+            )
+
+    def latest_snapshot(
+        self, aggregate_id: str, at_or_before_version: int | None = None
+    ) -> Snapshot | None:
+        sql = f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE aggregate_id = %s"
+        params: list[object] = [aggregate_id]
+        if at_or_before_version is not None:
+            sql += " AND version <= %s"
+            params.append(min(at_or_before_version, _MAX_INTEGER))
+        with self.reading() as conn:
+            row = conn.execute(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
+        return _snapshot(row) if row else None
+
+    def list_snapshots(self, aggregate_id: str) -> list[Snapshot]:
+        with self.reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE aggregate_id = %s "
+                "ORDER BY version",
+                (aggregate_id,),
+            ).fetchall()
+        return [_snapshot(r) for r in rows]
+
+    def delete_snapshots_older_than(self, aggregate_id: str, version: int) -> int:
+        with self.reading() as conn:
+            return conn.execute(
+                "DELETE FROM snapshots WHERE aggregate_id = %s AND version < %s",
+                (aggregate_id, min(version, _MAX_INTEGER)),
+            ).rowcount
+
+    def delete_snapshots_of_type(self, aggregate_type: str) -> int:
+        with self.reading() as conn:
+            return conn.execute(
+                "DELETE FROM snapshots WHERE aggregate_type = %s", (aggregate_type,)
+            ).rowcount
+
+    def keep_last_snapshots(self, aggregate_id: str, count: int) -> int:
+        """Delete all but the newest ``count`` snapshots of an aggregate."""
+        if count < 0:
+            raise ValueError(f"keep_last_snapshots needs count >= 0, got {count}")
+        with self.reading() as conn:
+            return conn.execute(
+                "DELETE FROM snapshots WHERE aggregate_id = %s AND version NOT IN ("
+                " SELECT version FROM snapshots WHERE aggregate_id = %s"
+                " ORDER BY version DESC LIMIT %s)",
+                (aggregate_id, aggregate_id, count),
+            ).rowcount
+
+    def snapshot_stats(self) -> SnapshotStats:
+        with self.reading() as conn:
+            count, aggregates, total = conn.execute(  # type: ignore[misc]
+                "SELECT COUNT(*), COUNT(DISTINCT aggregate_id), "
+                "COALESCE(SUM(OCTET_LENGTH(data)), 0) FROM snapshots"
+            ).fetchone()
+        return SnapshotStats(int(count), int(aggregates), int(total))
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def load_checkpoint(self, name: str) -> int:
+        with self.reading() as conn:
+            return read_progress(conn, name)[0]
+
+    def load_scanned_position(self, name: str) -> int:
+        with self.reading() as conn:
+            return read_progress(conn, name)[1]
+
+    def save_checkpoint(
+        self, name: str, position: int, *, scanned_position: int | None = None
+    ) -> None:
+        if position < 0:
+            raise ValueError(f"checkpoint {name!r}: position must be >= 0, got {position}")
+        with self.reading() as conn:
+            write_checkpoint(conn, name, position, scanned_position)
+
+    def delete_checkpoint(self, name: str) -> None:
+        with self.reading() as conn:
+            conn.execute("DELETE FROM projection_checkpoints WHERE name = %s", (name,))
+
+    def list_checkpoints(self) -> dict[str, int]:
+        with self.reading() as conn:
+            rows = conn.execute("SELECT name, position FROM projection_checkpoints").fetchall()
+        return {name: int(position) for name, position in rows}

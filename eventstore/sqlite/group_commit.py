@@ -1,0 +1,268 @@
+"""Group commit: many appends, one transaction, one fsync (docs/decisions.md, "Group commit").
+
+An append waits in a queue while a group is being written; the next group takes
+what is queued (up to ``MAX_GROUP``) and runs each append in its own SAVEPOINT
+inside one ``BEGIN IMMEDIATE`` transaction, then commits once. A member that
+fails a check is rolled back to its savepoint alone; the others stay.
+
+Leader/follower: the first caller to find no group being written leads: it writes
+the group on its own thread, so a lone synchronous caller pays no thread hand-off.
+When its own append is answered it hands the lead to the next synchronous caller
+waiting, or, when only ``async`` callers wait, to the store's writer thread
+(``async`` callers never write on the event loop).
+
+Every answer waits for COMMIT, errors and "already processed" included: an error
+computed inside the group could otherwise be contradicted by a failed commit, and
+an "already processed" answer could name events that were never committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from ..core.errors import StoreClosedError
+from ..core.events import NewEvent
+from ..core.ports import AppendResult
+
+if TYPE_CHECKING:
+    from .store import SQLiteEventStore
+
+# The most appends in one transaction: bounds a group's latency and its memory.
+MAX_GROUP = 256
+
+_EXPIRY_SWEEP_CHANCE = 1 / 1_000
+
+
+class Member:
+    """One queued append, its answer, and how its caller waits for it."""
+
+    __slots__ = (
+        "aggregate_id",
+        "aggregate_type",
+        "command_id",
+        "command_ttl",
+        "done",
+        "encoded",
+        "error",
+        "events",
+        "expected_version",
+        "future",
+        "lead",
+        "loop",
+        "result",
+        "wake",
+    )
+
+    def __init__(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        encoded: Sequence[tuple[str | None, str | None]],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> None:
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        self.expected_version = expected_version
+        self.events = events
+        self.encoded = encoded
+        self.command_id = command_id
+        self.command_ttl = command_ttl
+        self.result: AppendResult | None = None
+        self.error: BaseException | None = None
+        self.done = False
+        self.lead = False
+        self.wake: threading.Event | None = None
+        self.future: asyncio.Future[AppendResult] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def answer(self) -> AppendResult:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def _resolve(future: asyncio.Future[AppendResult], member: Member) -> None:
+    if future.done():  # the caller was cancelled: the append stands or failed regardless
+        return
+    if member.error is not None:
+        future.set_exception(member.error)
+    else:
+        assert member.result is not None
+        future.set_result(member.result)
+
+
+class GroupCommitter:
+    """The queue and the leader hand-over of one store's group commit."""
+
+    def __init__(self, store: SQLiteEventStore) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._queue: list[Member] = []
+        self._leading = False
+        self._closed = False
+        self._writer: ThreadPoolExecutor | None = None
+        self._leader_thread = 0  # the thread writing groups now (0: none)
+
+    # -- callers -------------------------------------------------------------------------
+    def append(self, member: Member) -> AppendResult:
+        """Queue ``member`` and wait for its answer, leading the writing if nobody is."""
+        if self._leader_thread == threading.get_ident():
+            # Called by the leader's own thread (a commit listener that appends): queued,
+            # it would wait for itself. Written alone, here.
+            self._write([member])
+            return member.answer()
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError(self._store.path)
+            lead = not self._leading
+            if lead:
+                self._leading = True
+            else:
+                member.wake = threading.Event()
+            self._queue.append(member)
+        if not lead:
+            assert member.wake is not None
+            member.wake.wait()
+            if not member.lead:
+                return member.answer()
+        self._lead(member)
+        return member.answer()
+
+    async def append_async(self, member: Member) -> AppendResult:
+        """Queue ``member`` and await its answer; the writing runs on a thread, never here."""
+        loop = asyncio.get_running_loop()
+        member.loop = loop
+        member.future = loop.create_future()
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError(self._store.path)
+            start = not self._leading
+            if start:
+                self._leading = True
+            self._queue.append(member)
+        if start:
+            self._start_writer()
+        return await member.future
+
+    def close(self) -> None:
+        """Refuse new appends; each queued one gets ``StoreClosedError``.
+
+        A group being written finishes (the pool's close waits for the write lock).
+        """
+        with self._lock:
+            self._closed = True
+            queued, self._queue = self._queue, []
+            writer, self._writer = self._writer, None
+        for member in queued:
+            member.error = StoreClosedError(self._store.path)
+            self._finish(member)
+        if writer is not None:
+            writer.shutdown(wait=False)
+
+    # -- the leader ----------------------------------------------------------------------
+    def _start_writer(self) -> None:
+        with self._lock:
+            if self._closed:  # close() answered the queue already
+                self._leading = False
+                return
+            if self._writer is None:
+                self._writer = ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="eventstore-group-commit"
+                )
+            writer = self._writer
+        try:
+            writer.submit(self._lead, None)
+        except RuntimeError:  # shut down by close() just now: close() answered the queue
+            with self._lock:
+                self._leading = False
+
+    def _lead(self, own: Member | None) -> None:
+        """Write groups until ``own`` is answered (the writer thread: until the queue is
+        empty), then hand the lead over."""
+        me = threading.get_ident()
+        with self._lock:
+            self._leader_thread = me
+        try:
+            self._lead_groups(own)
+        finally:
+            with self._lock:
+                if self._leader_thread == me:  # not yet taken by the next leader
+                    self._leader_thread = 0
+
+    def _lead_groups(self, own: Member | None) -> None:
+        while True:
+            with self._lock:
+                if own is not None and own.done:
+                    self._hand_over()
+                    return
+                batch = self._queue[:MAX_GROUP]
+                del self._queue[:MAX_GROUP]
+                if not batch:
+                    self._leading = False
+                    return
+            try:
+                self._write(batch)
+            except BaseException as exc:  # never leave a member unanswered
+                for member in batch:
+                    if not member.done:
+                        member.error = exc
+                        self._finish(member)
+                if not isinstance(exc, Exception):
+                    with self._lock:
+                        self._hand_over()
+                    raise
+
+    def _hand_over(self) -> None:
+        """Called under the lock by a leader that is done: pass the lead on, or drop it."""
+        if not self._queue:
+            self._leading = False
+            return
+        for member in self._queue:
+            if member.wake is not None:
+                member.lead = True
+                member.wake.set()
+                return
+        # Only async callers wait: the writer thread leads for them.
+        if self._closed:
+            self._leading = False
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="eventstore-group-commit"
+            )
+        try:
+            self._writer.submit(self._lead, None)
+        except RuntimeError:
+            self._leading = False
+
+    def _finish(self, member: Member) -> None:
+        member.done = True
+        if member.wake is not None:
+            member.wake.set()
+        elif member.future is not None and member.loop is not None:
+            with contextlib.suppress(RuntimeError):  # the caller's loop is gone
+                member.loop.call_soon_threadsafe(_resolve, member.future, member)
+
+    def _write(self, batch: list[Member]) -> None:
+        store = self._store
+        last = store.write_group(batch)
+        for member in batch:
+            self._finish(member)
+        if last:
+            store.notify_commit(last)
+        if any(m.command_id for m in batch) and random.random() < _EXPIRY_SWEEP_CHANCE * len(batch):
+            store._sweep_after_commit()
+
+
+__all__ = ["MAX_GROUP", "GroupCommitter", "Member"]

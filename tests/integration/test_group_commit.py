@@ -1,0 +1,431 @@
+"""Group commit on a real SQLite file: mixed outcomes in one group, failed commits, close,
+and many threads and tasks at once losing nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from eventstore import (
+    ConcurrencyError,
+    NewEvent,
+    StoreClosedError,
+    UniqueConstraint,
+    UniqueConstraintError,
+    new_event_id,
+)
+from eventstore.core.errors import StorageFullError
+from eventstore.core.events import encode_constraints
+from eventstore.core.ports import AsyncAppendMixin, append_async_default
+from eventstore.sqlite import SQLiteEventStore
+from eventstore.sqlite.group_commit import Member
+from tests.support.bank import account_repository
+
+
+def _event(data: bytes = b"", constraints: tuple[UniqueConstraint, ...] = ()) -> NewEvent:
+    return NewEvent(new_event_id(), "t.E", data, constraints=constraints)
+
+
+def _member(
+    aggregate_id: str,
+    expected: int,
+    *,
+    command_id: str | None = None,
+    events: list[NewEvent] | None = None,
+) -> Member:
+    events = events if events is not None else [_event()]
+    encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
+    return Member(aggregate_id, "A", expected, events, encoded, command_id, timedelta(days=1))
+
+
+def test_one_group_answers_each_member_and_stores_exactly_the_good_ones(db_path):
+    with SQLiteEventStore(db_path) as store:
+        store.append("known", "A", 0, [_event()], command_id="cmd-known")
+        heads: list[int] = []
+        store.add_commit_listener(heads.append)
+        good = [_member(f"good-{i}", 0, command_id=f"cmd-{i}") for i in range(20)]
+        conflicting = _member("good-0", 0)  # good-0 is at version 1 inside the group
+        duplicate = _member("good-1", 0, command_id="cmd-1")  # a command earlier in the group
+        known = _member("known", 0, command_id="cmd-known")  # a command committed before
+        claim = _member("owner-a", 0, events=[_event(constraints=(UniqueConstraint("u", "v"),))])
+        clash = _member("owner-b", 0, events=[_event(constraints=(UniqueConstraint("u", "v"),))])
+        follow = _member("good-2", 1, command_id="cmd-next")  # after good-2 in queue order
+        batch = [*good[:10], conflicting, duplicate, claim, known, clash, *good[10:], follow]
+        last = store.write_group(batch)
+
+        for member in [*good, claim, follow]:
+            assert member.error is None, member.error
+            assert member.result is not None and not member.result.already_processed
+        assert isinstance(conflicting.error, ConcurrencyError)
+        assert (conflicting.error.expected, conflicting.error.actual) == (0, 1)
+        assert isinstance(clash.error, UniqueConstraintError)
+        assert duplicate.result is not None and duplicate.result.already_processed
+        assert duplicate.result.events == good[1].result.events  # type: ignore[union-attr]
+        assert known.result is not None and known.result.already_processed
+        assert follow.result.events[0].version == 2  # type: ignore[union-attr]
+
+        stored = store.read_all()
+        assert len(stored) == 1 + len(good) + 2  # known, the good ones, claim, follow
+        positions = [e.position for e in stored]
+        assert positions == list(range(1, len(stored) + 1))
+        assert last == positions[-1]
+        assert store.constraint_owner("u", "v") == "owner-a"
+        assert store.stream_version("owner-b") == 0
+
+
+def test_concurrent_appends_share_one_commit_and_one_listener_call(db_path):
+    with SQLiteEventStore(db_path) as store:
+        heads: list[int] = []
+        store.add_commit_listener(heads.append)
+        results: dict[int, object] = {}
+
+        def append(i: int) -> None:
+            results[i] = store.append(f"a-{i}", "A", 0, [_event()], command_id=f"c-{i}")
+
+        with store._db.write_lock:  # hold the writer: the leader waits, the rest queue
+            threads = [threading.Thread(target=append, args=(i,)) for i in range(12)]
+            threads[0].start()
+            while not store._group._leading:  # type: ignore[union-attr]
+                time.sleep(0.001)
+            for t in threads[1:]:
+                t.start()
+            deadline = time.monotonic() + 10
+            while len(store._group._queue) < 11:  # type: ignore[union-attr]
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            assert not results, "nothing is answered before its commit"
+        for t in threads:
+            t.join(10)
+        assert len(results) == 12
+        assert heads == [1, 12]  # the leader's group, then one group of the other eleven
+        assert store.count_events() == 12
+
+
+def _add_commit_failure(store: SQLiteEventStore) -> None:
+    """A deferred foreign key on a side table: an append to 'poison' passes every statement
+    and then makes COMMIT itself fail."""
+    conn = store._db.writer
+    conn.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+    conn.execute(
+        "CREATE TABLE child (parent INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED)"
+    )
+    conn.execute(
+        "CREATE TRIGGER poison AFTER INSERT ON events WHEN NEW.aggregate_id = 'poison' "
+        "BEGIN INSERT INTO child VALUES (999); END"
+    )
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+def test_a_group_whose_commit_fails_acknowledges_none(db_path):
+    with SQLiteEventStore(db_path) as store:
+        _add_commit_failure(store)
+        heads: list[int] = []
+        store.add_commit_listener(heads.append)
+        batch = [_member(f"ok-{i}", 0, command_id=f"c-{i}") for i in range(5)]
+        batch.insert(2, _member("poison", 0))
+        assert store.write_group(batch) == 0
+        for member in batch:
+            assert member.result is None
+            assert isinstance(member.error, sqlite3.IntegrityError)
+        assert store.count_events() == 0
+        assert store.processed_command("c-0") is None
+        assert not store._db.writer.in_transaction
+        # The store goes on working.
+        assert store.append("ok-0", "A", 0, [_event()]).events[0].position >= 1
+
+
+def test_disk_full_answers_every_member_truly(db_path):
+    with SQLiteEventStore(db_path) as store:
+        store.append("seed", "A", 0, [_event()])
+        conn = store._db.writer
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {pages + 3}")
+        batch = [_member(f"big-{i}", 0, events=[_event(b"x" * 3000)]) for i in range(12)]
+        store.write_group(batch)
+        stored = {e.aggregate_id for e in store.read_all()}
+        failed = [m for m in batch if m.error is not None]
+        assert failed, "the file was limited to three more pages"
+        for member in failed:
+            assert isinstance(member.error, StorageFullError), member.error
+        for member in batch:
+            # Acknowledged exactly when stored: nothing lost silently, nothing claimed.
+            assert (member.error is None) == (member.aggregate_id in stored)
+            assert (member.result is not None) == (member.error is None)
+        assert not conn.in_transaction
+
+
+def test_close_answers_queued_appends_with_store_closed(db_path):
+    store = SQLiteEventStore(db_path)
+    errors: list[BaseException] = []
+
+    def append(i: int) -> None:
+        try:
+            store.append(f"a-{i}", "A", 0, [_event()])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(6)]
+    store._db.write_lock.acquire()
+    try:
+        threads[0].start()
+        while not store._group._leading:  # type: ignore[union-attr]
+            time.sleep(0.001)
+        for t in threads[1:]:
+            t.start()
+        while len(store._group._queue) < 5:  # type: ignore[union-attr]
+            time.sleep(0.001)
+        closer = threading.Thread(target=store.close)
+        closer.start()
+        deadline = time.monotonic() + 10
+        while len(errors) < 5:
+            assert time.monotonic() < deadline, "queued appends were not answered on close"
+            time.sleep(0.001)
+    finally:
+        store._db.write_lock.release()
+    for t in [*threads, closer]:
+        t.join(10)
+    assert len(errors) == 6
+    assert all(isinstance(e, StoreClosedError) for e in errors)
+    with pytest.raises(StoreClosedError):
+        store.append("late", "A", 0, [_event()])
+    with SQLiteEventStore(db_path) as reopened:
+        assert reopened.count_events() == 0
+
+
+def test_append_async_answers_like_append_and_refuses_when_closed(db_path):
+    async def main(store: SQLiteEventStore) -> None:
+        results = await asyncio.gather(
+            *(store.append_async(f"a-{i % 4}", "A", 0, [_event()]) for i in range(8)),
+            return_exceptions=True,
+        )
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        assert len(ok) == 4
+        assert all(isinstance(r, ConcurrencyError) for r in results if r not in ok)
+        again = await store.append_async("a-0", "A", 1, [_event()], command_id="c")
+        assert (await store.append_async("a-0", "A", 1, [_event()], command_id="c")).events == (
+            again.events
+        )
+        store.close()
+        with pytest.raises(StoreClosedError):
+            await store.append_async("a-0", "A", 2, [_event()])
+
+    asyncio.run(main(SQLiteEventStore(db_path)))
+
+
+def test_group_commit_off_appends_one_by_one(db_path):
+    async def main(store: SQLiteEventStore) -> None:
+        result = await store.append_async("a", "A", 0, [_event()])
+        assert result.events[0].version == 1
+
+    with SQLiteEventStore(db_path, group_commit=False) as store:
+        assert not store.group_commit
+        asyncio.run(main(store))
+        assert store.append("a", "A", 1, [_event()]).events[0].version == 2
+
+
+def test_the_generic_append_async_serves_a_class_that_inherits_nothing(db_path):
+    class Wrapper:
+        append_async = append_async_default
+
+        def __init__(self, store: SQLiteEventStore) -> None:
+            self.append = store.append
+
+    class Mixed(AsyncAppendMixin):
+        def __init__(self, store: SQLiteEventStore) -> None:
+            self.append = store.append
+
+    with SQLiteEventStore(db_path) as store:
+        first = asyncio.run(Wrapper(store).append_async("a", "A", 0, [_event()]))
+        second = asyncio.run(Mixed(store).append_async("a", "A", 1, [_event()]))
+        assert [first.events[0].version, second.events[0].version] == [1, 2]
+
+
+def test_threads_and_tasks_retrying_on_shared_aggregates_lose_nothing(db_path):
+    """16 threads and 64 asyncio tasks on 6 accounts, while a reader tails the log."""
+    accounts = [f"acc-{i}" for i in range(6)]
+    per_worker = 3
+    with SQLiteEventStore(db_path, synchronous="NORMAL") as store:
+        repo = account_repository(store, cache=4)
+
+        def deposit(account) -> None:  # type: ignore[no-untyped-def]
+            if account.version == 0:
+                account.open("o", 0)
+            account.deposit(1)
+
+        tail: list[int] = []
+        stop = threading.Event()
+
+        def tailer() -> None:
+            seen = 0
+            while not stop.is_set() or seen < store.head_position():
+                for event in store.read_all(seen):
+                    tail.append(event.position)
+                    seen = event.position
+
+        def thread_worker(w: int) -> None:
+            for i in range(per_worker):
+                repo.retry_on_conflict(
+                    accounts[(w + i) % 6], deposit, command_id=f"t{w}-{i}", attempts=200,
+                    backoff=0.001,
+                )
+
+        async def task_worker(w: int) -> None:
+            for i in range(per_worker):
+                await repo.retry_on_conflict_async(
+                    accounts[(w + i) % 6], deposit, command_id=f"a{w}-{i}", attempts=200,
+                    backoff=0.001,
+                )
+
+        async def tasks() -> None:
+            await asyncio.gather(*(task_worker(w) for w in range(64)))
+
+        reader = threading.Thread(target=tailer)
+        reader.start()
+        threads = [threading.Thread(target=thread_worker, args=(w,)) for w in range(16)]
+        for t in threads:
+            t.start()
+        asyncio.run(tasks())
+        for t in threads:
+            t.join(60)
+        stop.set()
+        reader.join(60)
+
+        commands = (16 + 64) * per_worker
+        balances = sum(repo.load(a).state.balance for a in accounts)
+        assert balances == commands
+        assert tail == list(range(1, len(tail) + 1)), "the tail saw a gap or a repeat"
+        assert len(tail) == store.count_events()
+        for account_id in accounts:
+            versions = [e.version for e in store.load_stream(account_id)]
+            assert versions == list(range(1, len(versions) + 1))
+        causes = [e.metadata.causation_id for e in store.read_all()]
+        deposits = {c for c in causes}
+        assert len(deposits) == commands
+
+
+def test_a_retry_whose_record_expired_is_recognised_inside_the_group(db_path):
+    from eventstore import deterministic_event_id
+
+    def events(command_id: str) -> list[NewEvent]:
+        return [NewEvent(deterministic_event_id(command_id, "acc", 0), "t.E", b"")]
+
+    with SQLiteEventStore(db_path) as store:
+        first = store.append(
+            "acc", "A", 0, events("old"), command_id="old", command_ttl=timedelta(microseconds=1)
+        )
+        time.sleep(0.002)
+        assert store.delete_expired_commands() == 1
+        new = Member("acc", "A", 1, events("new"), [(None, None)], "new", timedelta(days=1))
+        retry = Member("acc", "A", 0, events("old"), [(None, None)], "old", timedelta(days=1))
+        store.write_group([new, retry])
+        assert new.error is None and retry.error is None
+        assert retry.result is not None and retry.result.already_processed
+        assert retry.result.events == first.events
+        assert store.stream_version("acc") == 2
+
+
+def test_when_sqlite_rolls_the_whole_group_back_the_others_are_retried_alone(db_path):
+    """An interrupt inside an INSERT in an explicit transaction rolls all of it back."""
+    with SQLiteEventStore(db_path) as store:
+        conn = store._db.writer
+
+        def interrupt() -> int:
+            conn.interrupt()
+            return 0
+
+        conn.create_function("interrupt_me", 0, interrupt)
+        conn.execute(
+            "CREATE TRIGGER lost AFTER INSERT ON events WHEN NEW.aggregate_id = 'lost' "
+            "BEGIN SELECT interrupt_me(); SELECT count(*) FROM (WITH RECURSIVE c(x) AS "
+            "(SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000) SELECT x FROM c); END"
+        )
+        heads: list[int] = []
+        store.add_commit_listener(heads.append)
+        before = [_member(f"b-{i}", 0, command_id=f"b-{i}") for i in range(3)]
+        after = [_member(f"a-{i}", 0) for i in range(2)]
+        lost = _member("lost", 0)
+        groups: list[int] = []
+        write_group = store.write_group
+
+        def counting(batch):  # type: ignore[no-untyped-def]
+            groups.append(len(batch))
+            return write_group(batch)
+
+        store.write_group = counting  # type: ignore[method-assign]
+        store.write_group([*before, lost, *after])
+        assert groups == [6, 1, 1, 1, 1, 1], "each other member was retried alone"
+        assert isinstance(lost.error, sqlite3.OperationalError)
+        assert "interrupt" in str(lost.error)
+        for member in [*before, *after]:
+            assert member.error is None and member.result is not None
+        stored = {e.aggregate_id for e in store.read_all()}
+        assert stored == {m.aggregate_id for m in [*before, *after]}
+        assert store.processed_command("b-0") is not None
+        assert not conn.in_transaction
+
+
+def test_a_sync_leader_hands_async_waiters_to_the_writer_thread(db_path):
+    with SQLiteEventStore(db_path) as store:
+        group = store._group
+        assert group is not None
+        store._db.write_lock.acquire()
+        leader = threading.Thread(target=store.append, args=("s", "A", 0, [_event()]))
+        leader.start()
+        while not group._leading:
+            time.sleep(0.001)
+
+        async def main() -> list[int]:
+            tasks = [
+                asyncio.ensure_future(store.append_async(f"x-{i}", "A", 0, [_event()]))
+                for i in range(5)
+            ]
+            while len(group._queue) < 5:
+                await asyncio.sleep(0.001)
+            store._db.write_lock.release()
+            done = await asyncio.gather(*tasks)
+            return [r.events[0].position for r in done]
+
+        positions = asyncio.run(main())
+        leader.join(10)
+        assert sorted(positions) == [2, 3, 4, 5, 6]
+        deadline = time.monotonic() + 10
+        while group._leading:  # the writer thread drops the lead once the queue is empty
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert not group._queue
+
+
+def test_an_append_inside_the_writers_transaction_never_waits_for_a_group(db_path):
+    """Queued behind a leader that waits for the lock this thread holds, it would hang:
+    it runs on this thread instead (and, as before group commit, SQLite refuses a
+    transaction within a transaction: handlers append through ctx.store)."""
+    with SQLiteEventStore(db_path) as store:
+        other = threading.Thread(target=store.append, args=("o", "A", 0, [_event()]))
+        with store._db.transaction():
+            other.start()
+            while not store._group._leading:  # type: ignore[union-attr]
+                time.sleep(0.001)
+            with pytest.raises(sqlite3.OperationalError, match="within a transaction"):
+                store.append("x", "A", 0, [_event()])
+        other.join(10)
+        assert store.stream_version("o") == 1
+
+
+def test_a_commit_listener_that_appends_does_not_wait_for_itself(db_path):
+    with SQLiteEventStore(db_path) as store:
+        seen: list[int] = []
+
+        def listener(head: int) -> None:
+            seen.append(head)
+            if head == 1:  # on the writing thread, right after the group committed
+                store.append("echo", "A", 0, [_event()])
+
+        store.add_commit_listener(listener)
+        store.append("a", "A", 0, [_event()])
+        assert store.stream_version("echo") == 1
+        assert seen == [1, 2]

@@ -1,0 +1,339 @@
+"""The PostgreSQL store beyond the contract suite: commit order, group commit, wake-ups,
+migrations, URLs, the read model and the async append (a real server: tests/support/postgres)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+import eventstore
+from eventstore import NewEvent, ProjectionContext, SchemaVersionError, StoreURLError, new_event_id
+from eventstore.core.errors import StorageError
+from eventstore.core.projections import ProjectionManager
+from eventstore.postgres import (
+    EmbeddedPostgres,
+    EmbeddedPostgresError,
+    PostgresEventStore,
+    PostgresReadModel,
+)
+from tests.support import postgres
+
+
+def _event(kind: str = "test.Deposited", data: bytes = b"x") -> NewEvent:
+    return NewEvent(new_event_id(), kind, data)
+
+
+@pytest.fixture
+def store():
+    with postgres.open_store() as opened:
+        yield opened
+
+
+def test_a_reader_never_sees_a_later_commit_before_an_earlier_position(store):
+    """Writer A holds its position open; B commits after it; the reader waits for both."""
+    seen: list[list[int]] = []
+    with psycopg.connect(store.dsn, autocommit=True, options=f"-c search_path={store.schema}") as a:
+        with a.transaction():
+            result_a, _ = store.append_on(a, "acc-a", "Account", 0, [_event()])
+            position_a = result_a.events[0].position
+            b_done = threading.Event()
+            b_result = []
+            writer_b = threading.Thread(
+                target=lambda: (
+                    b_result.append(store.append("acc-b", "Account", 0, [_event()])),
+                    b_done.set(),
+                )
+            )
+            writer_b.start()
+            # B cannot commit while A holds the position lock: readers see neither.
+            assert not b_done.wait(0.5)
+            seen.append([e.position for e in store.read_all()])
+            assert store.read_page(0, limit=10).scanned_to == 0
+        writer_b.join(10)
+    position_b = b_result[0].events[0].position
+    seen.append([e.position for e in store.read_all()])
+    assert seen == [[], [position_a, position_b]]
+    assert position_b > position_a
+
+
+def test_sixteen_clients_commit_at_least_three_times_the_rate_of_one(store):
+    """Group commit: the median of three interleaved rounds each (the machine is shared)."""
+    counter = iter(range(10**9))
+
+    def command(_: int) -> None:
+        i = next(counter)
+        store.append(f"acc-{i}", "Account", 0, [_event()], command_id=f"cmd-{i}")
+
+    def rate(clients: int, count: int) -> float:
+        started = time.perf_counter()
+        if clients == 1:
+            for i in range(count):
+                command(i)
+        else:
+            with ThreadPoolExecutor(clients) as pool:
+                list(pool.map(command, range(count)))
+        return count / (time.perf_counter() - started)
+
+    ones, sixteens = [], []
+    commits_before, appends_before = store.group_commits, store.grouped_appends
+    for _ in range(3):
+        ones.append(rate(1, 150))
+        sixteens.append(rate(16, 800))
+    one, sixteen = statistics.median(ones), statistics.median(sixteens)
+    grouped = (store.grouped_appends - appends_before) / (store.group_commits - commits_before)
+    assert grouped > 1.5, "appends were grouped"
+    assert sixteen >= 3 * one, f"16 clients {sixteens} vs one client {ones} (commits/s)"
+    assert store.count_events() == 3 * (150 + 800)
+
+
+def test_a_group_with_a_stored_event_id_commits_the_others_one_by_one(store):
+    stored = store.append("acc-0", "Account", 0, [_event()]).events[0]
+
+    def append(i: int) -> object:
+        event = NewEvent(stored.event_id if i % 5 == 0 else new_event_id(), "test.E", b"x")
+        try:
+            return store.append(f"acc-{i + 1}", "Account", 0, [event], command_id=f"c{i}")
+        except eventstore.DuplicateEventIdError as exc:
+            return exc
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(append, range(80)))
+    assert sum(isinstance(r, eventstore.DuplicateEventIdError) for r in results) == 16
+    assert store.count_events() == 1 + 64
+
+
+def test_one_failing_append_in_a_group_leaves_the_others_committed(store):
+    store.append("taken", "Account", 0, [_event()])
+
+    def append(i: int) -> object:
+        try:
+            return store.append("taken" if i % 4 == 0 else f"acc-{i}", "Account", 0, [_event()])
+        except eventstore.ConcurrencyError as exc:
+            return exc
+
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(append, range(64)))
+    failed = [r for r in results if isinstance(r, eventstore.ConcurrencyError)]
+    assert len(failed) == 16
+    assert store.count_events() == 1 + 48
+    positions = [e.position for e in store.read_all()]
+    assert positions == sorted(set(positions))
+
+
+def test_append_async_does_not_block_the_event_loop(store):
+    async def main() -> tuple[int, int]:
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(ticker())
+        results = await asyncio.gather(
+            *(
+                store.append_async(f"acc-{i}", "Account", 0, [_event()], command_id=f"c{i}")
+                for i in range(50)
+            )
+        )
+        again = await store.append_async("acc-0", "Account", 0, [_event()], command_id="c0")
+        with pytest.raises(eventstore.ConcurrencyError):
+            await store.append_async("acc-1", "Account", 0, [_event()])
+        assert await store.stream_version_async("acc-1") == 1
+        assert len(await store.load_stream_async("acc-1")) == 1
+        assert (await store.find_command_async("c2", "acc-2")).already_processed
+        stop.set()
+        await task
+        assert again.already_processed
+        return len(results), ticks
+
+    appended, ticks = asyncio.run(main())
+    assert appended == 50
+    assert ticks > 50, "the loop ran other tasks while the appends committed"
+
+
+def test_a_commit_in_another_store_object_wakes_a_follower_through_notify(store):
+    with PostgresEventStore(store.dsn, schema=store.schema) as other:
+        with store.follow(poll_interval=30) as subscription:
+            iterator = iter(subscription)
+            time.sleep(0.3)  # the LISTEN connection is up
+            started = time.monotonic()
+            other.append("acc-1", "Account", 0, [_event()])
+            event = next(iterator)
+            assert event.aggregate_id == "acc-1"
+            assert time.monotonic() - started < 5, "woken by NOTIFY, not by the 30 s poll"
+
+
+def test_a_follower_still_gets_events_by_polling_when_notifications_are_lost(store):
+    with PostgresEventStore(store.dsn, schema=store.schema) as other:
+        with store.follow(poll_interval=0.1) as subscription:
+            iterator = iter(subscription)
+            time.sleep(0.3)
+            with psycopg.connect(store.dsn, autocommit=True) as admin:
+                killed = admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN%%' AND pid <> pg_backend_pid()"
+                ).fetchall()
+            assert killed
+            other.append("acc-1", "Account", 0, [_event()])
+            assert next(iterator).aggregate_id == "acc-1"
+
+
+def test_two_stores_migrating_a_new_schema_at_once_both_open_it():
+    schema = postgres.fresh_schema()
+    dsn = postgres.server_dsn()
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            PostgresEventStore(dsn, schema=schema).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall() == [(1,)]
+
+
+def test_a_schema_written_by_a_newer_version_is_refused(store):
+    with psycopg.connect(store.dsn, autocommit=True) as conn:
+        conn.execute(f"UPDATE {store.schema}.schema_version SET version = 99")
+    with pytest.raises(SchemaVersionError) as caught:
+        PostgresEventStore(store.dsn, schema=store.schema)
+    assert store.schema in str(caught.value)
+
+
+def test_open_store_opens_a_postgresql_url_with_its_schema(store):
+    store.append("acc-1", "Account", 0, [_event()])
+    url = store.dsn + ("&" if "?" in store.dsn else "?") + f"schema={store.schema}&pool_size=2"
+    with eventstore.open_store(url) as opened:
+        assert isinstance(opened, PostgresEventStore)
+        assert opened.stream_version("acc-1") == 1
+    with pytest.raises(StoreURLError, match="pool_size"):
+        eventstore.open_store(store.dsn + "?pool_size=many")
+
+
+def test_a_server_that_is_not_there_is_a_storage_error_naming_it():
+    with pytest.raises(StorageError) as caught:
+        PostgresEventStore("postgresql://nobody@127.0.0.1:1/none", connect_timeout=2)
+    assert "127.0.0.1:1/none" in str(caught.value) and "password" not in str(caught.value)
+
+
+def test_a_closed_store_refuses_reads_and_appends(store):
+    store.close()
+    with pytest.raises(eventstore.StoreClosedError):
+        store.head_position()
+    with pytest.raises(eventstore.StoreClosedError):
+        store.append("acc-1", "Account", 0, [_event()])
+
+
+def test_a_wrong_schema_name_or_pool_size_is_refused():
+    with pytest.raises(ValueError, match="schema"):
+        PostgresEventStore("postgresql://x@127.0.0.1:1/x", schema="Bad Name")
+    with pytest.raises(ValueError, match="pool_size"):
+        PostgresEventStore("postgresql://x@127.0.0.1:1/x", pool_size=0)
+
+
+def test_an_embedded_server_not_started_has_no_dsn():
+    server = EmbeddedPostgres()
+    assert "stopped" in repr(server)
+    with pytest.raises(EmbeddedPostgresError, match="start"):
+        server.dsn  # noqa: B018
+
+
+class Totals:
+    """Totals per aggregate; a Deposited event of 'echo' appends an Echoed event via ctx.store."""
+
+    name = "totals"
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        ctx.connection.execute("CREATE TABLE IF NOT EXISTS totals (id TEXT PRIMARY KEY, n INT)")
+        ctx.connection.execute("DELETE FROM totals")
+
+    def handle(self, event, ctx: ProjectionContext) -> None:
+        if event.data == b"boom":
+            raise RuntimeError("boom")
+        ctx.connection.execute(
+            "INSERT INTO totals VALUES (%s, 1) ON CONFLICT (id) DO UPDATE SET n = totals.n + 1",
+            (event.aggregate_id,),
+        )
+        if event.aggregate_id == "echo" and event.event_type == "test.Deposited":
+            ctx.store.append(
+                f"echoed-{event.version}",
+                "Echo",
+                0,
+                [_event("test.Echoed")],
+                command_id=f"echo-{event.event_id}",
+            )
+
+
+def test_a_read_model_keeps_rows_checkpoint_and_handler_appends_in_one_transaction(store):
+    store.append("echo", "Account", 0, [_event(), _event()])
+    store.append("acc-1", "Account", 0, [_event()])
+    with PostgresReadModel(store) as model:
+        manager = ProjectionManager(store)
+        manager.register(Totals(), read_model=model)
+        manager.catch_up()
+        manager.catch_up()  # the events its handlers appended
+        rows = dict(model.query("SELECT id, n FROM totals"))
+        assert rows == {"echo": 2, "acc-1": 1, "echoed-1": 1, "echoed-2": 1}
+        assert model.load_checkpoint("totals") == store.head_position()
+        # A failing handler rolls back its batch: rows, appends and checkpoint.
+        store.append("echo", "Account", 2, [_event(data=b"boom")])
+        before = store.count_events()
+        manager.catch_up()
+        assert store.count_events() == before
+        assert model.load_checkpoint("totals") < store.head_position()
+        manager.rebuild("totals")
+        assert dict(model.query("SELECT id, n FROM totals")) != {}
+
+
+def test_a_read_model_in_another_database_keeps_its_own_checkpoints(store):
+    store.append("acc-1", "Account", 0, [_event(), _event()])
+    with PostgresReadModel(store.dsn, schema=postgres.fresh_schema()) as model:
+        manager = ProjectionManager(store)
+        manager.register(Totals(), read_model=model)
+        manager.catch_up()
+        assert model.query("SELECT id, n FROM totals") == [("acc-1", 2)]
+        assert model.load_checkpoint("totals") == store.head_position()
+        assert store.load_checkpoint("totals") == 0
+
+
+def test_without_the_wheel_the_system_binaries_serve_or_the_error_says_what_to_install(
+    monkeypatch, tmp_path
+):
+    import importlib.util
+    import shutil
+
+    from eventstore.postgres import embedded
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    if shutil.which("initdb") or shutil.which("pg_config"):
+        # Not under pytest's basetemp: every pytest run (a concurrent one included) resets
+        # /tmp/pytest-of-<user> to 0700, which would lock the service user out mid-test.
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="eventstore-pg-test-") as base:
+            with EmbeddedPostgres(base_dir=base) as pg:
+                assert not str(embedded.find_binaries()).startswith(base)
+                with psycopg.connect(pg.dsn) as conn:
+                    assert conn.execute("SELECT 1").fetchone() == (1,)
+            assert os.listdir(base) == [], "the data folder is removed"
+    else:
+        monkeypatch.setenv("PATH", "")
+        with pytest.raises(EmbeddedPostgresError, match="eventstore\\[postgres\\]"):
+            embedded.find_binaries()

@@ -1,0 +1,104 @@
+"""``eventstore copy``: SQLite to PostgreSQL and back, refusing, resuming and verifying."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from eventstore import NewEvent, Snapshot, UniqueConstraint, new_event_id
+from eventstore.cli import main as cli
+from eventstore.copy import CopyError, copy_store
+from eventstore.postgres import PostgresEventStore
+from eventstore.sqlite import SQLiteEventStore
+from tests.support import postgres
+
+
+def _fill(store, accounts: int = 5, per: int = 7) -> None:
+    for a in range(accounts):
+        events = [NewEvent(new_event_id(), "Deposited", bytes([a, d])) for d in range(per)]
+        events[0] = NewEvent(
+            new_event_id(), "Opened", b"\x00\xff", constraints=[UniqueConstraint("owner", f"o{a}")]
+        )
+        store.append(
+            f"acc-{a}", "Account", 0, events, command_id=f"open-{a}", command_ttl=timedelta(days=1)
+        )
+    store.save_snapshot(Snapshot("acc-1", "Account", 3, "k1", b"state"))
+    store.save_checkpoint("balances", 12, scanned_position=20)
+    store.save_checkpoint("relay", 30)
+
+
+def _state(store) -> tuple:
+    return (
+        [
+            (e.position, e.event_id, e.version, e.data, e.metadata_json, e.timestamp_micros)
+            for e in store.read_all()
+        ],
+        store.constraint_owner("owner", "o3"),
+        store.processed_command("open-2"),
+        store.list_snapshots("acc-1"),
+        (
+            store.load_checkpoint("balances"),
+            store.load_scanned_position("balances"),
+            store.load_checkpoint("relay"),
+        ),
+    )
+
+
+def _pg_url(schema: str) -> str:
+    dsn = postgres.server_dsn()
+    return dsn + ("&" if "?" in dsn else "?") + f"schema={schema}"
+
+
+def test_a_store_copied_to_postgresql_and_back_is_the_same_store(tmp_path, capsys):
+    with SQLiteEventStore(tmp_path / "a.db") as source:
+        _fill(source)
+        source.append("acc-0", "Account", 7, [NewEvent(new_event_id(), "Closed", b"")])
+        expected = _state(source)
+    schema = postgres.fresh_schema()
+    assert cli(["copy", f"sqlite:///{tmp_path / 'a.db'}", _pg_url(schema)]) == 0
+    assert "verified" in capsys.readouterr().err
+    with PostgresEventStore(postgres.server_dsn(), schema=schema) as copied:
+        assert _state(copied) == expected
+        nxt = copied.append("new", "Account", 0, [NewEvent(new_event_id(), "Opened", b"")])
+        assert nxt.events[0].position == expected[0][-1][0] + 1, "the sequence follows the copy"
+    report = copy_store(_pg_url(schema), str(tmp_path / "b.db"))
+    assert report.counts["events"] == len(expected[0]) + 1
+    with SQLiteEventStore(tmp_path / "b.db") as back:
+        assert _state(back)[1:] == expected[1:]
+        assert _state(back)[0][:-1] == expected[0]  # and the event appended on PostgreSQL
+
+
+def test_a_destination_that_is_not_empty_is_refused(tmp_path, capsys):
+    with SQLiteEventStore(tmp_path / "a.db") as source:
+        _fill(source, 1, 1)
+    with SQLiteEventStore(tmp_path / "b.db") as other:
+        other.save_checkpoint("x", 1)
+    with pytest.raises(CopyError, match="not empty.*projection_checkpoints"):
+        copy_store(str(tmp_path / "a.db"), str(tmp_path / "b.db"))
+    assert cli(["copy", str(tmp_path / "a.db"), str(tmp_path / "b.db")]) == 1
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_an_interrupted_copy_resumes_after_its_last_chunk(tmp_path):
+    with SQLiteEventStore(tmp_path / "a.db") as source:
+        _fill(source, 10, 10)
+        expected = _state(source)
+    schema = postgres.fresh_schema()
+    seen: list[str] = []
+
+    def interrupt(text: str) -> None:
+        seen.append(text)
+        if len(seen) == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_store(str(tmp_path / "a.db"), _pg_url(schema), progress=interrupt, chunk=20)
+    with PostgresEventStore(postgres.server_dsn(), schema=schema) as partial:
+        assert partial.count_events() == 60
+    lines: list[str] = []
+    report = copy_store(str(tmp_path / "a.db"), _pg_url(schema), progress=lines.append, chunk=20)
+    assert report.resumed_after == 60
+    assert lines[0] == "resuming after position 60"
+    with PostgresEventStore(postgres.server_dsn(), schema=schema) as copied:
+        assert _state(copied) == expected
