@@ -312,14 +312,26 @@ def _sleeper(log: list[tuple[str, float]], active: list[int]) -> Route:
     return Route("test.v1.Sleep.Get", GetAccountQuery, AccountView, handle)
 
 
+def _sync_sleeper(log: list[tuple[str, float]]) -> Route:
+    def handle(query: Message, ctx: RequestContext) -> AccountView:
+        time.sleep(float(query.account_id or 0))  # type: ignore[attr-defined]
+        log.append((ctx.command_id, time.perf_counter()))
+        return AccountView(account_id=ctx.command_id)
+
+    return Route("test.v1.Sleep.Get", GetAccountQuery, AccountView, handle)
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
 def test_a_50ms_handler_does_not_delay_a_second_request_to_the_same_endpoint(
-    nats_server: EmbeddedNATS,
+    nats_server: EmbeddedNATS, kind: str
 ) -> None:
+    """Async handlers overlap in the host's tasks; sync ones on the Router's thread pool."""
     done: list[tuple[str, float]] = []
+    route = _sleeper(done, [0, 0]) if kind == "async" else _sync_sleeper(done)
 
     async def go() -> tuple[float, float]:
         async with (
-            NatsServiceHost(nats_server.url, _sleeper(done, [0, 0])),
+            NatsServiceHost(nats_server.url, route),
             NatsTransport(nats_server.url) as transport,
         ):
             await transport.request("test.v1.Sleep.Get", GetAccountQuery())  # warm up
