@@ -120,7 +120,7 @@ def test_truncated_history_raises_without_a_store_and_reads_the_store_with_one(
             append(store, 30)
             async with NatsEventBus(nats_server.url, stream="T_TRUNC", subject_prefix="ttr") as bus:
                 await Relay(store, bus).publish_pending()
-                await bus.js.purge_stream("T_TRUNC", keep=10)  # positions 21..30 remain
+                await bus.io.call(bus.js.purge_stream("T_TRUNC", keep=10))  # 21..30 remain
                 with pytest.raises(BusHistoryTruncatedError) as caught:
                     await asyncio.to_thread(bus.read_all, 5)
                 assert (caught.value.after_position, caught.value.first_position) == (5, 21)
