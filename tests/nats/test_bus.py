@@ -229,3 +229,43 @@ def test_a_stopped_relay_shows_as_lag_of_the_relay_and_of_projections(
             assert (status.position, status.head, status.lag) == (10, 17, 7)
             assert status.lag_seconds >= 0 and not status.running
             assert manager.status("ledger").lag_positions == 7
+
+
+RELAY_AND_READER = """
+authorization {
+  users = [
+    { user: relay, password: relay-pw,
+      permissions: { publish: ["events.>", "$JS.API.>"], subscribe: ["_INBOX.>", "events.>"] } }
+    { user: reader, password: reader-pw,
+      permissions: {
+        publish: ["$JS.API.INFO", "$JS.API.STREAM.INFO.EVENTS", "$JS.API.DIRECT.GET.EVENTS",
+                  "$JS.API.DIRECT.GET.EVENTS.>"],
+        subscribe: ["_INBOX.>", "events.>"] } }
+  ]
+}
+"""
+
+
+def test_the_documented_permissions_let_the_reader_project_but_not_publish(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with EmbeddedNATS(extra_config=RELAY_AND_READER) as server:
+            with SQLiteEventStore(tmp_path / "e.db") as store:
+                append(store, 8)
+                async with NatsEventBus(server.url, user="relay", password="relay-pw") as bus:
+                    assert await Relay(store, bus).publish_pending() == 8
+                async with NatsEventBus(
+                    server.url, user="reader", password="reader-pw", store=store
+                ) as reader:
+                    got = await asyncio.to_thread(reader.read_all, 0)
+                    assert [e.event_id for e in got] == [e.event_id for e in store.read_all()]
+                nc = await nats.connect(server.url, user="reader", password="reader-pw")
+                try:
+                    with pytest.raises(Exception):  # noqa: B017 - denied: no ack ever comes
+                        await nc.jetstream().publish("events.Account.x.y", b"forged", timeout=1)
+                finally:
+                    await nc.close()
+                assert store.head_position() == 8
+
+    asyncio.run(scenario())
