@@ -269,3 +269,25 @@ def test_the_documented_permissions_let_the_reader_project_but_not_publish(
                 assert store.head_position() == 8
 
     asyncio.run(scenario())
+
+
+def test_a_stale_second_relay_cannot_store_the_first_event_again_past_the_window(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        with SQLiteEventStore(tmp_path / "e.db") as store:
+            kw = {"stream": "T_EMPTY", "subject_prefix": "temp", "duplicate_window": 1.0}
+            async with (
+                NatsEventBus(nats_server.url, **kw) as a,
+                NatsEventBus(nats_server.url, **kw) as b,
+            ):
+                stale = Relay(store, b)
+                assert await stale.publish_pending() == 0  # saw the stream empty
+                append(store, 6)
+                assert await Relay(store, a).publish_pending() == 6
+                await asyncio.sleep(1.3)  # past the duplicate window
+                assert await stale.publish_pending() == 0
+                info = await a.io.call(a.js.stream_info("T_EMPTY"))  # type: ignore[union-attr]
+                assert info.state.messages == 6
+
+    asyncio.run(scenario())
