@@ -342,9 +342,7 @@ class Relay:
                     await self.publish_pending()
                 except Exception as exc:
                     code = getattr(exc, "err_code", None)
-                    level = (
-                        logging.INFO if code in OVERTAKEN else logging.WARNING
-                    )
+                    level = logging.INFO if code in OVERTAKEN else logging.WARNING
                     log.log(level, "relay: %s; resuming in %.2fs", exc, self.retry_interval)
                     await asyncio.sleep(self.retry_interval)
                     continue
