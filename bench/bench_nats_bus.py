@@ -80,6 +80,25 @@ async def _raw_rate(url: str, store: SQLiteEventStore, count: int) -> float:
     return count / elapsed
 
 
+def _read_figure(url: str, store: SQLiteEventStore, count: int) -> Figure:
+    """``bus.read_all(0)`` of the relayed stream beside ``store.read_all(0)``."""
+    with NatsEventBus(url, stream="BENCH_RELAY", subject_prefix="brelay", store=store) as bus:
+        start = time.perf_counter()
+        got = len(bus.read_all(0))
+        bus_rate = got / (time.perf_counter() - start)
+    start = time.perf_counter()
+    store_rate = len(store.read_all(0)) / (time.perf_counter() - start)
+    assert got == count, (got, count)
+    return Figure(
+        TOPIC,
+        f"bus.read_all of {count:,} events (batched direct gets)",
+        bus_rate,
+        "events/s",
+        "store.read_all of the same events",
+        store_rate,
+    )
+
+
 class _Seen:
     name = "seen"
 
@@ -139,6 +158,8 @@ def run(
             with EmbeddedNATS(sync_always=sync_always) as server:
                 relay_rate = asyncio.run(_relay_rate(server.url, store, count))
                 raw_rate = asyncio.run(_raw_rate(server.url, store, count))
+                if not sync_always:
+                    figures.append(_read_figure(server.url, store, count))
             fsync = "fsync every write" if sync_always else "JetStream's default fsync"
             figures.append(
                 Figure(

@@ -33,6 +33,10 @@ from .envelope import encode_event, headers_for, subject_for
 log = logging.getLogger("eventstore.nats.relay")
 
 EXPECTED_LAST_MSG_ID_MISMATCH = 10070
+EXPECTED_LAST_SEQUENCE_MISMATCH = 10071
+#: Another writer got there first: resume from the stream, nothing is wrong.
+OVERTAKEN = (EXPECTED_LAST_MSG_ID_MISMATCH, EXPECTED_LAST_SEQUENCE_MISMATCH)
+EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
 
 
 class RelayStore(Protocol):
@@ -120,6 +124,7 @@ class Relay:
         self._running = False
         self._stopped = threading.Event()
         self._lock: asyncio.Lock | None = None
+        self._empty_at: int | None = None  # the stream's last sequence when it was empty
         self._signal: CommitSignal | None = None
 
     # -- status -------------------------------------------------------------------------
@@ -181,7 +186,7 @@ class Relay:
                     try:
                         await self._publish_batch(events)
                     except PublishRejected as exc:
-                        if exc.err_code != EXPECTED_LAST_MSG_ID_MISMATCH or resumed:
+                        if exc.err_code not in OVERTAKEN or resumed:
                             raise
                         resumed = True
                         await self._resume()
@@ -196,6 +201,10 @@ class Relay:
         """Resume after max(stored position, the stream's last message's position)."""
         stored = await asyncio.to_thread(self.store.load_checkpoint, self.checkpoint_name)
         last = await self.bus._last_message()
+        # An empty stream has no last id to expect: expect its last sequence instead, so
+        # a second relay cannot store the first event again once the duplicate window passed.
+        info = await self.bus.js.stream_info(self.bus.stream)
+        self._empty_at = int(info.state.last_seq) if last is None else None
         position, last_id = stored, None
         if last is not None:
             last_id = last.msg_id  # the next publish must follow whatever is last
@@ -259,7 +268,7 @@ class Relay:
                     subject_for(prefix, event.aggregate_type, event.event_type, event.aggregate_id),
                     encode_event(event),
                     reply=reply,
-                    headers=headers_for(event, previous),
+                    headers=self._headers(event, previous),
                 )
                 previous = event.event_id
                 in_flight.append((event, future))
@@ -275,6 +284,12 @@ class Relay:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         return stored
+
+    def _headers(self, event: Event, previous: str | None) -> dict[str, str]:
+        headers = headers_for(event, previous)
+        if previous is None and self._empty_at is not None:
+            headers[EXPECTED_LAST_SEQUENCE] = str(self._empty_at)
+        return headers
 
     async def _settle(self, in_flight: list[tuple[Event, asyncio.Future[dict[str, Any]]]]) -> int:
         """Await the acks in order; move the position past each one stored; raise the first
@@ -327,9 +342,7 @@ class Relay:
                     await self.publish_pending()
                 except Exception as exc:
                     code = getattr(exc, "err_code", None)
-                    level = (
-                        logging.INFO if code == EXPECTED_LAST_MSG_ID_MISMATCH else logging.WARNING
-                    )
+                    level = logging.INFO if code in OVERTAKEN else logging.WARNING
                     log.log(level, "relay: %s; resuming in %.2fs", exc, self.retry_interval)
                     await asyncio.sleep(self.retry_interval)
                     continue

@@ -120,7 +120,7 @@ def test_truncated_history_raises_without_a_store_and_reads_the_store_with_one(
             append(store, 30)
             async with NatsEventBus(nats_server.url, stream="T_TRUNC", subject_prefix="ttr") as bus:
                 await Relay(store, bus).publish_pending()
-                await bus.js.purge_stream("T_TRUNC", keep=10)  # positions 21..30 remain
+                await bus.io.call(bus.js.purge_stream("T_TRUNC", keep=10))  # 21..30 remain
                 with pytest.raises(BusHistoryTruncatedError) as caught:
                     await asyncio.to_thread(bus.read_all, 5)
                 assert (caught.value.after_position, caught.value.first_position) == (5, 21)
@@ -229,3 +229,65 @@ def test_a_stopped_relay_shows_as_lag_of_the_relay_and_of_projections(
             assert (status.position, status.head, status.lag) == (10, 17, 7)
             assert status.lag_seconds >= 0 and not status.running
             assert manager.status("ledger").lag_positions == 7
+
+
+RELAY_AND_READER = """
+authorization {
+  users = [
+    { user: relay, password: relay-pw,
+      permissions: { publish: ["events.>", "$JS.API.>"], subscribe: ["_INBOX.>", "events.>"] } }
+    { user: reader, password: reader-pw,
+      permissions: {
+        publish: ["$JS.API.INFO", "$JS.API.STREAM.INFO.EVENTS", "$JS.API.DIRECT.GET.EVENTS",
+                  "$JS.API.DIRECT.GET.EVENTS.>"],
+        subscribe: ["_INBOX.>", "events.>"] } }
+  ]
+}
+"""
+
+
+def test_the_documented_permissions_let_the_reader_project_but_not_publish(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with EmbeddedNATS(extra_config=RELAY_AND_READER) as server:
+            with SQLiteEventStore(tmp_path / "e.db") as store:
+                append(store, 8)
+                async with NatsEventBus(server.url, user="relay", password="relay-pw") as bus:
+                    assert await Relay(store, bus).publish_pending() == 8
+                async with NatsEventBus(
+                    server.url, user="reader", password="reader-pw", store=store
+                ) as reader:
+                    got = await asyncio.to_thread(reader.read_all, 0)
+                    assert [e.event_id for e in got] == [e.event_id for e in store.read_all()]
+                nc = await nats.connect(server.url, user="reader", password="reader-pw")
+                try:
+                    with pytest.raises(Exception):  # noqa: B017 - denied: no ack ever comes
+                        await nc.jetstream().publish("events.Account.x.y", b"forged", timeout=1)
+                finally:
+                    await nc.close()
+                assert store.head_position() == 8
+
+    asyncio.run(scenario())
+
+
+def test_a_stale_second_relay_cannot_store_the_first_event_again_past_the_window(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    async def scenario() -> None:
+        with SQLiteEventStore(tmp_path / "e.db") as store:
+            kw = {"stream": "T_EMPTY", "subject_prefix": "temp", "duplicate_window": 1.0}
+            async with (
+                NatsEventBus(nats_server.url, **kw) as a,
+                NatsEventBus(nats_server.url, **kw) as b,
+            ):
+                stale = Relay(store, b)
+                assert await stale.publish_pending() == 0  # saw the stream empty
+                append(store, 6)
+                assert await Relay(store, a).publish_pending() == 6
+                await asyncio.sleep(1.3)  # past the duplicate window
+                assert await stale.publish_pending() == 0
+                info = await a.io.call(a.js.stream_info("T_EMPTY"))  # type: ignore[union-attr]
+                assert info.state.messages == 6
+
+    asyncio.run(scenario())

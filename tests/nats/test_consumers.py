@@ -128,3 +128,51 @@ def test_a_worker_with_other_filters_is_refused_naming_both(nats_server: Embedde
             await bus.delete_consumer("audit")
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_the_max_deliveries_advisory_is_the_backstop_when_workers_never_finish(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    """Workers that hang on their last deliveries (as if killed) never dead-letter the event:
+    the server's advisory, kept in a stream, still makes it a dead letter."""
+
+    async def scenario() -> None:
+        with SQLiteEventStore(tmp_path / "e.db") as store:
+            append(store, 3)
+            poison = store.read_all()[1].event_id
+            async with NatsEventBus(nats_server.url, stream="T_ADV", subject_prefix="tadv") as bus:
+                await Relay(store, bus).publish_pending()
+                attempts: list[int] = []
+
+                async def handle(event: Event) -> None:
+                    if event.event_id == poison:
+                        attempts.append(1)
+                        if len(attempts) >= 3:
+                            await asyncio.sleep(4)  # hangs past ack_wait, like a dead worker
+                        raise RuntimeError("poison")
+
+                subs = [
+                    await bus.subscribe("adv", handle, max_deliver=3, ack_wait=0.3, batch=1)
+                    for _ in range(3)
+                ]
+                try:
+
+                    async def advised() -> bool:
+                        letters = await bus.dead_letters("adv")
+                        return any(d.error_type == "MaxDeliveries" for d in letters)
+
+                    deadline = asyncio.get_running_loop().time() + 15
+                    while not await advised():
+                        assert asyncio.get_running_loop().time() < deadline, "no advisory"
+                        await asyncio.sleep(0.2)
+                    letters = await bus.dead_letters("adv")
+                    assert [d.event_id for d in letters] == [poison]
+                    assert letters[0].deliveries == 4 and letters[0].consumer == "adv"
+                finally:
+                    for sub in subs:
+                        await sub.stop()
+                # the hung workers dead-letter it too when they fail: still one entry
+                assert [d.event_id for d in await bus.dead_letters("adv")] == [poison]
+
+    asyncio.run(scenario())
