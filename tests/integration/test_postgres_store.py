@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
