@@ -81,6 +81,7 @@ from .transport import (
     Transport,
     metadata_headers,
 )
+from .units import StreamAppend, UnitOfWork, UnitResult, append_many_async_default
 from .upcasting import EventUpcaster, Upcasters
 
 __all__ = [
@@ -128,6 +129,10 @@ __all__ = [
     "AppError",
     "AppendResult",
     "AsyncAppendMixin",
+    "StreamAppend",
+    "UnitOfWork",
+    "UnitResult",
+    "append_many_async_default",
     "append_async_default",
     "CheckpointStore",
     "Page",

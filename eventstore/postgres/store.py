@@ -58,6 +58,14 @@ from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
 from ..core.ids import deterministic_event_id
 from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, Page, ProcessedCommand
 from ..core.snapshots import Snapshot, SnapshotStats
+from ..core.units import (
+    StreamAppend,
+    UnitResult,
+    append_many_async_default,
+    check_unit,
+    unit_event_ids,
+    unit_json,
+)
 from ..core.upcasting import Upcasters
 from .schema import lock_key, migrate
 
@@ -74,16 +82,24 @@ _INSERT_COMMAND = (
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (%s, %s, %s, %s, %s) "
     "ON CONFLICT (command_id) DO UPDATE SET aggregate_id = excluded.aggregate_id, "
     "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
-    "expires_at = excluded.expires_at"
+    "expires_at = excluded.expires_at, unit = NULL"
+)
+_INSERT_UNIT_COMMAND = (
+    "INSERT INTO processed_commands "
+    "(command_id, aggregate_id, event_ids, processed_at, expires_at, unit) "
+    "VALUES (%s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (command_id) DO UPDATE SET aggregate_id = excluded.aggregate_id, "
+    "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
+    "expires_at = excluded.expires_at, unit = excluded.unit"
 )
 _COMMAND_RECORD = (
-    "SELECT event_ids, processed_at, expires_at, aggregate_id FROM processed_commands "
+    "SELECT event_ids, processed_at, expires_at, aggregate_id, unit FROM processed_commands "
     "WHERE command_id = %s"
 )
 _STREAM_VERSION = "SELECT MAX(version) FROM events WHERE aggregate_id = %s"
 _COMMAND_AND_VERSION = (
     "SELECT (SELECT MAX(version) FROM events WHERE aggregate_id = %s), "
-    "c.event_ids, c.processed_at, c.expires_at, c.aggregate_id "
+    "c.event_ids, c.processed_at, c.expires_at, c.aggregate_id, c.unit "
     "FROM (SELECT 1) AS one LEFT JOIN processed_commands AS c ON c.command_id = %s"
 )
 _CONSTRAINT_OWNER = (
@@ -659,6 +675,161 @@ class PostgresEventStore:
             conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(result[1])))
         return result
 
+    # -- units: several aggregates in one transaction ------------------------------------------
+    def append_many(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """Append to several streams in one transaction, all or nothing (as SQLite's).
+
+        Runs on a pooled connection under the position lock, beside the group
+        commit (which takes the same lock), so positions stay in commit order.
+        """
+        items = check_unit(appends, command_id)
+        for item in items:
+            if item.expected_version + len(item.events) > _MAX_INTEGER:
+                raise IntegerRangeError(self.path, "expected_version", item.expected_version)
+        self._check_open()
+        try:
+            with self.reading() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
+                result, last = self._append_many_on(conn, items, command_id, command_ttl)
+                if last:
+                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(last)))
+        except (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError):
+            if command_id:
+                with self.reading() as conn:
+                    known = self._unit_by_event_ids(conn, items, command_id)
+                if known is not None:
+                    return known
+            raise
+        except psycopg.OperationalError as exc:
+            raise StorageError(
+                self.path,
+                f"the unit of {len(items)} appends failed ({exc})",
+                "Check the server; the unit did not commit, so retry it.",
+            ) from exc
+        if last:
+            self._notify(last)
+        return result
+
+    async def append_many_async(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """``append_many`` for ``async`` callers, run on a worker thread."""
+        return await append_many_async_default(
+            self, appends, command_id=command_id, command_ttl=command_ttl
+        )
+
+    def append_many_on(
+        self,
+        conn: psycopg.Connection[Any],
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> tuple[UnitResult, int]:
+        """``append_many`` on ``conn`` inside the caller's transaction (see ``append_on``)."""
+        items = check_unit(appends, command_id)
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
+        try:
+            with conn.transaction():
+                result = self._append_many_on(conn, items, command_id, command_ttl)
+        except (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError):
+            if command_id:
+                known = self._unit_by_event_ids(conn, items, command_id)
+                if known is not None:
+                    return known, 0
+            raise
+        if result[1]:
+            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(result[1])))
+        return result
+
+    def _append_many_on(
+        self,
+        conn: psycopg.Connection[Any],
+        items: Sequence[StreamAppend],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> tuple[UnitResult, int]:
+        now = time.time_ns() // 1000
+        if command_id:
+            row = conn.execute(_COMMAND_RECORD, (command_id,)).fetchone()
+            if row is not None and row[2] > now:
+                parts = tuple(
+                    (
+                        item.aggregate_id,
+                        self._result_of_record(conn, row, command_id, item.aggregate_id, now)
+                        or AppendResult((), True, timestamp_from_micros(row[1])),
+                    )
+                    for item in items
+                )
+                return UnitResult(parts, True, timestamp_from_micros(row[1])), 0
+        results: list[tuple[str, AppendResult]] = []
+        last = 0
+        for item in items:
+            encoded = [
+                (e.metadata.to_json(), encode_constraints(e.constraints)) for e in item.events
+            ]
+            try:
+                with conn.transaction():  # a savepoint, so the error's facts can be read
+                    result, position = self._append_on(
+                        conn,
+                        item.aggregate_id,
+                        item.aggregate_type,
+                        item.expected_version,
+                        list(item.events),
+                        encoded,
+                        None,
+                        command_ttl,
+                    )
+            except pgerrors.IntegrityError as exc:
+                raise self._integrity_error(
+                    exc, item.aggregate_id, item.expected_version, item.events
+                ) from exc
+            results.append((item.aggregate_id, result))
+            last = max(last, position)
+        if command_id:
+            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            recorded = [(a, [e.event_id for e in r.events]) for a, r in results]
+            conn.execute(
+                _INSERT_UNIT_COMMAND,
+                (
+                    command_id,
+                    recorded[0][0],
+                    json.dumps(recorded[0][1]),
+                    now,
+                    expires,
+                    unit_json(recorded),
+                ),
+            )
+        return UnitResult(tuple(results), False, timestamp_from_micros(now)), last
+
+    def _unit_by_event_ids(
+        self, conn: psycopg.Connection[Any], items: Sequence[StreamAppend], command_id: str
+    ) -> UnitResult | None:
+        """A unit whose record expired, recognised by every aggregate's deterministic ids."""
+        parts: list[tuple[str, AppendResult]] = []
+        for item in items:
+            if not item.events:
+                parts.append((item.aggregate_id, AppendResult((), True)))
+                continue
+            own = self._find_by_event_ids(conn, command_id, item.aggregate_id)
+            if own is None:
+                return None
+            parts.append((item.aggregate_id, own))
+        if all(not r.events for _, r in parts):
+            return None
+        stamp = min(r.processed_at for _, r in parts if r.processed_at is not None)
+        return UnitResult(tuple(parts), True, stamp)
+
     def notify_commit(self, head: int) -> None:
         """Tell this store's commit listeners about a commit made with ``append_on``."""
         if head:
@@ -783,6 +954,12 @@ class PostgresEventStore:
         if row is None or row[2] is None or row[2] <= now:
             return None
         if row[3] != aggregate_id:
+            in_unit = unit_event_ids(row[4], aggregate_id)
+            if in_unit is not None:
+                # One aggregate of a unit: its own part of the unit's record.
+                return AppendResult(
+                    self._events_by_id(conn, in_unit), True, timestamp_from_micros(row[1])
+                )
             own = self._find_by_event_ids(conn, command_id, aggregate_id)
             if own is not None:
                 return own
