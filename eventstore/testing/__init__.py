@@ -25,6 +25,7 @@ from typing import Any
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
+from ..core.errors import StoreClosedError
 from ..core.events import Event, EventMetadata, NewEvent
 from ..core.ids import new_command_id, new_event_id
 from ..core.process_managers import Process, ProcessManager
@@ -46,11 +47,9 @@ def _diff(title: str, expected: Sequence[str], actual: Sequence[str]) -> str:
     lines.append("actual:")
     lines += [f"  {a}" for a in actual] or ["  (nothing)"]
     lines.append("diff (- expected, + actual):")
-    lines += [
-        f"  {line}"
-        for line in difflib.unified_diff(list(expected), list(actual), lineterm="", n=2)
-        if not line.startswith(("---", "+++"))
-    ]
+    for line in difflib.unified_diff(list(expected), list(actual), lineterm="", n=2):
+        if not line.startswith(("---", "+++", "@@")):
+            lines.append(f"  {line[:1] or ' '} {line[1:]}")
     return "\n".join(lines)
 
 
@@ -175,7 +174,10 @@ class CommandScenario:
         """The command failed with ``code`` and stored nothing."""
         if not self._ran:
             raise AssertionError("then_error() comes after when(command)")
-        stored = self._render_stored(True)
+        try:
+            stored = self._render_stored(True)
+        except StoreClosedError:
+            stored = []  # the scenario closed the store (a server shutting down)
         if self.error is None:
             raise AssertionError(
                 f"expected error {code}, but the command succeeded and stored:\n  "

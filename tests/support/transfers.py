@@ -96,9 +96,7 @@ def open_accounts(transport: InProcessTransport, balances: dict[str, int]) -> No
     async def go() -> None:
         for account, balance in balances.items():
             cmd = OpenAccountCommand(account_id=account, owner=account, initial_deposit=balance)
-            response = await transport.request(
-                "account.v1.AccountCommandService.OpenAccount", cmd
-            )
+            response = await transport.request("account.v1.AccountCommandService.OpenAccount", cmd)
             if not response.success:
                 raise response.error  # type: ignore[misc]
 
@@ -107,7 +105,9 @@ def open_accounts(transport: InProcessTransport, balances: dict[str, int]) -> No
 
 def request_transfer(store: Any, transfer_id: str, source: str, target: str, amount: int) -> None:
     """Store the trigger: a TransferRequested on the transfer's own stream."""
-    message = TransferRequested(transfer_id=transfer_id, source=source, target=target, amount=amount)
+    message = TransferRequested(
+        transfer_id=transfer_id, source=source, target=target, amount=amount
+    )
     store.append(
         f"transfer-{transfer_id}",
         "Transfer",
