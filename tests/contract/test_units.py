@@ -173,3 +173,31 @@ def test_a_failing_block_writes_nothing(store):
         repo.save(a, unit=uow)
         raise RuntimeError("the business check failed")
     assert store.count_events() == 0
+
+
+def test_a_unit_of_work_commits_async(store):
+    repo = account_repository(store)
+    a, b = Account("acc-a"), Account("acc-b")
+    a.open("ann", 10)
+    b.open("bob", 0)
+
+    async def run():
+        async with UnitOfWork(store, command_id="open-both") as uow:
+            repo.save(a, unit=uow)
+            repo.save(b, unit=uow)
+        return uow.result
+
+    result = asyncio.run(run())
+    assert result.aggregate_ids == ["acc-a", "acc-b"] and (a.version, b.version) == (1, 1)
+    assert store.processed_command("open-both").aggregate_id == "acc-a"
+
+
+def test_append_many_refuses_an_aggregate_twice_and_an_empty_unit(store):
+    with pytest.raises(ValueError, match="appears twice"):
+        store.append_many(
+            [StreamAppend("a", "Account", 0, [deposit()]), StreamAppend("a", "Account", 1, [])]
+        )
+    with pytest.raises(ValueError, match="at least one"):
+        store.append_many([])
+    with pytest.raises(TypeError, match="StreamAppend"):
+        store.append_many([("a", "Account", 0, [])])
