@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from account_es import AccountOpenedEvent
 
 from tests.support.transfers import (
     AccountApplier,
@@ -18,8 +19,6 @@ from tests.support.transfers import (
     TransferRequested,
     WithdrawCommand,
 )
-
-from account_es import AccountOpenedEvent  # noqa: E402  (put on the path by transfers)
 
 
 @pytest.fixture
