@@ -17,13 +17,13 @@ import eventstore
 from eventstore import NewEvent, ProjectionContext, SchemaVersionError, StoreURLError, new_event_id
 from eventstore.core.errors import StorageError
 from eventstore.core.projections import ProjectionManager
-from eventstore.postgres.schema import SCHEMA_VERSION
 from eventstore.postgres import (
     EmbeddedPostgres,
     EmbeddedPostgresError,
     PostgresEventStore,
     PostgresReadModel,
 )
+from eventstore.postgres.schema import SCHEMA_VERSION
 from tests.support import postgres
 
 
@@ -194,7 +194,8 @@ def test_two_stores_migrating_a_new_schema_at_once_both_open_it():
         t.join(30)
     assert errors == []
     with psycopg.connect(dsn) as conn:
-        assert conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        found = conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall()
+        assert found == [(SCHEMA_VERSION,)]
 
 
 def test_a_schema_written_by_a_newer_version_is_refused(store):
