@@ -58,7 +58,7 @@ from ..core.units import (
 from ..core.upcasting import Upcasters
 from .checkpoints import SQLiteCheckpoints
 from .connections import DEFAULT_CHECKPOINT_PAGES, ConnectionPool, ConnectionSettings
-from .group_commit import GroupCommitter, Member
+from .group_commit import GroupCommitter, Member, UnitMember
 from .schema import migrate
 from .snapshots import SQLiteSnapshots
 
@@ -407,16 +407,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         on the writer (still under the write lock) as it stands committed.
         """
         try:
-            result, last = self._append_on(
-                conn,
-                member.aggregate_id,
-                member.aggregate_type,
-                member.expected_version,
-                member.events,
-                member.encoded,
-                member.command_id,
-                member.command_ttl,
-            )
+            result, last = self._member_body(conn, member)
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
@@ -441,16 +432,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         """One member inside the group's transaction; a failing one is undone to its savepoint."""
         conn.execute("SAVEPOINT eventstore_member")
         try:
-            result, last = self._append_on(
-                conn,
-                member.aggregate_id,
-                member.aggregate_type,
-                member.expected_version,
-                member.events,
-                member.encoded,
-                member.command_id,
-                member.command_ttl,
-            )
+            result, last = self._member_body(conn, member)
         except Exception as exc:
             try:
                 if not conn.in_transaction:
@@ -471,6 +453,34 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         member.result = result
         return last
 
+    def _member_body(self, conn: sqlite3.Connection, member: Member) -> tuple[Any, int]:
+        """A member's writes: one append, or a unit's streams."""
+        if isinstance(member, UnitMember):
+            return self._append_many_on(conn, member.items, member.command_id, member.command_ttl)
+        return self._append_on(
+            conn,
+            member.aggregate_id,
+            member.aggregate_type,
+            member.expected_version,
+            member.events,
+            member.encoded,
+            member.command_id,
+            member.command_ttl,
+        )
+
+    def _unit_outcome(self, conn: sqlite3.Connection, member: UnitMember, exc: Exception) -> Any:
+        """The answer of a unit whose writes failed: a retry whose record expired, or the
+        error (as ``append_many`` gives it)."""
+        if member.command_id and isinstance(
+            exc, (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError)
+        ):
+            known = self._unit_by_event_ids(conn, member.items, member.command_id)
+            if known is not None:
+                return known
+        if isinstance(exc, (sqlite3.Error, OverflowError)):
+            raise self._db.translate(exc) from exc
+        raise exc
+
     def _member_outcome(
         self, conn: sqlite3.Connection, member: Member, exc: Exception
     ) -> AppendResult:
@@ -479,6 +489,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         Read on the writer inside the group's transaction, so the group's own
         uncommitted rows count (a duplicate of a command earlier in the group).
         """
+        if isinstance(member, UnitMember):
+            return self._unit_outcome(conn, member, exc)  # type: ignore[no-any-return]
         aggregate_id, events = member.aggregate_id, member.events
         if isinstance(exc, (ConcurrencyError, UniqueConstraintError, sqlite3.IntegrityError)):
             if member.command_id and events:
@@ -580,6 +592,12 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         for item in items:
             if item.expected_version + len(item.events) > _MAX_INTEGER:
                 raise IntegerRangeError(self.path, "expected_version", item.expected_version)
+        if self._group is not None and not self._db.owns_write_lock():
+            # One member of the next group: it shares the group's transaction and fsync.
+            answer: UnitResult = self._group.append(  # type: ignore[assignment]
+                UnitMember(items, command_id, command_ttl)
+            )
+            return answer
         try:
             with self._db.transaction() as conn:
                 result, last = self._append_many_on(conn, items, command_id, command_ttl)
@@ -601,7 +619,17 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> UnitResult:
-        """``append_many`` for ``async`` callers, run on a worker thread."""
+        """``append_many`` for ``async`` callers: with group commit it joins the next group,
+        written on a thread; else ``append_many`` runs on a worker thread."""
+        if self._group is not None:
+            items = check_unit(appends, command_id)
+            for item in items:
+                if item.expected_version + len(item.events) > _MAX_INTEGER:
+                    raise IntegerRangeError(self.path, "expected_version", item.expected_version)
+            answer: UnitResult = await self._group.append_async(  # type: ignore[assignment]
+                UnitMember(items, command_id, command_ttl)
+            )
+            return answer
         return await append_many_async_default(
             self, appends, command_id=command_id, command_ttl=command_ttl
         )

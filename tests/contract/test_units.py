@@ -201,3 +201,43 @@ def test_append_many_refuses_an_aggregate_twice_and_an_empty_unit(store):
         store.append_many([])
     with pytest.raises(TypeError, match="StreamAppend"):
         store.append_many([("a", "Account", 0, [])])
+
+
+def test_units_and_appends_from_many_threads_commit_together_and_fail_alone(store):
+    import threading
+
+    errors: list[BaseException] = []
+    conflicts: list[str] = []
+
+    def units(worker: int) -> None:
+        try:
+            for n in range(10):
+                pair = {f"w{worker}-a": n, f"w{worker}-b": n}
+                store.append_many(_unit(f"u{worker}-{n}", pair), command_id=f"u{worker}-{n}")
+                try:  # a stale unit: refused whole, its neighbours in the group unharmed
+                    store.append_many(
+                        [
+                            StreamAppend(f"w{worker}-c", "Account", n, [deposit()]),
+                            StreamAppend(f"w{worker}-a", "Account", 0, [deposit()]),
+                        ]
+                    )
+                except ConcurrencyError:
+                    conflicts.append(f"{worker}-{n}")
+                store.append(f"w{worker}-solo", "Account", n, [deposit()])
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=units, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(conflicts) == 40
+    for worker in range(4):
+        assert store.stream_version(f"w{worker}-a") == 10
+        assert store.stream_version(f"w{worker}-b") == 10
+        assert store.stream_version(f"w{worker}-c") == 0
+        assert store.stream_version(f"w{worker}-solo") == 10
+    again = store.append_many(_unit("u0-3", {"w0-a": 3, "w0-b": 3}), command_id="u0-3")
+    assert again.already_processed
