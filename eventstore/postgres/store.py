@@ -61,7 +61,6 @@ from ..core.snapshots import Snapshot, SnapshotStats
 from ..core.units import (
     StreamAppend,
     UnitResult,
-    append_many_async_default,
     check_unit,
     unit_event_ids,
     unit_json,
@@ -177,7 +176,8 @@ class _Append:
 
     args: tuple[Any, ...]
     done: Callable[[_Append], None]
-    result: tuple[AppendResult, int] | None = None
+    result: tuple[Any, int] | None = None
+    unit: bool = False  # args are (items, command_id, command_ttl) of an append_many
     error: BaseException | None = None
     signal: threading.Event = field(default_factory=threading.Event)
 
@@ -397,10 +397,10 @@ class PostgresEventStore:
                 for item in batch if not grouped else ():
                     try:
                         if len(batch) == 1:
-                            item.result = self._append_on(conn, *item.args)
+                            item.result = self._run_item(conn, item)
                         else:
                             with conn.transaction():  # a savepoint: one failure undoes one
-                                item.result = self._append_on(conn, *item.args)
+                                item.result = self._run_item(conn, item)
                     except Exception as exc:
                         item.error = exc
                         if len(batch) == 1:
@@ -439,6 +439,8 @@ class PostgresEventStore:
         The checks are append's, made on the group's rows read in one query: the stored
         versions (updated as the group's own appends go in) and the command records.
         """
+        if any(i.unit for i in batch):
+            return False  # a unit goes one by one, in its savepoint
         items = [i.args for i in batch]
         commands = [a[5] for a in items if a[5]]
         if (
@@ -523,6 +525,11 @@ class PostgresEventStore:
             )
             item.result = AppendResult(stored, False, stamp), stored[-1].position
         return True
+
+    def _run_item(self, conn: psycopg.Connection[Any], item: _Append) -> tuple[Any, int]:
+        if item.unit:
+            return self._append_many_on(conn, *item.args)
+        return self._append_on(conn, *item.args)
 
     def _submit(self, item: _Append) -> None:
         self._check_open()
@@ -689,32 +696,45 @@ class PostgresEventStore:
         commit (which takes the same lock), so positions stay in commit order.
         """
         items = check_unit(appends, command_id)
-        for item in items:
-            if item.expected_version + len(item.events) > _MAX_INTEGER:
-                raise IntegerRangeError(self.path, "expected_version", item.expected_version)
+        for part in items:
+            if part.expected_version + len(part.events) > _MAX_INTEGER:
+                raise IntegerRangeError(self.path, "expected_version", part.expected_version)
+        item = _Append((items, command_id, command_ttl), lambda i: i.signal.set(), unit=True)
         self._check_open()
-        try:
-            with self.reading() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
-                result, last = self._append_many_on(conn, items, command_id, command_ttl)
-                if last:
-                    conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(last)))
-        except (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError):
-            if command_id:
-                with self.reading() as conn:
-                    known = self._unit_by_event_ids(conn, items, command_id)
-                if known is not None:
-                    return known
-            raise
-        except psycopg.OperationalError as exc:
+        if self._leader.acquire(blocking=False):
+            try:
+                batch, stop = self._drain([item])
+                if stop:
+                    self._queue.put(None)
+                self._run_group(batch)
+            finally:
+                self._leader.release()
+        else:
+            self._queue.put(item)
+            item.signal.wait()
+        return self._finish_unit(item)
+
+    def _finish_unit(self, item: _Append) -> UnitResult:
+        items, command_id, _ = item.args
+        exc = item.error
+        if exc is None:
+            assert item.result is not None
+            result: UnitResult = item.result[0]
+            return result
+        if command_id and isinstance(
+            exc, (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError)
+        ):
+            with self.reading() as conn:
+                known = self._unit_by_event_ids(conn, items, command_id)
+            if known is not None:
+                return known
+        if isinstance(exc, psycopg.OperationalError):
             raise StorageError(
                 self.path,
                 f"the unit of {len(items)} appends failed ({exc})",
                 "Check the server; the unit did not commit, so retry it.",
             ) from exc
-        if last:
-            self._notify(last)
-        return result
+        raise exc
 
     async def append_many_async(
         self,
@@ -723,10 +743,23 @@ class PostgresEventStore:
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> UnitResult:
-        """``append_many`` for ``async`` callers, run on a worker thread."""
-        return await append_many_async_default(
-            self, appends, command_id=command_id, command_ttl=command_ttl
-        )
+        """``append_many`` without blocking the event loop: it joins the next group commit."""
+        items = check_unit(appends, command_id)
+        for unit_item in items:
+            if unit_item.expected_version + len(unit_item.events) > _MAX_INTEGER:
+                raise IntegerRangeError(self.path, "expected_version", unit_item.expected_version)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def done(_: _Append) -> None:
+            loop.call_soon_threadsafe(_resolve, future)
+
+        item = _Append((items, command_id, command_ttl), done, unit=True)
+        self._submit(item)
+        await future
+        if item.error is None:
+            return self._finish_unit(item)
+        return await asyncio.to_thread(self._finish_unit, item)
 
     def append_many_on(
         self,
