@@ -28,6 +28,7 @@ from ..core.projections import ProjectionContext, ProjectionManager
 from ..core.responses import TIMEOUT, UNAVAILABLE
 from ..core.routing import Route, ServiceBinding
 from ..core.transport import Transport
+from ..core.upcasting import Upcasters
 from .read_model import SQLiteReadModel
 from .store import SQLiteEventStore
 
@@ -130,7 +131,8 @@ class ProcessRunner:
 
     ``routes`` name the subject and message class of each command (the
     generated ``<Service>Server`` bindings or their routes); by default they are
-    read from the transport's router (``InProcessTransport``). ``drain()``
+    read from the transport's router (``InProcessTransport``). ``upcasters``
+    upcast each event before the manager sees it, as for projections. ``drain()``
     works until nothing is left to decide or send and no timeout is due;
     ``await run()`` keeps going until ``stop()``.
     """
@@ -144,13 +146,14 @@ class ProcessRunner:
         routes: Iterable[ServiceBinding | Route] | None = None,
         poll_interval: float = 0.2,
         batch_size: int = 100,
+        upcasters: Upcasters | None = None,
     ) -> None:
         self.store = store
         self.manager = manager
         self.transport = transport
         self.poll_interval = poll_interval
         self.read_model = SQLiteReadModel(store)
-        self.projections = ProjectionManager(store, batch_size=batch_size)
+        self.projections = ProjectionManager(store, batch_size=batch_size, upcasters=upcasters)
         self.projections.register(_Projection(manager), read_model=self.read_model)
         self._routes = self._route_table(routes)
         self._stopping = False

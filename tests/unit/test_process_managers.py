@@ -103,3 +103,68 @@ def test_replaying_the_process_manager_applies_no_command_twice(tmp_path):
         assert _commands_applied(store) == before
         assert set(before.values()) == {1}
         assert sum(balances(repository, ["a", "b"]).values()) == 200
+
+
+def test_the_manager_sees_upcast_events(tmp_path):
+    from eventstore import Upcasters
+    from tests.support.transfers import TransferRequested
+
+    old_type = "transfer.v0.TransferAsked"
+    upcasters = Upcasters()
+    upcasters.register(
+        old_type,
+        lambda e: e.with_payload(TransferRequested.DESCRIPTOR.full_name, e.data),
+        to=TransferRequested.DESCRIPTOR.full_name,
+    )
+    store = SQLiteEventStore(tmp_path / "t.db")
+    transport, repository = bank(store)
+    runner = ProcessRunner(store, TransferProcess(), transport, upcasters=upcasters)
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        message = TransferRequested(transfer_id="old", source="a", target="b", amount=7)
+        from eventstore import EventMetadata, NewEvent, new_event_id
+
+        store.append(
+            "transfer-old",
+            "Transfer",
+            0,
+            [
+                NewEvent(
+                    new_event_id(),
+                    old_type,
+                    message.SerializeToString(),
+                    EventMetadata(correlation_id="old"),
+                )
+            ],
+        )
+        runner.drain()
+        assert runner.state("old")["status"] == "completed"
+        assert balances(repository, ["a", "b"]) == {"a": 93, "b": 7}
+
+
+def test_a_process_command_id_is_the_same_for_the_same_event_and_step():
+    first = process_command_id("transfers", "event-1", "debit")
+    assert first == process_command_id("transfers", "event-1", "debit")
+    assert (
+        len(
+            {
+                first,
+                process_command_id("transfers", "event-1", "credit"),
+                process_command_id("transfers", "event-2", "debit"),
+                process_command_id("other", "event-1", "debit"),
+            }
+        )
+        == 4
+    )
+
+
+def test_a_step_sent_twice_for_one_event_is_refused():
+    import pytest
+
+    from eventstore.core.process_managers import Process
+    from tests.support.transfers import WithdrawCommand
+
+    process = Process("transfers", "t1", "event-1")
+    process.send("debit", WithdrawCommand(account_id="a", amount=1))
+    with pytest.raises(ValueError, match="sends step 'debit' twice"):
+        process.send("debit", WithdrawCommand(account_id="a", amount=2))
