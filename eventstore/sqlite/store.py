@@ -950,7 +950,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     def processed_command(self, command_id: str) -> ProcessedCommand | None:
         with self._db.reading() as conn:
             row = conn.execute(
-                "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at "
+                "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at, unit "
                 "FROM processed_commands WHERE command_id = ?",
                 (command_id,),
             ).fetchone()
@@ -962,6 +962,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             tuple(json.loads(row[2])),
             timestamp_from_micros(row[3]),
             timestamp_from_micros(row[4]),
+            tuple((a, tuple(ids)) for a, ids in json.loads(row[5] or "[]")),
         )
 
     def _sweep_after_commit(self) -> None:

@@ -91,6 +91,9 @@ def test_a_unit_retried_with_its_command_id_returns_every_original_result(store)
     assert store.head_position() == head
     record = store.processed_command("t-1")
     assert record is not None and record.aggregate_id == "a"
+    assert [(a, list(ids)) for a, ids in record.unit] == [
+        (a, [e.event_id for e in first[a].events]) for a in ("a", "b")
+    ]
 
 
 def test_one_aggregate_of_a_unit_retried_alone_gets_its_own_events(store):
