@@ -50,6 +50,7 @@ from .ports import (
     append_async_default,
     read_page,
 )
+from .process_managers import Process, ProcessManager, process_command_id
 from .projections import (
     BatchOutcome,
     CheckpointedReadModel,
@@ -129,6 +130,9 @@ __all__ = [
     "AppError",
     "AppendResult",
     "AsyncAppendMixin",
+    "Process",
+    "ProcessManager",
+    "process_command_id",
     "StreamAppend",
     "UnitOfWork",
     "UnitResult",
