@@ -31,7 +31,12 @@ def _plan(count: int) -> list[tuple[str, str, int]]:
 
 def _unit_round(folder: Path, plan: list[tuple[str, str, int]]) -> float:
     from eventstore import SQLiteEventStore, UnitOfWork
-    from tests.support.transfers import MoneyDepositedEvent, MoneyWithdrawnEvent, bank, open_accounts
+    from tests.support.transfers import (
+        MoneyDepositedEvent,
+        MoneyWithdrawnEvent,
+        bank,
+        open_accounts,
+    )
 
     with SQLiteEventStore(folder / "unit.db") as store:
         transport, accounts = bank(store)

@@ -15,6 +15,7 @@ sys.path.insert(0, str(ROOT / "examples" / "bankaccount" / "generated"))
 
 from account_es import (  # noqa: E402
     AccountCommandServiceServer,
+    AccountOpenedEvent,
     AccountRepository,
     DepositCommand,
     MoneyDepositedEvent,
@@ -125,3 +126,21 @@ def request_transfer(store: Any, transfer_id: str, source: str, target: str, amo
 
 def balances(repository: AccountRepository, accounts: list[str]) -> dict[str, int]:
     return {a: repository.load(a).balance for a in accounts}
+
+
+__all__ = [
+    "AccountApplier",
+    "AccountCommands",
+    "AccountOpenedEvent",
+    "AccountRepository",
+    "DepositCommand",
+    "MoneyDepositedEvent",
+    "MoneyWithdrawnEvent",
+    "TransferProcess",
+    "TransferRequested",
+    "WithdrawCommand",
+    "balances",
+    "bank",
+    "open_accounts",
+    "request_transfer",
+]

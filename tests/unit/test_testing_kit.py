@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import pytest
-from account_es import AccountOpenedEvent
 
 from tests.support.transfers import (
     AccountApplier,
     AccountCommands,
+    AccountOpenedEvent,
     AccountRepository,
     DepositCommand,
     MoneyDepositedEvent,

@@ -55,7 +55,7 @@ def test_a_retry_without_repositories_says_how_to_reload(store):
     with UnitOfWork(store, command_id="c1") as uow:
         uow.save(_opened("a"))
     with (
-        pytest.raises(RuntimeError, match="pass one to uow.save"),
+        pytest.raises(RuntimeError, match=r"pass one to uow\.save"),
         UnitOfWork(store, command_id="c1") as again,
     ):
         again.save(_opened("a"))
