@@ -64,6 +64,7 @@ def test_interleavings_keep_the_money_constant(ops) -> None:
                     runner = ProcessRunner(store, TransferProcess(), transport)
                 else:  # reopen the file: nothing in memory survives
                     store.close()
+                    transport.router.close()
                     store = SQLiteEventStore(path, synchronous="NORMAL")
                     transport, repository = bank(store)
                     runner = ProcessRunner(store, TransferProcess(), transport)
@@ -82,3 +83,4 @@ def test_interleavings_keep_the_money_constant(ops) -> None:
             assert set(applied.values()) <= {1}
         finally:
             store.close()
+            transport.router.close()
