@@ -10,6 +10,7 @@ they are also written to ``docs/images/``.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,7 @@ def browser(chromium: str) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def lab_server() -> Iterator[JupyterLabServer]:
+def lab_server(artifacts: Path) -> Iterator[JupyterLabServer]:
     with tempfile.TemporaryDirectory(prefix="eventstore-lab-") as base:
         server = JupyterLabServer(Path(base))
         server.start()
@@ -59,6 +60,8 @@ def lab_server() -> Iterator[JupyterLabServer]:
             yield server
         finally:
             server.stop()
+            if server.log.exists():  # the server's and its kernels' messages, for a failure
+                shutil.copy2(server.log, artifacts / "jupyterlab.log")
 
 
 @pytest.fixture

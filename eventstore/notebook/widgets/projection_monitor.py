@@ -174,13 +174,15 @@ class ProjectionMonitor(StaticRendering, W.VBox):
             else ""
         )
         if self.show_chart and self.samples:
-            chart = projection_lag(list(self.samples))
-            if self.chart_view is None:
-                self.chart_view = ChartView(chart)
-                self.chart_view.on_select(PROJECTION_SELECTION, self._on_chart_select)
-                self.chart.children = (self.chart_view,)
-            else:
-                self.chart_view.chart = chart
+            # A new view each time, not a new spec for the old one: in the browser
+            # tests (under coverage, so slower) a click on a view re-embedded under
+            # a new spec was drawn but never reached Python; a new view's does.
+            old = self.chart_view
+            self.chart_view = ChartView(projection_lag(list(self.samples)))
+            self.chart_view.on_select(PROJECTION_SELECTION, self._on_chart_select)
+            self.chart.children = (self.chart_view,)
+            if old is not None:
+                old.close()
         self._render_detail()
 
     # -- the projection picked in the chart ------------------------------------------------------
