@@ -35,8 +35,10 @@ def chromium() -> str:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium: str) -> Iterator[Any]:
+    """Chromium, for one test module: Playwright's sync API keeps an event loop running
+    in this thread while it is open, and later tests of the suite call asyncio.run()."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError as exc:  # the dev extra has it
@@ -51,7 +53,7 @@ def browser(chromium: str) -> Iterator[Any]:
             launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_server(artifacts: Path) -> Iterator[JupyterLabServer]:
     with tempfile.TemporaryDirectory(prefix="eventstore-lab-") as base:
         server = JupyterLabServer(Path(base))
