@@ -301,6 +301,13 @@ class NatsEventBus:
         return await self._io().call(self._read_page(after_position, limit, event_types))
 
     async def _read_page(self, after: int, limit: int, event_types: Sequence[str] | None) -> Page:
+        if not self.client.is_connected:
+            # Fail at once instead of after request_timeout: a projection runner
+            # calls this from its event loop, which a wait would freeze.
+            raise ConnectionError(
+                f"bus {self.stream!r} cannot read after position {after}: the NATS client "
+                "is not connected (it reconnects on its own); read again later"
+            )
         info = await self.js.stream_info(self.stream)
         first, last = info.state.first_seq, info.state.last_seq
         if info.state.messages == 0 or last < first:

@@ -93,6 +93,10 @@ class EmbeddedNATS:
             raise ValueError("EmbeddedNATS takes user/password or token, not both")
         self._binary = find_nats_server()
         self._work = Path(tempfile.mkdtemp(prefix="eventstore-nats-"))
+        # At garbage collection or interpreter exit (a notebook's kernel shutting
+        # down without close()), the temporary files go too; the server itself is
+        # killed by the finalizer start() registers.
+        self._remove_work = weakref.finalize(self, shutil.rmtree, str(self._work), True)
         self.store_dir: Path = Path(store_dir) if store_dir is not None else self._work / "store"
         self.port: int | None = port
         self.sync_always = sync_always
@@ -249,7 +253,7 @@ class EmbeddedNATS:
     def close(self) -> None:
         """Stop the server and remove its temporary files (a given store_dir is kept)."""
         self.stop()
-        shutil.rmtree(self._work, ignore_errors=True)  # a given store_dir lives elsewhere
+        self._remove_work()  # rmtree of the temporary folder; a given store_dir lives elsewhere
 
     def __enter__(self) -> EmbeddedNATS:
         return self.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import nats
@@ -291,3 +292,34 @@ def test_a_stale_second_relay_cannot_store_the_first_event_again_past_the_window
                 assert info.state.messages == 6
 
     asyncio.run(scenario())
+
+
+def test_a_running_projection_outlives_a_nats_restart_and_catches_up(
+    own_nats: EmbeddedNATS, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(store: SQLiteEventStore, model: SQLiteReadModel) -> None:
+        async with NatsEventBus(own_nats.url, store=store) as bus:
+            relay = Relay(store, bus)
+            manager = ProjectionManager(bus)
+            manager.register(Ledger(), read_model=model)
+            tasks = [asyncio.create_task(relay.run()), asyncio.create_task(manager.run())]
+            append(store, 20, per_append=2)
+            own_nats.stop()
+            append(store, 20, per_append=2)  # written while NATS is down
+            await asyncio.sleep(0.5)  # the runner reads, fails, retries
+            assert manager.status("ledger").lag_positions > 0
+            own_nats.start()
+            async with asyncio.timeout(20):
+                while manager.status("ledger").lag_positions:
+                    await asyncio.sleep(0.05)
+            manager.stop()
+            relay.stop()
+            await asyncio.gather(*tasks)  # neither task died with the outage
+
+    caplog.set_level(logging.INFO, logger="eventstore.projections")
+    with SQLiteEventStore(tmp_path / "e.db") as store, SQLiteReadModel(tmp_path / "r.db") as model:
+        asyncio.run(scenario(store, model))
+        assert_exactly_once(store, tmp_path / "r.db")
+    warnings = [r for r in caplog.records if r.name == "eventstore.projections"]
+    assert [r.levelname for r in warnings] == ["WARNING", "INFO"]  # once per outage
+    assert "not connected" in warnings[0].getMessage()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import sysconfig
 from pathlib import Path
 
@@ -95,3 +97,21 @@ def test_async_context_requires_the_configured_user(tmp_path: Path) -> None:
 def test_sync_always_false_leaves_the_default_fsync() -> None:
     with EmbeddedNATS(sync_always=False) as srv:
         assert "sync_interval" not in srv.config_path.read_text()
+
+
+def test_interpreter_exit_without_stop_kills_the_server_and_removes_its_files(
+    tmp_path: Path,
+) -> None:
+    # A notebook's kernel shuts down without anyone calling stop() or close().
+    script = (
+        "from eventstore.nats import EmbeddedNATS\n"
+        "nats = EmbeddedNATS().start()\n"
+        "print(nats.pid, nats.log_path.parent, flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True
+    )
+    pid_text, work = done.stdout.split()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_text), 0)
+    assert not Path(work).exists()

@@ -88,3 +88,11 @@ def test_syncing_twice_without_changes_writes_the_same_file(sync_notebooks, tmp_
 
     assert source.with_suffix(".ipynb").read_bytes() == first
     assert sync_notebooks.check(tmp_path) == []
+
+
+def test_every_tutorial_has_a_row_in_the_tutorials_table():
+    table = (ROOT / "docs" / "tutorials.md").read_text()
+    for source in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.md")):
+        row = f"| {source.stem[:2]} | ["
+        assert row in table, f"docs/tutorials.md has no row for {source.stem}"
+        assert f"../notebooks/{source.stem}.ipynb" in table, source.stem

@@ -369,10 +369,11 @@ class ProjectionManager:
         stopped = state.stopped
         signal = CommitSignal(self.source)
         state.signal = signal
+        failing: set[str] = set()  # projections whose source read failed last time
         try:
             while not stopped.is_set():
                 signal.arm()
-                worked = False
+                worked = source_failed = False
                 for reg in self._selected(names):
                     if stopped.is_set():
                         break
@@ -382,7 +383,26 @@ class ProjectionManager:
                         if reg.is_active:
                             if reg.status is not ProjectionStatus.REBUILDING:
                                 reg.status = ProjectionStatus.CATCHING_UP
-                            result = self._batch(reg)
+                            try:
+                                result = self._batch(reg)
+                            except Exception as exc:
+                                # The source failed (a bus whose server is restarting, say):
+                                # not the projection's fault, so keep running and read again.
+                                source_failed = True
+                                if reg.name not in failing:  # once per outage, not per retry
+                                    failing.add(reg.name)
+                                    log.warning(
+                                        "projection %r: reading the source after position %d "
+                                        "failed (%s); retrying every %.2fs",
+                                        reg.name,
+                                        reg.position,
+                                        exc,
+                                        poll_interval,
+                                    )
+                                continue
+                            if reg.name in failing:
+                                failing.discard(reg.name)
+                                log.info("projection %r: reading the source again", reg.name)
                             if result.read and not result.caught_up:
                                 worked = True
                             if result.caught_up and reg.status is ProjectionStatus.CATCHING_UP:
@@ -390,7 +410,9 @@ class ProjectionManager:
                     finally:
                         reg.lock.release()
                     await asyncio.sleep(0)
-                if not worked and not stopped.is_set():
+                if source_failed and not stopped.is_set():
+                    await asyncio.sleep(poll_interval)  # commits would wake a retry at once
+                elif not worked and not stopped.is_set():
                     await signal.wait_async(poll_interval)
         finally:
             state.signal = None
@@ -502,7 +524,11 @@ class ProjectionManager:
 
     # -- reporting ----------------------------------------------------------------------
     def _timestamp_at(self, position: int) -> int | None:
-        found = self.source.read_all(max(0, position - 1), limit=1)
+        try:
+            found = self.source.read_all(max(0, position - 1), limit=1)
+        except Exception as exc:  # a bus whose server is down: the lag in positions still holds
+            log.debug("no timestamp at position %d: %s", position, exc)
+            return None
         return found[0].timestamp_micros if found else None
 
     def status(self, name: str) -> ProjectionInfo:
