@@ -36,6 +36,13 @@ CONCURRENCY_CONFLICT = "CONCURRENCY_CONFLICT"
 UNIQUE_CONSTRAINT = "UNIQUE_CONSTRAINT"
 COMMAND_ID_CONFLICT = "COMMAND_ID_CONFLICT"
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
+#: Error codes of the service edge: authentication, authorization, tenancy, validation.
+UNAUTHENTICATED = "UNAUTHENTICATED"
+PERMISSION_DENIED = "PERMISSION_DENIED"
+TENANT_FORBIDDEN = "TENANT_FORBIDDEN"
+TENANT_MISMATCH = "TENANT_MISMATCH"
+INVALID_TENANT = "INVALID_TENANT"
+VALIDATION_FAILED = "VALIDATION_FAILED"
 #: Error codes of a failed wire: the client's transport makes them, with the command id.
 UNAVAILABLE = "UNAVAILABLE"
 TIMEOUT = "TIMEOUT"
@@ -271,6 +278,58 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         ),
     ),
     ErrorCode(
+        UNAUTHENTICATED,
+        "unauthenticated",
+        401,
+        "network host",
+        "No credentials, or bad ones (expired, wrong audience or issuer, an algorithm not "
+        "allowed); the handler did not run (details: `reason`).",
+        (RaisedAs("AuthenticationError", ("reason",)),),
+    ),
+    ErrorCode(
+        PERMISSION_DENIED,
+        "permission_denied",
+        403,
+        "authorization_middleware",
+        "The principal has none of the roles the subject allows (or the subject has no "
+        "rule, on a network host); the handler did not run.",
+        (RaisedAs("PermissionDeniedError", ("principal_id", "subject")),),
+    ),
+    ErrorCode(
+        TENANT_FORBIDDEN,
+        "permission_denied",
+        403,
+        "router",
+        "The principal asked to act for a tenant it does not belong to; nothing ran.",
+        (RaisedAs("TenantForbiddenError", ("principal_id", "tenant_id")),),
+    ),
+    ErrorCode(
+        TENANT_MISMATCH,
+        "permission_denied",
+        403,
+        "repository",
+        "The aggregate id belongs to no tenant of this request (another tenant's, one "
+        "containing `::`, or no tenant set); nothing was read or written.",
+        (RaisedAs("TenantMismatchError", ("aggregate_id", "tenant_id")),),
+    ),
+    ErrorCode(
+        INVALID_TENANT,
+        "invalid_argument",
+        400,
+        "router",
+        "The tenant id does not match `^[a-z0-9][a-z0-9_-]{0,63}$`; nothing ran.",
+        (RaisedAs("InvalidTenantError", ("tenant_id",)),),
+    ),
+    ErrorCode(
+        VALIDATION_FAILED,
+        "invalid_argument",
+        400,
+        "validation_middleware",
+        "The request breaks its message's validation rules; details name each field "
+        "(`field.<name>`: rule); the handler did not run.",
+        (RaisedAs("ValidationError", ("message_type",)),),
+    ),
+    ErrorCode(
         INVALID_MESSAGE_TYPE,
         "invalid_argument",
         400,
@@ -452,6 +511,12 @@ __all__ = [
     "INTERNAL",
     "INVALID_ARGUMENT",
     "INVALID_MESSAGE_TYPE",
+    "INVALID_TENANT",
+    "PERMISSION_DENIED",
+    "TENANT_FORBIDDEN",
+    "TENANT_MISMATCH",
+    "UNAUTHENTICATED",
+    "VALIDATION_FAILED",
     "INVALID_RESPONSE_TYPE",
     "NOT_FOUND",
     "NO_HANDLER",
