@@ -37,7 +37,7 @@ class Principal:
         return any(role in self.roles for role in roles)
 
 
-Authenticator = Callable[[Mapping[str, str]], "Principal | None | Awaitable[Principal | None]"]
+Authenticator = Callable[[Mapping[str, str]], "Principal | Awaitable[Principal | None] | None"]
 """``authenticate(headers) -> Principal | None``: None when the request carries no
 credentials; raises ``AuthenticationError`` when it carries bad ones."""
 

@@ -234,8 +234,10 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         (
             RaisedAs(
                 "UniqueConstraintError",
-                ("index", "value", "owner"),
+                ("index", "value"),
                 "Choose another value for {index}.",
+                "value {value!r} of unique index {index!r} is already claimed by another "
+                "aggregate",
             ),
         ),
     ),

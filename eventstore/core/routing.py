@@ -22,7 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from google.protobuf.message import Message
 
-from .errors import AppError
+from .errors import AppError, TenantForbiddenError
 from .events import EventMetadata
 from .headers import (
     COMMAND_ID_HEADER,
@@ -33,7 +33,6 @@ from .identity import Principal, without_identity_headers
 from .ids import new_command_id
 from .responses import INTERNAL, INVALID_MESSAGE_TYPE, NO_HANDLER, Response, app_error_for
 from .tenancy import check_tenant_id, with_tenant
-from .errors import TenantForbiddenError
 
 log = logging.getLogger("eventstore.transport")
 
@@ -280,8 +279,7 @@ def internal_error(subject: str, exc: BaseException) -> AppError:
     return AppError(
         INTERNAL,
         f"the service failed to handle {subject} (error id {error_id})",
-        "This is a bug in the service, not in the request; quote the error id to its "
-        "operators.",
+        "This is a bug in the service, not in the request; quote the error id to its operators.",
         {"subject": subject, "error_id": error_id},
     )
 

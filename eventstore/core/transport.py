@@ -109,9 +109,7 @@ class InProcessTransport:
         tenant = headers.get(TENANT_ID_HEADER, "")
         principal = principal or self.principal
         if principal is None and headers.get(PRINCIPAL_ID_HEADER):
-            principal = Principal(
-                headers[PRINCIPAL_ID_HEADER], tenants=(tenant,) if tenant else ()
-            )
+            principal = Principal(headers[PRINCIPAL_ID_HEADER], tenants=(tenant,) if tenant else ())
         return await self.router.dispatch(
             subject, message, headers, principal=principal, tenant=tenant or None
         )
