@@ -90,7 +90,9 @@ class Response:
         payload: bytes
         if name == "google.protobuf.Any":
             type_url: str = data.type_url  # type: ignore[attr-defined]
-            name = type_url.rpartition("/")[2]
+            # No type URL: a reply whose type the wire does not name (a Connect
+            # unary body), which is the type the caller expects.
+            name = type_url.rpartition("/")[2] if type_url else expected
             payload = data.value  # type: ignore[attr-defined]
         else:
             payload = data.SerializeToString()
@@ -236,8 +238,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
                 "UniqueConstraintError",
                 ("index", "value"),
                 "Choose another value for {index}.",
-                "value {value!r} of unique index {index!r} is already claimed by another "
-                "aggregate",
+                "value {value!r} of unique index {index!r} is already claimed by another aggregate",
             ),
         ),
     ),
