@@ -18,6 +18,7 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from . import instrumentation as _instr
 from .aggregate import AggregateRoot
 from .arguments import check_command_id, check_metadata
 from .commands import CommandResult
@@ -160,6 +161,15 @@ class Repository(Generic[A]):
         With ``tenant_isolation`` the id is the tenant's own (plain) id; the
         stored one is ``<tenant>::<id>`` of ``current_tenant()``.
         """
+        if not _instr._hooks:
+            return self._load(aggregate_id, at_version)
+        with _instr.operation(_instr.LOAD, aggregate_id=aggregate_id) as attributes:
+            aggregate = self._load(aggregate_id, at_version)
+            attributes["aggregate_type"] = aggregate.type
+            attributes["version"] = aggregate.version
+            return aggregate
+
+    def _load(self, aggregate_id: str, at_version: int | None) -> A:
         key = self._stored_id(aggregate_id)
         if at_version is not None:
             at_version = self._checked_version(aggregate_id, at_version)
@@ -169,6 +179,11 @@ class Repository(Generic[A]):
                 return self._tagged(self._caught_up(cached))
         aggregate = self._tagged(self.factory(aggregate_id))
         snapshot = self._usable_snapshot(aggregate, at_version)
+        if self.snapshot_store is not None and _instr._hooks:
+            _instr.record(
+                _instr.SNAPSHOT_HITS if snapshot is not None else _instr.SNAPSHOT_MISSES,
+                aggregate_type=aggregate.type,
+            )
         base = 0
         if snapshot is not None:
             aggregate.restore_snapshot(snapshot.data)
@@ -329,14 +344,21 @@ class Repository(Generic[A]):
         if new_events is None:
             return CommandResult("", ())
         try:
-            result = self.store.append(
-                key,
-                aggregate.type,
-                aggregate.stored_version,
-                new_events,
-                command_id=self._scoped(command_id),
-                command_ttl=self.command_ttl,
-            )
+            with _instr.operation(
+                _instr.APPEND,
+                aggregate_id=aggregate.id,
+                aggregate_type=aggregate.type,
+                command_id=command_id or "",
+                event_count=len(new_events),
+            ):
+                result = self.store.append(
+                    key,
+                    aggregate.type,
+                    aggregate.stored_version,
+                    new_events,
+                    command_id=self._scoped(command_id),
+                    command_ttl=self.command_ttl,
+                )
         except ConcurrencyError:
             self._evict_key(key)
             raise
@@ -359,14 +381,21 @@ class Repository(Generic[A]):
         if new_events is None:
             return CommandResult("", ())
         try:
-            result = await store_append_async(self.store)(
-                key,
-                aggregate.type,
-                aggregate.stored_version,
-                new_events,
-                command_id=self._scoped(command_id),
-                command_ttl=self.command_ttl,
-            )
+            with _instr.operation(
+                _instr.APPEND,
+                aggregate_id=aggregate.id,
+                aggregate_type=aggregate.type,
+                command_id=command_id or "",
+                event_count=len(new_events),
+            ):
+                result = await store_append_async(self.store)(
+                    key,
+                    aggregate.type,
+                    aggregate.stored_version,
+                    new_events,
+                    command_id=self._scoped(command_id),
+                    command_ttl=self.command_ttl,
+                )
         except ConcurrencyError:
             self._evict_key(key)
             raise
@@ -416,6 +445,10 @@ class Repository(Generic[A]):
 
     def _committed(self, aggregate: A, result: AppendResult) -> None:
         if result.events:
+            if _instr._hooks:
+                _instr.record(
+                    _instr.EVENTS_APPENDED, len(result.events), aggregate_type=aggregate.type
+                )
             aggregate.mark_committed(result.events[-1].version)
             if self.cache_size:
                 self._remember(aggregate)
@@ -463,6 +496,16 @@ class Repository(Generic[A]):
                 f"aggregate {aggregate.id!r} has {len(aggregate.uncommitted_events)} unsaved "
                 "events; save it before taking a snapshot"
             )
+        with _instr.operation(
+            _instr.SNAPSHOT,
+            aggregate_id=aggregate.id,
+            aggregate_type=aggregate.type,
+            version=aggregate.version,
+        ):
+            return self._save_snapshot(aggregate)
+
+    def _save_snapshot(self, aggregate: A) -> Snapshot:
+        assert self.snapshot_store is not None  # checked by save_snapshot
         snapshot = Snapshot(
             self._stored_id_of(aggregate),
             aggregate.type,

@@ -10,6 +10,7 @@ import httpx
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from ..core import instrumentation
 from ..core.errors import AppError
 from ..core.headers import COMMAND_ID_HEADER
 from ..core.ids import new_command_id
@@ -54,6 +55,7 @@ class ConnectTransport:
         sent = {**self.headers, **(headers or {})}
         sent.setdefault(COMMAND_ID_HEADER, new_command_id())
         command_id = sent[COMMAND_ID_HEADER]
+        instrumentation.inject(sent)
         sent["Content-Type"] = "application/proto"
         sent["Connect-Protocol-Version"] = "1"
         client = self._client or httpx.AsyncClient(timeout=self.timeout)
