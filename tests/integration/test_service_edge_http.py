@@ -327,3 +327,25 @@ def test_connect_transport_round_trip_on_a_real_uvicorn_server(tmp_path: Path) -
     with SQLiteEventStore(tmp_path / "e.db") as store:
         asyncio.run(scenario(store))
         assert [e.aggregate_id for e in store.read_all(0)] == ["acme::acc-1"]
+
+
+def test_the_multitenant_example_proves_isolation_in_both_strategies() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.multitenant"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("acme sees acc-1: owner Ann, balance 100") == 2
+    assert out.count("beta sees acc-1: owner Bob, balance 5") == 2
+    assert "beta depositing to 'acme::acc-1': TENANT_MISMATCH" in out
+    assert out.count("beta asking to act for acme: TENANT_FORBIDDEN") == 2
+    assert "stored ids in shared.db: acme::acc-1, beta::acc-1" in out
+    assert "stored ids in acme.db: acc-1" in out and "stored ids in beta.db: acc-1" in out

@@ -358,3 +358,14 @@ def test_logging_records_the_structured_fields_of_each_request(
     }
     assert first.command_id and first.correlation_id and first.duration_ms >= 0
     assert second.outcome == "NOPE" and second.levelno == logging.WARNING
+
+
+def test_the_buf_validate_spike_fails_in_process_protoc_has_no_validate_proto() -> None:
+    """Why validation rules are Python callables (docs/decisions.md, "Validation rules as
+    Python callables"): grpc_tools bundles no buf/validate/validate.proto. If it ever does,
+    this fails and the decision is worth revisiting."""
+    import importlib.resources
+
+    include = importlib.resources.files("grpc_tools") / "_proto"
+    assert not (include / "buf" / "validate" / "validate.proto").is_file()
+    assert (include / "google" / "protobuf" / "any.proto").is_file()
