@@ -369,3 +369,38 @@ def test_the_buf_validate_spike_fails_in_process_protoc_has_no_validate_proto() 
     include = importlib.resources.files("grpc_tools") / "_proto"
     assert not (include / "buf" / "validate" / "validate.proto").is_file()
     assert (include / "google" / "protobuf" / "any.proto").is_file()
+
+
+def test_a_process_manager_acts_in_the_tenant_of_the_triggering_event(tmp_path: Path) -> None:
+    from eventstore.core.events import EventMetadata
+    from eventstore.core.projections import ProjectionManager
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                account = repo.factory("acc-1")
+                account.open(tenant)
+                repo.save(account, EventMetadata(tenant_id=tenant))
+        seen: list[tuple[str, str, str]] = []
+
+        class Welcome:
+            """On each opening, deposit a bonus to the same account of the same tenant."""
+
+            name = "welcome"
+
+            def reset(self, ctx: Any) -> None:
+                pass
+
+            def handle(self, event: Any, ctx: Any) -> None:
+                if event.event_type.endswith("AccountOpened"):
+                    seen.append((ctx.tenant, current_tenant(), event.aggregate_id))
+                    account = repo.load("acc-1")
+                    account.deposit(1)
+                    repo.save_with_command(account, f"bonus-{event.event_id}")
+
+        manager = ProjectionManager(store)
+        manager.register(Welcome())
+        manager.catch_up()
+        assert seen == [("acme", "acme", "acme::acc-1"), ("beta", "beta", "beta::acc-1")]
+        assert [store.stream_version(i) for i in ("acme::acc-1", "beta::acc-1")] == [2, 2]
