@@ -21,6 +21,7 @@ from .core.errors import InvalidTenantError, TenantForbiddenError, TenantMismatc
 from .core.tenancy import (
     SEPARATOR,
     TENANT_ID_PATTERN,
+    TenantEventSource,
     check_tenant_id,
     current_tenant,
     scoped_key,
@@ -114,6 +115,7 @@ __all__ = [
     "SEPARATOR",
     "TENANT_ID_PATTERN",
     "InvalidTenantError",
+    "TenantEventSource",
     "TenantForbiddenError",
     "TenantMismatchError",
     "TenantStores",

@@ -13,8 +13,11 @@ import contextvars
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from .errors import InvalidTenantError, TenantMismatchError
+from .events import Event
+from .ports import EventSource, Page, read_page
 
 TENANT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 """Tenant ids: lowercase (``Acme`` and ``acme`` are one file on a case-insensitive
@@ -78,8 +81,59 @@ def split_stored_id(stored: str) -> tuple[str, str]:
     return (tenant, rest) if sep else ("", stored)
 
 
+class TenantEventSource:
+    """The events of one tenant in a shared store's log: an event source for its consumers.
+
+    Projections and followers fed from it see only aggregates stored as
+    ``<tenant>::<id>`` (ids stay composite: ``split_stored_id`` gives the
+    plain one). Positions are the shared log's, with gaps where other tenants'
+    events are; everything else (checkpoints, commit listeners) is the
+    underlying store's.
+    """
+
+    def __init__(self, source: EventSource, tenant_id: str) -> None:
+        self.source = source
+        self.tenant_id = check_tenant_id(tenant_id)
+        self._prefix = f"{tenant_id}{SEPARATOR}"
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+    def head_position(self) -> int:
+        return self.source.head_position()
+
+    def read_page(self, after_position: int, *, limit: int, event_types: Any = None) -> Page:
+        found: list[Event] = []
+        position = after_position
+        while True:
+            page = read_page(self.source, position, limit=limit, event_types=event_types)
+            for event in page.events:
+                if event.aggregate_id.startswith(self._prefix):
+                    found.append(event)
+                    if len(found) >= limit:
+                        return Page(found, event.position)
+            if page.scanned_to <= position or len(page.events) < limit:
+                return Page(found, max(page.scanned_to, position))
+            position = page.scanned_to
+
+    def read_all(
+        self, after_position: int = 0, *, limit: int | None = None, event_types: Any = None
+    ) -> list[Event]:
+        if limit is not None:
+            return self.read_page(after_position, limit=limit, event_types=event_types).events
+        out: list[Event] = []
+        position = after_position
+        while True:
+            page = self.read_page(position, limit=1000, event_types=event_types)
+            out.extend(page.events)
+            if page.scanned_to <= position or len(page.events) < 1000:
+                return out
+            position = page.scanned_to
+
+
 __all__ = [
     "SEPARATOR",
+    "TenantEventSource",
     "TENANT_ID_PATTERN",
     "check_tenant_id",
     "current_tenant",

@@ -404,3 +404,41 @@ def test_a_process_manager_acts_in_the_tenant_of_the_triggering_event(tmp_path: 
         manager.catch_up()
         assert seen == [("acme", "acme", "acme::acc-1"), ("beta", "beta", "beta::acc-1")]
         assert [store.stream_version(i) for i in ("acme::acc-1", "beta::acc-1")] == [2, 2]
+
+
+def test_a_tenant_event_source_feeds_a_projection_only_that_tenants_events(
+    tmp_path: Path,
+) -> None:
+    from eventstore.core.projections import ProjectionManager
+    from eventstore.tenancy import TenantEventSource
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for i in range(5):
+            for tenant in ("acme", "beta"):
+                with with_tenant(tenant):
+                    account = repo.factory(f"acc-{i}")
+                    account.open(f"{tenant}-{i}")
+                    repo.save(account)
+        acme = TenantEventSource(store, "acme")
+        assert [e.aggregate_id for e in acme.read_all()] == [f"acme::acc-{i}" for i in range(5)]
+        assert len(acme.read_all(0, limit=2)) == 2
+        owners: list[str] = []
+
+        class Owners:
+            name = "owners"
+
+            def reset(self, ctx: Any) -> None:
+                owners.clear()
+
+            def handle(self, event: Any, ctx: Any) -> None:
+                owners.append(pb_bank.AccountOpened.FromString(event.data).owner)
+
+        from tests.support.bank import pb as pb_bank
+
+        manager = ProjectionManager(acme, batch_size=2)
+        manager.register(Owners())
+        manager.catch_up()
+        assert owners == [f"acme-{i}" for i in range(5)]
+        with pytest.raises(InvalidTenantError):
+            TenantEventSource(store, "../x")
