@@ -125,8 +125,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         print("1. shared database, tenant_isolation=True")
         with SQLiteEventStore(Path(folder) / "shared.db") as store:
-            repository = AccountRepository(store, AccountApplier())
-            repository.tenant_isolation = True
+            repository = AccountRepository(store, AccountApplier(), tenant_isolation=True)
             app = serve(repository)
             asyncio.run(story(app))
             app.router.close()
