@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from .errors import AppError, AuthenticationError, PermissionDeniedError, ValidationError
-from .responses import app_error_for
+from .responses import MISSING_METADATA, app_error_for
 from .routing import Middleware, NextCall, RequestContext, internal_error
 
 Violation = tuple[str, str, str]
@@ -167,7 +167,7 @@ def require_metadata(*names: str) -> Middleware:
                 missing.append(name)
         if missing:
             raise AppError(
-                "MISSING_METADATA",
+                MISSING_METADATA,
                 f"{ctx.subject} needs metadata {', '.join(missing)}, which the request lacks",
                 "Send the request with that metadata (the client's metadata= argument).",
                 {"subject": ctx.subject, "missing": ",".join(missing)},

@@ -43,6 +43,7 @@ TENANT_FORBIDDEN = "TENANT_FORBIDDEN"
 TENANT_MISMATCH = "TENANT_MISMATCH"
 INVALID_TENANT = "INVALID_TENANT"
 VALIDATION_FAILED = "VALIDATION_FAILED"
+MISSING_METADATA = "MISSING_METADATA"
 #: Error codes of a failed wire: the client's transport makes them, with the command id.
 UNAVAILABLE = "UNAVAILABLE"
 TIMEOUT = "TIMEOUT"
@@ -333,6 +334,14 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         (RaisedAs("ValidationError", ("message_type",)),),
     ),
     ErrorCode(
+        MISSING_METADATA,
+        "invalid_argument",
+        400,
+        "require_metadata",
+        "The request lacks metadata the subject requires (details: `subject`, `missing`); "
+        "the handler did not run.",
+    ),
+    ErrorCode(
         INVALID_MESSAGE_TYPE,
         "invalid_argument",
         400,
@@ -515,6 +524,7 @@ __all__ = [
     "INVALID_ARGUMENT",
     "INVALID_MESSAGE_TYPE",
     "INVALID_TENANT",
+    "MISSING_METADATA",
     "PERMISSION_DENIED",
     "TENANT_FORBIDDEN",
     "TENANT_MISMATCH",

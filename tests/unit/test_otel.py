@@ -175,3 +175,38 @@ def test_a_tenant_scoped_repository_still_reports_plain_ids(
         repo.save(account)
     (append,) = telemetry.spans.get_finished_spans()
     assert append.attributes["eventstore.aggregate_id"] == "acc-1"
+
+
+def test_the_trace_continues_from_a_connect_transport_client_into_the_server(
+    telemetry: Telemetry,
+) -> None:
+    import httpx
+
+    from eventstore.rpc import ConnectApp, ConnectTransport
+
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        return pb.Opened(account_id=message.account_id)
+
+    app = ConnectApp(
+        Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, handler),
+        allow_anonymous=True,
+        middlewares=[otel_middleware(telemetry.tracer_provider, telemetry.meter_provider)],
+    )
+    tracer = telemetry.tracer_provider.get_tracer("client")
+
+    async def call() -> Any:
+        asgi = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))  # type: ignore[arg-type]
+        client = ConnectTransport("http://edge", client=asgi)
+        with tracer.start_as_current_span("client call") as span:
+            reply = await client.request("edge.v1.Accounts.Open", pb.Open(account_id="a"), {})
+        await asgi.aclose()
+        return span, reply
+
+    client_span, reply = asyncio.run(call())
+    app.router.close()
+    assert reply.success
+    server = next(
+        s for s in telemetry.spans.get_finished_spans() if s.name == "edge.v1.Accounts/Open"
+    )
+    assert server.context.trace_id == client_span.get_span_context().trace_id
+    assert server.parent.span_id == client_span.get_span_context().span_id
