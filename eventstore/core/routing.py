@@ -209,7 +209,8 @@ class Router:
         the request asks to act for (a network host takes it from the
         ``Es-Tenant-Id`` header). Incoming ``Es-Principal-*`` and ``Es-Tenant-*``
         headers are dropped here. A principal asking for a tenant it does not
-        belong to gets ``TENANT_FORBIDDEN``; a principal of exactly one tenant
+        belong to gets ``TENANT_FORBIDDEN`` (on a network host, so does a caller
+        without a principal that names a tenant); a principal of exactly one tenant
         that asks for none acts in that one. The chain runs inside
         ``with_tenant(tenant)``.
         """
@@ -233,7 +234,7 @@ class Router:
             network=self.network,
         )
         try:
-            ctx.tenant = _resolve_tenant(principal, tenant)
+            ctx.tenant = _resolve_tenant(principal, tenant, self.network)
             request = _as_request(route, message)
             call: NextCall = _invoker(route, self)
             for middleware in reversed(self._middlewares):
@@ -284,9 +285,12 @@ def internal_error(subject: str, exc: BaseException) -> AppError:
     )
 
 
-def _resolve_tenant(principal: Principal | None, requested: str | None) -> str:
+def _resolve_tenant(principal: Principal | None, requested: str | None, network: bool) -> str:
     if requested:
         check_tenant_id(requested)
+        if principal is None and network:
+            # An anonymous caller of a network host belongs to no tenant.
+            raise TenantForbiddenError("(anonymous)", requested)
         if principal is not None and requested not in principal.tenants:
             raise TenantForbiddenError(principal.id, requested)
         return requested

@@ -349,3 +349,40 @@ def test_the_multitenant_example_proves_isolation_in_both_strategies() -> None:
     assert out.count("beta asking to act for acme: TENANT_FORBIDDEN") == 2
     assert "stored ids in shared.db: acme::acc-1, beta::acc-1" in out
     assert "stored ids in acme.db: acc-1" in out and "stored ids in beta.db: acc-1" in out
+
+
+def test_a_business_error_is_failed_precondition_with_code_message_and_solution(
+    edge: Edge,
+) -> None:
+    from eventstore.proto.eventsourcing import response_pb2
+
+    reply = edge.post(DEPOSIT, {"accountId": "acc-404", "amount": 5})
+    body = reply.json()
+    assert (reply.status_code, body["code"]) == (400, "failed_precondition")
+    (detail,) = body["details"]
+    error = response_pb2.AppError.FromString(base64.b64decode(detail["value"] + "=="))
+    assert error.code == "ACCOUNT_NOT_FOUND" and "acc-404" in error.message
+    assert edge.written() == 0
+
+
+def test_an_anonymous_host_serves_callers_without_credentials_but_in_no_tenant(
+    tmp_path: Path,
+) -> None:
+    from eventstore.auth import api_key_authenticator
+
+    with SQLiteEventStore(tmp_path / "e.db") as store:
+        app = make_app(
+            store,
+            authenticate=api_key_authenticator({}),
+            allow_anonymous=True,
+            middlewares=(),
+        )
+        edge = Edge(store, app)
+        posing = edge.post(OPEN, open_body(), bearer=None, headers={"Es-Tenant-Id": "acme"})
+        assert error_of(posing)[1] == "TENANT_FORBIDDEN"
+        reply = edge.post("/edge.v1.Accounts/Explode", open_body(), bearer=None)
+        assert error_of(reply)[1] == "INTERNAL"  # the handler ran, anonymously
+        assert store.head_position() == 0
+        wrong = edge.post(OPEN, open_body("acc-2"), bearer=None, headers={"X-Api-Key": "nope"})
+        assert error_of(wrong)[1] == "UNAUTHENTICATED"
+        app.router.close()
