@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     copy.add_argument("source", metavar="SRC_URL")
     copy.add_argument("destination", metavar="DST_URL")
+    from .serve import add_parser as add_serve
+
+    add_serve(commands)
     args = parser.parse_args(argv)
     if args.version:
         from . import __version__
@@ -70,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return copy_main(args.source, args.destination)
     if args.command == "generate":
         return _generate(args.proto_dir, args.out, args.include)
+    if args.command == "serve":
+        from .serve import main as serve_main
+
+        return serve_main(args)
     parser.print_help()
     return 2
 

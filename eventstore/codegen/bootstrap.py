@@ -21,7 +21,11 @@ from ..core.errors import EventStoreError
 from .compiler import parse_diagnostics, run_protoc, well_known_include
 
 PROTO_ROOT = Path(__file__).resolve().parent.parent / "proto"
-FILES = ("eventsourcing/options.proto", "eventsourcing/response.proto")
+FILES = (
+    "eventsourcing/options.proto",
+    "eventsourcing/response.proto",
+    "eventsourcing/envelope.proto",
+)
 HEADER = "# ruff: noqa\n# Regenerate with: python -m eventstore.codegen.bootstrap\n"
 
 

@@ -19,7 +19,11 @@ from .errors import Diagnostic
 
 #: Files never modelled: the well-known types and eventstore's own protos.
 SKIPPED_PREFIXES = ("google/protobuf/",)
-SKIPPED_FILES = ("eventsourcing/options.proto", "eventsourcing/response.proto")
+SKIPPED_FILES = (
+    "eventsourcing/options.proto",
+    "eventsourcing/response.proto",
+    "eventsourcing/envelope.proto",
+)
 
 
 @dataclass(frozen=True, slots=True)

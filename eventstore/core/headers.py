@@ -20,6 +20,10 @@ PRINCIPAL_ID_HEADER = "Es-Principal-Id"
 TENANT_ID_HEADER = "Es-Tenant-Id"
 #: Prefix of headers carrying ``EventMetadata.custom`` entries.
 CUSTOM_METADATA_PREFIX = "Es-Meta-"
+#: Header naming the request's proto type on a wire (the message itself travels as bytes).
+MESSAGE_TYPE_HEADER = "Es-Message-Type"
+#: The W3C trace context header (``00-<trace id>-<span id>-<flags>``).
+TRACEPARENT_HEADER = "traceparent"
 
 _METADATA_HEADERS = {
     "correlation_id": CORRELATION_ID_HEADER,
@@ -55,7 +59,9 @@ __all__ = [
     "COMMAND_ID_HEADER",
     "CORRELATION_ID_HEADER",
     "CUSTOM_METADATA_PREFIX",
+    "MESSAGE_TYPE_HEADER",
     "PRINCIPAL_ID_HEADER",
     "TENANT_ID_HEADER",
+    "TRACEPARENT_HEADER",
     "metadata_headers",
 ]

@@ -30,6 +30,11 @@ INVALID_MESSAGE_TYPE = "INVALID_MESSAGE_TYPE"
 INVALID_RESPONSE_TYPE = "INVALID_RESPONSE_TYPE"
 NO_HANDLER = "NO_HANDLER"
 INTERNAL = "INTERNAL"
+#: Error codes of a wire's server side: bytes that are no request, a reply the wire cannot carry.
+INVALID_REQUEST = "INVALID_REQUEST"
+REPLY_TOO_LARGE = "REPLY_TOO_LARGE"
+#: Error code of a client whose request is too large for the wire (nothing was sent).
+REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
 #: Error codes of the framework's own errors raised inside a handler (see ``app_error_for``).
 NOT_FOUND = "NOT_FOUND"
 CONCURRENCY_CONFLICT = "CONCURRENCY_CONFLICT"
@@ -353,7 +358,33 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "unimplemented",
         501,
         "router",
-        "No handler is registered for the subject.",
+        "No handler is registered for the subject (over NATS: a method the service does not "
+        "have; details: `subject`).",
+    ),
+    ErrorCode(
+        INVALID_REQUEST,
+        "invalid_argument",
+        400,
+        "NATS service host",
+        "The request's bytes do not parse as the message the subject takes; the handler did "
+        "not run (details: `subject`, `expected`).",
+    ),
+    ErrorCode(
+        REPLY_TOO_LARGE,
+        "internal",
+        500,
+        "NATS service host",
+        "The handler ran (a command was applied) but its reply is larger than the NATS "
+        "server's `max_payload`; details: `subject`, `command_id`, `size`, `limit`. Retrying "
+        "with the same command id gives the same too-large reply: make the reply smaller.",
+    ),
+    ErrorCode(
+        REQUEST_TOO_LARGE,
+        "invalid_argument",
+        400,
+        "client (NATS transport)",
+        "The request is larger than the NATS server's `max_payload`; nothing was sent "
+        "(details: `subject`, `command_id`, `size`, `limit`).",
     ),
     ErrorCode(
         INTERNAL,
@@ -379,6 +410,13 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
             RaisedAs("SchemaVersionError"),
             RaisedAs("StoreURLError"),
             RaisedAs("AdapterUnavailableError"),
+            RaisedAs("BusClosedError"),
+            RaisedAs("BusHistoryTruncatedError"),
+            RaisedAs("StreamConfigMismatchError"),
+            RaisedAs("ConsumerFilterMismatchError"),
+            RaisedAs("RedeliveryConfigError"),
+            RaisedAs("NatsServerNotFoundError"),
+            RaisedAs("NatsServerStartError"),
         ),
     ),
     ErrorCode(
@@ -523,6 +561,7 @@ __all__ = [
     "INTERNAL",
     "INVALID_ARGUMENT",
     "INVALID_MESSAGE_TYPE",
+    "INVALID_REQUEST",
     "INVALID_TENANT",
     "MISSING_METADATA",
     "PERMISSION_DENIED",
@@ -533,6 +572,8 @@ __all__ = [
     "INVALID_RESPONSE_TYPE",
     "NOT_FOUND",
     "NO_HANDLER",
+    "REPLY_TOO_LARGE",
+    "REQUEST_TOO_LARGE",
     "TIMEOUT",
     "UNAVAILABLE",
     "UNIQUE_CONSTRAINT",

@@ -1,10 +1,10 @@
 """The transport port: how a request reaches a service and its reply comes back.
 
 A client sends ``(subject, message, headers)`` and gets a ``Response``. The
-in-process transport here routes to registered service bindings; the NATS and
-HTTP transports (later) carry the same request over a wire and use the same
-``Router`` on the server side, so the middleware chain runs the same on every
-path (DESIGN decision 10). Nothing here opens a socket.
+in-process transport here routes to registered service bindings; the NATS
+transport (``eventstore.nats``; HTTP later) carries the same request over a
+wire and its host uses the same ``Router``, so the middleware chain runs the
+same on every path (DESIGN decision 10). Nothing here opens a socket.
 
 The pieces live by concept: ``headers`` (the ``Es-*`` headers),
 ``responses`` (the reply, its wire form, the one table of error codes,

@@ -1,0 +1,551 @@
+"""``NatsEventBus``: the store's log on a JetStream stream, read like the store.
+
+The relay (``relay.py``) publishes each stored event to the stream ``EVENTS``
+(by default) in position order; the bus reads it back as an ``EventSource``, a
+``PagedEventSource`` and a ``CommitSource``, so ``ProjectionManager(bus)`` and
+``follow(bus)`` run unchanged, and it serves consumer groups (``consumers.py``).
+
+Threads: the nats-py client lives on the bus's own I/O thread and loop. The
+synchronous methods (``read_all``, ``read_page``, ``head_position``, listener
+registration) wait for that loop, so they are safe from any other thread or
+event loop (a notebook's included) and must never be called on the I/O thread
+itself, that is inside a commit listener or a subscription handler running
+there (they raise ``RuntimeError`` instead of waiting for themselves).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import DecodeError
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+
+from ..core.events import Event
+from ..core.ports import CommitListener, EventSource, Page
+from .connection import IOThread, NatsOptions
+from .envelope import MSG_ID, POSITION, decode_event, filter_subjects
+from .errors import BusClosedError, BusHistoryTruncatedError, StreamConfigMismatchError
+
+if TYPE_CHECKING:
+    from .consumers import DeadLetterEntry, GroupSubscription
+
+log = logging.getLogger("eventstore.nats")
+
+DEFAULT_STREAM = "EVENTS"
+DEFAULT_PREFIX = "events"
+_CHUNK = 1000  # messages one batched direct get asks for, at most
+_SCAN_LIMIT = 5000  # messages one read looks at, at most, before it returns what it found
+
+
+class StoredMessage:
+    """One message of the stream: its sequence, the position it claims, and its event."""
+
+    __slots__ = ("event", "msg_id", "position", "seq")
+
+    def __init__(self, seq: int, msg_id: str, position: int, event: Event | None) -> None:
+        self.seq = seq
+        self.msg_id = msg_id
+        self.position = position
+        self.event = event
+
+
+class NatsEventBus:
+    """The event log on a JetStream stream (``EVENTS``, created when missing).
+
+    ``servers``: a URL, a comma-separated list or a list of URLs (a cluster).
+    ``store``: the event store the relay publishes from; with it, reads older
+    than the stream retains come from the store, readers reject positions past
+    the store's head (a forged message cannot move a checkpoint), and
+    ``head_position()`` is the store's head (so a stopped relay shows as lag).
+    ``max_age`` (seconds), ``max_bytes``, ``replicas``, ``duplicate_window``
+    (seconds) configure the stream; an existing stream configured otherwise is
+    refused. Connection keywords: ``user``, ``password``, ``token``,
+    ``nkeys_seed``, ``user_credentials`` (a creds file), ``tls_ca``,
+    ``tls_cert``, ``tls_key``, ``name``, ``connect_timeout``,
+    ``reconnect_time_wait``, ``max_reconnect_attempts``.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] = "nats://127.0.0.1:4222",
+        *,
+        stream: str = DEFAULT_STREAM,
+        subject_prefix: str = DEFAULT_PREFIX,
+        store: EventSource | None = None,
+        max_age: float | None = None,
+        max_bytes: int | None = None,
+        replicas: int = 1,
+        duplicate_window: float = 120.0,
+        request_timeout: float = 5.0,
+        **connect: Any,
+    ) -> None:
+        self.options = NatsOptions.of(servers, **connect)
+        self.stream = stream
+        self.subject_prefix = subject_prefix
+        self.store = store
+        self.max_age = max_age
+        self.max_bytes = max_bytes
+        self.replicas = replicas
+        self.duplicate_window = duplicate_window
+        self.request_timeout = request_timeout
+        self.io: IOThread | None = None
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._listeners: list[CommitListener] = []
+        self._lock = threading.Lock()
+        self._head = 0  # the highest position seen on the stream, live or read
+        self._cursor: tuple[int, int] | None = None  # (position read up to, next sequence)
+
+    # -- opening and closing -------------------------------------------------------------
+    def open(self) -> NatsEventBus:
+        """Connect (on the bus's I/O thread) and make sure the stream exists; sync callers."""
+        if self.io is None:
+            self.io = IOThread(f"nats-bus-{self.stream}")
+            try:
+                self.io.run(self._open())
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.io.run(self._close(), timeout=10)
+                self.io.stop()
+                self.io = None
+                raise
+        return self
+
+    def close(self) -> None:
+        io, self.io = self.io, None
+        if io is None:
+            return
+        with contextlib.suppress(Exception):
+            io.run(self._close(), timeout=10)
+        io.stop()
+
+    async def __aenter__(self) -> NatsEventBus:
+        await asyncio.to_thread(self.open)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.to_thread(self.close)
+
+    def __enter__(self) -> NatsEventBus:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _open(self) -> None:
+        self._nc = await self.options.connect(
+            reconnected_cb=self._on_reconnected,
+            disconnected_cb=self._on_disconnected,
+            error_cb=self._on_error,
+        )
+        self._js = self._nc.jetstream(timeout=self.request_timeout)
+        await self.ensure_stream()
+        await self._nc.subscribe(f"{self.subject_prefix}.>", cb=self._on_live)
+
+    async def _close(self) -> None:
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+
+    async def _on_reconnected(self) -> None:
+        log.info("bus reconnected to %s", self._nc.connected_url if self._nc else "?")
+        self._notify(self._head)
+
+    async def _on_disconnected(self) -> None:
+        log.info("bus disconnected from NATS; reconnecting")
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.debug("nats client error: %r", exc)
+
+    @property
+    def client(self) -> Client:
+        if self._nc is None or self.io is None:
+            raise BusClosedError(self.stream)
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None or self.io is None:
+            raise BusClosedError(self.stream)
+        return self._js
+
+    def _io(self) -> IOThread:
+        if self.io is None:
+            raise BusClosedError(self.stream)
+        return self.io
+
+    # -- the stream ----------------------------------------------------------------------
+    def stream_config(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=self.stream,
+            subjects=[f"{self.subject_prefix}.>"],
+            retention=api.RetentionPolicy.LIMITS,
+            storage=api.StorageType.FILE,
+            max_age=self.max_age or 0,
+            max_bytes=self.max_bytes if self.max_bytes is not None else -1,
+            num_replicas=self.replicas,
+            duplicate_window=self.duplicate_window,
+            allow_direct=True,
+        )
+
+    @staticmethod
+    def _compared(config: api.StreamConfig) -> dict[str, object]:
+        return {
+            "subjects": sorted(config.subjects or []),
+            "retention": str(getattr(config.retention, "value", config.retention) or "limits"),
+            "storage": str(getattr(config.storage, "value", config.storage) or "file"),
+            "max_age": float(config.max_age or 0),
+            "max_bytes": int(config.max_bytes if config.max_bytes is not None else -1),
+            "num_replicas": int(config.num_replicas or 1),
+            "duplicate_window": float(config.duplicate_window or 0),
+            "allow_direct": bool(config.allow_direct),
+        }
+
+    async def ensure_stream(self) -> None:
+        """Create the stream, or check an existing one has this bus's configuration."""
+        wanted = self.stream_config()
+        try:
+            info = await self.js.stream_info(self.stream)
+        except NotFoundError:
+            await self.js.add_stream(wanted)
+            return
+        expected, actual = self._compared(wanted), self._compared(info.config)
+        if expected != actual:
+            raise StreamConfigMismatchError(self.stream, expected, actual)
+
+    # -- live messages -------------------------------------------------------------------
+    async def _on_live(self, msg: Msg) -> None:
+        try:
+            position = int((msg.headers or {}).get(POSITION, "0"))
+        except ValueError:
+            return
+        if position > self._head and self._believable(position):
+            self._head = position
+        self._notify(position)
+
+    def _believable(self, position: int) -> bool:
+        """False for a position past the store's head (a forged or foreign message)."""
+        return self.store is None or position <= self.store.head_position()
+
+    def _notify(self, head: int) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for listener in listeners:
+            try:
+                listener(head)
+            except Exception:  # a listener must not break the bus
+                log.exception("commit listener %r failed", listener)
+
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        """Call ``listener(position)`` on the I/O thread when a message arrives on the stream."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_commit_listener(self, listener: CommitListener) -> None:
+        with self._lock, contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    # -- reading -------------------------------------------------------------------------
+    def head_position(self) -> int:
+        """The store's head when the bus has a store, else the highest position seen (local)."""
+        if self.store is not None:
+            return self.store.head_position()
+        return self._head
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> list[Event]:
+        """The events after ``after_position`` in position order, as the stream holds them."""
+        events: list[Event] = []
+        position = after_position
+        while limit is None or len(events) < limit:
+            want = 1000 if limit is None else min(1000, limit - len(events))
+            page = self.read_page(position, limit=want, event_types=event_types)
+            events.extend(page.events)
+            if page.scanned_to <= position:
+                break
+            position = page.scanned_to
+        return events
+
+    def read_page(
+        self,
+        after_position: int,
+        *,
+        limit: int,
+        event_types: Sequence[str] | None = None,
+    ) -> Page:
+        """One page after ``after_position`` and how far it looked (see ``core.ports.Page``)."""
+        io = self._io()
+        return io.run(self.read_page_async(after_position, limit=limit, event_types=event_types))
+
+    async def read_page_async(
+        self,
+        after_position: int,
+        *,
+        limit: int,
+        event_types: Sequence[str] | None = None,
+    ) -> Page:
+        return await self._io().call(self._read_page(after_position, limit, event_types))
+
+    async def _read_page(self, after: int, limit: int, event_types: Sequence[str] | None) -> Page:
+        info = await self.js.stream_info(self.stream)
+        first, last = info.state.first_seq, info.state.last_seq
+        if info.state.messages == 0 or last < first:
+            return await self._beyond_stream(after, limit, event_types, None)
+        start = await self._seek(after, first, last)
+        if start is None:  # nothing after `after` in the stream
+            return Page([], after)
+        if start.seq == first and first > 1 and start.position > after + 1:
+            # older messages were removed (max age, max bytes): is the gap real?
+            return await self._beyond_stream(after, limit, event_types, start.position)
+        wanted = set(event_types) if event_types is not None else None
+        events: list[Event] = []
+        scanned = after
+        store = self.store
+        store_head = store.head_position() if store is not None else None
+        seq = start.seq
+        looked = 0
+        while seq <= last and len(events) < limit and looked < _SCAN_LIMIT:
+            size = min(_CHUNK, max(limit - len(events), 32))
+            upto = min(last, seq + size - 1)
+            batch = await self._get_many(seq, upto)
+            for message in batch:
+                looked += 1
+                if message.event is None:
+                    continue
+                if message.position <= scanned:
+                    log.warning(
+                        "stream %s seq %d claims position %d, not after %d: ignored",
+                        self.stream,
+                        message.seq,
+                        message.position,
+                        scanned,
+                    )
+                    continue
+                if store is not None and store_head is not None and message.position > store_head:
+                    store_head = await asyncio.to_thread(store.head_position)
+                    if message.position > store_head:
+                        log.warning(
+                            "stream %s seq %d claims position %d past the store's head %d: "
+                            "ignored (a forged or foreign message)",
+                            self.stream,
+                            message.seq,
+                            message.position,
+                            store_head,
+                        )
+                        continue
+                scanned = message.position
+                self._head = max(self._head, scanned)
+                if wanted is None or message.event.event_type in wanted:
+                    events.append(message.event)
+                    if len(events) >= limit:
+                        seq = message.seq + 1
+                        break
+            else:
+                seq = upto + 1
+                continue
+            break
+        self._cursor = (scanned, seq)
+        return Page(events, events[-1].position if len(events) >= limit else scanned)
+
+    async def _beyond_stream(
+        self,
+        after: int,
+        limit: int,
+        event_types: Sequence[str] | None,
+        first_position: int | None,
+    ) -> Page:
+        """Events the stream does not hold (expired, or never relayed yet): from the store."""
+        if self.store is None:
+            if first_position is None:
+                return Page([], after)
+            raise BusHistoryTruncatedError(self.stream, after, first_position)
+        store = self.store
+        upto = first_position - 1 if first_position is not None else None
+        if upto is None:
+            return Page([], after)  # empty stream: wait for the relay
+        events = await asyncio.to_thread(
+            store.read_all, after, limit=limit, event_types=event_types
+        )
+        events = [e for e in events if e.position <= upto]
+        if len(events) >= limit:
+            return Page(events, events[-1].position)
+        return Page(events, upto)
+
+    async def _seek(self, after: int, first: int, last: int) -> StoredMessage | None:
+        """The first message after position ``after``: binary search over direct gets."""
+        if self._cursor is not None and self._cursor[0] == after and self._cursor[1] >= first:
+            if self._cursor[1] > last:
+                return None
+            found = await self._first_readable(self._cursor[1], last)
+            if found is not None:
+                return found
+        lo, hi = first, last
+        result: StoredMessage | None = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            message = await self._first_readable(mid, hi)
+            if message is None:
+                hi = mid - 1
+                continue
+            if message.position > after:
+                result = message
+                hi = mid - 1
+            else:
+                lo = message.seq + 1
+        return result
+
+    async def _first_readable(self, seq: int, last: int) -> StoredMessage | None:
+        while seq <= last:
+            message = await self.get(seq)
+            if message is not None:
+                return message
+            seq += 1
+        return None
+
+    async def get(self, seq: int) -> StoredMessage | None:
+        """The message at ``seq`` (None when deleted); its event None when not an envelope."""
+        try:
+            raw = await self.js.get_msg(self.stream, seq, direct=True)
+        except NotFoundError:
+            return None
+        return self._stored(seq, raw.headers or {}, raw.data or b"")
+
+    def _stored(self, seq: int, headers: dict[str, str], data: bytes) -> StoredMessage:
+        try:
+            position = int(headers.get(POSITION, "0"))
+        except ValueError:
+            position = 0
+        event: Event | None
+        try:
+            event = decode_event(data)
+        except (DecodeError, ValueError):
+            event = None
+        if event is not None and (event.position != position or position <= 0):
+            event = None
+        if event is None:
+            log.warning("stream %s seq %d is not an event envelope: ignored", self.stream, seq)
+        return StoredMessage(seq, headers.get(MSG_ID, ""), position, event)
+
+    async def _get_many(self, first: int, last: int) -> list[StoredMessage]:
+        """The messages from ``first`` to ``last`` (deleted ones left out), in one batched
+        direct get (nats-server 2.11+): the replies stream in, then an end-of-batch status."""
+        nc = self.client
+        inbox = nc.new_inbox()
+        out: list[StoredMessage] = []
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+        async def on_reply(msg: Msg) -> None:
+            headers = msg.headers or {}
+            status = headers.get("Status")
+            if status:
+                if not done.done():
+                    done.set_result(status)
+                return
+            seq = int(headers.get("Nats-Sequence", "0"))
+            if first <= seq <= last:
+                out.append(self._stored(seq, headers, msg.data or b""))
+
+        sub = await nc.subscribe(inbox, cb=on_reply)
+        try:
+            request = json.dumps({"seq": first, "batch": last - first + 1}).encode()
+            await nc.publish(f"$JS.API.DIRECT.GET.{self.stream}", request, reply=inbox)
+            status = await asyncio.wait_for(done, self.request_timeout)
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if status not in ("204", "404"):
+            raise ConnectionError(
+                f"batched direct get of stream {self.stream!r} seq {first}..{last} answered "
+                f"status {status}"
+            )
+        return out
+
+    async def last_message(self) -> StoredMessage | None:
+        """The stream's last message (its id and claimed position), None when it is empty."""
+        return await self._io().call(self._last_message())
+
+    async def _last_message(self) -> StoredMessage | None:
+        info = await self.js.stream_info(self.stream)
+        first, seq = info.state.first_seq, info.state.last_seq
+        while seq >= max(first, 1):
+            message = await self.get(seq)
+            if message is not None:
+                return message
+            seq -= 1
+        return None
+
+    # -- consumer groups (consumers.py) ---------------------------------------------------
+    async def subscribe(
+        self,
+        name: str,
+        handler: Callable[[Event], Awaitable[None] | None],
+        *,
+        event_types: Sequence[object] | None = None,
+        aggregate_types: Sequence[str] | None = None,
+        max_deliver: int = 5,
+        backoff: Sequence[float] = (),
+        ack_wait: float = 30.0,
+        batch: int = 64,
+    ) -> GroupSubscription:
+        """Join consumer group ``name``: every worker with that name shares its events.
+
+        ``handler(event)`` (plain or ``async``) gets each stored event; raising
+        means "not handled": the event is delivered again after the next
+        ``backoff`` entry (seconds), up to ``max_deliver`` deliveries, then it
+        is set aside as a dead letter (``bus.dead_letters(name)``).
+        """
+        from .consumers import GroupSubscription
+
+        subscription = GroupSubscription(
+            self,
+            name,
+            handler,
+            event_types=event_types,
+            aggregate_types=aggregate_types,
+            max_deliver=max_deliver,
+            backoff=tuple(backoff),
+            ack_wait=ack_wait,
+            batch=batch,
+        )
+        await subscription.start()
+        return subscription
+
+    async def dead_letters(self, name: str) -> list[DeadLetterEntry]:
+        """The events consumer group ``name`` gave up on, oldest first."""
+        from .consumers import read_dead_letters
+
+        return await self._io().call(read_dead_letters(self, name))
+
+    async def redeliver(self, name: str, event_id: str) -> None:
+        """Send dead letter ``event_id`` back to group ``name`` (its retry subject)."""
+        from .consumers import redeliver
+
+        await self._io().call(redeliver(self, name, event_id))
+
+    async def delete_consumer(self, name: str) -> None:
+        """Remove consumer group ``name``'s durable consumers (its dead letters stay)."""
+        from .consumers import delete_consumer
+
+        await self._io().call(delete_consumer(self, name))
+
+    def filter_subjects(
+        self, event_types: list[str] | None, aggregate_types: list[str] | None
+    ) -> list[str]:
+        return filter_subjects(self.subject_prefix, event_types, aggregate_types)
+
+    def __repr__(self) -> str:
+        return f"NatsEventBus({','.join(self.options.servers)}, stream={self.stream!r})"

@@ -1,0 +1,175 @@
+"""How every NATS-facing object connects: servers, credentials, TLS, and its own I/O thread.
+
+Every public constructor of the adapter takes ``NatsOptions``' fields as keyword
+arguments, so one deployment setting (a list of cluster servers, a user, a CA)
+reaches the bus, the relay and the consumers alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import ssl
+import threading
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from nats.aio.client import Client
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NatsOptions:
+    """Where the servers are and how to authenticate: user/password, token, nkey seed or a
+    creds file, and TLS (a CA file, a client certificate). Short reconnect waits by default:
+    a cluster's clients move to another server within a second."""
+
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    nkeys_seed: str | None = None
+    user_credentials: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    name: str | None = None
+    connect_timeout: float = 2.0
+    reconnect_time_wait: float = 0.25
+    max_reconnect_attempts: int = -1
+    initial_timeout: float = 15.0
+
+    @classmethod
+    def of(cls, servers: str | Sequence[str], **options: Any) -> NatsOptions:
+        listed = (servers,) if isinstance(servers, str) else tuple(servers)
+        if not listed:
+            raise ValueError("give at least one NATS server URL (nats://host:port)")
+        expanded: list[str] = []
+        for entry in listed:  # "nats://a:1,nats://b:2" is a list too
+            expanded.extend(u.strip() for u in entry.split(",") if u.strip())
+        return cls(servers=tuple(expanded), **options)
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+    async def connect(self, **callbacks: Any) -> Client:
+        """A connected nats-py client on the running loop.
+
+        Fails fast on a refused authentication (nats-py would otherwise retry it
+        forever with unlimited reconnects) and after ``initial_timeout`` seconds
+        when no server answers.
+        """
+        client = Client()
+        refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        user_error_cb = callbacks.pop("error_cb", None)
+
+        async def on_error(exc: Exception) -> None:
+            text = str(exc).lower()
+            auth = "authorization" in text or "authentication" in text
+            if auth and not client.is_connected and not refused.done():
+                refused.set_result(exc)
+            if user_error_cb is not None:
+                await user_error_cb(exc)
+
+        connecting = asyncio.ensure_future(
+            client.connect(
+                list(self.servers),
+                user=self.user,
+                password=self.password,
+                token=self.token,
+                nkeys_seed=self.nkeys_seed,
+                user_credentials=self.user_credentials,
+                tls=self.tls_context(),
+                name=self.name,
+                connect_timeout=self.connect_timeout,  # type: ignore[arg-type]
+                reconnect_time_wait=self.reconnect_time_wait,  # type: ignore[arg-type]
+                max_reconnect_attempts=self.max_reconnect_attempts,
+                error_cb=on_error,
+                **callbacks,
+            )
+        )
+        waited: set[asyncio.Future[Any]] = {connecting, refused}
+        done, _ = await asyncio.wait(
+            waited, timeout=self.initial_timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if connecting in done:
+            connecting.result()
+            return client
+        connecting.cancel()
+        with contextlib.suppress(BaseException):
+            await connecting
+        with contextlib.suppress(Exception):
+            await client.close()
+        servers = ", ".join(self.servers)
+        if refused.done():
+            raise ConnectionRefusedError(
+                f"NATS at {servers} refused the credentials ({refused.result()}); check the "
+                "user/password, token, nkey or creds file given"
+            )
+        raise ConnectionError(
+            f"no NATS server answered at {servers} within {self.initial_timeout:g} s; check "
+            "the URLs and that the servers run"
+        )
+
+
+class IOThread:
+    """An asyncio loop on a daemon thread: where a client lives, so sync callers on any other
+    thread (a projection manager, a notebook cell) can wait for its results."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    @property
+    def is_current(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the I/O loop and wait; never call this from the I/O thread itself."""
+        if self.is_current:
+            coro.close()
+            raise RuntimeError(
+                "a synchronous NATS call was made on the bus's own I/O thread (inside a "
+                "callback of the bus), where it would wait for itself forever; call the "
+                "async method instead"
+            )
+        return self.submit(coro).result(timeout)
+
+    async def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the I/O loop and await it from another loop (or this one)."""
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            return await coro
+        return await asyncio.wrap_future(self.submit(coro))
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        if not self.is_current:
+            self._thread.join(5)

@@ -1,0 +1,118 @@
+"""A stored ``Event`` as a bus message: its subject, headers and ``EventEnvelope`` payload.
+
+The payload carries every field of the stored event, metadata and constraints
+included; headers carry only what routing and dedupe need (nats-py rewrites CR
+and LF in header values, so metadata cannot travel there).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..core.events import Event
+from ..proto.eventsourcing.envelope_pb2 import EventEnvelope
+
+MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
+POSITION = "Eventstore-Position"
+EVENT_TYPE = "Eventstore-Event-Type"
+
+_PLAIN = re.compile(r"[A-Za-z0-9_\-]+")
+_EMPTY = "%"
+
+
+def escape_token(value: str) -> str:
+    """``value`` as one subject token: bytes outside ``[A-Za-z0-9_-]`` as ``%XX``, reversibly.
+
+    Dots, wildcards and spaces cannot appear in a token; ``bank.v1.Deposited``
+    becomes ``bank%2Ev1%2EDeposited``. The empty string is ``%``.
+    """
+    if not value:
+        return _EMPTY
+    if _PLAIN.fullmatch(value):
+        return value
+    out = []
+    for char in value:
+        if _PLAIN.fullmatch(char):
+            out.append(char)
+        else:
+            out.extend(f"%{b:02X}" for b in char.encode())
+    return "".join(out)
+
+
+def unescape_token(token: str) -> str:
+    if token == _EMPTY:
+        return ""
+    if "%" not in token:
+        return token
+    raw = bytearray()
+    i = 0
+    while i < len(token):
+        if token[i] == "%":
+            raw.append(int(token[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.extend(token[i].encode())
+            i += 1
+    return raw.decode()
+
+
+def subject_for(prefix: str, aggregate_type: str, event_type: str, aggregate_id: str) -> str:
+    """``<prefix>.<AggregateType>.<EventType>.<aggregate id>``, each token escaped."""
+    return (
+        f"{prefix}.{escape_token(aggregate_type)}.{escape_token(event_type)}."
+        f"{escape_token(aggregate_id)}"
+    )
+
+
+def filter_subjects(
+    prefix: str, event_types: list[str] | None, aggregate_types: list[str] | None
+) -> list[str]:
+    """The subjects a consumer filtered by event and aggregate types reads (sorted)."""
+    aggs = [escape_token(a) for a in aggregate_types] if aggregate_types else ["*"]
+    types = [escape_token(t) for t in event_types] if event_types else ["*"]
+    if aggs == ["*"] and types == ["*"]:
+        return [f"{prefix}.>"]
+    return sorted(f"{prefix}.{a}.{t}.*" for a in aggs for t in types)
+
+
+def encode_event(event: Event) -> bytes:
+    envelope = EventEnvelope(
+        event_id=event.event_id,
+        aggregate_id=event.aggregate_id,
+        aggregate_type=event.aggregate_type,
+        event_type=event.event_type,
+        version=event.version,
+        position=event.position,
+        timestamp_micros=event.timestamp_micros,
+        data=event.data,
+    )
+    if event.metadata_json is not None:
+        envelope.metadata_json = event.metadata_json
+    if event.constraints_json is not None:
+        envelope.constraints_json = event.constraints_json
+    return envelope.SerializeToString()
+
+
+def decode_event(payload: bytes) -> Event:
+    """The stored event a bus message carries; raises ``google.protobuf`` ``DecodeError``."""
+    e = EventEnvelope.FromString(payload)
+    return Event(
+        e.event_id,
+        e.aggregate_id,
+        e.aggregate_type,
+        e.event_type,
+        e.version,
+        e.position,
+        e.timestamp_micros,
+        e.data,
+        e.metadata_json if e.HasField("metadata_json") else None,
+        e.constraints_json if e.HasField("constraints_json") else None,
+    )
+
+
+def headers_for(event: Event, expected_last_id: str | None = None) -> dict[str, str]:
+    headers = {MSG_ID: event.event_id, POSITION: str(event.position), EVENT_TYPE: event.event_type}
+    if expected_last_id:
+        headers[EXPECTED_LAST_MSG_ID] = expected_last_id
+    return headers

@@ -1,0 +1,354 @@
+"""``Relay``: the store's log published to the bus in strict position order (the outbox).
+
+Each message carries ``Nats-Msg-Id`` (the event id) and
+``Nats-Expected-Last-Msg-Id`` (the previous event's id): the server stores a
+message only when the stream's last message is its predecessor, so after one
+failed publish every later one of the pipeline is rejected (err 10070) instead
+of stored out of order, and a second relay on the same store is refused the
+same way. On start and after any failure the relay reads the stream's last
+message and resumes after the larger of its stored position and that message's
+position, so correctness does not depend on the duplicate window. Its position
+is a checkpoint in the store (``CheckpointStore``), named ``relay:<stream>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from nats.aio.msg import Msg
+
+from ..core.events import Event
+from ..core.follow import CommitSignal
+from .bus import NatsEventBus
+from .envelope import encode_event, headers_for, subject_for
+
+log = logging.getLogger("eventstore.nats.relay")
+
+EXPECTED_LAST_MSG_ID_MISMATCH = 10070
+EXPECTED_LAST_SEQUENCE_MISMATCH = 10071
+#: Another writer got there first: resume from the stream, nothing is wrong.
+OVERTAKEN = (EXPECTED_LAST_MSG_ID_MISMATCH, EXPECTED_LAST_SEQUENCE_MISMATCH)
+EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
+
+
+class RelayStore(Protocol):
+    """What the relay needs of a store: its log, and a checkpoint for its own position."""
+
+    def read_all(
+        self,
+        after_position: int = 0,
+        *,
+        limit: int | None = None,
+        event_types: Sequence[str] | None = None,
+    ) -> list[Event]: ...
+
+    def head_position(self) -> int: ...
+
+    def load_checkpoint(self, name: str) -> int: ...
+
+    def save_checkpoint(
+        self, name: str, position: int, *, scanned_position: int | None = None
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class RelayStatus:
+    """How far the relay is: ``lag`` positions and ``lag_seconds`` behind the store's head."""
+
+    position: int
+    head: int
+    lag: int
+    lag_seconds: float
+    published: int
+    running: bool
+    last_error: str | None
+
+
+class PublishRejected(Exception):
+    """The server refused a message (``err_code``), or acknowledged none in time."""
+
+    def __init__(self, event: Event, err_code: int, description: str) -> None:
+        self.event = event
+        self.err_code = err_code
+        self.description = description
+        super().__init__(
+            f"publishing event {event.event_id} (position {event.position}) failed: "
+            f"{description} (err_code {err_code})"
+        )
+
+
+class Relay:
+    """Publishes ``store``'s events to ``bus`` after its last relayed position.
+
+    ``await relay.publish_pending()`` publishes what is there and returns the
+    count; ``await relay.run()`` keeps publishing (woken by the store's commit
+    listener, and polling every ``poll_interval`` seconds for other processes'
+    commits) until ``relay.stop()`` (docs/decisions.md, "Stop wins").
+    ``window``: messages in flight at once; ``batch``: events read per store read.
+    """
+
+    def __init__(
+        self,
+        store: RelayStore,
+        bus: NatsEventBus,
+        *,
+        batch: int = 1000,
+        window: int = 512,
+        ack_timeout: float = 5.0,
+        poll_interval: float = 0.5,
+        retry_interval: float = 0.5,
+        name: str | None = None,
+    ) -> None:
+        if window < 1 or batch < 1:
+            raise ValueError("Relay needs window >= 1 and batch >= 1")
+        self.store = store
+        self.bus = bus
+        self.batch = batch
+        self.window = window
+        self.ack_timeout = ack_timeout
+        self.poll_interval = poll_interval
+        self.retry_interval = retry_interval
+        self.checkpoint_name = name or f"relay:{bus.stream}"
+        self._position: int | None = None
+        self._last_id: str | None = None
+        self._published = 0
+        self._last_error: str | None = None
+        self._running = False
+        self._stopped = threading.Event()
+        self._lock: asyncio.Lock | None = None
+        self._empty_at: int | None = None  # the stream's last sequence when it was empty
+        self._signal: CommitSignal | None = None
+
+    # -- status -------------------------------------------------------------------------
+    @property
+    def position(self) -> int:
+        """The last position known to be on the stream (stored checkpoint before the first run)."""
+        if self._position is None:
+            return self.store.load_checkpoint(self.checkpoint_name)
+        return self._position
+
+    def status(self) -> RelayStatus:
+        position = self.position
+        head = self.store.head_position()
+        lag_seconds = 0.0
+        if head > position:
+            pending = self.store.read_all(position, limit=1)
+            if pending:
+                lag_seconds = max(0.0, time.time() - pending[0].timestamp_micros / 1e6)
+        return RelayStatus(
+            position=position,
+            head=head,
+            lag=max(0, head - position),
+            lag_seconds=lag_seconds,
+            published=self._published,
+            running=self._running,
+            last_error=self._last_error,
+        )
+
+    # -- publishing ---------------------------------------------------------------------
+    async def publish_pending(self) -> int:
+        """Publish everything after the relayed position; the number of events the stream took.
+
+        Raises the first failure (``PublishRejected``, a timeout, a lost
+        connection) after resuming its bookkeeping, so a retry is safe.
+        """
+        io = self.bus.io
+        if io is None:
+            from .errors import BusClosedError
+
+            raise BusClosedError(self.bus.stream)
+        return await io.call(self._publish_pending())
+
+    async def _publish_pending(self) -> int:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._position is None:
+                await self._resume()
+            before = self._published
+            resumed = False  # one resume per call after the stream moved under the relay
+            try:
+                while not self._stopped.is_set():
+                    assert self._position is not None
+                    events = await asyncio.to_thread(
+                        self.store.read_all, self._position, limit=self.batch
+                    )
+                    if not events:
+                        break
+                    try:
+                        await self._publish_batch(events)
+                    except PublishRejected as exc:
+                        if exc.err_code not in OVERTAKEN or resumed:
+                            raise
+                        resumed = True
+                        await self._resume()
+            except BaseException as exc:
+                self._last_error = str(exc) or type(exc).__name__
+                self._position = None  # resume from the stream's last message next time
+                raise
+            self._last_error = None
+            return self._published - before
+
+    async def _resume(self) -> None:
+        """Resume after max(stored position, the stream's last message's position)."""
+        stored = await asyncio.to_thread(self.store.load_checkpoint, self.checkpoint_name)
+        last = await self.bus._last_message()
+        # An empty stream has no last id to expect: expect its last sequence instead, so
+        # a second relay cannot store the first event again once the duplicate window passed.
+        info = await self.bus.js.stream_info(self.bus.stream)
+        self._empty_at = int(info.state.last_seq) if last is None else None
+        position, last_id = stored, None
+        if last is not None:
+            last_id = last.msg_id  # the next publish must follow whatever is last
+            ours = await self._last_of_ours(last.seq)
+            if ours is not None:
+                position = max(stored, ours)
+            if ours is None or last.event is None or ours != last.position:
+                log.warning(
+                    "stream %s's last message (seq %d, id %r) is not an event of this store; "
+                    "resuming after position %d",
+                    self.bus.stream,
+                    last.seq,
+                    last.msg_id,
+                    position,
+                )
+        self._position, self._last_id = position, last_id
+        if position > stored:
+            await asyncio.to_thread(self.store.save_checkpoint, self.checkpoint_name, position)
+
+    async def _is_ours(self, position: int, event_id: str) -> bool:
+        found = await asyncio.to_thread(self.store.read_all, position - 1, limit=1)
+        return bool(found) and found[0].position == position and found[0].event_id == event_id
+
+    async def _last_of_ours(self, seq: int, look_back: int = 256) -> int | None:
+        """The position of the stream's last message that is this store's event (at or before
+        ``seq``, looking back at most ``look_back`` messages past foreign ones)."""
+        for candidate in range(seq, max(seq - look_back, 0), -1):
+            message = await self.bus.get(candidate)
+            if message is None or message.event is None:
+                continue
+            if await self._is_ours(message.position, message.msg_id):
+                return message.position
+        return None
+
+    async def _publish_batch(self, events: list[Event]) -> int:
+        """Publish ``events`` pipelined, at most ``window`` in flight; every ack is awaited."""
+        nc = self.bus.client
+        loop = asyncio.get_running_loop()
+        inbox = nc.new_inbox()
+        pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+        async def on_ack(msg: Msg) -> None:
+            future = pending.get(msg.subject)
+            if future is not None and not future.done():
+                try:
+                    future.set_result(json.loads(msg.data or b"{}"))
+                except ValueError:
+                    future.set_result({"error": {"err_code": 0, "description": "bad ack"}})
+
+        sub = await nc.subscribe(f"{inbox}.*", cb=on_ack)
+        prefix = self.bus.subject_prefix
+        stored = 0
+        in_flight: list[tuple[Event, asyncio.Future[dict[str, Any]]]] = []
+        try:
+            previous = self._last_id
+            for i, event in enumerate(events):
+                reply = f"{inbox}.{i}"
+                future: asyncio.Future[dict[str, Any]] = loop.create_future()
+                pending[reply] = future
+                await nc.publish(
+                    subject_for(prefix, event.aggregate_type, event.event_type, event.aggregate_id),
+                    encode_event(event),
+                    reply=reply,
+                    headers=self._headers(event, previous),
+                )
+                previous = event.event_id
+                in_flight.append((event, future))
+                if len(in_flight) >= self.window:
+                    stored += await self._settle(in_flight[: self.window // 2 or 1])
+                    del in_flight[: self.window // 2 or 1]
+            stored += await self._settle(in_flight)
+            in_flight.clear()
+        finally:
+            for _, future in in_flight:  # never leave a future unresolved
+                if not future.done():
+                    future.cancel()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        return stored
+
+    def _headers(self, event: Event, previous: str | None) -> dict[str, str]:
+        headers = headers_for(event, previous)
+        if previous is None and self._empty_at is not None:
+            headers[EXPECTED_LAST_SEQUENCE] = str(self._empty_at)
+        return headers
+
+    async def _settle(self, in_flight: list[tuple[Event, asyncio.Future[dict[str, Any]]]]) -> int:
+        """Await the acks in order; move the position past each one stored; raise the first
+        failure (after waiting for the rest, so none is left unresolved)."""
+        stored = 0
+        failure: PublishRejected | None = None
+        deadline = time.monotonic() + self.ack_timeout
+        for event, future in in_flight:
+            try:
+                ack = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                failure = failure or PublishRejected(event, 0, "no acknowledgement in time")
+                continue
+            error = ack.get("error")
+            if error or failure is not None:
+                if error and failure is None:
+                    failure = PublishRejected(
+                        event, int(error.get("err_code", 0)), str(error.get("description"))
+                    )
+                continue
+            self._position, self._last_id = event.position, event.event_id
+            if not ack.get("duplicate"):
+                stored += 1
+        self._published += stored
+        if in_flight and self._position is not None:
+            await asyncio.to_thread(
+                self.store.save_checkpoint, self.checkpoint_name, self._position
+            )
+        if failure is not None:
+            raise failure
+        return stored
+
+    # -- running ------------------------------------------------------------------------
+    def stop(self) -> None:
+        """End ``run()``, started or not; a stopped relay stays stopped (Stop wins)."""
+        self._stopped.set()
+        if self._signal is not None:
+            self._signal.wake()
+
+    async def run(self) -> None:
+        """Publish until ``stop()``: wake on the store's commits, poll for other processes'
+        commits, and back off ``retry_interval`` seconds after a failure (a server restart,
+        a leader election, another relay ahead of this one)."""
+        signal = self._signal = CommitSignal(self.store)
+        self._running = True
+        try:
+            while not self._stopped.is_set():
+                signal.arm()
+                try:
+                    await self.publish_pending()
+                except Exception as exc:
+                    code = getattr(exc, "err_code", None)
+                    level = logging.INFO if code in OVERTAKEN else logging.WARNING
+                    log.log(level, "relay: %s; resuming in %.2fs", exc, self.retry_interval)
+                    await asyncio.sleep(self.retry_interval)
+                    continue
+                if self._stopped.is_set():
+                    break
+                await signal.wait_async(self.poll_interval)
+        finally:
+            self._running = False
+            signal.close()

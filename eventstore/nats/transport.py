@@ -1,0 +1,182 @@
+"""A core ``Transport`` over NATS request-reply: the generated SDK, unchanged, in production.
+
+``NatsTransport(servers)`` sends a request's proto bytes to its subject with
+the ``Es-*`` headers, the request's type (``Es-Message-Type``) and a W3C
+``traceparent``, and reads back the ``eventsourcing.Response`` a
+``NatsServiceHost`` replies. What the wire itself does wrong becomes an
+``AppError`` of ``ERROR_CODES``, like any reply: nobody serves the subject ->
+``UNAVAILABLE``; no reply in time -> ``TIMEOUT`` with ``details["command_id"]``
+(retry with it: the command is applied once); a request over the server's
+``max_payload`` -> ``REQUEST_TOO_LARGE`` (nothing was sent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.protobuf.message import DecodeError, Message
+from nats.aio.client import Client
+from nats.errors import (
+    ConnectionClosedError,
+    ConnectionDrainingError,
+    ConnectionReconnectingError,
+    MaxPayloadError,
+    NoRespondersError,
+    NoServersError,
+)
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from ..core.errors import AppError
+from ..core.headers import COMMAND_ID_HEADER, MESSAGE_TYPE_HEADER, TRACEPARENT_HEADER
+from ..core.ids import new_command_id
+from ..core.responses import (
+    INTERNAL,
+    INVALID_RESPONSE_TYPE,
+    REQUEST_TOO_LARGE,
+    Response,
+    transport_timeout,
+    transport_unavailable,
+)
+from ..proto.eventsourcing import response_pb2
+from .connection import NatsOptions
+from .service import ERROR_HEADER, connect_bounded
+
+#: Seconds a request waits for its reply before ``TIMEOUT``.
+DEFAULT_TIMEOUT = 5.0
+
+
+def new_traceparent() -> str:
+    """A fresh W3C trace context (sampled), for a request that arrives without one."""
+    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+
+
+class NatsTransport:
+    """Sends requests to whatever serves their subject over NATS (a ``Transport``).
+
+    Connects on ``async with``, ``await connect()`` or the first request.
+    ``timeout`` bounds each request; the keyword options (``user``/``password``,
+    ``token``, ``nkeys_seed``, ``user_credentials``, ``tls_ca``,
+    ``tls_cert``/``tls_key``) are ``NatsOptions``'.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        **connect: Any,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        self.options = NatsOptions.of(servers, **connect)
+        self.timeout = timeout
+        self._nc: Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> NatsTransport:
+        async with self._lock:
+            if self._nc is None or self._nc.is_closed:
+                self._nc = await connect_bounded(self.options)
+        return self
+
+    async def close(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+
+    async def __aenter__(self) -> NatsTransport:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def connection(self) -> Client | None:
+        return self._nc
+
+    async def request(
+        self, subject: str, message: Message, headers: Mapping[str, str] | None = None
+    ) -> Response:
+        sent = dict(headers or {})
+        command_id = sent.get(COMMAND_ID_HEADER) or new_command_id()
+        sent[COMMAND_ID_HEADER] = command_id
+        sent[MESSAGE_TYPE_HEADER] = message.DESCRIPTOR.full_name
+        if not sent.get(TRACEPARENT_HEADER):
+            sent[TRACEPARENT_HEADER] = new_traceparent()
+        data = message.SerializeToString()
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            try:
+                await self.connect()
+            except (NoServersError, OSError) as exc:
+                cause = f"cannot connect to NATS at {', '.join(self.options.servers)} ({exc})"
+                return Response.failure(transport_unavailable(subject, command_id, cause))
+            nc = self._nc
+            assert nc is not None
+        limit = nc.max_payload
+        if len(data) > limit:
+            return Response.failure(_request_too_large(subject, command_id, len(data), limit))
+        try:
+            reply = await nc.request(subject, data, timeout=self.timeout, headers=sent)
+        except NoRespondersError:
+            return Response.failure(
+                transport_unavailable(subject, command_id, "no service serves that subject")
+            )
+        except (TimeoutError, NatsTimeoutError):
+            return Response.failure(transport_timeout(subject, command_id, self.timeout))
+        except MaxPayloadError:
+            return Response.failure(_request_too_large(subject, command_id, len(data), limit))
+        except (
+            ConnectionClosedError,
+            ConnectionDrainingError,
+            ConnectionReconnectingError,
+        ) as exc:
+            cause = f"the NATS connection is down ({type(exc).__name__})"
+            return Response.failure(transport_unavailable(subject, command_id, cause))
+        return _response_of(subject, reply.data, reply.headers or {})
+
+
+def _response_of(subject: str, data: bytes, headers: Mapping[str, str]) -> Response:
+    try:
+        proto = response_pb2.Response.FromString(data)
+    except DecodeError:
+        proto = None
+    if proto is None or (not data and ERROR_HEADER in headers):
+        service_error = headers.get(ERROR_HEADER)
+        if service_error:
+            # A responder that is not an eventstore host (or a micro service's own error).
+            return Response.failure(
+                AppError(
+                    INTERNAL,
+                    f"the service on {subject} failed: {service_error}",
+                    "See the service's log.",
+                    {"subject": subject},
+                )
+            )
+        return Response.failure(
+            AppError(
+                INVALID_RESPONSE_TYPE,
+                f"the reply from {subject} is not an eventsourcing.Response",
+                "Serve the subject with a NatsServiceHost (or reply with the "
+                "eventsourcing.Response proto).",
+                {"subject": subject},
+            )
+        )
+    return Response.from_proto(proto)
+
+
+def _request_too_large(subject: str, command_id: str, size: int, limit: int) -> AppError:
+    return AppError(
+        REQUEST_TOO_LARGE,
+        f"the request to {subject} is {size} bytes, over the NATS server's max_payload of "
+        f"{limit}; nothing was sent",
+        "Send less in one request (keep large blobs outside the event store), or raise "
+        "max_payload in the NATS server's configuration.",
+        {"subject": subject, "command_id": command_id, "size": str(size), "limit": str(limit)},
+    )
+
+
+__all__ = ["DEFAULT_TIMEOUT", "NatsTransport", "new_traceparent"]

@@ -1,0 +1,77 @@
+"""``eventstore serve``: its arguments and module loading (serving: test_service_processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "examples" / "bankaccount" / "generated"))
+
+from account_es import SDK, DepositCommand, OpenAccountCommand  # noqa: E402
+
+from eventstore.cli import main  # noqa: E402
+from eventstore.nats import NatsTransport  # noqa: E402
+from eventstore.serve import ServeOptions, load_factory, serve  # noqa: E402
+from eventstore.sqlite import SQLiteEventStore, SQLiteReadModel  # noqa: E402
+
+
+def test_serve_needs_one_nats_source(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "tests.nats.service_app", "--store", "sqlite://"]) == 2
+    assert "--nats URL" in capsys.readouterr().err
+    both = ["--nats", "nats://127.0.0.1:1", "--embedded"]
+    assert main(["serve", "tests.nats.service_app", "--store", "sqlite://", *both]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_load_factory_names_what_is_missing() -> None:
+    _, factory = load_factory("tests.nats.service_app")
+    assert factory.__name__ == "services"
+    with pytest.raises(SystemExit, match="cannot import module 'no_such_module_here'"):
+        load_factory("no_such_module_here")
+    with pytest.raises(SystemExit, match="has no function 'nothing'"):
+        load_factory("tests.nats.service_app:nothing")
+
+
+def test_serve_runs_in_process_until_cancelled(tmp_path: Path) -> None:
+    """The same run as under the command, in this process: host, relay, projections, stop."""
+    db, model = tmp_path / "bank.db", tmp_path / "model.db"
+    os.environ["ES_TEST_READ_MODEL"] = str(model)
+
+    async def go() -> tuple[int, int]:
+        urls: list[str] = []
+        ready = asyncio.Event()
+
+        def on_ready(url: str) -> None:
+            urls.append(url)
+            ready.set()
+
+        options = ServeOptions("tests.nats.service_app", f"sqlite:///{db}", embedded=True)
+        task = asyncio.ensure_future(serve(options, on_ready))
+        await asyncio.wait_for(ready.wait(), 30)
+        async with NatsTransport(urls[0]) as transport:
+            sdk = SDK(transport)
+            await sdk.account.open_account(OpenAccountCommand(account_id="s", owner="S"))
+            await sdk.account.deposit(DepositCommand(account_id="s", amount=3))
+        checkpoint = 0
+        for _ in range(300):
+            with SQLiteReadModel(model) as read_model:
+                checkpoint = read_model.load_checkpoint("deposits")
+            if checkpoint == 2:
+                break
+            await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with SQLiteEventStore(db) as store:
+            return store.head_position(), checkpoint
+
+    try:
+        head, checkpoint = asyncio.run(go())
+    finally:
+        del os.environ["ES_TEST_READ_MODEL"]
+    assert (head, checkpoint) == (2, 2)
