@@ -226,17 +226,20 @@ def default_middlewares(
     network: bool = True,
     rules: Mapping[str, Iterable[str]] | None = None,
     logger: logging.Logger | None = None,
+    anonymous: bool = False,
 ) -> list[Middleware]:
     """The chain a host gets when given none.
 
     ``network=True`` (NATS and HTTP hosts): logging, recovery, authentication
     required, authorization by ``rules`` when given (a subject with no rule is
     then denied), validation. ``network=False`` (in process, notebooks, tests,
-    which have no principal): logging, recovery, validation.
+    which have no principal): logging, recovery, validation. ``anonymous=True``
+    (a host built with ``allow_anonymous=True``) leaves authentication out.
     """
     chain: list[Middleware] = [logging_middleware(logger), recovery_middleware()]
     if network:
-        chain.append(require_principal())
+        if not anonymous:
+            chain.append(require_principal())
         if rules is not None:
             chain.append(authorization_middleware(rules, deny_unlisted=True))
     chain.append(validation_middleware())

@@ -98,7 +98,11 @@ class ConnectApp:
                 "ConnectApp needs authenticate= (e.g. jwt_authenticator(...)) or "
                 "allow_anonymous=True to serve callers without credentials"
             )
-        chain = default_middlewares(network=True) if middlewares is None else middlewares
+        chain = (
+            default_middlewares(network=True, anonymous=allow_anonymous)
+            if middlewares is None
+            else middlewares
+        )
         self.router = Router(chain, handler_threads=handler_threads, network=True)
         for binding in bindings:
             self.router.register(binding)
