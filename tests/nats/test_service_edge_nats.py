@@ -173,3 +173,55 @@ def test_the_trace_context_crosses_nats(host: Host) -> None:
     server = next(s for s in spans.get_finished_spans() if s.name == "edge.v1.Accounts/Open")
     assert server.context.trace_id == client.get_span_context().trace_id
     assert server.parent.span_id == client.get_span_context().span_id
+
+
+def test_the_relay_reports_publish_spans_and_its_lag(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from eventstore.core import instrumentation
+    from eventstore.nats import NatsEventBus, Relay
+    from eventstore.otel import OtelHook, otel_middleware
+    from tests.support.bank import account_repository
+
+    spans = InMemorySpanExporter()
+    tracer = TracerProvider()
+    tracer.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    otel_middleware(tracer, MeterProvider(metric_readers=[reader]))
+
+    async def scenario(store: SQLiteEventStore) -> int:
+        async with NatsEventBus(
+            nats_server.url, stream="T_EDGE_OTEL", subject_prefix="tedge", store=store
+        ) as bus:
+            return await Relay(store, bus).publish_pending()
+
+    try:
+        with SQLiteEventStore(tmp_path / "r.db") as store:
+            repo = account_repository(store)
+            account = repo.factory("acc-1")
+            account.open("Ann")
+            account.deposit(2)
+            repo.save(account)
+            assert asyncio.run(scenario(store)) == 2
+    finally:
+        for hook in instrumentation.installed():
+            if isinstance(hook, OtelHook):
+                instrumentation.uninstall(hook)
+    (publish,) = [s for s in spans.get_finished_spans() if s.name == "eventstore.publish"]
+    assert publish.attributes["eventstore.event_count"] == 2
+    data = reader.get_metrics_data()
+    lag = [
+        point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "eventstore.relay.lag"
+        for point in metric.data.data_points
+    ]
+    assert lag == [0]
