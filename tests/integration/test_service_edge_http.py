@@ -386,3 +386,26 @@ def test_an_anonymous_host_serves_callers_without_credentials_but_in_no_tenant(
         wrong = edge.post(OPEN, open_body("acc-2"), bearer=None, headers={"X-Api-Key": "nope"})
         assert error_of(wrong)[1] == "UNAUTHENTICATED"
         app.router.close()
+
+
+def test_tenant_stores_open_a_postgresql_schema_per_tenant_from_a_url_template() -> None:
+    from eventstore.tenancy import TenantStores, with_tenant
+    from tests.support.bank import account_repository
+    from tests.support.postgres import fresh_schema, server_dsn
+
+    dsn = server_dsn()
+    if not dsn.startswith("postgres"):
+        pytest.fail(f"the test server's DSN is not a URL: {dsn!r}")
+    prefix = fresh_schema()
+    template = f"{dsn}{'&' if '?' in dsn else '?'}schema={prefix}_{{tenant}}"
+    with TenantStores(template) as stores:
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                repo = account_repository(stores.for_tenant())
+                account = repo.factory("acc-1")
+                account.open(tenant)
+                repo.save(account)
+        acme, beta = stores.for_tenant("acme"), stores.for_tenant("beta")
+        assert [e.aggregate_id for e in acme.read_all(0)] == ["acc-1"]
+        assert acme.head_position() == beta.head_position() == 1  # a position space each
+        assert account_repository(beta).load("acc-1").state.owner == "beta"
