@@ -225,3 +225,36 @@ def test_the_relay_reports_publish_spans_and_its_lag(
         for point in metric.data.data_points
     ]
     assert lag == [0]
+
+
+def test_a_store_per_tenant_is_relayed_to_a_stream_and_subject_prefix_per_tenant(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    from eventstore.nats import NatsEventBus, Relay
+    from eventstore.tenancy import TenantStores
+    from tests.support.bank import account_repository
+
+    async def relay_all(stores: TenantStores) -> dict[str, list[str]]:
+        seen: dict[str, list[str]] = {}
+        for tenant in ("acme", "beta"):
+            store = stores.for_tenant(tenant)
+            async with NatsEventBus(
+                nats_server.url,
+                stream=f"T_EDGE_{tenant.upper()}",
+                subject_prefix=f"tedge.{tenant}",
+                store=store,
+            ) as bus:
+                await Relay(store, bus).publish_pending()
+                events = await asyncio.to_thread(bus.read_all, 0)
+                seen[tenant] = [f"{e.position}:{e.aggregate_id}" for e in events]
+        return seen
+
+    with TenantStores(tmp_path / "tenants") as stores:
+        for tenant, count in (("acme", 2), ("beta", 1)):
+            repo = account_repository(stores.for_tenant(tenant))
+            for i in range(count):
+                account = repo.factory(f"{tenant}-{i}")
+                account.open(tenant)
+                repo.save(account)
+        seen = asyncio.run(relay_all(stores))
+    assert seen == {"acme": ["1:acme-0", "2:acme-1"], "beta": ["1:beta-0"]}
