@@ -197,7 +197,7 @@ def test_the_relay_reports_publish_spans_and_its_lag(
 
     async def scenario(store: SQLiteEventStore) -> int:
         async with NatsEventBus(
-            nats_server.url, stream="T_EDGE_OTEL", subject_prefix="tedge", store=store
+            nats_server.url, stream="T_EDGE_OTEL", subject_prefix="tedgeotel", store=store
         ) as bus:
             return await Relay(store, bus).publish_pending()
 
@@ -240,8 +240,8 @@ def test_a_store_per_tenant_is_relayed_to_a_stream_and_subject_prefix_per_tenant
             store = stores.for_tenant(tenant)
             async with NatsEventBus(
                 nats_server.url,
-                stream=f"T_EDGE_{tenant.upper()}",
-                subject_prefix=f"tedge.{tenant}",
+                stream=f"T_EDGETEN_{tenant.upper()}",
+                subject_prefix=f"tedgeten.{tenant}",
                 store=store,
             ) as bus:
                 await Relay(store, bus).publish_pending()
