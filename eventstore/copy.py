@@ -48,7 +48,7 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "unique_constraints": (("index_name", "value", "aggregate_id"), ("index_name", "value")),
     "processed_commands": (
-        ("command_id", "aggregate_id", "event_ids", "processed_at", "expires_at"),
+        ("command_id", "aggregate_id", "event_ids", "processed_at", "expires_at", "unit"),
         ("command_id",),
     ),
     "snapshots": (

@@ -50,6 +50,7 @@ from .ports import (
     append_async_default,
     read_page,
 )
+from .process_managers import Process, ProcessManager, process_command_id
 from .projections import (
     BatchOutcome,
     CheckpointedReadModel,
@@ -81,6 +82,7 @@ from .transport import (
     Transport,
     metadata_headers,
 )
+from .units import StreamAppend, UnitOfWork, UnitResult, append_many_async_default
 from .upcasting import EventUpcaster, Upcasters
 
 __all__ = [
@@ -128,6 +130,13 @@ __all__ = [
     "AppError",
     "AppendResult",
     "AsyncAppendMixin",
+    "Process",
+    "ProcessManager",
+    "process_command_id",
+    "StreamAppend",
+    "UnitOfWork",
+    "UnitResult",
+    "append_many_async_default",
     "append_async_default",
     "CheckpointStore",
     "Page",

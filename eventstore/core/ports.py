@@ -37,6 +37,8 @@ class ProcessedCommand:
     event_ids: tuple[str, ...]
     processed_at: datetime
     expires_at: datetime
+    #: For a unit (``append_many``): every (aggregate id, event ids) it stored; else empty.
+    unit: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 CommitListener = Callable[[int], None]

@@ -42,6 +42,7 @@ from .ports import (
 )
 from .snapshots import Snapshot, SnapshotStrategy, SnapshotUpcaster
 from .tenancy import current_tenant, scoped_key, split_stored_id, stored_id
+from .units import UnitOfWork, UnitResult
 from .upcasting import Upcasters
 
 log = logging.getLogger("eventstore.repository")
@@ -302,9 +303,32 @@ class Repository(Generic[A]):
         return snapshot
 
     # -- writing ---------------------------------------------------------------
-    def save(self, aggregate: A, metadata: EventMetadata | None = None) -> CommandResult:
+    def save(
+        self,
+        aggregate: A,
+        metadata: EventMetadata | None = None,
+        *,
+        unit: UnitOfWork | None = None,
+    ) -> CommandResult:
+        """Save ``aggregate``'s pending events; with ``unit=``, join that ``UnitOfWork``
+        instead: nothing is written until the unit commits (then with the unit's command
+        id), and the result returned here is empty."""
         check_metadata("Repository.save", metadata)
+        if unit is not None:
+            unit.save(aggregate, self, metadata)
+            return CommandResult(unit.command_id or "", ())
         return self._save(aggregate, None, metadata)
+
+    def unit_committed(self, aggregate: A, result: UnitResult) -> None:
+        """Called by a ``UnitOfWork`` after it committed: as a save of ``aggregate`` ends."""
+        if result.already_processed:
+            self.evict(aggregate.id)
+            self._reload_in_place(aggregate)
+            return
+        own = result[self._stored_id_of(aggregate)]
+        self._committed(aggregate, own)
+        if own.events:
+            self._maybe_snapshot(aggregate)
 
     def save_with_command(
         self, aggregate: A, command_id: str, metadata: EventMetadata | None = None

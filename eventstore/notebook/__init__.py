@@ -23,9 +23,16 @@ __all__ = [
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register the magics and make the session (``%load_ext eventstore.notebook``)."""
-    from .magics import EventStoreMagics
+    """Register the magics and make the session (``%load_ext eventstore.notebook``).
 
+    It also makes altair charts live widgets that draw offline (vega-embed from
+    vl-convert, no CDN), each with a static PNG beside it for readers without a
+    kernel (see ``widgets.chart_view``).
+    """
+    from .magics import EventStoreMagics
+    from .widgets.chart_view import use_interactive_renderer
+
+    use_interactive_renderer()
     ipython.register_magics(EventStoreMagics)
     session = session_for(ipython)
     ipython.push({"es_session": session}, interactive=False)

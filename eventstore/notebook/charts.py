@@ -9,6 +9,12 @@ output is the same on every run.
 altair refuses to embed more than 5,000 rows (``MaxRowsError``); every chart
 here counts events per time or version bucket before it would cross that.
 Times are drawn on a UTC scale, as they are stored.
+
+The charts are interactive where a kernel draws them (see
+:mod:`eventstore.notebook.widgets.chart_view`): tooltips show each event's
+type, version, time and payload, the timelines zoom and pan along x, and
+clicks select (the ``event`` selection on the timelines, ``projection`` on
+the lag chart) so a widget can follow what the reader points at.
 """
 
 from __future__ import annotations
@@ -62,7 +68,42 @@ class LagSample:
             object.__setattr__(self, "lag", max(self.head - self.checkpoint, 0))
 
 
+EVENT_SELECTION = "event"
+"""The name of the click selection on the timelines (fields: aggregate_id, version)."""
+PROJECTION_SELECTION = "projection"
+"""The name of the click selection on the lag chart (field: projection)."""
+ZOOM = "zoom"
+"""The name of the x-axis zoom (an interval bound to the scales: wheel and drag)."""
+
+
 # -- helpers ---------------------------------------------------------------------------
+def _payload_text(payload: Any, limit: int = 120) -> str:
+    """A payload as one line for a tooltip: ``field=value, ...`` (hex when not decoded)."""
+    if isinstance(payload, dict):
+        text = ", ".join(f"{k}={v!r}" for k, v in payload.items())
+    else:
+        text = str(payload)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _with_tooltip_columns(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with ``time`` (text, UTC, to the ms) and ``payload_text`` for tooltips."""
+    extra: dict[str, Any] = {}
+    if "timestamp" in data.columns:
+        extra["time"] = data["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S.%f").str[:-3] + " UTC"
+    if "payload" in data.columns:
+        extra["payload_text"] = data["payload"].map(_payload_text).astype("str")
+    return data.assign(**extra)
+
+
+def _event_selection(*fields: str) -> Any:
+    return alt.selection_point(name=EVENT_SELECTION, fields=list(fields), on="click", empty=False)
+
+
+def _zoom() -> Any:
+    return alt.selection_interval(name=ZOOM, bind="scales", encodings=["x"])
+
+
 def _short_type(event_type: str) -> str:
     return event_type.rsplit(".", 1)[-1]
 
@@ -203,11 +244,23 @@ def event_timeline(
     if len(data) <= max_rows:
         columns = [
             c
-            for c in ("timestamp", "aggregate_id", "event", "event_type", "version", "position")
+            for c in (
+                "timestamp",
+                "aggregate_id",
+                "event",
+                "event_type",
+                "version",
+                "position",
+                "payload",
+            )
             if c in data.columns
         ]
-        points, x = _time_x(data[columns], "timestamp")
+        points, x = _time_x(_with_tooltip_columns(data[columns]), "timestamp")
+        points = points.drop(columns=["payload"], errors="ignore")
         points = points.assign(offset=_stack_offsets(points))
+        selected = _event_selection(
+            *(f for f in ("aggregate_id", "version") if f in points.columns)
+        )
         return (
             alt.Chart(points, title=title, width=WIDTH, height=height)
             .mark_circle(size=70, opacity=0.85)
@@ -216,12 +269,15 @@ def event_timeline(
                 y=y,
                 yOffset=alt.YOffset("offset:Q", scale=None),
                 color=color,
+                stroke=alt.condition(selected, alt.value("black"), alt.value(None)),
                 tooltip=[
                     c
-                    for c in ("event_type", "aggregate_id", "version", "position", "timestamp")
-                    if c in columns
-                ],
+                    for c in ("event_type", "aggregate_id", "version", "position", "time")
+                    if c in points.columns
+                ]
+                + (["payload_text"] if "payload_text" in points.columns else []),
             )
+            .add_params(selected, _zoom())
         )
     span = _span(data["timestamp"])
     _, bucket_micros, label = choose_bucket(span)
@@ -358,6 +414,10 @@ def projection_lag(samples: Sequence[LagSample] | pd.DataFrame) -> alt.Chart:
         )
         subtitle = f"highest lag per {label}"
     data, x = _time_x(data[["projection", "at", "lag"]], "at")
+    # Click a line, a point or the legend: a widget shows that projection's status.
+    selected = alt.selection_point(
+        name=PROJECTION_SELECTION, fields=["projection"], on="click", bind="legend"
+    )
     return (
         alt.Chart(
             data,
@@ -370,8 +430,61 @@ def projection_lag(samples: Sequence[LagSample] | pd.DataFrame) -> alt.Chart:
             x=x,
             y=alt.Y("lag:Q", title="events behind"),
             color=alt.Color("projection:N", title="projection"),
+            opacity=alt.condition(selected, alt.value(1.0), alt.value(0.35)),
             tooltip=["projection", "at", "lag"],
         )
+        .add_params(selected)
+    )
+
+
+# -- one aggregate's events by version ------------------------------------------------------
+def version_timeline(stream: pd.DataFrame) -> alt.Chart:
+    """One aggregate's events as dots by version (across) and event type (down).
+
+    Tooltips give each event's type, version, time and payload; a click selects
+    an event (the ``event`` selection, by version), which
+    :meth:`TimeTravel.timeline <eventstore.notebook.widgets.TimeTravel.timeline>`
+    follows; the wheel zooms and a drag pans along the versions.
+    """
+    _require_columns(stream, ("version", "event_type", "timestamp"), "version_timeline")
+    columns = [
+        c
+        for c in ("aggregate_id", "version", "event_type", "timestamp", "payload")
+        if c in stream.columns
+    ]
+    data = _with_tooltip_columns(stream[columns]).drop(
+        columns=["timestamp", "payload"], errors="ignore"
+    )
+    data = data.assign(event=data["event_type"].map(_short_type))
+    name = str(data["aggregate_id"].iloc[0]) if "aggregate_id" in data and len(data) else ""
+    selected = _event_selection("version")
+    last = int(data["version"].max()) if len(data) else 1
+    types = list(dict.fromkeys(data["event"]))
+    return (
+        alt.Chart(
+            data,
+            title=alt.Title(
+                f"Stream {name!r}: {len(data):,} events",
+                subtitle="click an event to travel to its version; wheel to zoom",
+            ),
+            width=WIDTH,
+            height=max(60, 26 * len(types)),
+        )
+        .mark_point(size=90, filled=True, opacity=0.9)
+        .encode(
+            x=alt.X(
+                "version:Q",
+                title="version",
+                scale=alt.Scale(domain=[0.5, last + 0.5], nice=False, zero=False),
+                axis=alt.Axis(format="d", tickMinStep=1, labelAngle=0),
+            ),
+            y=alt.Y("event:N", title="event type", sort=types),
+            color=alt.Color("event:N", title="event type", legend=None),
+            size=alt.condition(selected, alt.value(260), alt.value(90)),
+            stroke=alt.condition(selected, alt.value("black"), alt.value(None)),
+            tooltip=["event_type", "version", "time", "payload_text"],
+        )
+        .add_params(selected, _zoom())
     )
 
 

@@ -76,6 +76,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (projection, position)
     )
     """,
+    # 2: a unit's command record lists every (aggregate, event ids) (as SQLite's 4)
+    """
+    ALTER TABLE {s}.processed_commands ADD COLUMN unit TEXT
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

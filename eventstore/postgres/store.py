@@ -58,6 +58,13 @@ from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
 from ..core.ids import deterministic_event_id
 from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, Page, ProcessedCommand
 from ..core.snapshots import Snapshot, SnapshotStats
+from ..core.units import (
+    StreamAppend,
+    UnitResult,
+    check_unit,
+    unit_event_ids,
+    unit_json,
+)
 from ..core.upcasting import Upcasters
 from .schema import lock_key, migrate
 
@@ -74,16 +81,24 @@ _INSERT_COMMAND = (
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (%s, %s, %s, %s, %s) "
     "ON CONFLICT (command_id) DO UPDATE SET aggregate_id = excluded.aggregate_id, "
     "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
-    "expires_at = excluded.expires_at"
+    "expires_at = excluded.expires_at, unit = NULL"
+)
+_INSERT_UNIT_COMMAND = (
+    "INSERT INTO processed_commands "
+    "(command_id, aggregate_id, event_ids, processed_at, expires_at, unit) "
+    "VALUES (%s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (command_id) DO UPDATE SET aggregate_id = excluded.aggregate_id, "
+    "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
+    "expires_at = excluded.expires_at, unit = excluded.unit"
 )
 _COMMAND_RECORD = (
-    "SELECT event_ids, processed_at, expires_at, aggregate_id FROM processed_commands "
+    "SELECT event_ids, processed_at, expires_at, aggregate_id, unit FROM processed_commands "
     "WHERE command_id = %s"
 )
 _STREAM_VERSION = "SELECT MAX(version) FROM events WHERE aggregate_id = %s"
 _COMMAND_AND_VERSION = (
     "SELECT (SELECT MAX(version) FROM events WHERE aggregate_id = %s), "
-    "c.event_ids, c.processed_at, c.expires_at, c.aggregate_id "
+    "c.event_ids, c.processed_at, c.expires_at, c.aggregate_id, c.unit "
     "FROM (SELECT 1) AS one LEFT JOIN processed_commands AS c ON c.command_id = %s"
 )
 _CONSTRAINT_OWNER = (
@@ -161,7 +176,8 @@ class _Append:
 
     args: tuple[Any, ...]
     done: Callable[[_Append], None]
-    result: tuple[AppendResult, int] | None = None
+    result: tuple[Any, int] | None = None
+    unit: bool = False  # args are (items, command_id, command_ttl) of an append_many
     error: BaseException | None = None
     signal: threading.Event = field(default_factory=threading.Event)
 
@@ -381,10 +397,10 @@ class PostgresEventStore:
                 for item in batch if not grouped else ():
                     try:
                         if len(batch) == 1:
-                            item.result = self._append_on(conn, *item.args)
+                            item.result = self._run_item(conn, item)
                         else:
                             with conn.transaction():  # a savepoint: one failure undoes one
-                                item.result = self._append_on(conn, *item.args)
+                                item.result = self._run_item(conn, item)
                     except Exception as exc:
                         item.error = exc
                         if len(batch) == 1:
@@ -423,6 +439,8 @@ class PostgresEventStore:
         The checks are append's, made on the group's rows read in one query: the stored
         versions (updated as the group's own appends go in) and the command records.
         """
+        if any(i.unit for i in batch):
+            return False  # a unit goes one by one, in its savepoint
         items = [i.args for i in batch]
         commands = [a[5] for a in items if a[5]]
         if (
@@ -507,6 +525,11 @@ class PostgresEventStore:
             )
             item.result = AppendResult(stored, False, stamp), stored[-1].position
         return True
+
+    def _run_item(self, conn: psycopg.Connection[Any], item: _Append) -> tuple[Any, int]:
+        if item.unit:
+            return self._append_many_on(conn, *item.args)
+        return self._append_on(conn, *item.args)
 
     def _submit(self, item: _Append) -> None:
         self._check_open()
@@ -659,6 +682,187 @@ class PostgresEventStore:
             conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(result[1])))
         return result
 
+    # -- units: several aggregates in one transaction ------------------------------------------
+    def append_many(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """Append to several streams in one transaction, all or nothing (as SQLite's).
+
+        Runs on a pooled connection under the position lock, beside the group
+        commit (which takes the same lock), so positions stay in commit order.
+        """
+        items = check_unit(appends, command_id)
+        for part in items:
+            if part.expected_version + len(part.events) > _MAX_INTEGER:
+                raise IntegerRangeError(self.path, "expected_version", part.expected_version)
+        item = _Append((items, command_id, command_ttl), lambda i: i.signal.set(), unit=True)
+        self._check_open()
+        if self._leader.acquire(blocking=False):
+            try:
+                batch, stop = self._drain([item])
+                if stop:
+                    self._queue.put(None)
+                self._run_group(batch)
+            finally:
+                self._leader.release()
+        else:
+            self._queue.put(item)
+            item.signal.wait()
+        return self._finish_unit(item)
+
+    def _finish_unit(self, item: _Append) -> UnitResult:
+        items, command_id, _ = item.args
+        exc = item.error
+        if exc is None:
+            assert item.result is not None
+            result: UnitResult = item.result[0]
+            return result
+        if command_id and isinstance(
+            exc, (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError)
+        ):
+            with self.reading() as conn:
+                known = self._unit_by_event_ids(conn, items, command_id)
+            if known is not None:
+                return known
+        if isinstance(exc, psycopg.OperationalError):
+            raise StorageError(
+                self.path,
+                f"the unit of {len(items)} appends failed ({exc})",
+                "Check the server; the unit did not commit, so retry it.",
+            ) from exc
+        raise exc
+
+    async def append_many_async(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """``append_many`` without blocking the event loop: it joins the next group commit."""
+        items = check_unit(appends, command_id)
+        for unit_item in items:
+            if unit_item.expected_version + len(unit_item.events) > _MAX_INTEGER:
+                raise IntegerRangeError(self.path, "expected_version", unit_item.expected_version)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def done(_: _Append) -> None:
+            loop.call_soon_threadsafe(_resolve, future)
+
+        item = _Append((items, command_id, command_ttl), done, unit=True)
+        self._submit(item)
+        await future
+        if item.error is None:
+            return self._finish_unit(item)
+        return await asyncio.to_thread(self._finish_unit, item)
+
+    def append_many_on(
+        self,
+        conn: psycopg.Connection[Any],
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> tuple[UnitResult, int]:
+        """``append_many`` on ``conn`` inside the caller's transaction (see ``append_on``)."""
+        items = check_unit(appends, command_id)
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
+        try:
+            with conn.transaction():
+                result = self._append_many_on(conn, items, command_id, command_ttl)
+        except (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError):
+            if command_id:
+                known = self._unit_by_event_ids(conn, items, command_id)
+                if known is not None:
+                    return known, 0
+            raise
+        if result[1]:
+            conn.execute("SELECT pg_notify(%s, %s)", (self.channel, str(result[1])))
+        return result
+
+    def _append_many_on(
+        self,
+        conn: psycopg.Connection[Any],
+        items: Sequence[StreamAppend],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> tuple[UnitResult, int]:
+        now = time.time_ns() // 1000
+        if command_id:
+            row = conn.execute(_COMMAND_RECORD, (command_id,)).fetchone()
+            if row is not None and row[2] > now:
+                parts = tuple(
+                    (
+                        item.aggregate_id,
+                        self._result_of_record(conn, row, command_id, item.aggregate_id, now)
+                        or AppendResult((), True, timestamp_from_micros(row[1])),
+                    )
+                    for item in items
+                )
+                return UnitResult(parts, True, timestamp_from_micros(row[1])), 0
+        results: list[tuple[str, AppendResult]] = []
+        last = 0
+        for item in items:
+            encoded = [
+                (e.metadata.to_json(), encode_constraints(e.constraints)) for e in item.events
+            ]
+            try:
+                with conn.transaction():  # a savepoint, so the error's facts can be read
+                    result, position = self._append_on(
+                        conn,
+                        item.aggregate_id,
+                        item.aggregate_type,
+                        item.expected_version,
+                        list(item.events),
+                        encoded,
+                        None,
+                        command_ttl,
+                    )
+            except pgerrors.IntegrityError as exc:
+                raise self._integrity_error(
+                    exc, item.aggregate_id, item.expected_version, item.events
+                ) from exc
+            results.append((item.aggregate_id, result))
+            last = max(last, position)
+        if command_id:
+            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            recorded = [(a, [e.event_id for e in r.events]) for a, r in results]
+            conn.execute(
+                _INSERT_UNIT_COMMAND,
+                (
+                    command_id,
+                    recorded[0][0],
+                    json.dumps(recorded[0][1]),
+                    now,
+                    expires,
+                    unit_json(recorded),
+                ),
+            )
+        return UnitResult(tuple(results), False, timestamp_from_micros(now)), last
+
+    def _unit_by_event_ids(
+        self, conn: psycopg.Connection[Any], items: Sequence[StreamAppend], command_id: str
+    ) -> UnitResult | None:
+        """A unit whose record expired, recognised by every aggregate's deterministic ids."""
+        parts: list[tuple[str, AppendResult]] = []
+        for item in items:
+            if not item.events:
+                parts.append((item.aggregate_id, AppendResult((), True)))
+                continue
+            own = self._find_by_event_ids(conn, command_id, item.aggregate_id)
+            if own is None:
+                return None
+            parts.append((item.aggregate_id, own))
+        if all(not r.events for _, r in parts):
+            return None
+        stamp = min(r.processed_at for _, r in parts if r.processed_at is not None)
+        return UnitResult(tuple(parts), True, stamp)
+
     def notify_commit(self, head: int) -> None:
         """Tell this store's commit listeners about a commit made with ``append_on``."""
         if head:
@@ -783,6 +987,12 @@ class PostgresEventStore:
         if row is None or row[2] is None or row[2] <= now:
             return None
         if row[3] != aggregate_id:
+            in_unit = unit_event_ids(row[4], aggregate_id)
+            if in_unit is not None:
+                # One aggregate of a unit: its own part of the unit's record.
+                return AppendResult(
+                    self._events_by_id(conn, in_unit), True, timestamp_from_micros(row[1])
+                )
             own = self._find_by_event_ids(conn, command_id, aggregate_id)
             if own is not None:
                 return own
@@ -841,7 +1051,7 @@ class PostgresEventStore:
     def processed_command(self, command_id: str) -> ProcessedCommand | None:
         with self.reading() as conn:
             row = conn.execute(
-                "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at "
+                "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at, unit "
                 "FROM processed_commands WHERE command_id = %s",
                 (command_id,),
             ).fetchone()
@@ -853,6 +1063,7 @@ class PostgresEventStore:
             tuple(json.loads(row[2])),
             timestamp_from_micros(row[3]),
             timestamp_from_micros(row[4]),
+            tuple((a, tuple(ids)) for a, ids in json.loads(row[5] or "[]")),
         )
 
     def _sweep_after_commit(self) -> None:

@@ -2,11 +2,13 @@
 
 from .checkpoints import read_checkpoint, write_checkpoint
 from .connections import ConnectionSettings, StoreClosedError
+from .process_runner import ProcessRunner
 from .read_model import SQLiteReadModel
 from .store import SQLiteEventStore
 
 __all__ = [
     "ConnectionSettings",
+    "ProcessRunner",
     "SQLiteEventStore",
     "SQLiteReadModel",
     "StoreClosedError",

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from ..core.errors import StoreClosedError
 from ..core.events import NewEvent
 from ..core.ports import AppendResult
+from ..core.units import StreamAppend
 
 if TYPE_CHECKING:
     from .store import SQLiteEventStore
@@ -90,6 +91,28 @@ class Member:
             raise self.error
         assert self.result is not None
         return self.result
+
+
+class UnitMember(Member):
+    """A unit (``append_many``) queued as one member of a group: its streams are written
+    together in the member's savepoint, so a failing unit is undone whole and alone."""
+
+    __slots__ = ("items",)
+
+    def __init__(
+        self, items: Sequence[StreamAppend], command_id: str | None, command_ttl: timedelta
+    ) -> None:
+        first = items[0]
+        super().__init__(
+            first.aggregate_id,
+            first.aggregate_type,
+            first.expected_version,
+            first.events,
+            (),
+            command_id,
+            command_ttl,
+        )
+        self.items = items
 
 
 def _resolve(future: asyncio.Future[AppendResult], member: Member) -> None:
@@ -265,4 +288,4 @@ class GroupCommitter:
             store._sweep_after_commit()
 
 
-__all__ = ["MAX_GROUP", "GroupCommitter", "Member"]
+__all__ = ["MAX_GROUP", "GroupCommitter", "Member", "UnitMember"]

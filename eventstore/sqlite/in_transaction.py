@@ -23,6 +23,7 @@ from datetime import timedelta
 from ..core.errors import EventStoreError
 from ..core.events import Event, NewEvent
 from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult
+from ..core.units import StreamAppend, UnitResult
 from .store import _STREAM_VERSION, EVENT_COLUMNS, SQLiteEventStore
 
 
@@ -84,6 +85,21 @@ class EventStoreInTransaction:
             events,
             command_id=command_id,
             command_ttl=command_ttl,
+        )
+        self.last_position = max(self.last_position, last)
+        return result
+
+    def append_many(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """Several aggregates at once, inside the batch's transaction (a ``UnitOfWork``
+        on ``ctx.store`` commits with the batch and its checkpoint)."""
+        result, last = self._store.append_many_on(
+            self._connection(), appends, command_id=command_id, command_ttl=command_ttl
         )
         self.last_position = max(self.last_position, last)
         return result

@@ -82,6 +82,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE projection_checkpoints
         ADD COLUMN scanned_position INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: a command that saved several aggregates in one unit (append_many) lists every
+    # (aggregate, event ids) here, JSON [[aggregate_id, [event ids]], ...]; NULL for a
+    # command on one aggregate (docs/decisions.md, "A unit's command record lists every
+    # aggregate")
+    """
+    ALTER TABLE processed_commands ADD COLUMN unit TEXT;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

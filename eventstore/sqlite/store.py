@@ -47,10 +47,18 @@ from ..core.ports import (
     ProcessedCommand,
     append_async_default,
 )
+from ..core.units import (
+    StreamAppend,
+    UnitResult,
+    append_many_async_default,
+    check_unit,
+    unit_event_ids,
+    unit_json,
+)
 from ..core.upcasting import Upcasters
 from .checkpoints import SQLiteCheckpoints
 from .connections import DEFAULT_CHECKPOINT_PAGES, ConnectionPool, ConnectionSettings
-from .group_commit import GroupCommitter, Member
+from .group_commit import GroupCommitter, Member, UnitMember
 from .schema import migrate
 from .snapshots import SQLiteSnapshots
 
@@ -68,14 +76,19 @@ _INSERT_COMMAND = (
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) VALUES (?, ?, ?, ?, ?)"
 )
 _COMMAND_RECORD = (
-    "SELECT event_ids, processed_at, expires_at, aggregate_id FROM processed_commands "
+    "SELECT event_ids, processed_at, expires_at, aggregate_id, unit FROM processed_commands "
     "WHERE command_id = ?"
+)
+_INSERT_UNIT_COMMAND = (
+    "INSERT OR REPLACE INTO processed_commands "
+    "(command_id, aggregate_id, event_ids, processed_at, expires_at, unit) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _STREAM_VERSION = "SELECT MAX(version) FROM events WHERE aggregate_id = ?"
 # Both of the above in one round trip: one row, the record's columns NULL when absent.
 _COMMAND_AND_VERSION = (
     "SELECT (SELECT MAX(version) FROM events WHERE aggregate_id = ?), "
-    "c.event_ids, c.processed_at, c.expires_at, c.aggregate_id "
+    "c.event_ids, c.processed_at, c.expires_at, c.aggregate_id, c.unit "
     "FROM (SELECT 1) LEFT JOIN processed_commands AS c ON c.command_id = ?"
 )
 _CONSTRAINT_OWNER = "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?"
@@ -394,16 +407,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         on the writer (still under the write lock) as it stands committed.
         """
         try:
-            result, last = self._append_on(
-                conn,
-                member.aggregate_id,
-                member.aggregate_type,
-                member.expected_version,
-                member.events,
-                member.encoded,
-                member.command_id,
-                member.command_ttl,
-            )
+            result, last = self._member_body(conn, member)
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
@@ -428,16 +432,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         """One member inside the group's transaction; a failing one is undone to its savepoint."""
         conn.execute("SAVEPOINT eventstore_member")
         try:
-            result, last = self._append_on(
-                conn,
-                member.aggregate_id,
-                member.aggregate_type,
-                member.expected_version,
-                member.events,
-                member.encoded,
-                member.command_id,
-                member.command_ttl,
-            )
+            result, last = self._member_body(conn, member)
         except Exception as exc:
             try:
                 if not conn.in_transaction:
@@ -458,6 +453,34 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         member.result = result
         return last
 
+    def _member_body(self, conn: sqlite3.Connection, member: Member) -> tuple[Any, int]:
+        """A member's writes: one append, or a unit's streams."""
+        if isinstance(member, UnitMember):
+            return self._append_many_on(conn, member.items, member.command_id, member.command_ttl)
+        return self._append_on(
+            conn,
+            member.aggregate_id,
+            member.aggregate_type,
+            member.expected_version,
+            member.events,
+            member.encoded,
+            member.command_id,
+            member.command_ttl,
+        )
+
+    def _unit_outcome(self, conn: sqlite3.Connection, member: UnitMember, exc: Exception) -> Any:
+        """The answer of a unit whose writes failed: a retry whose record expired, or the
+        error (as ``append_many`` gives it)."""
+        if member.command_id and isinstance(
+            exc, (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError)
+        ):
+            known = self._unit_by_event_ids(conn, member.items, member.command_id)
+            if known is not None:
+                return known
+        if isinstance(exc, (sqlite3.Error, OverflowError)):
+            raise self._db.translate(exc) from exc
+        raise exc
+
     def _member_outcome(
         self, conn: sqlite3.Connection, member: Member, exc: Exception
     ) -> AppendResult:
@@ -466,6 +489,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         Read on the writer inside the group's transaction, so the group's own
         uncommitted rows count (a duplicate of a command earlier in the group).
         """
+        if isinstance(member, UnitMember):
+            return self._unit_outcome(conn, member, exc)  # type: ignore[no-any-return]
         aggregate_id, events = member.aggregate_id, member.events
         if isinstance(exc, (ConcurrencyError, UniqueConstraintError, sqlite3.IntegrityError)):
             if member.command_id and events:
@@ -546,6 +571,173 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             raise
         conn.execute("RELEASE eventstore_append")
         return result
+
+    # -- units: several aggregates in one transaction ------------------------------------------
+    def append_many(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """Append to several streams in one transaction, all or nothing.
+
+        Each ``StreamAppend`` has its own expected version; a conflict or a
+        constraint on any stream writes nothing in any. With ``command_id`` the
+        unit is one command: a retry returns each aggregate's original events
+        (``UnitResult.already_processed``), before any check; the id sent with an
+        aggregate outside the original unit raises ``CommandIdConflictError``.
+        """
+        items = check_unit(appends, command_id)
+        for item in items:
+            if item.expected_version + len(item.events) > _MAX_INTEGER:
+                raise IntegerRangeError(self.path, "expected_version", item.expected_version)
+        if self._group is not None and not self._db.owns_write_lock():
+            # One member of the next group: it shares the group's transaction and fsync.
+            answer: UnitResult = self._group.append(  # type: ignore[assignment]
+                UnitMember(items, command_id, command_ttl)
+            )
+            return answer
+        try:
+            with self._db.transaction() as conn:
+                result, last = self._append_many_on(conn, items, command_id, command_ttl)
+        except (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError):
+            if command_id:  # a retry whose record expired: recognised by its event ids
+                with self._db.reading() as conn:
+                    known = self._unit_by_event_ids(conn, items, command_id)
+                if known is not None:
+                    return known
+            raise
+        if last:
+            self._notify(last)
+        return result
+
+    async def append_many_async(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """``append_many`` for ``async`` callers: with group commit it joins the next group,
+        written on a thread; else ``append_many`` runs on a worker thread."""
+        if self._group is not None:
+            items = check_unit(appends, command_id)
+            for item in items:
+                if item.expected_version + len(item.events) > _MAX_INTEGER:
+                    raise IntegerRangeError(self.path, "expected_version", item.expected_version)
+            answer: UnitResult = await self._group.append_async(  # type: ignore[assignment]
+                UnitMember(items, command_id, command_ttl)
+            )
+            return answer
+        return await append_many_async_default(
+            self, appends, command_id=command_id, command_ttl=command_ttl
+        )
+
+    def append_many_on(
+        self,
+        conn: sqlite3.Connection,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> tuple[UnitResult, int]:
+        """``append_many`` on the writer already inside a transaction (see ``append_on``)."""
+        items = check_unit(appends, command_id)
+        conn.execute("SAVEPOINT eventstore_unit")
+        try:
+            result = self._append_many_on(conn, items, command_id, command_ttl)
+        except BaseException as exc:
+            conn.execute("ROLLBACK TO eventstore_unit")
+            conn.execute("RELEASE eventstore_unit")
+            if command_id and isinstance(
+                exc, (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError)
+            ):
+                known = self._unit_by_event_ids(conn, items, command_id)
+                if known is not None:
+                    return known, 0
+            raise
+        conn.execute("RELEASE eventstore_unit")
+        return result
+
+    def _append_many_on(
+        self,
+        conn: sqlite3.Connection,
+        items: Sequence[StreamAppend],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> tuple[UnitResult, int]:
+        now = time.time_ns() // 1000
+        if command_id:
+            row = conn.execute(_COMMAND_RECORD, (command_id,)).fetchone()
+            if row is not None and row[2] > now:
+                # A known command: every aggregate's part of it, or a conflict for an
+                # aggregate outside it (checked before any version or constraint).
+                parts = tuple(
+                    (
+                        item.aggregate_id,
+                        self._result_of_record(conn, row, command_id, item.aggregate_id, now)
+                        or AppendResult((), True, timestamp_from_micros(row[1])),
+                    )
+                    for item in items
+                )
+                return UnitResult(parts, True, timestamp_from_micros(row[1])), 0
+        results: list[tuple[str, AppendResult]] = []
+        last = 0
+        for item in items:
+            encoded = [
+                (e.metadata.to_json(), encode_constraints(e.constraints)) for e in item.events
+            ]
+            try:
+                result, position = self._append_on(
+                    conn,
+                    item.aggregate_id,
+                    item.aggregate_type,
+                    item.expected_version,
+                    item.events,
+                    encoded,
+                    None,
+                    command_ttl,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise self._integrity_error(
+                    exc, item.aggregate_id, item.expected_version, item.events, conn
+                ) from exc
+            results.append((item.aggregate_id, result))
+            last = max(last, position)
+        if command_id:
+            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            recorded = [(a, [e.event_id for e in r.events]) for a, r in results]
+            conn.execute(
+                _INSERT_UNIT_COMMAND,
+                (
+                    command_id,
+                    recorded[0][0],
+                    json.dumps(recorded[0][1]),
+                    now,
+                    expires,
+                    unit_json(recorded),
+                ),
+            )
+        return UnitResult(tuple(results), False, timestamp_from_micros(now)), last
+
+    def _unit_by_event_ids(
+        self, conn: sqlite3.Connection, items: Sequence[StreamAppend], command_id: str
+    ) -> UnitResult | None:
+        """A unit whose record expired, recognised by every aggregate's deterministic ids."""
+        parts: list[tuple[str, AppendResult]] = []
+        for item in items:
+            if not item.events:
+                parts.append((item.aggregate_id, AppendResult((), True)))
+                continue
+            own = self._find_by_event_ids(conn, command_id, item.aggregate_id)
+            if own is None:
+                return None
+            parts.append((item.aggregate_id, own))
+        if all(not r.events for _, r in parts):
+            return None
+        stamp = min(r.processed_at for _, r in parts if r.processed_at is not None)
+        return UnitResult(tuple(parts), True, stamp)
 
     def notify_commit(self, head: int) -> None:
         """Tell this store's commit listeners about a commit made with ``append_on``."""
@@ -692,6 +884,12 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         if row is None or row[2] is None or row[2] <= now:
             return None
         if row[3] != aggregate_id:
+            in_unit = unit_event_ids(row[4], aggregate_id)
+            if in_unit is not None:
+                # One aggregate of a unit: its own part of the unit's record.
+                return AppendResult(
+                    self._events_by_id(conn, in_unit), True, timestamp_from_micros(row[1])
+                )
             # The id was reused on another aggregate after an earlier run on this one
             # expired: this aggregate's own events, if any, are the answer here.
             own = self._find_by_event_ids(conn, command_id, aggregate_id)
@@ -752,7 +950,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     def processed_command(self, command_id: str) -> ProcessedCommand | None:
         with self._db.reading() as conn:
             row = conn.execute(
-                "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at "
+                "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at, unit "
                 "FROM processed_commands WHERE command_id = ?",
                 (command_id,),
             ).fetchone()
@@ -764,6 +962,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             tuple(json.loads(row[2])),
             timestamp_from_micros(row[3]),
             timestamp_from_micros(row[4]),
+            tuple((a, tuple(ids)) for a, ids in json.loads(row[5] or "[]")),
         )
 
     def _sweep_after_commit(self) -> None:

@@ -268,18 +268,6 @@ def test_command_id_of_another_aggregate_is_refused_through_the_repository(store
     assert store.stream_version("acc-2") == 0
 
 
-def test_command_id_of_another_aggregate_is_refused_through_the_repository(store):
-    repo = account_repository(store)
-    repo.save_with_command(_opened_account("acc-1"), "cmd-1")
-    with pytest.raises(CommandIdConflictError):
-        repo.save_with_command(_opened_account("acc-2"), "cmd-1")
-    calls = []
-    with pytest.raises(CommandIdConflictError):
-        repo.retry_on_conflict("acc-2", calls.append, command_id="cmd-1")
-    assert calls == []
-    assert store.stream_version("acc-2") == 0
-
-
 def test_repeated_command_is_reported_before_the_version_conflict(store):
     repo = account_repository(store)
     account = _opened_account()

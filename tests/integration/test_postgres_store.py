@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import statistics
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +22,7 @@ from eventstore.postgres import (
     PostgresEventStore,
     PostgresReadModel,
 )
+from eventstore.postgres.schema import SCHEMA_VERSION
 from tests.support import postgres
 
 
@@ -193,7 +193,8 @@ def test_two_stores_migrating_a_new_schema_at_once_both_open_it():
         t.join(30)
     assert errors == []
     with psycopg.connect(dsn) as conn:
-        assert conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall() == [(1,)]
+        found = conn.execute(f"SELECT version FROM {schema}.schema_version").fetchall()
+        assert found == [(SCHEMA_VERSION,)]
 
 
 def test_a_schema_written_by_a_newer_version_is_refused(store):

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from eventstore import NewEvent, Snapshot, UniqueConstraint, new_event_id
+from eventstore import NewEvent, Snapshot, StreamAppend, UniqueConstraint, new_event_id
 from eventstore.cli import main as cli
 from eventstore.copy import CopyError, copy_store
 from eventstore.postgres import PostgresEventStore
@@ -23,6 +23,13 @@ def _fill(store, accounts: int = 5, per: int = 7) -> None:
         store.append(
             f"acc-{a}", "Account", 0, events, command_id=f"open-{a}", command_ttl=timedelta(days=1)
         )
+    store.append_many(  # a unit: its record names both aggregates
+        [
+            StreamAppend("pair-a", "Account", 0, [NewEvent(new_event_id(), "Opened", b"")]),
+            StreamAppend("pair-b", "Account", 0, [NewEvent(new_event_id(), "Opened", b"")]),
+        ],
+        command_id="unit-1",
+    )
     store.save_snapshot(Snapshot("acc-1", "Account", 3, "k1", b"state"))
     store.save_checkpoint("balances", 12, scanned_position=20)
     store.save_checkpoint("relay", 30)
@@ -36,6 +43,7 @@ def _state(store) -> tuple:
         ],
         store.constraint_owner("owner", "o3"),
         store.processed_command("open-2"),
+        [e.event_id for e in store.find_command("unit-1", "pair-b").events],
         store.list_snapshots("acc-1"),
         (
             store.load_checkpoint("balances"),

@@ -233,3 +233,48 @@ def test_ctx_store_after_its_batch_ended_refuses_to_append(db_path: Path) -> Non
         assert "ended" in repr(kept[0])
         with pytest.raises(EventStoreError, match="after its batch's transaction ended"):
             kept[0].append("x", "X", 0, [])  # type: ignore[attr-defined]
+
+
+class PairShipping(Shipping):
+    """Appends to two aggregates at once from the handler: a unit inside the batch."""
+
+    def handle(self, event: Event, ctx: ProjectionContext) -> None:
+        from eventstore import StreamAppend
+
+        command = f"pair:{event.event_id}"
+        ctx.store.append_many(
+            [
+                StreamAppend(
+                    f"{side}-{event.aggregate_id}",
+                    "Shipment",
+                    0,
+                    [
+                        NewEvent(
+                            deterministic_event_id(command, f"{side}-{event.aggregate_id}", 0),
+                            SHIP,
+                            b"",
+                        )
+                    ],
+                )
+                for side in ("left", "right")
+            ],
+            command_id=command,
+        )
+        ctx.connection.execute("INSERT INTO handled VALUES (?)", (ctx.position,))
+        if ctx.position == self.fail_at:
+            raise RuntimeError(f"crash after appending at {ctx.position}")
+
+
+def test_a_handler_appends_a_unit_with_the_batch(db_path: Path) -> None:
+    with SQLiteEventStore(db_path) as store, SQLiteReadModel(store) as model:
+        place_orders(store, 3)
+        manager = ProjectionManager(store)
+        manager.register(PairShipping(fail_at=3), read_model=model)
+        manager.catch_up()
+        assert shipments(store) == [
+            "left-order-0",
+            "right-order-0",
+            "left-order-1",
+            "right-order-1",
+        ]
+        assert model.load_checkpoint("shipping") == 2

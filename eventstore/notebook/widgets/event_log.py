@@ -76,6 +76,7 @@ class EventLog(StaticRendering, W.VBox):
         self.total = _count_matching(store, aggregate_id, event_type, len(initial))
         self.position = max(head, initial[-1].position if initial else 0)
         super().__init__([self.summary, self.table, self.error])
+        self.add_class("eventstore-event-log")  # a stable hook for the browser tests and styles
         self._render()
         store.add_commit_listener(self._on_commit)
         self._listening = True

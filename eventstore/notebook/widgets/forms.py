@@ -100,6 +100,7 @@ class CommandForm(StaticRendering, W.VBox):
         self.send_button.on_click(self._on_send)
         controls = W.HBox([self.send_button, self.status])
         super().__init__([heading, self.editor.widget, controls, self.output])
+        self.add_class("eventstore-command-form")  # a stable hook for browser tests and styles
 
     # -- reading the inputs --------------------------------------------------------------------
     def input(self, path: str) -> Any:

@@ -9,6 +9,11 @@ any function returning objects with ``name``, ``status``, ``checkpoint``,
 reading, so the widget never ends on an old status; ``refresh()`` does one
 reading. An error is shown in red while its projection is FAILED, and in
 grey, as resolved, once the projection runs again.
+
+The lag chart is a live :class:`~.chart_view.ChartView`: clicking a
+projection's line, point or legend entry selects it, and the pane under the
+chart shows that projection's status, progress and last error (``selected``
+names it; ``select(name)`` does the same from code).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from typing import Any, Protocol
 
 import ipywidgets as W
 
-from ..charts import LagSample, chart_svg, projection_lag
+from ..charts import PROJECTION_SELECTION, LagSample, projection_lag
+from .chart_view import ChartView
 from .static import StaticRendering, static_html
 
 
@@ -64,12 +70,25 @@ class ProjectionMonitor(StaticRendering, W.VBox):
         self.refreshes = 0
         self.table = W.HTML()
         self.errors = W.HTML()
-        self.chart = W.HTML()
+        self.chart = W.VBox()
+        """Holds the lag chart (a ChartView) once there are samples."""
+        self.chart_view: ChartView | None = None
+        self.selected: str | None = None
+        """The projection picked in the lag chart (or by ``select``)."""
+        self.detail = W.HTML()
         self.problem = W.HTML()
         self._task: asyncio.Task[None] | None = None
         super().__init__(
-            [W.HTML("<b>Projections</b>"), self.table, self.errors, self.chart, self.problem]
+            [
+                W.HTML("<b>Projections</b>"),
+                self.table,
+                self.errors,
+                self.chart,
+                self.detail,
+                self.problem,
+            ]
         )
+        self.add_class("eventstore-projection-monitor")  # a hook for browser tests and styles
         self.refresh()
 
     def _read(self) -> list[Any]:
@@ -155,7 +174,56 @@ class ProjectionMonitor(StaticRendering, W.VBox):
             else ""
         )
         if self.show_chart and self.samples:
-            self.chart.value = chart_svg(projection_lag(list(self.samples)))
+            # A new view each time, not a new spec for the old one: in the browser
+            # tests (under coverage, so slower) a click on a view re-embedded under
+            # a new spec was drawn but never reached Python; a new view's does.
+            old = self.chart_view
+            self.chart_view = ChartView(projection_lag(list(self.samples)))
+            self.chart_view.on_select(PROJECTION_SELECTION, self._on_chart_select)
+            self.chart.children = (self.chart_view,)
+            if old is not None:
+                old.close()
+        self._render_detail()
+
+    # -- the projection picked in the chart ------------------------------------------------------
+    def _on_chart_select(self, rows: list[dict[str, Any]]) -> None:
+        self.select(str(rows[-1]["projection"]))
+
+    def select(self, name: str) -> None:
+        """Show ``name``'s status and last error under the chart (what a click on it does)."""
+        if not any(str(s.name) == name for s in self.statuses):
+            known = ", ".join(str(s.name) for s in self.statuses) or "none"
+            self.detail.value = (
+                f"<div style='color:#b00'>no projection named {html.escape(name)!s}; "
+                f"known: {html.escape(known)}</div>"
+            )
+            return
+        self.selected = name
+        self._render_detail()
+
+    def _render_detail(self) -> None:
+        if self.selected is None:
+            self.detail.value = (
+                "<div style='color:#777'>click a projection in the chart to see its status "
+                "and last error</div>"
+                if self.chart_view is not None
+                else ""
+            )
+            return
+        status = next((s for s in self.statuses if str(s.name) == self.selected), None)
+        if status is None:
+            self.detail.value = ""
+            return
+        state = str(_get(status, "status", default=""))
+        error = _error_text(_get(status, "last_error", default=None)) or "none"
+        self.detail.value = (
+            f"<div class='eventstore-projection-detail'><b>selected: "
+            f"{html.escape(self.selected)}</b> status <b>{html.escape(state)}</b>, checkpoint "
+            f"{_get(status, 'checkpoint', default='')} of head "
+            f"{_get(status, 'head_position', 'head', default='')}, lag "
+            f"{_get(status, 'lag_positions', 'lag', default='')}<br>last error: "
+            f"{html.escape(error)}</div>"
+        )
 
     # -- refreshing while the manager runs ---------------------------------------------------
     @property
@@ -206,7 +274,9 @@ class ProjectionMonitor(StaticRendering, W.VBox):
 
     # -- without a kernel ------------------------------------------------------------------------
     def static_html(self) -> str:
-        return static_html(self, skip=[self.chart])  # a chart of clock times: the live view has it
+        return static_html(
+            self, skip=[self.chart, self.detail]
+        )  # a chart of clock times: the live view has it
 
     def static_text(self) -> str:
         parts = [

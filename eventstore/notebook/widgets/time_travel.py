@@ -5,7 +5,9 @@ at_version=v)``, which starts from the nearest snapshot at or below ``v`` and
 replays the events after it (DESIGN decision 8), so what is shown is exactly
 what the repository would rebuild. Beside the state: the event that made
 this version, the fields it changed, and a strip of all versions with the
-ones that have a snapshot marked.
+ones that have a snapshot marked. ``timeline()`` gives a chart of the
+stream's events linked to the widget: clicking the event of version N moves
+the slider to N and shows the state and the change it made.
 
 The widget follows the store: every move of the slider first re-reads the
 stream's last version and its snapshot versions, and while the kernel's
@@ -29,8 +31,11 @@ import ipywidgets as W
 from ...core.aggregate import AggregateRoot
 from ...core.errors import AggregateNotFoundError, EventDecodeError
 from ...core.repository import Repository
+from ..charts import EVENT_SELECTION, version_timeline
+from ..frames import stream_frame
 from ..messages import message_to_dict
 from ..state import MISSING, Change, aggregate_state, diff_states
+from .chart_view import ChartView
 from .static import StaticRendering
 
 _STRIP_LIMIT = 80
@@ -97,6 +102,7 @@ class TimeTravel(StaticRendering, W.VBox):
             ]
         )
         super().__init__([title, self.slider, self.strip, self.event_view, panes])
+        self.add_class("eventstore-time-travel")  # a stable hook for the browser tests and styles
         self.show(self.slider.value)
         if poll_interval is not None:
             with contextlib.suppress(RuntimeError):  # no running loop: follow on moves only
@@ -221,6 +227,26 @@ class TimeTravel(StaticRendering, W.VBox):
         """Pick up versions and snapshots stored or deleted since the widget was drawn."""
         self._follow_store()
         self.show(self.slider.value)
+
+    # -- the linked timeline -----------------------------------------------------------------------
+    def timeline(self) -> ChartView:
+        """A chart of the stream's events; clicking one shows its version here.
+
+        Tooltips give each event's type, version, time and payload; the wheel
+        zooms along the versions. The selection comes back through the
+        chart's ``selections`` (altair's ``JupyterChart``).
+        """
+        frame = stream_frame(self.repo.store, self.aggregate_id, self.repo)
+        view = ChartView(version_timeline(frame))
+        view.on_select(EVENT_SELECTION, self._on_timeline_select)
+        return view
+
+    def _on_timeline_select(self, rows: list[dict[str, Any]]) -> None:
+        version = int(rows[-1]["version"])
+        with contextlib.suppress(Exception):  # a failure shows in the widget (show())
+            self._follow_store()
+        with contextlib.suppress(Exception):
+            self.show(version)
 
     # -- polling while the kernel runs ---------------------------------------------------------
     @property

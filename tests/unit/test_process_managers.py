@@ -1,0 +1,170 @@
+"""Process managers on SQLite: decisions with the checkpoint, an outbox, durable timeouts."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+from eventstore.core.process_managers import process_command_id
+from eventstore.sqlite import SQLiteEventStore
+from eventstore.sqlite.process_runner import ProcessRunner
+from tests.support.transfers import (
+    TransferProcess,
+    balances,
+    bank,
+    open_accounts,
+    request_transfer,
+)
+
+
+def _setup(path):
+    store = SQLiteEventStore(path)
+    transport, repository = bank(store)
+    runner = ProcessRunner(store, TransferProcess(), transport)
+    return store, transport, repository, runner
+
+
+def _commands_applied(store) -> Counter:
+    """Events per (command id, aggregate): a command applied twice would count 2 runs."""
+    return Counter(
+        (e.metadata.causation_id, e.aggregate_id)
+        for e in store.read_all()
+        if e.metadata.causation_id and e.aggregate_type == "Account"
+    )
+
+
+def test_a_transfer_debits_then_credits(tmp_path):
+    store, transport, repository, runner = _setup(tmp_path / "t.db")
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.drain()
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
+        assert runner.state("t1")["status"] == "completed"
+        assert runner.timeouts() == [] and runner.pending_commands() == []
+        debit = process_command_id("transfers", store.read_all()[2].event_id, "debit")
+        assert [e.event_type for e in store.read_all() if e.metadata.causation_id == debit] == [
+            "account.v1.MoneyWithdrawnEvent"
+        ]
+
+
+def test_a_refused_credit_is_compensated_by_a_refund(tmp_path):
+    store, transport, repository, runner = _setup(tmp_path / "t.db")
+    with store:
+        open_accounts(transport, {"a": 100})
+        request_transfer(store, "t1", "a", "nobody", 30)
+        runner.drain()
+        state = runner.state("t1")
+        assert state["status"] == "compensated"
+        assert state["errors"] == ["credit: ACCOUNT_NOT_FOUND"]
+        assert balances(repository, ["a"]) == {"a": 100}
+
+
+def test_a_refused_debit_fails_the_transfer(tmp_path):
+    store, transport, repository, runner = _setup(tmp_path / "t.db")
+    with store:
+        open_accounts(transport, {"a": 10, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.drain()
+        assert runner.state("t1")["status"] == "failed"
+        assert balances(repository, ["a", "b"]) == {"a": 10, "b": 0}
+
+
+def test_a_timeout_fires_from_its_table_and_a_late_debit_is_refunded(tmp_path):
+    store, transport, repository, runner = _setup(tmp_path / "t.db")
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.decide()  # decided and stored: the debit in the outbox, the deadline armed
+        assert [(p, s) for p, s, _ in runner.timeouts()] == [("t1", "deadline")]
+    # A new runner (a restart) finds the timeout in the table, not in memory.
+    store, transport, repository, runner = _setup(tmp_path / "t.db")
+    with store:
+        later = time.time_ns() // 1000 + 60_000_000
+        assert runner.fire_timeouts(now=later) == 1
+        assert runner.state("t1")["status"] == "timed out"
+        runner.drain()  # the debit is sent after all: it is refunded
+        assert runner.state("t1")["status"] == "compensated"
+        assert balances(repository, ["a", "b"]) == {"a": 100, "b": 0}
+
+
+def test_replaying_the_process_manager_applies_no_command_twice(tmp_path):
+    store, transport, repository, runner = _setup(tmp_path / "t.db")
+    with store:
+        open_accounts(transport, {"a": 100, "b": 100})
+        for i in range(5):
+            request_transfer(store, f"t{i}", "a" if i % 2 else "b", "b" if i % 2 else "a", 10)
+        runner.drain()
+        before = _commands_applied(store)
+        runner.projections.rebuild(runner.projections.names[0])
+        with store._db.transaction() as conn:  # the states go too: decide everything again
+            conn.execute("DELETE FROM process_state")
+        runner.drain()
+        assert _commands_applied(store) == before
+        assert set(before.values()) == {1}
+        assert sum(balances(repository, ["a", "b"]).values()) == 200
+
+
+def test_the_manager_sees_upcast_events(tmp_path):
+    from eventstore import Upcasters
+    from tests.support.transfers import TransferRequested
+
+    old_type = "transfer.v0.TransferAsked"
+    upcasters = Upcasters()
+    upcasters.register(
+        old_type,
+        lambda e: e.with_payload(TransferRequested.DESCRIPTOR.full_name, e.data),
+        to=TransferRequested.DESCRIPTOR.full_name,
+    )
+    store = SQLiteEventStore(tmp_path / "t.db")
+    transport, repository = bank(store)
+    runner = ProcessRunner(store, TransferProcess(), transport, upcasters=upcasters)
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        message = TransferRequested(transfer_id="old", source="a", target="b", amount=7)
+        from eventstore import EventMetadata, NewEvent, new_event_id
+
+        store.append(
+            "transfer-old",
+            "Transfer",
+            0,
+            [
+                NewEvent(
+                    new_event_id(),
+                    old_type,
+                    message.SerializeToString(),
+                    EventMetadata(correlation_id="old"),
+                )
+            ],
+        )
+        runner.drain()
+        assert runner.state("old")["status"] == "completed"
+        assert balances(repository, ["a", "b"]) == {"a": 93, "b": 7}
+
+
+def test_a_process_command_id_is_the_same_for_the_same_event_and_step():
+    first = process_command_id("transfers", "event-1", "debit")
+    assert first == process_command_id("transfers", "event-1", "debit")
+    assert (
+        len(
+            {
+                first,
+                process_command_id("transfers", "event-1", "credit"),
+                process_command_id("transfers", "event-2", "debit"),
+                process_command_id("other", "event-1", "debit"),
+            }
+        )
+        == 4
+    )
+
+
+def test_a_step_sent_twice_for_one_event_is_refused():
+    import pytest
+
+    from eventstore.core.process_managers import Process
+    from tests.support.transfers import WithdrawCommand
+
+    process = Process("transfers", "t1", "event-1")
+    process.send("debit", WithdrawCommand(account_id="a", amount=1))
+    with pytest.raises(ValueError, match="sends step 'debit' twice"):
+        process.send("debit", WithdrawCommand(account_id="a", amount=2))
