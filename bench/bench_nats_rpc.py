@@ -70,7 +70,7 @@ async def _measure(url: str, tmp: Path, rounds: int, per_round: int) -> list[Fig
         bindings = bank.services(store)
         local = SDK(InProcessTransport(*bank.services(store)))
         async with (
-            NatsServiceHost(url, *bindings),
+            NatsServiceHost(url, *bindings, allow_anonymous=True),
             NatsTransport(url) as transport,
         ):
             sdk = SDK(transport)
@@ -161,7 +161,10 @@ def _load(url: str, tmp: Path, commands: int) -> Figure:
     db = tmp / "load.db"
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = dict(os.environ, PYTHONPATH=path)
-    serve = ["serve", "tests.nats.service_app", "--store", f"sqlite:///{db}", "--nats", url]
+    serve = [
+        "serve", "tests.nats.service_app", "--store", f"sqlite:///{db}", "--nats", url,
+        "--allow-anonymous",
+    ]
     host = subprocess.Popen(
         [sys.executable, "-m", "eventstore.cli", *serve, "--no-relay", "--no-projections"],
         cwd=ROOT,

@@ -8,7 +8,11 @@
 store's log to the bus; with ``--projections`` (the default) the projections
 the module's ``projections(store)`` returns (a ``Projection``, or a
 ``(projection, read_model)`` pair) are fed from the bus. ``middlewares(store)``,
-when the module has it, gives the host's middlewares. SIGINT and SIGTERM stop
+when the module has it, gives the host's middlewares, and ``authenticate(store)``
+its ``authenticate(headers) -> Principal | None`` hook (without one the
+command needs ``--allow-anonymous``). ``--http PORT`` also serves the same
+bindings, chain and hook over HTTP (``ConnectApp`` on uvicorn, 127.0.0.1
+unless ``--http-host``) beside the NATS host. SIGINT and SIGTERM stop
 everything in order: the host stops taking requests and finishes those in
 flight, the projections and the relay stop, the store closes.
 
@@ -45,6 +49,10 @@ class ServeOptions:
     projections: bool = True
     max_in_flight: int = 64
     version: str = "1.0.0"
+    allow_anonymous: bool = False
+    #: Serve the same bindings over HTTP (Connect) on this port too (0: a free one).
+    http_port: int | None = None
+    http_host: str = "127.0.0.1"
     #: ``NatsOptions`` keywords (user, password, token, user_credentials, tls_ca, ...).
     connect: dict[str, Any] = field(default_factory=dict)
 
@@ -93,11 +101,22 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
         else:
             servers = list(options.nats)
         bindings = list(factory(store))
-        middlewares = list(getattr(module, "middlewares", lambda _s: [])(store))
+        make_middlewares = getattr(module, "middlewares", None)
+        middlewares = list(make_middlewares(store)) if make_middlewares is not None else None
+        make_authenticate = getattr(module, "authenticate", None)
+        authenticate = make_authenticate(store) if make_authenticate is not None else None
+        if authenticate is None and not options.allow_anonymous:
+            raise SystemExit(
+                f"eventstore serve: {options.module} has no authenticate(store) hook; define "
+                "one (e.g. returning eventstore.auth.jwt_authenticator(...)) or pass "
+                "--allow-anonymous to serve callers without credentials"
+            )
         host = NatsServiceHost(
             servers,
             *bindings,
             middlewares=middlewares,
+            authenticate=authenticate,
+            allow_anonymous=options.allow_anonymous,
             max_in_flight=options.max_in_flight,
             version=options.version,
             **options.connect,
@@ -106,6 +125,10 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
             if options.relay or options.projections:
                 await _start_bus_side(
                     module, store, servers, options, background, stoppers, closers
+                )
+            if options.http_port is not None:
+                await _start_http(
+                    module, store, bindings, authenticate, options, background, stoppers
                 )
             if ready is not None:
                 ready(servers[0])
@@ -131,6 +154,43 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+
+
+async def _start_http(
+    module: Any,
+    store: Any,
+    bindings: list[Any],
+    authenticate: Any,
+    options: ServeOptions,
+    background: list[asyncio.Future[Any]],
+    stoppers: list[Callable[[], Any]],
+) -> None:
+    """``ConnectApp`` on uvicorn beside the NATS host: the same bindings, chain and hook."""
+    from .rpc import ConnectApp, serve_http
+
+    make_middlewares = getattr(module, "middlewares", None)
+    app = ConnectApp(
+        *bindings,
+        middlewares=list(make_middlewares(store)) if make_middlewares is not None else None,
+        authenticate=authenticate,
+        allow_anonymous=options.allow_anonymous,
+    )
+    server = serve_http(app, host=options.http_host, port=options.http_port or 0)
+    background.append(asyncio.ensure_future(server.serve()))
+
+    def stop_http() -> None:
+        server.should_exit = True
+        app.router.close()
+
+    stoppers.append(stop_http)
+    while not server.started:
+        if background[-1].done():
+            background[-1].result()  # raises why uvicorn could not start
+            raise SystemExit("eventstore serve: the HTTP server stopped while starting")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    log.info("serving %s over HTTP on http://%s:%d", options.module, options.http_host, port)
+    options.http_port = port
 
 
 async def _start_bus_side(
@@ -193,6 +253,9 @@ def main(args: Any) -> int:
         projections=args.projections,
         max_in_flight=args.max_in_flight,
         version=args.service_version,
+        allow_anonymous=args.allow_anonymous,
+        http_port=args.http,
+        http_host=args.http_host,
         connect={
             key: value
             for key, value in (
@@ -208,6 +271,12 @@ def main(args: Any) -> int:
 
     def ready(url: str) -> None:
         print(f"eventstore serve: serving {options.module} on {url}", flush=True)
+        if options.http_port is not None:
+            print(
+                f"eventstore serve: serving {options.module} over HTTP on "
+                f"http://{options.http_host}:{options.http_port}",
+                flush=True,
+            )
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(options, ready))
@@ -251,6 +320,18 @@ def add_parser(commands: Any) -> None:
     srv.add_argument("--creds", metavar="FILE", help="NATS credentials file (JWT and nkey)")
     srv.add_argument("--tls-ca", metavar="FILE", help="CA file to verify the NATS servers")
     srv.add_argument("--service-version", default="1.0.0", metavar="SEMVER")
+    srv.add_argument(
+        "--allow-anonymous",
+        action="store_true",
+        help="serve callers without credentials (when MODULE has no authenticate(store))",
+    )
+    srv.add_argument(
+        "--http",
+        type=int,
+        metavar="PORT",
+        help="also serve the services over HTTP (Connect) on PORT, beside the NATS host",
+    )
+    srv.add_argument("--http-host", default="127.0.0.1", metavar="HOST")
 
 
 __all__ = ["ServeOptions", "add_parser", "load_factory", "main", "serve"]

@@ -327,3 +327,109 @@ class AppError(EventStoreError):
 
     def __reduce__(self):  # type: ignore[no-untyped-def]
         return (type(self), (self.code, self.message, self.solution, self.details))
+
+
+class AuthenticationError(AppError):
+    """The request carries no valid credentials (``UNAUTHENTICATED``): nothing ran.
+
+    ``reason`` says what was wrong (no token, expired, wrong audience) without
+    echoing the credential itself.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(
+            "UNAUTHENTICATED",
+            f"the request is not authenticated: {reason}",
+            "Send valid credentials (a bearer token or an API key) with the request.",
+            {"reason": reason},
+        )
+
+
+class PermissionDeniedError(AppError):
+    """The principal has none of the roles the subject needs (``PERMISSION_DENIED``)."""
+
+    def __init__(self, principal_id: str, subject: str, roles: tuple[str, ...] = ()) -> None:
+        self.principal_id = principal_id
+        self.subject = subject
+        self.roles = roles
+        needed = ", ".join(roles) if roles else "none granted (no rule for this subject)"
+        super().__init__(
+            "PERMISSION_DENIED",
+            f"principal {principal_id!r} may not call {subject}: roles allowed: {needed}",
+            "Ask for a role the subject allows, or add a rule for the subject to "
+            "authorization_middleware.",
+            {"principal_id": principal_id, "subject": subject},
+        )
+
+
+class InvalidTenantError(AppError, ValueError):
+    """A tenant id outside ``^[a-z0-9][a-z0-9_-]{0,63}$`` (``INVALID_TENANT``)."""
+
+    def __init__(self, tenant_id: str) -> None:
+        self.tenant_id = tenant_id
+        super().__init__(
+            "INVALID_TENANT",
+            f"tenant id {tenant_id[:80]!r} is not valid: tenant ids are 1 to 64 lowercase "
+            "letters, digits, '_' or '-', starting with a letter or digit",
+            "Use a tenant id matching ^[a-z0-9][a-z0-9_-]{0,63}$ (lowercase: 'Acme' and "
+            "'acme' would be one file on a case-insensitive filesystem).",
+            {"tenant_id": tenant_id[:80]},
+        )
+
+
+class TenantForbiddenError(AppError):
+    """The principal asked to act for a tenant it does not belong to (``TENANT_FORBIDDEN``)."""
+
+    def __init__(self, principal_id: str, tenant_id: str) -> None:
+        self.principal_id = principal_id
+        self.tenant_id = tenant_id
+        super().__init__(
+            "TENANT_FORBIDDEN",
+            f"principal {principal_id!r} may not act for tenant {tenant_id!r}",
+            "Send the request for a tenant the principal belongs to (its token's tenants).",
+            {"principal_id": principal_id, "tenant_id": tenant_id},
+        )
+
+
+class TenantMismatchError(AppError):
+    """An aggregate of another tenant, or any aggregate with no tenant in context.
+
+    Raised by a repository with ``tenant_isolation=True`` before it touches the
+    store (``TENANT_MISMATCH``). ``tenant_id`` is the context's tenant ("" for
+    none); the other tenant's name is never part of the error.
+    """
+
+    def __init__(self, aggregate_id: str, tenant_id: str, reason: str) -> None:
+        self.aggregate_id = aggregate_id
+        self.tenant_id = tenant_id
+        self.reason = reason
+        super().__init__(
+            "TENANT_MISMATCH",
+            f"aggregate {aggregate_id!r} cannot be used in tenant {tenant_id or '(none)'!r}: "
+            f"{reason}",
+            "Use plain aggregate ids of the request's own tenant, inside with_tenant(...) "
+            "(network hosts set it from the authenticated principal).",
+            {"aggregate_id": aggregate_id, "tenant_id": tenant_id},
+        )
+
+
+class ValidationError(AppError, ValueError):
+    """The request breaks its message's validation rules (``VALIDATION_FAILED``).
+
+    ``violations`` lists ``(field, rule, message)`` for every violated rule, so a
+    caller can fix them all at once; the handler did not run.
+    """
+
+    def __init__(self, message_type: str, violations: list[tuple[str, str, str]]) -> None:
+        self.message_type = message_type
+        self.violations = list(violations)
+        listed = "; ".join(f"{f}: {m} ({r})" for f, r, m in self.violations)
+        details = {"message_type": message_type}
+        details.update({f"field.{f}": r for f, r, _ in self.violations})
+        super().__init__(
+            "VALIDATION_FAILED",
+            f"{message_type} is not valid: {listed}",
+            "Correct the fields listed and send the request again.",
+            details,
+        )

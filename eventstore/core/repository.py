@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import inspect
 import logging
@@ -17,10 +18,18 @@ from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from . import instrumentation as _instr
 from .aggregate import AggregateRoot
 from .arguments import check_command_id, check_metadata
 from .commands import CommandResult
-from .errors import AggregateNotFoundError, ConcurrencyError, VersionNotFoundError
+from .constraints import UniqueConstraint
+from .errors import (
+    AggregateNotFoundError,
+    ConcurrencyError,
+    TenantMismatchError,
+    UniqueConstraintError,
+    VersionNotFoundError,
+)
 from .event_types import EventTypeRegistry
 from .events import Event, EventMetadata, NewEvent
 from .ids import deterministic_event_id, new_event_id
@@ -32,12 +41,16 @@ from .ports import (
     store_append_async,
 )
 from .snapshots import Snapshot, SnapshotStrategy, SnapshotUpcaster
+from .tenancy import current_tenant, scoped_key, split_stored_id, stored_id
 from .units import UnitOfWork, UnitResult
 from .upcasting import Upcasters
 
 log = logging.getLogger("eventstore.repository")
 
 A = TypeVar("A", bound=AggregateRoot)
+
+#: Attribute a tenant-isolated repository sets on the aggregates it loads: their tenant.
+_TENANT_TAG = "_es_tenant"
 
 
 class Repository(Generic[A]):
@@ -55,6 +68,13 @@ class Repository(Generic[A]):
     cached object is never handed out, so concurrent callers never share one.
     The ``*_async`` methods give the same results and errors as the synchronous
     ones without blocking the event loop on the store.
+
+    ``tenant_isolation=True`` shares one store between tenants: callers use
+    plain ids, the repository stores ``<tenant>::<id>`` for the tenant of the
+    request (``current_tenant()``), scopes command ids and unique values the
+    same way, keys its cache by the stored id, and raises
+    ``TenantMismatchError`` for an id containing ``::``, for an aggregate
+    loaded in another tenant, and for any id when no tenant is set.
     """
 
     def __init__(
@@ -69,12 +89,14 @@ class Repository(Generic[A]):
         snapshot_upcaster: SnapshotUpcaster | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
         cache: int = 0,
+        tenant_isolation: bool = False,
     ) -> None:
         if isinstance(cache, bool) or not isinstance(cache, int) or cache < 0:
             raise ValueError(
                 f"cache must be a whole number of aggregates to keep (0 keeps none), got {cache!r}"
             )
         self.cache_size = cache
+        self.tenant_isolation = tenant_isolation
         self._cache: OrderedDict[str, A] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.store = store
@@ -105,23 +127,69 @@ class Repository(Generic[A]):
         return self.event_types.decode(event)
 
     def exists(self, aggregate_id: str) -> bool:
-        return self.store.stream_version(aggregate_id) > 0
+        return self.store.stream_version(self._stored_id(aggregate_id)) > 0
+
+    # -- tenancy -----------------------------------------------------------------
+    def _stored_id(self, aggregate_id: str) -> str:
+        """The id the store keeps: ``<tenant>::<id>`` with tenant isolation, else the id."""
+        return stored_id(aggregate_id) if self.tenant_isolation else aggregate_id
+
+    def _stored_id_of(self, aggregate: A) -> str:
+        """The stored id of ``aggregate``, refusing one loaded in another tenant."""
+        if not self.tenant_isolation:
+            return aggregate.id
+        owner = getattr(aggregate, _TENANT_TAG, None)
+        tenant = current_tenant()
+        if owner is not None and owner != tenant:
+            raise TenantMismatchError(
+                aggregate.id, tenant, "it was loaded in another tenant's request"
+            )
+        return stored_id(aggregate.id)
+
+    def _tagged(self, aggregate: A) -> A:
+        if self.tenant_isolation:
+            with contextlib.suppress(AttributeError):
+                object.__setattr__(aggregate, _TENANT_TAG, current_tenant())
+        return aggregate
+
+    def _scoped(self, key: str | None) -> str | None:
+        """A command id or unique value of this tenant, as the shared store keys it."""
+        return scoped_key(key) if key and self.tenant_isolation else key
 
     def load(self, aggregate_id: str, at_version: int | None = None) -> A:
-        """The aggregate as of its last version, or as of ``at_version``."""
+        """The aggregate as of its last version, or as of ``at_version``.
+
+        With ``tenant_isolation`` the id is the tenant's own (plain) id; the
+        stored one is ``<tenant>::<id>`` of ``current_tenant()``.
+        """
+        if not _instr._hooks:
+            return self._load(aggregate_id, at_version)
+        with _instr.operation(_instr.LOAD, aggregate_id=aggregate_id) as attributes:
+            aggregate = self._load(aggregate_id, at_version)
+            attributes["aggregate_type"] = aggregate.type
+            attributes["version"] = aggregate.version
+            return aggregate
+
+    def _load(self, aggregate_id: str, at_version: int | None) -> A:
+        key = self._stored_id(aggregate_id)
         if at_version is not None:
             at_version = self._checked_version(aggregate_id, at_version)
         elif self.cache_size:
-            cached = self._cached_copy(aggregate_id)
+            cached = self._cached_copy(key)
             if cached is not None:
-                return self._caught_up(cached)
-        aggregate = self.factory(aggregate_id)
+                return self._tagged(self._caught_up(cached))
+        aggregate = self._tagged(self.factory(aggregate_id))
         snapshot = self._usable_snapshot(aggregate, at_version)
+        if self.snapshot_store is not None and _instr._hooks:
+            _instr.record(
+                _instr.SNAPSHOT_HITS if snapshot is not None else _instr.SNAPSHOT_MISSES,
+                aggregate_type=aggregate.type,
+            )
         base = 0
         if snapshot is not None:
             aggregate.restore_snapshot(snapshot.data)
             base = snapshot.version
-        events = self.store.load_stream(aggregate_id, after_version=base, up_to_version=at_version)
+        events = self.store.load_stream(key, after_version=base, up_to_version=at_version)
         if not events and snapshot is None:
             raise AggregateNotFoundError(aggregate_id, aggregate.type)
         decode = self.decode
@@ -162,7 +230,9 @@ class Repository(Generic[A]):
 
     def _caught_up(self, aggregate: A) -> A:
         """``aggregate`` (a private copy) with the events stored after its version applied."""
-        events = self.store.load_stream(aggregate.id, after_version=aggregate.stored_version)
+        events = self.store.load_stream(
+            self._stored_id_of(aggregate), after_version=aggregate.stored_version
+        )
         if events:
             decode = self.decode
             for event in events:
@@ -175,19 +245,23 @@ class Repository(Generic[A]):
         if aggregate.uncommitted_events:
             return
         copied = self._clone(aggregate)
+        key = self._stored_id_of(aggregate)
         with self._cache_lock:
-            held = self._cache.get(aggregate.id)
+            held = self._cache.get(key)
             if held is not None and held.stored_version > copied.stored_version:
                 return  # a newer state is cached already
-            self._cache[aggregate.id] = copied
-            self._cache.move_to_end(aggregate.id)
+            self._cache[key] = copied
+            self._cache.move_to_end(key)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
 
     def evict(self, aggregate_id: str) -> None:
         """Drop ``aggregate_id`` from the cache (the repository does it on a version conflict)."""
+        self._evict_key(self._stored_id(aggregate_id))
+
+    def _evict_key(self, key: str) -> None:
         with self._cache_lock:
-            self._cache.pop(aggregate_id, None)
+            self._cache.pop(key, None)
 
     @property
     def cached_ids(self) -> list[str]:
@@ -214,7 +288,7 @@ class Repository(Generic[A]):
     def _usable_snapshot(self, aggregate: A, at_version: int | None) -> Snapshot | None:
         if self.snapshot_store is None:
             return None
-        snapshot = self.snapshot_store.latest_snapshot(aggregate.id, at_version)
+        snapshot = self.snapshot_store.latest_snapshot(self._stored_id_of(aggregate), at_version)
         if snapshot is None:
             return None
         if snapshot.schema_key != aggregate.schema_key and self.snapshot_upcaster is not None:
@@ -251,7 +325,7 @@ class Repository(Generic[A]):
             self.evict(aggregate.id)
             self._reload_in_place(aggregate)
             return
-        own = result[aggregate.id]
+        own = result[self._stored_id_of(aggregate)]
         self._committed(aggregate, own)
         if own.events:
             self._maybe_snapshot(aggregate)
@@ -289,23 +363,33 @@ class Repository(Generic[A]):
     def _save(
         self, aggregate: A, command_id: str | None, metadata: EventMetadata | None
     ) -> CommandResult:
-        new_events = self._new_events(aggregate, command_id, metadata)
+        key = self._stored_id_of(aggregate)
+        new_events = self._new_events(aggregate, key, command_id, metadata)
         if new_events is None:
             return CommandResult("", ())
         try:
-            result = self.store.append(
-                aggregate.id,
-                aggregate.type,
-                aggregate.stored_version,
-                new_events,
-                command_id=command_id,
-                command_ttl=self.command_ttl,
-            )
+            with _instr.operation(
+                _instr.APPEND,
+                aggregate_id=aggregate.id,
+                aggregate_type=aggregate.type,
+                command_id=command_id or "",
+                event_count=len(new_events),
+            ):
+                result = self.store.append(
+                    key,
+                    aggregate.type,
+                    aggregate.stored_version,
+                    new_events,
+                    command_id=self._scoped(command_id),
+                    command_ttl=self.command_ttl,
+                )
         except ConcurrencyError:
-            self.evict(aggregate.id)
+            self._evict_key(key)
             raise
+        except UniqueConstraintError as exc:
+            raise self._own_constraint_error(exc) from None
         if result.already_processed:
-            self.evict(aggregate.id)
+            self._evict_key(key)
             self._reload_in_place(aggregate)
             return self._command_result(command_id or "", result)
         self._committed(aggregate, result)
@@ -316,23 +400,33 @@ class Repository(Generic[A]):
     async def _save_async(
         self, aggregate: A, command_id: str | None, metadata: EventMetadata | None
     ) -> CommandResult:
-        new_events = self._new_events(aggregate, command_id, metadata)
+        key = self._stored_id_of(aggregate)
+        new_events = self._new_events(aggregate, key, command_id, metadata)
         if new_events is None:
             return CommandResult("", ())
         try:
-            result = await store_append_async(self.store)(
-                aggregate.id,
-                aggregate.type,
-                aggregate.stored_version,
-                new_events,
-                command_id=command_id,
-                command_ttl=self.command_ttl,
-            )
+            with _instr.operation(
+                _instr.APPEND,
+                aggregate_id=aggregate.id,
+                aggregate_type=aggregate.type,
+                command_id=command_id or "",
+                event_count=len(new_events),
+            ):
+                result = await store_append_async(self.store)(
+                    key,
+                    aggregate.type,
+                    aggregate.stored_version,
+                    new_events,
+                    command_id=self._scoped(command_id),
+                    command_ttl=self.command_ttl,
+                )
         except ConcurrencyError:
-            self.evict(aggregate.id)
+            self._evict_key(key)
             raise
+        except UniqueConstraintError as exc:
+            raise self._own_constraint_error(exc) from None
         if result.already_processed:
-            self.evict(aggregate.id)
+            self._evict_key(key)
             await asyncio.to_thread(self._reload_in_place, aggregate)
             return self._command_result(command_id or "", result)
         self._committed(aggregate, result)
@@ -340,8 +434,15 @@ class Repository(Generic[A]):
             await asyncio.to_thread(self._maybe_snapshot, aggregate)
         return self._command_result(command_id or "", result)
 
+    def _own_constraint_error(self, exc: UniqueConstraintError) -> UniqueConstraintError:
+        """The error with the tenant's own value and no owner id (nothing of another tenant)."""
+        if not self.tenant_isolation:
+            return exc
+        value = split_stored_id(exc.value)[1]
+        return type(exc)(exc.index, value, None, split_stored_id(exc.requester)[1])
+
     def _new_events(
-        self, aggregate: A, command_id: str | None, metadata: EventMetadata | None
+        self, aggregate: A, key: str, command_id: str | None, metadata: EventMetadata | None
     ) -> list[NewEvent] | None:
         """The pending events as ``NewEvent`` s; None when there is nothing to send."""
         pending = aggregate.uncommitted_events
@@ -350,19 +451,28 @@ class Repository(Generic[A]):
         base = EventMetadata(causation_id=command_id or "").merged(metadata)
         return [
             NewEvent(
-                deterministic_event_id(command_id, aggregate.id, index)
-                if command_id
-                else new_event_id(),
+                deterministic_event_id(command_id, key, index) if command_id else new_event_id(),
                 p.message.DESCRIPTOR.full_name,
                 p.message.SerializeToString(),
                 base.merged(p.metadata),
-                p.constraints,
+                self._scoped_constraints(p.constraints),
             )
             for index, p in enumerate(pending)
         ]
 
+    def _scoped_constraints(
+        self, constraints: tuple[UniqueConstraint, ...]
+    ) -> tuple[UniqueConstraint, ...]:
+        if not self.tenant_isolation or not constraints:
+            return constraints
+        return tuple(UniqueConstraint(c.index, scoped_key(c.value), c.op) for c in constraints)
+
     def _committed(self, aggregate: A, result: AppendResult) -> None:
         if result.events:
+            if _instr._hooks:
+                _instr.record(
+                    _instr.EVENTS_APPENDED, len(result.events), aggregate_type=aggregate.type
+                )
             aggregate.mark_committed(result.events[-1].version)
             if self.cache_size:
                 self._remember(aggregate)
@@ -374,6 +484,7 @@ class Repository(Generic[A]):
         except AggregateNotFoundError:
             fresh = self.factory(aggregate.id)
         aggregate.reset_to(fresh)
+        self._tagged(aggregate)
 
     @staticmethod
     def _command_result(command_id: str, result: AppendResult) -> CommandResult:
@@ -409,8 +520,18 @@ class Repository(Generic[A]):
                 f"aggregate {aggregate.id!r} has {len(aggregate.uncommitted_events)} unsaved "
                 "events; save it before taking a snapshot"
             )
+        with _instr.operation(
+            _instr.SNAPSHOT,
+            aggregate_id=aggregate.id,
+            aggregate_type=aggregate.type,
+            version=aggregate.version,
+        ):
+            return self._save_snapshot(aggregate)
+
+    def _save_snapshot(self, aggregate: A) -> Snapshot:
+        assert self.snapshot_store is not None  # checked by save_snapshot
         snapshot = Snapshot(
-            aggregate.id,
+            self._stored_id_of(aggregate),
             aggregate.type,
             aggregate.version,
             aggregate.schema_key,
@@ -447,7 +568,9 @@ class Repository(Generic[A]):
             # is found here, one committed after it is found by the append's own check.
             # Looking first would let fn see a state the command already changed.
             if command_id:
-                known = self.store.find_command(command_id, aggregate_id)
+                known = self.store.find_command(
+                    self._scoped(command_id) or "", self._stored_id(aggregate_id)
+                )
                 if known is not None:
                     return self._command_result(command_id, known)
             fn(aggregate)
@@ -503,5 +626,9 @@ class Repository(Generic[A]):
         except AggregateNotFoundError:
             aggregate = self.factory(aggregate_id)
         # As in retry_on_conflict: look the command up after loading.
-        known = self.store.find_command(command_id, aggregate_id) if command_id else None
+        known = (
+            self.store.find_command(self._scoped(command_id) or "", self._stored_id(aggregate_id))
+            if command_id
+            else None
+        )
         return aggregate, known

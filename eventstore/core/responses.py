@@ -41,6 +41,14 @@ CONCURRENCY_CONFLICT = "CONCURRENCY_CONFLICT"
 UNIQUE_CONSTRAINT = "UNIQUE_CONSTRAINT"
 COMMAND_ID_CONFLICT = "COMMAND_ID_CONFLICT"
 INVALID_ARGUMENT = "INVALID_ARGUMENT"
+#: Error codes of the service edge: authentication, authorization, tenancy, validation.
+UNAUTHENTICATED = "UNAUTHENTICATED"
+PERMISSION_DENIED = "PERMISSION_DENIED"
+TENANT_FORBIDDEN = "TENANT_FORBIDDEN"
+TENANT_MISMATCH = "TENANT_MISMATCH"
+INVALID_TENANT = "INVALID_TENANT"
+VALIDATION_FAILED = "VALIDATION_FAILED"
+MISSING_METADATA = "MISSING_METADATA"
 #: Error codes of a failed wire: the client's transport makes them, with the command id.
 UNAVAILABLE = "UNAVAILABLE"
 TIMEOUT = "TIMEOUT"
@@ -88,7 +96,9 @@ class Response:
         payload: bytes
         if name == "google.protobuf.Any":
             type_url: str = data.type_url  # type: ignore[attr-defined]
-            name = type_url.rpartition("/")[2]
+            # No type URL: a reply whose type the wire does not name (a Connect
+            # unary body), which is the type the caller expects.
+            name = type_url.rpartition("/")[2] if type_url else expected
             payload = data.value  # type: ignore[attr-defined]
         else:
             payload = data.SerializeToString()
@@ -232,8 +242,9 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         (
             RaisedAs(
                 "UniqueConstraintError",
-                ("index", "value", "owner"),
+                ("index", "value"),
                 "Choose another value for {index}.",
+                "value {value!r} of unique index {index!r} is already claimed by another aggregate",
             ),
         ),
     ),
@@ -274,6 +285,66 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
                 "{name} = {value} is outside the store's integer range",
             ),
         ),
+    ),
+    ErrorCode(
+        UNAUTHENTICATED,
+        "unauthenticated",
+        401,
+        "network host",
+        "No credentials, or bad ones (expired, wrong audience or issuer, an algorithm not "
+        "allowed); the handler did not run (details: `reason`).",
+        (RaisedAs("AuthenticationError", ("reason",)),),
+    ),
+    ErrorCode(
+        PERMISSION_DENIED,
+        "permission_denied",
+        403,
+        "authorization_middleware",
+        "The principal has none of the roles the subject allows (or the subject has no "
+        "rule, on a network host); the handler did not run.",
+        (RaisedAs("PermissionDeniedError", ("principal_id", "subject")),),
+    ),
+    ErrorCode(
+        TENANT_FORBIDDEN,
+        "permission_denied",
+        403,
+        "router",
+        "The principal asked to act for a tenant it does not belong to; nothing ran.",
+        (RaisedAs("TenantForbiddenError", ("principal_id", "tenant_id")),),
+    ),
+    ErrorCode(
+        TENANT_MISMATCH,
+        "permission_denied",
+        403,
+        "repository",
+        "The aggregate id belongs to no tenant of this request (another tenant's, one "
+        "containing `::`, or no tenant set); nothing was read or written.",
+        (RaisedAs("TenantMismatchError", ("aggregate_id", "tenant_id")),),
+    ),
+    ErrorCode(
+        INVALID_TENANT,
+        "invalid_argument",
+        400,
+        "router",
+        "The tenant id does not match `^[a-z0-9][a-z0-9_-]{0,63}$`; nothing ran.",
+        (RaisedAs("InvalidTenantError", ("tenant_id",)),),
+    ),
+    ErrorCode(
+        VALIDATION_FAILED,
+        "invalid_argument",
+        400,
+        "validation_middleware",
+        "The request breaks its message's validation rules; details name each field "
+        "(`field.<name>`: rule); the handler did not run.",
+        (RaisedAs("ValidationError", ("message_type",)),),
+    ),
+    ErrorCode(
+        MISSING_METADATA,
+        "invalid_argument",
+        400,
+        "require_metadata",
+        "The request lacks metadata the subject requires (details: `subject`, `missing`); "
+        "the handler did not run.",
     ),
     ErrorCode(
         INVALID_MESSAGE_TYPE,
@@ -491,6 +562,13 @@ __all__ = [
     "INVALID_ARGUMENT",
     "INVALID_MESSAGE_TYPE",
     "INVALID_REQUEST",
+    "INVALID_TENANT",
+    "MISSING_METADATA",
+    "PERMISSION_DENIED",
+    "TENANT_FORBIDDEN",
+    "TENANT_MISMATCH",
+    "UNAUTHENTICATED",
+    "VALIDATION_FAILED",
     "INVALID_RESPONSE_TYPE",
     "NOT_FOUND",
     "NO_HANDLER",

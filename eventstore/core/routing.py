@@ -14,6 +14,7 @@ import contextvars
 import inspect
 import logging
 import threading
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,17 +22,17 @@ from typing import Any, Protocol, runtime_checkable
 
 from google.protobuf.message import Message
 
-from .errors import AppError
+from .errors import AppError, TenantForbiddenError
 from .events import EventMetadata
 from .headers import (
     COMMAND_ID_HEADER,
     CORRELATION_ID_HEADER,
     CUSTOM_METADATA_PREFIX,
-    PRINCIPAL_ID_HEADER,
-    TENANT_ID_HEADER,
 )
+from .identity import Principal, without_identity_headers
 from .ids import new_command_id
 from .responses import INTERNAL, INVALID_MESSAGE_TYPE, NO_HANDLER, Response, app_error_for
+from .tenancy import check_tenant_id, with_tenant
 
 log = logging.getLogger("eventstore.transport")
 
@@ -47,24 +48,36 @@ class RequestContext:
 
     ``command_id`` is the client's id for this request: pass it to
     ``Repository.save_with_command`` so that a retry is applied once.
-    ``values`` is where middlewares leave what they found (a principal, a tenant).
+    ``values`` is where middlewares leave what they found.
+    ``principal`` is who sent the request, as the host proved it (network
+    hosts: their ``authenticate`` hook) or the in-process caller passed it;
+    ``tenant`` the tenant the request acts for, checked against the
+    principal's tenants. Neither is ever read from a header the client sent.
+    ``network`` is True on a network host (NATS, HTTP).
     """
 
     subject: str
     command_id: str
     headers: Mapping[str, str] = field(default_factory=dict)
     values: dict[str, Any] = field(default_factory=dict)
+    principal: Principal | None = None
+    tenant: str = ""
+    network: bool = False
 
     @property
     def metadata(self) -> EventMetadata:
-        """Event metadata for the events this request causes (causation: the command id)."""
+        """Event metadata for the events this request causes (causation: the command id).
+
+        ``principal_id`` and ``tenant_id`` come from ``principal`` and ``tenant``,
+        never from headers (a client could claim anything there).
+        """
         h = self.headers
         prefix = CUSTOM_METADATA_PREFIX
         return EventMetadata(
             causation_id=self.command_id,
             correlation_id=h.get(CORRELATION_ID_HEADER, "") or self.command_id,
-            principal_id=h.get(PRINCIPAL_ID_HEADER, ""),
-            tenant_id=h.get(TENANT_ID_HEADER, ""),
+            principal_id=self.principal.id if self.principal is not None else "",
+            tenant_id=self.tenant,
             custom={k[len(prefix) :]: v for k, v in h.items() if k.startswith(prefix)},
         )
 
@@ -128,6 +141,7 @@ class Router:
         middlewares: Iterable[Middleware] = (),
         *,
         handler_threads: int = DEFAULT_HANDLER_THREADS,
+        network: bool = False,
     ) -> None:
         if isinstance(handler_threads, bool) or not isinstance(handler_threads, int):
             raise TypeError(f"handler_threads must be an int, got {handler_threads!r}")
@@ -139,6 +153,7 @@ class Router:
         self._routes: dict[str, Route] = {}
         self._middlewares: list[Middleware] = list(middlewares)
         self.handler_threads = handler_threads
+        self.network = network
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
@@ -180,9 +195,26 @@ class Router:
         self._middlewares.append(middleware)
 
     async def dispatch(
-        self, subject: str, message: Message, headers: Mapping[str, str] | None = None
+        self,
+        subject: str,
+        message: Message,
+        headers: Mapping[str, str] | None = None,
+        *,
+        principal: Principal | None = None,
+        tenant: str | None = None,
     ) -> Response:
-        headers = dict(headers or {})
+        """Run the chain for one request and return its reply (errors as replies).
+
+        ``principal`` is the caller as the host proved it; ``tenant`` the tenant
+        the request asks to act for (a network host takes it from the
+        ``Es-Tenant-Id`` header). Incoming ``Es-Principal-*`` and ``Es-Tenant-*``
+        headers are dropped here. A principal asking for a tenant it does not
+        belong to gets ``TENANT_FORBIDDEN`` (on a network host, so does a caller
+        without a principal that names a tenant); a principal of exactly one tenant
+        that asks for none acts in that one. The chain runs inside
+        ``with_tenant(tenant)``.
+        """
+        headers = without_identity_headers(headers or {})
         route = self._routes.get(subject)
         if route is None:
             known = ", ".join(self.subjects) or "none"
@@ -194,13 +226,21 @@ class Router:
                     {"subject": subject},
                 )
             )
-        ctx = RequestContext(subject, headers.get(COMMAND_ID_HEADER) or new_command_id(), headers)
+        ctx = RequestContext(
+            subject,
+            headers.get(COMMAND_ID_HEADER) or new_command_id(),
+            headers,
+            principal=principal,
+            network=self.network,
+        )
         try:
+            ctx.tenant = _resolve_tenant(principal, tenant, self.network)
             request = _as_request(route, message)
             call: NextCall = _invoker(route, self)
             for middleware in reversed(self._middlewares):
                 call = _wrap(middleware, call)
-            reply = await call(request, ctx)
+            with with_tenant(ctx.tenant):
+                reply = await call(request, ctx)
         except AppError as error:
             return Response.failure(error)
         except Exception as exc:
@@ -208,6 +248,8 @@ class Router:
             if mapped is not None:
                 log.info("handler of %s refused the request: %s", subject, mapped.code)
                 return Response.failure(mapped, exc)
+            if self.network:
+                return Response.failure(internal_error(subject, exc), exc)
             log.exception("handler of %s failed", subject)
             return Response.failure(
                 AppError(
@@ -219,6 +261,42 @@ class Router:
                 exc,
             )
         return Response.ok(reply)
+
+
+def internal_error(subject: str, exc: BaseException) -> AppError:
+    """A generic ``INTERNAL`` reply for a caller outside the process, with an error id.
+
+    The exception's text (file names, SQL, values) stays in the server's log,
+    under the same error id, so an operator can find it from the reply.
+    """
+    error_id = uuid.uuid4().hex[:16]
+    log.error(
+        "handler of %s failed (error id %s)",
+        subject,
+        error_id,
+        exc_info=(type(exc), exc, exc.__traceback__),
+        extra={"error_id": error_id, "subject": subject},
+    )
+    return AppError(
+        INTERNAL,
+        f"the service failed to handle {subject} (error id {error_id})",
+        "This is a bug in the service, not in the request; quote the error id to its operators.",
+        {"subject": subject, "error_id": error_id},
+    )
+
+
+def _resolve_tenant(principal: Principal | None, requested: str | None, network: bool) -> str:
+    if requested:
+        check_tenant_id(requested)
+        if principal is None and network:
+            # An anonymous caller of a network host belongs to no tenant.
+            raise TenantForbiddenError("(anonymous)", requested)
+        if principal is not None and requested not in principal.tenants:
+            raise TenantForbiddenError(principal.id, requested)
+        return requested
+    if principal is not None and len(principal.tenants) == 1:
+        return principal.tenants[0]
+    return ""
 
 
 def _as_request(route: Route, message: Message) -> Message:

@@ -28,6 +28,7 @@ from .headers import (
     TENANT_ID_HEADER,
     metadata_headers,
 )
+from .identity import Principal
 from .responses import (
     COMMAND_ID_CONFLICT,
     CONCURRENCY_CONFLICT,
@@ -69,12 +70,22 @@ class InProcessTransport:
 
     Messages are passed as objects, not bytes; everything else (type checks,
     middlewares, error replies) is what a remote transport's server does.
+
+    Identity: the caller is in this process, so it is trusted to say who it
+    acts as. ``principal=`` (here or per request) is that principal; without
+    one, an ``Es-Principal-Id`` header (``metadata={"principal_id": ...}`` on
+    a generated client) names it, and ``Es-Tenant-Id`` the tenant it acts for.
+    Network hosts never do this: they authenticate.
     """
 
     def __init__(
-        self, *bindings: ServiceBinding | Route, middlewares: Iterable[Middleware] = ()
+        self,
+        *bindings: ServiceBinding | Route,
+        middlewares: Iterable[Middleware] = (),
+        principal: Principal | None = None,
     ) -> None:
         self.router = Router(middlewares)
+        self.principal = principal
         for binding in bindings:
             self.router.register(binding)
 
@@ -87,9 +98,21 @@ class InProcessTransport:
         return self
 
     async def request(
-        self, subject: str, message: Message, headers: Mapping[str, str] | None = None
+        self,
+        subject: str,
+        message: Message,
+        headers: Mapping[str, str] | None = None,
+        *,
+        principal: Principal | None = None,
     ) -> Response:
-        return await self.router.dispatch(subject, message, headers)
+        headers = headers or {}
+        tenant = headers.get(TENANT_ID_HEADER, "")
+        principal = principal or self.principal
+        if principal is None and headers.get(PRINCIPAL_ID_HEADER):
+            principal = Principal(headers[PRINCIPAL_ID_HEADER], tenants=(tenant,) if tenant else ())
+        return await self.router.dispatch(
+            subject, message, headers, principal=principal, tenant=tenant or None
+        )
 
 
 __all__ = [

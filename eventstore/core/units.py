@@ -195,29 +195,52 @@ class UnitOfWork:
     def __len__(self) -> int:
         return len(self._entries)
 
+    @staticmethod
+    def _key(entry: _Entry) -> str:
+        """The id the store keeps for the entry's aggregate (its repository's tenant scope)."""
+        repository = entry.repository
+        if repository is not None and repository.tenant_isolation:
+            return repository._stored_id_of(entry.aggregate)
+        return entry.aggregate.id
+
+    def _stored_command_id(self) -> str | None:
+        """The unit's command id as the store keys it (per tenant with tenant isolation)."""
+        isolated = any(
+            e.repository is not None and e.repository.tenant_isolation for e in self._entries
+        )
+        if self.command_id and isolated:
+            from .tenancy import scoped_key
+
+            return scoped_key(self.command_id)
+        return self.command_id
+
     def _appends(self) -> list[StreamAppend]:
         from .ids import deterministic_event_id, new_event_id
 
         appends = []
         for entry in self._entries:
             aggregate = entry.aggregate
+            key = self._key(entry)
+            constraints = (
+                entry.repository._scoped_constraints
+                if entry.repository is not None
+                else (lambda c: c)
+            )
             base = EventMetadata(causation_id=self.command_id or "").merged(self.metadata)
             base = base.merged(entry.metadata)
             events = [
                 NewEvent(
-                    deterministic_event_id(self.command_id, aggregate.id, index)
+                    deterministic_event_id(self.command_id, key, index)
                     if self.command_id
                     else new_event_id(),
                     p.message.DESCRIPTOR.full_name,
                     p.message.SerializeToString(),
                     base.merged(p.metadata),
-                    p.constraints,
+                    constraints(p.constraints),
                 )
                 for index, p in enumerate(aggregate.uncommitted_events)
             ]
-            appends.append(
-                StreamAppend(aggregate.id, aggregate.type, aggregate.stored_version, events)
-            )
+            appends.append(StreamAppend(key, aggregate.type, aggregate.stored_version, events))
         return appends
 
     def _done(self, result: UnitResult) -> UnitResult:
@@ -231,7 +254,7 @@ class UnitOfWork:
                     "repository to reload them from: pass one to uow.save(aggregate, repo)"
                 )
             else:
-                events = result[entry.aggregate.id].events
+                events = result[self._key(entry)].events
                 if events:
                     entry.aggregate.mark_committed(events[-1].version)
         return result
@@ -243,7 +266,9 @@ class UnitOfWork:
             return self.result
         try:
             result = self.store.append_many(
-                self._appends(), command_id=self.command_id, command_ttl=self.command_ttl
+                self._appends(),
+                command_id=self._stored_command_id(),
+                command_ttl=self.command_ttl,
             )
         except Exception:
             for entry in self._entries:
@@ -259,11 +284,12 @@ class UnitOfWork:
             return self.result
         own = getattr(self.store, "append_many_async", None)
         appends = self._appends()
+        command_id = self._stored_command_id()
         if own is not None:
-            result = await own(appends, command_id=self.command_id, command_ttl=self.command_ttl)
+            result = await own(appends, command_id=command_id, command_ttl=self.command_ttl)
         else:
             result = await append_many_async_default(
-                self.store, appends, command_id=self.command_id, command_ttl=self.command_ttl
+                self.store, appends, command_id=command_id, command_ttl=self.command_ttl
             )
         if result.already_processed:
             return await asyncio.to_thread(self._done, result)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from nats.aio.msg import Msg
 
+from ..core import instrumentation
 from ..core.events import Event
 from ..core.follow import CommitSignal
 from .bus import NatsEventBus
@@ -184,7 +185,12 @@ class Relay:
                     if not events:
                         break
                     try:
-                        await self._publish_batch(events)
+                        with instrumentation.operation(
+                            instrumentation.PUBLISH,
+                            event_count=len(events),
+                            first_position=events[0].position,
+                        ):
+                            await self._publish_batch(events)
                     except PublishRejected as exc:
                         if exc.err_code not in OVERTAKEN or resumed:
                             raise
@@ -195,6 +201,9 @@ class Relay:
                 self._position = None  # resume from the stream's last message next time
                 raise
             self._last_error = None
+            if instrumentation.installed() and self._position is not None:
+                head = await asyncio.to_thread(self.store.head_position)
+                instrumentation.record(instrumentation.RELAY_LAG, max(0, head - self._position))
             return self._published - before
 
     async def _resume(self) -> None:

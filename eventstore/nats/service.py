@@ -26,13 +26,18 @@ What nats-py's micro API does not do, this does (toolchain-notes, "Verified
   the method endpoints, so NATS may hand it a request for a known method too:
   it serves it through the same router (only the per-endpoint stats differ).
 
-Principal and tenant headers are dropped: until the service edge
-authenticates callers, a NATS client could claim any principal.
+Identity (docs/service-edge.md): incoming ``Es-Principal-*`` and
+``Es-Tenant-*`` headers are dropped; the host's ``authenticate(headers)``
+hook proves the principal (``None`` is ``UNAUTHENTICATED`` unless
+``allow_anonymous=True``), and ``Es-Tenant-Id`` is the tenant the request
+asks to act for, checked against the principal's tenants. An ``INTERNAL``
+reply is generic, with an error id that is also logged.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,14 +50,16 @@ from nats.micro import add_service
 from nats.micro.request import Request
 from nats.micro.service import Service
 
-from ..core.errors import AppError
+from ..core.errors import AppError, AuthenticationError
 from ..core.headers import (
     COMMAND_ID_HEADER,
     MESSAGE_TYPE_HEADER,
     PRINCIPAL_ID_HEADER,
     TENANT_ID_HEADER,
 )
+from ..core.identity import Authenticator, Principal, is_identity_header
 from ..core.ids import new_command_id
+from ..core.middleware import default_middlewares
 from ..core.responses import (
     INTERNAL,
     INVALID_MESSAGE_TYPE,
@@ -71,7 +78,8 @@ log = logging.getLogger("eventstore.nats.service")
 QUEUE_GROUP = "eventstore"
 #: Requests answered at once per host before the subscriptions wait.
 DEFAULT_MAX_IN_FLIGHT = 64
-#: Headers a NATS caller may not set until the service edge authenticates callers.
+#: Headers a NATS caller may not set (the host authenticates; ``is_identity_header``
+#: drops every ``Es-Principal-*`` and ``Es-Tenant-*`` header, these included).
 UNTRUSTED_HEADERS = frozenset({PRINCIPAL_ID_HEADER, TENANT_ID_HEADER})
 ERROR_HEADER = "Nats-Service-Error"
 ERROR_CODE_HEADER = "Nats-Service-Error-Code"
@@ -112,7 +120,9 @@ class NatsServiceHost:
         self,
         servers: str | Sequence[str],
         *bindings: ServiceBinding | Route,
-        middlewares: Iterable[Middleware] = (),
+        middlewares: Iterable[Middleware] | None = None,
+        authenticate: Authenticator | None = None,
+        allow_anonymous: bool = False,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         version: str = "1.0.0",
         queue_group: str = QUEUE_GROUP,
@@ -126,8 +136,20 @@ class NatsServiceHost:
                 f"version must be a semantic version like 1.0.0 (NATS micro requires it), "
                 f"got {version!r}"
             )
+        if authenticate is None and not allow_anonymous:
+            raise ValueError(
+                "NatsServiceHost needs authenticate= (e.g. jwt_authenticator(...)) or "
+                "allow_anonymous=True to serve callers without credentials"
+            )
         self.options = NatsOptions.of(servers, **connect)
-        self.router = Router(middlewares)
+        self.authenticate = authenticate
+        self.allow_anonymous = allow_anonymous
+        chain = (
+            default_middlewares(network=True, anonymous=allow_anonymous)
+            if middlewares is None
+            else middlewares
+        )
+        self.router = Router(chain, network=True)
         self.max_in_flight = max_in_flight
         self.version = version
         self.queue_group = queue_group
@@ -324,14 +346,27 @@ class NatsServiceHost:
                     {"subject": subject, "expected": expected},
                 )
             )
-        trusted = {k: v for k, v in headers.items() if k not in UNTRUSTED_HEADERS}
+        tenant = next((v for k, v in headers.items() if k.lower() == "es-tenant-id"), "")
+        trusted = {k: v for k, v in headers.items() if not is_identity_header(k)}
         trusted[COMMAND_ID_HEADER] = command_id
-        response = await self.router.dispatch(subject, message, trusted)
-        error = response.error
-        if error is not None and error.code == INTERNAL and response.exception is not None:
-            # The router's message names the exception: fine in process, not on a wire.
-            return Response.failure(_internal(subject, command_id))
-        return response
+        try:
+            principal = await self._principal(trusted)
+        except AppError as error:
+            return Response.failure(error)
+        # A network router: an unexpected failure is replied as a generic INTERNAL
+        # with an error id (logged with the traceback), never the exception's text.
+        return await self.router.dispatch(
+            subject, message, trusted, principal=principal, tenant=tenant or None
+        )
+
+    async def _principal(self, headers: Mapping[str, str]) -> Principal | None:
+        principal: Principal | None = None
+        if self.authenticate is not None:
+            found = self.authenticate(headers)
+            principal = await found if inspect.isawaitable(found) else found
+        if principal is None and not self.allow_anonymous:
+            raise AuthenticationError("no credentials were sent")
+        return principal
 
     async def _reply(
         self, request: Request, subject: str, command_id: str, response: Response

@@ -29,6 +29,7 @@ from nats.errors import (
 )
 from nats.errors import TimeoutError as NatsTimeoutError
 
+from ..core import instrumentation
 from ..core.errors import AppError
 from ..core.headers import COMMAND_ID_HEADER, MESSAGE_TYPE_HEADER, TRACEPARENT_HEADER
 from ..core.ids import new_command_id
@@ -67,10 +68,14 @@ class NatsTransport:
         servers: str | Sequence[str],
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        headers: Mapping[str, str] | None = None,
         **connect: Any,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        #: Sent with every request (credentials for the host's ``authenticate`` hook:
+        #: ``{"Authorization": "Bearer <jwt>"}`` or ``{"X-Api-Key": key}``).
+        self.headers = dict(headers or {})
         self.options = NatsOptions.of(servers, **connect)
         self.timeout = timeout
         self._nc: Client | None = None
@@ -100,10 +105,12 @@ class NatsTransport:
     async def request(
         self, subject: str, message: Message, headers: Mapping[str, str] | None = None
     ) -> Response:
-        sent = dict(headers or {})
+        sent = {**self.headers, **(headers or {})}
         command_id = sent.get(COMMAND_ID_HEADER) or new_command_id()
         sent[COMMAND_ID_HEADER] = command_id
         sent[MESSAGE_TYPE_HEADER] = message.DESCRIPTOR.full_name
+        if not sent.get(TRACEPARENT_HEADER):
+            instrumentation.inject(sent)  # the current span's context, when traced
         if not sent.get(TRACEPARENT_HEADER):
             sent[TRACEPARENT_HEADER] = new_traceparent()
         data = message.SerializeToString()

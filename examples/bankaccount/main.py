@@ -63,7 +63,7 @@ async def over_nats(url: str | None, *bindings: object) -> AsyncIterator[Transpo
         if url is None:
             url = (await stack.enter_async_context(EmbeddedNATS())).url
             say(f"   (an embedded nats-server runs at {url})")
-        await stack.enter_async_context(NatsServiceHost(url, *bindings))  # type: ignore[arg-type]
+        await stack.enter_async_context(NatsServiceHost(url, *bindings, allow_anonymous=True))  # type: ignore[arg-type]
         yield await stack.enter_async_context(NatsTransport(url))
 
 

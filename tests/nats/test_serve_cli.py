@@ -50,7 +50,9 @@ def test_serve_runs_in_process_until_cancelled(tmp_path: Path) -> None:
             urls.append(url)
             ready.set()
 
-        options = ServeOptions("tests.nats.service_app", f"sqlite:///{db}", embedded=True)
+        options = ServeOptions(
+            "tests.nats.service_app", f"sqlite:///{db}", embedded=True, allow_anonymous=True
+        )
         task = asyncio.ensure_future(serve(options, on_ready))
         await asyncio.wait_for(ready.wait(), 30)
         async with NatsTransport(urls[0]) as transport:

@@ -81,7 +81,7 @@ def test_bank_account_end_to_end_over_nats(nats_server: EmbeddedNATS, tmp_path: 
         seen: dict[str, Any] = {}
         with SQLiteEventStore(tmp_path / "bank.db") as store:
             async with (
-                NatsServiceHost(nats_server.url, *bank.services(store)),
+                NatsServiceHost(nats_server.url, *bank.services(store), allow_anonymous=True),
                 NatsTransport([nats_server.url]) as transport,
             ):
                 sdk = SDK(transport)
@@ -137,7 +137,7 @@ def test_a_retried_command_id_is_applied_once_on_either_transport(
         with SQLiteEventStore(tmp_path / "bank.db") as store:
             local = await twice(InProcessTransport(*bank.services(store)), store, "in-process")
             async with (
-                NatsServiceHost(nats_server.url, *bank.services(store)),
+                NatsServiceHost(nats_server.url, *bank.services(store), allow_anonymous=True),
                 NatsTransport(nats_server.url) as transport,
             ):
                 remote = await twice(transport, store, "over-nats")
@@ -153,7 +153,7 @@ def test_services_answer_the_micro_api_under_the_eventstore_queue_group(
 ) -> None:
     async def ask() -> tuple[list[str], dict[str, Any]]:
         with SQLiteEventStore(tmp_path / "bank.db") as store:
-            async with NatsServiceHost(nats_server.url, *bank.services(store), version="2.1.0"):
+            async with NatsServiceHost(nats_server.url, *bank.services(store), version="2.1.0", allow_anonymous=True):
                 nc = await nats.connect(nats_server.url)
                 try:
                     name = micro_service_name("account.v1.AccountCommandService")
@@ -198,7 +198,7 @@ def test_bad_input_over_the_wire_gets_error_replies_and_the_host_keeps_serving(
         url = nats_server.url
         with SQLiteEventStore(tmp_path / "bank.db") as store:
             async with (
-                NatsServiceHost(url, *bank.services(store), *_bad_routes(calls)),
+                NatsServiceHost(url, *bank.services(store), *_bad_routes(calls), allow_anonymous=True),
                 NatsTransport(url, timeout=3) as transport,
             ):
                 sdk = SDK(transport)
@@ -265,17 +265,21 @@ def test_headers_reach_the_handler_and_principal_and_tenant_are_dropped(
     async def call() -> tuple[AccountView, Response]:
         route = Route("test.v1.Echo.Get", GetAccountQuery, AccountView, echo)
         async with (
-            NatsServiceHost(nats_server.url, route),
+            NatsServiceHost(nats_server.url, route, allow_anonymous=True),
             NatsTransport(nats_server.url) as transport,
         ):
             headers = {
                 COMMAND_ID_HEADER: "cmd-7",
                 CORRELATION_ID_HEADER: "corr-1",
                 PRINCIPAL_ID_HEADER: "admin",
-                TENANT_ID_HEADER: "other-tenant",
                 "Es-Meta-source": "test",
             }
             reply = await transport.request("test.v1.Echo.Get", GetAccountQuery(), headers)
+            posing = await transport.request(
+                "test.v1.Echo.Get", GetAccountQuery(), {TENANT_ID_HEADER: "other-tenant"}
+            )
+            # An anonymous caller belongs to no tenant (docs/service-edge.md).
+            assert posing.error is not None and posing.error.code == "TENANT_FORBIDDEN"
             traced = await transport.request(
                 "test.v1.Echo.Get",
                 GetAccountQuery(),
@@ -331,7 +335,7 @@ def test_a_50ms_handler_does_not_delay_a_second_request_to_the_same_endpoint(
 
     async def go() -> tuple[float, float]:
         async with (
-            NatsServiceHost(nats_server.url, route),
+            NatsServiceHost(nats_server.url, route, allow_anonymous=True),
             NatsTransport(nats_server.url) as transport,
         ):
             await transport.request("test.v1.Sleep.Get", GetAccountQuery())  # warm up
@@ -362,7 +366,7 @@ def test_max_in_flight_bounds_the_requests_answered_at_once(nats_server: Embedde
 
     async def go() -> list[Response]:
         async with (
-            NatsServiceHost(nats_server.url, _sleeper([], active), max_in_flight=2),
+            NatsServiceHost(nats_server.url, _sleeper([], active), max_in_flight=2, allow_anonymous=True),
             NatsTransport(nats_server.url) as transport,
         ):
             return await asyncio.gather(
@@ -382,7 +386,7 @@ def test_a_request_without_reply_in_time_is_a_timeout_naming_its_command_id(
 ) -> None:
     async def go() -> Response:
         async with (
-            NatsServiceHost(nats_server.url, _sleeper([], [0, 0])),
+            NatsServiceHost(nats_server.url, _sleeper([], [0, 0]), allow_anonymous=True),
             NatsTransport(nats_server.url, timeout=0.2) as transport,
         ):
             return await transport.request(
@@ -412,9 +416,9 @@ def test_a_transport_with_no_server_is_unavailable() -> None:
 
 def test_constructors_check_their_options() -> None:
     with pytest.raises(ValueError, match="semantic version"):
-        NatsServiceHost("nats://127.0.0.1:4222", version="one")
+        NatsServiceHost("nats://127.0.0.1:4222", version="one", allow_anonymous=True)
     with pytest.raises(ValueError, match="max_in_flight"):
-        NatsServiceHost("nats://127.0.0.1:4222", max_in_flight=0)
+        NatsServiceHost("nats://127.0.0.1:4222", max_in_flight=0, allow_anonymous=True)
     with pytest.raises(ValueError, match="server"):
         NatsTransport([])
     with pytest.raises(ValueError, match="timeout"):
@@ -483,7 +487,7 @@ def test_replies_that_are_no_eventstore_response_become_clear_errors(
 
 def test_stopping_the_host_finishes_the_requests_in_flight(nats_server: EmbeddedNATS) -> None:
     async def go() -> tuple[Response, Response]:
-        host = NatsServiceHost(nats_server.url, _sleeper([], [0, 0]))
+        host = NatsServiceHost(nats_server.url, _sleeper([], [0, 0]), allow_anonymous=True)
         await host.start()
         async with NatsTransport(nats_server.url, timeout=2) as transport:
             slow = asyncio.ensure_future(
@@ -502,20 +506,20 @@ def test_stopping_the_host_finishes_the_requests_in_flight(nats_server: Embedded
 
 def test_a_host_registers_bindings_only_before_it_starts(nats_server: EmbeddedNATS) -> None:
     async def go() -> None:
-        async with NatsServiceHost(nats_server.url, _sleeper([], [0, 0])) as host:
+        async with NatsServiceHost(nats_server.url, _sleeper([], [0, 0]), allow_anonymous=True) as host:
             assert host.services == {"test.v1.Sleep": ["test.v1.Sleep.Get"]}
             with pytest.raises(RuntimeError, match="before the host starts"):
                 host.register(Route("test.v1.Late.Get", GetAccountQuery, AccountView, print))
 
     run(go())
     with pytest.raises(ValueError, match="no service to serve"):
-        run(NatsServiceHost(nats_server.url).start())
+        run(NatsServiceHost(nats_server.url, allow_anonymous=True).start())
 
 
 def test_host_and_transport_take_credentials() -> None:
     async def go(server: EmbeddedNATS) -> tuple[Response, Response]:
         async with (
-            NatsServiceHost(server.url, _sleeper([], [0, 0]), user="svc", password="pw"),
+            NatsServiceHost(server.url, _sleeper([], [0, 0]), user="svc", password="pw", allow_anonymous=True),
             NatsTransport(server.url, user="svc", password="pw") as transport,
         ):
             allowed = await transport.request("test.v1.Sleep.Get", GetAccountQuery())

@@ -56,6 +56,7 @@ class Served:
             "--store",
             f"sqlite:///{db}",
             *(["--nats", url] if url else ["--embedded"]),
+            "--allow-anonymous",
             *(flags or ("--no-relay", "--no-projections")),
         ]
         self.url = ""

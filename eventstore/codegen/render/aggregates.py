@@ -216,6 +216,7 @@ def _repository_class(out: _Out, a: AggregateInfo) -> None:
                 "upcasters: _es.Upcasters | None = None",
                 "snapshot_upcaster: _es.SnapshotUpcaster | None = None",
                 "cache: int = 0",
+                "tenant_isolation: bool = False",
             ],
             ") -> None:",
         )
@@ -233,6 +234,7 @@ def _repository_class(out: _Out, a: AggregateInfo) -> None:
     out.add("            upcasters=upcasters,")
     out.add("            snapshot_upcaster=snapshot_upcaster,")
     out.add("            cache=cache,")
+    out.add("            tenant_isolation=tenant_isolation,")
     out.add("        )")
     out.blank()
     out.add(f"    def _new(self, aggregate_id: str) -> {p}Aggregate:")

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import instrumentation as _instr
 from ..errors import EventStoreError
 from ..events import Event
 from ..follow import DEFAULT_POLL_INTERVAL, CommitSignal
@@ -249,6 +250,22 @@ class ProjectionManager:
     # -- feeding ------------------------------------------------------------------------
     def _batch(self, reg: _Registration) -> _BatchResult:
         """Read one batch after the projection's position and hand it to its read model."""
+        if not _instr._hooks:
+            return self._read_batch(reg)
+        with _instr.operation(_instr.PROJECTION_BATCH, projection=reg.name) as attributes:
+            result = self._read_batch(reg)
+            attributes["event_count"] = result.handled
+            attributes["outcome"] = "failed" if result.failed else "ok"
+        if result.handled:
+            _instr.record(_instr.PROJECTION_EVENTS_HANDLED, result.handled, projection=reg.name)
+        _instr.record(
+            _instr.PROJECTION_LAG,
+            max(0, self.source.head_position() - reg.position),
+            projection=reg.name,
+        )
+        return result
+
+    def _read_batch(self, reg: _Registration) -> _BatchResult:
         page = read_page(
             self.source, reg.position, limit=reg.batch_size, event_types=reg.read_types
         )

@@ -53,12 +53,16 @@ class ProjectionContext:
     (``SQLiteReadModel(store)``): ``ctx.store.append(...)`` (or a
     ``Repository(ctx.store, ...)``) commits with the batch and its checkpoint
     or not at all. Elsewhere it is falsy and using it raises, saying why.
+    ``tenant`` is the tenant of the event being handled (its metadata's
+    ``tenant_id``, "" for none); the handler runs inside ``with_tenant(tenant)``,
+    so a process manager's tenant-isolated repository acts in that tenant.
     """
 
     projection: str
     position: int = 0
     connection: Any = None
     store: Any = NO_STORE_IN_TRANSACTION
+    tenant: str = ""
 
 
 @runtime_checkable

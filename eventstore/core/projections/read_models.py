@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from ..events import Event
 from ..ports import CheckpointStore
+from ..tenancy import TENANT_ID_PATTERN, with_tenant
 from .port import Projection, ProjectionContext
 from .status import DeadLetter, ProjectionFailure
 
@@ -114,8 +115,16 @@ def handle_events(
         if position <= stored:
             continue
         ctx.position = position
+        # The event's tenant, when it has one (a cheap look at the JSON first): the
+        # handler (a process manager) then loads and saves in that tenant.
+        tenant = event.metadata.tenant_id if '"t":' in (event.metadata_json or "") else ""
+        ctx.tenant = tenant
         try:
-            handle(event, ctx)
+            if tenant and TENANT_ID_PATTERN.fullmatch(tenant):
+                with with_tenant(tenant):
+                    handle(event, ctx)
+            else:
+                handle(event, ctx)
         except Exception as exc:
             raise HandlerFailedError(
                 index, ProjectionFailure.from_exception(projection.name, event, exc)

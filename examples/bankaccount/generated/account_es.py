@@ -184,6 +184,7 @@ class AccountRepository(_es.Repository["AccountAggregate"]):
         upcasters: _es.Upcasters | None = None,
         snapshot_upcaster: _es.SnapshotUpcaster | None = None,
         cache: int = 0,
+        tenant_isolation: bool = False,
     ) -> None:
         self.applier = applier
         super().__init__(
@@ -195,6 +196,7 @@ class AccountRepository(_es.Repository["AccountAggregate"]):
             upcasters=upcasters,
             snapshot_upcaster=snapshot_upcaster,
             cache=cache,
+            tenant_isolation=tenant_isolation,
         )
 
     def _new(self, aggregate_id: str) -> AccountAggregate:

@@ -121,3 +121,34 @@ def test_a_request_built_from_another_run_is_accepted(shop: ModuleType) -> None:
     client = shop.PricingServiceClient(InProcessTransport(shop.PricingServiceServer(Pricing())))
     reply = asyncio.run(client.quote(other.QuoteRequest(quantity=2)))
     assert reply.price == 500
+
+
+def test_a_module_generated_at_runtime_is_served_over_http_alike(shop: ModuleType) -> None:
+    import httpx
+
+    from eventstore.rpc import ConnectApp, ConnectTransport
+
+    app = ConnectApp(
+        shop.PricingServiceServer(Pricing()),
+        shop.OrderCommandServiceServer(AsyncOrders()),
+        allow_anonymous=True,
+        middlewares=(),
+    )
+
+    async def calls() -> tuple[Any, Any, AppError]:
+        asgi = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))  # type: ignore[arg-type]
+        raw = await asgi.post(
+            "http://shop/shop.v1.PricingService/Quote",
+            json={"sku": "x", "quantity": 2},
+        )
+        sdk = shop.SDK(ConnectTransport("http://shop", client=asgi))
+        reply = await sdk.pricing_service.quote(shop.QuoteRequest(quantity=3))
+        with pytest.raises(AppError) as caught:
+            await sdk.order.ship_order(shop.ShipOrderCommand(order_id="o-1"))
+        await asgi.aclose()
+        return raw, reply, caught.value
+
+    raw, reply, error = asyncio.run(calls())
+    assert raw.status_code == 200 and raw.json() == {"price": "500"}
+    assert reply.price == 750
+    assert (error.code, error.message) == ("NOT_PLACED", "order 'o-1' was never placed")

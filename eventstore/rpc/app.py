@@ -1,0 +1,239 @@
+"""``ConnectApp``: the generated services over HTTP with the Connect protocol (ASGI).
+
+Built on ``connectrpc`` 0.13 by subclassing its abstract
+``ConnectASGIApplication`` with endpoints made from the routes' descriptors,
+so services known only at runtime (``%%es_generate`` modules) are served like
+checked-in ones. What the runtime does by default and this app changes:
+unknown JSON fields are refused (``invalid_argument``), and gRPC and
+gRPC-Web requests are refused with HTTP 415 (only Connect is served; the
+security table in the README lists both).
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from connectrpc._server_shared import EndpointUnary
+from connectrpc.code import Code
+from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
+from connectrpc.errors import ConnectError
+from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
+from connectrpc.request import RequestContext as ConnectContext
+from connectrpc.server import ConnectASGIApplication, Endpoint
+from google.protobuf.message import Message
+from protobuf.wkt import Any as AnyPy
+
+from ..core.errors import AppError, AuthenticationError
+from ..core.headers import (
+    COMMAND_ID_HEADER,
+    CORRELATION_ID_HEADER,
+    CUSTOM_METADATA_PREFIX,
+    TENANT_ID_HEADER,
+)
+from ..core.identity import Authenticator, Principal, is_identity_header
+from ..core.middleware import default_middlewares
+from ..core.responses import Response, error_code
+from ..core.routing import DEFAULT_HANDLER_THREADS, Middleware, Route, Router, ServiceBinding
+
+log = logging.getLogger("eventstore.rpc")
+
+#: Default limit of a request body (bytes): larger ones get HTTP 429 ``resource_exhausted``.
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+APP_ERROR_TYPE = "eventsourcing.AppError"
+
+_CANONICAL = {h.lower(): h for h in (COMMAND_ID_HEADER, CORRELATION_ID_HEADER, TENANT_ID_HEADER)}
+_REFUSED_CONTENT = ("application/grpc",)  # application/grpc, +proto, -web, -web+proto ...
+
+
+class _Application(ConnectASGIApplication[object]):
+    @property
+    def path(self) -> str:
+        return "/"
+
+
+def request_headers(raw: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """HTTP headers as the ``Router`` reads them: ``Es-*`` names in their canonical case."""
+    out: dict[str, str] = {}
+    meta = CUSTOM_METADATA_PREFIX.lower()
+    for name, value in raw:
+        lowered = name.lower()
+        if lowered in _CANONICAL:
+            out[_CANONICAL[lowered]] = value
+        elif lowered.startswith(meta):
+            out[CUSTOM_METADATA_PREFIX + name[len(meta) :]] = value
+        else:
+            out[lowered] = value
+    return out
+
+
+class ConnectApp:
+    """An ASGI app serving ``bindings`` with the Connect protocol through one ``Router``.
+
+    ``authenticate(headers) -> Principal | None`` proves who calls; ``None``
+    (no credentials) is ``UNAUTHENTICATED`` unless ``allow_anonymous``.
+    Incoming ``Es-Principal-*`` and ``Es-Tenant-*`` headers never reach the
+    router as headers; ``Es-Tenant-Id`` is the tenant the request asks to act
+    for, checked against the principal's tenants (``TENANT_FORBIDDEN``).
+    ``middlewares`` default to ``default_middlewares(network=True)``.
+    Errors map through the core's error table (``ERROR_CODES``): the Connect
+    code of the row, with the ``eventsourcing.AppError`` (code, message,
+    solution, details) in the error's details.
+    """
+
+    def __init__(
+        self,
+        *bindings: ServiceBinding | Route,
+        middlewares: Iterable[Middleware] | None = None,
+        authenticate: Authenticator | None = None,
+        allow_anonymous: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        handler_threads: int = DEFAULT_HANDLER_THREADS,
+    ) -> None:
+        if authenticate is None and not allow_anonymous:
+            raise ValueError(
+                "ConnectApp needs authenticate= (e.g. jwt_authenticator(...)) or "
+                "allow_anonymous=True to serve callers without credentials"
+            )
+        chain = (
+            default_middlewares(network=True, anonymous=allow_anonymous)
+            if middlewares is None
+            else middlewares
+        )
+        self.router = Router(chain, handler_threads=handler_threads, network=True)
+        for binding in bindings:
+            self.router.register(binding)
+        self.authenticate = authenticate
+        self.allow_anonymous = allow_anonymous
+        self.max_body_bytes = max_body_bytes
+        endpoints = {self._path(s): self._endpoint(s) for s in self.router.subjects}
+        self.paths = sorted(endpoints)
+        self._app = _Application(
+            service=self,
+            endpoints=lambda _service: endpoints,
+            read_max_bytes=max_body_bytes,
+            codecs=[
+                google_protobuf_binary_codec(),
+                google_protobuf_json_codec(ignore_unknown_fields=False),
+            ],
+        )
+
+    @staticmethod
+    def _path(subject: str) -> str:
+        service, _, method = subject.rpartition(".")
+        return f"/{service}/{method}"
+
+    def _endpoint(self, subject: str) -> EndpointUnary[Any, Any]:
+        route = self.router.route(subject)
+        assert route is not None
+        service, _, method = subject.rpartition(".")
+        info: MethodInfo[Any, Any] = MethodInfo(
+            name=method,
+            service_name=service,
+            input=route.request_type,
+            output=route.response_type,
+            idempotency_level=IdempotencyLevel.UNKNOWN,
+            stream_type=StreamType.UNARY,
+        )
+
+        async def call(message: Message, ctx: ConnectContext[Any, Any]) -> Message:
+            return await self._call(subject, route, message, ctx)
+
+        return Endpoint.unary(info, call)
+
+    async def _call(
+        self, subject: str, route: Route, message: Message, ctx: ConnectContext[Any, Any]
+    ) -> Message:
+        headers = request_headers(ctx.request_headers.allitems())
+        tenant = headers.pop(TENANT_ID_HEADER, "") or None
+        headers = {k: v for k, v in headers.items() if not is_identity_header(k)}
+        try:
+            principal = await self._principal(headers)
+        except AppError as error:
+            raise connect_error(error) from None
+        reply = await self.router.dispatch(
+            subject, message, headers, principal=principal, tenant=tenant
+        )
+        if not reply.success:
+            raise connect_error(reply.error or AppError("INTERNAL", "the request failed"))
+        return reply.unwrap(route.response_type)
+
+    async def _principal(self, headers: Mapping[str, str]) -> Principal | None:
+        principal: Principal | None = None
+        if self.authenticate is not None:
+            found = self.authenticate(headers)
+            principal = await found if inspect.isawaitable(found) else found
+        if principal is None and not self.allow_anonymous:
+            raise AuthenticationError("no credentials were sent")
+        return principal
+
+    async def __call__(
+        self,
+        scope: Mapping[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        if scope.get("type") == "http":
+            for name, value in scope.get("headers", ()):
+                if name.lower() == b"content-type" and value.lower().startswith(
+                    b"application/grpc"
+                ):
+                    await _refuse(send, 415, b"only the Connect protocol is served here")
+                    return
+        await self._app(scope, receive, send)  # type: ignore[arg-type]
+
+
+async def _refuse(send: Callable[[Any], Awaitable[None]], status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"accept-post", b"application/json, application/proto"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def connect_error(error: AppError) -> ConnectError:
+    """The Connect error of an ``AppError``: the code of its row, the AppError in the details."""
+    wire = Response.failure(error).to_proto().error
+    detail = AnyPy(type_url=f"type.googleapis.com/{APP_ERROR_TYPE}", value=wire.SerializeToString())
+    return ConnectError(Code(error_code(error.code).connect_code), error.message, [detail])
+
+
+def app_error_from_details(details: Iterable[Mapping[str, Any]]) -> AppError | None:
+    """The ``AppError`` carried in a Connect JSON error's ``details`` (None when absent)."""
+    from ..proto.eventsourcing import response_pb2
+
+    for detail in details:
+        if detail.get("type") == APP_ERROR_TYPE:
+            raw = base64.b64decode(detail.get("value", "") + "==")
+            e = response_pb2.AppError.FromString(raw)
+            return AppError(e.code, e.message, e.solution, dict(e.details))
+    return None
+
+
+def serve_http(app: ConnectApp, host: str = "127.0.0.1", port: int = 8080) -> Any:
+    """A ``uvicorn.Server`` for ``app`` (call ``await server.serve()``; set
+    ``server.should_exit = True`` to stop it)."""
+    import uvicorn
+
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+    return uvicorn.Server(config)
+
+
+__all__ = [
+    "APP_ERROR_TYPE",
+    "DEFAULT_MAX_BODY_BYTES",
+    "ConnectApp",
+    "app_error_from_details",
+    "connect_error",
+    "request_headers",
+    "serve_http",
+]

@@ -1,0 +1,128 @@
+"""Multi-tenancy: the request's tenant, and the two ways to keep tenants apart.
+
+- **Shared database**: one store, a repository with ``tenant_isolation=True``;
+  callers use plain ids, the store holds ``<tenant>::<id>`` (the code lives in
+  ``eventstore.core.tenancy`` and ``eventstore.core.repository``: it is pure).
+- **Database per tenant**: ``TenantStores`` opens one store per tenant,
+  lazily, from a folder or a URL template.
+
+The tenant of a request lives in a context variable (``with_tenant``,
+``current_tenant``), set by the ``Router`` from the authenticated principal.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from .core.errors import InvalidTenantError, TenantForbiddenError, TenantMismatchError
+from .core.tenancy import (
+    SEPARATOR,
+    TENANT_ID_PATTERN,
+    TenantEventSource,
+    check_tenant_id,
+    current_tenant,
+    scoped_key,
+    split_stored_id,
+    stored_id,
+    with_tenant,
+)
+
+TENANT_PLACEHOLDER = "{tenant}"
+
+
+class TenantStores:
+    """One event store per tenant, opened on first use and closed together.
+
+    ``root_or_url_template`` is a folder (tenant ``acme`` gets
+    ``<folder>/acme.db``) or a store URL containing ``{tenant}``:
+    ``sqlite:////data/{tenant}.db``, ``postgresql://app@db/bank_{tenant}``
+    (a database per tenant, created beforehand) or
+    ``postgresql://app@db/bank?schema=t_{tenant}`` (a schema per tenant, created
+    on first open). Tenant ids are checked (``InvalidTenantError``) before
+    they reach a path or a URL, so ``../x`` never names a file.
+
+    Each tenant's store has its own position space: run projections and relays
+    per tenant (``for_tenant(t)`` is the event source of that tenant's
+    consumers); there is no merged log across tenants.
+    """
+
+    def __init__(self, root_or_url_template: str | os.PathLike[str], **options: Any) -> None:
+        text = os.fspath(root_or_url_template)
+        self.template = text if TENANT_PLACEHOLDER in text else None
+        self.root = None if self.template is not None else Path(text)
+        self.options = options
+        self._stores: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def location(self, tenant_id: str) -> str:
+        """Where ``tenant_id``'s store lives (a path or a URL; passwords are not redacted)."""
+        check_tenant_id(tenant_id)
+        if self.template is not None:
+            return self.template.replace(TENANT_PLACEHOLDER, tenant_id)
+        assert self.root is not None
+        return str(self.root / f"{tenant_id}.db")
+
+    def for_tenant(self, tenant_id: str | None = None) -> Any:
+        """The store of ``tenant_id`` (default: ``current_tenant()``), opened on first use."""
+        tenant = current_tenant() if tenant_id is None else tenant_id
+        if not tenant:
+            raise TenantMismatchError("", "", "no tenant is set to choose a store by")
+        check_tenant_id(tenant)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("these TenantStores are closed; open a new TenantStores")
+            store = self._stores.get(tenant)
+            if store is None:
+                from .stores import open_store
+
+                if self.root is not None:
+                    self.root.mkdir(parents=True, exist_ok=True)
+                store = open_store(self.location(tenant), **self.options)
+                self._stores[tenant] = store
+            return store
+
+    @property
+    def open_tenants(self) -> list[str]:
+        with self._lock:
+            return sorted(self._stores)
+
+    def close(self) -> None:
+        """Close every store opened so far (the first error is raised after all are tried)."""
+        with self._lock:
+            stores, self._stores = list(self._stores.values()), {}
+            self._closed = True
+        first: BaseException | None = None
+        for store in stores:
+            try:
+                store.close()
+            except Exception as exc:
+                first = first or exc
+        if first is not None:
+            raise first
+
+    def __enter__(self) -> TenantStores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = [
+    "SEPARATOR",
+    "TENANT_ID_PATTERN",
+    "InvalidTenantError",
+    "TenantEventSource",
+    "TenantForbiddenError",
+    "TenantMismatchError",
+    "TenantStores",
+    "check_tenant_id",
+    "current_tenant",
+    "scoped_key",
+    "split_stored_id",
+    "stored_id",
+    "with_tenant",
+]

@@ -1,0 +1,411 @@
+"""The security table over HTTP: each row a request, checked by reading the store afterwards.
+
+The ConnectApp runs in process through httpx's ASGI transport (one test also
+on a real uvicorn server on 127.0.0.1). Tenants ``acme`` and ``beta`` share
+one SQLite store through a tenant-isolated repository.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from eventstore import AppError
+from eventstore.rpc import ConnectApp, ConnectTransport, serve_http
+from eventstore.sqlite import SQLiteEventStore
+from tests.support.edge import make_app, pb, public_pem, token, unsigned_token
+
+OPEN = "/edge.v1.Accounts/Open"
+DEPOSIT = "/edge.v1.Accounts/Deposit"
+GET = "/edge.v1.Accounts/Get"
+
+
+class Edge:
+    def __init__(self, store: SQLiteEventStore, app: ConnectApp) -> None:
+        self.store = store
+        self.app = app
+
+    def post(
+        self,
+        path: str,
+        body: Any,
+        *,
+        bearer: str | None = "default",
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        sent = {"Content-Type": content_type, **(headers or {})}
+        if bearer == "default":
+            bearer = token()
+        if bearer:
+            sent["Authorization"] = f"Bearer {bearer}"
+        content = json.dumps(body).encode() if isinstance(body, dict) else body
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+                return await client.post(path, content=content, headers=sent)
+
+        return asyncio.run(go())
+
+    def written(self) -> int:
+        return self.store.head_position()
+
+    def stored_ids(self) -> list[str]:
+        return sorted({e.aggregate_id for e in self.store.read_all(0)})
+
+
+@pytest.fixture
+def edge(tmp_path: Path) -> Iterator[Edge]:
+    with SQLiteEventStore(tmp_path / "edge.db") as store:
+        app = make_app(store)
+        yield Edge(store, app)
+        app.router.close()
+
+
+def error_of(reply: httpx.Response) -> tuple[str, str, dict[str, str]]:
+    """(connect code, AppError code, AppError details) of an error reply."""
+    from eventstore.proto.eventsourcing import response_pb2
+
+    body = reply.json()
+    for detail in body.get("details", []):
+        if detail["type"] == "eventsourcing.AppError":
+            raw = base64.b64decode(detail["value"] + "==")
+            e = response_pb2.AppError.FromString(raw)
+            return body["code"], e.code, dict(e.details)
+    return body.get("code", ""), "", {}
+
+
+def open_body(account: str = "acc-1", owner: str = "Ann") -> dict[str, Any]:
+    return {"accountId": account, "owner": owner, "initial": 10}
+
+
+def test_an_authenticated_open_is_stored_under_the_tenant_with_the_tokens_principal(
+    edge: Edge,
+) -> None:
+    reply = edge.post(OPEN, open_body())
+    assert reply.status_code == 200, reply.text
+    assert reply.json() == {"accountId": "acc-1", "version": "1"}
+    (event,) = edge.store.load_stream("acme::acc-1")
+    assert (event.metadata.principal_id, event.metadata.tenant_id) == ("ann", "acme")
+
+
+def test_binary_proto_requests_are_served(edge: Edge) -> None:
+    body = pb.Open(account_id="acc-1", owner="Ann").SerializeToString()
+    reply = edge.post(OPEN, body, content_type="application/proto")
+    assert reply.status_code == 200
+    assert pb.Opened.FromString(reply.content).version == 1
+
+
+# -- the security table: nothing is written for any of these ------------------------------
+
+
+def test_malformed_json_is_invalid_argument_and_writes_nothing(edge: Edge) -> None:
+    reply = edge.post(OPEN, b'{"accountId": ')
+    assert (reply.status_code, reply.json()["code"]) == (400, "invalid_argument")
+    assert edge.written() == 0
+
+
+def test_an_unknown_json_field_is_refused_and_writes_nothing(edge: Edge) -> None:
+    reply = edge.post(OPEN, {**open_body(), "isAdmin": True})
+    assert (reply.status_code, reply.json()["code"]) == (400, "invalid_argument")
+    assert edge.written() == 0
+
+
+def test_a_wrong_content_type_is_415_and_writes_nothing(edge: Edge) -> None:
+    reply = edge.post(OPEN, json.dumps(open_body()).encode(), content_type="text/plain")
+    assert reply.status_code == 415
+    assert edge.written() == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/grpc", "application/grpc-web+proto"])
+def test_grpc_and_grpc_web_are_refused_and_write_nothing(edge: Edge, content_type: str) -> None:
+    body = pb.Open(account_id="acc-1", owner="Ann").SerializeToString()
+    framed = b"\x00" + len(body).to_bytes(4, "big") + body
+    reply = edge.post(OPEN, framed, content_type=content_type)
+    assert reply.status_code == 415
+    assert edge.written() == 0
+
+
+def test_a_body_over_the_limit_is_resource_exhausted_and_writes_nothing(edge: Edge) -> None:
+    reply = edge.post(OPEN, open_body(owner="x" * 5000))
+    assert (reply.status_code, reply.json()["code"]) == (429, "resource_exhausted")
+    assert edge.written() == 0
+
+
+def test_an_unknown_method_is_404_and_writes_nothing(edge: Edge) -> None:
+    reply = edge.post("/edge.v1.Accounts/DropTables", open_body())
+    assert reply.status_code == 404
+    assert edge.written() == 0
+
+
+def test_forged_principal_header_is_ignored_the_tokens_principal_is_recorded(edge: Edge) -> None:
+    reply = edge.post(OPEN, open_body(), headers={"Es-Principal-Id": "root"})
+    assert reply.status_code == 200
+    (event,) = edge.store.load_stream("acme::acc-1")
+    assert event.metadata.principal_id == "ann"
+
+
+def test_forged_tenant_header_for_a_tenant_not_in_the_token_is_forbidden(edge: Edge) -> None:
+    reply = edge.post(OPEN, open_body(), headers={"Es-Tenant-Id": "beta"})
+    assert (reply.status_code, error_of(reply)[1]) == (403, "TENANT_FORBIDDEN")
+    assert edge.written() == 0
+
+
+def test_no_token_is_unauthenticated_and_writes_nothing(edge: Edge) -> None:
+    reply = edge.post(OPEN, open_body(), bearer=None)
+    assert (reply.status_code, error_of(reply)[1]) == (401, "UNAUTHENTICATED")
+    assert edge.written() == 0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(lambda: "not.a.token", id="garbage"),
+        pytest.param(lambda: token(exp_in=-3600), id="expired"),
+        pytest.param(lambda: unsigned_token(), id="alg-none"),
+        pytest.param(lambda: token(key=public_pem(), algorithm="HS256"), id="hs256-with-rsa-pub"),
+        pytest.param(lambda: token(aud="other-api"), id="wrong-audience"),
+        pytest.param(lambda: token(iss="https://evil.test"), id="wrong-issuer"),
+    ],
+)
+def test_a_bad_token_is_unauthenticated_and_writes_nothing(edge: Edge, bad: Any) -> None:
+    try:
+        bearer = bad()
+    except Exception:  # PyJWT refuses to sign HS256 with a PEM key: forge it by hand
+        import hashlib
+        import hmac
+
+        header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+        payload = unsigned_token().split(".")[1].encode()
+        mac = hmac.new(public_pem(), header + b"." + payload, hashlib.sha256).digest()
+        bearer = (header + b"." + payload + b"." + base64.urlsafe_b64encode(mac).rstrip(b"=")).decode()
+    reply = edge.post(OPEN, open_body(), bearer=bearer)
+    assert (reply.status_code, error_of(reply)[1]) == (401, "UNAUTHENTICATED")
+    assert "hunter" not in reply.text
+    assert edge.written() == 0
+
+
+def test_a_principal_without_the_role_is_permission_denied(edge: Edge) -> None:
+    reply = edge.post(OPEN, open_body(), bearer=token(roles=("auditor",)))
+    assert (reply.status_code, error_of(reply)[1]) == (403, "PERMISSION_DENIED")
+    assert edge.written() == 0
+
+
+def test_another_tenants_aggregate_id_is_not_reachable(edge: Edge) -> None:
+    assert edge.post(OPEN, open_body()).status_code == 200
+    beta = token("bob", tenants=("beta",))
+    reply = edge.post(DEPOSIT, {"accountId": "acc-1", "amount": 5}, bearer=beta)
+    assert error_of(reply)[1] == "ACCOUNT_NOT_FOUND"
+    reply = edge.post(DEPOSIT, {"accountId": "acme::acc-1", "amount": 5}, bearer=beta)
+    assert (reply.status_code, error_of(reply)[1]) == (403, "TENANT_MISMATCH")
+    assert edge.stored_ids() == ["acme::acc-1"]
+    assert edge.written() == 1
+
+
+def test_a_client_id_containing_the_separator_is_tenant_mismatch(edge: Edge) -> None:
+    reply = edge.post(OPEN, open_body("x::acc-1"))
+    assert (reply.status_code, error_of(reply)[1]) == (403, "TENANT_MISMATCH")
+    assert edge.written() == 0
+
+
+def test_a_tenant_id_with_a_path_is_invalid_tenant(edge: Edge) -> None:
+    reply = edge.post(OPEN, open_body(), headers={"Es-Tenant-Id": "../x"})
+    assert (reply.status_code, error_of(reply)[1]) == (400, "INVALID_TENANT")
+    assert edge.written() == 0
+
+
+def test_a_unique_value_of_another_tenant_is_neither_revealed_nor_blocking(edge: Edge) -> None:
+    assert edge.post(OPEN, open_body("acc-1", owner="Ann")).status_code == 200
+    beta = token("bob", tenants=("beta",))
+    assert edge.post(OPEN, open_body("acc-9", owner="Ann"), bearer=beta).status_code == 200
+    taken = edge.post(OPEN, open_body("acc-2", owner="Ann"))
+    connect, code, details = error_of(taken)
+    assert (connect, code) == ("already_exists", "UNIQUE_CONSTRAINT")
+    assert "acc-1" not in taken.text and "owner" not in details and "acme" not in details["value"]
+    assert edge.stored_ids() == ["acme::acc-1", "beta::acc-9"]
+
+
+def test_a_command_id_reused_by_another_tenant_is_a_new_command(edge: Edge) -> None:
+    same = {"Es-Command-Id": "cmd-1"}
+    assert edge.post(OPEN, open_body("acc-1"), headers=same).status_code == 200
+    beta = token("bob", tenants=("beta",))
+    reply = edge.post(OPEN, open_body("acc-2"), headers=same, bearer=beta)
+    assert reply.status_code == 200, reply.text
+    assert edge.stored_ids() == ["acme::acc-1", "beta::acc-2"]
+
+
+def test_a_query_for_another_tenants_aggregate_finds_nothing(edge: Edge) -> None:
+    assert edge.post(OPEN, open_body("acc-1")).status_code == 200
+    beta = token("bob", tenants=("beta",))
+    reply = edge.post(GET, {"accountId": "acc-1"}, bearer=beta)
+    assert (reply.status_code, error_of(reply)[1]) == (404, "NOT_FOUND")
+    assert "Ann" not in reply.text
+    assert edge.post(GET, {"accountId": "acc-1"}).json()["owner"] == "Ann"
+
+
+def test_a_validation_violation_names_the_field_and_rule_and_writes_nothing(edge: Edge) -> None:
+    assert edge.post(OPEN, open_body()).status_code == 200
+    reply = edge.post(DEPOSIT, {"accountId": "acc-1", "amount": 0})
+    connect, code, details = error_of(reply)
+    assert (reply.status_code, connect, code) == (400, "invalid_argument", "VALIDATION_FAILED")
+    assert details["field.amount"] == "gt"
+    assert edge.written() == 1
+
+
+def test_a_handler_exception_replies_a_generic_internal_error_with_an_error_id(
+    edge: Edge, caplog: pytest.LogCaptureFixture
+) -> None:
+    reply = edge.post("/edge.v1.Accounts/Explode", open_body())
+    connect, code, details = error_of(reply)
+    assert (reply.status_code, connect, code) == (500, "internal", "INTERNAL")
+    assert "hunter2" not in reply.text and "/srv" not in reply.text
+    assert details["error_id"] in caplog.text and "hunter2" in caplog.text
+    assert edge.written() == 0
+
+
+def test_the_routers_own_internal_fallback_is_generic_without_recovery_middleware(
+    tmp_path: Path,
+) -> None:
+    with SQLiteEventStore(tmp_path / "e.db") as store:
+        edge = Edge(store, make_app(store, middlewares=()))
+        reply = edge.post("/edge.v1.Accounts/Explode", open_body())
+        assert error_of(reply)[:2] == ("internal", "INTERNAL")
+        assert "hunter2" not in reply.text and "error id" in reply.json()["message"]
+
+
+def test_a_connect_app_needs_an_authenticator_or_allow_anonymous(tmp_path: Path) -> None:
+    with SQLiteEventStore(tmp_path / "e.db") as store:
+        with pytest.raises(ValueError, match="allow_anonymous"):
+            make_app(store, authenticate=None)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_connect_transport_round_trip_on_a_real_uvicorn_server(tmp_path: Path) -> None:
+    from eventstore.core.headers import TENANT_ID_HEADER
+
+    async def scenario(store: SQLiteEventStore) -> None:
+        server = serve_http(make_app(store), port=free_port())
+        task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                await asyncio.sleep(0.02)
+            port = server.servers[0].sockets[0].getsockname()[1]
+            client = ConnectTransport(f"http://127.0.0.1:{port}", token=token())
+            reply = await client.request(
+                "edge.v1.Accounts.Open", pb.Open(account_id="acc-1", owner="Ann"), {}
+            )
+            assert reply.unwrap(pb.Opened).version == 1
+            denied = await client.request(
+                "edge.v1.Accounts.Open",
+                pb.Open(account_id="acc-2", owner="Bo"),
+                {TENANT_ID_HEADER: "beta"},
+            )
+            with pytest.raises(AppError) as caught:
+                denied.unwrap(pb.Opened)
+            assert caught.value.code == "TENANT_FORBIDDEN"
+            gone = ConnectTransport("http://127.0.0.1:1", timeout=2)
+            down = await gone.request("edge.v1.Accounts.Open", pb.Open(account_id="a"), {})
+            assert down.error is not None and down.error.code == "UNAVAILABLE"
+        finally:
+            server.should_exit = True
+            await task
+
+    with SQLiteEventStore(tmp_path / "e.db") as store:
+        asyncio.run(scenario(store))
+        assert [e.aggregate_id for e in store.read_all(0)] == ["acme::acc-1"]
+
+
+def test_the_multitenant_example_proves_isolation_in_both_strategies() -> None:
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.multitenant"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("acme sees acc-1: owner Ann, balance 100") == 2
+    assert out.count("beta sees acc-1: owner Bob, balance 5") == 2
+    assert "beta depositing to 'acme::acc-1': TENANT_MISMATCH" in out
+    assert out.count("beta asking to act for acme: TENANT_FORBIDDEN") == 2
+    assert "stored ids in shared.db: acme::acc-1, beta::acc-1" in out
+    assert "stored ids in acme.db: acc-1" in out and "stored ids in beta.db: acc-1" in out
+
+
+def test_a_business_error_is_failed_precondition_with_code_message_and_solution(
+    edge: Edge,
+) -> None:
+    from eventstore.proto.eventsourcing import response_pb2
+
+    reply = edge.post(DEPOSIT, {"accountId": "acc-404", "amount": 5})
+    body = reply.json()
+    assert (reply.status_code, body["code"]) == (400, "failed_precondition")
+    (detail,) = body["details"]
+    error = response_pb2.AppError.FromString(base64.b64decode(detail["value"] + "=="))
+    assert error.code == "ACCOUNT_NOT_FOUND" and "acc-404" in error.message
+    assert edge.written() == 0
+
+
+def test_an_anonymous_host_serves_callers_without_credentials_but_in_no_tenant(
+    tmp_path: Path,
+) -> None:
+    from eventstore.auth import api_key_authenticator
+
+    with SQLiteEventStore(tmp_path / "e.db") as store:
+        app = make_app(
+            store,
+            authenticate=api_key_authenticator({}),
+            allow_anonymous=True,
+            middlewares=(),
+        )
+        edge = Edge(store, app)
+        posing = edge.post(OPEN, open_body(), bearer=None, headers={"Es-Tenant-Id": "acme"})
+        assert error_of(posing)[1] == "TENANT_FORBIDDEN"
+        reply = edge.post("/edge.v1.Accounts/Explode", open_body(), bearer=None)
+        assert error_of(reply)[1] == "INTERNAL"  # the handler ran, anonymously
+        assert store.head_position() == 0
+        wrong = edge.post(OPEN, open_body("acc-2"), bearer=None, headers={"X-Api-Key": "nope"})
+        assert error_of(wrong)[1] == "UNAUTHENTICATED"
+        app.router.close()
+
+
+def test_tenant_stores_open_a_postgresql_schema_per_tenant_from_a_url_template() -> None:
+    from eventstore.tenancy import TenantStores, with_tenant
+    from tests.support.bank import account_repository
+    from tests.support.postgres import fresh_schema, server_dsn
+
+    dsn = server_dsn()
+    if not dsn.startswith("postgres"):
+        pytest.fail(f"the test server's DSN is not a URL: {dsn!r}")
+    prefix = fresh_schema()
+    template = f"{dsn}{'&' if '?' in dsn else '?'}schema={prefix}_{{tenant}}"
+    with TenantStores(template) as stores:
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                repo = account_repository(stores.for_tenant())
+                account = repo.factory("acc-1")
+                account.open(tenant)
+                repo.save(account)
+        acme, beta = stores.for_tenant("acme"), stores.for_tenant("beta")
+        assert [e.aggregate_id for e in acme.read_all(0)] == ["acc-1"]
+        assert acme.head_position() == beta.head_position() == 1  # a position space each
+        assert account_repository(beta).load("acc-1").state.owner == "beta"

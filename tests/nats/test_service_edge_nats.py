@@ -1,0 +1,260 @@
+"""The security table over NATS: each row a request to a NatsServiceHost, then the store is read.
+
+The host serves the edge test service (tests/support/edge.py: tenants ``acme``
+and ``beta`` sharing one store, RS256 JWTs) on the session's nats-server.
+Rows that are HTTP's only (content types, JSON, body limits) are in
+tests/integration/test_service_edge_http.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventstore.auth import jwt_authenticator
+from eventstore.core.responses import Response
+from eventstore.middleware import default_middlewares
+from eventstore.nats import EmbeddedNATS, NatsServiceHost, NatsTransport
+from eventstore.sqlite import SQLiteEventStore
+from tests.support.edge import (
+    AUDIENCE,
+    ISSUER,
+    RULES,
+    Accounts,
+    pb,
+    public_pem,
+    token,
+    unsigned_token,
+)
+
+OPEN = "edge.v1.Accounts.Open"
+
+
+class Host:
+    def __init__(self, url: str, store: SQLiteEventStore) -> None:
+        self.url = url
+        self.store = store
+
+    def request(
+        self,
+        subject: str,
+        message: Any,
+        *,
+        bearer: str | None = "default",
+        headers: dict[str, str] | None = None,
+        middlewares: Any = None,
+    ) -> Response:
+        sent = dict(headers or {})
+        if bearer == "default":
+            bearer = token()
+        if bearer:
+            sent["Authorization"] = f"Bearer {bearer}"
+
+        async def go() -> Response:
+            host = NatsServiceHost(
+                self.url,
+                Accounts(self.store),
+                authenticate=jwt_authenticator(audience=AUDIENCE, issuer=ISSUER, key=public_pem()),
+                middlewares=middlewares
+                if middlewares is not None
+                else default_middlewares(network=True, rules=RULES),
+            )
+            async with host, NatsTransport(self.url, headers=sent) as transport:
+                reply = await transport.request(subject, message)
+            host.router.close()
+            return reply
+
+        return asyncio.run(go())
+
+    def code(self, *args: Any, **kwargs: Any) -> str:
+        reply = self.request(*args, **kwargs)
+        return "ok" if reply.success else (reply.error.code if reply.error else "?")
+
+    def stored_ids(self) -> list[str]:
+        return sorted({e.aggregate_id for e in self.store.read_all(0)})
+
+
+@pytest.fixture
+def host(nats_server: EmbeddedNATS, tmp_path: Path) -> Iterator[Host]:
+    with SQLiteEventStore(tmp_path / "edge.db") as store:
+        yield Host(nats_server.url, store)
+
+
+def opening(account: str = "acc-1", owner: str = "Ann") -> Any:
+    return pb.Open(account_id=account, owner=owner, initial=10)
+
+
+def test_a_forged_principal_header_is_dropped_and_the_tokens_principal_recorded(
+    host: Host,
+) -> None:
+    assert host.code(OPEN, opening(), headers={"Es-Principal-Id": "root"}) == "ok"
+    (event,) = host.store.load_stream("acme::acc-1")
+    assert (event.metadata.principal_id, event.metadata.tenant_id) == ("ann", "acme")
+
+
+def test_a_forged_tenant_header_is_forbidden_and_writes_nothing(host: Host) -> None:
+    assert host.code(OPEN, opening(), headers={"Es-Tenant-Id": "beta"}) == "TENANT_FORBIDDEN"
+    assert host.store.head_position() == 0
+
+
+@pytest.mark.parametrize(
+    "bearer",
+    [
+        pytest.param(None, id="no-token"),
+        pytest.param("not.a.token", id="garbage"),
+        pytest.param(unsigned_token(), id="alg-none"),
+        pytest.param(token(exp_in=-3600), id="expired"),
+        pytest.param(token(aud="other-api"), id="wrong-audience"),
+    ],
+)
+def test_missing_or_bad_credentials_are_unauthenticated(host: Host, bearer: str | None) -> None:
+    assert host.code(OPEN, opening(), bearer=bearer) == "UNAUTHENTICATED"
+    assert host.store.head_position() == 0
+
+
+def test_a_principal_without_the_role_is_permission_denied(host: Host) -> None:
+    assert host.code(OPEN, opening(), bearer=token(roles=("auditor",))) == "PERMISSION_DENIED"
+    assert host.store.head_position() == 0
+
+
+def test_tenant_isolation_holds_over_nats(host: Host) -> None:
+    assert host.code(OPEN, opening("acc-1", "Ann")) == "ok"
+    beta = token("bob", tenants=("beta",))
+    assert host.code(OPEN, opening("acme::acc-1"), bearer=beta) == "TENANT_MISMATCH"
+    assert host.code("edge.v1.Accounts.Get", pb.Get(account_id="acc-1"), bearer=beta) == (
+        "NOT_FOUND"
+    )
+    assert host.code(OPEN, opening(), headers={"Es-Tenant-Id": "../x"}) == "INVALID_TENANT"
+    assert host.code(OPEN, opening("acc-9", "Ann"), bearer=beta) == "ok"  # unique per tenant
+    assert host.stored_ids() == ["acme::acc-1", "beta::acc-9"]
+
+
+def test_a_validation_violation_and_a_handler_exception_over_nats(host: Host) -> None:
+    assert host.code(OPEN, opening()) == "ok"
+    deposit = host.request("edge.v1.Accounts.Deposit", pb.Deposit(account_id="acc-1"))
+    assert deposit.error is not None and deposit.error.code == "VALIDATION_FAILED"
+    assert deposit.error.details["field.amount"] == "gt"
+    for chain in (None, ()):  # with recovery_middleware, and the router's own fallback
+        crash = host.request("edge.v1.Accounts.Explode", opening(), middlewares=chain)
+        assert crash.error is not None and crash.error.code == "INTERNAL"
+        assert "hunter2" not in crash.error.message and crash.error.details["error_id"]
+    assert host.store.head_position() == 1
+
+
+def test_a_host_needs_an_authenticator_or_allow_anonymous(nats_server: EmbeddedNATS) -> None:
+    with pytest.raises(ValueError, match="allow_anonymous"):
+        NatsServiceHost(nats_server.url)
+
+
+def test_the_trace_context_crosses_nats(host: Host) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from eventstore.core import instrumentation
+    from eventstore.otel import OtelHook, otel_middleware
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    chain = [otel_middleware(provider), *default_middlewares(network=True, rules=RULES)]
+    tracer = provider.get_tracer("client")
+    try:
+        with tracer.start_as_current_span("client") as client:
+            assert host.code(OPEN, opening(), middlewares=chain) == "ok"
+    finally:
+        for hook in instrumentation.installed():
+            if isinstance(hook, OtelHook):
+                instrumentation.uninstall(hook)
+    server = next(s for s in spans.get_finished_spans() if s.name == "edge.v1.Accounts/Open")
+    assert server.context.trace_id == client.get_span_context().trace_id
+    assert server.parent.span_id == client.get_span_context().span_id
+
+
+def test_the_relay_reports_publish_spans_and_its_lag(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from eventstore.core import instrumentation
+    from eventstore.nats import NatsEventBus, Relay
+    from eventstore.otel import OtelHook, otel_middleware
+    from tests.support.bank import account_repository
+
+    spans = InMemorySpanExporter()
+    tracer = TracerProvider()
+    tracer.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    otel_middleware(tracer, MeterProvider(metric_readers=[reader]))
+
+    async def scenario(store: SQLiteEventStore) -> int:
+        async with NatsEventBus(
+            nats_server.url, stream="T_EDGE_OTEL", subject_prefix="tedgeotel", store=store
+        ) as bus:
+            return await Relay(store, bus).publish_pending()
+
+    try:
+        with SQLiteEventStore(tmp_path / "r.db") as store:
+            repo = account_repository(store)
+            account = repo.factory("acc-1")
+            account.open("Ann")
+            account.deposit(2)
+            repo.save(account)
+            assert asyncio.run(scenario(store)) == 2
+    finally:
+        for hook in instrumentation.installed():
+            if isinstance(hook, OtelHook):
+                instrumentation.uninstall(hook)
+    (publish,) = [s for s in spans.get_finished_spans() if s.name == "eventstore.publish"]
+    assert publish.attributes["eventstore.event_count"] == 2
+    data = reader.get_metrics_data()
+    lag = [
+        point.value
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "eventstore.relay.lag"
+        for point in metric.data.data_points
+    ]
+    assert lag == [0]
+
+
+def test_a_store_per_tenant_is_relayed_to_a_stream_and_subject_prefix_per_tenant(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    from eventstore.nats import NatsEventBus, Relay
+    from eventstore.tenancy import TenantStores
+    from tests.support.bank import account_repository
+
+    async def relay_all(stores: TenantStores) -> dict[str, list[str]]:
+        seen: dict[str, list[str]] = {}
+        for tenant in ("acme", "beta"):
+            store = stores.for_tenant(tenant)
+            async with NatsEventBus(
+                nats_server.url,
+                stream=f"T_EDGETEN_{tenant.upper()}",
+                subject_prefix=f"tedgeten.{tenant}",
+                store=store,
+            ) as bus:
+                await Relay(store, bus).publish_pending()
+                events = await asyncio.to_thread(bus.read_all, 0)
+                seen[tenant] = [f"{e.position}:{e.aggregate_id}" for e in events]
+        return seen
+
+    with TenantStores(tmp_path / "tenants") as stores:
+        for tenant, count in (("acme", 2), ("beta", 1)):
+            repo = account_repository(stores.for_tenant(tenant))
+            for i in range(count):
+                account = repo.factory(f"{tenant}-{i}")
+                account.open(tenant)
+                repo.save(account)
+        seen = asyncio.run(relay_all(stores))
+    assert seen == {"acme": ["1:acme-0", "2:acme-1"], "beta": ["1:beta-0"]}

@@ -1,0 +1,472 @@
+"""Identity, middlewares, authenticators and tenancy below the HTTP layer (no sockets)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+from eventstore import AppError
+from eventstore.auth import Principal, api_key_authenticator, hash_api_key, jwt_authenticator
+from eventstore.core.errors import AuthenticationError
+from eventstore.core.headers import PRINCIPAL_ID_HEADER, TENANT_ID_HEADER
+from eventstore.core.routing import RequestContext, Route, Router
+from eventstore.core.transport import InProcessTransport
+from eventstore.middleware import (
+    authorization_middleware,
+    default_middlewares,
+    logging_middleware,
+    recovery_middleware,
+    require_metadata,
+    validation_middleware,
+)
+from eventstore.sqlite import SQLiteEventStore
+from eventstore.tenancy import (
+    InvalidTenantError,
+    TenantMismatchError,
+    TenantStores,
+    current_tenant,
+    with_tenant,
+)
+from tests.support.bank import account_repository
+from tests.support.edge import AUDIENCE, ISSUER, pb, public_pem, rsa_key, token
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def seen_route(seen: list[RequestContext], subject: str = "edge.v1.Accounts.Open") -> Route:
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        seen.append(ctx)
+        return pb.Opened(account_id=message.account_id)
+
+    return Route(subject, pb.Open, pb.Opened, handler)
+
+
+# -- identity ----------------------------------------------------------------------------
+
+
+def test_a_network_router_drops_principal_and_tenant_headers_from_metadata() -> None:
+    seen: list[RequestContext] = []
+    router = Router(network=True)
+    router.register(seen_route(seen))
+    headers = {PRINCIPAL_ID_HEADER: "root", TENANT_ID_HEADER: "acme", "es-principal-roles": "x"}
+    assert run(router.dispatch("edge.v1.Accounts.Open", pb.Open(), headers)).success
+    (ctx,) = seen
+    assert (ctx.metadata.principal_id, ctx.metadata.tenant_id, ctx.principal) == ("", "", None)
+    assert not any(k.lower().startswith(("es-principal", "es-tenant")) for k in ctx.headers)
+
+
+def test_the_principal_passed_by_the_host_is_the_metadata_and_picks_its_only_tenant() -> None:
+    seen: list[RequestContext] = []
+    router = Router(network=True)
+    router.register(seen_route(seen))
+    ann = Principal("ann", roles=("teller",), tenants=("acme",))
+    assert run(router.dispatch("edge.v1.Accounts.Open", pb.Open(), {}, principal=ann)).success
+    assert (seen[0].metadata.principal_id, seen[0].metadata.tenant_id) == ("ann", "acme")
+
+
+def test_a_tenant_the_principal_does_not_belong_to_is_forbidden_before_any_handler() -> None:
+    seen: list[RequestContext] = []
+    router = Router()
+    router.register(seen_route(seen))
+    ann = Principal("ann", tenants=("acme",))
+    reply = run(router.dispatch("edge.v1.Accounts.Open", pb.Open(), principal=ann, tenant="beta"))
+    assert reply.error is not None and reply.error.code == "TENANT_FORBIDDEN"
+    assert seen == []
+
+
+def test_in_process_the_caller_names_its_principal_and_tenant() -> None:
+    seen: list[RequestContext] = []
+    transport = InProcessTransport(seen_route(seen))
+    headers = {PRINCIPAL_ID_HEADER: "teller-7", TENANT_ID_HEADER: "acme"}
+    assert run(transport.request("edge.v1.Accounts.Open", pb.Open(), headers)).success
+    assert (seen[0].metadata.principal_id, seen[0].tenant) == ("teller-7", "acme")
+
+
+def test_a_principal_needs_an_id() -> None:
+    with pytest.raises(ValueError, match="non-empty"):
+        Principal("")
+
+
+# -- tenancy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["Acme", "../x", "a:b", "", "a" * 65, "acme\n", "-x", "a/b"])
+def test_tenant_ids_outside_the_pattern_are_invalid(bad: str) -> None:
+    with pytest.raises(InvalidTenantError) as caught:
+        with with_tenant(bad or "X"):
+            pass
+    assert caught.value.code == "INVALID_TENANT"
+
+
+def test_with_tenant_sets_and_restores_the_tenant() -> None:
+    assert current_tenant() == ""
+    with with_tenant("acme"):
+        with with_tenant("b-2_x"):
+            assert current_tenant() == "b-2_x"
+        assert current_tenant() == "acme"
+    assert current_tenant() == ""
+
+
+def test_a_synchronous_handler_in_the_pool_runs_in_the_tenant_and_gets_tenant_mismatch(
+    tmp_path: Path,
+) -> None:
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        with with_tenant("acme"):
+            account = repo.factory("acc-1")
+            account.open("Ann")
+            repo.save(account)
+        seen: list[str] = []
+
+        def handler(message: Any, ctx: RequestContext) -> Any:
+            seen.append(current_tenant())
+            repo.load(message.account_id)
+            return pb.Opened()
+
+        router = Router(handler_threads=2)
+        router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, handler))
+        bob = Principal("bob", tenants=("beta",))
+        reply = run(
+            router.dispatch(
+                "edge.v1.Accounts.Open", pb.Open(account_id="acme::acc-1"), principal=bob
+            )
+        )
+        router.close()
+        assert seen == ["beta"]
+        assert reply.error is not None and reply.error.code == "TENANT_MISMATCH"
+        assert [e.aggregate_id for e in store.read_all(0)] == ["acme::acc-1"]
+
+
+def test_an_aggregate_loaded_in_one_tenant_cannot_be_saved_in_another_sync_or_async(
+    tmp_path: Path,
+) -> None:
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        with with_tenant("acme"):
+            account = repo.factory("acc-1")
+            account.open("Ann")
+            repo.save(account)
+            loaded = repo.load("acc-1")
+        loaded.deposit(5)
+        with with_tenant("beta"):
+            with pytest.raises(TenantMismatchError):
+                repo.save(loaded)
+
+            async def save_async() -> None:
+                await repo.save_async(loaded)
+
+            with pytest.raises(TenantMismatchError):
+                run(save_async())
+        with pytest.raises(TenantMismatchError, match="no tenant"):
+            repo.load("acc-1")
+        assert store.head_position() == 1
+
+
+def test_the_aggregate_cache_is_kept_per_tenant(tmp_path: Path) -> None:
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True, cache=8)
+        with with_tenant("acme"):
+            account = repo.factory("acc-1")
+            account.open("Ann", 10)
+            repo.save(account)
+            assert repo.load("acc-1").state.balance == 10
+        with with_tenant("beta"):
+            with pytest.raises(Exception, match="no events"):
+                repo.load("acc-1")
+            assert not repo.exists("acc-1")
+        assert repo.cached_ids == ["acme::acc-1"]
+
+
+def test_tenant_stores_open_one_file_per_tenant_lazily_and_close_together(
+    tmp_path: Path,
+) -> None:
+    with TenantStores(tmp_path / "tenants") as stores:
+        assert stores.open_tenants == []
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                repo = account_repository(stores.for_tenant())
+                account = repo.factory("acc-1")
+                account.open(tenant)
+                repo.save(account)
+        assert stores.for_tenant("acme").load_stream("acc-1")[0].aggregate_id == "acc-1"
+        assert stores.open_tenants == ["acme", "beta"]
+        with pytest.raises(InvalidTenantError):
+            stores.for_tenant("../x")
+    assert sorted(p.name for p in (tmp_path / "tenants").iterdir() if p.suffix == ".db") == [
+        "acme.db",
+        "beta.db",
+    ]
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_tenant_stores_take_a_url_template(tmp_path: Path) -> None:
+    stores = TenantStores(f"sqlite:///{tmp_path}/t_{{tenant}}.db")
+    assert stores.location("acme") == f"sqlite:///{tmp_path}/t_acme.db"
+    assert stores.for_tenant("acme").head_position() == 0
+    stores.close()
+    assert (tmp_path / "t_acme.db").exists()
+    with pytest.raises(RuntimeError, match="closed"):
+        stores.for_tenant("acme")
+
+
+# -- authenticators ----------------------------------------------------------------------
+
+
+def test_api_keys_are_stored_hashed_and_matched() -> None:
+    ann = Principal("ann", roles=("teller",))
+    auth = api_key_authenticator({hash_api_key("k-123"): ann})
+    assert auth({"X-Api-Key": "k-123"}) == ann
+    assert auth({"authorization": "ApiKey k-123"}) == ann
+    assert auth({}) is None
+    with pytest.raises(AuthenticationError, match="not known"):
+        auth({"x-api-key": "k-124"})
+
+
+def test_jwt_keys_come_from_a_jwks_file_by_kid(tmp_path: Path) -> None:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key().public_key()))
+    jwk["kid"] = "k1"
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    auth = jwt_authenticator(audience=AUDIENCE, issuer=ISSUER, jwks_file=tmp_path / "jwks.json")
+    now = int(time.time())
+    claims = {"sub": "ann", "aud": AUDIENCE, "iss": ISSUER, "exp": now + 60, "roles": "teller"}
+    good = jwt.encode(claims, rsa_key(), algorithm="RS256", headers={"kid": "k1"})
+    assert auth({"Authorization": f"Bearer {good}"}) == Principal("ann", roles=("teller",))
+    other = jwt.encode(claims, rsa_key(), algorithm="RS256", headers={"kid": "k2"})
+    with pytest.raises(AuthenticationError, match="key id"):
+        auth({"Authorization": f"Bearer {other}"})
+
+
+def test_an_expired_token_within_the_leeway_is_accepted() -> None:
+    auth = jwt_authenticator(audience=AUDIENCE, issuer=ISSUER, key=public_pem(), leeway=30)
+    assert auth({"Authorization": f"Bearer {token(exp_in=-10)}"}) is not None
+    with pytest.raises(AuthenticationError, match="expired"):
+        auth({"Authorization": f"Bearer {token(exp_in=-60)}"})
+
+
+@pytest.mark.parametrize("algorithms", [("none",), ("HS256", "RS256"), ()])
+def test_jwt_algorithm_lists_refuse_none_and_mixed_families(algorithms: tuple[str, ...]) -> None:
+    with pytest.raises(ValueError, match="algorithms"):
+        jwt_authenticator(audience="a", issuer="i", key="k", algorithms=algorithms)
+
+
+# -- middlewares -------------------------------------------------------------------------
+
+
+def dispatch(
+    middlewares: list[Any],
+    message: Any = None,
+    *,
+    principal: Principal | None = None,
+    network: bool = False,
+    handler: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Any:
+    seen: list[RequestContext] = []
+    router = Router(middlewares, network=network, handler_threads=0)
+    route = seen_route(seen)
+    if handler is not None:
+        route = Route(route.subject, pb.Open, pb.Opened, handler)
+    router.register(route)
+    return run(
+        router.dispatch(route.subject, message or pb.Open(), headers, principal=principal)
+    )
+
+
+def test_authorization_denies_a_missing_role_and_unlisted_subjects_on_a_network_host() -> None:
+    rules = {"edge.v1.Accounts.*": ["teller"]}
+    auditor = Principal("amy", roles=("auditor",))
+    reply = dispatch([authorization_middleware(rules)], principal=auditor)
+    assert reply.error.code == "PERMISSION_DENIED"
+    assert dispatch([authorization_middleware(rules)]).error.code == "UNAUTHENTICATED"
+    assert dispatch([authorization_middleware({})], principal=auditor).success
+    unlisted = dispatch([authorization_middleware({})], principal=auditor, network=True)
+    assert unlisted.error.code == "PERMISSION_DENIED"
+    anyone = dispatch([authorization_middleware({"edge.*": ["*"]})], principal=auditor)
+    assert anyone.success
+
+
+def test_the_network_default_chain_requires_a_principal_and_the_local_one_does_not() -> None:
+    assert dispatch(default_middlewares(network=True)).error.code == "UNAUTHENTICATED"
+    assert dispatch(default_middlewares(network=False)).success
+
+
+def test_validation_lists_every_violated_field_and_the_handler_does_not_run() -> None:
+    def rules(message: Any) -> list[tuple[str, str, str]]:
+        return [("owner", "min_len", "is required"), ("initial", "gte", "must be >= 0")]
+
+    ran: list[int] = []
+
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        ran.append(1)
+        return pb.Opened()
+
+    reply = dispatch([validation_middleware({"edge.v1.Open": [rules]})], handler=handler)
+    assert reply.error.code == "VALIDATION_FAILED"
+    assert reply.error.details["field.owner"] == "min_len"
+    assert reply.error.details["field.initial"] == "gte"
+    assert "owner: is required" in reply.error.message and ran == []
+
+
+def test_recovery_turns_a_crash_into_a_generic_internal_error_in_process_too() -> None:
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        raise KeyError("secret-column")
+
+    reply = dispatch([recovery_middleware()], handler=handler)
+    assert reply.error.code == "INTERNAL" and "secret" not in reply.error.message
+    assert reply.error.details["error_id"]
+
+
+def test_require_metadata_names_what_is_missing() -> None:
+    reply = dispatch([require_metadata("principal_id", "source")], headers={"Es-Meta-source": "ui"})
+    assert reply.error.code == "MISSING_METADATA"
+    assert reply.error.details["missing"] == "principal_id"
+    ok = dispatch(
+        [require_metadata("principal_id", "correlation_id")],
+        principal=Principal("ann"),
+        headers={"Es-Correlation-Id": "c-1"},
+    )
+    assert ok.success
+
+
+def test_logging_records_the_structured_fields_of_each_request(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "eventstore.requests")
+    ann = Principal("ann", tenants=("acme",))
+    dispatch([logging_middleware()], principal=ann)
+
+    def refuse(message: Any, ctx: RequestContext) -> Any:
+        raise AppError("NOPE", "no")
+
+    dispatch([logging_middleware()], principal=ann, handler=refuse)
+    first, second = (r for r in caplog.records if r.name == "eventstore.requests")
+    fields = {k: getattr(first, k) for k in ("subject", "principal", "tenant", "outcome")}
+    assert fields == {
+        "subject": "edge.v1.Accounts.Open",
+        "principal": "ann",
+        "tenant": "acme",
+        "outcome": "ok",
+    }
+    assert first.command_id and first.correlation_id and first.duration_ms >= 0
+    assert second.outcome == "NOPE" and second.levelno == logging.WARNING
+
+
+def test_the_buf_validate_spike_fails_in_process_protoc_has_no_validate_proto() -> None:
+    """Why validation rules are Python callables (docs/decisions.md, "Validation rules as
+    Python callables"): grpc_tools bundles no buf/validate/validate.proto. If it ever does,
+    this fails and the decision is worth revisiting."""
+    import importlib.resources
+
+    include = importlib.resources.files("grpc_tools") / "_proto"
+    assert not (include / "buf" / "validate" / "validate.proto").is_file()
+    assert (include / "google" / "protobuf" / "any.proto").is_file()
+
+
+def test_a_process_manager_acts_in_the_tenant_of_the_triggering_event(tmp_path: Path) -> None:
+    from eventstore.core.events import EventMetadata
+    from eventstore.core.projections import ProjectionManager
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                account = repo.factory("acc-1")
+                account.open(tenant)
+                repo.save(account, EventMetadata(tenant_id=tenant))
+        seen: list[tuple[str, str, str]] = []
+
+        class Welcome:
+            """On each opening, deposit a bonus to the same account of the same tenant."""
+
+            name = "welcome"
+
+            def reset(self, ctx: Any) -> None:
+                pass
+
+            def handle(self, event: Any, ctx: Any) -> None:
+                if event.event_type.endswith("AccountOpened"):
+                    seen.append((ctx.tenant, current_tenant(), event.aggregate_id))
+                    account = repo.load("acc-1")
+                    account.deposit(1)
+                    repo.save_with_command(account, f"bonus-{event.event_id}")
+
+        manager = ProjectionManager(store)
+        manager.register(Welcome())
+        manager.catch_up()
+        assert seen == [("acme", "acme", "acme::acc-1"), ("beta", "beta", "beta::acc-1")]
+        assert [store.stream_version(i) for i in ("acme::acc-1", "beta::acc-1")] == [2, 2]
+
+
+def test_a_tenant_event_source_feeds_a_projection_only_that_tenants_events(
+    tmp_path: Path,
+) -> None:
+    from eventstore.core.projections import ProjectionManager
+    from eventstore.tenancy import TenantEventSource
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for i in range(5):
+            for tenant in ("acme", "beta"):
+                with with_tenant(tenant):
+                    account = repo.factory(f"acc-{i}")
+                    account.open(f"{tenant}-{i}")
+                    repo.save(account)
+        acme = TenantEventSource(store, "acme")
+        assert [e.aggregate_id for e in acme.read_all()] == [f"acme::acc-{i}" for i in range(5)]
+        assert len(acme.read_all(0, limit=2)) == 2
+        owners: list[str] = []
+
+        class Owners:
+            name = "owners"
+
+            def reset(self, ctx: Any) -> None:
+                owners.clear()
+
+            def handle(self, event: Any, ctx: Any) -> None:
+                owners.append(pb_bank.AccountOpened.FromString(event.data).owner)
+
+        from tests.support.bank import pb as pb_bank
+
+        manager = ProjectionManager(acme, batch_size=2)
+        manager.register(Owners())
+        manager.catch_up()
+        assert owners == [f"acme-{i}" for i in range(5)]
+        with pytest.raises(InvalidTenantError):
+            TenantEventSource(store, "../x")
+
+
+def test_a_unit_of_work_keeps_tenant_isolation(tmp_path: Path) -> None:
+    from eventstore import UnitOfWork
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                with UnitOfWork(store, command_id="open-both") as uow:
+                    for name in ("a", "b"):
+                        account = repo.factory(name)
+                        account.open(f"{tenant}-{name}")
+                        repo.save(account, unit=uow)
+                assert uow.result is not None and not uow.result.already_processed
+        assert sorted({e.aggregate_id for e in store.read_all(0)}) == [
+            "acme::a",
+            "acme::b",
+            "beta::a",
+            "beta::b",
+        ]
+        with with_tenant("acme"):
+            loaded = repo.load("a")
+        loaded.deposit(1)
+        with with_tenant("beta"), pytest.raises(TenantMismatchError):
+            with UnitOfWork(store, command_id="x") as uow:
+                repo.save(loaded, unit=uow)
+        assert store.head_position() == 4
