@@ -355,7 +355,9 @@ def _sqlite(quick: bool) -> list[Figure]:
                         ),
                     )
                     raw.execute(
-                        "INSERT OR REPLACE INTO processed_commands VALUES (?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO processed_commands "
+                        "(command_id, aggregate_id, event_ids, processed_at, expires_at) "
+                        "VALUES (?, ?, ?, ?, ?)",
                         (cid, agg, f'["{eid}"]', now, now + _TTL),
                     )
                     raw.execute("COMMIT")

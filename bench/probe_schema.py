@@ -55,7 +55,9 @@ def _saves_per_second(conn: sqlite3.Connection, *, retry_lookup: bool, record: b
         )
         if record:
             conn.execute(
-                "INSERT INTO processed_commands VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO processed_commands "
+                "(command_id, aggregate_id, event_ids, processed_at, expires_at) "
+                "VALUES (?, ?, ?, ?, ?)",
                 (command_id, "acc", json.dumps([event_id]), 0, 10**15),
             )
         conn.execute("COMMIT")
