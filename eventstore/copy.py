@@ -18,6 +18,7 @@ adapters, like ``stores.py``, and talks SQL to each side.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import sqlite3
 import sys
@@ -80,7 +81,7 @@ class CopyReport:
     resumed_after: int = 0
 
 
-class _Side:
+class _Side(abc.ABC):
     """One store, spoken to in SQL: SQLite or PostgreSQL."""
 
     mark: str  # the parameter marker
@@ -88,23 +89,29 @@ class _Side:
     def __init__(self, url: str) -> None:
         self.url = url
 
+    @abc.abstractmethod
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        raise NotImplementedError
+        """See the SQLite and PostgreSQL sides."""
 
+    @abc.abstractmethod
     def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
-        raise NotImplementedError
+        """See the SQLite and PostgreSQL sides."""
 
+    @abc.abstractmethod
     def transaction(self, snapshot: bool = False) -> Any:
-        raise NotImplementedError
+        """See the SQLite and PostgreSQL sides."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """See the SQLite and PostgreSQL sides."""
 
+    @abc.abstractmethod
     def has_mark(self) -> bool:
-        raise NotImplementedError
+        """See the SQLite and PostgreSQL sides."""
 
     def set_sequence(self) -> None:
         """Make the next position follow the copied ones (SQLite's AUTOINCREMENT does it)."""
+        return None
 
     def q(self, sql: str) -> str:
         return sql.replace("?", self.mark)

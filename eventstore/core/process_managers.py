@@ -130,7 +130,11 @@ class ProcessManager:
         return event.metadata.correlation_id or event.aggregate_id
 
     def react(self, process: Process, event: Event, message: Message) -> None:
-        raise NotImplementedError(f"{type(self).__name__}.react")
+        """Decide what ``event`` means for ``process``: every process manager defines this."""
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define react(process, event, message): a process "
+            "manager subclasses ProcessManager and says there which commands an event causes"
+        )
 
     def timed_out(self, process: Process, step: str) -> None:
         """A timeout armed with ``schedule`` fired; the default does nothing."""

@@ -34,9 +34,9 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from ..core.arguments import check_append
+from ..core.commands import result_of_command_record
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
-    CommandIdConflictError,
     ConcurrencyError,
     DuplicateEventIdError,
     EventStoreError,
@@ -62,7 +62,6 @@ from ..core.units import (
     StreamAppend,
     UnitResult,
     check_unit,
-    unit_event_ids,
     unit_json,
 )
 from ..core.upcasting import Upcasters
@@ -984,28 +983,16 @@ class PostgresEventStore:
         aggregate_id: str,
         now: int,
     ) -> AppendResult | None:
-        if row is None or row[2] is None or row[2] <= now:
-            return None
-        if row[3] != aggregate_id:
-            in_unit = unit_event_ids(row[4], aggregate_id)
-            if in_unit is not None:
-                # One aggregate of a unit: its own part of the unit's record.
-                return AppendResult(
-                    self._events_by_id(conn, in_unit), True, timestamp_from_micros(row[1])
-                )
-            own = self._find_by_event_ids(conn, command_id, aggregate_id)
-            if own is not None:
-                return own
-            log.warning(
-                "refused command id %r for aggregate %r of %r: it is recorded for aggregate %r",
-                command_id,
-                aggregate_id,
-                self.path,
-                row[3],
-            )
-            raise CommandIdConflictError(command_id, aggregate_id)
-        ids = json.loads(row[0])
-        return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
+        """The original result from a command record, by the core's command-id rule."""
+        return result_of_command_record(
+            row,
+            command_id,
+            aggregate_id,
+            now,
+            lambda ids: self._events_by_id(conn, ids),
+            lambda: self._find_by_event_ids(conn, command_id, aggregate_id),
+            self.path,
+        )
 
     def _find_command(
         self, conn: psycopg.Connection[Any], command_id: str, aggregate_id: str, now: int

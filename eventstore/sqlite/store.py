@@ -17,9 +17,9 @@ from types import TracebackType
 from typing import Any
 
 from ..core.arguments import check_append
+from ..core.commands import result_of_command_record
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
-    CommandIdConflictError,
     ConcurrencyError,
     CorruptDatabaseError,
     DuplicateEventIdError,
@@ -52,7 +52,6 @@ from ..core.units import (
     UnitResult,
     append_many_async_default,
     check_unit,
-    unit_event_ids,
     unit_json,
 )
 from ..core.upcasting import Upcasters
@@ -880,33 +879,16 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         aggregate_id: str,
         now: int,
     ) -> AppendResult | None:
-        """The original result from a command record (event ids, processed, expires, aggregate)."""
-        if row is None or row[2] is None or row[2] <= now:
-            return None
-        if row[3] != aggregate_id:
-            in_unit = unit_event_ids(row[4], aggregate_id)
-            if in_unit is not None:
-                # One aggregate of a unit: its own part of the unit's record.
-                return AppendResult(
-                    self._events_by_id(conn, in_unit), True, timestamp_from_micros(row[1])
-                )
-            # The id was reused on another aggregate after an earlier run on this one
-            # expired: this aggregate's own events, if any, are the answer here.
-            own = self._find_by_event_ids(conn, command_id, aggregate_id)
-            if own is not None:
-                return own
-            # A retry targets the aggregate of its first run: this is a new command under
-            # a known id. Refuse it; the other aggregate goes to the log only (decision 4).
-            log.warning(
-                "refused command id %r for aggregate %r of %r: it is recorded for aggregate %r",
-                command_id,
-                aggregate_id,
-                self.path,
-                row[3],
-            )
-            raise CommandIdConflictError(command_id, aggregate_id)
-        ids = json.loads(row[0])
-        return AppendResult(self._events_by_id(conn, ids), True, timestamp_from_micros(row[1]))
+        """The original result from a command record, by the core's command-id rule."""
+        return result_of_command_record(
+            row,
+            command_id,
+            aggregate_id,
+            now,
+            lambda ids: self._events_by_id(conn, ids),
+            lambda: self._find_by_event_ids(conn, command_id, aggregate_id),
+            self.path,
+        )
 
     def _find_command(
         self, conn: sqlite3.Connection, command_id: str, aggregate_id: str, now: int
