@@ -45,7 +45,17 @@ def browser(chromium: str) -> Iterator[Any]:
         pytest.fail(f"playwright is missing ({exc}); install the dev extra: pip install -e .[dev]")
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(
-            executable_path=chromium, headless=True, args=["--no-sandbox"]
+            executable_path=chromium,
+            headless=True,
+            # The machine's network is closed: background fetches would only fail, many at a time.
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
         )
         try:
             yield launched

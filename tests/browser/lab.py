@@ -128,6 +128,8 @@ class JupyterLabServer:
             f"--IdentityProvider.token={self.token}",
             "--ServerApp.disable_check_xsrf=False",
             "--LabApp.news_url=",
+            # window.jupyterapp: the tests read the kernel's connection state before Run All
+            "--LabApp.expose_app_in_browser=True",
         ]
         if os.geteuid() == 0:
             command.append("--allow-root")  # containers and CI run as root, as scripts/run says
@@ -171,6 +173,9 @@ class JupyterLabServer:
         for session in self.api("GET", "/api/sessions"):
             self.api("DELETE", f"/api/sessions/{session['id']}")
 
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else "(no log)"
+
     def stop(self) -> None:
         """Stop the server by its pid (it shuts its kernels down); kill it if it lingers."""
         if self.process is None or self.process.poll() is not None:
@@ -212,6 +217,7 @@ class LabPage:
     def __init__(self, page: Any, server: JupyterLabServer) -> None:
         self.page = page
         self.server = server
+        self.stalls: list[str] = []  # runs that never started, with the kernel's facts
 
     # -- opening and running -------------------------------------------------------------------
     def open_lab(self) -> None:
@@ -230,20 +236,89 @@ class LabPage:
         self.page.locator(f".lm-Menu-item[data-command='{command}']").first.click()
 
     def restart_and_run_all(self, timeout: float = 240) -> float:
-        """Kernel > Restart Kernel and Run All Cells…, confirm; the seconds until the run ended.
+        """Run every cell in a fresh kernel, as Kernel > Restart Kernel and Run All does.
 
-        A kernel that is still connecting can swallow the first request (the
-        dialog closes and nothing runs): then the menu is used again, up to
-        three times, before the test fails.
+        The notebook was just opened, so its kernel is new: the run waits until
+        that kernel is connected and idle, then uses Run > Run All Cells. Sent
+        while the kernel was still (re)connecting, JupyterLab's requests can
+        stay queued forever ([*] on every cell, seen in CI): when the first cell
+        has not finished within ``first_cell`` seconds, the stall's facts are
+        kept (``self.stalls``), the kernel is restarted through the menu and the
+        run starts again, at most twice. The seconds of the run that finished.
         """
+        first_cell = 90.0
         for attempt in range(3):
-            self.menu("Kernel", "runmenu:restart-and-run-all")  # runs notebook:restart-run-all
-            self.page.locator(".jp-Dialog .jp-mod-accept").click()
+            if attempt:
+                self.menu("Kernel", "kernelmenu:restart")
+                self.page.locator(".jp-Dialog .jp-mod-accept").click()
+            self.wait_kernel_ready(60)
+            self.menu("Run", "runmenu:run-all")
             started = time.monotonic()
-            if self.wait_run_started(30 if attempt < 2 else timeout):
-                break
-        self.wait_run_ended(timeout)
-        return time.monotonic() - started
+            if not self.wait_run_started(30):
+                self.stalls.append(f"attempt {attempt + 1}: Run All queued nothing")
+                continue
+            if self.wait_first_cell_done(first_cell):
+                self.wait_run_ended(timeout)
+                return time.monotonic() - started
+            self.stalls.append(
+                f"attempt {attempt + 1}: the first cell had not finished after {first_cell:.0f} s; "
+                f"{self.kernel_facts()}"
+            )
+        raise TimeoutError(
+            "Run All never ran the first cell: "
+            + " | ".join(self.stalls)
+            + f"\nJupyterLab's log ends with:\n{self.server.log_tail()}"
+        )
+
+    def kernel_facts(self) -> str:
+        """The kernel's status and connection as the page sees them (for a stall's message)."""
+        return str(
+            self.page.evaluate(
+                """() => {
+                const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+                const k = w && w.sessionContext && w.sessionContext.session
+                    && w.sessionContext.session.kernel;
+                return k ? `kernel ${k.id} status ${k.status} connection ${k.connectionStatus}`
+                         : 'no kernel on the current widget';
+            }"""
+            )
+        )
+
+    def wait_kernel_ready(self, timeout: float) -> None:
+        """Wait until the kernel is idle and its websocket connected, for one second in a row."""
+        deadline = time.monotonic() + timeout
+        calm_since: float | None = None
+        while True:
+            ready = self.page.evaluate(
+                """() => {
+                const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+                const k = w && w.sessionContext && w.sessionContext.session
+                    && w.sessionContext.session.kernel;
+                return !!k && k.status === 'idle' && k.connectionStatus === 'connected';
+            }"""
+            )
+            now = time.monotonic()
+            if ready:
+                calm_since = calm_since or now
+                if now - calm_since >= 1.0:
+                    return
+            else:
+                calm_since = None
+            if now > deadline:
+                raise TimeoutError(
+                    f"the kernel was not ready after {timeout} s: {self.kernel_facts()}"
+                )
+            time.sleep(0.1)
+
+    def wait_first_cell_done(self, timeout: float) -> bool:
+        """True once the first code cell shows an execution count; False after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            prompts = self.prompts()
+            if prompts and re.fullmatch(r"\[\d+\]:", prompts[0]):
+                return True
+            time.sleep(0.1)
+        return False
 
     def wait_run_started(self, timeout: float) -> bool:
         """True once a cell is queued or running ([*]); False after ``timeout`` seconds."""
