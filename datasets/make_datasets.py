@@ -172,7 +172,7 @@ def shop(module: ModuleType) -> Log:
         customer = f"cust-{number:03d}"
         email = f"{name.lower()}@example.com"
         log.command(next(times), "Customer", customer,
-                    [module.CustomerRegistered(name=name, email=email)], "web")  # fmt: skip
+                    [module.CustomerRegisteredEvent(name=name, email=email)], "web")  # fmt: skip
         registered.append(customer)
     orders: list[tuple[str, int]] = []  # (order id, total), open for payment or shipping
     paid: list[str] = []
@@ -189,7 +189,7 @@ def shop(module: ModuleType) -> Log:
             ]
             customer = rng.choice(registered)
             log.command(at, "Order", order,
-                        [module.OrderPlaced(customer_id=customer, lines=lines)], customer,
+                        [module.OrderPlacedEvent(customer_id=customer, lines=lines)], customer,
                         correlation=f"checkout-{order_number:04d}")  # fmt: skip
             orders.append((order, sum(line.quantity * line.unit_price for line in lines)))
         elif roll < 0.70 and orders:
@@ -206,7 +206,7 @@ def shop(module: ModuleType) -> Log:
         elif roll < 0.97 and paid:
             order = paid.pop(0)
             carrier = rng.choice(["DHL", "UPS", "bpost"])
-            log.command(at, "Order", order, [module.OrderShipped(carrier=carrier)], "warehouse")
+            log.command(at, "Order", order, [module.OrderShippedEvent(carrier=carrier)], "warehouse")
         elif roll >= 0.97:
             customer = rng.choice(registered)
             number = int(customer.split("-")[1])

@@ -142,7 +142,7 @@ def test_generated_modules_import_in_a_fresh_process(generated: Path) -> None:
         """)
     result = run([sys.executable, "-c", script], cwd=generated, PYTHONPATH=str(generated))
     assert result.returncode == 0, result.stderr
-    assert "subscription.v1.PlanChanged" in result.stdout
+    assert "subscription.v1.PlanChangedEvent" in result.stdout
 
 
 def test_run_sdk_joins_the_services_of_one_aggregate_split_across_files(

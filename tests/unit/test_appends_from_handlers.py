@@ -24,7 +24,7 @@ from eventstore.core.projections import ProjectionManager, ProjectionStatus
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.sqlite.read_model import SQLiteReadModel
 
-ORDERED = "shop.v1.OrderPlaced"
+ORDERED = "shop.v1.OrderPlacedEvent"
 SHIP = "shop.v1.ShipmentRequested"
 
 

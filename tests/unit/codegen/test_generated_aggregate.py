@@ -26,34 +26,34 @@ def sub() -> ModuleType:
 
 
 class OrderApplier:
-    def apply_order_placed(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_order_placed_event(self, agg, event):  # type: ignore[no-untyped-def]
         agg.customer_id = event.customer_id
         agg.lines.extend(event.lines)
 
-    def apply_order_shipped(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_order_shipped_event(self, agg, event):  # type: ignore[no-untyped-def]
         agg.shipped = True
         agg.state.version += 1
 
 
 class CustomerApplier:
-    def apply_customer_registered(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_customer_registered_event(self, agg, event):  # type: ignore[no-untyped-def]
         agg.name = event.name
 
 
 class SubscriptionApplier:
-    def apply_subscription_started(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_subscription_started_event(self, agg, event):  # type: ignore[no-untyped-def]
         agg.plan = event.plan
 
-    def apply_plan_changed(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_plan_changed_event(self, agg, event):  # type: ignore[no-untyped-def]
         agg.plan = event.to_plan
 
-    def apply_addon_added(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_addon_added_event(self, agg, event):  # type: ignore[no-untyped-def]
         agg.addons.append(event.addon)
 
-    def apply_usage_recorded(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_usage_recorded_event(self, agg, event):  # type: ignore[no-untyped-def]
         agg.usage[event.meter] += event.quantity
 
-    def apply_subscription_cancelled(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_subscription_cancelled_event(self, agg, event):  # type: ignore[no-untyped-def]
         agg.status = 2
 
 
@@ -66,7 +66,7 @@ def test_constructor_sets_the_id_field_and_type(shop: ModuleType) -> None:
 
 def test_raising_an_event_applies_it_at_once(shop: ModuleType) -> None:
     order = shop.new_order("o-1", OrderApplier())
-    order.apply_change(shop.OrderPlaced(customer_id="c-9", lines=[shop.OrderState.Line(sku="A")]))
+    order.apply_change(shop.OrderPlacedEvent(customer_id="c-9", lines=[shop.OrderState.Line(sku="A")]))
     assert order.customer_id == "c-9"
     assert [line.sku for line in order.lines] == ["A"]
     assert order.version == 1
@@ -101,7 +101,7 @@ def test_assigning_a_list_or_dict_replaces_the_field(sub: ModuleType) -> None:
 
 def test_clashing_field_stays_reachable_through_state(shop: ModuleType) -> None:
     order = shop.new_order("o-1", OrderApplier())
-    order.apply_change(shop.OrderShipped(carrier="bpost"))
+    order.apply_change(shop.OrderShippedEvent(carrier="bpost"))
     assert order.version == 1
     assert order.state.version == 1
     assert "state.version" in shop.OrderAggregate.__doc__
@@ -138,17 +138,17 @@ def test_assigning_a_state_of_the_right_type_replaces_it(shop: ModuleType) -> No
 
 def test_applier_missing_a_method_is_refused_at_construction(shop: ModuleType) -> None:
     class Partial:
-        def apply_order_placed(self, agg, event):  # type: ignore[no-untyped-def]
+        def apply_order_placed_event(self, agg, event):  # type: ignore[no-untyped-def]
             pass
 
-    with pytest.raises(TypeError, match=r"lacks apply_order_shipped.*OrderEventApplier"):
+    with pytest.raises(TypeError, match=r"lacks apply_order_shipped_event.*OrderEventApplier"):
         shop.new_order("o-1", Partial())
 
 
 def test_an_event_of_another_aggregate_is_refused(shop: ModuleType) -> None:
     order = shop.new_order("o-1", OrderApplier())
-    with pytest.raises(TypeError, match=r"cannot apply a shop\.v1\.CustomerRegistered"):
-        order.apply_change(shop.CustomerRegistered(name="x"))
+    with pytest.raises(TypeError, match=r"cannot apply a shop\.v1\.CustomerRegisteredEvent"):
+        order.apply_change(shop.CustomerRegisteredEvent(name="x"))
     assert order.version == 0
 
 
@@ -156,9 +156,9 @@ def test_repository_round_trip_with_snapshots_on_sqlite(sub: ModuleType, tmp_pat
     with SQLiteEventStore(tmp_path / "s.db") as store:
         repo = sub.SubscriptionRepository(store, SubscriptionApplier(), EveryNEvents(2))
         agg = sub.new_subscription("s-1", repo.applier)
-        agg.apply_change(sub.SubscriptionStarted(plan="basic"))
-        agg.apply_change(sub.AddonAdded(addon="x"))
-        agg.apply_change(sub.UsageRecorded(meter="api", quantity=5))
+        agg.apply_change(sub.SubscriptionStartedEvent(plan="basic"))
+        agg.apply_change(sub.AddonAddedEvent(addon="x"))
+        agg.apply_change(sub.UsageRecordedEvent(meter="api", quantity=5))
         repo.save(agg)
         assert [s.version for s in store.list_snapshots("s-1")] == [3]
         loaded = repo.load("s-1")

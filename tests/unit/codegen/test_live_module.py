@@ -107,7 +107,7 @@ def test_generation_writes_nothing_into_the_working_folder(
 def test_files_split_across_three_protos_make_one_module() -> None:
     sub = generate_module(paths=SUBSCRIPTION, include_paths=[EXAMPLES], name="subs")
     assert [a.type_name for a in sub.__es_model__.aggregates] == ["Subscription"]
-    assert sub.SUBSCRIPTION_EVENTS.keys() >= {"subscription.v1.PlanChanged"}
+    assert sub.SUBSCRIPTION_EVENTS.keys() >= {"subscription.v1.PlanChangedEvent"}
     assert hasattr(sub, "SubscriptionClient")
 
 
