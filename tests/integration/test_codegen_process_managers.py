@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -40,9 +42,11 @@ def transfers_class(m: ModuleType) -> type[Any]:
             state.source, state.target, state.amount = event.source, event.target, event.amount
             state.status = "debiting"
             process.send("debit", m.WithdrawCommand(account_id=event.source, amount=event.amount))
+            process.schedule("deadline", timedelta(seconds=30))
 
         def on_money_withdrawn(self, process, state, event, envelope):  # type: ignore[no-untyped-def]
             if state.status == "debiting":
+                process.cancel("deadline")
                 state.status = "crediting"
                 credit = m.DepositCommand(account_id=state.target, amount=state.amount)
                 process.send("credit", credit)
@@ -50,6 +54,11 @@ def transfers_class(m: ModuleType) -> type[Any]:
         def on_money_deposited(self, process, state, event, envelope):  # type: ignore[no-untyped-def]
             if state.status in ("crediting", "refunding"):
                 state.status = "completed" if state.status == "crediting" else "compensated"
+                process.finish()
+
+        def on_timeout(self, process, state, step):  # type: ignore[no-untyped-def]
+            if state.status == "debiting":
+                state.status = "timed out"
                 process.finish()
 
         def on_rejected(self, process, state, step, error):  # type: ignore[no-untyped-def]
@@ -135,6 +144,23 @@ def test_a_generated_manager_runs_a_transfer_end_to_end(
         assert list(refunded.errors) == ["credit: ACCOUNT_NOT_FOUND"]
         assert runner.pending_commands() == []
         assert runner.state("a") is None  # the accounts' own events start no process
+
+
+def test_a_generated_managers_timeout_sees_its_typed_state(
+    tmp_path: Path, transfer: ModuleType
+) -> None:
+    store = SQLiteEventStore(tmp_path / "t.db")
+    transport, _ = bank(store)
+    manager = transfers_class(transfer)()
+    runner = ProcessRunner(store, manager, transport)
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        request(store, transfer, "t1", "a", "b", 30)
+        runner.decide()  # decided, the deadline armed; the debit not sent yet
+        assert [(p, s) for p, s, _ in runner.timeouts()] == [("t1", "deadline")]
+        assert runner.fire_timeouts(now=time.time_ns() // 1000 + 60_000_000) == 1
+        late = manager.decode_state(runner.state("t1"))
+        assert (late.status, late.amount) == ("timed out", 30)
 
 
 def test_the_kit_checks_a_generated_managers_commands(transfer: ModuleType) -> None:
