@@ -57,6 +57,7 @@ _EXTENSION_TYPES = {
     "service": ("ServiceOptions", "ServiceOptions"),
     "aggregate_root": ("MessageOptions", "AggregateRootOptions"),
     "event": ("MessageOptions", "EventOptions"),
+    "process_manager": ("MessageOptions", "ProcessManagerOptions"),
 }
 
 

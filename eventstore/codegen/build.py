@@ -30,6 +30,8 @@ from .model import (
     MessageInfo,
     MethodInfo,
     Model,
+    ProcessManagerInfo,
+    ReactionInfo,
     ServiceInfo,
     TypeRef,
 )
@@ -60,6 +62,9 @@ RESERVED_ATTRIBUTES = frozenset(
     | {"state", "applier", "property", "state_type", "id_field", "event_appliers"}
     | {"state_fields", "applier_protocol"}
 )
+
+#: Methods of every generated process manager that an event's handler must not replace.
+PROCESS_MANAGER_METHODS = frozenset({"on_timeout", "on_rejected"})
 
 #: Attributes of every generated client (``ServiceClient``) that a method must not replace.
 _CLIENT_ATTRIBUTES = frozenset({"transport", "_call"})
@@ -175,6 +180,9 @@ class _Builder:
             tuple[MessageInfo, options_pb2.AggregateRootOptions, _Locations, tuple[int, ...]]
         ] = []
         self.event_marks: list[tuple[MessageInfo, str, Location]] = []
+        self.process_marks: list[
+            tuple[MessageInfo, options_pb2.ProcessManagerOptions, _Locations, tuple[int, ...]]
+        ] = []
         self.raw_services: list[tuple[descriptor_pb2.FileDescriptorProto, int, _Locations]] = []
 
     # -- collecting ------------------------------------------------------------
@@ -254,6 +262,9 @@ class _Builder:
             ev = opts.Extensions[options_pb2.event]
             where = locs.value((*path, _MSG_OPTIONS, options_pb2.event.number, 1), "aggregate_name")
             self.event_marks.append((info, ev.aggregate_name, where))
+        if opts.HasExtension(options_pb2.process_manager):
+            option = opts.Extensions[options_pb2.process_manager]
+            self.process_marks.append((info, option, locs, path))
 
     def _resolve_fields(self) -> None:
         for info in self.messages.values():
@@ -284,6 +295,7 @@ class _Builder:
         self._events(aggregates)
         services = self._services(aggregates)
         self._clients(services, aggregates)
+        process_managers = self._process_managers(aggregates)
         if self.errors:
             raise ModelError(self.errors)
         return Model(
@@ -294,6 +306,7 @@ class _Builder:
             services=services,
             warnings=self.warnings,
             external=self.external,
+            process_managers=process_managers,
         )
 
     def _aggregates(self) -> dict[str, AggregateInfo]:
@@ -497,6 +510,131 @@ class _Builder:
                         )
                     )
                 constants[event.constant] = event
+
+    # -- process managers --------------------------------------------------------------
+    def _process_managers(self, aggregates: dict[str, AggregateInfo]) -> list[ProcessManagerInfo]:
+        events = {e.full_name: e.message for a in aggregates.values() for e in a.events}
+        roots = {a.message.full_name for a in aggregates.values()}
+        found: dict[str, ProcessManagerInfo] = {}
+        ext = options_pb2.process_manager.number
+        for info, option, locs, path in self.process_marks:
+            element = f"process_manager option on {info.name!r}"
+            name = option.name or info.name.removesuffix("State") or info.name
+            manager = ProcessManagerInfo(name=name, message=info)
+            where_name = locs.value((*path, _MSG_OPTIONS, ext, 1), "name")
+            if not naming.is_identifier(manager.class_name) or not name.strip():
+                self.errors.append(
+                    where_name.diagnostic(
+                        f"{element} names the process manager {name!r}, which gives no class "
+                        f"name ({manager.class_name!r} is not an identifier); use a name like "
+                        "'transfers' or 'TransferProcess' (letters, digits, underscores)",
+                        info.full_name,
+                    )
+                )
+                continue
+            where = locs.value((*path, _MSG_OPTIONS, ext, 2), "events")
+            if info.full_name in roots or info.full_name in events:
+                what = "an aggregate's state" if info.full_name in roots else "an event"
+                self.errors.append(
+                    locs.at(*path).diagnostic(
+                        f"{element}: {info.name} is also {what}; a process manager's state "
+                        "is a message of its own",
+                        info.full_name,
+                    )
+                )
+                continue
+            known = ", ".join(sorted(events)) or "none: mark events with the event option"
+            if not option.events:
+                self.errors.append(
+                    where.diagnostic(
+                        f"{element} names no events; list the events it reacts to, as in "
+                        f'events: ["MoneyWithdrawnEvent"] (events: {known})',
+                        info.full_name,
+                    )
+                )
+                continue
+            reacted = self._reactions(element, option, info, events, known, where)
+            if reacted is None:
+                continue
+            manager.reactions = reacted
+            other = found.get(name)
+            if other is not None:
+                self.errors.append(
+                    where_name.diagnostic(
+                        f"process manager {name!r} is declared twice: by {info.full_name} and "
+                        f"by {other.message.full_name}; give one of them another name",
+                        info.full_name,
+                    )
+                )
+                continue
+            found[name] = manager
+        return list(found.values())
+
+    def _reactions(
+        self,
+        element: str,
+        option: options_pb2.ProcessManagerOptions,
+        info: MessageInfo,
+        events: dict[str, MessageInfo],
+        known: str,
+        where: Location,
+    ) -> list[ReactionInfo] | None:
+        """The events ``option`` names, each with its handler method; None after an error."""
+        messages: list[MessageInfo] = []
+        for wanted in option.events:
+            name = wanted.lstrip(".")
+            matches = [m for full, m in events.items() if name in (full, m.name)]
+            if len(matches) != 1:
+                if matches:
+                    cause = (
+                        "which more than one event is called ("
+                        + ", ".join(sorted(m.full_name for m in matches))
+                        + "); name it by its full name"
+                    )
+                elif any(name in (full, m.name) for full, m in self.messages.items()):
+                    cause = (
+                        "which is a message but not an event; mark it with "
+                        "option (eventsourcing.event).aggregate_name"
+                    )
+                else:
+                    cause = "which is not an event of the files given to the generator"
+                self.errors.append(
+                    where.diagnostic(
+                        f"{element} names event {wanted!r}, {cause} (events: {known})",
+                        info.full_name,
+                    )
+                )
+                return None
+            if matches[0] in messages:
+                self.errors.append(
+                    where.diagnostic(
+                        f"{element} names event {wanted!r} twice; list each event once",
+                        info.full_name,
+                    )
+                )
+                return None
+            messages.append(matches[0])
+        short = [naming.snake(m.name).removesuffix("_event") for m in messages]
+        methods = [
+            f"on_{s}" if short.count(s) == 1 and s else f"on_{naming.snake(m.name)}"
+            for m, s in zip(messages, short, strict=True)
+        ]
+        for message, method in zip(messages, methods, strict=True):
+            if method in PROCESS_MANAGER_METHODS or methods.count(method) > 1:
+                self.errors.append(
+                    where.diagnostic(
+                        f"{element}: event {message.full_name} would get the handler {method}, "
+                        + (
+                            "a method every process manager has"
+                            if method in PROCESS_MANAGER_METHODS
+                            else "which another of its events gets too"
+                        )
+                        + "; rename the event message",
+                        info.full_name,
+                    )
+                )
+                return None
+        return [ReactionInfo(m, method) for m, method in zip(messages, methods, strict=True)]
 
     # -- services ------------------------------------------------------------------
     def _services(self, aggregates: dict[str, AggregateInfo]) -> list[ServiceInfo]:

@@ -152,6 +152,38 @@ class AggregateInfo:
 
 
 @dataclass(slots=True)
+class ReactionInfo:
+    """One event a process manager reacts to, and the handler method it gets."""
+
+    message: MessageInfo
+    method: str  # on_money_withdrawn
+
+    @property
+    def full_name(self) -> str:
+        return self.message.full_name
+
+
+@dataclass(slots=True)
+class ProcessManagerInfo:
+    """A process manager: its state message, its name and the events it reacts to."""
+
+    name: str
+    message: MessageInfo
+    reactions: list[ReactionInfo] = field(default_factory=list)
+
+    @property
+    def class_name(self) -> str:
+        """``transfers`` -> ``TransfersProcessManager``, ``TransferProcess`` ->
+        ``TransferProcessManager``: the generated base class."""
+        stem = naming.camel(self.name).removesuffix("ProcessManager").removesuffix("Process")
+        return f"{stem or naming.camel(self.name)}ProcessManager"
+
+    @property
+    def file(self) -> str:
+        return self.message.file
+
+
+@dataclass(slots=True)
 class MethodInfo:
     """One rpc. Its request and reply are messages of the modelled files, or of a file
     that is not modelled (``ExternalType``: ``google.protobuf.Empty``,
@@ -198,6 +230,7 @@ class Model:
     warnings: list[Diagnostic]
     #: Messages and enums of files that are not modelled (well-known types), by full name.
     external: dict[str, ExternalType] = field(default_factory=dict)
+    process_managers: list[ProcessManagerInfo] = field(default_factory=list)
 
     @property
     def events(self) -> list[EventInfo]:
@@ -235,6 +268,7 @@ class Model:
             "queries": [m.full_name for m in self.queries],
             "services": [s.full_name for s in self.services],
             "views": [m.full_name for m in self.views],
+            "processes": [p.name for p in self.process_managers],
         }
 
 

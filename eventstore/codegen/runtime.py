@@ -22,13 +22,16 @@ from collections.abc import (
 from types import MappingProxyType
 from typing import Any, ClassVar, Self, TypeVar
 
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from ..core.aggregate import AggregateRoot
+from ..core.errors import AppError
 from ..core.event_types import EventTypeRegistry
 from ..core.events import Event, EventMetadata
 from ..core.ids import new_command_id
 from ..core.ports import EventStore, SnapshotStore
+from ..core.process_managers import Process, ProcessManager
 from ..core.projection import ProjectionContext
 from ..core.repository import Repository
 from ..core.snapshots import EveryNEvents, SnapshotStrategy, SnapshotUpcaster
@@ -43,6 +46,7 @@ from ..core.upcasting import Upcasters
 
 __all__ = [
     "AggregateRoot",
+    "AppError",
     "Event",
     "EventHandler",
     "EventMetadata",
@@ -50,8 +54,10 @@ __all__ = [
     "EventTypeRegistry",
     "EveryNEvents",
     "GeneratedAggregate",
+    "GeneratedProcessManager",
     "MappingProxyType",
     "Message",
+    "Process",
     "ProjectionBuilder",
     "ProjectionContext",
     "Repository",
@@ -359,3 +365,74 @@ class BuiltProjection:
 
     def __repr__(self) -> str:
         return f"<projection {self.name!r} on {', '.join(self.event_types) or 'no events'}>"
+
+
+class GeneratedProcessManager(ProcessManager):
+    """Base of generated ``<Name>ProcessManager`` classes: a typed face on ``ProcessManager``.
+
+    The state is a proto message (``state_type``), kept in the process's JSON
+    state as its JSON mapping, so it is what the runner stores with its
+    checkpoint. ``react`` decodes the state, calls the handler of the event's
+    type (``event_handlers``: full name -> method), and stores the state back;
+    ``on_timeout`` and ``on_rejected`` get the state the same way. A subclass
+    defines every handler: one left out is an error when the manager is made,
+    not a silently ignored event.
+    """
+
+    state_type: ClassVar[type[Message]]
+    event_handlers: ClassVar[Mapping[str, str]] = {}
+
+    def __init__(self) -> None:
+        super().__init__()
+        generated = next(c for c in type(self).__mro__ if "event_handlers" in c.__dict__)
+        missing = [
+            m
+            for m in self.event_handlers.values()
+            if getattr(type(self), m, None) is generated.__dict__.get(m)
+        ]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} does not define {', '.join(missing)}: a subclass of "
+                f"{generated.__name__} defines a handler for every event it reacts to (the "
+                "process_manager option's events)"
+            )
+
+    def state_of(self, process: Process) -> Any:
+        """The process's state as a ``state_type`` message (a new one when it has none)."""
+        return self.decode_state(process.state)
+
+    @classmethod
+    def decode_state(cls, state: Mapping[str, Any] | None) -> Any:
+        """A stored state (``ProcessRunner.state(process_id)``) as a ``state_type`` message."""
+        return json_format.ParseDict(
+            dict(state or {}), cls.state_type(), ignore_unknown_fields=True
+        )
+
+    def keep_state(self, process: Process, state: Message) -> None:
+        """Store ``state`` as the process's state (its JSON mapping; defaults left out)."""
+        process.state.clear()
+        process.state.update(json_format.MessageToDict(state, preserving_proto_field_name=True))
+
+    def react(self, process: Process, event: Event, message: Message) -> None:
+        method = self.event_handlers.get(message.DESCRIPTOR.full_name)
+        if method is None:
+            return  # an upcaster produced a type it does not react to
+        state = self.state_of(process)
+        getattr(self, method)(process, state, message, event)
+        self.keep_state(process, state)
+
+    def timed_out(self, process: Process, step: str) -> None:
+        state = self.state_of(process)
+        self.on_timeout(process, state, step)
+        self.keep_state(process, state)
+
+    def rejected(self, process: Process, step: str, error: AppError) -> None:
+        state = self.state_of(process)
+        self.on_rejected(process, state, step, error)
+        self.keep_state(process, state)
+
+    def on_timeout(self, process: Process, state: Any, step: str) -> None:
+        """A timeout armed with ``process.schedule`` fired; the default does nothing."""
+
+    def on_rejected(self, process: Process, state: Any, step: str, error: AppError) -> None:
+        """The command of ``step`` was refused with ``error``; the default does nothing."""

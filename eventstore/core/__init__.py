@@ -48,6 +48,7 @@ from .ports import (
     ProcessedCommand,
     SnapshotStore,
     append_async_default,
+    append_many_async_default,
     read_page,
 )
 from .process_managers import Process, ProcessManager, process_command_id
@@ -82,7 +83,7 @@ from .transport import (
     Transport,
     metadata_headers,
 )
-from .units import StreamAppend, UnitOfWork, UnitResult, append_many_async_default
+from .units import StreamAppend, UnitOfWork, UnitResult
 from .upcasting import EventUpcaster, Upcasters
 
 __all__ = [

@@ -1,7 +1,8 @@
 """The ports that storage adapters implement (DESIGN: core defines, adapters implement).
 
-Everything here is synchronous (DESIGN decision 1), except ``append_async``, whose
-generic default (``append_async_default``) runs ``append`` on a worker thread.
+Everything here is synchronous (DESIGN decision 1), except ``append_async`` and
+``append_many_async``, whose generic defaults (``append_async_default``,
+``append_many_async_default``) run ``append`` / ``append_many`` on a worker thread.
 Positions are global and
 readers always ask for events *after* a position, never "from" one.
 """
@@ -13,10 +14,13 @@ import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .events import Event, NewEvent
 from .snapshots import Snapshot, SnapshotStats
+
+if TYPE_CHECKING:
+    from .units import StreamAppend, UnitResult
 
 DEFAULT_COMMAND_TTL = timedelta(days=7)
 
@@ -172,6 +176,41 @@ class EventStore(EventSource, Protocol):
         """
         ...
 
+    def append_many(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """Append to several streams in one transaction, all or nothing (a ``UnitOfWork``).
+
+        Each ``StreamAppend`` carries its own expected version; a conflict or a
+        constraint on any stream writes nothing in any. With ``command_id`` the
+        unit is one command: a retry returns each aggregate's original events
+        (``UnitResult.already_processed``), before any check, and the id sent
+        with an aggregate outside the original unit raises
+        ``CommandIdConflictError``. There is no generic default: only the store
+        can make several streams one transaction (the contract suite,
+        ``tests/contract/test_units.py``, holds every adapter to it).
+        """
+        ...
+
+    async def append_many_async(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """``append_many`` without blocking the event loop: same result, same errors.
+
+        An adapter without its own async path gets ``append_many_async_default``
+        (its ``append_many`` on a worker thread): inherit ``AsyncAppendMixin``, or
+        write ``append_many_async = append_many_async_default`` in the class body.
+        """
+        ...
+
     def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
         """The original result of ``command_id`` on ``aggregate_id`` if it was stored.
 
@@ -232,10 +271,30 @@ async def append_async_default(
     )
 
 
+async def append_many_async_default(
+    store: Any,
+    appends: Sequence[StreamAppend],
+    *,
+    command_id: str | None = None,
+    command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+) -> UnitResult:
+    """The generic ``append_many_async``: ``store.append_many`` on a worker thread.
+
+    Usable as a function or as a method, like ``append_async_default``; the
+    atomicity is ``append_many``'s own, so the default keeps it.
+    """
+    result: UnitResult = await asyncio.to_thread(
+        store.append_many, appends, command_id=command_id, command_ttl=command_ttl
+    )
+    return result
+
+
 class AsyncAppendMixin:
-    """Gives a store with a synchronous ``append`` the generic ``append_async``."""
+    """Gives a store with synchronous ``append`` and ``append_many`` the generic
+    ``append_async`` and ``append_many_async``."""
 
     append_async = append_async_default
+    append_many_async = append_many_async_default
 
 
 def store_append_async(store: object) -> Callable[..., Any]:
@@ -248,6 +307,16 @@ def store_append_async(store: object) -> Callable[..., Any]:
     if own is not None:
         return own  # type: ignore[no-any-return]
     return functools.partial(append_async_default, store)  # type: ignore[arg-type]
+
+
+def store_append_many_async(store: object) -> Callable[..., Any]:
+    """``store.append_many_async`` when the store has one, else the generic default bound to
+    it (``UnitOfWork.commit_async`` calls stores through this, as repositories do for
+    ``append_async``)."""
+    own = getattr(store, "append_many_async", None)
+    if own is not None:
+        return own  # type: ignore[no-any-return]
+    return functools.partial(append_many_async_default, store)
 
 
 @runtime_checkable

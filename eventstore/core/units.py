@@ -23,7 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from .arguments import check_append, check_command_id, check_metadata
 from .events import Event, EventMetadata, NewEvent
-from .ports import DEFAULT_COMMAND_TTL, AppendResult
+from .ports import (
+    DEFAULT_COMMAND_TTL,
+    AppendResult,
+    store_append_many_async,
+)
 
 if TYPE_CHECKING:
     from .aggregate import AggregateRoot
@@ -119,20 +123,6 @@ def unit_event_ids(unit: str | None, aggregate_id: str) -> list[str] | None:
         if own == aggregate_id:
             return list(ids)
     return None
-
-
-async def append_many_async_default(
-    store: Any,
-    appends: Sequence[StreamAppend],
-    *,
-    command_id: str | None = None,
-    command_ttl: timedelta = DEFAULT_COMMAND_TTL,
-) -> UnitResult:
-    """The generic ``append_many_async``: ``store.append_many`` on a worker thread."""
-    result: UnitResult = await asyncio.to_thread(
-        store.append_many, appends, command_id=command_id, command_ttl=command_ttl
-    )
-    return result
 
 
 @dataclass
@@ -282,15 +272,10 @@ class UnitOfWork:
         if not self._entries:
             self.result = UnitResult(())
             return self.result
-        own = getattr(self.store, "append_many_async", None)
-        appends = self._appends()
-        command_id = self._stored_command_id()
-        if own is not None:
-            result = await own(appends, command_id=command_id, command_ttl=self.command_ttl)
-        else:
-            result = await append_many_async_default(
-                self.store, appends, command_id=command_id, command_ttl=self.command_ttl
-            )
+        append_many_async = store_append_many_async(self.store)
+        result: UnitResult = await append_many_async(
+            self._appends(), command_id=self._stored_command_id(), command_ttl=self.command_ttl
+        )
         if result.already_processed:
             return await asyncio.to_thread(self._done, result)
         return self._done(result)

@@ -25,6 +25,7 @@ from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult
 from ..core.projection import Projection, ProjectionContext
 from ..core.projections.read_models import BatchOutcome, HandlerFailedError, handle_events
 from ..core.projections.status import DeadLetter, ProjectionFailure
+from ..core.units import StreamAppend, UnitResult
 from .store import EVENT_COLUMNS, PostgresEventStore, read_progress, write_checkpoint
 
 _INSERT_DEAD_LETTER = (
@@ -90,6 +91,21 @@ class PostgresStoreInTransaction:
             events,
             command_id=command_id,
             command_ttl=command_ttl,
+        )
+        self.last_position = max(self.last_position, last)
+        return result
+
+    def append_many(
+        self,
+        appends: Sequence[StreamAppend],
+        *,
+        command_id: str | None = None,
+        command_ttl: timedelta = DEFAULT_COMMAND_TTL,
+    ) -> UnitResult:
+        """Several aggregates at once, inside the batch's transaction (a ``UnitOfWork`` on
+        ``ctx.store`` commits with the batch and its checkpoint), as on SQLite."""
+        result, last = self._store.append_many_on(
+            self._connection(), appends, command_id=command_id, command_ttl=command_ttl
         )
         self.last_position = max(self.last_position, last)
         return result

@@ -46,11 +46,11 @@ from ..core.ports import (
     Page,
     ProcessedCommand,
     append_async_default,
+    append_many_async_default,
 )
 from ..core.units import (
     StreamAppend,
     UnitResult,
-    append_many_async_default,
     check_unit,
     unit_json,
 )

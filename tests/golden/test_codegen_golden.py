@@ -35,6 +35,7 @@ FILE_OUTPUTS = {
     "shop/shop.proto": "shop/shop_es.py",
     "subscription/model.proto": "subscription/model_es.py",
     "subscription/subscription.proto": "subscription/subscription_es.py",
+    "transfer/transfer.proto": "transfer/transfer_es.py",
 }
 
 
@@ -75,7 +76,15 @@ def test_live_module_source_matches_golden(model: Model) -> None:
     check("live/bank.py", render_live(bank, "bank.proto").source)
 
 
-@pytest.mark.parametrize("relative", [*sorted(FILE_OUTPUTS.values()), "es_sdk.py", "live/bank.py"])
+def test_live_module_with_a_process_manager_matches_golden() -> None:
+    transfer = build_model(compile_files(["transfer/transfer.proto"], [EXAMPLES]).file)
+    check("live/transfer.py", render_live(transfer, "transfer.proto").source)
+
+
+GOLDEN_FILES = [*sorted(FILE_OUTPUTS.values()), "es_sdk.py", "live/bank.py", "live/transfer.py"]
+
+
+@pytest.mark.parametrize("relative", GOLDEN_FILES)
 def test_golden_file_is_already_formatted(relative: str) -> None:
     text = (GOLDEN / f"{relative}.golden").read_text(encoding="utf-8")
     result = subprocess.run(

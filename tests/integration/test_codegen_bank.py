@@ -188,6 +188,17 @@ def test_a_missing_account_loaded_by_a_handler_reaches_the_caller_as_not_found(
     assert "'acc-9' has no events in the store" in caught.value.message
 
 
+def test_a_missing_account_is_not_found_in_a_given_when_then_scenario(command_kit: Any) -> None:
+    """The same rule without a transport: the kit names a framework error by its table code."""
+    kit = command_kit(
+        lambda store: AccountRepository(store, AccountApplier()),
+        lambda repository: CarelessCommands(repository),
+    )
+    kit.given(aggregate_id="acc-9").when(WithdrawCommand(account_id="acc-9")).then_error(
+        "NOT_FOUND"
+    )
+
+
 def test_a_lost_race_in_a_handler_reaches_the_caller_as_a_concurrency_conflict(
     careless: Bank,
 ) -> None:

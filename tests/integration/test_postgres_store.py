@@ -290,6 +290,41 @@ def test_a_read_model_keeps_rows_checkpoint_and_handler_appends_in_one_transacti
         assert dict(model.query("SELECT id, n FROM totals")) != {}
 
 
+class Pairs:
+    """Appends a unit of two streams from its handler, through ctx.store.append_many."""
+
+    name = "pairs"
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        pass
+
+    def handle(self, event, ctx: ProjectionContext) -> None:
+        from eventstore import StreamAppend
+
+        sides = [f"{side}-{event.aggregate_id}" for side in ("left", "right")]
+        ctx.store.append_many(
+            [StreamAppend(s, "Pair", 0, [_event("test.Paired")]) for s in sides],
+            command_id=f"pair-{event.event_id}",
+        )
+        if event.data == b"boom":
+            raise RuntimeError("boom")
+
+
+def test_a_handler_appends_a_unit_with_its_batch(store):
+    store.append("a", "Account", 0, [_event()])
+    with PostgresReadModel(store) as model:
+        manager = ProjectionManager(store)
+        manager.register(Pairs(), read_model=model, event_types=["test.Deposited"])
+        manager.catch_up()
+        assert [store.stream_version(s) for s in ("left-a", "right-a")] == [1, 1]
+        # A failing handler rolls back its batch, the unit it appended with it.
+        store.append("b", "Account", 0, [_event(data=b"boom")])
+        before = store.count_events()
+        manager.catch_up()
+        assert store.count_events() == before
+        assert [store.stream_version(s) for s in ("left-b", "right-b")] == [0, 0]
+
+
 def test_a_read_model_in_another_database_keeps_its_own_checkpoints(store):
     store.append("acc-1", "Account", 0, [_event(), _event()])
     with PostgresReadModel(store.dsn, schema=postgres.fresh_schema()) as model:

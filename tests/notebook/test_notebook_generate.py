@@ -48,6 +48,28 @@ def test_es_generate_binds_the_generated_classes_and_the_module(shell):
     assert "annotations" not in ns
 
 
+def test_es_generate_writes_a_process_manager_the_notebook_subclasses(shell):
+    text = BANK_PROTO + (
+        "message PayoutState {\n"
+        "  option (eventsourcing.process_manager).events = 'MoneyWithdrawnEvent';\n"
+        "  int64 paid = 1;\n"
+        "}\n"
+    )
+    with capture_output() as captured:
+        shell.run_cell_magic("es_generate", "--name bank", text)
+    assert "processes  Payout" in captured.stdout
+    shell.run_cell(
+        "class Payouts(PayoutProcessManager):\n"
+        "    def on_money_withdrawn(self, process, state, event, envelope):\n"
+        "        state.paid += event.amount\n"
+        "from eventstore.testing import ProcessKit\n"
+        "scenario = ProcessKit(Payouts).given(('a', MoneyWithdrawnEvent(amount=7)))\n"
+    )
+    scenario = shell.user_ns["scenario"]
+    assert scenario.processes["a"].state == {"paid": "7"}
+    assert shell.user_ns["Payouts"].name == "Payout"
+
+
 def test_es_generate_prints_a_short_summary(shell):
     with capture_output() as captured:
         shell.run_cell_magic("es_generate", "--name bank", BANK_PROTO)

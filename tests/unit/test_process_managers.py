@@ -168,3 +168,38 @@ def test_a_step_sent_twice_for_one_event_is_refused():
     process.send("debit", WithdrawCommand(account_id="a", amount=1))
     with pytest.raises(ValueError, match="sends step 'debit' twice"):
         process.send("debit", WithdrawCommand(account_id="a", amount=2))
+
+
+# -- the manager's decisions alone, as Given/When/Then scenarios (no runner, no store) ---------
+def _requested(amount: int = 30):  # type: ignore[no-untyped-def]
+    from tests.support.transfers import TransferRequested
+
+    return ("t1", TransferRequested(transfer_id="t1", source="a", target="b", amount=amount))
+
+
+def test_a_request_decides_the_debit(process_kit):  # type: ignore[no-untyped-def]
+    from tests.support.transfers import WithdrawCommand
+
+    process_kit(TransferProcess).given(_requested()).then_commands(
+        WithdrawCommand(account_id="a", amount=30)
+    )
+
+
+def test_the_confirmed_debit_decides_the_credit(process_kit):  # type: ignore[no-untyped-def]
+    from tests.support.transfers import DepositCommand, MoneyWithdrawnEvent, WithdrawCommand
+
+    process_kit(TransferProcess).given(
+        _requested(), ("t1", MoneyWithdrawnEvent(amount=30))
+    ).then_commands(
+        WithdrawCommand(account_id="a", amount=30), DepositCommand(account_id="b", amount=30)
+    )
+
+
+def test_money_moved_outside_any_transfer_decides_nothing(process_kit):  # type: ignore[no-untyped-def]
+    from tests.support.transfers import MoneyDepositedEvent, MoneyWithdrawnEvent
+
+    scenario = process_kit(TransferProcess).given(
+        ("a", MoneyWithdrawnEvent(amount=5)), ("b", MoneyDepositedEvent(amount=5))
+    )
+    scenario.then_commands()
+    assert all(not p.state for p in scenario.processes.values())

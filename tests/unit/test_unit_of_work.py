@@ -79,3 +79,47 @@ def test_bad_arguments_are_named(store):
         UnitOfWork(store, metadata={"x": 1})  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="sequence of StreamAppend"):
         store.append_many("abc")
+
+
+def test_the_event_store_port_declares_units(store):
+    from eventstore import EventStore
+
+    class AppendsOnly:  # a store of before units: no longer an EventStore
+        def __getattr__(self, name: str) -> object:
+            if name.startswith("append_many"):
+                raise AttributeError(name)
+            return getattr(store, name)
+
+    assert isinstance(store, EventStore)
+    assert callable(EventStore.append_many) and callable(EventStore.append_many_async)
+    assert not isinstance(AppendsOnly(), EventStore)
+
+
+def test_a_double_with_only_a_synchronous_append_many_gets_the_async_default(store):
+    """A test double (or an adapter) written with ``append_many`` alone still serves
+    ``async with UnitOfWork(...)``, and ``AsyncAppendMixin`` gives it the method."""
+    import asyncio
+
+    from eventstore import AsyncAppendMixin, EventStore, append_many_async_default
+
+    class Wrapper:
+        def __init__(self, inner: SQLiteEventStore) -> None:
+            self.append_many = inner.append_many
+
+    class Mixed(AsyncAppendMixin):
+        def __init__(self, inner: SQLiteEventStore) -> None:
+            self.append = inner.append
+            self.append_many = inner.append_many
+
+    async def save(target: object, *ids: str) -> list[int]:
+        async with UnitOfWork(target) as uow:
+            for account_id in ids:
+                uow.save(_opened(account_id, 1))
+        assert uow.result is not None
+        return [uow.result[a].events[0].version for a in ids]
+
+    assert asyncio.run(save(Wrapper(store), "a", "b")) == [1, 1]
+    assert asyncio.run(save(Mixed(store), "c")) == [1]
+    assert Mixed.append_many_async is append_many_async_default
+    assert not isinstance(Wrapper(store), EventStore)  # a double is no full store
+    assert store.count_events() == 3

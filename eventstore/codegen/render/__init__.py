@@ -11,6 +11,7 @@ This module assembles one generated module; ``names`` binds its names,
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from .. import naming
@@ -27,6 +28,7 @@ from .names import (
     export_order,
     private_name,
 )
+from .processes import _process_manager
 from .services import SDK_MODULE_PATH, _client, _sdk, _service, render_run_sdk
 from .text import HEADER, _call_with_list, _docstring, _Out, _str, _wrapped
 
@@ -58,27 +60,56 @@ class Rendered:
 def render_file(model: Model, proto_file: str) -> Rendered | None:
     """The ``_es.py`` module of ``proto_file``, or None when the file declares nothing to generate.
 
-    It holds the aggregates whose state message is declared in the file and
-    the services declared in it, and re-exports the file's messages.
+    It holds the aggregates and process managers whose state message is declared
+    in the file and the services declared in it, and re-exports the file's messages.
     """
     aggregates = [a for a in model.aggregates if a.file == proto_file]
     services = [s for s in model.services if s.file == proto_file]
-    if not aggregates and not services:
+    managers = [p for p in model.process_managers if p.file == proto_file]
+    if not aggregates and not services and not managers:
         return None
     exports = _top_level_types(model, {proto_file})
-    return _render(model, _Unit(proto_file, aggregates, services, exports, live=False))
+    unit = _Unit(proto_file, aggregates, services, exports, live=False, process_managers=managers)
+    return _render(model, unit)
 
 
 def render_live(model: Model, title: str) -> Rendered:
     """One module over the whole model, with message classes injected by name."""
     exports = _top_level_types(model, set(model.files))
-    return _render(model, _Unit(title, model.aggregates, model.services, exports, live=True))
+    unit = _Unit(
+        title,
+        model.aggregates,
+        model.services,
+        exports,
+        live=True,
+        process_managers=model.process_managers,
+    )
+    return _render(model, unit)
 
 
 def _render(model: Model, unit: _Unit) -> Rendered:
     _bind_names(model, unit)
     generated = _generated_names(model, unit)
     _check_clashes(model, unit, generated)
+    body = _Out()
+    for aggregate in unit.aggregates:
+        _aggregate(body, model, unit, aggregate)
+    if unit.aggregates:
+        body.blank(2)
+        registries = [f"*{events_registry(a)}.values()" for a in unit.aggregates]
+        body.add("#: Every event type of this module's aggregates, to decode stored events.")
+        body.extend(_call_with_list("", "EVENT_TYPES = _es.EventTypeRegistry(", registries, ""))
+    for manager in unit.process_managers:
+        _process_manager(body, model, unit, manager)
+    for service in unit.services:
+        _service(body, model, unit, service)
+    clients: dict[str, list[ServiceInfo]] = {}
+    for s in unit.services:
+        clients.setdefault(s.client_name, []).append(s)
+    for name, services in clients.items():
+        _client(body, model, unit, name, services)
+    if clients:
+        _sdk(body, clients)
     out = _Out()
     if not unit.live:
         out.add(HEADER)
@@ -88,10 +119,13 @@ def _render(model: Model, unit: _Unit) -> Rendered:
     out.add("from __future__ import annotations")
     out.blank()
     imports, loaded = ([], []) if unit.live else _imports(model, unit)
-    out.add("import collections.abc as _abc")
+    # Only the modules the body uses: ruff's F401 would flag the others in a user's project.
+    if _uses(body, "_abc"):
+        out.add("import collections.abc as _abc")
     if loaded:
         out.add("import importlib as _importlib")
-    out.add("import typing as _t")
+    if _uses(body, "_t"):
+        out.add("import typing as _t")
     out.blank()
     out.add("from eventstore.codegen import runtime as _es")
     out.extend(imports)
@@ -101,27 +135,18 @@ def _render(model: Model, unit: _Unit) -> Rendered:
     exports = sorted({*(unit.names[n] for n in unit.exports), *generated}, key=export_order)
     out.blank(2 if len(exports) < 1 else 1)
     out.extend(_wrapped("", "__all__ = [", [_str(n) for n in exports], "]"))
-    for aggregate in unit.aggregates:
-        _aggregate(out, model, unit, aggregate)
-    if unit.aggregates:
-        out.blank(2)
-        registries = [f"*{events_registry(a)}.values()" for a in unit.aggregates]
-        out.add("#: Every event type of this module's aggregates, to decode stored events.")
-        out.extend(_call_with_list("", "EVENT_TYPES = _es.EventTypeRegistry(", registries, ""))
-    for service in unit.services:
-        _service(out, model, unit, service)
-    clients: dict[str, list[ServiceInfo]] = {}
-    for s in unit.services:
-        clients.setdefault(s.client_name, []).append(s)
-    for name, services in clients.items():
-        _client(out, model, unit, name, services)
-    if clients:
-        _sdk(out, clients)
+    out.extend(body.lines)
     return Rendered(
         out.text(),
         {local: full for full, local in unit.names.items()},
         exports,
     )
+
+
+def _uses(body: _Out, module: str) -> bool:
+    """Whether the generated code names ``module`` (``_abc``, ``_t``) anywhere."""
+    pattern = re.compile(rf"(?<![\w.]){module}\.")
+    return any(pattern.search(line) for line in body.lines)
 
 
 def _imports(model: Model, unit: _Unit) -> tuple[list[str], list[str]]:

@@ -17,6 +17,7 @@ from ..model import (
     Location,
     MessageInfo,
     Model,
+    ProcessManagerInfo,
     ServiceInfo,
 )
 
@@ -31,6 +32,7 @@ class _Unit:
     exports: list[str]  # full names of top-level messages/enums the module re-exports
     live: bool
     names: dict[str, str] = field(default_factory=dict)  # top-level full name -> local name
+    process_managers: list[ProcessManagerInfo] = field(default_factory=list)
 
 
 def _top_level_types(model: Model, files: set[str]) -> list[str]:
@@ -64,6 +66,9 @@ def _bind_names(model: Model, unit: _Unit) -> None:
             for ref in (f.value, f.map_key):
                 if ref is not None and ref.full_name:
                     needed.append(ref.full_name)
+    for p in unit.process_managers:
+        needed.append(p.message.full_name)
+        needed.extend(r.full_name for r in p.reactions)
     routed: list[str] = []  # request and reply types: the routes need their classes
     for s in unit.services:
         for m in s.methods:
@@ -171,6 +176,15 @@ def _origins(unit: _Unit) -> list[_Origin]:
             )
     if unit.aggregates:
         found.append(_Origin("EVENT_TYPES", "the module's registry of event types", None, ""))
+    for manager in unit.process_managers:
+        found.append(
+            _Origin(
+                manager.class_name,
+                f"the class {manager.class_name}",
+                manager.message.location,
+                f"the process manager {manager.name} (its name)",
+            )
+        )
     clients: set[str] = set()
     for s in unit.services:
         rename = f"the service {s.name}"

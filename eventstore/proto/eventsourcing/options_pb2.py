@@ -27,7 +27,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import descriptor_pb2 as google_dot_protobuf_dot_descriptor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65ventsourcing/options.proto\x12\reventsourcing\x1a google/protobuf/descriptor.proto\"H\n\x0eServiceOptions\x12\x16\n\x0e\x61ggregate_name\x18\x01 \x01(\t\x12\x1e\n\x16\x61ggregate_root_message\x18\x02 \x01(\t\"S\n\x14\x41ggregateRootOptions\x12\x10\n\x08id_field\x18\x01 \x01(\t\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x16\n\x0esnapshot_every\x18\x03 \x01(\x05\"&\n\x0c\x45ventOptions\x12\x16\n\x0e\x61ggregate_name\x18\x01 \x01(\t:Q\n\x07service\x12\x1f.google.protobuf.ServiceOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x1d.eventsourcing.ServiceOptions:^\n\x0e\x61ggregate_root\x12\x1f.google.protobuf.MessageOptions\x18\xd3\x86\x03 \x01(\x0b\x32#.eventsourcing.AggregateRootOptions:M\n\x05\x65vent\x12\x1f.google.protobuf.MessageOptions\x18\xd4\x86\x03 \x01(\x0b\x32\x1b.eventsourcing.EventOptionsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x65ventsourcing/options.proto\x12\reventsourcing\x1a google/protobuf/descriptor.proto\"H\n\x0eServiceOptions\x12\x16\n\x0e\x61ggregate_name\x18\x01 \x01(\t\x12\x1e\n\x16\x61ggregate_root_message\x18\x02 \x01(\t\"S\n\x14\x41ggregateRootOptions\x12\x10\n\x08id_field\x18\x01 \x01(\t\x12\x11\n\ttype_name\x18\x02 \x01(\t\x12\x16\n\x0esnapshot_every\x18\x03 \x01(\x05\"&\n\x0c\x45ventOptions\x12\x16\n\x0e\x61ggregate_name\x18\x01 \x01(\t\"5\n\x15ProcessManagerOptions\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65vents\x18\x02 \x03(\t:Q\n\x07service\x12\x1f.google.protobuf.ServiceOptions\x18\xd2\x86\x03 \x01(\x0b\x32\x1d.eventsourcing.ServiceOptions:^\n\x0e\x61ggregate_root\x12\x1f.google.protobuf.MessageOptions\x18\xd3\x86\x03 \x01(\x0b\x32#.eventsourcing.AggregateRootOptions:M\n\x05\x65vent\x12\x1f.google.protobuf.MessageOptions\x18\xd4\x86\x03 \x01(\x0b\x32\x1b.eventsourcing.EventOptions:`\n\x0fprocess_manager\x12\x1f.google.protobuf.MessageOptions\x18\xda\x86\x03 \x01(\x0b\x32$.eventsourcing.ProcessManagerOptionsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,4 +40,6 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGGREGATEROOTOPTIONS']._serialized_end=237
   _globals['_EVENTOPTIONS']._serialized_start=239
   _globals['_EVENTOPTIONS']._serialized_end=277
+  _globals['_PROCESSMANAGEROPTIONS']._serialized_start=279
+  _globals['_PROCESSMANAGEROPTIONS']._serialized_end=332
 # @@protoc_insertion_point(module_scope)
