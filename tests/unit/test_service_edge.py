@@ -119,30 +119,48 @@ def test_with_tenant_sets_and_restores_the_tenant() -> None:
 def test_a_synchronous_handler_in_the_pool_runs_in_the_tenant_and_gets_tenant_mismatch(
     tmp_path: Path,
 ) -> None:
+    import threading
+
     with SQLiteEventStore(tmp_path / "t.db") as store:
         repo = account_repository(store, tenant_isolation=True)
         with with_tenant("acme"):
             account = repo.factory("acc-1")
             account.open("Ann")
             repo.save(account)
-        seen: list[str] = []
+            held = repo.load("acc-1")  # an aggregate of acme, kept across requests
+        seen: list[tuple[str, str]] = []  # (tenant, thread) each handler ran in
 
-        def handler(message: Any, ctx: RequestContext) -> Any:
-            seen.append(current_tenant())
+        def load(message: Any, ctx: RequestContext) -> Any:
+            seen.append((current_tenant(), threading.current_thread().name))
             repo.load(message.account_id)
             return pb.Opened()
 
+        def save_held(message: Any, ctx: RequestContext) -> Any:
+            seen.append((current_tenant(), threading.current_thread().name))
+            held.deposit(5)
+            repo.save(held)
+            return pb.Opened()
+
         router = Router(handler_threads=2)
-        router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, handler))
+        router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, load))
+        router.register(Route("edge.v1.Accounts.Deposit", pb.Deposit, pb.Opened, save_held))
         bob = Principal("bob", tenants=("beta",))
-        reply = run(
-            router.dispatch(
-                "edge.v1.Accounts.Open", pb.Open(account_id="acme::acc-1"), principal=bob
-            )
-        )
+
+        async def both() -> list[Any]:
+            return [
+                await router.dispatch(
+                    "edge.v1.Accounts.Open", pb.Open(account_id="acme::acc-1"), principal=bob
+                ),
+                await router.dispatch(
+                    "edge.v1.Accounts.Deposit", pb.Deposit(account_id="acc-1"), principal=bob
+                ),
+            ]
+
+        replies = run(both())
         router.close()
-        assert seen == ["beta"]
-        assert reply.error is not None and reply.error.code == "TENANT_MISMATCH"
+        assert [tenant for tenant, _ in seen] == ["beta", "beta"]
+        assert all(name.startswith("eventstore-handler") for _, name in seen)  # the pool
+        assert [r.error.code if r.error else "ok" for r in replies] == ["TENANT_MISMATCH"] * 2
         assert [e.aggregate_id for e in store.read_all(0)] == ["acme::acc-1"]
 
 
