@@ -390,6 +390,7 @@ def test_the_multitenant_example_proves_isolation_in_both_strategies() -> None:
     assert "beta depositing to 'acme::acc-1': TENANT_MISMATCH" in out
     assert out.count("beta asking to act for acme: TENANT_FORBIDDEN") == 2
     assert "stored ids in shared.db: acme::acc-1, beta::acc-1" in out
+    assert "acme's log: 1:acme::acc-1\n" in out and "beta's log: 2:beta::acc-1\n" in out
     assert "stored ids in acme.db: acc-1" in out and "stored ids in beta.db: acc-1" in out
 
 
