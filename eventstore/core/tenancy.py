@@ -127,8 +127,9 @@ class TenantEventSource:
     def __getattr__(self, name: str) -> Any:
         if name in TenantEventSource._FORWARDED:
             return getattr(self.source, name)
+        tenant = self.__dict__.get("tenant_id", "")  # not self.tenant_id: no recursion
         raise AttributeError(
-            f"TenantEventSource of tenant {self.tenant_id!r} has no {name!r}: it offers only "
+            f"TenantEventSource of tenant {tenant!r} has no {name!r}: it offers only "
             "reads scoped to that tenant (read_all, read_page, iter_all, load_stream, "
             "stream_version, head_position). Use the store itself for anything else; it is "
             "the operator's view of every tenant."
