@@ -8,6 +8,11 @@
 
 The tenant of a request lives in a context variable (``with_tenant``,
 ``current_tenant``), set by the ``Router`` from the authenticated principal.
+
+A shared store itself is the operator's view: its reads return every
+tenant's events. Tenant-facing reads go through ``TenantEventSource``
+(``Repository.event_log()`` gives the request's tenant its own), and
+projection handlers run in the tenant of each event (``tenant_of``).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .core.tenancy import (
     scoped_key,
     split_stored_id,
     stored_id,
+    tenant_of,
     with_tenant,
 )
 
@@ -124,5 +130,6 @@ __all__ = [
     "scoped_key",
     "split_stored_id",
     "stored_id",
+    "tenant_of",
     "with_tenant",
 ]

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
 
@@ -41,7 +41,7 @@ from .ports import (
     store_append_async,
 )
 from .snapshots import Snapshot, SnapshotStrategy, SnapshotUpcaster
-from .tenancy import current_tenant, scoped_key, split_stored_id, stored_id
+from .tenancy import TenantEventSource, current_tenant, scoped_key, split_stored_id, stored_id
 from .units import UnitOfWork, UnitResult
 from .upcasting import Upcasters
 
@@ -128,6 +128,21 @@ class Repository(Generic[A]):
 
     def exists(self, aggregate_id: str) -> bool:
         return self.store.stream_version(self._stored_id(aggregate_id)) > 0
+
+    def event_log(self) -> Any:
+        """The log as the request may read it: what a tenant-facing read goes through.
+
+        With ``tenant_isolation`` it is ``TenantEventSource(store,
+        current_tenant())``: only the request's tenant's events, and
+        ``TenantMismatchError`` when no tenant is set (an unscoped read is the
+        operator's, made on the store itself). Without isolation it is the store.
+        """
+        if not self.tenant_isolation:
+            return self.store
+        tenant = current_tenant()
+        if not tenant:
+            raise TenantMismatchError("", "", "no tenant is set to scope the log to")
+        return TenantEventSource(self.store, tenant)
 
     # -- tenancy -----------------------------------------------------------------
     def _stored_id(self, aggregate_id: str) -> str:

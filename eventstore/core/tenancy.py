@@ -81,15 +81,43 @@ def split_stored_id(stored: str) -> tuple[str, str]:
     return (tenant, rest) if sep else ("", stored)
 
 
-class TenantEventSource:
-    """The events of one tenant in a shared store's log: an event source for its consumers.
+def tenant_of(event: Event) -> str:
+    """The tenant an event belongs to ("" for none).
 
-    Projections and followers fed from it see only aggregates stored as
-    ``<tenant>::<id>`` (ids stay composite: ``split_stored_id`` gives the
-    plain one). Positions are the shared log's, with gaps where other tenants'
-    events are; everything else (checkpoints, commit listeners) is the
-    underlying store's.
+    The stored id decides when it is composite (``acme::acc-1``): a
+    tenant-isolated repository composed it from the request's authenticated
+    tenant, and it is where the aggregate lives, whatever the metadata says.
+    Otherwise the metadata's ``tenant_id`` (a store per tenant, or a service
+    that records the tenant without isolating ids). Anything that is not a
+    valid tenant id is no tenant.
     """
+    tenant, sep, _ = event.aggregate_id.partition(SEPARATOR)
+    if not sep:
+        # A cheap look at the JSON first: most events carry no tenant.
+        tenant = event.metadata.tenant_id if '"t":' in (event.metadata_json or "") else ""
+    return tenant if tenant and TENANT_ID_PATTERN.fullmatch(tenant) else ""
+
+
+class TenantEventSource:
+    """One tenant's view of a shared store's log: what a tenant-facing reader is given.
+
+    The shared store is the operator's view: its ``read_all``, ``load_stream``
+    and the rest return every tenant's events. This wrapper returns only the
+    events of aggregates stored as ``<tenant>::<id>`` and has no unscoped
+    read: ``read_all``, ``read_page``, ``iter_all`` (the log, positions the
+    shared log's, with gaps where other tenants' events are),
+    ``load_stream``/``stream_version`` (by the tenant's plain id; an id
+    containing ``::`` is ``TenantMismatchError``), ``head_position`` and the
+    source's commit listeners (positions only). Anything else, the store's
+    writes and its unique-constraint tables included, is an
+    ``AttributeError``: reach the store itself for those.
+
+    Events keep their stored (composite) ids: ``split_stored_id`` gives the
+    plain one, ``tenant_of`` the tenant. ``Repository.event_log()`` gives the
+    request's tenant its view when the repository isolates tenants.
+    """
+
+    _FORWARDED = frozenset({"add_commit_listener", "remove_commit_listener"})
 
     def __init__(self, source: EventSource, tenant_id: str) -> None:
         self.source = source
@@ -97,7 +125,18 @@ class TenantEventSource:
         self._prefix = f"{tenant_id}{SEPARATOR}"
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.source, name)
+        if name in TenantEventSource._FORWARDED:
+            return getattr(self.source, name)
+        tenant = self.__dict__.get("tenant_id", "")  # not self.tenant_id: no recursion
+        raise AttributeError(
+            f"TenantEventSource of tenant {tenant!r} has no {name!r}: it offers only "
+            "reads scoped to that tenant (read_all, read_page, iter_all, load_stream, "
+            "stream_version, head_position). Use the store itself for anything else; it is "
+            "the operator's view of every tenant."
+        )
+
+    def __repr__(self) -> str:
+        return f"<TenantEventSource {self.tenant_id!r} of {self.source!r}>"
 
     def head_position(self) -> int:
         return self.source.head_position()
@@ -121,14 +160,33 @@ class TenantEventSource:
     ) -> list[Event]:
         if limit is not None:
             return self.read_page(after_position, limit=limit, event_types=event_types).events
-        out: list[Event] = []
+        return list(self.iter_all(after_position, event_types=event_types))
+
+    def iter_all(
+        self, after_position: int = 0, *, event_types: Any = None, page_size: int = 1000
+    ) -> Iterator[Event]:
+        """The tenant's events after ``after_position``, page by page."""
         position = after_position
         while True:
-            page = self.read_page(position, limit=1000, event_types=event_types)
-            out.extend(page.events)
-            if page.scanned_to <= position or len(page.events) < 1000:
-                return out
+            page = self.read_page(position, limit=page_size, event_types=event_types)
+            yield from page.events
+            if page.scanned_to <= position or len(page.events) < page_size:
+                return
             position = page.scanned_to
+
+    def load_stream(self, aggregate_id: str, *args: Any, **kwargs: Any) -> list[Event]:
+        """The events of the tenant's aggregate ``aggregate_id`` (its plain id)."""
+        events: list[Event] = self.source.load_stream(  # type: ignore[attr-defined]
+            stored_id(aggregate_id, self.tenant_id), *args, **kwargs
+        )
+        return events
+
+    def stream_version(self, aggregate_id: str) -> int:
+        """The version of the tenant's aggregate ``aggregate_id`` (0: it has none)."""
+        version: int = self.source.stream_version(  # type: ignore[attr-defined]
+            stored_id(aggregate_id, self.tenant_id)
+        )
+        return version
 
 
 __all__ = [
@@ -140,5 +198,6 @@ __all__ = [
     "scoped_key",
     "split_stored_id",
     "stored_id",
+    "tenant_of",
     "with_tenant",
 ]

@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from .arguments import check_append, check_command_id, check_metadata
+from .errors import UniqueConstraintError
 from .events import Event, EventMetadata, NewEvent
 from .ports import (
     DEFAULT_COMMAND_TTL,
@@ -195,14 +196,34 @@ class UnitOfWork:
 
     def _stored_command_id(self) -> str | None:
         """The unit's command id as the store keys it (per tenant with tenant isolation)."""
-        isolated = any(
-            e.repository is not None and e.repository.tenant_isolation for e in self._entries
-        )
-        if self.command_id and isolated:
+        if self.command_id and self._isolated():
             from .tenancy import scoped_key
 
             return scoped_key(self.command_id)
         return self.command_id
+
+    def _own_constraint_error(self, exc: UniqueConstraintError) -> UniqueConstraintError:
+        """The error as the claiming aggregate's repository reports it on a single save.
+
+        With tenant isolation that is the value the client gave (not the stored
+        ``<tenant>::<value>``), the plain id of the claimant and no owner: a
+        unit must not tell a client more than a single save would.
+        """
+        for entry in self._entries:
+            if entry.repository is not None and self._key(entry) == exc.requester:
+                return entry.repository._own_constraint_error(exc)
+        if not self._isolated():
+            return exc
+        from .tenancy import SEPARATOR, current_tenant, split_stored_id
+
+        prefix = f"{current_tenant()}{SEPARATOR}"
+        value = exc.value[len(prefix) :] if exc.value.startswith(prefix) else exc.value
+        return type(exc)(exc.index, value, None, split_stored_id(exc.requester)[1])
+
+    def _isolated(self) -> bool:
+        return any(
+            e.repository is not None and e.repository.tenant_isolation for e in self._entries
+        )
 
     def _appends(self) -> list[StreamAppend]:
         from .ids import deterministic_event_id, new_event_id
@@ -260,12 +281,17 @@ class UnitOfWork:
                 command_id=self._stored_command_id(),
                 command_ttl=self.command_ttl,
             )
-        except Exception:
-            for entry in self._entries:
-                if entry.repository is not None:
-                    entry.repository.evict(entry.aggregate.id)
+        except Exception as exc:
+            self._evict_all()
+            if isinstance(exc, UniqueConstraintError):
+                raise self._own_constraint_error(exc) from None
             raise
         return self._done(result)
+
+    def _evict_all(self) -> None:
+        for entry in self._entries:
+            if entry.repository is not None:
+                entry.repository.evict(entry.aggregate.id)
 
     async def commit_async(self) -> UnitResult:
         """``commit`` for ``async`` code: the loop never waits on the store."""
@@ -273,9 +299,15 @@ class UnitOfWork:
             self.result = UnitResult(())
             return self.result
         append_many_async = store_append_many_async(self.store)
-        result: UnitResult = await append_many_async(
-            self._appends(), command_id=self._stored_command_id(), command_ttl=self.command_ttl
-        )
+        try:
+            result: UnitResult = await append_many_async(
+                self._appends(), command_id=self._stored_command_id(), command_ttl=self.command_ttl
+            )
+        except Exception as exc:
+            self._evict_all()
+            if isinstance(exc, UniqueConstraintError):
+                raise self._own_constraint_error(exc) from None
+            raise
         if result.already_processed:
             return await asyncio.to_thread(self._done, result)
         return self._done(result)

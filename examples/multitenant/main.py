@@ -9,7 +9,8 @@ one teller per tenant) and called through ``ConnectTransport``:
    ``tenant_isolation=True``. Both tenants open ``acc-1``; the file holds
    ``acme::acc-1`` and ``beta::acc-1``; each tenant's query sees its own
    account; naming the other's stored id, or asking for the other tenant,
-   is refused.
+   is refused; each tenant's read of the log (``event_log()``) holds only
+   its own events.
 2. **Database per tenant**: ``TenantStores`` opens ``acme.db`` and ``beta.db``;
    the same requests land in separate files under plain ids.
 """
@@ -44,7 +45,7 @@ from eventstore.core.headers import TENANT_ID_HEADER  # noqa: E402
 from eventstore.middleware import default_middlewares  # noqa: E402
 from eventstore.rpc import ConnectApp, ConnectTransport  # noqa: E402
 from eventstore.sqlite import SQLiteEventStore  # noqa: E402
-from eventstore.tenancy import TenantStores, current_tenant  # noqa: E402
+from eventstore.tenancy import TenantStores, current_tenant, with_tenant  # noqa: E402
 from examples.bankaccount.handlers import (  # noqa: E402
     AccountApplier,
     AccountCommands,
@@ -130,7 +131,12 @@ def main() -> int:
             asyncio.run(story(app))
             app.router.close()
             ids = sorted({e.aggregate_id for e in store.read_all(0)})
-            print(f"  stored ids in shared.db: {', '.join(ids)}")
+            print(f"  stored ids in shared.db: {', '.join(ids)}")  # the operator's view
+            for tenant in KEYS:  # a tenant-facing read of the log: its own events only
+                with with_tenant(tenant):
+                    events = repository.event_log().read_all()
+                log = [f"{e.position}:{e.aggregate_id}" for e in events]
+                print(f"  {tenant}'s log: {', '.join(log)}")
 
         print("2. a database per tenant, TenantStores")
         with TenantStores(Path(folder) / "tenants") as stores:

@@ -21,11 +21,20 @@ import pytest
 from eventstore import AppError
 from eventstore.rpc import ConnectApp, ConnectTransport, serve_http
 from eventstore.sqlite import SQLiteEventStore
-from tests.support.edge import make_app, pb, public_pem, token, unsigned_token
+from tests.support.edge import (
+    hs256_token_signed_with_the_public_key,
+    make_app,
+    pb,
+    token,
+    unsigned_token,
+)
 
 OPEN = "/edge.v1.Accounts/Open"
 DEPOSIT = "/edge.v1.Accounts/Deposit"
 GET = "/edge.v1.Accounts/Get"
+OPEN_IN_UNIT = "/edge.v1.Accounts/OpenInUnit"
+READ_LOG = "/edge.v1.Accounts/ReadLog"
+LIST = "/edge.v1.Accounts/List"
 
 
 class Edge:
@@ -172,22 +181,13 @@ def test_no_token_is_unauthenticated_and_writes_nothing(edge: Edge) -> None:
         pytest.param(lambda: "not.a.token", id="garbage"),
         pytest.param(lambda: token(exp_in=-3600), id="expired"),
         pytest.param(lambda: unsigned_token(), id="alg-none"),
-        pytest.param(lambda: token(key=public_pem(), algorithm="HS256"), id="hs256-with-rsa-pub"),
+        pytest.param(hs256_token_signed_with_the_public_key, id="hs256-with-rsa-pub"),
         pytest.param(lambda: token(aud="other-api"), id="wrong-audience"),
         pytest.param(lambda: token(iss="https://evil.test"), id="wrong-issuer"),
     ],
 )
 def test_a_bad_token_is_unauthenticated_and_writes_nothing(edge: Edge, bad: Any) -> None:
-    try:
-        bearer = bad()
-    except Exception:  # PyJWT refuses to sign HS256 with a PEM key: forge it by hand
-        import hashlib
-        import hmac
-
-        header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
-        payload = unsigned_token().split(".")[1].encode()
-        mac = hmac.new(public_pem(), header + b"." + payload, hashlib.sha256).digest()
-        bearer = (header + b"." + payload + b"." + base64.urlsafe_b64encode(mac).rstrip(b"=")).decode()
+    bearer = bad()
     reply = edge.post(OPEN, open_body(), bearer=bearer)
     assert (reply.status_code, error_of(reply)[1]) == (401, "UNAUTHENTICATED")
     assert "hunter" not in reply.text
@@ -250,6 +250,48 @@ def test_a_query_for_another_tenants_aggregate_finds_nothing(edge: Edge) -> None
     assert (reply.status_code, error_of(reply)[1]) == (404, "NOT_FOUND")
     assert "Ann" not in reply.text
     assert edge.post(GET, {"accountId": "acc-1"}).json()["owner"] == "Ann"
+    assert edge.stored_ids() == ["acme::acc-1"] and edge.written() == 1
+
+
+def test_a_unique_value_claimed_in_a_unit_shows_the_clients_value_and_no_owner(
+    edge: Edge,
+) -> None:
+    assert edge.post(OPEN, open_body("acc-1", owner="Ann")).status_code == 200
+    beta = token("bob", tenants=("beta",))
+    assert edge.post(OPEN_IN_UNIT, open_body("acc-9", owner="Ann"), bearer=beta).status_code == 200
+    taken = edge.post(OPEN_IN_UNIT, open_body("acc-2", owner="Ann"))
+    connect, code, details = error_of(taken)
+    assert (connect, code) == ("already_exists", "UNIQUE_CONSTRAINT")
+    assert details == {"index": "account_owner", "value": "Ann"}
+    assert "acc-1" not in taken.text and "acme" not in taken.text
+    assert edge.stored_ids() == ["acme::acc-1", "beta::acc-9"] and edge.written() == 2
+
+
+def test_a_tenants_read_of_the_log_holds_only_its_own_events(edge: Edge) -> None:
+    assert edge.post(OPEN, open_body("acc-1", owner="Ann")).status_code == 200
+    beta = token("bob", tenants=("beta",))
+    for account in ("acc-1", "acc-2"):
+        assert edge.post(OPEN, open_body(account, owner=f"Bob {account}"), bearer=beta).is_success
+    log = edge.post(READ_LOG, {"after": 0}, bearer=beta)
+    assert log.status_code == 200, log.text
+    entries = [(e["position"], e["accountId"]) for e in log.json()["entries"]]
+    assert entries == [("2", "acc-1"), ("3", "acc-2")]
+    mine = edge.post(READ_LOG, {"after": 0}).json()["entries"]
+    assert [(e["position"], e["accountId"]) for e in mine] == [("1", "acc-1")]
+    assert edge.stored_ids() == ["acme::acc-1", "beta::acc-1", "beta::acc-2"]
+    assert edge.written() == 3
+
+
+def test_a_projection_query_returns_only_the_tenants_rows(edge: Edge) -> None:
+    assert edge.post(OPEN, open_body("acc-1", owner="Ann")).status_code == 200
+    beta = token("bob", tenants=("beta",))
+    assert edge.post(OPEN, open_body("acc-1", owner="Bob"), bearer=beta).status_code == 200
+    theirs = edge.post(LIST, {}, bearer=beta)
+    assert theirs.status_code == 200, theirs.text
+    assert theirs.json()["accounts"] == [{"accountId": "acc-1", "owner": "Bob", "balance": "10"}]
+    assert "Ann" not in theirs.text
+    assert [a["owner"] for a in edge.post(LIST, {}).json()["accounts"]] == ["Ann"]
+    assert edge.stored_ids() == ["acme::acc-1", "beta::acc-1"] and edge.written() == 2
 
 
 def test_a_validation_violation_names_the_field_and_rule_and_writes_nothing(edge: Edge) -> None:
@@ -348,6 +390,7 @@ def test_the_multitenant_example_proves_isolation_in_both_strategies() -> None:
     assert "beta depositing to 'acme::acc-1': TENANT_MISMATCH" in out
     assert out.count("beta asking to act for acme: TENANT_FORBIDDEN") == 2
     assert "stored ids in shared.db: acme::acc-1, beta::acc-1" in out
+    assert "acme's log: 1:acme::acc-1\n" in out and "beta's log: 2:beta::acc-1\n" in out
     assert "stored ids in acme.db: acc-1" in out and "stored ids in beta.db: acc-1" in out
 
 

@@ -25,6 +25,7 @@ from tests.support.edge import (
     ISSUER,
     RULES,
     Accounts,
+    hs256_token_signed_with_the_public_key,
     pb,
     public_pem,
     token,
@@ -109,6 +110,7 @@ def test_a_forged_tenant_header_is_forbidden_and_writes_nothing(host: Host) -> N
         pytest.param(unsigned_token(), id="alg-none"),
         pytest.param(token(exp_in=-3600), id="expired"),
         pytest.param(token(aud="other-api"), id="wrong-audience"),
+        pytest.param(hs256_token_signed_with_the_public_key(), id="hs256-with-rsa-pub"),
     ],
 )
 def test_missing_or_bad_credentials_are_unauthenticated(host: Host, bearer: str | None) -> None:
@@ -131,6 +133,45 @@ def test_tenant_isolation_holds_over_nats(host: Host) -> None:
     assert host.code(OPEN, opening(), headers={"Es-Tenant-Id": "../x"}) == "INVALID_TENANT"
     assert host.code(OPEN, opening("acc-9", "Ann"), bearer=beta) == "ok"  # unique per tenant
     assert host.stored_ids() == ["acme::acc-1", "beta::acc-9"]
+
+
+def test_an_unknown_method_of_the_service_is_no_handler_and_writes_nothing(host: Host) -> None:
+    assert host.code("edge.v1.Accounts.DropTables", opening()) == "NO_HANDLER"
+    assert host.store.head_position() == 0
+
+
+def test_a_command_id_reused_by_another_tenant_is_a_new_command_over_nats(host: Host) -> None:
+    same = {"Es-Command-Id": "cmd-1"}
+    assert host.code(OPEN, opening("acc-1"), headers=same) == "ok"
+    beta = token("bob", tenants=("beta",))
+    reply = host.request(OPEN, opening("acc-2"), headers=same, bearer=beta)
+    assert reply.unwrap(pb.Opened).account_id == "acc-2"
+    assert host.stored_ids() == ["acme::acc-1", "beta::acc-2"]
+
+
+@pytest.mark.parametrize("subject", [OPEN, "edge.v1.Accounts.OpenInUnit"])
+def test_a_unique_conflict_names_the_clients_value_and_no_owner_over_nats(
+    host: Host, subject: str
+) -> None:
+    assert host.code(OPEN, opening("acc-1", "Ann")) == "ok"
+    beta = token("bob", tenants=("beta",))
+    assert host.code(subject, opening("acc-9", "Ann"), bearer=beta) == "ok"
+    taken = host.request(subject, opening("acc-2", "Ann"))
+    assert taken.error is not None and taken.error.code == "UNIQUE_CONSTRAINT"
+    assert dict(taken.error.details) == {"index": "account_owner", "value": "Ann"}
+    assert "acc-1" not in taken.error.message and "acme" not in taken.error.message
+    assert host.stored_ids() == ["acme::acc-1", "beta::acc-9"]
+
+
+def test_the_log_and_a_projection_query_hold_only_the_tenants_own_over_nats(host: Host) -> None:
+    assert host.code(OPEN, opening("acc-1", "Ann")) == "ok"
+    beta = token("bob", tenants=("beta",))
+    assert host.code(OPEN, opening("acc-2", "Bob"), bearer=beta) == "ok"
+    log = host.request("edge.v1.Accounts.ReadLog", pb.ReadLog(), bearer=beta).unwrap(pb.Log)
+    assert [(e.position, e.account_id) for e in log.entries] == [(2, "acc-2")]
+    listed = host.request("edge.v1.Accounts.List", pb.ListAccounts(), bearer=beta)
+    assert [a.owner for a in listed.unwrap(pb.AccountList).accounts] == ["Bob"]
+    assert host.stored_ids() == ["acme::acc-1", "beta::acc-2"]
 
 
 def test_a_validation_violation_and_a_handler_exception_over_nats(host: Host) -> None:

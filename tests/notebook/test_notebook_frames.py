@@ -160,3 +160,23 @@ def test_an_unknown_column_is_reported_with_the_columns_there_are(store):
     fill(store)
     with pytest.raises(ValueError, match=r"no column 'nope'.*its columns are position, timestamp"):
         frames.store_events_frame(store, columns=["nope"])
+
+
+def test_a_frame_of_one_tenants_log_holds_only_its_events(tmp_path) -> None:
+    from eventstore.tenancy import TenantEventSource, with_tenant
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                account = repo.factory("acc-1")
+                account.open(tenant)
+                account.deposit(1)
+                repo.save(account)
+        beta = TenantEventSource(store, "beta")
+        log = frames.store_events_frame(beta, types=EVENT_TYPES)
+        assert list(log["aggregate_id"]) == ["beta::acc-1"] * 2
+        assert list(log["position"]) == [3, 4]
+        stream = frames.store_events_frame(beta, "acc-1", event_type="AccountOpened")
+        assert list(stream["aggregate_id"]) == ["beta::acc-1"]
+        assert len(frames.store_events_frame(store)) == 4  # the store: every tenant's

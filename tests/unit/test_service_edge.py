@@ -119,30 +119,48 @@ def test_with_tenant_sets_and_restores_the_tenant() -> None:
 def test_a_synchronous_handler_in_the_pool_runs_in_the_tenant_and_gets_tenant_mismatch(
     tmp_path: Path,
 ) -> None:
+    import threading
+
     with SQLiteEventStore(tmp_path / "t.db") as store:
         repo = account_repository(store, tenant_isolation=True)
         with with_tenant("acme"):
             account = repo.factory("acc-1")
             account.open("Ann")
             repo.save(account)
-        seen: list[str] = []
+            held = repo.load("acc-1")  # an aggregate of acme, kept across requests
+        seen: list[tuple[str, str]] = []  # (tenant, thread) each handler ran in
 
-        def handler(message: Any, ctx: RequestContext) -> Any:
-            seen.append(current_tenant())
+        def load(message: Any, ctx: RequestContext) -> Any:
+            seen.append((current_tenant(), threading.current_thread().name))
             repo.load(message.account_id)
             return pb.Opened()
 
+        def save_held(message: Any, ctx: RequestContext) -> Any:
+            seen.append((current_tenant(), threading.current_thread().name))
+            held.deposit(5)
+            repo.save(held)
+            return pb.Opened()
+
         router = Router(handler_threads=2)
-        router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, handler))
+        router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, load))
+        router.register(Route("edge.v1.Accounts.Deposit", pb.Deposit, pb.Opened, save_held))
         bob = Principal("bob", tenants=("beta",))
-        reply = run(
-            router.dispatch(
-                "edge.v1.Accounts.Open", pb.Open(account_id="acme::acc-1"), principal=bob
-            )
-        )
+
+        async def both() -> list[Any]:
+            return [
+                await router.dispatch(
+                    "edge.v1.Accounts.Open", pb.Open(account_id="acme::acc-1"), principal=bob
+                ),
+                await router.dispatch(
+                    "edge.v1.Accounts.Deposit", pb.Deposit(account_id="acc-1"), principal=bob
+                ),
+            ]
+
+        replies = run(both())
         router.close()
-        assert seen == ["beta"]
-        assert reply.error is not None and reply.error.code == "TENANT_MISMATCH"
+        assert [tenant for tenant, _ in seen] == ["beta", "beta"]
+        assert all(name.startswith("eventstore-handler") for _, name in seen)  # the pool
+        assert [r.error.code if r.error else "ok" for r in replies] == ["TENANT_MISMATCH"] * 2
         assert [e.aggregate_id for e in store.read_all(0)] == ["acme::acc-1"]
 
 
@@ -470,3 +488,123 @@ def test_a_unit_of_work_keeps_tenant_isolation(tmp_path: Path) -> None:
             with UnitOfWork(store, command_id="x") as uow:
                 repo.save(loaded, unit=uow)
         assert store.head_position() == 4
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_unique_conflict_in_an_isolated_unit_shows_the_clients_value_and_no_owner(
+    tmp_path: Path, mode: str
+) -> None:
+    from eventstore import UnitOfWork
+    from eventstore.core.errors import UniqueConstraintError
+    from eventstore.core.responses import app_error_for
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for tenant, account_id in (("acme", "acc-1"), ("beta", "acc-9")):
+            with with_tenant(tenant):
+                account = repo.factory(account_id)
+                account.open("Ann", unique_owner=True)  # one value, no conflict across tenants
+                repo.save(account)
+
+        async def commit_async(uow: UnitOfWork) -> None:
+            await uow.commit_async()
+
+        with with_tenant("acme"), pytest.raises(UniqueConstraintError) as caught:
+            uow = UnitOfWork(store, command_id="open-two")
+            for name in ("acc-2", "acc-3"):
+                account = repo.factory(name)
+                account.open("Ann" if name == "acc-3" else "Bo", unique_owner=True)
+                repo.save(account, unit=uow)
+            uow.commit() if mode == "sync" else run(commit_async(uow))
+        error = caught.value
+        assert (error.index, error.value, error.owner, error.requester) == (
+            "account_owner",
+            "Ann",
+            None,
+            "acc-3",
+        )
+        assert "acme::" not in str(error) and "acc-1" not in str(error)
+        wire = app_error_for(error)
+        assert wire is not None and wire.code == "UNIQUE_CONSTRAINT"
+        assert wire.details == {"index": "account_owner", "value": "Ann"}
+        assert sorted({e.aggregate_id for e in store.read_all(0)}) == ["acme::acc-1", "beta::acc-9"]
+        assert store.head_position() == 2
+
+
+def test_a_projection_context_carries_the_tenant_of_the_stored_id_before_the_metadatas(
+    tmp_path: Path,
+) -> None:
+    from eventstore.core.events import EventMetadata
+    from eventstore.core.projections import ProjectionManager
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        with with_tenant("acme"):  # no tenant in the metadata: the stored id says acme
+            account = repo.factory("acc-1")
+            account.open("Ann")
+            repo.save(account)
+        with with_tenant("beta"):  # metadata naming another tenant does not move the event
+            account = repo.factory("acc-1")
+            account.open("Bob")
+            repo.save(account, EventMetadata(tenant_id="acme"))
+        plain = account_repository(store)  # a store of one tenant: the metadata says it
+        account = plain.factory("solo")
+        account.open("Cy")
+        plain.save(account, EventMetadata(tenant_id="gamma"))
+        seen: list[tuple[str, str, str]] = []
+
+        class Tenants:
+            name = "tenants"
+
+            def reset(self, ctx: Any) -> None:
+                pass
+
+            def handle(self, event: Any, ctx: Any) -> None:
+                seen.append((event.aggregate_id, ctx.tenant, current_tenant()))
+
+        manager = ProjectionManager(store)
+        manager.register(Tenants())
+        manager.catch_up()
+        assert seen == [
+            ("acme::acc-1", "acme", "acme"),
+            ("beta::acc-1", "beta", "beta"),
+            ("solo", "gamma", "gamma"),
+        ]
+
+
+def test_a_tenant_event_source_has_no_unscoped_read(tmp_path: Path) -> None:
+    from eventstore.tenancy import TenantEventSource
+
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                account = repo.factory("acc-1")
+                account.open(tenant)
+                account.deposit(1)
+                repo.save(account)
+        beta = TenantEventSource(store, "beta")
+        assert [e.aggregate_id for e in beta.load_stream("acc-1")] == ["beta::acc-1"] * 2
+        assert beta.stream_version("acc-1") == 2 and beta.stream_version("acc-2") == 0
+        assert [e.position for e in beta.iter_all(page_size=1)] == [3, 4]
+        with pytest.raises(TenantMismatchError):
+            beta.load_stream("acme::acc-1")
+        for unscoped in ("count_events", "constraint_owner", "append", "find_command"):
+            with pytest.raises(AttributeError, match="scoped to that tenant"):
+                getattr(beta, unscoped)
+        assert store.count_events() == 4  # the store itself is the operator's view
+
+
+def test_a_repositorys_event_log_is_the_requests_tenants_own(tmp_path: Path) -> None:
+    with SQLiteEventStore(tmp_path / "t.db") as store:
+        repo = account_repository(store, tenant_isolation=True)
+        for tenant in ("acme", "beta"):
+            with with_tenant(tenant):
+                account = repo.factory("acc-1")
+                account.open(tenant)
+                repo.save(account)
+        with with_tenant("acme"):
+            assert [e.aggregate_id for e in repo.event_log().read_all()] == ["acme::acc-1"]
+        with pytest.raises(TenantMismatchError, match="no tenant"):
+            repo.event_log()
+        assert account_repository(store).event_log() is store  # no isolation: the store

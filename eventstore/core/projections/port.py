@@ -53,9 +53,12 @@ class ProjectionContext:
     (``SQLiteReadModel(store)``): ``ctx.store.append(...)`` (or a
     ``Repository(ctx.store, ...)``) commits with the batch and its checkpoint
     or not at all. Elsewhere it is falsy and using it raises, saying why.
-    ``tenant`` is the tenant of the event being handled (its metadata's
+    ``tenant`` is the tenant of the event being handled (``tenant_of``: the
+    prefix of a composite stored id ``acme::acc-1``, else the metadata's
     ``tenant_id``, "" for none); the handler runs inside ``with_tenant(tenant)``,
-    so a process manager's tenant-isolated repository acts in that tenant.
+    so a read model keys its rows by it (queries then filter by
+    ``current_tenant()``) and a process manager's tenant-isolated repository
+    acts in that tenant.
     """
 
     projection: str

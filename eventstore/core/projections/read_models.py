@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 
 from ..events import Event
 from ..ports import CheckpointStore
-from ..tenancy import TENANT_ID_PATTERN, with_tenant
+from ..tenancy import tenant_of, with_tenant
 from .port import Projection, ProjectionContext
 from .status import DeadLetter, ProjectionFailure
 
@@ -115,12 +115,12 @@ def handle_events(
         if position <= stored:
             continue
         ctx.position = position
-        # The event's tenant, when it has one (a cheap look at the JSON first): the
-        # handler (a process manager) then loads and saves in that tenant.
-        tenant = event.metadata.tenant_id if '"t":' in (event.metadata_json or "") else ""
+        # The event's tenant (its stored id's, else its metadata's): the handler
+        # keys its read model by it, and a process manager loads and saves in it.
+        tenant = tenant_of(event)
         ctx.tenant = tenant
         try:
-            if tenant and TENANT_ID_PATTERN.fullmatch(tenant):
+            if tenant:
                 with with_tenant(tenant):
                     handle(event, ctx)
             else:
