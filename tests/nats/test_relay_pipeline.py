@@ -72,3 +72,37 @@ def test_an_ack_is_read_without_json_unless_it_may_say_more_than_stored() -> Non
     duplicate, error = _read_ack(b'{"error": not json')
     assert not duplicate and error is not None and error[0] == 0
     assert "unreadable acknowledgement" in error[1]
+
+
+def test_reads_skip_a_deleted_message_and_a_foreign_one_and_continue_after_them(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    """Pages are read without headers when every sequence of a range is there; a deleted
+    message makes the range be read again with headers, a foreign one is skipped."""
+
+    async def story(store: SQLiteEventStore) -> tuple[list[str], ...]:
+        async with NatsEventBus(
+            nats_server.url, stream="PIPE_GAPS", subject_prefix="pipegap", store=store
+        ) as bus:
+            await Relay(store, bus).publish_pending()
+            await bus.io.call(bus.js.publish("pipegap.Foreign.x.y", b"not an event"))
+            ids = _append(store, "acc-2", 3)
+            await Relay(store, bus).publish_pending()
+            whole = [e.event_id for e in await asyncio.to_thread(bus.read_all, 0)]
+            await bus.io.call(bus.js.delete_msg("PIPE_GAPS", 3))  # position 3 of 8
+            gapped = [e.event_id for e in await asyncio.to_thread(bus.read_all, 0)]
+            paged = []
+            after = 0
+            while True:  # two at a time: each page starts where the last one ended
+                page = await bus.read_page_async(after, limit=2)
+                paged += [e.event_id for e in page.events]
+                if page.scanned_to <= after:
+                    break
+                after = page.scanned_to
+            return whole, gapped, paged, ids
+
+    with SQLiteEventStore(tmp_path / "gaps.db") as store:
+        first = _append(store, "acc-1", 5)
+        whole, gapped, paged, later = asyncio.run(asyncio.wait_for(story(store), 60))
+    assert whole == first + later
+    assert gapped == paged == first[:2] + first[3:] + later
