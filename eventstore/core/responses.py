@@ -417,6 +417,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
             RaisedAs("RedeliveryConfigError"),
             RaisedAs("NatsServerNotFoundError"),
             RaisedAs("NatsServerStartError"),
+            RaisedAs("NatsTLSError"),
         ),
     ),
     ErrorCode(

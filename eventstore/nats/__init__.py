@@ -14,6 +14,7 @@ from .errors import (
     ConsumerFilterMismatchError,
     NatsServerNotFoundError,
     NatsServerStartError,
+    NatsTLSError,
     RedeliveryConfigError,
     StreamConfigMismatchError,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "NatsOptions",
     "NatsServerNotFoundError",
     "NatsServerStartError",
+    "NatsTLSError",
     "RedeliveryConfigError",
     "Relay",
     "RelayStatus",

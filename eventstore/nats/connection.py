@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client
 
+from .errors import NatsTLSError
+
 T = TypeVar("T")
 
 
@@ -69,6 +71,7 @@ class NatsOptions:
         """
         client = Client()
         refused: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
+        tls_failed: asyncio.Future[BaseException] = asyncio.get_running_loop().create_future()
         user_error_cb = callbacks.pop("error_cb", None)
 
         async def on_error(exc: Exception) -> None:
@@ -76,6 +79,10 @@ class NatsOptions:
             auth = "authorization" in text or "authentication" in text
             if auth and not client.is_connected and not refused.done():
                 refused.set_result(exc)
+            # A handshake that fails for want of a CA fails the same way on every retry.
+            tls = isinstance(exc, ssl.SSLError)
+            if tls and not client.is_connected and not tls_failed.done():
+                tls_failed.set_result(exc)
             if user_error_cb is not None:
                 await user_error_cb(exc)
 
@@ -96,7 +103,7 @@ class NatsOptions:
                 **callbacks,
             )
         )
-        waited: set[asyncio.Future[Any]] = {connecting, refused}
+        waited: set[asyncio.Future[Any]] = {connecting, refused, tls_failed}
         done, _ = await asyncio.wait(
             waited, timeout=self.initial_timeout, return_when=asyncio.FIRST_COMPLETED
         )
@@ -109,6 +116,8 @@ class NatsOptions:
         with contextlib.suppress(Exception):
             await client.close()
         servers = ", ".join(self.servers)
+        if tls_failed.done():
+            raise NatsTLSError(self.servers, tls_failed.result(), self.tls_ca)
         if refused.done():
             raise ConnectionRefusedError(
                 f"NATS at {servers} refused the credentials ({refused.result()}); check the "

@@ -7,6 +7,7 @@ and LF in header values, so metadata cannot travel there).
 
 from __future__ import annotations
 
+import functools
 import re
 
 from ..core.events import Event
@@ -17,8 +18,12 @@ EXPECTED_LAST_MSG_ID = "Nats-Expected-Last-Msg-Id"
 POSITION = "Eventstore-Position"
 EVENT_TYPE = "Eventstore-Event-Type"
 
-_PLAIN = re.compile(r"[A-Za-z0-9_\-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]+")
 _EMPTY = "%"
+
+
+def _percent(match: re.Match[str]) -> str:
+    return "".join(f"%{b:02X}" for b in match.group().encode())
 
 
 def escape_token(value: str) -> str:
@@ -29,15 +34,13 @@ def escape_token(value: str) -> str:
     """
     if not value:
         return _EMPTY
-    if _PLAIN.fullmatch(value):
-        return value
-    out = []
-    for char in value:
-        if _PLAIN.fullmatch(char):
-            out.append(char)
-        else:
-            out.extend(f"%{b:02X}" for b in char.encode())
-    return "".join(out)
+    return _UNSAFE.sub(_percent, value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _type_tokens(prefix: str, aggregate_type: str, event_type: str) -> str:
+    """The subject up to the aggregate id: few distinct values, so cached (relay hot path)."""
+    return f"{prefix}.{escape_token(aggregate_type)}.{escape_token(event_type)}."
 
 
 def unescape_token(token: str) -> str:
@@ -59,10 +62,7 @@ def unescape_token(token: str) -> str:
 
 def subject_for(prefix: str, aggregate_type: str, event_type: str, aggregate_id: str) -> str:
     """``<prefix>.<AggregateType>.<EventType>.<aggregate id>``, each token escaped."""
-    return (
-        f"{prefix}.{escape_token(aggregate_type)}.{escape_token(event_type)}."
-        f"{escape_token(aggregate_id)}"
-    )
+    return _type_tokens(prefix, aggregate_type, event_type) + escape_token(aggregate_id)
 
 
 def filter_subjects(

@@ -104,3 +104,19 @@ class RedeliveryConfigError(EventStoreError, ValueError):
             "(max_deliver must be >= 1, backoff at most max_deliver - 1 positive seconds, one "
             "per redelivery). Shorten backoff or raise max_deliver."
         )
+
+
+class NatsTLSError(EventStoreError, ConnectionError):
+    """The TLS handshake with the NATS servers failed: most often a CA the client lacks."""
+
+    def __init__(self, servers: Sequence[str], cause: BaseException, tls_ca: str | None) -> None:
+        self.servers = list(servers)
+        self.cause = cause
+        self.tls_ca = tls_ca
+        trusted = f"the CA file {tls_ca}" if tls_ca else "the system's CAs (no tls_ca was given)"
+        super().__init__(
+            f"TLS with NATS at {', '.join(self.servers)} failed: {cause}. This client trusts "
+            f"{trusted}. Pass tls_ca= the CA file that signed the server's certificate (and "
+            "tls_cert/tls_key when the server requires a client certificate) to the bus, relay, "
+            "service host or transport, and check the certificate names the host you dial."
+        )

@@ -86,6 +86,71 @@ class PublishRejected(Exception):
         )
 
 
+class _Acks:
+    """The acknowledgements of one pipelined batch, filed by index as they arrive."""
+
+    __slots__ = ("_loop", "_offset", "_received", "_waiter", "data")
+
+    def __init__(self, count: int, offset: int) -> None:
+        self.data: list[bytes | None] = [None] * count
+        self._offset = offset  # where the index starts in "<inbox>.<index>"
+        self._received = 0
+        self._waiter: tuple[int, asyncio.Future[None]] | None = None
+        self._loop = asyncio.get_running_loop()
+
+    async def on_ack(self, msg: Msg) -> None:
+        try:
+            index = int(msg.subject[self._offset :])
+        except ValueError:
+            return
+        if 0 <= index < len(self.data) and self.data[index] is None:
+            self.data[index] = msg.data or b"{}"
+            self._received += 1
+            waiter = self._waiter
+            if waiter is not None and self._received >= waiter[0] and not waiter[1].done():
+                waiter[1].set_result(None)
+
+    async def wait(self, lo: int, hi: int, timeout: float) -> None:
+        """Return when ``data[lo:hi]`` are all in, or after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while None in self.data[lo:hi]:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            future = self._loop.create_future()
+            self._waiter = (max(hi, self._received + 1), future)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(future, remaining)
+            self._waiter = None
+
+    def close(self) -> None:
+        if self._waiter is not None and not self._waiter[1].done():
+            self._waiter[1].cancel()
+        self._waiter = None
+
+
+def _read_ack(data: bytes) -> tuple[bool, tuple[int, str] | None]:
+    """(duplicate, (err_code, description) or None) of a JetStream publish ack; parses the
+    JSON only when it may say something other than "stored" (the common case skips it)."""
+    if b'"error"' not in data and b'"duplicate"' not in data:
+        return False, None
+    try:
+        ack = json.loads(data)
+    except ValueError:
+        return False, (0, f"unreadable acknowledgement {data[:200]!r}")
+    error = ack.get("error") if isinstance(ack, dict) else None
+    if error:
+        return False, (int(error.get("err_code", 0)), str(error.get("description")))
+    return bool(ack.get("duplicate")) if isinstance(ack, dict) else False, None
+
+
+def _drop(future: asyncio.Future[Any] | None) -> None:
+    """Forget a read-ahead: cancel it, and retrieve its outcome so none is left unobserved."""
+    if future is not None:
+        future.cancel()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 class Relay:
     """Publishes ``store``'s events to ``bus`` after its last relayed position.
 
@@ -176,14 +241,20 @@ class Relay:
                 await self._resume()
             before = self._published
             resumed = False  # one resume per call after the stream moved under the relay
+            ahead: asyncio.Future[list[Event]] | None = None  # the next batch, read meanwhile
             try:
                 while not self._stopped.is_set():
                     assert self._position is not None
-                    events = await asyncio.to_thread(
-                        self.store.read_all, self._position, limit=self.batch
-                    )
+                    if ahead is not None:
+                        events, ahead = await ahead, None
+                    else:
+                        events = await self._read(self._position)
                     if not events:
                         break
+                    if len(events) >= self.batch:
+                        # Read the next batch from the store while this one is published;
+                        # dropped below when this one fails (the relay resumes elsewhere).
+                        ahead = asyncio.ensure_future(self._read(events[-1].position))
                     try:
                         with instrumentation.operation(
                             instrumentation.PUBLISH,
@@ -192,11 +263,14 @@ class Relay:
                         ):
                             await self._publish_batch(events)
                     except PublishRejected as exc:
+                        _drop(ahead)
+                        ahead = None
                         if exc.err_code not in OVERTAKEN or resumed:
                             raise
                         resumed = True
                         await self._resume()
             except BaseException as exc:
+                _drop(ahead)
                 self._last_error = str(exc) or type(exc).__name__
                 self._position = None  # resume from the stream's last message next time
                 raise
@@ -205,6 +279,9 @@ class Relay:
                 head = await asyncio.to_thread(self.store.head_position)
                 instrumentation.record(instrumentation.RELAY_LAG, max(0, head - self._position))
             return self._published - before
+
+    async def _read(self, after: int) -> list[Event]:
+        return await asyncio.to_thread(self.store.read_all, after, limit=self.batch)
 
     async def _resume(self) -> None:
         """Resume after max(stored position, the stream's last message's position)."""
@@ -249,47 +326,36 @@ class Relay:
         return None
 
     async def _publish_batch(self, events: list[Event]) -> int:
-        """Publish ``events`` pipelined, at most ``window`` in flight; every ack is awaited."""
+        """Publish ``events`` pipelined, at most ``window`` in flight; every ack is awaited.
+
+        The acks come to one inbox subscription as ``<inbox>.<index>``; the callback
+        only files each one, and ``_settle`` waits once per half window (not once
+        per message) for a contiguous range of them.
+        """
         nc = self.bus.client
-        loop = asyncio.get_running_loop()
         inbox = nc.new_inbox()
-        pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
-
-        async def on_ack(msg: Msg) -> None:
-            future = pending.get(msg.subject)
-            if future is not None and not future.done():
-                try:
-                    future.set_result(json.loads(msg.data or b"{}"))
-                except ValueError:
-                    future.set_result({"error": {"err_code": 0, "description": "bad ack"}})
-
-        sub = await nc.subscribe(f"{inbox}.*", cb=on_ack)
+        acks = _Acks(len(events), len(inbox) + 1)
+        sub = await nc.subscribe(f"{inbox}.*", cb=acks.on_ack)
         prefix = self.bus.subject_prefix
-        stored = 0
-        in_flight: list[tuple[Event, asyncio.Future[dict[str, Any]]]] = []
+        publish = nc.publish
+        stored = settled = 0
+        step = self.window // 2 or 1
         try:
             previous = self._last_id
             for i, event in enumerate(events):
-                reply = f"{inbox}.{i}"
-                future: asyncio.Future[dict[str, Any]] = loop.create_future()
-                pending[reply] = future
-                await nc.publish(
+                await publish(
                     subject_for(prefix, event.aggregate_type, event.event_type, event.aggregate_id),
                     encode_event(event),
-                    reply=reply,
+                    reply=f"{inbox}.{i}",
                     headers=self._headers(event, previous),
                 )
                 previous = event.event_id
-                in_flight.append((event, future))
-                if len(in_flight) >= self.window:
-                    stored += await self._settle(in_flight[: self.window // 2 or 1])
-                    del in_flight[: self.window // 2 or 1]
-            stored += await self._settle(in_flight)
-            in_flight.clear()
+                if i + 1 - settled >= self.window:
+                    stored += await self._settle(events, acks, settled, settled + step)
+                    settled += step
+            stored += await self._settle(events, acks, settled, len(events))
         finally:
-            for _, future in in_flight:  # never leave a future unresolved
-                if not future.done():
-                    future.cancel()
+            acks.close()  # never leave a waiter unresolved
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         return stored
@@ -300,30 +366,30 @@ class Relay:
             headers[EXPECTED_LAST_SEQUENCE] = str(self._empty_at)
         return headers
 
-    async def _settle(self, in_flight: list[tuple[Event, asyncio.Future[dict[str, Any]]]]) -> int:
-        """Await the acks in order; move the position past each one stored; raise the first
-        failure (after waiting for the rest, so none is left unresolved)."""
+    async def _settle(self, events: list[Event], acks: _Acks, lo: int, hi: int) -> int:
+        """Wait for the acks of ``events[lo:hi]`` and read them in order: move the position
+        past each one stored; raise the first failure (a rejection, or no ack in time)."""
+        if hi <= lo:
+            return 0
+        await acks.wait(lo, hi, self.ack_timeout)
         stored = 0
         failure: PublishRejected | None = None
-        deadline = time.monotonic() + self.ack_timeout
-        for event, future in in_flight:
-            try:
-                ack = await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
-            except TimeoutError:
-                failure = failure or PublishRejected(event, 0, "no acknowledgement in time")
-                continue
-            error = ack.get("error")
-            if error or failure is not None:
-                if error and failure is None:
-                    failure = PublishRejected(
-                        event, int(error.get("err_code", 0)), str(error.get("description"))
-                    )
-                continue
+        for i in range(lo, hi):
+            event = events[i]
+            data = acks.data[i]
+            if data is None:
+                failure = PublishRejected(event, 0, "no acknowledgement in time")
+                break
+            duplicate, error = _read_ack(data)
+            if error is not None:
+                failure = PublishRejected(event, error[0], error[1])
+                break
             self._position, self._last_id = event.position, event.event_id
-            if not ack.get("duplicate"):
+            if not duplicate:
                 stored += 1
         self._published += stored
-        if in_flight and self._position is not None:
+        if self._position is not None and (stored or failure is None):
+            self.bus._on_relayed(self._position)  # wake readers before the checkpoint's fsync
             await asyncio.to_thread(
                 self.store.save_checkpoint, self.checkpoint_name, self._position
             )

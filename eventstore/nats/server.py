@@ -69,6 +69,12 @@ class EmbeddedNATS:
     ``close()`` (the context exit). ``user``/``password`` or ``token`` make the
     server require them. ``cluster_name``, ``cluster_port`` and ``routes`` join
     it to a JetStream cluster (give each node a ``server_name``).
+
+    TLS: ``tls_cert`` and ``tls_key`` (PEM files) make the server accept TLS
+    connections only (clients then need a CA that signed the certificate:
+    ``tls_ca=`` on every client constructor); ``tls_ca`` plus
+    ``tls_verify=True`` also make it require a client certificate signed by
+    that CA. ``url`` then starts with ``tls://``.
     """
 
     def __init__(
@@ -85,12 +91,26 @@ class EmbeddedNATS:
         cluster_port: int | None = None,
         routes: Sequence[str] = (),
         extra_config: str = "",
+        tls_cert: str | os.PathLike[str] | None = None,
+        tls_key: str | os.PathLike[str] | None = None,
+        tls_ca: str | os.PathLike[str] | None = None,
+        tls_verify: bool = False,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT,
     ) -> None:
         if (user is None) != (password is None):
             raise ValueError("EmbeddedNATS needs both user and password, or neither")
         if token is not None and user is not None:
             raise ValueError("EmbeddedNATS takes user/password or token, not both")
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("EmbeddedNATS needs both tls_cert and tls_key, or neither")
+        if tls_verify and (tls_cert is None or tls_ca is None):
+            raise ValueError(
+                "EmbeddedNATS(tls_verify=True) checks client certificates: give tls_cert, "
+                "tls_key and the tls_ca that signs the clients' certificates"
+            )
+        for label, path in (("tls_cert", tls_cert), ("tls_key", tls_key), ("tls_ca", tls_ca)):
+            if path is not None and not Path(path).is_file():
+                raise FileNotFoundError(f"EmbeddedNATS {label}: no file at {path}")
         self._binary = find_nats_server()
         self._work = Path(tempfile.mkdtemp(prefix="eventstore-nats-"))
         # At garbage collection or interpreter exit (a notebook's kernel shutting
@@ -106,6 +126,10 @@ class EmbeddedNATS:
         self.cluster_port = cluster_port
         self.routes = list(routes)
         self.extra_config = extra_config
+        self.tls_cert = Path(tls_cert).resolve() if tls_cert is not None else None
+        self.tls_key = Path(tls_key).resolve() if tls_key is not None else None
+        self.tls_ca = Path(tls_ca).resolve() if tls_ca is not None else None
+        self.tls_verify = tls_verify
         self.startup_timeout = startup_timeout
         self.log_path = self._work / "nats-server.log"
         self._proc: subprocess.Popen[bytes] | None = None
@@ -114,10 +138,17 @@ class EmbeddedNATS:
     # -- facts --------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        """``nats://127.0.0.1:<port>`` (without credentials; pass those to the client)."""
+        """``nats://127.0.0.1:<port>`` (``tls://`` when the server requires TLS), without
+        credentials: pass those, and the CA, to the client."""
         if self.port is None:
             raise RuntimeError("EmbeddedNATS has no port yet: start() it first")
-        return f"nats://127.0.0.1:{self.port}"
+        scheme = "tls" if self.tls else "nats"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        """True when the server accepts TLS connections only."""
+        return self.tls_cert is not None
 
     @property
     def pid(self) -> int | None:
@@ -150,6 +181,16 @@ class EmbeddedNATS:
             )
         elif self.token is not None:
             lines.append(f"authorization {{ token: {_quote(self.token)} }}")
+        if self.tls_cert is not None:
+            lines.append("tls {")
+            lines.append(f"  cert_file: {_quote(str(self.tls_cert))}")
+            lines.append(f"  key_file: {_quote(str(self.tls_key))}")
+            if self.tls_ca is not None:
+                lines.append(f"  ca_file: {_quote(str(self.tls_ca))}")
+            if self.tls_verify:
+                lines.append("  verify: true")
+            lines.append("  timeout: 2")
+            lines.append("}")
         if self.cluster_name:
             lines.append("cluster {")
             lines.append(f"  name: {_quote(self.cluster_name)}")
