@@ -1,4 +1,8 @@
-"""Process managers on SQLite: decisions with the checkpoint, an outbox, durable timeouts."""
+"""Process managers on every store: decisions with the checkpoint, an outbox, durable timeouts.
+
+The runner's tests take the ``process_store`` fixture (SQLite and PostgreSQL,
+tests/support/process_stores.py): one shared core, each adapter's SQL.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import time
 from collections import Counter
 
 from eventstore.core.process_managers import process_command_id
-from eventstore.sqlite import SQLiteEventStore
-from eventstore.sqlite.process_runner import ProcessRunner
 from tests.support.transfers import (
     TransferProcess,
     balances,
@@ -17,10 +19,10 @@ from tests.support.transfers import (
 )
 
 
-def _setup(path):
-    store = SQLiteEventStore(path)
+def _setup(process_store):
+    store = process_store.open()
     transport, repository = bank(store)
-    runner = ProcessRunner(store, TransferProcess(), transport)
+    runner = process_store.runner(store, TransferProcess(), transport)
     return store, transport, repository, runner
 
 
@@ -33,8 +35,8 @@ def _commands_applied(store) -> Counter:
     )
 
 
-def test_a_transfer_debits_then_credits(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_a_transfer_debits_then_credits(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 100, "b": 0})
         request_transfer(store, "t1", "a", "b", 30)
@@ -48,8 +50,8 @@ def test_a_transfer_debits_then_credits(tmp_path):
         ]
 
 
-def test_a_refused_credit_is_compensated_by_a_refund(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_a_refused_credit_is_compensated_by_a_refund(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 100})
         request_transfer(store, "t1", "a", "nobody", 30)
@@ -60,8 +62,8 @@ def test_a_refused_credit_is_compensated_by_a_refund(tmp_path):
         assert balances(repository, ["a"]) == {"a": 100}
 
 
-def test_a_refused_debit_fails_the_transfer(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_a_refused_debit_fails_the_transfer(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 10, "b": 0})
         request_transfer(store, "t1", "a", "b", 30)
@@ -70,15 +72,15 @@ def test_a_refused_debit_fails_the_transfer(tmp_path):
         assert balances(repository, ["a", "b"]) == {"a": 10, "b": 0}
 
 
-def test_a_timeout_fires_from_its_table_and_a_late_debit_is_refunded(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_a_timeout_fires_from_its_table_and_a_late_debit_is_refunded(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 100, "b": 0})
         request_transfer(store, "t1", "a", "b", 30)
         runner.decide()  # decided and stored: the debit in the outbox, the deadline armed
         assert [(p, s) for p, s, _ in runner.timeouts()] == [("t1", "deadline")]
     # A new runner (a restart) finds the timeout in the table, not in memory.
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+    store, transport, repository, runner = _setup(process_store)
     with store:
         later = time.time_ns() // 1000 + 60_000_000
         assert runner.fire_timeouts(now=later) == 1
@@ -88,8 +90,8 @@ def test_a_timeout_fires_from_its_table_and_a_late_debit_is_refunded(tmp_path):
         assert balances(repository, ["a", "b"]) == {"a": 100, "b": 0}
 
 
-def test_replaying_the_process_manager_applies_no_command_twice(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_replaying_the_process_manager_applies_no_command_twice(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 100, "b": 100})
         for i in range(5):
@@ -97,15 +99,15 @@ def test_replaying_the_process_manager_applies_no_command_twice(tmp_path):
         runner.drain()
         before = _commands_applied(store)
         runner.projections.rebuild(runner.projections.names[0])
-        with store._db.transaction() as conn:  # the states go too: decide everything again
-            conn.execute("DELETE FROM process_state")
+        # The states go too: decide everything again.
+        process_store.execute(store, "DELETE FROM process_state")
         runner.drain()
         assert _commands_applied(store) == before
         assert set(before.values()) == {1}
         assert sum(balances(repository, ["a", "b"]).values()) == 200
 
 
-def test_the_manager_sees_upcast_events(tmp_path):
+def test_the_manager_sees_upcast_events(process_store):
     from eventstore import Upcasters
     from tests.support.transfers import TransferRequested
 
@@ -116,9 +118,9 @@ def test_the_manager_sees_upcast_events(tmp_path):
         lambda e: e.with_payload(TransferRequested.DESCRIPTOR.full_name, e.data),
         to=TransferRequested.DESCRIPTOR.full_name,
     )
-    store = SQLiteEventStore(tmp_path / "t.db")
+    store = process_store.open()
     transport, repository = bank(store)
-    runner = ProcessRunner(store, TransferProcess(), transport, upcasters=upcasters)
+    runner = process_store.runner(store, TransferProcess(), transport, upcasters=upcasters)
     with store:
         open_accounts(transport, {"a": 100, "b": 0})
         message = TransferRequested(transfer_id="old", source="a", target="b", amount=7)
