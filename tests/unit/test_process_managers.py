@@ -170,3 +170,35 @@ def test_a_step_sent_twice_for_one_event_is_refused():
     process.send("debit", WithdrawCommand(account_id="a", amount=1))
     with pytest.raises(ValueError, match="sends step 'debit' twice"):
         process.send("debit", WithdrawCommand(account_id="a", amount=2))
+
+
+def test_a_file_with_the_tables_of_before_tenants_gets_their_column(tmp_path):
+    from eventstore.sqlite import SQLiteEventStore
+    from eventstore.sqlite.process_runner import ProcessRunner
+
+    path = tmp_path / "old.db"
+    with SQLiteEventStore(path) as store, store._db.transaction() as conn:
+        # The tables as the first SQLite runner made them: no tenant column.
+        conn.execute(
+            "CREATE TABLE process_state (manager TEXT NOT NULL, process_id TEXT NOT NULL,"
+            " state TEXT NOT NULL, finished INTEGER NOT NULL DEFAULT 0,"
+            " updated_at INTEGER NOT NULL, PRIMARY KEY (manager, process_id)) WITHOUT ROWID"
+        )
+        conn.execute(
+            "CREATE TABLE process_outbox (command_id TEXT NOT NULL PRIMARY KEY,"
+            " manager TEXT NOT NULL, process_id TEXT NOT NULL, step TEXT NOT NULL,"
+            " command_type TEXT NOT NULL, data BLOB NOT NULL, created_at INTEGER NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO process_state VALUES ('transfers', 'old', '{\"status\": \"debiting\"}',"
+            " 0, 1)"
+        )
+    with SQLiteEventStore(path) as store:
+        transport, repository = bank(store)
+        runner = ProcessRunner(store, TransferProcess(), transport)
+        assert runner.state("old") == {"status": "debiting"}
+        open_accounts(transport, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.drain()
+        assert runner.state("t1")["status"] == "completed"
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
