@@ -202,3 +202,94 @@ def test_a_file_with_the_tables_of_before_tenants_gets_their_column(tmp_path):
         runner.drain()
         assert runner.state("t1")["status"] == "completed"
         assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
+
+
+class _FlakyWire:
+    """A network-like transport (no router, no principal=): the first ``drops`` requests
+    never arrive (``UNAVAILABLE``); the rest reach the in-process service."""
+
+    def __init__(self, inner, drops: int) -> None:
+        self.inner = inner
+        self.drops = drops
+        self.sent: list[dict[str, str]] = []
+
+    async def request(self, subject, message, headers=None):
+        from eventstore.core.responses import Response, transport_unavailable
+
+        self.sent.append(dict(headers or {}))
+        if self.drops:
+            self.drops -= 1
+            return Response.failure(transport_unavailable(subject, "?", "connection refused"))
+        return await self.inner.request(subject, message, headers)
+
+
+def test_a_lost_wire_leaves_the_command_to_send_again_with_its_id(process_store):
+    import asyncio
+
+    store = process_store.open()
+    inner, repository = bank(store)
+    wire = _FlakyWire(inner, drops=2)
+    routes = [inner.router.route(subject) for subject in inner.router.subjects]
+    runner = process_store.runner(store, TransferProcess(), wire, routes=routes)
+    with store:
+        open_accounts(inner, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.decide()
+        [(debit_id, *_)] = runner.pending_commands()
+        assert asyncio.run(runner.send_pending()) == 0  # dropped: still in the outbox
+        assert [c[0] for c in runner.pending_commands()] == [debit_id]
+        runner.drain()  # dropped again: drain returns rather than spin on a dead wire
+        assert [c[0] for c in runner.pending_commands()] == [debit_id]
+        runner.drain()
+        assert runner.state("t1")["status"] == "completed"
+        assert [h["Es-Command-Id"] for h in wire.sent[:3]] == [debit_id] * 3
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
+
+
+def test_a_transport_without_a_router_needs_routes(process_store):
+    import pytest
+
+    store = process_store.open()
+    with store, pytest.raises(ValueError, match="needs routes="):
+        process_store.runner(store, TransferProcess(), _FlakyWire(None, 0))
+
+
+def test_a_command_no_route_serves_is_an_error_naming_it(process_store):
+    import asyncio
+
+    import pytest
+
+    store = process_store.open()
+    inner, _ = bank(store)
+    with store:
+        open_accounts(inner, {"a": 100, "b": 0})
+        runner = process_store.runner(store, TransferProcess(), _FlakyWire(inner, 0), routes=[])
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.decide()
+        with pytest.raises(ValueError, match="account.v1.WithdrawCommand but no route"):
+            asyncio.run(runner.send_pending())
+
+
+def test_run_polls_until_stopped(process_store):
+    import asyncio
+
+    store = process_store.open()
+    transport, repository = bank(store)
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        runner = process_store.runner(store, TransferProcess(), transport, poll_interval=0.01)
+
+        async def scenario() -> None:
+            task = asyncio.create_task(runner.run())
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(request_transfer, store, "t1", "a", "b", 30)
+            for _ in range(500):
+                if (runner.state("t1") or {}).get("status") == "completed":
+                    break
+                await asyncio.sleep(0.01)
+            runner.stop()
+            await asyncio.wait_for(task, 5)
+
+        asyncio.run(scenario())
+        assert runner.state("t1")["status"] == "completed"
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
