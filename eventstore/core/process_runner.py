@@ -113,7 +113,14 @@ class ProcessTables(Protocol):
         """Create the tables when missing (idempotent; may run in two processes at once)."""
         ...
 
-    def load(self, conn: Any, manager: str, key: str) -> StoredProcess | None: ...
+    def load(self, conn: Any, manager: str, key: str) -> StoredProcess | None:
+        """The process's row, locked until the transaction ends where the store locks rows.
+
+        Every transaction that changes a process loads it first, so they take
+        turns on it and lock its row before its timeouts and outbox rows (one
+        order everywhere: no deadlock between runners).
+        """
+        ...
 
     def save(self, conn: Any, manager: str, key: str, process: StoredProcess, now: int) -> None: ...
 
@@ -128,8 +135,12 @@ class ProcessTables(Protocol):
     def disarm(self, conn: Any, manager: str, key: str, step: str) -> None: ...
 
     def next_due(self, conn: Any, manager: str, cutoff: int) -> tuple[str, str] | None:
-        """The (key, step) of one timeout due at ``cutoff``, locked for this transaction
-        where the store can lock rows (another runner then takes another one)."""
+        """The (key, step) of one timeout due at ``cutoff`` (not locked: see ``claim``)."""
+        ...
+
+    def claim(self, conn: Any, manager: str, key: str, step: str, cutoff: int) -> bool:
+        """Delete the timeout if it is still armed and due; False when another runner fired
+        it, or a decision cancelled or re-armed it, meanwhile."""
         ...
 
     def pending(self, conn: Any, manager: str) -> list[OutboxCommand]:
@@ -294,10 +305,11 @@ class ProcessRunnerBase:
                 if due is None:
                     return fired
                 key, step = due
-                self.tables.disarm(conn, name, key, step)
                 process = load_process(
                     self.tables, conn, self.manager, key, f"timeout:{key}:{step}"
                 )
+                if not self.tables.claim(conn, name, key, step, cutoff):
+                    continue  # fired, cancelled or re-armed by someone else meanwhile
                 if not process.finished:
                     with with_tenant(process.tenant):
                         self.manager.timed_out(process, step)
@@ -360,15 +372,16 @@ class ProcessRunnerBase:
 
     def _answered(self, outgoing: OutboxCommand, error: Any) -> None:
         """Take an answered command out of the outbox; a refusal goes to ``rejected``."""
+        cause = f"rejected:{outgoing.command_id}"
         with self.tables.transaction() as conn:
+            # The process first (its row locked), then its outbox row: the order of every
+            # transaction that changes a process.
+            process = load_process(self.tables, conn, self.manager, outgoing.process_key, cause)
             gone = self.tables.unqueue(conn, outgoing.command_id)
-            if gone and error is not None:
-                cause = f"rejected:{outgoing.command_id}"
-                process = load_process(self.tables, conn, self.manager, outgoing.process_key, cause)
-                if not process.finished:
-                    with with_tenant(process.tenant):
-                        self.manager.rejected(process, outgoing.step, error)
-                    save_process(self.tables, conn, process)
+            if gone and error is not None and not process.finished:
+                with with_tenant(process.tenant):
+                    self.manager.rejected(process, outgoing.step, error)
+                save_process(self.tables, conn, process)
 
     async def drain_async(self, *, max_passes: int = 10_000) -> None:
         """Decide, fire due timeouts and send until a pass finds nothing to do."""

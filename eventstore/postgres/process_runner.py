@@ -5,9 +5,10 @@ only the statements, in PostgreSQL's dialect. The state, outbox and due-time
 tables live in the store's schema beside the checkpoints
 (``PostgresReadModel(store)``), so a batch's decisions and its checkpoint
 commit in one transaction. Several runners of one manager may run at once (in
-several processes): the projection's advisory lock serialises decisions, a
-process's row is locked while a timeout or a refusal updates it, and due
-timeouts are taken with ``FOR UPDATE SKIP LOCKED``, so each fires once.
+several processes): the projection's advisory lock serialises decisions; every
+transaction that changes a process locks its row first (``FOR UPDATE``), then
+its timeouts and outbox rows, so they take turns and never deadlock; a due
+timeout is deleted only while still due (the claim), so it fires once.
 """
 
 from __future__ import annotations
@@ -128,10 +129,20 @@ class PostgresProcessTables:
     def next_due(self, conn: Connection, manager: str, cutoff: int) -> tuple[str, str] | None:
         row = conn.execute(
             "SELECT process_id, step FROM process_timeouts WHERE manager = %s AND due_at <= %s "
-            "ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED",
+            "ORDER BY due_at LIMIT 1",
             (manager, cutoff),
         ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def claim(
+        self, conn: Connection, manager: str, key: str, step: str, cutoff: int
+    ) -> bool:
+        gone = conn.execute(
+            "DELETE FROM process_timeouts WHERE manager = %s AND process_id = %s "
+            "AND step = %s AND due_at <= %s",
+            (manager, key, step, cutoff),
+        )
+        return gone.rowcount > 0
 
     def pending(self, conn: Connection, manager: str) -> list[OutboxCommand]:
         rows = conn.execute(

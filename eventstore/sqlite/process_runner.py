@@ -121,13 +121,22 @@ class SQLiteProcessTables:
     def next_due(
         self, conn: sqlite3.Connection, manager: str, cutoff: int
     ) -> tuple[str, str] | None:
-        # The write transaction holds the file's lock: no other runner reads this row meanwhile.
         row = conn.execute(
             "SELECT process_id, step FROM process_timeouts WHERE manager = ? AND due_at <= ? "
             "ORDER BY due_at LIMIT 1",
             (manager, cutoff),
         ).fetchone()
         return None if row is None else (row[0], row[1])
+
+    def claim(
+        self, conn: sqlite3.Connection, manager: str, key: str, step: str, cutoff: int
+    ) -> bool:
+        gone = conn.execute(
+            "DELETE FROM process_timeouts WHERE manager = ? AND process_id = ? "
+            "AND step = ? AND due_at <= ?",
+            (manager, key, step, cutoff),
+        )
+        return gone.rowcount > 0
 
     def pending(self, conn: sqlite3.Connection, manager: str) -> list[OutboxCommand]:
         rows = conn.execute(
