@@ -53,6 +53,14 @@ def _postgres_server_stops() -> Iterator[None]:
     postgres.stop()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def process_store(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    """A store for a process manager's runner, once per adapter (tests/support/process_stores)."""
+    from tests.support.process_stores import STORES
+
+    return STORES[request.param](tmp_path)
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     """A path for a new SQLite event store file in this test's own folder."""

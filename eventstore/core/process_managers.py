@@ -4,7 +4,8 @@ A process manager (a saga) reacts to events ("transfer requested" leads to
 "debit the source account") and issues commands through the generated SDK's
 transport. What it decides (its state, the commands to send, the timeouts to
 arm) is written with its checkpoint in one transaction by its runner
-(``eventstore.sqlite.ProcessRunner``), so a crash either keeps all of it or
+(``eventstore.sqlite.ProcessRunner`` or ``eventstore.postgres.ProcessRunner``,
+both built on ``core.process_runner``), so a crash either keeps all of it or
 none, and the replay decides again.
 
 Every command it sends has the id ``uuid5(name, triggering event id, step)``
@@ -77,6 +78,8 @@ class Process:
     sent: list[SentCommand] = field(default_factory=list)
     scheduled: list[ScheduledTimeout] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    #: The tenant of the event that started the process ("" for none): its commands act in it.
+    tenant: str = ""
 
     def send(self, step: str, command: Message) -> str:
         """Send ``command`` as ``step`` of this process; returns its (deterministic) id."""

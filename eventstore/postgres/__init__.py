@@ -6,6 +6,7 @@ a development server; ``PostgresEventStore(dsn)`` or
 """
 
 from .embedded import EmbeddedPostgres, EmbeddedPostgresError
+from .process_runner import ProcessRunner
 from .read_model import PostgresReadModel, PostgresStoreInTransaction
 from .store import PostgresEventStore
 
@@ -15,4 +16,5 @@ __all__ = [
     "PostgresEventStore",
     "PostgresReadModel",
     "PostgresStoreInTransaction",
+    "ProcessRunner",
 ]

@@ -1,4 +1,9 @@
-"""SIGKILL a process manager's runner mid-burst of transfers: nothing lost, nothing twice."""
+"""SIGKILL a process manager's runner mid-burst of transfers: nothing lost, nothing twice.
+
+Once per store (SQLite file, PostgreSQL schema): the runners share one core,
+so what differs, and what this proves for each, is that its SQL keeps the
+decisions, the outbox and the timeouts in the checkpoint's transaction.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore.sqlite import SQLiteEventStore
-from eventstore.sqlite.process_runner import ProcessRunner
+from tests.support.process_stores import ProcessStore
 from tests.support.transfers import TransferProcess, bank, open_accounts, request_transfer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,11 +30,10 @@ KILLS = 3
 RUNNER = textwrap.dedent(
     """
     import sys
-    from eventstore.sqlite import SQLiteEventStore
-    from eventstore.sqlite.process_runner import ProcessRunner
+    from tests.support.process_stores import open_from_argv
     from tests.support.transfers import TransferProcess, bank
 
-    store = SQLiteEventStore(sys.argv[1])
+    store, ProcessRunner = open_from_argv(sys.argv[1:])
     transport, _ = bank(store)
     print("ready", flush=True)
     while True:
@@ -39,16 +42,16 @@ RUNNER = textwrap.dedent(
 )
 
 
-def _progress(path: Path) -> int:
-    with SQLiteEventStore(path) as store:
-        return store.count_events()
+def _progress(store: object) -> int:
+    return store.count_events()  # type: ignore[attr-defined]
 
 
 @pytest.mark.slow
-def test_killed_runner_restarts_and_every_transfer_ends_once(tmp_path: Path) -> None:
-    path = tmp_path / "bank.db"
+def test_killed_runner_restarts_and_every_transfer_ends_once(
+    process_store: ProcessStore,
+) -> None:
     rng = random.Random(13)
-    with SQLiteEventStore(path) as store:
+    with process_store.open() as store:
         transport, repository = bank(store)
         open_accounts(transport, dict.fromkeys(ACCOUNTS, 1000))
         for i in range(TRANSFERS):
@@ -60,22 +63,29 @@ def test_killed_runner_restarts_and_every_transfer_ends_once(tmp_path: Path) -> 
         start = store.count_events()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     deadline = time.monotonic() + 60
-    for kill in range(KILLS):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", RUNNER, str(path)], cwd=ROOT, env=env, stdout=subprocess.PIPE
-        )
-        try:
-            assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-            target = start + (kill + 1) * 12
-            while _progress(path) < target and time.monotonic() < deadline:
-                time.sleep(0.01)
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
-        assert proc.returncode == -signal.SIGKILL
-    with SQLiteEventStore(path) as store:
+    watcher = process_store.open()
+    try:
+        for kill in range(KILLS):
+            proc = subprocess.Popen(
+                [sys.executable, "-c", RUNNER, *process_store.argv],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+            )
+            try:
+                assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+                target = start + (kill + 1) * 12
+                while _progress(watcher) < target and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            finally:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(10)
+            assert proc.returncode == -signal.SIGKILL
+    finally:
+        watcher.close()
+    with process_store.open() as store:
         transport, repository = bank(store)
-        runner = ProcessRunner(store, TransferProcess(), transport)
+        runner = process_store.runner(store, TransferProcess(), transport)
         killed_at = store.count_events()
         runner.drain()
         assert store.count_events() > killed_at  # the kills came mid-burst: work was left

@@ -130,12 +130,14 @@ def balances(repository: AccountRepository, accounts: list[str]) -> dict[str, in
 
 __all__ = [
     "AccountApplier",
+    "AccountCommandServiceServer",
     "AccountCommands",
     "AccountOpenedEvent",
     "AccountRepository",
     "DepositCommand",
     "MoneyDepositedEvent",
     "MoneyWithdrawnEvent",
+    "OpenAccountCommand",
     "TransferProcess",
     "TransferRequested",
     "WithdrawCommand",

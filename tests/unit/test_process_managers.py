@@ -1,4 +1,8 @@
-"""Process managers on SQLite: decisions with the checkpoint, an outbox, durable timeouts."""
+"""Process managers on every store: decisions with the checkpoint, an outbox, durable timeouts.
+
+The runner's tests take the ``process_store`` fixture (SQLite and PostgreSQL,
+tests/support/process_stores.py): one shared core, each adapter's SQL.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,6 @@ import time
 from collections import Counter
 
 from eventstore.core.process_managers import process_command_id
-from eventstore.sqlite import SQLiteEventStore
-from eventstore.sqlite.process_runner import ProcessRunner
 from tests.support.transfers import (
     TransferProcess,
     balances,
@@ -17,10 +19,10 @@ from tests.support.transfers import (
 )
 
 
-def _setup(path):
-    store = SQLiteEventStore(path)
+def _setup(process_store):
+    store = process_store.open()
     transport, repository = bank(store)
-    runner = ProcessRunner(store, TransferProcess(), transport)
+    runner = process_store.runner(store, TransferProcess(), transport)
     return store, transport, repository, runner
 
 
@@ -33,8 +35,8 @@ def _commands_applied(store) -> Counter:
     )
 
 
-def test_a_transfer_debits_then_credits(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_a_transfer_debits_then_credits(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 100, "b": 0})
         request_transfer(store, "t1", "a", "b", 30)
@@ -48,8 +50,8 @@ def test_a_transfer_debits_then_credits(tmp_path):
         ]
 
 
-def test_a_refused_credit_is_compensated_by_a_refund(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_a_refused_credit_is_compensated_by_a_refund(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 100})
         request_transfer(store, "t1", "a", "nobody", 30)
@@ -60,8 +62,8 @@ def test_a_refused_credit_is_compensated_by_a_refund(tmp_path):
         assert balances(repository, ["a"]) == {"a": 100}
 
 
-def test_a_refused_debit_fails_the_transfer(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_a_refused_debit_fails_the_transfer(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 10, "b": 0})
         request_transfer(store, "t1", "a", "b", 30)
@@ -70,15 +72,15 @@ def test_a_refused_debit_fails_the_transfer(tmp_path):
         assert balances(repository, ["a", "b"]) == {"a": 10, "b": 0}
 
 
-def test_a_timeout_fires_from_its_table_and_a_late_debit_is_refunded(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_a_timeout_fires_from_its_table_and_a_late_debit_is_refunded(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 100, "b": 0})
         request_transfer(store, "t1", "a", "b", 30)
         runner.decide()  # decided and stored: the debit in the outbox, the deadline armed
         assert [(p, s) for p, s, _ in runner.timeouts()] == [("t1", "deadline")]
     # A new runner (a restart) finds the timeout in the table, not in memory.
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+    store, transport, repository, runner = _setup(process_store)
     with store:
         later = time.time_ns() // 1000 + 60_000_000
         assert runner.fire_timeouts(now=later) == 1
@@ -88,8 +90,8 @@ def test_a_timeout_fires_from_its_table_and_a_late_debit_is_refunded(tmp_path):
         assert balances(repository, ["a", "b"]) == {"a": 100, "b": 0}
 
 
-def test_replaying_the_process_manager_applies_no_command_twice(tmp_path):
-    store, transport, repository, runner = _setup(tmp_path / "t.db")
+def test_replaying_the_process_manager_applies_no_command_twice(process_store):
+    store, transport, repository, runner = _setup(process_store)
     with store:
         open_accounts(transport, {"a": 100, "b": 100})
         for i in range(5):
@@ -97,15 +99,15 @@ def test_replaying_the_process_manager_applies_no_command_twice(tmp_path):
         runner.drain()
         before = _commands_applied(store)
         runner.projections.rebuild(runner.projections.names[0])
-        with store._db.transaction() as conn:  # the states go too: decide everything again
-            conn.execute("DELETE FROM process_state")
+        # The states go too: decide everything again.
+        process_store.execute(store, "DELETE FROM process_state")
         runner.drain()
         assert _commands_applied(store) == before
         assert set(before.values()) == {1}
         assert sum(balances(repository, ["a", "b"]).values()) == 200
 
 
-def test_the_manager_sees_upcast_events(tmp_path):
+def test_the_manager_sees_upcast_events(process_store):
     from eventstore import Upcasters
     from tests.support.transfers import TransferRequested
 
@@ -116,9 +118,9 @@ def test_the_manager_sees_upcast_events(tmp_path):
         lambda e: e.with_payload(TransferRequested.DESCRIPTOR.full_name, e.data),
         to=TransferRequested.DESCRIPTOR.full_name,
     )
-    store = SQLiteEventStore(tmp_path / "t.db")
+    store = process_store.open()
     transport, repository = bank(store)
-    runner = ProcessRunner(store, TransferProcess(), transport, upcasters=upcasters)
+    runner = process_store.runner(store, TransferProcess(), transport, upcasters=upcasters)
     with store:
         open_accounts(transport, {"a": 100, "b": 0})
         message = TransferRequested(transfer_id="old", source="a", target="b", amount=7)
@@ -203,3 +205,126 @@ def test_money_moved_outside_any_transfer_decides_nothing(process_kit):  # type:
     )
     scenario.then_commands()
     assert all(not p.state for p in scenario.processes.values())
+
+
+def test_a_file_with_the_tables_of_before_tenants_gets_their_column(tmp_path):
+    from eventstore.sqlite import SQLiteEventStore
+    from eventstore.sqlite.process_runner import ProcessRunner
+
+    path = tmp_path / "old.db"
+    with SQLiteEventStore(path) as store, store._db.transaction() as conn:
+        # The tables as the first SQLite runner made them: no tenant column.
+        conn.execute(
+            "CREATE TABLE process_state (manager TEXT NOT NULL, process_id TEXT NOT NULL,"
+            " state TEXT NOT NULL, finished INTEGER NOT NULL DEFAULT 0,"
+            " updated_at INTEGER NOT NULL, PRIMARY KEY (manager, process_id)) WITHOUT ROWID"
+        )
+        conn.execute(
+            "CREATE TABLE process_outbox (command_id TEXT NOT NULL PRIMARY KEY,"
+            " manager TEXT NOT NULL, process_id TEXT NOT NULL, step TEXT NOT NULL,"
+            " command_type TEXT NOT NULL, data BLOB NOT NULL, created_at INTEGER NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO process_state VALUES ('transfers', 'old', '{\"status\": \"debiting\"}',"
+            " 0, 1)"
+        )
+    with SQLiteEventStore(path) as store:
+        transport, repository = bank(store)
+        runner = ProcessRunner(store, TransferProcess(), transport)
+        assert runner.state("old") == {"status": "debiting"}
+        open_accounts(transport, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.drain()
+        assert runner.state("t1")["status"] == "completed"
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
+
+
+class _FlakyWire:
+    """A network-like transport (no router, no principal=): the first ``drops`` requests
+    never arrive (``UNAVAILABLE``); the rest reach the in-process service."""
+
+    def __init__(self, inner, drops: int) -> None:
+        self.inner = inner
+        self.drops = drops
+        self.sent: list[dict[str, str]] = []
+
+    async def request(self, subject, message, headers=None):
+        from eventstore.core.responses import Response, transport_unavailable
+
+        self.sent.append(dict(headers or {}))
+        if self.drops:
+            self.drops -= 1
+            return Response.failure(transport_unavailable(subject, "?", "connection refused"))
+        return await self.inner.request(subject, message, headers)
+
+
+def test_a_lost_wire_leaves_the_command_to_send_again_with_its_id(process_store):
+    import asyncio
+
+    store = process_store.open()
+    inner, repository = bank(store)
+    wire = _FlakyWire(inner, drops=2)
+    routes = [inner.router.route(subject) for subject in inner.router.subjects]
+    runner = process_store.runner(store, TransferProcess(), wire, routes=routes)
+    with store:
+        open_accounts(inner, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.decide()
+        [(debit_id, *_)] = runner.pending_commands()
+        assert asyncio.run(runner.send_pending()) == 0  # dropped: still in the outbox
+        assert [c[0] for c in runner.pending_commands()] == [debit_id]
+        runner.drain()  # dropped again: drain returns rather than spin on a dead wire
+        assert [c[0] for c in runner.pending_commands()] == [debit_id]
+        runner.drain()
+        assert runner.state("t1")["status"] == "completed"
+        assert [h["Es-Command-Id"] for h in wire.sent[:3]] == [debit_id] * 3
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
+
+
+def test_a_transport_without_a_router_needs_routes(process_store):
+    import pytest
+
+    store = process_store.open()
+    with store, pytest.raises(ValueError, match="needs routes="):
+        process_store.runner(store, TransferProcess(), _FlakyWire(None, 0))
+
+
+def test_a_command_no_route_serves_is_an_error_naming_it(process_store):
+    import asyncio
+
+    import pytest
+
+    store = process_store.open()
+    inner, _ = bank(store)
+    with store:
+        open_accounts(inner, {"a": 100, "b": 0})
+        runner = process_store.runner(store, TransferProcess(), _FlakyWire(inner, 0), routes=[])
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.decide()
+        with pytest.raises(ValueError, match="account.v1.WithdrawCommand but no route"):
+            asyncio.run(runner.send_pending())
+
+
+def test_run_polls_until_stopped(process_store):
+    import asyncio
+
+    store = process_store.open()
+    transport, repository = bank(store)
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        runner = process_store.runner(store, TransferProcess(), transport, poll_interval=0.01)
+
+        async def scenario() -> None:
+            task = asyncio.create_task(runner.run())
+            await asyncio.sleep(0.05)
+            await asyncio.to_thread(request_transfer, store, "t1", "a", "b", 30)
+            for _ in range(500):
+                if (runner.state("t1") or {}).get("status") == "completed":
+                    break
+                await asyncio.sleep(0.01)
+            runner.stop()
+            await asyncio.wait_for(task, 5)
+
+        asyncio.run(scenario())
+        assert runner.state("t1")["status"] == "completed"
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}

@@ -1,0 +1,431 @@
+"""The store-independent half of a process manager's runner: the loop, the outbox, timeouts.
+
+A runner feeds a ``ProcessManager`` from a store's log through the projection
+runner, so each batch's decisions (the processes' state, the commands to send,
+the timeouts armed or cancelled) commit with the checkpoint in the read
+model's transaction. Commands wait in an outbox table and are sent through the
+transport after that commit; a crash before sending leaves them there, and a
+crash after sending sends them again under the same ids (``uuid5`` of the
+manager, the cause and the step), which the command side answers with
+"already processed". Timeouts are rows with a due time, polled by the runner:
+firing one (the manager's ``timed_out``, its commands, the row's deletion) is
+one transaction too. Nothing lives in memory only, so a SIGKILL loses nothing.
+
+What differs between stores is only SQL: each adapter gives a
+``ProcessTables`` (its dialect, its transactions) and a read model, and
+subclasses ``ProcessRunnerBase`` (``eventstore.sqlite.ProcessRunner``,
+``eventstore.postgres.ProcessRunner``). This module is pure: no driver is
+imported here (docs/decisions.md, "One process-runner core, SQL in the
+adapters").
+
+Tenancy: a process belongs to the tenant of the event that started it (its
+metadata's ``tenant_id``). Its rows are keyed ``<tenant>::<process id>``, so two
+tenants' processes with one correlation id never meet; ``react``,
+``timed_out`` and ``rejected`` run inside ``with_tenant(tenant)``; its commands
+carry the tenant (``Es-Tenant-Id``) and are sent as the service principal
+``process-manager:<name>`` acting for that tenant only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import time
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .events import Event
+from .headers import COMMAND_ID_HEADER, CORRELATION_ID_HEADER, TENANT_ID_HEADER
+from .identity import Principal
+from .process_managers import Process, ProcessManager
+from .projection import ProjectionContext
+from .projections import ProjectionManager
+from .projections.read_models import ReadModel
+from .responses import TIMEOUT, UNAVAILABLE
+from .routing import Route, ServiceBinding
+from .tenancy import SEPARATOR, with_tenant
+from .transport import Transport
+from .upcasting import Upcasters
+
+log = logging.getLogger("eventstore.process")
+
+#: The roles of the service principal a runner sends its commands as, unless told otherwise.
+DEFAULT_PROCESS_ROLES: tuple[str, ...] = ("process-manager",)
+
+
+def now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+def process_key(tenant: str, process_id: str) -> str:
+    """The key of a process in the runner's tables: ``<tenant>::<id>``, or the id alone."""
+    return f"{tenant}{SEPARATOR}{process_id}" if tenant else process_id
+
+
+def plain_id(key: str, tenant: str) -> str:
+    """The process id of ``key`` in ``tenant`` (the key without its tenant prefix)."""
+    return key[len(tenant) + len(SEPARATOR) :] if tenant else key
+
+
+def service_principal(manager: str, tenant: str, roles: Iterable[str]) -> Principal:
+    """The principal a process manager acts as: ``process-manager:<name>``, in one tenant."""
+    return Principal(f"process-manager:{manager}", tuple(roles), (tenant,) if tenant else ())
+
+
+@dataclass(frozen=True, slots=True)
+class StoredProcess:
+    """A process row: its state (JSON), whether it finished, and its tenant."""
+
+    state: str
+    finished: bool
+    tenant: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxCommand:
+    """A command waiting in the outbox (``process_key`` is the tables' key)."""
+
+    command_id: str
+    process_key: str
+    step: str
+    command_type: str
+    data: bytes
+    tenant: str
+
+
+class ProcessTables(Protocol):
+    """One store's SQL for a runner's tables; ``conn`` is that store's connection.
+
+    ``transaction()`` opens a write transaction on the read model's database
+    (the one its checkpoints live in); ``reading()`` a connection for queries.
+    Each method is one statement of the adapter's dialect.
+    """
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+
+    def reading(self) -> AbstractContextManager[Any]: ...
+
+    def create(self, conn: Any) -> None:
+        """Create the tables when missing (idempotent; may run in two processes at once)."""
+        ...
+
+    def load(self, conn: Any, manager: str, key: str) -> StoredProcess | None:
+        """The process's row, locked until the transaction ends where the store locks rows.
+
+        Every transaction that changes a process loads it first, so they take
+        turns on it and lock its row before its timeouts and outbox rows (one
+        order everywhere: no deadlock between runners).
+        """
+        ...
+
+    def save(self, conn: Any, manager: str, key: str, process: StoredProcess, now: int) -> None: ...
+
+    def queue(self, conn: Any, manager: str, command: OutboxCommand, now: int) -> None:
+        """Add ``command`` to the outbox unless its id is there already."""
+        ...
+
+    def arm(self, conn: Any, manager: str, key: str, step: str, due_at: int) -> None:
+        """Arm (or re-arm) the timeout ``step`` of a process."""
+        ...
+
+    def disarm(self, conn: Any, manager: str, key: str, step: str) -> None: ...
+
+    def next_due(self, conn: Any, manager: str, cutoff: int) -> tuple[str, str] | None:
+        """The (key, step) of one timeout due at ``cutoff`` (not locked: see ``claim``)."""
+        ...
+
+    def claim(self, conn: Any, manager: str, key: str, step: str, cutoff: int) -> bool:
+        """Delete the timeout if it is still armed and due; False when another runner fired
+        it, or a decision cancelled or re-armed it, meanwhile."""
+        ...
+
+    def pending(self, conn: Any, manager: str) -> list[OutboxCommand]:
+        """The outbox of ``manager``, oldest first."""
+        ...
+
+    def unqueue(self, conn: Any, command_id: str) -> bool:
+        """Delete a sent command; False when another runner did already."""
+        ...
+
+    def timeouts(self, conn: Any, manager: str) -> list[tuple[str, str, int]]: ...
+
+
+def load_process(
+    tables: ProcessTables, conn: Any, manager: ProcessManager, key: str, cause: str
+) -> Process:
+    """The process stored under ``key`` (a new one, of no tenant, when none is)."""
+    stored = tables.load(conn, manager.name, key)
+    if stored is None:
+        return Process(manager.name, key, cause)
+    tenant = stored.tenant
+    process = Process(manager.name, plain_id(key, tenant), cause, tenant=tenant)
+    process.state = json.loads(stored.state)
+    process.finished = stored.finished
+    return process
+
+
+def save_process(tables: ProcessTables, conn: Any, process: Process) -> None:
+    """Write what ``process`` decided: its state, its commands, its timeouts."""
+    now = now_micros()
+    key = process_key(process.tenant, process.id)
+    stored = StoredProcess(json.dumps(process.state), process.finished, process.tenant)
+    tables.save(conn, process.manager, key, stored, now)
+    for sent in process.sent:
+        command = OutboxCommand(
+            sent.command_id,
+            key,
+            sent.step,
+            sent.command.DESCRIPTOR.full_name,
+            sent.command.SerializeToString(),
+            process.tenant,
+        )
+        tables.queue(conn, process.manager, command, now)
+    for step in process.cancelled:
+        tables.disarm(conn, process.manager, key, step)
+    for timeout in process.scheduled:
+        due = now + int(timeout.after.total_seconds() * 1_000_000)
+        tables.arm(conn, process.manager, key, timeout.step, due)
+
+
+class ProcessProjection:
+    """The manager seen by the projection runner: each event decided in the batch's
+    transaction (``ctx.connection``), in the event's tenant."""
+
+    def __init__(self, manager: ProcessManager, tables: ProcessTables) -> None:
+        self.manager = manager
+        self.tables = tables
+        self.name = f"process:{manager.name}"
+        self.event_types = manager.event_type_names
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        self.tables.create(ctx.connection)
+
+    def handle(self, event: Event, ctx: ProjectionContext) -> None:
+        message = self.manager.decode(event)
+        process_id = self.manager.process_id(event, message)
+        if process_id is None:
+            return
+        key = process_key(ctx.tenant, process_id)
+        process = load_process(self.tables, ctx.connection, self.manager, key, event.event_id)
+        if process.finished:
+            return
+        # The handler already runs in the event's tenant (handle_events).
+        process.id, process.tenant = process_id, ctx.tenant
+        self.manager.react(process, event, message)
+        if process.state or process.sent or process.scheduled:
+            save_process(self.tables, ctx.connection, process)  # else: no process of ours
+
+
+def route_table(
+    transport: Transport, routes: Iterable[ServiceBinding | Route] | None
+) -> dict[str, Route]:
+    """Each command type's route: from ``routes``, else from the transport's router."""
+    found: list[Route] = []
+    if routes is None:
+        router = getattr(transport, "router", None)
+        if router is None:
+            raise ValueError(
+                "ProcessRunner needs routes= (the generated <Service>Server bindings) for a "
+                "transport without a router: they name each command's subject"
+            )
+        found = [r for s in router.subjects if (r := router.route(s)) is not None]
+    else:
+        for item in routes:
+            found.extend([item] if isinstance(item, Route) else item.routes)
+    return {r.request_type.DESCRIPTOR.full_name: r for r in found if r is not None}
+
+
+def _accepts_principal(transport: Transport) -> bool:
+    try:
+        return "principal" in inspect.signature(transport.request).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin or C callable
+        return False
+
+
+class ProcessRunnerBase:
+    """Feeds a process manager from a store's log and sends its commands over ``transport``.
+
+    ``routes`` name the subject and message class of each command (the
+    generated ``<Service>Server`` bindings or their routes); by default they are
+    read from the transport's router (``InProcessTransport``). ``upcasters``
+    upcast each event before the manager sees it, as for projections.
+    ``roles`` are the roles of the service principal the commands are sent as
+    (``process-manager:<name>``, acting for the triggering event's tenant); a
+    transport that takes ``principal=`` (in process) gets it with each request,
+    a network transport proves its own credentials and asks for the tenant in
+    ``Es-Tenant-Id``. ``drain()`` works until nothing is left to decide or send
+    and no timeout is due; ``await run()`` keeps going until ``stop()``.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        read_model: ReadModel,
+        tables: ProcessTables,
+        manager: ProcessManager,
+        transport: Transport,
+        *,
+        routes: Iterable[ServiceBinding | Route] | None = None,
+        poll_interval: float = 0.2,
+        batch_size: int = 100,
+        upcasters: Upcasters | None = None,
+        roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
+    ) -> None:
+        self.manager = manager
+        self.transport = transport
+        self.poll_interval = poll_interval
+        self.read_model = read_model
+        self.tables = tables
+        self.roles = tuple(roles)
+        self.projections = ProjectionManager(source, batch_size=batch_size, upcasters=upcasters)
+        self.projections.register(ProcessProjection(manager, tables), read_model=read_model)
+        self._routes = route_table(transport, routes)
+        self._sends_principal = _accepts_principal(transport)
+        self._stopping = False
+        with tables.transaction() as conn:
+            tables.create(conn)
+
+    # -- one pass ------------------------------------------------------------------------------
+    def decide(self) -> int:
+        """Hand the new events to the manager; returns how many it handled."""
+        return sum(self.projections.catch_up().values())
+
+    def fire_timeouts(self, now: int | None = None) -> int:
+        """Fire every timeout that is due, each in its own transaction; returns how many."""
+        fired = 0
+        cutoff = now_micros() if now is None else now
+        name = self.manager.name
+        while True:
+            with self.tables.transaction() as conn:
+                due = self.tables.next_due(conn, name, cutoff)
+                if due is None:
+                    return fired
+                key, step = due
+                process = load_process(
+                    self.tables, conn, self.manager, key, f"timeout:{key}:{step}"
+                )
+                if not self.tables.claim(conn, name, key, step, cutoff):
+                    continue  # fired, cancelled or re-armed by someone else meanwhile
+                if not process.finished:
+                    with with_tenant(process.tenant):
+                        self.manager.timed_out(process, step)
+                    save_process(self.tables, conn, process)
+            fired += 1
+
+    def pending_commands(self) -> list[tuple[str, str, str, str, bytes]]:
+        """The outbox: (command id, process key, step, command type, data), oldest first.
+
+        The process key is ``<tenant>::<process id>`` for a process of a tenant.
+        """
+        with self.tables.reading() as conn:
+            rows = self.tables.pending(conn, self.manager.name)
+        return [(c.command_id, c.process_key, c.step, c.command_type, c.data) for c in rows]
+
+    def _request_for(self, command: OutboxCommand) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers and keyword arguments of one outbox command's request."""
+        tenant = command.tenant
+        headers = {
+            COMMAND_ID_HEADER: command.command_id,
+            CORRELATION_ID_HEADER: plain_id(command.process_key, tenant),
+        }
+        if tenant:
+            headers[TENANT_ID_HEADER] = tenant
+        extra: dict[str, Any] = {}
+        if self._sends_principal:
+            extra["principal"] = service_principal(self.manager.name, tenant, self.roles)
+        return headers, extra
+
+    async def send_pending(self) -> int:
+        """Send the outbox's commands; returns how many were answered (ok or refused)."""
+        answered = 0
+        with self.tables.reading() as conn:
+            pending = self.tables.pending(conn, self.manager.name)
+        for outgoing in pending:
+            route = self._routes.get(outgoing.command_type)
+            if route is None:
+                raise ValueError(
+                    f"process manager {self.manager.name!r} sent a {outgoing.command_type} but "
+                    f"no route serves it; known: {sorted(self._routes)}. Pass its service in "
+                    "routes=."
+                )
+            command = route.request_type.FromString(outgoing.data)
+            headers, extra = self._request_for(outgoing)
+            response = await self.transport.request(  # type: ignore[call-arg]
+                route.subject, command, headers, **extra
+            )
+            error = getattr(response, "error", None)
+            if error is not None and error.code in (UNAVAILABLE, TIMEOUT):
+                log.warning(
+                    "command %s of %s not delivered: %s",
+                    outgoing.command_id,
+                    outgoing.process_key,
+                    error,
+                )
+                continue  # the wire failed: send again on the next pass, same id
+            await asyncio.to_thread(self._answered, outgoing, error)
+            answered += 1
+        return answered
+
+    def _answered(self, outgoing: OutboxCommand, error: Any) -> None:
+        """Take an answered command out of the outbox; a refusal goes to ``rejected``."""
+        cause = f"rejected:{outgoing.command_id}"
+        with self.tables.transaction() as conn:
+            # The process first (its row locked), then its outbox row: the order of every
+            # transaction that changes a process.
+            process = load_process(self.tables, conn, self.manager, outgoing.process_key, cause)
+            gone = self.tables.unqueue(conn, outgoing.command_id)
+            if gone and error is not None and not process.finished:
+                with with_tenant(process.tenant):
+                    self.manager.rejected(process, outgoing.step, error)
+                save_process(self.tables, conn, process)
+
+    async def drain_async(self, *, max_passes: int = 10_000) -> None:
+        """Decide, fire due timeouts and send until a pass finds nothing to do."""
+        for _ in range(max_passes):
+            busy = await asyncio.to_thread(self.decide)
+            busy += await asyncio.to_thread(self.fire_timeouts)
+            busy += await self.send_pending()
+            if not busy:
+                return
+
+    def drain(self) -> None:
+        asyncio.run(self.drain_async())
+
+    async def run(self) -> None:
+        """Drain, then poll every ``poll_interval`` seconds until ``stop()``."""
+        while not self._stopping:
+            await self.drain_async()
+            await asyncio.sleep(self.poll_interval)
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def state(self, process_id: str, *, tenant: str = "") -> dict[str, Any] | None:
+        """The stored state of one process of ``tenant`` (None when it never started)."""
+        with self.tables.reading() as conn:
+            stored = self.tables.load(conn, self.manager.name, process_key(tenant, process_id))
+        return None if stored is None else dict(json.loads(stored.state))
+
+    def timeouts(self) -> list[tuple[str, str, int]]:
+        """The armed timeouts: (process key, step, due at in microseconds)."""
+        with self.tables.reading() as conn:
+            return self.tables.timeouts(conn, self.manager.name)
+
+
+__all__ = [
+    "DEFAULT_PROCESS_ROLES",
+    "OutboxCommand",
+    "ProcessProjection",
+    "ProcessRunnerBase",
+    "ProcessTables",
+    "StoredProcess",
+    "load_process",
+    "plain_id",
+    "process_key",
+    "save_process",
+    "service_principal",
+]

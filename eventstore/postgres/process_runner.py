@@ -1,0 +1,203 @@
+"""Running a process manager on PostgreSQL: its tables in the store's schema.
+
+The loop, the outbox and the timeouts are ``core.process_runner``'s; here are
+only the statements, in PostgreSQL's dialect. The state, outbox and due-time
+tables live in the store's schema beside the checkpoints
+(``PostgresReadModel(store)``), so a batch's decisions and its checkpoint
+commit in one transaction. Several runners of one manager may run at once (in
+several processes): the projection's advisory lock serialises decisions; every
+transaction that changes a process locks its row first (``FOR UPDATE``), then
+its timeouts and outbox rows, so they take turns and never deadlock; a due
+timeout is deleted only while still due (the claim), so it fires once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+
+from ..core.process_managers import ProcessManager
+from ..core.process_runner import (
+    DEFAULT_PROCESS_ROLES,
+    OutboxCommand,
+    ProcessRunnerBase,
+    StoredProcess,
+)
+from ..core.routing import Route, ServiceBinding
+from ..core.transport import Transport
+from ..core.upcasting import Upcasters
+from .read_model import PostgresReadModel
+from .store import PostgresEventStore
+
+Connection = psycopg.Connection[Any]
+
+_TABLES = (
+    "CREATE TABLE IF NOT EXISTS process_state ("
+    " manager TEXT NOT NULL, process_id TEXT NOT NULL, state TEXT NOT NULL,"
+    " finished BOOLEAN NOT NULL DEFAULT FALSE, updated_at BIGINT NOT NULL,"
+    " tenant TEXT NOT NULL DEFAULT '', PRIMARY KEY (manager, process_id))",
+    "CREATE TABLE IF NOT EXISTS process_outbox ("
+    " command_id TEXT NOT NULL PRIMARY KEY, manager TEXT NOT NULL, process_id TEXT NOT NULL,"
+    " step TEXT NOT NULL, command_type TEXT NOT NULL, data BYTEA NOT NULL,"
+    " created_at BIGINT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
+    " seq BIGINT GENERATED ALWAYS AS IDENTITY)",
+    "CREATE INDEX IF NOT EXISTS process_outbox_by_manager"
+    " ON process_outbox (manager, created_at, seq)",
+    "CREATE TABLE IF NOT EXISTS process_timeouts ("
+    " manager TEXT NOT NULL, process_id TEXT NOT NULL, step TEXT NOT NULL,"
+    " due_at BIGINT NOT NULL, PRIMARY KEY (manager, process_id, step))",
+    "CREATE INDEX IF NOT EXISTS process_timeouts_by_due ON process_timeouts (manager, due_at)",
+)
+
+
+class PostgresProcessTables:
+    """``ProcessTables`` in PostgreSQL's dialect, on the read model's connections."""
+
+    def __init__(self, read_model: PostgresReadModel) -> None:
+        self._read_model = read_model
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self._read_model._transaction() as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self._read_model.reading() as conn:
+            yield conn
+
+    def create(self, conn: Connection) -> None:
+        # Two processes creating the tables at once would race on the catalog: take turns.
+        conn.execute("SELECT pg_advisory_xact_lock(hashtext('eventstore:process-tables'))")
+        for statement in _TABLES:
+            conn.execute(statement.encode())
+
+    def load(self, conn: Connection, manager: str, key: str) -> StoredProcess | None:
+        # Locked until the transaction ends: a timeout and a refusal of one process take turns.
+        row = conn.execute(
+            "SELECT state, finished, tenant FROM process_state "
+            "WHERE manager = %s AND process_id = %s FOR UPDATE",
+            (manager, key),
+        ).fetchone()
+        return None if row is None else StoredProcess(row[0], bool(row[1]), row[2])
+
+    def save(
+        self, conn: Connection, manager: str, key: str, process: StoredProcess, now: int
+    ) -> None:
+        conn.execute(
+            "INSERT INTO process_state (manager, process_id, state, finished, updated_at, tenant) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (manager, process_id) DO UPDATE SET "
+            "state = excluded.state, finished = excluded.finished, "
+            "updated_at = excluded.updated_at, tenant = excluded.tenant",
+            (manager, key, process.state, process.finished, now, process.tenant),
+        )
+
+    def queue(self, conn: Connection, manager: str, command: OutboxCommand, now: int) -> None:
+        conn.execute(
+            "INSERT INTO process_outbox (command_id, manager, process_id, step, command_type, "
+            "data, created_at, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (command_id) DO NOTHING",
+            (
+                command.command_id,
+                manager,
+                command.process_key,
+                command.step,
+                command.command_type,
+                command.data,
+                now,
+                command.tenant,
+            ),
+        )
+
+    def arm(self, conn: Connection, manager: str, key: str, step: str, due: int) -> None:
+        conn.execute(
+            "INSERT INTO process_timeouts (manager, process_id, step, due_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (manager, process_id, step) "
+            "DO UPDATE SET due_at = excluded.due_at",
+            (manager, key, step, due),
+        )
+
+    def disarm(self, conn: Connection, manager: str, key: str, step: str) -> None:
+        conn.execute(
+            "DELETE FROM process_timeouts WHERE manager = %s AND process_id = %s AND step = %s",
+            (manager, key, step),
+        )
+
+    def next_due(self, conn: Connection, manager: str, cutoff: int) -> tuple[str, str] | None:
+        row = conn.execute(
+            "SELECT process_id, step FROM process_timeouts WHERE manager = %s AND due_at <= %s "
+            "ORDER BY due_at LIMIT 1",
+            (manager, cutoff),
+        ).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def claim(
+        self, conn: Connection, manager: str, key: str, step: str, cutoff: int
+    ) -> bool:
+        gone = conn.execute(
+            "DELETE FROM process_timeouts WHERE manager = %s AND process_id = %s "
+            "AND step = %s AND due_at <= %s",
+            (manager, key, step, cutoff),
+        )
+        return gone.rowcount > 0
+
+    def pending(self, conn: Connection, manager: str) -> list[OutboxCommand]:
+        rows = conn.execute(
+            "SELECT command_id, process_id, step, command_type, data, tenant FROM process_outbox "
+            "WHERE manager = %s ORDER BY created_at, seq",
+            (manager,),
+        ).fetchall()
+        return [OutboxCommand(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
+
+    def unqueue(self, conn: Connection, command_id: str) -> bool:
+        gone = conn.execute("DELETE FROM process_outbox WHERE command_id = %s", (command_id,))
+        return gone.rowcount > 0
+
+    def timeouts(self, conn: Connection, manager: str) -> list[tuple[str, str, int]]:
+        rows = conn.execute(
+            "SELECT process_id, step, due_at FROM process_timeouts WHERE manager = %s "
+            "ORDER BY due_at, process_id, step",
+            (manager,),
+        ).fetchall()
+        return [(r[0], r[1], int(r[2])) for r in rows]
+
+
+class ProcessRunner(ProcessRunnerBase):
+    """A process manager fed from a ``PostgresEventStore``'s log, its tables in the store's
+    schema (same call shape as ``eventstore.sqlite.ProcessRunner``).
+
+    See ``core.process_runner.ProcessRunnerBase`` for the arguments and the loop.
+    """
+
+    def __init__(
+        self,
+        store: PostgresEventStore,
+        manager: ProcessManager,
+        transport: Transport,
+        *,
+        routes: Iterable[ServiceBinding | Route] | None = None,
+        poll_interval: float = 0.2,
+        batch_size: int = 100,
+        upcasters: Upcasters | None = None,
+        roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
+    ) -> None:
+        self.store = store
+        read_model = PostgresReadModel(store)
+        super().__init__(
+            store,
+            read_model,
+            PostgresProcessTables(read_model),
+            manager,
+            transport,
+            routes=routes,
+            poll_interval=poll_interval,
+            batch_size=batch_size,
+            upcasters=upcasters,
+            roles=roles,
+        )
+
+
+__all__ = ["PostgresProcessTables", "ProcessRunner"]
