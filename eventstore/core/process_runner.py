@@ -257,8 +257,12 @@ class ProcessRunnerBase:
     (``process-manager:<name>``, acting for the triggering event's tenant); a
     transport that takes ``principal=`` (in process) gets it with each request,
     a network transport proves its own credentials and asks for the tenant in
-    ``Es-Tenant-Id``. ``drain()`` works until nothing is left to decide or send
-    and no timeout is due; ``await run()`` keeps going until ``stop()``.
+    ``Es-Tenant-Id``. The events come from the store's log, or from ``source=``
+    in the adapters' runners: any ``EventSource`` with the store's positions,
+    such as a ``NatsEventBus`` the store is relayed to; the state, outbox,
+    timeouts and checkpoint stay in the store either way. ``drain()`` works
+    until nothing is left to decide or send and no timeout is due; ``await
+    run()`` keeps going until ``stop()``.
     """
 
     def __init__(

@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from ..core.ports import EventSource
 from ..core.process_managers import ProcessManager
 from ..core.process_runner import (
     DEFAULT_PROCESS_ROLES,
@@ -183,11 +184,12 @@ class ProcessRunner(ProcessRunnerBase):
         batch_size: int = 100,
         upcasters: Upcasters | None = None,
         roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
+        source: EventSource | None = None,
     ) -> None:
         self.store = store
         read_model = PostgresReadModel(store)
         super().__init__(
-            store,
+            store if source is None else source,
             read_model,
             PostgresProcessTables(read_model),
             manager,

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
+from ..core.ports import EventSource
 from ..core.process_managers import ProcessManager, process_command_id
 from ..core.process_runner import (
     DEFAULT_PROCESS_ROLES,
@@ -176,11 +177,12 @@ class ProcessRunner(ProcessRunnerBase):
         batch_size: int = 100,
         upcasters: Upcasters | None = None,
         roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
+        source: EventSource | None = None,
     ) -> None:
         self.store = store
         read_model = SQLiteReadModel(store)
         super().__init__(
-            store,
+            store if source is None else source,
             read_model,
             SQLiteProcessTables(read_model),
             manager,
