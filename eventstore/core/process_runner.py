@@ -41,6 +41,7 @@ from typing import Any, Protocol
 from .events import Event
 from .headers import COMMAND_ID_HEADER, CORRELATION_ID_HEADER, TENANT_ID_HEADER
 from .identity import Principal
+from .ports import EventSource
 from .process_managers import Process, ProcessManager
 from .projection import ProjectionContext
 from .projections import ProjectionManager
@@ -257,19 +258,18 @@ class ProcessRunnerBase:
     (``process-manager:<name>``, acting for the triggering event's tenant); a
     transport that takes ``principal=`` (in process) gets it with each request,
     a network transport proves its own credentials and asks for the tenant in
-    ``Es-Tenant-Id``. The events come from the store's log, or from ``source=``
-    in the adapters' runners: any ``EventSource`` with the store's positions,
-    such as a ``NatsEventBus`` the store is relayed to; the state, outbox,
-    timeouts and checkpoint stay in the store either way. ``drain()`` works
+    ``Es-Tenant-Id``. The events come from the store's log, or from ``source=``:
+    any ``EventSource`` with the store's positions, such as a ``NatsEventBus``
+    the store is relayed to; the state, outbox, timeouts and checkpoint stay in
+    the store either way. An adapter's runner gives its read model (whose
+    transaction the decisions join) and its SQL (``_read_model``, ``_tables``). ``drain()`` works
     until nothing is left to decide or send and no timeout is due; ``await
     run()`` keeps going until ``stop()``.
     """
 
     def __init__(
         self,
-        source: Any,
-        read_model: ReadModel,
-        tables: ProcessTables,
+        store: Any,
         manager: ProcessManager,
         transport: Transport,
         *,
@@ -278,20 +278,33 @@ class ProcessRunnerBase:
         batch_size: int = 100,
         upcasters: Upcasters | None = None,
         roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
+        source: EventSource | None = None,
     ) -> None:
+        self.store = store
+        read_model = self._read_model(store)
+        tables = self._tables(read_model)
         self.manager = manager
         self.transport = transport
         self.poll_interval = poll_interval
         self.read_model = read_model
         self.tables = tables
         self.roles = tuple(roles)
-        self.projections = ProjectionManager(source, batch_size=batch_size, upcasters=upcasters)
+        self.projections = ProjectionManager(
+            store if source is None else source, batch_size=batch_size, upcasters=upcasters
+        )
         self.projections.register(ProcessProjection(manager, tables), read_model=read_model)
         self._routes = route_table(transport, routes)
         self._sends_principal = _accepts_principal(transport)
         self._stopping = False
         with tables.transaction() as conn:
             tables.create(conn)
+
+    # -- what each adapter gives: its read model (the transaction) and its SQL ------------------
+    def _read_model(self, store: Any) -> ReadModel:
+        raise NotImplementedError(f"{type(self).__name__} must define _read_model(store)")
+
+    def _tables(self, read_model: Any) -> ProcessTables:
+        raise NotImplementedError(f"{type(self).__name__} must define _tables(read_model)")
 
     # -- one pass ------------------------------------------------------------------------------
     def decide(self) -> int:

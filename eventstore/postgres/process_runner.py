@@ -13,23 +13,17 @@ timeout is deleted only while still due (the claim), so it fires once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 
-from ..core.ports import EventSource
-from ..core.process_managers import ProcessManager
 from ..core.process_runner import (
-    DEFAULT_PROCESS_ROLES,
     OutboxCommand,
     ProcessRunnerBase,
     StoredProcess,
 )
-from ..core.routing import Route, ServiceBinding
-from ..core.transport import Transport
-from ..core.upcasting import Upcasters
 from .read_model import PostgresReadModel
 from .store import PostgresEventStore
 
@@ -135,9 +129,7 @@ class PostgresProcessTables:
         ).fetchone()
         return None if row is None else (row[0], row[1])
 
-    def claim(
-        self, conn: Connection, manager: str, key: str, step: str, cutoff: int
-    ) -> bool:
+    def claim(self, conn: Connection, manager: str, key: str, step: str, cutoff: int) -> bool:
         gone = conn.execute(
             "DELETE FROM process_timeouts WHERE manager = %s AND process_id = %s "
             "AND step = %s AND due_at <= %s",
@@ -173,33 +165,13 @@ class ProcessRunner(ProcessRunnerBase):
     See ``core.process_runner.ProcessRunnerBase`` for the arguments and the loop.
     """
 
-    def __init__(
-        self,
-        store: PostgresEventStore,
-        manager: ProcessManager,
-        transport: Transport,
-        *,
-        routes: Iterable[ServiceBinding | Route] | None = None,
-        poll_interval: float = 0.2,
-        batch_size: int = 100,
-        upcasters: Upcasters | None = None,
-        roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
-        source: EventSource | None = None,
-    ) -> None:
-        self.store = store
-        read_model = PostgresReadModel(store)
-        super().__init__(
-            store if source is None else source,
-            read_model,
-            PostgresProcessTables(read_model),
-            manager,
-            transport,
-            routes=routes,
-            poll_interval=poll_interval,
-            batch_size=batch_size,
-            upcasters=upcasters,
-            roles=roles,
-        )
+    store: PostgresEventStore
+
+    def _read_model(self, store: PostgresEventStore) -> PostgresReadModel:
+        return PostgresReadModel(store)
+
+    def _tables(self, read_model: PostgresReadModel) -> PostgresProcessTables:
+        return PostgresProcessTables(read_model)
 
 
 __all__ = ["PostgresProcessTables", "ProcessRunner"]

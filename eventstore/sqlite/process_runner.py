@@ -9,20 +9,15 @@ batch's decisions and its checkpoint commit in one transaction.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..core.ports import EventSource
-from ..core.process_managers import ProcessManager, process_command_id
+from ..core.process_managers import process_command_id
 from ..core.process_runner import (
-    DEFAULT_PROCESS_ROLES,
     OutboxCommand,
     ProcessRunnerBase,
     StoredProcess,
 )
-from ..core.routing import Route, ServiceBinding
-from ..core.transport import Transport
-from ..core.upcasting import Upcasters
 from .read_model import SQLiteReadModel
 from .store import SQLiteEventStore
 
@@ -166,33 +161,13 @@ class ProcessRunner(ProcessRunnerBase):
     See ``core.process_runner.ProcessRunnerBase`` for the arguments and the loop.
     """
 
-    def __init__(
-        self,
-        store: SQLiteEventStore,
-        manager: ProcessManager,
-        transport: Transport,
-        *,
-        routes: Iterable[ServiceBinding | Route] | None = None,
-        poll_interval: float = 0.2,
-        batch_size: int = 100,
-        upcasters: Upcasters | None = None,
-        roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
-        source: EventSource | None = None,
-    ) -> None:
-        self.store = store
-        read_model = SQLiteReadModel(store)
-        super().__init__(
-            store if source is None else source,
-            read_model,
-            SQLiteProcessTables(read_model),
-            manager,
-            transport,
-            routes=routes,
-            poll_interval=poll_interval,
-            batch_size=batch_size,
-            upcasters=upcasters,
-            roles=roles,
-        )
+    store: SQLiteEventStore
+
+    def _read_model(self, store: SQLiteEventStore) -> SQLiteReadModel:
+        return SQLiteReadModel(store)
+
+    def _tables(self, read_model: SQLiteReadModel) -> SQLiteProcessTables:
+        return SQLiteProcessTables(read_model)
 
 
 __all__ = ["ProcessRunner", "SQLiteProcessTables", "process_command_id"]
