@@ -90,6 +90,37 @@ _INSERT_UNIT_COMMAND = (
     "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
     "expires_at = excluded.expires_at, unit = excluded.unit"
 )
+# Many events in one statement whose text does not grow with their count: one array
+# per column, unnested in order. Fixed text lets psycopg prepare it once (a VALUES list
+# of 9 placeholders a row was parsed and planned anew, by psycopg and by the server,
+# for every append); ORDER BY the ordinality keeps positions in version order.
+# docs/decisions.md, "PostgreSQL appends many events with one array per column".
+_INSERT_STREAM_EVENTS = (
+    "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, version, "
+    "timestamp, data, metadata, constraints) "
+    "SELECT u.e, %s, %s, u.t, u.v, %s, u.d, u.m, u.c FROM unnest("
+    "%s::text[], %s::text[], %s::bigint[], %s::bytea[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS u(e, t, v, d, m, c, n) ORDER BY u.n RETURNING position"
+)
+_INSERT_GROUP_EVENTS = (
+    "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, version, "
+    "timestamp, data, metadata, constraints) "
+    "SELECT u.e, u.a, u.at, u.t, u.v, %s, u.d, u.m, u.c FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bytea[], "
+    "%s::text[], %s::text[]) "
+    "WITH ORDINALITY AS u(e, a, at, t, v, d, m, c, n) ORDER BY u.n "
+    "RETURNING event_id, position"
+)
+_INSERT_GROUP_COMMANDS = (
+    "INSERT INTO processed_commands "
+    "(command_id, aggregate_id, event_ids, processed_at, expires_at) "
+    "SELECT u.i, u.a, u.e, %s, u.x FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::bigint[]) WITH ORDINALITY AS u(i, a, e, x, n) "
+    "ORDER BY u.n "
+    "ON CONFLICT (command_id) DO UPDATE SET aggregate_id = excluded.aggregate_id, "
+    "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
+    "expires_at = excluded.expires_at, unit = NULL"
+)
 _COMMAND_RECORD = (
     "SELECT event_ids, processed_at, expires_at, aggregate_id, unit FROM processed_commands "
     "WHERE command_id = %s"
@@ -494,21 +525,18 @@ class PostgresEventStore:
         try:
             positions: dict[str, int] = {}
             if rows:
-                head = _INSERT_EVENT.split(" VALUES ")[0]
-                values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-                flat = [v for r in rows for v in r]
+                columns = list(zip(*rows, strict=True))
                 positions = dict(
-                    conn.execute(  # type: ignore[arg-type]
-                        f"{head} VALUES {values} RETURNING event_id, position".encode(), flat
+                    conn.execute(
+                        _INSERT_GROUP_EVENTS,
+                        (now, *(list(columns[i]) for i in (0, 1, 2, 3, 4, 6, 7, 8))),
                     ).fetchall()
                 )
             if records:
-                marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(records))
+                command_ids, aggregates, event_ids, _, expiries = zip(*records, strict=True)
                 conn.execute(
-                    _INSERT_COMMAND.replace(
-                        "VALUES (%s, %s, %s, %s, %s)", f"VALUES {marks}"
-                    ).encode(),
-                    [v for r in records for v in r],
+                    _INSERT_GROUP_COMMANDS,
+                    (now, list(command_ids), list(aggregates), list(event_ids), list(expiries)),
                 )
         except pgerrors.IntegrityError:
             # An event id stored before, say: the transaction is void; go one by one.
@@ -918,10 +946,21 @@ class PostgresEventStore:
                 inserted = conn.execute(_INSERT_EVENT + " RETURNING position", rows[0]).fetchone()
                 positions = [int(inserted[0])] if inserted else []
             else:
-                values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-                sql = _INSERT_EVENT.split(" VALUES ")[0] + f" VALUES {values} RETURNING position"
-                flat = [v for r in rows for v in r]
-                positions = sorted(r[0] for r in conn.execute(sql.encode(), flat).fetchall())
+                inserted_rows = conn.execute(
+                    _INSERT_STREAM_EVENTS,
+                    (
+                        aggregate_id,
+                        aggregate_type,
+                        now,
+                        [e.event_id for e in events],
+                        [e.event_type for e in events],
+                        [r[4] for r in rows],
+                        [e.data for e in events],
+                        [meta for meta, _ in encoded],
+                        [cons for _, cons in encoded],
+                    ),
+                ).fetchall()
+                positions = sorted(r[0] for r in inserted_rows)
             last = positions[-1]
         if command_id:
             expires = now + int(command_ttl.total_seconds() * 1_000_000)
