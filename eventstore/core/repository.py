@@ -33,6 +33,7 @@ from .errors import (
 from .event_types import EventTypeRegistry
 from .events import Event, EventMetadata, NewEvent
 from .ids import deterministic_event_id, new_event_id
+from .offloop import OffLoopCalls
 from .ports import (
     DEFAULT_COMMAND_TTL,
     AppendResult,
@@ -118,6 +119,8 @@ class Repository(Generic[A]):
         self.upcasters = upcasters or Upcasters()
         self.snapshot_upcaster = snapshot_upcaster
         self.command_ttl = command_ttl
+        # load_async's loads go to a worker thread in batches (see offloop.py).
+        self._off_loop = OffLoopCalls()
 
     # -- reading ---------------------------------------------------------------
     def decode(self, event: Event) -> Message:
@@ -205,8 +208,12 @@ class Repository(Generic[A]):
         return aggregate
 
     async def load_async(self, aggregate_id: str, at_version: int | None = None) -> A:
-        """``load`` on a worker thread, so the event loop does not wait on the store."""
-        return await asyncio.to_thread(self.load, aggregate_id, at_version)
+        """``load`` on a worker thread, so the event loop does not wait on the store.
+
+        Loads queued while others run share one thread hand-off (``OffLoopCalls``),
+        in the caller's context; the answers are ``load``'s.
+        """
+        return await self._off_loop.call(self.load, aggregate_id, at_version)
 
     # -- the aggregate cache -----------------------------------------------------
     def _clone(self, aggregate: A) -> A:
