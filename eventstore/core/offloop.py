@@ -7,11 +7,14 @@ back, so with 64 clients a cheap call (a cached aggregate brought up to date: on
 indexed read that finds nothing) cost the loop more in hand-offs than in work
 (docs/decisions.md, "Repository.load_async hands its loads to a thread in batches").
 
-``OffLoopCalls`` queues the calls; one job on the loop's default executor runs
-whatever is queued, in order, each in the caller's ``contextvars`` context (as
-``to_thread`` does: tenant, principal and trace context survive), and hands the
-answers back to each loop in chunks of ``ANSWER_EVERY``, so an answer waits for at
-most that many calls before its caller resumes.
+``OffLoopCalls`` queues the calls; one job on a shared pool of worker threads
+(``eventstore-offloop``) runs whatever is queued, in order, each in the caller's
+``contextvars`` context (as ``to_thread`` does: tenant, principal and trace context
+survive), and hands the answers back to each loop in chunks of ``ANSWER_EVERY``, so
+an answer waits for at most that many calls before its caller resumes. The job is
+submitted to the pool directly, not through ``loop.run_in_executor``: nothing awaits
+the job itself, and the asyncio future that method chains to it would wake the loop
+once more per job for nothing.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -34,6 +39,30 @@ ANSWER_EVERY = 8
 #: than ``ANSWER_EVERY`` calls wait per running one, so CPU-bound calls (SQLite loads)
 #: mostly run on one thread, and calls that wait on a server (PostgreSQL) still overlap.
 DEFAULT_WORKERS = 4
+
+# The worker threads every OffLoopCalls shares (made on first use; idle threads only
+# wait on the pool's queue).
+_POOL_THREADS = 8
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_POOL_THREADS, thread_name_prefix="eventstore-offloop")
+        return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the parent's pool threads do not exist there."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 class _Call:
@@ -106,10 +135,10 @@ class OffLoopCalls:
                 self._running += 1
         if start:
             try:
-                loop.run_in_executor(None, self._drain)
+                _shared_pool().submit(self._drain)
             except RuntimeError:
-                # The loop's default executor is shut down (the loop is closing): a
-                # thread of its own, so no queued call waits for a job that never runs.
+                # The interpreter is shutting down (the pool takes no new jobs): a thread
+                # of its own, so no queued call waits for a job that never runs.
                 threading.Thread(target=self._drain, name="eventstore-offloop", daemon=True).start()
         result: T = await call.future
         return result

@@ -42,7 +42,8 @@ def test_an_exception_reaches_its_caller_only():
         return n
 
     async def main() -> list[object]:
-        return await asyncio.gather(*(calls.call(work, n) for n in range(6)), return_exceptions=True)
+        calls_made = (calls.call(work, n) for n in range(6))
+        return await asyncio.gather(*calls_made, return_exceptions=True)
 
     results = asyncio.run(main())
     assert [r for i, r in enumerate(results) if i != 3] == [0, 1, 2, 4, 5]
@@ -90,14 +91,14 @@ def test_a_call_cancelled_before_it_runs_is_skipped():
     assert ran == ["blocker"]
 
 
-def test_calls_still_run_when_the_loops_executor_is_shut_down():
+def test_calls_run_on_the_shared_pool_even_when_the_loops_executor_is_shut_down():
     calls = OffLoopCalls()
 
     async def main() -> str:
         await asyncio.get_running_loop().shutdown_default_executor()
         return await calls.call(lambda: threading.current_thread().name)
 
-    assert asyncio.run(main()) == "eventstore-offloop"
+    assert asyncio.run(main()).startswith("eventstore-offloop")
 
 
 def test_workers_must_be_positive():
