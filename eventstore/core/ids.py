@@ -55,8 +55,12 @@ _random_pool = b""
 _random_at = 0
 
 
-def _random_bytes(n: int) -> bytes:
-    """``n`` bytes from os.urandom, handed out from a chunk (never twice, nor after fork)."""
+def random_bytes(n: int) -> bytes:
+    """``n`` bytes from os.urandom, handed out from a chunk (never twice, nor after fork).
+
+    For ids made on an event loop (event, command and trace ids): no system call,
+    so no GIL hand-off, for most of them. ``n`` at most ``_RANDOM_CHUNK``.
+    """
     global _random_pool, _random_at
     with _random_lock:
         start = _random_at
@@ -79,7 +83,7 @@ if hasattr(os, "register_at_fork"):
 def new_event_id() -> str:
     """A random, time-ordered id (UUIDv7, RFC 9562)."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(_random_bytes(10), "big")
+    rand = int.from_bytes(random_bytes(10), "big")
     value = (ms & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76  # version 7
     value |= ((rand >> 68) & 0xFFF) << 64  # rand_a, 12 bits
