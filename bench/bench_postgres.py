@@ -183,7 +183,7 @@ def _clients(n_clients: int, per_client: int, work: Callable[[int, int], None]) 
 
 def _postgres(dsn: str, quick: bool) -> list[Figure]:
     rounds = 3
-    ops = 100 if quick else 600
+    ops = 150 if quick else 600
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     figures: list[Figure] = []
     with PostgresEventStore(dsn, schema=schema, pool_size=4) as store:
@@ -206,7 +206,7 @@ def _postgres(dsn: str, quick: bool) -> list[Figure]:
                         command_id=cid,
                     )
 
-                per = ops if clients == 1 else ops * 2 // clients
+                per = ops if clients == 1 else ops * 4 // clients
                 return _clients(clients, per, work)
 
             return go
@@ -214,7 +214,7 @@ def _postgres(dsn: str, quick: bool) -> list[Figure]:
         def raw_go(engine: _RawPg, clients: int) -> Callable[[], int]:
             def go() -> int:
                 tag = uuid.uuid4().hex[:6]
-                per = ops if clients == 1 else ops * 2 // clients
+                per = ops if clients == 1 else ops * 4 // clients
                 return _clients(
                     clients,
                     per,

@@ -90,10 +90,11 @@ _INSERT_UNIT_COMMAND = (
     "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
     "expires_at = excluded.expires_at, unit = excluded.unit"
 )
-# Many events in one statement whose text does not grow with their count: one array
-# per column, unnested in order. Fixed text lets psycopg prepare it once (a VALUES list
-# of 9 placeholders a row was parsed and planned anew, by psycopg and by the server,
-# for every append); ORDER BY the ordinality keeps positions in version order.
+# Many events (_ARRAY_ROWS or more) in one statement whose text does not grow with
+# their count: one array per column, unnested in order. Fixed text lets psycopg prepare
+# it once (a VALUES list of 9 placeholders a row was converted by psycopg and parsed
+# and planned by the server anew for each count); ORDER BY the ordinality keeps
+# positions in version order.
 # docs/decisions.md, "PostgreSQL appends many events with one array per column".
 _INSERT_STREAM_EVENTS = (
     "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, version, "
@@ -111,6 +112,10 @@ _INSERT_GROUP_EVENTS = (
     "WITH ORDINALITY AS u(e, a, at, t, v, d, m, c, n) ORDER BY u.n "
     "RETURNING event_id, position"
 )
+#: From this many rows on, an insert takes one array per column; below, a VALUES list
+#: (of a few rows it measured a little faster, and its text is one of a few, each
+#: prepared once too).
+_ARRAY_ROWS = 16
 _INSERT_GROUP_COMMANDS = (
     "INSERT INTO processed_commands "
     "(command_id, aggregate_id, event_ids, processed_at, expires_at) "
@@ -524,7 +529,7 @@ class PostgresEventStore:
                 records.append((command_id, aggregate_id, ids, now, expires))
         try:
             positions: dict[str, int] = {}
-            if rows:
+            if len(rows) >= _ARRAY_ROWS:
                 columns = list(zip(*rows, strict=True))
                 positions = dict(
                     conn.execute(
@@ -532,11 +537,28 @@ class PostgresEventStore:
                         (now, *(list(columns[i]) for i in (0, 1, 2, 3, 4, 6, 7, 8))),
                     ).fetchall()
                 )
-            if records:
+            elif rows:
+                head = _INSERT_EVENT.split(" VALUES ")[0]
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+                flat = [v for r in rows for v in r]
+                positions = dict(
+                    conn.execute(  # type: ignore[arg-type]
+                        f"{head} VALUES {values} RETURNING event_id, position".encode(), flat
+                    ).fetchall()
+                )
+            if len(records) >= _ARRAY_ROWS:
                 command_ids, aggregates, event_ids, _, expiries = zip(*records, strict=True)
                 conn.execute(
                     _INSERT_GROUP_COMMANDS,
                     (now, list(command_ids), list(aggregates), list(event_ids), list(expiries)),
+                )
+            elif records:
+                marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(records))
+                conn.execute(
+                    _INSERT_COMMAND.replace(
+                        "VALUES (%s, %s, %s, %s, %s)", f"VALUES {marks}"
+                    ).encode(),
+                    [v for r in records for v in r],
                 )
         except pgerrors.IntegrityError:
             # An event id stored before, say: the transaction is void; go one by one.
@@ -945,6 +967,11 @@ class PostgresEventStore:
             if len(rows) == 1:
                 inserted = conn.execute(_INSERT_EVENT + " RETURNING position", rows[0]).fetchone()
                 positions = [int(inserted[0])] if inserted else []
+            elif len(rows) < _ARRAY_ROWS:
+                values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+                sql = _INSERT_EVENT.split(" VALUES ")[0] + f" VALUES {values} RETURNING position"
+                flat = [v for r in rows for v in r]
+                positions = sorted(r[0] for r in conn.execute(sql.encode(), flat).fetchall())
             else:
                 inserted_rows = conn.execute(
                     _INSERT_STREAM_EVENTS,
