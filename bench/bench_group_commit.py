@@ -33,6 +33,7 @@ from typing import Any
 
 from eventstore import SQLiteEventStore
 from eventstore.core.transport import InProcessTransport, RequestContext
+from eventstore.sqlite.group_commit import GroupCommitter, Member
 
 from ._progress import quick_requested, step
 from .common import Figure
@@ -64,6 +65,51 @@ class Outcome:
 
 
 _files = itertools.count()
+
+# Where a command's time goes (the breakdown pass): (part, seconds) per command.
+Parts = dict[str, list[float]]
+
+
+class _TimedGroupCommitter(GroupCommitter):
+    """A group committer that notes, per ``async`` append, how long it waited in the queue
+    (queued -> its group starts), how long its group took (start -> COMMIT done and
+    answers handed over) and how long the loop took to resume it (-> the await returns)."""
+
+    def __init__(self, store: SQLiteEventStore, parts: Parts) -> None:
+        super().__init__(store)
+        self.parts = parts
+        self._starts: dict[int, float] = {}
+        self._ends: dict[int, float] = {}
+
+    async def append_async(self, member: Member) -> Any:
+        queued = time.perf_counter()
+        try:
+            return await super().append_async(member)
+        finally:
+            resumed = time.perf_counter()
+            start = self._starts.pop(id(member), queued)
+            end = self._ends.pop(id(member), resumed)
+            self.parts.setdefault("queue wait", []).append(start - queued)
+            self.parts.setdefault("group write + COMMIT", []).append(end - start)
+            self.parts.setdefault("answer to resumed caller", []).append(resumed - end)
+
+    def _write(self, batch: list[Member]) -> None:
+        start = time.perf_counter()
+        for member in batch:
+            self._starts[id(member)] = start
+        self.parts.setdefault("group size", []).append(float(len(batch)))
+        super()._write(batch)
+
+    def _finish_all(self, members: list[Member]) -> None:
+        end = time.perf_counter()
+        for member in members:
+            self._ends[id(member)] = end
+        super()._finish_all(members)
+
+
+def _timed(store: SQLiteEventStore, parts: Parts | None) -> None:
+    if parts is not None:
+        store._group = _TimedGroupCommitter(store, parts)  # the bench's probe, not an API
 
 
 def _path(folder: str) -> str:
@@ -117,11 +163,14 @@ def _store_threads(clients: int, sync: str, group: bool) -> Callable[[str, float
     return run
 
 
-def _store_tasks(clients: int, sync: str, group: bool) -> Callable[[str, float], Any]:
+def _store_tasks(
+    clients: int, sync: str, group: bool, parts: Parts | None = None
+) -> Callable[[str, float], Any]:
     def run(folder: str, seconds: float) -> tuple[int, list[float]]:
         from tests.support.bank import Account, account_repository
 
         with SQLiteEventStore(_path(folder), synchronous=sync, group_commit=group) as store:
+            _timed(store, parts)
             repo = account_repository(store)
             accounts = []
             for c in range(clients):
@@ -154,7 +203,13 @@ def _store_tasks(clients: int, sync: str, group: bool) -> Callable[[str, float],
 
 # -- through the generated SDK ----------------------------------------------------------------
 def _sdk(
-    clients: int, sync: str, *, group: bool = True, cache: int = 0, handler: str = "async"
+    clients: int,
+    sync: str,
+    *,
+    group: bool = True,
+    cache: int = 0,
+    handler: str = "async",
+    parts: Parts | None = None,
 ) -> Callable[[str, float], Any]:
     def run(folder: str, seconds: float) -> tuple[int, list[float]]:
         if str(GENERATED) not in sys.path:
@@ -176,11 +231,16 @@ def _sdk(
                 pass
 
         with SQLiteEventStore(_path(folder), synchronous=sync, group_commit=group) as store:
+            _timed(store, parts)
             repo = bank.AccountRepository(store, Applier(), cache=cache)
+            loads = None if parts is None else parts.setdefault("load_async", [])
 
             class AsyncHandlers:
                 async def deposit(self, cmd: Any, ctx: RequestContext) -> Any:
+                    started = time.perf_counter()
                     agg = await repo.load_async(cmd.account_id)
+                    if loads is not None:
+                        loads.append(time.perf_counter() - started)
                     agg.apply_change(bank.MoneyDepositedEvent(amount=cmd.amount))
                     result = await repo.save_with_command_async(agg, ctx.command_id)
                     return bank.BalanceResponse(balance=agg.balance, version=result.version)
@@ -271,6 +331,45 @@ def measure(rounds: int, seconds: float) -> dict[str, Outcome]:
     return outcomes
 
 
+def _quantile_ms(values: list[float], q: int) -> float:
+    if len(values) < 2:
+        return 0.0
+    return statistics.quantiles(values, n=100)[q - 1] * 1000
+
+
+def breakdown(seconds: float) -> list[Figure]:
+    """Where a command's time goes at 64 clients, FULL, grouped: one pass per mode, after
+    the rounds (the timing costs a little, so these passes give no rate figure)."""
+    figures: list[Figure] = []
+    cases: list[tuple[str, Callable[[Parts], Callable[[str, float], Any]]]] = [
+        ("store FULL 64 tasks, grouped", lambda p: _store_tasks(64, "FULL", True, p)),
+        ("SDK FULL 64 clients, grouped", lambda p: _sdk(64, "FULL", parts=p)),
+        ("SDK FULL 64 clients, grouped, cache", lambda p: _sdk(64, "FULL", cache=1024, parts=p)),
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-group-parts-") as folder:
+        for name, make in cases:
+            step(TOPIC, f"latency breakdown: {name}")
+            parts: Parts = {}
+            _, latencies = make(parts)(folder, seconds)
+            parts = {"whole command": latencies, **parts}
+            for part, values in parts.items():
+                if part == "group size":
+                    text = f"max {max(values):.0f}; the mean as the value"
+                    value, unit = statistics.mean(values), "appends/group"
+                else:
+                    text = f"p50 {_quantile_ms(values, 50):.1f} ms; p99 as the value"
+                    value, unit = _quantile_ms(values, 99), "ms"
+                figures.append(
+                    Figure(
+                        TOPIC,
+                        f"breakdown, {name}: {part} ({text})",
+                        value,
+                        unit,
+                    )
+                )
+    return figures
+
+
 def run(quick: bool = False) -> list[Figure]:
     quick = quick or quick_requested()
     rounds, seconds = (3, 0.6) if quick else (5, 1.5)
@@ -315,4 +414,4 @@ def run(quick: bool = False) -> list[Figure]:
     fig("SDK NORMAL 64 clients, grouped, cache", "SDK NORMAL 1 clients, grouped")
     fig("SDK FULL 64 clients, grouped, sync handlers", "SDK FULL 64 clients, grouped")
     fig("SDK OFF 1 client (no fsync, today)", sdk_today)
-    return figures
+    return figures + breakdown(seconds)

@@ -33,6 +33,7 @@ from .errors import (
 from .event_types import EventTypeRegistry
 from .events import Event, EventMetadata, NewEvent
 from .ids import deterministic_event_id, new_event_id
+from .offloop import OffLoopCalls
 from .ports import (
     DEFAULT_COMMAND_TTL,
     AppendResult,
@@ -63,9 +64,10 @@ class Repository(Generic[A]):
     repository; 0, the default, keeps none). A cached aggregate is brought up to
     date with the events stored after its cached version (one indexed read)
     before every use, so a load never returns a stale state; a version conflict
-    evicts it. Callers always get their own copy (made with ``snapshot_state``/
-    ``restore_snapshot``, or ``copy.deepcopy`` for aggregates without them): the
-    cached object is never handed out, so concurrent callers never share one.
+    evicts it. The cache keeps each aggregate's state as bytes (``snapshot_state``;
+    a ``copy.deepcopy`` for aggregates without it) and every load restores a fresh
+    object from them (``restore_snapshot``): nothing cached is handed out, so
+    concurrent callers never share one.
     The ``*_async`` methods give the same results and errors as the synchronous
     ones without blocking the event loop on the store.
 
@@ -97,7 +99,8 @@ class Repository(Generic[A]):
             )
         self.cache_size = cache
         self.tenant_isolation = tenant_isolation
-        self._cache: OrderedDict[str, A] = OrderedDict()
+        # stored id -> (stored version, what is kept: see _frozen)
+        self._cache: OrderedDict[str, tuple[int, tuple[bytes, int] | A]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.store = store
         self.factory = factory
@@ -118,6 +121,8 @@ class Repository(Generic[A]):
         self.upcasters = upcasters or Upcasters()
         self.snapshot_upcaster = snapshot_upcaster
         self.command_ttl = command_ttl
+        # load_async's loads go to a worker thread in batches (see offloop.py).
+        self._off_loop = OffLoopCalls()
 
     # -- reading ---------------------------------------------------------------
     def decode(self, event: Event) -> Message:
@@ -190,7 +195,7 @@ class Repository(Generic[A]):
         if at_version is not None:
             at_version = self._checked_version(aggregate_id, at_version)
         elif self.cache_size:
-            cached = self._cached_copy(key)
+            cached = self._cached_copy(key, aggregate_id)
             if cached is not None:
                 return self._tagged(self._caught_up(cached))
         aggregate = self._tagged(self.factory(aggregate_id))
@@ -220,28 +225,46 @@ class Repository(Generic[A]):
         return aggregate
 
     async def load_async(self, aggregate_id: str, at_version: int | None = None) -> A:
-        """``load`` on a worker thread, so the event loop does not wait on the store."""
-        return await asyncio.to_thread(self.load, aggregate_id, at_version)
+        """``load`` on a worker thread, so the event loop does not wait on the store.
+
+        Loads queued while others run share one thread hand-off (``OffLoopCalls``),
+        in the caller's context; the answers are ``load``'s.
+        """
+        return await self._off_loop.call(self.load, aggregate_id, at_version)
 
     # -- the aggregate cache -----------------------------------------------------
-    def _clone(self, aggregate: A) -> A:
-        """A copy that shares no mutable state with ``aggregate``."""
-        fresh = self.factory(aggregate.id)
+    def _frozen(self, aggregate: A) -> tuple[bytes, int] | A:
+        """What the cache keeps of ``aggregate``, sharing no mutable state with it: its
+        state's bytes (``snapshot_state``; bytes never change), or a deep copy of an
+        aggregate without snapshots.
+
+        Bytes rather than a restored copy: a save (on the event loop, for ``async``
+        callers) then pays one serialisation, and each load one restore, instead of a
+        full copy (serialise and restore) on each side.
+        """
         try:
-            fresh.restore_snapshot(aggregate.snapshot_state())
+            return (aggregate.snapshot_state(), aggregate.snapshot_version)
         except NotImplementedError:
             return copy.deepcopy(aggregate)
-        fresh.mark_restored(aggregate.stored_version, aggregate.snapshot_version)
+
+    def _thawed(self, aggregate_id: str, version: int, kept: tuple[bytes, int] | A) -> A:
+        """A private copy of a cached aggregate, at its cached ``version``."""
+        if not isinstance(kept, tuple):
+            return copy.deepcopy(kept)
+        state, snapshot_version = kept
+        fresh = self.factory(aggregate_id)
+        fresh.restore_snapshot(state)
+        fresh.mark_restored(version, snapshot_version)
         return fresh
 
-    def _cached_copy(self, aggregate_id: str) -> A | None:
+    def _cached_copy(self, key: str, aggregate_id: str) -> A | None:
         with self._cache_lock:
-            cached = self._cache.get(aggregate_id)
-            if cached is None:
+            held = self._cache.get(key)
+            if held is None:
                 return None
-            self._cache.move_to_end(aggregate_id)
-        # Cached objects are never changed once in the cache: copying outside the lock is safe.
-        return self._clone(cached)
+            self._cache.move_to_end(key)
+        # What the cache keeps never changes: copying outside the lock is safe.
+        return self._thawed(aggregate_id, *held)
 
     def _caught_up(self, aggregate: A) -> A:
         """``aggregate`` (a private copy) with the events stored after its version applied."""
@@ -259,13 +282,14 @@ class Repository(Generic[A]):
         """Cache a copy of ``aggregate``'s stored state (it must have no pending events)."""
         if aggregate.uncommitted_events:
             return
-        copied = self._clone(aggregate)
+        version = aggregate.stored_version
+        kept = self._frozen(aggregate)
         key = self._stored_id_of(aggregate)
         with self._cache_lock:
             held = self._cache.get(key)
-            if held is not None and held.stored_version > copied.stored_version:
+            if held is not None and held[0] > version:
                 return  # a newer state is cached already
-            self._cache[key] = copied
+            self._cache[key] = (version, kept)
             self._cache.move_to_end(key)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)

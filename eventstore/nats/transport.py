@@ -13,7 +13,6 @@ the ``Es-*`` headers, the request's type (``Es-Message-Type``) and a W3C
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,7 +31,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from ..core import instrumentation
 from ..core.errors import AppError
 from ..core.headers import COMMAND_ID_HEADER, MESSAGE_TYPE_HEADER, TRACEPARENT_HEADER
-from ..core.ids import new_command_id
+from ..core.ids import new_command_id, random_bytes
 from ..core.responses import (
     INTERNAL,
     INVALID_RESPONSE_TYPE,
@@ -51,7 +50,8 @@ DEFAULT_TIMEOUT = 5.0
 
 def new_traceparent() -> str:
     """A fresh W3C trace context (sampled), for a request that arrives without one."""
-    return f"00-{os.urandom(16).hex()}-{os.urandom(8).hex()}-01"
+    # Chunked os.urandom: a system call per request let go of the GIL on the loop.
+    return f"00-{random_bytes(16).hex()}-{random_bytes(8).hex()}-01"
 
 
 class NatsTransport:

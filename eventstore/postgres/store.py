@@ -90,6 +90,42 @@ _INSERT_UNIT_COMMAND = (
     "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
     "expires_at = excluded.expires_at, unit = excluded.unit"
 )
+# Many events (_ARRAY_ROWS or more) in one statement whose text does not grow with
+# their count: one array per column, unnested in order. Fixed text lets psycopg prepare
+# it once (a VALUES list of 9 placeholders a row was converted by psycopg and parsed
+# and planned by the server anew for each count); ORDER BY the ordinality keeps
+# positions in version order.
+# docs/decisions.md, "PostgreSQL appends many events with one array per column".
+_INSERT_STREAM_EVENTS = (
+    "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, version, "
+    "timestamp, data, metadata, constraints) "
+    "SELECT u.e, %s, %s, u.t, u.v, %s, u.d, u.m, u.c FROM unnest("
+    "%s::text[], %s::text[], %s::bigint[], %s::bytea[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS u(e, t, v, d, m, c, n) ORDER BY u.n RETURNING position"
+)
+_INSERT_GROUP_EVENTS = (
+    "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, version, "
+    "timestamp, data, metadata, constraints) "
+    "SELECT u.e, u.a, u.at, u.t, u.v, %s, u.d, u.m, u.c FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[], %s::bytea[], "
+    "%s::text[], %s::text[]) "
+    "WITH ORDINALITY AS u(e, a, at, t, v, d, m, c, n) ORDER BY u.n "
+    "RETURNING event_id, position"
+)
+#: From this many rows on, an insert takes one array per column; below, a VALUES list
+#: (of a few rows it measured a little faster, and its text is one of a few, each
+#: prepared once too).
+_ARRAY_ROWS = 16
+_INSERT_GROUP_COMMANDS = (
+    "INSERT INTO processed_commands "
+    "(command_id, aggregate_id, event_ids, processed_at, expires_at) "
+    "SELECT u.i, u.a, u.e, %s, u.x FROM unnest("
+    "%s::text[], %s::text[], %s::text[], %s::bigint[]) WITH ORDINALITY AS u(i, a, e, x, n) "
+    "ORDER BY u.n "
+    "ON CONFLICT (command_id) DO UPDATE SET aggregate_id = excluded.aggregate_id, "
+    "event_ids = excluded.event_ids, processed_at = excluded.processed_at, "
+    "expires_at = excluded.expires_at, unit = NULL"
+)
 _COMMAND_RECORD = (
     "SELECT event_ids, processed_at, expires_at, aggregate_id, unit FROM processed_commands "
     "WHERE command_id = %s"
@@ -493,7 +529,15 @@ class PostgresEventStore:
                 records.append((command_id, aggregate_id, ids, now, expires))
         try:
             positions: dict[str, int] = {}
-            if rows:
+            if len(rows) >= _ARRAY_ROWS:
+                columns = list(zip(*rows, strict=True))
+                positions = dict(
+                    conn.execute(
+                        _INSERT_GROUP_EVENTS,
+                        (now, *(list(columns[i]) for i in (0, 1, 2, 3, 4, 6, 7, 8))),
+                    ).fetchall()
+                )
+            elif rows:
                 head = _INSERT_EVENT.split(" VALUES ")[0]
                 values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
                 flat = [v for r in rows for v in r]
@@ -502,7 +546,13 @@ class PostgresEventStore:
                         f"{head} VALUES {values} RETURNING event_id, position".encode(), flat
                     ).fetchall()
                 )
-            if records:
+            if len(records) >= _ARRAY_ROWS:
+                command_ids, aggregates, event_ids, _, expiries = zip(*records, strict=True)
+                conn.execute(
+                    _INSERT_GROUP_COMMANDS,
+                    (now, list(command_ids), list(aggregates), list(event_ids), list(expiries)),
+                )
+            elif records:
                 marks = ", ".join(["(%s, %s, %s, %s, %s)"] * len(records))
                 conn.execute(
                     _INSERT_COMMAND.replace(
@@ -917,11 +967,27 @@ class PostgresEventStore:
             if len(rows) == 1:
                 inserted = conn.execute(_INSERT_EVENT + " RETURNING position", rows[0]).fetchone()
                 positions = [int(inserted[0])] if inserted else []
-            else:
+            elif len(rows) < _ARRAY_ROWS:
                 values = ", ".join(["(%s, %s, %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
                 sql = _INSERT_EVENT.split(" VALUES ")[0] + f" VALUES {values} RETURNING position"
                 flat = [v for r in rows for v in r]
                 positions = sorted(r[0] for r in conn.execute(sql.encode(), flat).fetchall())
+            else:
+                inserted_rows = conn.execute(
+                    _INSERT_STREAM_EVENTS,
+                    (
+                        aggregate_id,
+                        aggregate_type,
+                        now,
+                        [e.event_id for e in events],
+                        [e.event_type for e in events],
+                        [r[4] for r in rows],
+                        [e.data for e in events],
+                        [meta for meta, _ in encoded],
+                        [cons for _, cons in encoded],
+                    ),
+                ).fetchall()
+                positions = sorted(r[0] for r in inserted_rows)
             last = positions[-1]
         if command_id:
             expires = now + int(command_ttl.total_seconds() * 1_000_000)

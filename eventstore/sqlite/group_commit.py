@@ -125,6 +125,13 @@ def _resolve(future: asyncio.Future[AppendResult], member: Member) -> None:
         future.set_result(member.result)
 
 
+def _resolve_all(members: list[Member]) -> None:
+    """Answer a group's ``async`` members of one loop, in queue order, on that loop."""
+    for member in members:
+        assert member.future is not None
+        _resolve(member.future, member)
+
+
 class GroupCommitter:
     """The queue and the leader hand-over of one store's group commit."""
 
@@ -189,7 +196,7 @@ class GroupCommitter:
             writer, self._writer = self._writer, None
         for member in queued:
             member.error = StoreClosedError(self._store.path)
-            self._finish(member)
+        self._finish_all(queued)
         if writer is not None:
             writer.shutdown(wait=False)
 
@@ -237,10 +244,10 @@ class GroupCommitter:
             try:
                 self._write(batch)
             except BaseException as exc:  # never leave a member unanswered
-                for member in batch:
-                    if not member.done:
-                        member.error = exc
-                        self._finish(member)
+                unanswered = [member for member in batch if not member.done]
+                for member in unanswered:
+                    member.error = exc
+                self._finish_all(unanswered)
                 if not isinstance(exc, Exception):
                     with self._lock:
                         self._hand_over()
@@ -269,19 +276,32 @@ class GroupCommitter:
         except RuntimeError:
             self._leading = False
 
-    def _finish(self, member: Member) -> None:
-        member.done = True
-        if member.wake is not None:
-            member.wake.set()
-        elif member.future is not None and member.loop is not None:
+    def _finish_all(self, members: list[Member]) -> None:
+        """Answer ``members``: wake each synchronous caller, and hand each event loop its
+        ``async`` callers' answers in one call.
+
+        One ``call_soon_threadsafe`` per loop and group, not per member: each one writes
+        to the loop's self-pipe, and that ``send`` lets go of the GIL; with the loop busy
+        running the answered clients' next commands, the writer then waited up to a GIL
+        switch interval (5 ms) to get it back, once per member, before it could start the
+        next group (docs/decisions.md, "Group commit answers each event loop once per
+        group").
+        """
+        by_loop: dict[asyncio.AbstractEventLoop, list[Member]] = {}
+        for member in members:
+            member.done = True
+            if member.wake is not None:
+                member.wake.set()
+            elif member.future is not None and member.loop is not None:
+                by_loop.setdefault(member.loop, []).append(member)
+        for loop, answered in by_loop.items():
             with contextlib.suppress(RuntimeError):  # the caller's loop is gone
-                member.loop.call_soon_threadsafe(_resolve, member.future, member)
+                loop.call_soon_threadsafe(_resolve_all, answered)
 
     def _write(self, batch: list[Member]) -> None:
         store = self._store
         last = store.write_group(batch)
-        for member in batch:
-            self._finish(member)
+        self._finish_all(batch)
         if last:
             store.notify_commit(last)
         if any(m.command_id for m in batch) and random.random() < _EXPIRY_SWEEP_CHANCE * len(batch):

@@ -360,3 +360,20 @@ def test_without_the_wheel_the_system_binaries_serve_or_the_error_says_what_to_i
         monkeypatch.setenv("PATH", "")
         with pytest.raises(EmbeddedPostgresError, match="eventstore\\[postgres\\]"):
             embedded.find_binaries()
+
+
+def test_an_append_of_many_events_stores_them_in_version_order_with_rising_positions(store):
+    # From _ARRAY_ROWS events on, one insert takes an array per column: its rows must
+    # still get positions in version order.
+    store.append("small", "Account", 0, [_event() for _ in range(3)])
+    events = [NewEvent(new_event_id(), f"test.E{i}", bytes([i])) for i in range(100)]
+    result = store.append("big", "Account", 0, events, command_id="many")
+    stored = store.load_stream("big")
+    assert [e.version for e in stored] == list(range(1, 101))
+    assert [e.event_id for e in stored] == [e.event_id for e in events]
+    assert [e.data for e in stored] == [bytes([i]) for i in range(100)]
+    positions = [e.position for e in stored]
+    assert positions == sorted(positions) and len(set(positions)) == 100
+    assert [e.position for e in result.events] == positions
+    again = store.append("big", "Account", 0, events, command_id="many")
+    assert again.already_processed and again.events == result.events

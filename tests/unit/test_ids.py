@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+
+import pytest
 
 from eventstore import deterministic_event_id, new_command_id, new_event_id
 
@@ -87,3 +90,38 @@ def test_deterministic_ids_of_different_command_and_aggregate_pairs_differ():
     # Joining the parts with a separator would make these two spell the same name.
     assert deterministic_event_id("a\x1fb", "c", 0) != deterministic_event_id("a", "b\x1fc", 0)
     assert deterministic_event_id("a1", "b", 0) != deterministic_event_id("a", "1b", 0)
+
+
+def test_new_event_ids_stay_unique_across_chunks_of_random_bytes_and_threads():
+    import threading
+
+    made: list[list[str]] = [[] for _ in range(4)]
+
+    def make(n: int) -> None:
+        made[n].extend(new_event_id() for _ in range(1_000))  # several 4 KiB chunks
+
+    threads = [threading.Thread(target=make, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for own in made for i in own]
+    assert len(set(ids)) == len(ids) == 4_000
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX-only")
+def test_a_forked_child_makes_ids_of_its_own_not_its_parents_next_ones():
+    new_event_id()  # the parent now holds a chunk of random bytes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next ids and leave at once
+        os.close(read)
+        os.write(write, ",".join(new_event_id() for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = pipe.read().split(",")
+    os.waitpid(pid, 0)
+    parent = [new_event_id() for _ in range(5)]
+    # The random part (after the 48-bit time and the version digit) must differ.
+    assert not {i[15:] for i in child} & {i[15:] for i in parent}
