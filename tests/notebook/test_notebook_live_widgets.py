@@ -49,6 +49,31 @@ def test_the_event_log_updates_when_an_event_is_appended(store):
     assert "showing all 2 events" in log.summary.value
 
 
+def test_the_event_log_of_a_tenants_view_follows_one_aggregate_by_its_plain_id(tmp_path):
+    from eventstore.tenancy import TenantEventSource, with_tenant
+
+    with SQLiteEventStore(tmp_path / "t.db") as shared:
+        repo = account_repository(shared, tenant_isolation=True)
+        with with_tenant("acme"):
+            account = repo.factory("acc-1")
+            account.open("Ada", 100)
+            repo.save(account)
+        log = EventLog(TenantEventSource(shared, "acme"), EVENT_TYPES, aggregate_id="acc-1")
+        assert [r["aggregate"] for r in log.rows()] == ["acme::acc-1"]
+        with with_tenant("beta"):  # another tenant's acc-1: not in acme's log
+            other = repo.factory("acc-1")
+            other.open("Eve", 1)
+            repo.save(other)
+        with with_tenant("acme"):
+            account = repo.load("acc-1")
+            account.deposit(5)
+            repo.save(account)  # seen live, through the commit listener
+        assert [(r["aggregate"], r["event"]) for r in log.rows()] == [
+            ("acme::acc-1", "MoneyDeposited"),
+            ("acme::acc-1", "AccountOpened"),
+        ]
+
+
 def test_the_event_log_keeps_only_the_last_max_rows(store):
     log = EventLog(store, EVENT_TYPES, max_rows=2)
     open_account(store, "acc-1", "Ada")

@@ -18,6 +18,7 @@ from typing import Any
 import ipywidgets as W
 
 from ...core.events import Event
+from ...core.tenancy import TenantEventSource, split_stored_id
 from ..frames import PayloadTypes, matches_event_type, payload_decoder, select_events
 from ..messages import message_to_dict
 from .static import StaticRendering
@@ -60,6 +61,7 @@ class EventLog(StaticRendering, W.VBox):
             raise ValueError(f"max_rows must be 1 or more, got {max_rows}")
         self.store = store
         self.aggregate_id = aggregate_id
+        self._tenant_view = isinstance(store, TenantEventSource)
         self.event_type = event_type
         self.max_rows = max_rows
         self._decode = payload_decoder(types)
@@ -82,7 +84,12 @@ class EventLog(StaticRendering, W.VBox):
         self._listening = True
 
     def _wanted(self, event: Event) -> bool:
-        if self.aggregate_id and event.aggregate_id != self.aggregate_id:
+        # A tenant's view (TenantEventSource) is asked by plain id; its events keep their
+        # stored ids (``acme::acc-1``), so compare the plain one too.
+        if self.aggregate_id and self.aggregate_id not in (
+            event.aggregate_id,
+            split_stored_id(event.aggregate_id)[1] if self._tenant_view else None,
+        ):
             return False
         return not (self.event_type and not matches_event_type(event.event_type, self.event_type))
 
