@@ -39,6 +39,8 @@ from ._progress import quick_requested, step
 from .common import Figure
 
 TOPIC = "group commit"
+# The bench opens its accounts through the repository and sends only deposits.
+_ONLY_DEPOSITS = "the group-commit bench sends only DepositCommand"
 GENERATED = Path(__file__).resolve().parents[1] / "examples" / "bankaccount" / "generated"
 
 
@@ -246,7 +248,7 @@ def _sdk(
                     return bank.BalanceResponse(balance=agg.balance, version=result.version)
 
                 async def open_account(self, cmd: Any, ctx: RequestContext) -> Any:
-                    raise NotImplementedError
+                    raise NotImplementedError(_ONLY_DEPOSITS)
 
                 withdraw = close_account = open_account
 
@@ -258,7 +260,7 @@ def _sdk(
                     return bank.BalanceResponse(balance=agg.balance, version=result.version)
 
                 def open_account(self, cmd: Any, ctx: RequestContext) -> Any:
-                    raise NotImplementedError
+                    raise NotImplementedError(_ONLY_DEPOSITS)
 
                 withdraw = close_account = open_account
 

@@ -33,6 +33,7 @@ import inspect
 import json
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -247,7 +248,7 @@ def _accepts_principal(transport: Transport) -> bool:
         return False
 
 
-class ProcessRunnerBase:
+class ProcessRunnerBase(ABC):
     """Feeds a process manager from a store's log and sends its commands over ``transport``.
 
     ``routes`` name the subject and message class of each command (the
@@ -300,11 +301,13 @@ class ProcessRunnerBase:
             tables.create(conn)
 
     # -- what each adapter gives: its read model (the transaction) and its SQL ------------------
+    @abstractmethod
     def _read_model(self, store: Any) -> ReadModel:
-        raise NotImplementedError(f"{type(self).__name__} must define _read_model(store)")
+        """The read model whose transaction a batch's decisions and checkpoint share."""
 
+    @abstractmethod
     def _tables(self, read_model: Any) -> ProcessTables:
-        raise NotImplementedError(f"{type(self).__name__} must define _tables(read_model)")
+        """The adapter's SQL for the state, outbox and timeout tables, on ``read_model``."""
 
     # -- one pass ------------------------------------------------------------------------------
     def decide(self) -> int:

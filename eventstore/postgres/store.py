@@ -598,6 +598,11 @@ class PostgresEventStore:
             aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
         )
         item = _Append(args, lambda i: i.signal.set())
+        self._commit_waiting(item)
+        return self._finish(item)
+
+    def _commit_waiting(self, item: _Append) -> None:
+        """Get ``item`` committed and wait for it, from a synchronous caller."""
         self._check_open()
         if self._leader.acquire(blocking=False):
             # Nobody is committing: lead a group now, with whatever waits, in this thread
@@ -613,7 +618,6 @@ class PostgresEventStore:
             # A group is committing: join the next one, which the writer thread commits.
             self._queue.put(item)
             item.signal.wait()
-        return self._finish(item)
 
     async def append_async(
         self,
@@ -749,18 +753,7 @@ class PostgresEventStore:
             if part.expected_version + len(part.events) > _MAX_INTEGER:
                 raise IntegerRangeError(self.path, "expected_version", part.expected_version)
         item = _Append((items, command_id, command_ttl), lambda i: i.signal.set(), unit=True)
-        self._check_open()
-        if self._leader.acquire(blocking=False):
-            try:
-                batch, stop = self._drain([item])
-                if stop:
-                    self._queue.put(None)
-                self._run_group(batch)
-            finally:
-                self._leader.release()
-        else:
-            self._queue.put(item)
-            item.signal.wait()
+        self._commit_waiting(item)
         return self._finish_unit(item)
 
     def _finish_unit(self, item: _Append) -> UnitResult:

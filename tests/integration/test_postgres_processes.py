@@ -6,13 +6,11 @@ This file is also the children's entry point (``main`` at the bottom).
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -21,10 +19,10 @@ from eventstore import Event, NewEvent, ProjectionContext, new_event_id
 from eventstore.core.projections import ProjectionManager, ProjectionStatus
 from eventstore.postgres import PostgresEventStore, PostgresReadModel
 from tests.support import postgres
+from tests.support.children import children, finish
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 WRITERS = 8
 PER_WRITER = 150
 ACCOUNTS = 12
@@ -32,34 +30,8 @@ ACCOUNTS = 12
 
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
-    children: list[subprocess.Popen[str]] = []
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-
-    def start(*args: object) -> subprocess.Popen[str]:
-        child = subprocess.Popen(
-            [sys.executable, __file__, *map(str, args)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-        child.wait(10)
-
-
-def finish(child: subprocess.Popen[str], timeout: float) -> str:
-    out, err = child.communicate(timeout=timeout)
-    assert child.returncode == 0, f"child failed ({child.returncode}):\n{err}"
-    return out
+    """Start this file as a child process in a role; every child is killed at the end."""
+    yield from children(__file__)
 
 
 def test_eight_writer_processes_lose_duplicate_and_reorder_nothing(spawn) -> None:

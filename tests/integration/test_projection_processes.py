@@ -22,10 +22,10 @@ from eventstore import Event, NewEvent, ProjectionContext, new_event_id
 from eventstore.core.projections import ProjectionManager, ProjectionStatus
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.sqlite.read_model import SQLiteReadModel
+from tests.support.children import children, finish
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 OPENED = "testbank.v1.AccountOpened"
 DEPOSITED = "testbank.v1.MoneyDeposited"
 ACCOUNTS = 20
@@ -133,34 +133,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 @pytest.fixture
 def spawn() -> Iterator[Callable[..., subprocess.Popen[str]]]:
     """Start this file as a child process in a role; every child is killed at the end."""
-    children: list[subprocess.Popen[str]] = []
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-
-    def start(*args: object) -> subprocess.Popen[str]:
-        child = subprocess.Popen(
-            [sys.executable, __file__, *map(str, args)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        children.append(child)
-        return child
-
-    yield start
-    for child in children:
-        if child.poll() is None:
-            child.kill()
-        child.wait(10)
-
-
-def finish(child: subprocess.Popen[str], timeout: float) -> str:
-    out, err = child.communicate(timeout=timeout)
-    assert child.returncode == 0, f"child failed ({child.returncode}):\n{err}"
-    return out
+    yield from children(__file__)
 
 
 # -- the proofs -----------------------------------------------------------------------
