@@ -33,7 +33,7 @@ from .errors import (
 from .event_types import EventTypeRegistry
 from .events import Event, EventMetadata, NewEvent
 from .ids import deterministic_event_id, new_event_id
-from .offloop import OffLoopCalls
+from .offloop import DEFAULT_WORKERS, OffLoopCalls
 from .ports import (
     DEFAULT_COMMAND_TTL,
     AppendResult,
@@ -52,6 +52,13 @@ A = TypeVar("A", bound=AggregateRoot)
 
 #: Attribute a tenant-isolated repository sets on the aggregates it loads: their tenant.
 _TENANT_TAG = "_es_tenant"
+
+
+def _load_threads(store: object) -> int:
+    """The store's ``load_threads`` hint: an optional attribute, not part of the
+    ``EventStore`` port, so a store that does not say gets the default."""
+    threads = getattr(store, "load_threads", DEFAULT_WORKERS)
+    return threads if isinstance(threads, int) and threads >= 1 else DEFAULT_WORKERS
 
 
 class Repository(Generic[A]):
@@ -121,8 +128,9 @@ class Repository(Generic[A]):
         self.upcasters = upcasters or Upcasters()
         self.snapshot_upcaster = snapshot_upcaster
         self.command_ttl = command_ttl
-        # load_async's loads go to a worker thread in batches (see offloop.py).
-        self._off_loop = OffLoopCalls()
+        # load_async's loads go to worker threads in batches (see offloop.py), as many
+        # threads as the store says its loads usefully overlap on.
+        self._off_loop = OffLoopCalls(_load_threads(store))
 
     # -- reading ---------------------------------------------------------------
     def decode(self, event: Event) -> Message:

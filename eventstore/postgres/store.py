@@ -228,6 +228,10 @@ class PostgresEventStore:
     followers through ``LISTEN/NOTIFY``; polling stays as the fallback.
     """
 
+    #: How many threads usefully run this store's loads at once (read by
+    #: ``Repository.load_async``): a load mostly waits on the server, so several overlap.
+    load_threads = 4
+
     def __init__(
         self,
         dsn: str,

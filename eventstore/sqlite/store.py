@@ -131,6 +131,13 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     raise ``StorageError`` subclasses that name it.
     """
 
+    #: How many threads usefully run this store's loads at once (read by
+    #: ``Repository.load_async``). One: a load from a local file holds the GIL for most
+    #: of its time, so a second thread only takes turns with the first and with the
+    #: event loop; at 64 clients four threads gave 0.7x the rate of one and twice its
+    #: p99 (docs/decisions.md, "SQLite loads run on one thread").
+    load_threads = 1
+
     def __init__(
         self,
         path: str | os.PathLike[str] = ":memory:",

@@ -23,6 +23,7 @@ from eventstore.core.errors import StorageFullError
 from eventstore.core.events import encode_constraints
 from eventstore.core.ports import AsyncAppendMixin, append_async_default
 from eventstore.sqlite import SQLiteEventStore
+from eventstore.sqlite import group_commit
 from eventstore.sqlite.group_commit import Member
 from tests.support.bank import account_repository
 
@@ -104,6 +105,104 @@ def test_concurrent_appends_share_one_commit_and_one_listener_call(db_path):
         assert len(results) == 12
         assert heads == [1, 12]  # the leader's group, then one group of the other eleven
         assert store.count_events() == 12
+
+
+def _form_a_group_of(store: SQLiteEventStore, size: int, prefix: str) -> None:
+    """Make the last group one of ``size`` synchronous callers: they queue while the
+    writer is held, behind a leader that then writes alone."""
+    group = store._group
+    assert group is not None
+
+    def append(i: int) -> None:
+        store.append(f"{prefix}-{i}", "A", 0, [_event()])
+
+    threads = [threading.Thread(target=append, args=(i,)) for i in range(size + 1)]
+    with store._db.write_lock:
+        threads[0].start()
+        while not group._leading:
+            time.sleep(0.001)
+        for t in threads[1:]:
+            t.start()
+        deadline = time.monotonic() + 10
+        while len(group._queue) < size:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    for t in threads:
+        t.join(10)
+    assert group._cohort == size
+
+
+def _gathering(store: SQLiteEventStore) -> None:
+    deadline = time.monotonic() + 10
+    while not store._group._gathering:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the leader did not wait for the others"
+        time.sleep(0.001)
+
+
+def test_a_leader_waits_for_the_last_groups_threads_and_commits_them_once(db_path, monkeypatch):
+    # Without gathering, the first thread back after a group committed alone: groups
+    # alternated between all the threads and one, an fsync each.
+    with SQLiteEventStore(db_path) as store:
+        _form_a_group_of(store, 4, "warm")
+        heads: list[int] = []
+        store.add_commit_listener(heads.append)
+        monkeypatch.setattr(group_commit, "GATHER_WAIT", 30.0)  # only arrivals end the wait
+        started = time.monotonic()
+
+        def append(i: int) -> None:
+            store.append(f"b-{i}", "A", 0, [_event()])
+
+        threads = [threading.Thread(target=append, args=(i,)) for i in range(4)]
+        threads[0].start()
+        _gathering(store)
+        assert heads == [], "the first one back did not commit alone"
+        for t in threads[1:]:
+            t.start()
+        for t in threads:
+            t.join(20)
+        assert time.monotonic() - started < 20, "the fourth arrival did not end the wait"
+        assert heads == [5 + 4]  # one commit for the four
+        assert store.count_events() == 9
+
+
+def test_a_leader_waits_at_most_gather_wait_and_then_follows_the_smaller_group(
+    db_path, monkeypatch
+):
+    with SQLiteEventStore(db_path) as store:
+        _form_a_group_of(store, 4, "warm")
+        monkeypatch.setattr(group_commit, "GATHER_WAIT", 0.3)
+        started = time.monotonic()
+        store.append("alone", "A", 0, [_event()])
+        assert time.monotonic() - started >= 0.25  # nobody came: it waited, then wrote
+        assert store._group._cohort == 1  # type: ignore[union-attr]
+        monkeypatch.setattr(group_commit, "GATHER_WAIT", 30.0)
+        started = time.monotonic()
+        store.append("alone", "A", 1, [_event()])
+        assert time.monotonic() - started < 10, "a lone caller waited for itself"
+
+
+def test_close_ends_a_leaders_wait_and_answers_it_with_store_closed(db_path, monkeypatch):
+    store = SQLiteEventStore(db_path)
+    _form_a_group_of(store, 4, "warm")
+    monkeypatch.setattr(group_commit, "GATHER_WAIT", 30.0)
+    errors: list[BaseException] = []
+
+    def append() -> None:
+        try:
+            store.append("late", "A", 0, [_event()])
+        except BaseException as exc:
+            errors.append(exc)
+
+    leader = threading.Thread(target=append)
+    leader.start()
+    _gathering(store)
+    started = time.monotonic()
+    store.close()
+    leader.join(20)
+    assert time.monotonic() - started < 20
+    assert len(errors) == 1 and isinstance(errors[0], StoreClosedError)
+    with SQLiteEventStore(db_path) as reopened:
+        assert reopened.stream_version("late") == 0
 
 
 def _add_commit_failure(store: SQLiteEventStore) -> None:

@@ -122,3 +122,29 @@ def test_load_async_of_many_clients_answers_each_its_own_aggregate(db_path):
             return [a.state.balance for a in loaded]
 
         assert asyncio.run(main()) == list(range(40))
+
+
+def test_a_repository_loads_on_as_many_threads_as_its_store_says():
+    from eventstore.core.offloop import DEFAULT_WORKERS
+    from eventstore.postgres import PostgresEventStore
+    from eventstore.sqlite import SQLiteEventStore
+    from tests.support.bank import account_repository
+
+    class Says:  # only the hint matters here: the repository reads it when made
+        load_threads = 3
+
+    class SaysNothing:
+        pass
+
+    class SaysNonsense:
+        load_threads = 0
+
+    # SQLite: a load holds the GIL for most of its time, so one thread; PostgreSQL waits
+    # on its server, so several.
+    assert SQLiteEventStore.load_threads == 1
+    assert PostgresEventStore.load_threads == DEFAULT_WORKERS
+    with SQLiteEventStore(":memory:") as store:
+        assert account_repository(store)._off_loop.workers == 1
+    assert account_repository(Says())._off_loop.workers == 3  # type: ignore[arg-type]
+    assert account_repository(SaysNothing())._off_loop.workers == DEFAULT_WORKERS  # type: ignore[arg-type]
+    assert account_repository(SaysNonsense())._off_loop.workers == DEFAULT_WORKERS  # type: ignore[arg-type]
