@@ -222,7 +222,16 @@ class EventStore(EventSource, Protocol):
 
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
-    ) -> list[Event]: ...
+    ) -> list[Event]:
+        """The aggregate's events after ``after_version`` (up to ``up_to_version``), in order.
+
+        An adapter may also offer ``load_stream_payloads`` (same arguments, rows of
+        ``(event_type, version, data)`` in the same order): ``Repository.load`` then
+        replays from those when no upcaster needs whole events. It is optional; the
+        repository reads ``load_stream`` from a store without it, and from a subclass
+        or wrapper that changes ``load_stream``.
+        """
+        ...
 
     def stream_version(self, aggregate_id: str) -> int:
         """The aggregate's last stored version, 0 when it has none."""

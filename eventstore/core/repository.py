@@ -11,12 +11,13 @@ import numbers
 import random
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from . import instrumentation as _instr
 from .aggregate import AggregateRoot
@@ -47,6 +48,32 @@ from .units import UnitOfWork, UnitResult
 from .upcasting import Upcasters
 
 log = logging.getLogger("eventstore.repository")
+
+# What _save runs the append in when no instrumentation hook is installed (the usual case):
+# building the operation's context manager and attributes costs about 1 µs per command.
+_NO_OPERATION = contextlib.nullcontext()
+
+
+def _unchanged(constraints: tuple[UniqueConstraint, ...]) -> tuple[UniqueConstraint, ...]:
+    return constraints
+
+
+# Store classes by whether a replay may read them with load_stream_payloads.
+_PAYLOAD_READING: weakref.WeakKeyDictionary[type, bool] = weakref.WeakKeyDictionary()
+
+
+def _reads_payloads(store_type: type) -> bool:
+    """Whether ``store_type`` has ``load_stream_payloads`` from the class in its MRO
+    that also gives it its ``load_stream`` (so both read the same stream)."""
+    known = _PAYLOAD_READING.get(store_type)
+    if known is None:
+        owner = next((c for c in store_type.__mro__ if "load_stream_payloads" in c.__dict__), None)
+        known = owner is not None and getattr(store_type, "load_stream", None) is getattr(
+            owner, "load_stream", object()
+        )
+        _PAYLOAD_READING[store_type] = known
+    return known
+
 
 A = TypeVar("A", bound=AggregateRoot)
 
@@ -217,14 +244,10 @@ class Repository(Generic[A]):
         if snapshot is not None:
             aggregate.restore_snapshot(snapshot.data)
             base = snapshot.version
-        events = self.store.load_stream(key, after_version=base, up_to_version=at_version)
-        if not events and snapshot is None:
+        last = self._replay_stored(aggregate, key, base, at_version)
+        if not last and snapshot is None:
             raise AggregateNotFoundError(aggregate_id, aggregate.type)
-        decode = self.decode
-        replay = aggregate.replay
-        for event in events:
-            replay(decode(event), event.version)
-        version = events[-1].version if events else base
+        version = last or base
         if at_version is not None and version < at_version:
             raise VersionNotFoundError(aggregate_id, at_version, version)
         aggregate.mark_restored(version, base)
@@ -276,15 +299,76 @@ class Repository(Generic[A]):
 
     def _caught_up(self, aggregate: A) -> A:
         """``aggregate`` (a private copy) with the events stored after its version applied."""
-        events = self.store.load_stream(
-            self._stored_id_of(aggregate), after_version=aggregate.stored_version
-        )
-        if events:
-            decode = self.decode
-            for event in events:
-                aggregate.replay(decode(event), event.version)
+        key = self._stored_id_of(aggregate)
+        if self._replay_stored(aggregate, key, aggregate.stored_version, None):
             self._remember(aggregate)
         return aggregate
+
+    def _replay_stored(
+        self, aggregate: A, key: str, after_version: int, up_to_version: int | None
+    ) -> int:
+        """Replay the stored events of ``key`` after ``after_version`` (up to
+        ``up_to_version``) into ``aggregate``; the last version replayed, 0 for none."""
+        reader = self._payload_reader()
+        if reader is None or type(aggregate).replay is not AggregateRoot.replay:
+            events = self.store.load_stream(
+                key, after_version=after_version, up_to_version=up_to_version
+            )
+            decode = self.decode
+            replay = aggregate.replay
+            for event in events:
+                replay(decode(event), event.version)
+            return events[-1].version if events else 0
+        # The same replay fused: (type, version, bytes) rows instead of Events, the
+        # parser and handler of each type looked up once, and AggregateRoot.replay's
+        # two steps inline (its version is set after each event, as there).
+        rows = reader(key, after_version, up_to_version)
+        handlers = aggregate.replay_handlers()
+        apply_event = aggregate.apply_event
+        set_attribute = object.__setattr__
+        table: dict[str, tuple[Callable[[bytes], Message] | None, Callable[[Message], None]]] = {}
+        version = 0
+        for event_type, version, data in rows:
+            entry = table.get(event_type)
+            if entry is None:
+                cls = self.event_types.get(event_type)
+                entry = table[event_type] = (
+                    None if cls is None else cls.FromString,
+                    handlers.get(event_type, apply_event),
+                )
+            parse, apply = entry
+            if parse is None:
+                message = self._decode_stored(key, version)
+            else:
+                try:
+                    message = parse(data)
+                except DecodeError:
+                    message = self._decode_stored(key, version)
+            apply(message)
+            set_attribute(aggregate, "_stored_version", version)
+        return version
+
+    def _payload_reader(self) -> Callable[[str, int, int | None], list[Any]] | None:
+        """The store's ``load_stream_payloads`` when a replay may read through it: no
+        upcasters (they take whole Events), the standard decoding, and a store whose
+        ``load_stream`` is the one of the class that reads payloads (a wrapper or a
+        subclass that changes ``load_stream`` is read through it)."""
+        if (
+            self.upcasters
+            or type(self).decode is not Repository.decode
+            or type(self.event_types).decode is not EventTypeRegistry.decode
+        ):
+            return None
+        store = self.store
+        if not _reads_payloads(type(store)) or "load_stream" in getattr(store, "__dict__", ()):
+            return None
+        return store.load_stream_payloads  # type: ignore[attr-defined, no-any-return]
+
+    def _decode_stored(self, key: str, version: int) -> Message:
+        """The stored event at ``version`` decoded from its whole ``Event``: the error
+        (``EventDecodeError``, with its id and position) that a replay of Events raises."""
+        (event,) = self.store.load_stream(key, after_version=version - 1, up_to_version=version)
+        return self.decode(event)
 
     def _remember(self, aggregate: A) -> None:
         """Cache a copy of ``aggregate``'s stored state (it must have no pending events)."""
@@ -415,12 +499,16 @@ class Repository(Generic[A]):
         if new_events is None:
             return CommandResult("", ())
         try:
-            with _instr.operation(
-                _instr.APPEND,
-                aggregate_id=aggregate.id,
-                aggregate_type=aggregate.type,
-                command_id=command_id or "",
-                event_count=len(new_events),
+            with (
+                _instr.operation(
+                    _instr.APPEND,
+                    aggregate_id=aggregate.id,
+                    aggregate_type=aggregate.type,
+                    command_id=command_id or "",
+                    event_count=len(new_events),
+                )
+                if _instr._hooks
+                else _NO_OPERATION
             ):
                 result = self.store.append(
                     key,
@@ -452,12 +540,16 @@ class Repository(Generic[A]):
         if new_events is None:
             return CommandResult("", ())
         try:
-            with _instr.operation(
-                _instr.APPEND,
-                aggregate_id=aggregate.id,
-                aggregate_type=aggregate.type,
-                command_id=command_id or "",
-                event_count=len(new_events),
+            with (
+                _instr.operation(
+                    _instr.APPEND,
+                    aggregate_id=aggregate.id,
+                    aggregate_type=aggregate.type,
+                    command_id=command_id or "",
+                    event_count=len(new_events),
+                )
+                if _instr._hooks
+                else _NO_OPERATION
             ):
                 result = await store_append_async(self.store)(
                     key,
@@ -496,13 +588,14 @@ class Repository(Generic[A]):
         if command_id is None and not pending:
             return None
         base = EventMetadata(causation_id=command_id or "").merged(metadata)
+        scoped = self._scoped_constraints if self.tenant_isolation else _unchanged
         return [
             NewEvent(
                 deterministic_event_id(command_id, key, index) if command_id else new_event_id(),
                 p.message.DESCRIPTOR.full_name,
                 p.message.SerializeToString(),
                 base.merged(p.metadata),
-                self._scoped_constraints(p.constraints),
+                scoped(p.constraints),
             )
             for index, p in enumerate(pending)
         ]

@@ -1167,6 +1167,25 @@ class PostgresEventStore:
         with self.reading() as conn:
             return list(itertools.starmap(Event, conn.execute(sql + " ORDER BY version", params)))
 
+    def load_stream_payloads(
+        self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
+    ) -> list[tuple[str, int, bytes]]:
+        """``load_stream`` as ``(event_type, version, data)`` rows, no ``Event`` built
+        (what ``Repository.load`` reads for a replay without upcasters)."""
+        if after_version > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "after_version", after_version)
+        if up_to_version is not None and up_to_version > _MAX_INTEGER:
+            up_to_version = _MAX_INTEGER
+        sql = (
+            "SELECT event_type, version, data FROM events WHERE aggregate_id = %s AND version > %s"
+        )
+        params: list[object] = [aggregate_id, after_version]
+        if up_to_version is not None:
+            sql += " AND version <= %s"
+            params.append(up_to_version)
+        with self.reading() as conn:
+            return conn.execute(sql + " ORDER BY version", params).fetchall()
+
     async def load_stream_async(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:

@@ -84,6 +84,14 @@ _INSERT_UNIT_COMMAND = (
     "VALUES (?, ?, ?, ?, ?, ?)"
 )
 _STREAM_VERSION = "SELECT MAX(version) FROM events WHERE aggregate_id = ?"
+_STREAM_PAYLOADS = (
+    "SELECT event_type, version, data FROM events WHERE aggregate_id = ? AND version > ? "
+    "ORDER BY version"
+)
+_STREAM_PAYLOADS_UP_TO = (
+    "SELECT event_type, version, data FROM events WHERE aggregate_id = ? AND version > ? "
+    "AND version <= ? ORDER BY version"
+)
 # Both of the above in one round trip: one row, the record's columns NULL when absent.
 _COMMAND_AND_VERSION = (
     "SELECT (SELECT MAX(version) FROM events WHERE aggregate_id = ?), "
@@ -1021,6 +1029,25 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     (aggregate_id, after_version, up_to_version),
                 )
             return list(itertools.starmap(Event, cursor))
+
+    def load_stream_payloads(
+        self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
+    ) -> list[tuple[str, int, bytes]]:
+        """``load_stream`` as ``(event_type, version, data)`` rows, no ``Event`` built.
+
+        What a replay without upcasters needs (``Repository.load`` reads this way):
+        three columns instead of ten cost well under half as much to fetch.
+        """
+        if after_version > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "after_version", after_version)
+        if up_to_version is not None and up_to_version > _MAX_INTEGER:
+            up_to_version = _MAX_INTEGER
+        with self._db.reading() as conn:
+            if up_to_version is None:
+                return conn.execute(_STREAM_PAYLOADS, (aggregate_id, after_version)).fetchall()
+            return conn.execute(
+                _STREAM_PAYLOADS_UP_TO, (aggregate_id, after_version, up_to_version)
+            ).fetchall()
 
     def stream_version(self, aggregate_id: str) -> int:
         with self._db.reading() as conn:

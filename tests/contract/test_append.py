@@ -108,6 +108,17 @@ def test_load_stream_up_to_version(store):
     assert [e.version for e in store.load_stream("acc-1", 1, up_to_version=3)] == [2, 3]
 
 
+def test_load_stream_payloads_are_load_streams_types_versions_and_data(store):
+    append_deposits(store, "acc-1", 5)
+    append_deposits(store, "other", 2)
+    for after, up_to in [(0, None), (3, None), (1, 3), (5, None)]:
+        expected = [
+            (e.event_type, e.version, e.data) for e in store.load_stream("acc-1", after, up_to)
+        ]
+        rows = store.load_stream_payloads("acc-1", after, up_to)
+        assert [(t, v, bytes(d)) for t, v, d in rows] == expected
+
+
 def test_load_stream_holds_only_that_aggregate(store):
     append_deposits(store, "a", 2)
     append_deposits(store, "b", 3)

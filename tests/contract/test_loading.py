@@ -8,11 +8,12 @@ from eventstore import (
     AggregateNotFoundError,
     EventDecodeError,
     NewEvent,
+    Repository,
     Upcasters,
     VersionNotFoundError,
     new_event_id,
 )
-from tests.support.bank import Account, account_repository, pb
+from tests.support.bank import EVENT_TYPES, Account, account_repository, pb
 
 DEPOSITED_V1 = pb.MoneyDepositedV1.DESCRIPTOR.full_name
 
@@ -34,6 +35,30 @@ def test_load_replays_events_into_state(store):
     assert loaded.state.owner == "ann"
     assert loaded.version == loaded.stored_version == 3
     assert loaded.uncommitted_events == ()
+
+
+class _VersionWatchingAccount(Account):
+    """An account whose apply_event records the version it sees, as user code may."""
+
+    def apply_event(self, event) -> None:  # type: ignore[no-untyped-def]
+        super().apply_event(event)
+        self.state.history.append(f"seen at {self.version}")
+
+
+def test_apply_event_sees_the_version_before_each_replayed_event(store):
+    repo = Repository(store, _VersionWatchingAccount, event_types=EVENT_TYPES)
+    account = _VersionWatchingAccount("acc-1")
+    account.open("ann", 10)
+    account.deposit(5)
+    account.deposit(7)
+    repo.save(account)
+    loaded = repo.load("acc-1")
+    assert [h for h in loaded.state.history if h.startswith("seen")] == [
+        "seen at 0",
+        "seen at 1",
+        "seen at 2",
+    ]
+    assert loaded.version == loaded.stored_version == 3
 
 
 def test_loaded_aggregate_can_be_changed_and_saved(store):

@@ -59,3 +59,22 @@ def test_command_result_version_is_that_of_its_last_event(memory_store):
     account.open("ann")
     account.deposit(1)
     assert repo.save_with_command(account, "cmd-1").version == 2
+
+
+def test_load_reads_through_a_store_subclass_that_changes_load_stream(tmp_path):
+    from eventstore import SQLiteEventStore
+
+    class CountingStore(SQLiteEventStore):
+        reads = 0
+
+        def load_stream(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            type(self).reads += 1
+            return super().load_stream(*args, **kwargs)
+
+    with CountingStore(tmp_path / "s.db") as store:
+        repo = Repository(store, Account, event_types=EVENT_TYPES)
+        account = Account("acc-1")
+        account.open("ann", 10)
+        repo.save(account)
+        assert repo.load("acc-1").state.balance == 10
+        assert CountingStore.reads == 1

@@ -195,6 +195,26 @@ def test_schema_key_changes_with_the_state_message_only() -> None:
     assert key("string id = 1; int32 n = 2;") != base
 
 
+def test_load_calls_an_apply_event_that_a_subclass_replaces(shop: ModuleType, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    seen: list[str] = []
+
+    class LoggedOrder(shop.OrderAggregate):  # type: ignore[name-defined, misc]
+        def apply_event(self, event):  # type: ignore[no-untyped-def]
+            seen.append(event.DESCRIPTOR.name)
+            super().apply_event(event)
+
+    with SQLiteEventStore(tmp_path / "s.db") as store:
+        repo = shop.OrderRepository(store, OrderApplier())
+        order = shop.new_order("o-1", repo.applier)
+        order.apply_change(shop.OrderPlacedEvent(customer_id="c-9"))
+        order.apply_change(shop.OrderShippedEvent())
+        repo.save(order)
+        repo.factory = lambda order_id: LoggedOrder(order_id, repo.applier)
+        loaded = repo.load("o-1")
+    assert seen == ["OrderPlacedEvent", "OrderShippedEvent"]
+    assert (loaded.customer_id, loaded.shipped, loaded.version) == ("c-9", True, 2)
+
+
 def test_unknown_stored_event_type_raises_event_decode_error(shop: ModuleType, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with SQLiteEventStore(tmp_path / "s.db") as store:
         repo = shop.OrderRepository(store, OrderApplier())
