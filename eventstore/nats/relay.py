@@ -104,7 +104,10 @@ class _Acks:
         except ValueError:
             return
         if 0 <= index < len(self.data) and self.data[index] is None:
-            self.data[index] = msg.data or b"{}"
+            # A JetStream ack always has a body. An empty one is a status from the server
+            # (503: no stream took the message, as while a cluster elects the stream's
+            # leader): filed as the failure it is, never as "stored".
+            self.data[index] = msg.data or _status_failure(msg)
             self._received += 1
             waiter = self._waiter
             if waiter is not None and self._received >= waiter[0] and not waiter[1].done():
@@ -129,10 +132,32 @@ class _Acks:
         self._waiter = None
 
 
+def _status_failure(msg: Msg) -> bytes:
+    """An empty reply (a server status, not an ack) as an ack that says it failed."""
+    headers = msg.headers or {}
+    status = headers.get("Status", "")
+    if status == "503":
+        description = (
+            "no responders: no stream took the message (a stream without a leader, as "
+            "during an election, or a subject no stream captures)"
+        )
+    else:  # the first line only: nats-py leaves the next header in it
+        description = (headers.get("Description", "").strip().splitlines() or ["an empty reply"])[0]
+    error = {"err_code": 0, "description": f"status {status or '?'}: {description}"}
+    return json.dumps({"error": error}).encode()
+
+
 def _read_ack(data: bytes) -> tuple[bool, tuple[int, str] | None]:
     """(duplicate, (err_code, description) or None) of a JetStream publish ack; parses the
-    JSON only when it may say something other than "stored" (the common case skips it)."""
+    JSON only when it may say something other than "stored" (the common case skips it).
+
+    Only a reply naming the message's sequence is "stored": anything else (a status,
+    a reply from something that is not JetStream) is a failure, so the relay never
+    moves past an event the stream does not hold.
+    """
     if b'"error"' not in data and b'"duplicate"' not in data:
+        if b'"seq"' not in data:
+            return False, (0, f"not a publish acknowledgement: {data[:200]!r}")
         return False, None
     try:
         ack = json.loads(data)

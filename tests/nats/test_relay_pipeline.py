@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from eventstore import NewEvent, new_event_id
 from eventstore.nats import EmbeddedNATS, NatsEventBus, Relay
-from eventstore.nats.relay import _read_ack
+from eventstore.nats.relay import PublishRejected, _read_ack
 from eventstore.sqlite import SQLiteEventStore
 
 
@@ -63,6 +65,33 @@ def test_a_window_of_one_still_publishes_in_order(
     assert published == 7 and positions == list(range(1, 8))
 
 
+def test_a_publish_no_stream_takes_fails_and_the_relay_stays_before_it(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    # The server answers such a publish with an empty status message (503, no
+    # responders), as it does while a cluster elects the stream's leader. That reply
+    # was once filed as "stored": the relay moved its position and checkpoint past
+    # events the stream never held (found by the 3-node SIGKILL test).
+    async def story(store: SQLiteEventStore) -> tuple[PublishRejected, int, int]:
+        async with NatsEventBus(
+            nats_server.url, stream="PIPE_GONE", subject_prefix="pipegone"
+        ) as bus:
+            relay = Relay(store, bus, batch=10, window=4, ack_timeout=2.0, name="gone")
+            assert await relay.publish_pending() == 0  # resumed on the empty stream
+            await bus.js.delete_stream("PIPE_GONE")
+            _append(store, "acc-1", 5)
+            with pytest.raises(PublishRejected) as caught:
+                await relay.publish_pending()
+            return caught.value, relay.position, relay.status().published
+
+    with SQLiteEventStore(tmp_path / "gone.db") as store:
+        error, position, published = asyncio.run(asyncio.wait_for(story(store), 60))
+        assert store.load_checkpoint("gone") == 0
+    assert error.event.position == 1
+    assert "status 503" in str(error) and "no responders" in str(error)
+    assert (position, published) == (0, 0)
+
+
 def test_an_ack_is_read_without_json_unless_it_may_say_more_than_stored() -> None:
     assert _read_ack(b'{"stream":"EVENTS","seq":7}') == (False, None)
     assert _read_ack(b'{"stream":"EVENTS","seq":7,"duplicate":true}') == (True, None)
@@ -72,6 +101,8 @@ def test_an_ack_is_read_without_json_unless_it_may_say_more_than_stored() -> Non
     duplicate, error = _read_ack(b'{"error": not json')
     assert not duplicate and error is not None and error[0] == 0
     assert "unreadable acknowledgement" in error[1]
+    # A reply that names no sequence is not an ack: never "stored".
+    assert _read_ack(b"{}") == (False, (0, "not a publish acknowledgement: b'{}'"))
 
 
 def test_reads_skip_a_deleted_message_and_a_foreign_one_and_continue_after_them(
