@@ -1,9 +1,10 @@
 """Concurrent commands: group commit, the async save path, handlers off the loop, the cache.
 
 Every mode runs for a fixed time per round on a fresh temp file; the modes take
-turns round by round, the order rotating (this machine's fsync time swings
-several-fold for seconds at a time, so back-to-back runs would compare different
-disks). Each figure is the median round's commands/s; p99 latency is over all
+turns round by round, the order rotating and, every other round, reversed (this
+machine's fsync time swings several-fold for seconds at a time, so back-to-back
+runs would compare different disks, and a mode that always ran right after its
+baseline would always meet the disk as the baseline left it). Each figure is the median round's commands/s; p99 latency is over all
 rounds. Clients each own one account (no conflicts): single-event idempotent
 deposits, a new command id each.
 
@@ -325,7 +326,11 @@ def measure(rounds: int, seconds: float) -> dict[str, Outcome]:
             mode.run(folder, 0.05)
         for r in range(rounds):
             step(TOPIC, f"round {r + 1}/{rounds} ({len(modes)} modes, {seconds:g} s each)")
+            # Rotated each round, and reversed every other round: each pair of
+            # neighbouring modes (ungrouped, then grouped) runs in both orders.
             order = modes[r % len(modes) :] + modes[: r % len(modes)]
+            if r % 2:
+                order.reverse()
             for mode in order:
                 done, latencies = mode.run(folder, seconds)
                 outcomes[mode.name].rates.append(done / seconds)
