@@ -187,7 +187,8 @@ class GroupCommitter:
     # -- callers -------------------------------------------------------------------------
     def append(self, member: Member) -> AppendResult:
         """Queue ``member`` and wait for its answer, leading the writing if nobody is."""
-        if self._leader_thread == threading.get_ident():
+        me = threading.get_ident()
+        if self._leader_thread == me:
             # Called by the leader's own thread (a commit listener that appends): queued,
             # it would wait for itself. Written alone, here.
             self._write([member])
@@ -196,19 +197,41 @@ class GroupCommitter:
             if self._closed:
                 raise StoreClosedError(self._store.path)
             lead = not self._leading
+            alone = lead and self._cohort <= 1
             if lead:
                 self._leading = True
+                if alone:
+                    self._leader_thread = me
             else:
                 member.wake = _Wake()
-            self._queue.append(member)
-            if self._gathering and len(self._queue) >= self._cohort:
-                self._gathered.notify()
+            if not alone:
+                self._queue.append(member)
+                if self._gathering and len(self._queue) >= self._cohort:
+                    self._gathered.notify()
+        if alone:
+            return self._write_alone(member)
         if not lead:
             assert member.wake is not None
             member.wake.wait()
             if not member.lead:
                 return member.answer()
         self._lead(member)
+        return member.answer()
+
+    def _write_alone(self, member: Member) -> AppendResult:
+        """A lone caller (no group being written, none expected back): its append is
+        written at once, without the queue, so it costs about what an ungrouped append
+        does; callers that queue meanwhile get the lead after it."""
+        try:
+            self._write([member])
+        except Exception as exc:  # never leave it unanswered (as _lead_groups does)
+            if not member.done:
+                member.error = exc
+                member.done = True
+        finally:
+            with self._lock:
+                self._leader_thread = 0
+                self._hand_over()
         return member.answer()
 
     async def append_async(self, member: Member) -> AppendResult:
