@@ -304,7 +304,14 @@ class GroupCommitter:
                     return
                 if len(self._queue) < self._cohort and not self._closed:
                     self._gathering = True
-                    self._gathered.wait(GATHER_WAIT)
+                    try:
+                        self._gathered.wait(GATHER_WAIT)
+                    except BaseException:  # interrupted (Ctrl-C): the others must not hang
+                        self._gathering = False
+                        if own is not None and own in self._queue:
+                            self._queue.remove(own)
+                        self._hand_over()
+                        raise
                     self._gathering = False
                 batch = self._queue[:MAX_GROUP]
                 del self._queue[:MAX_GROUP]

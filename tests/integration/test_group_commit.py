@@ -205,6 +205,45 @@ def test_close_ends_a_leaders_wait_and_answers_it_with_store_closed(db_path, mon
         assert reopened.stream_version("late") == 0
 
 
+class _Interrupt(BaseException):
+    """Stands for KeyboardInterrupt: a BaseException that lands while a leader waits."""
+
+
+class _InterruptedWait:
+    def __init__(self, condition: threading.Condition) -> None:
+        self._condition = condition
+
+    def wait(self, timeout: float) -> bool:
+        raise _Interrupt  # as Condition.wait does, it raises with the lock held again
+
+    def notify(self) -> None:
+        self._condition.notify()
+
+    def notify_all(self) -> None:
+        self._condition.notify_all()
+
+
+def test_a_leader_interrupted_while_it_gathers_passes_the_lead_on(db_path):
+    with SQLiteEventStore(db_path) as store:
+        _form_a_group_of(store, 4, "warm")
+        group = store._group
+        assert group is not None
+        gathered = group._gathered
+        group._gathered = _InterruptedWait(gathered)  # type: ignore[assignment]
+        with pytest.raises(_Interrupt):
+            store.append("interrupted", "A", 0, [_event()])
+        group._gathered = gathered
+        assert (group._leading, group._gathering, group._queue) == (False, False, [])
+        done = threading.Event()
+        other = threading.Thread(
+            target=lambda: (store.append("next", "A", 0, [_event()]), done.set())
+        )
+        other.start()
+        other.join(10)
+        assert done.is_set(), "an append after the interrupted leader hung"
+        assert store.stream_version("interrupted") == 0
+
+
 def _add_commit_failure(store: SQLiteEventStore) -> None:
     """A deferred foreign key on a side table: an append to 'poison' passes every statement
     and then makes COMMIT itself fail."""
