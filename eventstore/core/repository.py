@@ -75,6 +75,21 @@ def _reads_payloads(store_type: type) -> bool:
     return known
 
 
+def _append_operation(
+    aggregate: AggregateRoot, command_id: str | None, count: int
+) -> contextlib.AbstractContextManager[object]:
+    """The instrumentation span of a save's append; nothing to build without a hook."""
+    if not _instr._hooks:
+        return _NO_OPERATION
+    return _instr.operation(
+        _instr.APPEND,
+        aggregate_id=aggregate.id,
+        aggregate_type=aggregate.type,
+        command_id=command_id or "",
+        event_count=count,
+    )
+
+
 A = TypeVar("A", bound=AggregateRoot)
 
 #: Attribute a tenant-isolated repository sets on the aggregates it loads: their tenant.
@@ -499,17 +514,7 @@ class Repository(Generic[A]):
         if new_events is None:
             return CommandResult("", ())
         try:
-            with (
-                _instr.operation(
-                    _instr.APPEND,
-                    aggregate_id=aggregate.id,
-                    aggregate_type=aggregate.type,
-                    command_id=command_id or "",
-                    event_count=len(new_events),
-                )
-                if _instr._hooks
-                else _NO_OPERATION
-            ):
+            with _append_operation(aggregate, command_id, len(new_events)):
                 result = self.store.append(
                     key,
                     aggregate.type,
@@ -540,17 +545,7 @@ class Repository(Generic[A]):
         if new_events is None:
             return CommandResult("", ())
         try:
-            with (
-                _instr.operation(
-                    _instr.APPEND,
-                    aggregate_id=aggregate.id,
-                    aggregate_type=aggregate.type,
-                    command_id=command_id or "",
-                    event_count=len(new_events),
-                )
-                if _instr._hooks
-                else _NO_OPERATION
-            ):
+            with _append_operation(aggregate, command_id, len(new_events)):
                 result = await store_append_async(self.store)(
                     key,
                     aggregate.type,
