@@ -212,11 +212,25 @@ class GroupCommitter:
             return self._write_alone(member)
         if not lead:
             assert member.wake is not None
-            member.wake.wait()
+            try:
+                member.wake.wait()
+            except BaseException:  # interrupted (Ctrl-C) while it waited
+                self._give_up(member)
+                raise
             if not member.lead:
                 return member.answer()
         self._lead(member)
         return member.answer()
+
+    def _give_up(self, member: Member) -> None:
+        """A waiting caller was interrupted: its append leaves the queue if it is still
+        there (stored or not, as any interrupted write), and a lead it was handed
+        meanwhile passes on, so the callers behind it do not wait for ever."""
+        with self._lock:
+            if member in self._queue:
+                self._queue.remove(member)
+            if member.lead:
+                self._hand_over()
 
     def _write_alone(self, member: Member) -> AppendResult:
         """A lone caller (no group being written, none expected back): its append is

@@ -244,6 +244,59 @@ def test_a_leader_interrupted_while_it_gathers_passes_the_lead_on(db_path):
         assert store.stream_version("interrupted") == 0
 
 
+class _InterruptedOnceWoken:
+    """A follower's wake whose wait raises once it is woken: a caller interrupted just
+    as it was handed the lead."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        self._lock.release()
+
+    def wait(self) -> None:
+        self._lock.acquire()
+        raise _Interrupt
+
+
+def test_a_follower_interrupted_as_it_is_handed_the_lead_passes_it_on(db_path, monkeypatch):
+    with SQLiteEventStore(db_path) as store:
+        group = store._group
+        assert group is not None
+        outcomes: dict[str, object] = {}
+
+        def append(name: str) -> None:
+            try:
+                outcomes[name] = store.append(name, "A", 0, [_event()])
+            except BaseException as exc:
+                outcomes[name] = exc
+
+        leader = threading.Thread(target=append, args=("leader",))
+        follower = threading.Thread(target=append, args=("follower",))
+        with store._db.write_lock:  # the leader writes alone, held here; the follower queues
+            leader.start()
+            while not group._leading:
+                time.sleep(0.001)
+            monkeypatch.setattr(group_commit, "_Wake", _InterruptedOnceWoken)
+            follower.start()
+            deadline = time.monotonic() + 10
+            while len(group._queue) < 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            monkeypatch.undo()
+        leader.join(10)
+        follower.join(10)
+        assert isinstance(outcomes["follower"], _Interrupt)
+        assert (group._leading, group._queue) == (False, [])
+        late = threading.Thread(target=append, args=("late",))
+        late.start()
+        late.join(10)
+        assert not late.is_alive(), "an append after the interrupted follower hung"
+        assert store.stream_version("leader") == 1 and store.stream_version("late") == 1
+        assert store.stream_version("follower") == 0  # its caller gave up before it was written
+
+
 def _add_commit_failure(store: SQLiteEventStore) -> None:
     """A deferred foreign key on a side table: an append to 'poison' passes every statement
     and then makes COMMIT itself fail."""
