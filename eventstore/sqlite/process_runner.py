@@ -149,7 +149,7 @@ class SQLiteProcessTables:
     def timeouts(self, conn: sqlite3.Connection, manager: str) -> list[tuple[str, str, int]]:
         rows = conn.execute(
             "SELECT process_id, step, due_at FROM process_timeouts WHERE manager = ? "
-            "ORDER BY due_at",
+            "ORDER BY due_at, process_id, step",
             (manager,),
         ).fetchall()
         return [(r[0], r[1], r[2]) for r in rows]

@@ -244,19 +244,14 @@ def test_a_leader_interrupted_while_it_gathers_passes_the_lead_on(db_path):
         assert store.stream_version("interrupted") == 0
 
 
-class _InterruptedOnceWoken:
+class _InterruptedOnceWoken(group_commit._Wake):
     """A follower's wake whose wait raises once it is woken: a caller interrupted just
     as it was handed the lead."""
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._lock.acquire()
-
-    def set(self) -> None:
-        self._lock.release()
+    __slots__ = ()
 
     def wait(self) -> None:
-        self._lock.acquire()
+        super().wait()
         raise _Interrupt
 
 
