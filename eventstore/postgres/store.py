@@ -1126,21 +1126,22 @@ class PostgresEventStore:
         """Delete expired command records among the next ``batch`` records (key order)."""
         now = time.time_ns() // 1000
         with self.reading() as conn, conn.transaction():
-            keys = conn.execute(
-                "SELECT command_id FROM processed_commands WHERE command_id > %s "
-                "ORDER BY command_id LIMIT %s",
+            # Counted and ended in SQL: the batch's keys never become Python objects.
+            count, last = conn.execute(
+                "SELECT count(*), max(command_id) FROM (SELECT command_id "
+                "FROM processed_commands WHERE command_id > %s "
+                "ORDER BY command_id LIMIT %s) AS batch",
                 (self._sweep_cursor, batch),
-            ).fetchall()
-            if not keys:
+            ).fetchone()
+            if not count:
                 self._sweep_cursor = ""
                 return 0
-            last = keys[-1][0]
             deleted = conn.execute(
                 "DELETE FROM processed_commands WHERE command_id > %s AND command_id <= %s "
                 "AND expires_at <= %s",
                 (self._sweep_cursor, last, now),
             ).rowcount
-            self._sweep_cursor = last if len(keys) == batch else ""
+            self._sweep_cursor = last if count == batch else ""
             return deleted
 
     def delete_expired_commands(self, now: datetime | None = None) -> int:

@@ -7,9 +7,11 @@ fails a check is rolled back to its savepoint alone; the others stay.
 
 Leader/follower: the first caller to find no group being written leads: it writes
 the group on its own thread, so a lone synchronous caller pays no thread hand-off.
-When its own append is answered it hands the lead to the next synchronous caller
-waiting, or, when only ``async`` callers wait, to the store's writer thread
-(``async`` callers never write on the event loop).
+A lone caller (nobody writing, nobody expected back) skips the queue too: the store
+writes its append as it would without group commit (``lead_alone``). When its own
+append is answered a leader hands the lead to the next synchronous caller waiting,
+or, when only ``async`` callers wait, to the store's writer thread (``async``
+callers never write on the event loop).
 
 Every answer waits for COMMIT, errors and "already processed" included: an error
 computed inside the group could otherwise be contradicted by a failed commit, and
@@ -197,19 +199,13 @@ class GroupCommitter:
             if self._closed:
                 raise StoreClosedError(self._store.path)
             lead = not self._leading
-            alone = lead and self._cohort <= 1
             if lead:
                 self._leading = True
-                if alone:
-                    self._leader_thread = me
             else:
                 member.wake = _Wake()
-            if not alone:
-                self._queue.append(member)
-                if self._gathering and len(self._queue) >= self._cohort:
-                    self._gathered.notify()
-        if alone:
-            return self._write_alone(member)
+            self._queue.append(member)
+            if self._gathering and len(self._queue) >= self._cohort:
+                self._gathered.notify()
         if not lead:
             assert member.wake is not None
             try:
@@ -232,21 +228,26 @@ class GroupCommitter:
             if member.lead:
                 self._hand_over()
 
-    def _write_alone(self, member: Member) -> AppendResult:
-        """A lone caller (no group being written, none expected back): its append is
-        written at once, without the queue, so it costs about what an ungrouped append
-        does; callers that queue meanwhile get the lead after it."""
-        try:
-            self._write([member])
-        except Exception as exc:  # never leave it unanswered (as _lead_groups does)
-            if not member.done:
-                member.error = exc
-                member.done = True
-        finally:
-            with self._lock:
-                self._leader_thread = 0
-                self._hand_over()
-        return member.answer()
+    def lead_alone(self) -> bool:
+        """Take the lead for a lone caller, whose append the store then writes at once in a
+        transaction of its own (the path of a store without group commit), when nobody is
+        writing and the last group had at most one synchronous caller: then nobody is
+        expected to join it. The caller must call ``end_alone`` after, whatever happens;
+        callers that queue meanwhile get the lead then."""
+        with self._lock:
+            if self._closed:
+                raise StoreClosedError(self._store.path)
+            if self._leading or self._cohort > 1:
+                return False
+            self._leading = True
+            self._leader_thread = threading.get_ident()
+            return True
+
+    def end_alone(self) -> None:
+        """A lone caller's append is done (written or failed): pass the lead on."""
+        with self._lock:
+            self._leader_thread = 0
+            self._hand_over()
 
     async def append_async(self, member: Member) -> AppendResult:
         """Queue ``member`` and await its answer; the writing runs on a thread, never here."""

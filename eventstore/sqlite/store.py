@@ -270,8 +270,19 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         if expected_version + len(events) > _MAX_INTEGER:
             raise IntegerRangeError(self.path, "expected_version", expected_version)
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
-        if self._group is not None and not self._db.owns_write_lock():
-            return self._group.append(
+        group = self._group
+        if group is None or self._db.owns_write_lock():
+            return self._append_now(
+                aggregate_id,
+                aggregate_type,
+                expected_version,
+                events,
+                encoded,
+                command_id,
+                command_ttl,
+            )
+        if not group.lead_alone():
+            return group.append(
                 Member(
                     aggregate_id,
                     aggregate_type,
@@ -282,6 +293,31 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     command_ttl,
                 )
             )
+        try:
+            return self._append_now(
+                aggregate_id,
+                aggregate_type,
+                expected_version,
+                events,
+                encoded,
+                command_id,
+                command_ttl,
+            )
+        finally:
+            group.end_alone()
+
+    def _append_now(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        encoded: Sequence[tuple[str | None, str | None]],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> AppendResult:
+        """One append in a transaction of its own: without group commit, inside a read
+        model's transaction, or for a lone caller (``GroupCommitter.lead_alone``)."""
         try:
             with self._db.transaction() as conn:
                 result, last = self._append_on(
@@ -606,12 +642,24 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         for item in items:
             if item.expected_version + len(item.events) > _MAX_INTEGER:
                 raise IntegerRangeError(self.path, "expected_version", item.expected_version)
-        if self._group is not None and not self._db.owns_write_lock():
+        group = self._group
+        if group is None or self._db.owns_write_lock():
+            return self._append_many_now(items, command_id, command_ttl)
+        if not group.lead_alone():
             # One member of the next group: it shares the group's transaction and fsync.
-            answer: UnitResult = self._group.append(  # type: ignore[assignment]
+            answer: UnitResult = group.append(  # type: ignore[assignment]
                 UnitMember(items, command_id, command_ttl)
             )
             return answer
+        try:
+            return self._append_many_now(items, command_id, command_ttl)
+        finally:
+            group.end_alone()
+
+    def _append_many_now(
+        self, items: Sequence[StreamAppend], command_id: str | None, command_ttl: timedelta
+    ) -> UnitResult:
+        """One unit in a transaction of its own (see ``_append_now``)."""
         try:
             with self._db.transaction() as conn:
                 result, last = self._append_many_on(conn, items, command_id, command_ttl)
@@ -979,21 +1027,22 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         """
         now = time.time_ns() // 1000
         with self._db.transaction() as conn:
-            keys = conn.execute(
-                "SELECT command_id FROM processed_commands WHERE command_id > ? "
-                "ORDER BY command_id LIMIT ?",
+            # Counted and ended in SQL: the batch's keys never become Python objects.
+            count, last = conn.execute(
+                "SELECT count(*), max(command_id) FROM (SELECT command_id "
+                "FROM processed_commands WHERE command_id > ? "
+                "ORDER BY command_id LIMIT ?) AS batch",
                 (self._sweep_cursor, batch),
-            ).fetchall()
-            if not keys:
+            ).fetchone()
+            if not count:
                 self._sweep_cursor = ""
                 return 0
-            last = keys[-1][0]
             deleted = conn.execute(
                 "DELETE FROM processed_commands WHERE command_id > ? AND command_id <= ? "
                 "AND expires_at <= ?",
                 (self._sweep_cursor, last, now),
             ).rowcount
-            self._sweep_cursor = last if len(keys) == batch else ""
+            self._sweep_cursor = last if count == batch else ""
             return deleted
 
     def delete_expired_commands(self, now: datetime | None = None) -> int:
