@@ -4,9 +4,11 @@ Every mode runs for a fixed time per round on a fresh temp file; the modes take
 turns round by round, forward in even rounds and backward in odd ones, after an
 ``os.sync()`` (this machine's fsync time swings several-fold for seconds at a
 time, so back-to-back runs would compare different disks, and a mode that always
-ran right after its baseline would always meet the disk as the baseline left it). Each figure is the median round's commands/s; p99 latency is over all
-rounds. Clients each own one account (no conflicts): single-event idempotent
-deposits, a new command id each.
+ran right after its baseline would always meet the disk as the baseline left it).
+The one-thread pair, whose difference is a few microseconds a command, runs in
+alternating slices of ``SLICE`` seconds within each round. Each figure is the
+median round's commands/s; p99 latency is over all rounds. Clients each own one
+account (no conflicts): single-event idempotent deposits, a new command id each.
 
 Store level: an ``Account`` (tests/support/bank.py) kept in memory per client,
 ``deposit(1)`` then ``save_with_command`` (threads) or ``save_with_command_async``
@@ -20,6 +22,7 @@ synchronous handlers on the event loop, one transaction per append.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import statistics
@@ -49,6 +52,21 @@ GENERATED = Path(__file__).resolve().parents[1] / "examples" / "bankaccount" / "
 class Mode:
     name: str
     run: Callable[[str, float], tuple[int, list[float]]]  # (folder, seconds) -> (done, latencies)
+
+
+@dataclass
+class Pair:
+    """Two modes measured together in one run (``_one_thread_pair``), each for half of it."""
+
+    names: tuple[str, str]
+    run: Callable[[str, float], dict[str, Any]]  # (folder, seconds) -> {name: (done, latencies)}
+
+    @property
+    def name(self) -> str:
+        return " / ".join(self.names)
+
+
+ONE_THREAD = ("store FULL 1 thread, ungrouped (today)", "store FULL 1 thread, grouped")
 
 
 @dataclass
@@ -162,6 +180,46 @@ def _store_threads(clients: int, sync: str, group: bool) -> Callable[[str, float
             flat = [x for own in latencies for x in own]
             assert store.count_events() == clients + len(flat)
             return len(flat), flat
+
+    return run
+
+
+# The one-thread pair differs by a few microseconds on a command of about 250: rounds
+# of a second (the disk's fsync time changes several-fold within one) drowned it, so the
+# two run in alternating slices of one round, each on its own open file.
+SLICE = 0.05
+
+
+def _one_thread_pair(names: tuple[str, str]) -> Callable[[str, float], dict[str, Any]]:
+    """Ungrouped then grouped one-thread appends at FULL, in alternating ``SLICE`` s
+    slices (ungrouped first in even slices, grouped first in odd ones) for ``seconds``
+    in all: ``{name: (done, latencies)}``, each over half the time."""
+
+    def run(folder: str, seconds: float) -> dict[str, Any]:
+        from tests.support.bank import Account, account_repository
+
+        with contextlib.ExitStack() as stack:
+            clients: list[tuple[str, Any, Any, list[float]]] = []
+            for name, group in zip(names, (False, True), strict=True):
+                store = stack.enter_context(
+                    SQLiteEventStore(_path(folder), synchronous="FULL", group_commit=group)
+                )
+                repo = account_repository(store)
+                account = Account("acc-0")
+                account.open("o", 0)
+                repo.save(account)
+                clients.append((name, repo, account, []))
+            commands = itertools.count()
+            slices = max(2, round(seconds / SLICE / 2) * 2)
+            for k in range(slices // 2):
+                for _, repo, account, own in clients if k % 2 == 0 else clients[::-1]:
+                    end = time.perf_counter() + seconds / slices
+                    while time.perf_counter() < end:
+                        start = time.perf_counter()
+                        account.deposit(1)
+                        repo.save_with_command(account, f"c{next(commands)}")
+                        own.append(time.perf_counter() - start)
+            return {name: (len(own), own) for name, _, _, own in clients}
 
     return run
 
@@ -295,10 +353,9 @@ def _sdk(
     return run
 
 
-def _modes() -> list[Mode]:
-    modes = [
-        Mode("store FULL 1 thread, ungrouped (today)", _store_threads(1, "FULL", False)),
-        Mode("store FULL 1 thread, grouped", _store_threads(1, "FULL", True)),
+def _modes() -> list[Mode | Pair]:
+    modes: list[Mode | Pair] = [
+        Pair(ONE_THREAD, _one_thread_pair(ONE_THREAD)),
         Mode("store FULL 64 tasks, ungrouped", _store_tasks(64, "FULL", False)),
         Mode("store FULL 64 tasks, grouped", _store_tasks(64, "FULL", True)),
         Mode("store FULL 16 threads, ungrouped", _store_threads(16, "FULL", False)),
@@ -333,10 +390,11 @@ def _settle_disk() -> None:
 
 def measure(rounds: int, seconds: float) -> dict[str, Outcome]:
     modes = _modes()
-    outcomes = {m.name: Outcome([], []) for m in modes}
+    names = [n for m in modes for n in (m.names if isinstance(m, Pair) else (m.name,))]
+    outcomes = {name: Outcome([], []) for name in names}
     with tempfile.TemporaryDirectory(prefix="bench-group-") as folder:
         for mode in modes:  # warm-up: imports, protos, first pages
-            mode.run(folder, 0.05)
+            mode.run(folder, 0.1)
         for r in range(rounds):
             step(TOPIC, f"round {r + 1}/{rounds} ({len(modes)} modes, {seconds:g} s each)")
             # Forward in even rounds, backward in odd ones: a mode and its baseline
@@ -344,9 +402,13 @@ def measure(rounds: int, seconds: float) -> dict[str, Outcome]:
             order = modes if r % 2 == 0 else modes[::-1]
             for mode in order:
                 _settle_disk()
-                done, latencies = mode.run(folder, seconds)
-                outcomes[mode.name].rates.append(done / seconds)
-                outcomes[mode.name].latencies.extend(latencies)
+                if isinstance(mode, Pair):  # each of the two for ``seconds``, in slices
+                    runs = mode.run(folder, 2 * seconds)
+                else:
+                    runs = {mode.name: mode.run(folder, seconds)}
+                for name, (done, latencies) in runs.items():
+                    outcomes[name].rates.append(done / seconds)
+                    outcomes[name].latencies.extend(latencies)
     return outcomes
 
 
