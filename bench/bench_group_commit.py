@@ -6,7 +6,7 @@ turns round by round, forward in even rounds and backward in odd ones, after an
 time, so back-to-back runs would compare different disks, and a mode that always
 ran right after its baseline would always meet the disk as the baseline left it).
 The one-thread pair, whose difference is a few microseconds a command, runs in
-alternating slices of ``SLICE`` seconds within each round. Each figure is the
+alternating slices of ``SLICE`` seconds within each round, both on one file. Each figure is the
 median round's commands/s; p99 latency is over all rounds. Clients each own one
 account (no conflicts): single-event idempotent deposits, a new command id each.
 
@@ -185,8 +185,11 @@ def _store_threads(clients: int, sync: str, group: bool) -> Callable[[str, float
 
 
 # The one-thread pair differs by a few microseconds on a command of about 250: rounds
-# of a second (the disk's fsync time changes several-fold within one) drowned it, so the
-# two run in alternating slices of one round, each on its own open file.
+# of a second (the disk's fsync time changes several-fold within one) drowned it, and
+# so did two files (an ungrouped run against an ungrouped run, in alternating slices on
+# two files, came out between 0.85x and 1.20x; on one file, between 1.00x and 1.07x).
+# So the two run in alternating slices of one round, on one file, each with its own
+# store object and account.
 SLICE = 0.05
 
 
@@ -198,14 +201,15 @@ def _one_thread_pair(names: tuple[str, str]) -> Callable[[str, float], dict[str,
     def run(folder: str, seconds: float) -> dict[str, Any]:
         from tests.support.bank import Account, account_repository
 
+        path = _path(folder)  # one file for both: two files' fsyncs differ by up to a fifth
         with contextlib.ExitStack() as stack:
             clients: list[tuple[str, Any, Any, list[float]]] = []
             for name, group in zip(names, (False, True), strict=True):
                 store = stack.enter_context(
-                    SQLiteEventStore(_path(folder), synchronous="FULL", group_commit=group)
+                    SQLiteEventStore(path, synchronous="FULL", group_commit=group)
                 )
                 repo = account_repository(store)
-                account = Account("acc-0")
+                account = Account(f"acc-{len(clients)}")
                 account.open("o", 0)
                 repo.save(account)
                 clients.append((name, repo, account, []))

@@ -234,6 +234,8 @@ class GroupCommitter:
         writing and the last group had at most one synchronous caller: then nobody is
         expected to join it. The caller must call ``end_alone`` after, whatever happens;
         callers that queue meanwhile get the lead then."""
+        if self._leading or self._cohort > 1:  # a hint read without the lock: when busy,
+            return False  # the queue's path takes the lock once, not twice
         with self._lock:
             if self._closed:
                 raise StoreClosedError(self._store.path)

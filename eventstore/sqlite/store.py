@@ -670,6 +670,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 if known is not None:
                     return known
             raise
+        if command_id and not result.already_processed and random.random() < _EXPIRY_SWEEP_CHANCE:
+            self._sweep_after_commit()  # as append does
         if last:
             self._notify(last)
         return result

@@ -188,15 +188,16 @@ def test_a_lone_caller_writes_without_the_queue_and_hands_the_lead_on(db_path, m
     with SQLiteEventStore(db_path) as store:
         group = store._group
         assert group is not None
-        groups: list[int] = []
+        groups: list[tuple[int, int]] = []  # (size, writing thread)
         write_group = store.write_group
 
         def counted(batch: list[Member]) -> int:
-            groups.append(len(batch))
+            groups.append((len(batch), threading.get_ident()))
             return write_group(batch)
 
         monkeypatch.setattr(store, "write_group", counted)
-        store.append("a", "A", 0, [_event()])
+        store.append("a", "A", 0, [_event()], command_id="cmd-a")
+        assert store.append("a", "A", 0, [_event()], command_id="cmd-a").already_processed
         with pytest.raises(ConcurrencyError):
             store.append("a", "A", 0, [_event()])
         unit = store.append_many(
@@ -205,23 +206,33 @@ def test_a_lone_caller_writes_without_the_queue_and_hands_the_lead_on(db_path, m
         assert groups == [], "a lone caller went through a group"
         assert (group._leading, group._leader_thread, group._queue) == (False, 0, [])
         assert [r.events[0].position for _, r in unit.results] == [2, 3]
-        # Whoever queues while a lone caller writes gets the lead after it.
-        done: list[int] = []
-        with store._db.write_lock:
-            lone = threading.Thread(target=lambda: store.append("d", "A", 0, [_event()]))
+        # Whoever queues while a lone caller writes gets the lead after it, on its own thread.
+        outcomes: dict[str, object] = {}
+
+        def append(name: str) -> None:
+            try:
+                outcomes[name] = store.append(name, "A", 0, [_event()]).events[0].position
+            except BaseException as exc:
+                outcomes[name] = exc
+
+        lone = threading.Thread(target=append, args=("d",))
+        queued = threading.Thread(target=append, args=("e",))
+        deadline = time.monotonic() + 10
+        with store._db.write_lock:  # held here: the lone caller waits for it, leading
             lone.start()
             while not group._leading:
+                assert time.monotonic() < deadline
                 time.sleep(0.001)
-            queued = threading.Thread(
-                target=lambda: done.append(store.append("e", "A", 0, [_event()]).events[0].position)
-            )
             queued.start()
             while not group._queue:
+                assert time.monotonic() < deadline
                 time.sleep(0.001)
         lone.join(10)
         queued.join(10)
-        assert done == [5] and groups == [1]
-        assert (group._leading, group._queue) == (False, [])
+        assert not lone.is_alive() and not queued.is_alive()
+        assert outcomes == {"d": 4, "e": 5}
+        assert groups == [(1, queued.ident)], "the queued caller did not lead its own group"
+        assert (group._leading, group._leader_thread, group._queue) == (False, 0, [])
 
 
 def test_close_ends_a_leaders_wait_and_answers_it_with_store_closed(db_path, monkeypatch):
