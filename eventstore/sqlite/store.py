@@ -270,41 +270,25 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         if expected_version + len(events) > _MAX_INTEGER:
             raise IntegerRangeError(self.path, "expected_version", expected_version)
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
-        group = self._group
-        if group is None or self._db.owns_write_lock():
-            return self._append_now(
-                aggregate_id,
-                aggregate_type,
-                expected_version,
-                events,
-                encoded,
-                command_id,
-                command_ttl,
-            )
-        if not group.lead_alone():
-            return group.append(
-                Member(
-                    aggregate_id,
-                    aggregate_type,
-                    expected_version,
-                    events,
-                    encoded,
-                    command_id,
-                    command_ttl,
-                )
-            )
+        append = (
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            encoded,
+            command_id,
+            command_ttl,
+        )
+        group, lone = self._group, None
+        if group is not None and not self._db.owns_write_lock():
+            if not group.lead_alone():
+                return group.append(Member(*append))
+            lone = group  # nobody writing, nobody expected: written at once, as ungrouped
         try:
-            return self._append_now(
-                aggregate_id,
-                aggregate_type,
-                expected_version,
-                events,
-                encoded,
-                command_id,
-                command_ttl,
-            )
+            return self._append_now(*append)
         finally:
-            group.end_alone()
+            if lone is not None:
+                lone.end_alone()
 
     def _append_now(
         self,
@@ -642,19 +626,20 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         for item in items:
             if item.expected_version + len(item.events) > _MAX_INTEGER:
                 raise IntegerRangeError(self.path, "expected_version", item.expected_version)
-        group = self._group
-        if group is None or self._db.owns_write_lock():
-            return self._append_many_now(items, command_id, command_ttl)
-        if not group.lead_alone():
-            # One member of the next group: it shares the group's transaction and fsync.
-            answer: UnitResult = group.append(  # type: ignore[assignment]
-                UnitMember(items, command_id, command_ttl)
-            )
-            return answer
+        group, lone = self._group, None
+        if group is not None and not self._db.owns_write_lock():
+            if not group.lead_alone():
+                # One member of the next group: it shares the group's transaction and fsync.
+                answer: UnitResult = group.append(  # type: ignore[assignment]
+                    UnitMember(items, command_id, command_ttl)
+                )
+                return answer
+            lone = group
         try:
             return self._append_many_now(items, command_id, command_ttl)
         finally:
-            group.end_alone()
+            if lone is not None:
+                lone.end_alone()
 
     def _append_many_now(
         self, items: Sequence[StreamAppend], command_id: str | None, command_ttl: timedelta
