@@ -300,8 +300,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_id: str | None,
         command_ttl: timedelta,
     ) -> AppendResult:
-        """One append in a transaction of its own: without group commit, inside a read
-        model's transaction, or for a lone caller (``GroupCommitter.lead_alone``)."""
+        """One append in a transaction of its own: without group commit, for a lone
+        caller (``GroupCommitter.lead_alone``), or on a thread that holds the write lock
+        (queued, it would wait for itself; here SQLite refuses the nested transaction,
+        and read-model handlers append through ``ctx.store`` instead)."""
         try:
             with self._db.transaction() as conn:
                 result, last = self._append_on(
