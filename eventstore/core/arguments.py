@@ -7,9 +7,15 @@ misleading answer ("versions run from 1 to 1" for ``at_version=1.5``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 
+from .errors import IntegerRangeError
 from .events import EventMetadata, NewEvent
+
+#: The largest integer SQLite and PostgreSQL's ``bigint`` hold: versions, positions and
+#: times in microseconds stay at or below it.
+MAX_INTEGER = 2**63 - 1
 
 
 def _shown(value: object) -> str:
@@ -43,27 +49,157 @@ def check_metadata(where: str, metadata: object, name: str = "metadata") -> None
         )
 
 
+def check_ttl(where: str, command_ttl: object) -> None:
+    """``command_ttl`` must be a ``timedelta``."""
+    if not isinstance(command_ttl, timedelta):
+        raise TypeError(
+            f"{where}: command_ttl must be a datetime.timedelta, got {_shown(command_ttl)}. "
+            "Pass e.g. timedelta(days=7) (the default, DEFAULT_COMMAND_TTL)."
+        )
+
+
+# The last microsecond a datetime holds (9999-12-31), counted from the Unix epoch.
+_LAST_MICROS = (datetime.max.replace(tzinfo=UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(
+    microseconds=1
+)
+
+
+def command_expiry(now_micros: int, command_ttl: timedelta) -> int:
+    """When a command recorded at ``now_micros`` expires, in microseconds since the epoch.
+
+    A TTL that reaches past the year 9999 (``timedelta.max``) ends there: the record
+    is kept for good, and its expiry still reads back as a ``datetime``.
+    """
+    return min(now_micros + command_ttl // timedelta(microseconds=1), _LAST_MICROS)
+
+
 def check_append(
-    aggregate_id: object, expected_version: object, events: object, command_id: object
+    path: str,
+    aggregate_id: object,
+    aggregate_type: object,
+    expected_version: object,
+    events: object,
+    command_id: object,
+    command_ttl: object,
 ) -> None:
-    """The arguments of ``EventStore.append``, checked before any SQL runs."""
+    """The arguments of ``EventStore.append``, checked before any SQL runs (``path``
+    names the store in ``IntegerRangeError``)."""
     if not isinstance(aggregate_id, str) or not aggregate_id:
         raise TypeError(f"append: aggregate_id must be a non-empty str, got {_shown(aggregate_id)}")
+    where = f"append to {aggregate_id!r}"
+    if not isinstance(aggregate_type, str) or not aggregate_type:
+        raise TypeError(
+            f"{where}: aggregate_type must be a non-empty str (the aggregate's type name, "
+            f"as in AggregateRoot.type), got {_shown(aggregate_type)}"
+        )
     if isinstance(expected_version, bool) or not isinstance(expected_version, int):
         raise TypeError(
-            f"append to {aggregate_id!r}: expected_version must be an int (0 for a new "
+            f"{where}: expected_version must be an int (0 for a new "
             f"aggregate), got {_shown(expected_version)}"
         )
-    check_command_id(f"append to {aggregate_id!r}", command_id, optional=True)
-    if not isinstance(events, Sequence):
-        raise TypeError(
-            f"append to {aggregate_id!r}: events must be a sequence of NewEvent, got "
-            f"{_shown(events)}"
-        )
+    if expected_version < 0:
+        raise ValueError(f"expected_version must be >= 0, got {expected_version}")
+    check_command_id(where, command_id, optional=True)
+    check_ttl(where, command_ttl)
+    if not isinstance(events, Sequence) or isinstance(events, (str, bytes)):
+        raise TypeError(f"{where}: events must be a sequence of NewEvent, got {_shown(events)}")
+    if expected_version + len(events) > MAX_INTEGER:
+        raise IntegerRangeError(path, "expected_version", expected_version, len(events))
     for index, event in enumerate(events):
         if not isinstance(event, NewEvent):
+            raise TypeError(f"{where}: events[{index}] must be a NewEvent, got {_shown(event)}")
+        _check_event(where, index, event)
+    if len(events) > 1:
+        _check_distinct_ids(where, [e.event_id for e in events])
+
+
+def _check_event(where: str, index: int, event: NewEvent) -> None:
+    if not isinstance(event.event_id, str) or not event.event_id:
+        raise TypeError(
+            f"{where}: events[{index}].event_id must be a non-empty str, got "
+            f"{_shown(event.event_id)}. Use new_event_id(), or deterministic_event_id() "
+            "for a command's events."
+        )
+    if not isinstance(event.event_type, str) or not event.event_type:
+        raise TypeError(
+            f"{where}: events[{index}].event_type must be a non-empty str (the message's "
+            f"full name, e.g. 'bank.v1.Deposited'), got {_shown(event.event_type)}"
+        )
+    if not isinstance(event.data, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"{where}: events[{index}].data must be bytes (e.g. message.SerializeToString()), "
+            f"got {_shown(event.data)}"
+        )
+    check_metadata(where, event.metadata, f"events[{index}].metadata")
+
+
+def _check_distinct_ids(where: str, ids: list[str]) -> None:
+    if len(set(ids)) != len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(
+            f"{where}: event id(s) {twice} appear more than once in this call; give each "
+            "event its own id (new_event_id(), or deterministic_event_id() with its index)"
+        )
+
+
+def check_distinct_event_ids(where: str, appends: Iterable[Sequence[NewEvent]]) -> None:
+    """No event id twice across the streams of one ``append_many``."""
+    _check_distinct_ids(where, [e.event_id for events in appends for e in events])
+
+
+def check_position(name: str, value: object) -> None:
+    """A position to read after (``after_position``, a checkpoint's): an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"{name} must be an int (0 reads from the start), got {_shown(value)}. Pass a "
+            "position the store handed out (Event.position, head_position())."
+        )
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0 (0 reads from the start), got {value}")
+
+
+def check_count(name: str, value: object) -> None:
+    """A page size or limit: an int >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int >= 1, got {_shown(value)}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def event_type_names(event_types: object) -> list[str] | None:
+    """``event_types`` as a list of names (None: every type).
+
+    A lone ``str`` is refused: iterated, it would filter on its letters and match
+    nothing (or, for one-letter type names, the wrong events) without a word.
+    """
+    if event_types is None:
+        return None
+    if isinstance(event_types, (str, bytes)) or not isinstance(event_types, Iterable):
+        raise TypeError(
+            f"event_types must be a list of event type names, got {_shown(event_types)}. "
+            f"For one type pass a list of one: event_types=[{event_types!r:.60}]."
+        )
+    names = list(event_types)
+    for name in names:
+        if not isinstance(name, str):
             raise TypeError(
-                f"append to {aggregate_id!r}: events[{index}] must be a NewEvent, got "
-                f"{_shown(event)}"
+                f"event_types must hold event type names (str, e.g. 'bank.v1.Deposited'), "
+                f"got {_shown(name)} among them"
             )
-        check_metadata(f"append to {aggregate_id!r}", event.metadata, f"events[{index}].metadata")
+    return names
+
+
+def check_checkpoint(path: str, name: str, position: object, scanned: object) -> None:
+    """A checkpoint's ``position`` (and ``scanned_position``): ints from 0 to 2**63 - 1."""
+    for label, value in (("position", position), ("scanned_position", scanned)):
+        if value is None and label == "scanned_position":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(
+                f"checkpoint {name!r}: {label} must be an int (the position of the last "
+                f"event handled), got {_shown(value)}"
+            )
+        if value < 0:
+            raise ValueError(f"checkpoint {name!r}: {label} must be >= 0, got {value}")
+        if value > MAX_INTEGER:
+            raise IntegerRangeError(path, label, value)

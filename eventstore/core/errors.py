@@ -225,10 +225,14 @@ class PayloadTooLargeError(StorageError, ValueError):
 class IntegerRangeError(StorageError, ValueError):
     """A position, version or count at or above 2**63, beyond SQLite's 64-bit integers."""
 
-    def __init__(self, path: str, name: str = "", value: int | None = None) -> None:
+    def __init__(
+        self, path: str, name: str = "", value: int | None = None, events: int = 0
+    ) -> None:
         self.name = name
         self.value = value
         what = f"{name}={value}" if name else "a position, version or count"
+        if events:  # an append's last version: expected_version + the events
+            what += f" plus {events} event{'s' if events > 1 else ''}"
         super().__init__(
             path,
             f"{what} is 2**63 or more, beyond SQLite's largest integer (2**63 - 1)",

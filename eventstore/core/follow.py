@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import TracebackType
 
+from .arguments import check_count, check_position, event_type_names
 from .events import Event
 from .ports import CommitListener, CommitSource, EventSource, read_page
 from .upcasting import Upcasters
@@ -124,14 +125,12 @@ class Subscription:
         page_size: int = 1000,
         upcasters: Upcasters | None = None,
     ) -> None:
-        if after_position < 0:
-            raise ValueError(f"after_position must be >= 0, got {after_position}")
+        check_position("after_position", after_position)
         if poll_interval <= 0:
             raise ValueError(f"poll_interval must be > 0 seconds, got {poll_interval}")
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        check_count("page_size", page_size)
         self._source = source
-        wanted = list(event_types) if event_types is not None else None
+        wanted = event_type_names(event_types)
         self._wanted = frozenset(wanted) if wanted is not None else None
         self._upcasters = upcasters if upcasters else None
         if self._upcasters is not None and wanted is not None:

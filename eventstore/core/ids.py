@@ -20,7 +20,11 @@ import uuid
 # of retries across versions of this library.
 _EVENT_ID_NAMESPACE = uuid.UUID("6f1c1d52-5a0e-4f59-9a53-2d1f4f5e7a10")
 _NAMESPACE_BYTES = _EVENT_ID_NAMESPACE.bytes
-_UUID7 = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z")
+# A UUIDv7 command id, alone or as a tenant's (``<tenant>::<id>``, as a tenant-isolated
+# repository hands it to the store).
+_UUID7 = re.compile(
+    r"(?:\A|::)([0-9a-f]{8}-[0-9a-f]{4})-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\Z"
+)
 # The RFC 4122 variant in the hex digit after the third dash: 10xx.
 _VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 
@@ -28,19 +32,21 @@ _VARIANT = {f"{n:x}": f"{(n & 0x3) | 0x8:x}" for n in range(16)}
 def deterministic_event_id(command_id: str, aggregate_id: str, index: int) -> str:
     """The id of the ``index``-th event (0-based) that ``command_id`` raised on an aggregate.
 
-    A function of its arguments only: the UUIDv5 of the three, length-prefixed. When the command
-    id is itself a lowercase UUIDv7 (as ``new_command_id`` and the generated
-    clients make them), the event id takes the command's 48-bit time prefix
-    instead (RFC 9562 version 8, the rest from the same hash), so event ids of
-    recent commands stay close together in the store's unique index.
+    A function of its arguments only: the UUIDv5 of the three, length-prefixed.
+    When the command id is itself a lowercase UUIDv7 (as ``new_command_id`` and the
+    generated clients make them; alone, or after a tenant's ``<tenant>::``), the
+    event id takes the command's 48-bit time prefix instead (RFC 9562 version 8,
+    the rest from the same hash), so event ids of recent commands stay close
+    together in the store's unique index.
     """
     # uuid.uuid5 spelled out on strings: this runs once per stored event.
     # Length-prefixed, so that no two (command, aggregate) pairs spell the same name.
     name = f"{len(command_id)}:{command_id}{len(aggregate_id)}:{aggregate_id}{index}"
     h = hashlib.sha1(_NAMESPACE_BYTES + name.encode()).hexdigest()
     variant = _VARIANT[h[16]]
-    if _UUID7.match(command_id):
-        return f"{command_id[:13]}-8{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
+    uuid7 = _UUID7.search(command_id)
+    if uuid7:
+        return f"{uuid7[1]}-8{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
     return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{variant}{h[17:20]}-{h[20:32]}"
 
 

@@ -21,7 +21,7 @@ from google.protobuf.message import DecodeError, Message
 
 from . import instrumentation as _instr
 from .aggregate import AggregateRoot
-from .arguments import check_command_id, check_metadata
+from .arguments import check_command_id, check_count, check_metadata, check_ttl
 from .commands import CommandResult
 from .constraints import UniqueConstraint
 from .errors import (
@@ -169,6 +169,7 @@ class Repository(Generic[A]):
         self.snapshot_strategy = snapshot_strategy
         self.upcasters = upcasters or Upcasters()
         self.snapshot_upcaster = snapshot_upcaster
+        check_ttl("Repository", command_ttl)
         self.command_ttl = command_ttl
         # load_async's loads go to worker threads in batches (see offloop.py), as many
         # threads as the store says its loads usefully overlap on.
@@ -584,9 +585,14 @@ class Repository(Generic[A]):
             return None
         base = EventMetadata(causation_id=command_id or "").merged(metadata)
         scoped = self._scoped_constraints if self.tenant_isolation else _unchanged
+        # Ids from the command id the store keys (per tenant), so that the store can
+        # recognise a retry by them once the command's record has expired.
+        stored_command = self._scoped(command_id)
         return [
             NewEvent(
-                deterministic_event_id(command_id, key, index) if command_id else new_event_id(),
+                deterministic_event_id(stored_command, key, index)
+                if stored_command
+                else new_event_id(),
                 p.message.DESCRIPTOR.full_name,
                 p.message.SerializeToString(),
                 base.merged(p.metadata),
@@ -692,8 +698,7 @@ class Repository(Generic[A]):
         """
         check_command_id("retry_on_conflict", command_id, optional=True)
         check_metadata("retry_on_conflict", metadata)
-        if attempts < 1:
-            raise ValueError(f"attempts must be 1 or more, got {attempts}")
+        check_count("attempts", attempts)
         for attempt in range(1, attempts + 1):
             try:
                 aggregate = self.load(aggregate_id)
@@ -734,8 +739,7 @@ class Repository(Generic[A]):
         """
         check_command_id("retry_on_conflict_async", command_id, optional=True)
         check_metadata("retry_on_conflict_async", metadata)
-        if attempts < 1:
-            raise ValueError(f"attempts must be 1 or more, got {attempts}")
+        check_count("attempts", attempts)
         for attempt in range(1, attempts + 1):
             aggregate, known = await asyncio.to_thread(
                 self._load_for_retry, aggregate_id, command_id

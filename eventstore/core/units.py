@@ -21,7 +21,13 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .arguments import check_append, check_command_id, check_metadata
+from .arguments import (
+    check_append,
+    check_command_id,
+    check_distinct_event_ids,
+    check_metadata,
+    check_ttl,
+)
 from .errors import UniqueConstraintError
 from .events import Event, EventMetadata, NewEvent
 from .ports import (
@@ -76,9 +82,13 @@ def _position(event: Event) -> int:
     return event.position
 
 
-def check_unit(appends: object, command_id: object) -> list[StreamAppend]:
-    """The arguments of ``append_many``, checked before any SQL runs."""
+def check_unit(
+    path: str, appends: object, command_id: object, command_ttl: object
+) -> list[StreamAppend]:
+    """The arguments of ``append_many``, checked before any SQL runs (``path`` names the
+    store in ``IntegerRangeError``)."""
     check_command_id("append_many", command_id, optional=True)
+    check_ttl("append_many", command_ttl)
     if not isinstance(appends, Sequence) or isinstance(appends, (str, bytes)):
         raise TypeError(
             f"append_many: appends must be a sequence of StreamAppend, got {type(appends).__name__}"
@@ -92,18 +102,23 @@ def check_unit(appends: object, command_id: object) -> list[StreamAppend]:
                 f"append_many: each item must be a StreamAppend(aggregate_id, aggregate_type, "
                 f"expected_version, events), got {type(item).__name__}"
             )
-        check_append(item.aggregate_id, item.expected_version, item.events, command_id)
-        if item.expected_version < 0:
-            raise ValueError(
-                f"expected_version of {item.aggregate_id!r} must be >= 0, "
-                f"got {item.expected_version}"
-            )
+        check_append(
+            path,
+            item.aggregate_id,
+            item.aggregate_type,
+            item.expected_version,
+            item.events,
+            command_id,
+            command_ttl,
+        )
         if item.aggregate_id in seen:
             raise ValueError(
                 f"append_many: aggregate {item.aggregate_id!r} appears twice in one unit; put "
                 "all of its events in one StreamAppend"
             )
         seen.add(item.aggregate_id)
+    if len(appends) > 1:
+        check_distinct_event_ids("append_many", [item.events for item in appends])
     return list(appends)
 
 
@@ -156,6 +171,7 @@ class UnitOfWork:
 
     def __post_init__(self) -> None:
         check_command_id("UnitOfWork", self.command_id, optional=True)
+        check_ttl("UnitOfWork", self.command_ttl)
         check_metadata("UnitOfWork", self.metadata)
 
     def save(
@@ -229,6 +245,7 @@ class UnitOfWork:
         from .ids import deterministic_event_id, new_event_id
 
         appends = []
+        stored_command = self._stored_command_id()  # what the store derives ids from
         for entry in self._entries:
             aggregate = entry.aggregate
             key = self._key(entry)
@@ -241,8 +258,8 @@ class UnitOfWork:
             base = base.merged(entry.metadata)
             events = [
                 NewEvent(
-                    deterministic_event_id(self.command_id, key, index)
-                    if self.command_id
+                    deterministic_event_id(stored_command, key, index)
+                    if stored_command
                     else new_event_id(),
                     p.message.DESCRIPTOR.full_name,
                     p.message.SerializeToString(),

@@ -33,7 +33,14 @@ from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
-from ..core.arguments import check_append
+from ..core.arguments import (
+    check_append,
+    check_checkpoint,
+    check_count,
+    check_position,
+    command_expiry,
+    event_type_names,
+)
 from ..core.commands import result_of_command_record
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
@@ -529,7 +536,7 @@ class PostgresEventStore:
             planned.append((item, own))
             if command_id:
                 ids = "[" + ",".join([quote_json(e.event_id) for e in events]) + "]"
-                expires = now + int(ttl.total_seconds() * 1_000_000)
+                expires = command_expiry(now, ttl)
                 records.append((command_id, aggregate_id, ids, now, expires))
         try:
             positions: dict[str, int] = {}
@@ -659,11 +666,15 @@ class PostgresEventStore:
         command_id: str | None,
         command_ttl: timedelta,
     ) -> tuple[Any, ...]:
-        check_append(aggregate_id, expected_version, events, command_id)
-        if expected_version < 0:
-            raise ValueError(f"expected_version must be >= 0, got {expected_version}")
-        if expected_version + len(events) > _MAX_INTEGER:
-            raise IntegerRangeError(self.path, "expected_version", expected_version)
+        check_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
+        )
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         return (
             aggregate_id,
@@ -752,10 +763,7 @@ class PostgresEventStore:
         Runs on a pooled connection under the position lock, beside the group
         commit (which takes the same lock), so positions stay in commit order.
         """
-        items = check_unit(appends, command_id)
-        for part in items:
-            if part.expected_version + len(part.events) > _MAX_INTEGER:
-                raise IntegerRangeError(self.path, "expected_version", part.expected_version)
+        items = check_unit(self.path, appends, command_id, command_ttl)
         item = _Append((items, command_id, command_ttl), lambda i: i.signal.set(), unit=True)
         self._commit_waiting(item)
         return self._finish_unit(item)
@@ -790,10 +798,7 @@ class PostgresEventStore:
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> UnitResult:
         """``append_many`` without blocking the event loop: it joins the next group commit."""
-        items = check_unit(appends, command_id)
-        for unit_item in items:
-            if unit_item.expected_version + len(unit_item.events) > _MAX_INTEGER:
-                raise IntegerRangeError(self.path, "expected_version", unit_item.expected_version)
+        items = check_unit(self.path, appends, command_id, command_ttl)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -816,7 +821,7 @@ class PostgresEventStore:
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> tuple[UnitResult, int]:
         """``append_many`` on ``conn`` inside the caller's transaction (see ``append_on``)."""
-        items = check_unit(appends, command_id)
+        items = check_unit(self.path, appends, command_id, command_ttl)
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
         try:
             with conn.transaction():
@@ -876,7 +881,7 @@ class PostgresEventStore:
             results.append((item.aggregate_id, result))
             last = max(last, position)
         if command_id:
-            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            expires = command_expiry(now, command_ttl)
             recorded = [(a, [e.event_id for e in r.events]) for a, r in results]
             conn.execute(
                 _INSERT_UNIT_COMMAND,
@@ -987,7 +992,7 @@ class PostgresEventStore:
                 positions = sorted(r[0] for r in inserted_rows)
             last = positions[-1]
         if command_id:
-            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            expires = command_expiry(now, command_ttl)
             ids = "[" + ",".join([quote_json(e.event_id) for e in events]) + "]"
             conn.execute(_INSERT_COMMAND, (command_id, aggregate_id, ids, now, expires))
         stored = tuple(
@@ -1201,10 +1206,7 @@ class PostgresEventStore:
         return await asyncio.to_thread(self.stream_version, aggregate_id)
 
     def _check_after(self, after_position: int) -> None:
-        if after_position < 0:
-            raise ValueError(
-                f"after_position must be >= 0 (0 reads from the start), got {after_position}"
-            )
+        check_position("after_position", after_position)
         if after_position > _MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_position", after_position)
 
@@ -1217,6 +1219,7 @@ class PostgresEventStore:
     ) -> list[Event]:
         """Events with position > ``after_position`` in position order (never the one at it)."""
         self._check_after(after_position)
+        event_types = event_type_names(event_types)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s"
         params: list[object] = [after_position]
         if event_types is not None:
@@ -1226,8 +1229,8 @@ class PostgresEventStore:
             params.append(list(event_types))
         sql += " ORDER BY position"
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"limit must be >= 1, got {limit}")
+            check_count("limit", limit)
+            limit = min(limit, _MAX_INTEGER)  # no more rows than that exist
             sql += " LIMIT %s"
             params.append(limit)
         with self.reading() as conn, conn.cursor(binary=True, row_factory=_event_rows) as cursor:
@@ -1248,12 +1251,10 @@ class PostgresEventStore:
         commit order (the position lock), so every event at or below that head
         is visible to the second read and nothing matching is skipped.
         """
-        if after_position < 0:
-            raise ValueError(
-                f"after_position must be >= 0 (0 reads from the start), got {after_position}"
-            )
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+        check_position("after_position", after_position)
+        event_types = event_type_names(event_types)
+        check_count("limit", limit)
+        limit = min(limit, _MAX_INTEGER)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s"
         params: list[object] = [after_position]
         if event_types is not None:
@@ -1276,8 +1277,8 @@ class PostgresEventStore:
         page_size: int = 1000,
     ) -> Iterator[Event]:
         """All events after ``after_position``, read page by page (no long read transaction)."""
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        check_count("page_size", page_size)
+        event_types = event_type_names(event_types)  # read once: a generator is used up
         position = after_position
         while True:
             page = self.read_all(position, limit=page_size, event_types=event_types)
@@ -1429,8 +1430,7 @@ class PostgresEventStore:
     def save_checkpoint(
         self, name: str, position: int, *, scanned_position: int | None = None
     ) -> None:
-        if position < 0:
-            raise ValueError(f"checkpoint {name!r}: position must be >= 0, got {position}")
+        check_checkpoint(self.path, name, position, scanned_position)
         with self.reading() as conn:
             write_checkpoint(conn, name, position, scanned_position)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
+from ..core.arguments import check_checkpoint
 from .connections import ConnectionPool
 
 UPSERT_CHECKPOINT = (
@@ -61,8 +62,7 @@ class SQLiteCheckpoints:
     def save_checkpoint(
         self, name: str, position: int, *, scanned_position: int | None = None
     ) -> None:
-        if position < 0:
-            raise ValueError(f"checkpoint {name!r}: position must be >= 0, got {position}")
+        check_checkpoint(self._db.path, name, position, scanned_position)
         with self._db.transaction() as conn:
             write_checkpoint(conn, name, position, scanned_position)
 

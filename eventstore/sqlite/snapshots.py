@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from ..core.arguments import MAX_INTEGER
 from ..core.events import timestamp_from_micros
 from ..core.snapshots import Snapshot, SnapshotStats
 from .connections import ConnectionPool
@@ -47,7 +48,7 @@ class SQLiteSnapshots:
                 row = conn.execute(
                     f"SELECT {_COLUMNS} FROM snapshots WHERE aggregate_id = ? AND version <= ? "
                     "ORDER BY version DESC LIMIT 1",
-                    (aggregate_id, at_or_before_version),
+                    (aggregate_id, min(at_or_before_version, MAX_INTEGER)),  # none is later
                 ).fetchone()
         return _row_to_snapshot(row) if row else None
 

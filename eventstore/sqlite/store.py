@@ -16,7 +16,13 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
-from ..core.arguments import check_append
+from ..core.arguments import (
+    check_append,
+    check_count,
+    check_position,
+    command_expiry,
+    event_type_names,
+)
 from ..core.commands import result_of_command_record
 from ..core.constraints import ConstraintOp
 from ..core.errors import (
@@ -264,11 +270,15 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
-        check_append(aggregate_id, expected_version, events, command_id)
-        if expected_version < 0:
-            raise ValueError(f"expected_version must be >= 0, got {expected_version}")
-        if expected_version + len(events) > _MAX_INTEGER:
-            raise IntegerRangeError(self.path, "expected_version", expected_version)
+        check_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
+        )
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         append = (
             aggregate_id,
@@ -365,11 +375,15 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 command_id=command_id,
                 command_ttl=command_ttl,
             )
-        check_append(aggregate_id, expected_version, events, command_id)
-        if expected_version < 0:
-            raise ValueError(f"expected_version must be >= 0, got {expected_version}")
-        if expected_version + len(events) > _MAX_INTEGER:
-            raise IntegerRangeError(self.path, "expected_version", expected_version)
+        check_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
+        )
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         member = Member(
             aggregate_id, aggregate_type, expected_version, events, encoded, command_id, command_ttl
@@ -573,9 +587,15 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         Returns the result and the last position written (0 when none): commit
         listeners are the caller's to call (``notify_commit``) once it committed.
         """
-        check_append(aggregate_id, expected_version, events, command_id)
-        if expected_version < 0:
-            raise ValueError(f"expected_version must be >= 0, got {expected_version}")
+        check_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
+        )
         encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         conn.execute("SAVEPOINT eventstore_append")
         try:
@@ -624,10 +644,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         (``UnitResult.already_processed``), before any check; the id sent with an
         aggregate outside the original unit raises ``CommandIdConflictError``.
         """
-        items = check_unit(appends, command_id)
-        for item in items:
-            if item.expected_version + len(item.events) > _MAX_INTEGER:
-                raise IntegerRangeError(self.path, "expected_version", item.expected_version)
+        items = check_unit(self.path, appends, command_id, command_ttl)
         group, lone = self._group, None
         if group is not None and not self._db.owns_write_lock():
             if not group.lead_alone():
@@ -673,10 +690,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         """``append_many`` for ``async`` callers: with group commit it joins the next group,
         written on a thread; else ``append_many`` runs on a worker thread."""
         if self._group is not None:
-            items = check_unit(appends, command_id)
-            for item in items:
-                if item.expected_version + len(item.events) > _MAX_INTEGER:
-                    raise IntegerRangeError(self.path, "expected_version", item.expected_version)
+            items = check_unit(self.path, appends, command_id, command_ttl)
             answer: UnitResult = await self._group.append_async(  # type: ignore[assignment]
                 UnitMember(items, command_id, command_ttl)
             )
@@ -694,7 +708,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> tuple[UnitResult, int]:
         """``append_many`` on the writer already inside a transaction (see ``append_on``)."""
-        items = check_unit(appends, command_id)
+        items = check_unit(self.path, appends, command_id, command_ttl)
         conn.execute("SAVEPOINT eventstore_unit")
         try:
             result = self._append_many_on(conn, items, command_id, command_ttl)
@@ -757,7 +771,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             results.append((item.aggregate_id, result))
             last = max(last, position)
         if command_id:
-            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            expires = command_expiry(now, command_ttl)
             recorded = [(a, [e.event_id for e in r.events]) for a, r in results]
             conn.execute(
                 _INSERT_UNIT_COMMAND,
@@ -853,7 +867,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 conn.executemany(_INSERT_EVENT, rows)
                 last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         if command_id:
-            expires = now + int(command_ttl.total_seconds() * 1_000_000)
+            expires = command_expiry(now, command_ttl)
             ids = "[" + ",".join([quote_json(e.event_id) for e in events]) + "]"
             conn.execute(_INSERT_COMMAND, (command_id, aggregate_id, ids, now, expires))
         first = last - len(rows) + 1
@@ -1100,10 +1114,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         event_types: Sequence[str] | None = None,
     ) -> list[Event]:
         """Events with position > ``after_position`` in position order (never the one at it)."""
-        if after_position < 0:
-            raise ValueError(
-                f"after_position must be >= 0 (0 reads from the start), got {after_position}"
-            )
+        check_position("after_position", after_position)
+        event_types = event_type_names(event_types)
         if after_position > _MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_position", after_position)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?"
@@ -1115,8 +1127,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             params.extend(event_types)
         sql += " ORDER BY position"
         if limit is not None:
-            if limit < 1:
-                raise ValueError(f"limit must be >= 1, got {limit}")
+            check_count("limit", limit)
+            limit = min(limit, _MAX_INTEGER)  # no more rows than that exist
             sql += " LIMIT ?"
             params.append(limit)
         with self._db.reading() as conn:
@@ -1135,12 +1147,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         slips between them: a filtered reader continues after ``scanned_to``
         without missing an event or rescanning the ones it skipped.
         """
-        if after_position < 0:
-            raise ValueError(
-                f"after_position must be >= 0 (0 reads from the start), got {after_position}"
-            )
-        if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+        check_position("after_position", after_position)
+        event_types = event_type_names(event_types)
+        check_count("limit", limit)
+        limit = min(limit, _MAX_INTEGER)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?"
         params: list[object] = [after_position]
         if event_types is not None:
@@ -1171,8 +1181,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         page_size: int = 1000,
     ) -> Iterator[Event]:
         """All events after ``after_position``, read page by page (no long read transaction)."""
-        if page_size < 1:
-            raise ValueError(f"page_size must be >= 1, got {page_size}")
+        check_count("page_size", page_size)
+        event_types = event_type_names(event_types)  # read once: a generator is used up
         position = after_position
         while True:
             page = self.read_all(position, limit=page_size, event_types=event_types)

@@ -16,6 +16,7 @@ from eventstore import (
     UniqueConstraint,
     deterministic_event_id,
 )
+from eventstore.tenancy import with_tenant
 from tests.support.bank import Account, account_repository, pb
 
 from .builders import command_events, deposit, log_contents, opened
@@ -315,6 +316,32 @@ def test_retry_after_command_record_was_cleaned_up_is_already_processed(store):
     assert [e.version for e in again.events] == [1, 2]
 
 
+def test_a_tenants_retry_after_its_record_expired_is_already_processed(store):
+    # The ids of a tenant's events come from the command id the store keys (the
+    # tenant's), or the store could not recognise them once the record is gone.
+    repo = account_repository(store, tenant_isolation=True)
+    with with_tenant("acme"):
+        account = _opened_account()
+        account.deposit(3)
+        first = repo.save_with_command(account, "cmd-1")
+        store.delete_expired_commands(datetime.now(UTC) + DEFAULT_COMMAND_TTL * 2)
+        retry = _opened_account()
+        retry.deposit(3)
+        again = repo.save_with_command(retry, "cmd-1")
+        rerun = repo.retry_on_conflict("acc-1", lambda a: a.deposit(3), command_id="cmd-1")
+    assert again.already_processed is True and rerun.already_processed is True
+    assert list(again.events) == list(first.events) == list(rerun.events)
+    assert store.stream_version("acme::acc-1") == 2
+
+
+def test_the_same_command_id_in_two_tenants_is_two_commands(store):
+    repo = account_repository(store, tenant_isolation=True)
+    for tenant in ("acme", "beta"):
+        with with_tenant(tenant):
+            assert repo.save_with_command(_opened_account(), "cmd-1").already_processed is False
+    assert store.stream_version("acme::acc-1") == store.stream_version("beta::acc-1") == 1
+
+
 def test_retry_on_conflict_with_known_command_does_not_run_the_command(store):
     repo = account_repository(store)
     repo.save_with_command(_opened_account(), "cmd-1")
@@ -401,8 +428,11 @@ def no_chance_sweeps(monkeypatch):
     that counts what a sweep deletes must not race one (it did, about once in 120 runs)."""
     import importlib
 
-    for name in ("eventstore.sqlite.store", "eventstore.sqlite.group_commit",
-                 "eventstore.postgres.store"):
+    for name in (
+        "eventstore.sqlite.store",
+        "eventstore.sqlite.group_commit",
+        "eventstore.postgres.store",
+    ):
         module = importlib.import_module(name)
         monkeypatch.setattr(module, "_EXPIRY_SWEEP_CHANCE", 0.0)
 

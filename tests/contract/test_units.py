@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from eventstore import (
+    DEFAULT_COMMAND_TTL,
     CommandIdConflictError,
     ConcurrencyError,
     StreamAppend,
     UniqueConstraint,
     UnitOfWork,
 )
+from eventstore.tenancy import with_tenant
 from tests.support.bank import Account, account_repository
 
 from .builders import command_events, deposit, log_contents, opened
@@ -123,6 +125,27 @@ def test_a_unit_whose_record_expired_is_recognised_by_its_event_ids(store):
     store.delete_expired_commands()
     assert store.processed_command("t-4") is None
     again = store.append_many(_unit("t-4", {"a": 0, "b": 0}), command_id="t-4")
+    assert again.already_processed is True
+    assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
+    assert store.count_events() == 2
+
+
+def test_a_tenants_unit_whose_record_expired_is_recognised_by_its_event_ids(store):
+    repo = account_repository(store, tenant_isolation=True)
+
+    def transfer() -> UnitOfWork:
+        a, b = Account("acc-a"), Account("acc-b")
+        a.open("ann", 100)
+        b.open("bob", 0)
+        uow = UnitOfWork(store, command_id="open-both")
+        uow.save(a, repo)
+        uow.save(b, repo)
+        return uow
+
+    with with_tenant("acme"):
+        first = transfer().commit()
+        store.delete_expired_commands(datetime.now(UTC) + DEFAULT_COMMAND_TTL * 2)
+        again = transfer().commit()
     assert again.already_processed is True
     assert [e.event_id for e in again.events] == [e.event_id for e in first.events]
     assert store.count_events() == 2

@@ -321,8 +321,8 @@ def test_a_payload_over_sqlites_limit_is_refused_naming_the_aggregate_and_sizes(
         ("after_position", lambda store: store.read_all(2**63)),
         ("after_version", lambda store: store.load_stream("acc-1", after_version=2**63)),
         ("expected_version", lambda store: store.append("acc-1", "A", 2**63, [_event()])),
-        ("", lambda store: store.save_checkpoint("p", 2**63)),
-        ("", lambda store: store.latest_snapshot("acc-1", 2**64)),
+        ("position", lambda store: store.save_checkpoint("p", 2**63)),
+        ("scanned_position", lambda store: store.save_checkpoint("p", 1, scanned_position=2**63)),
     ],
 )
 def test_positions_and_versions_beyond_sqlites_integers_are_refused_by_name(db_path, name, call):
@@ -338,6 +338,7 @@ def test_a_version_bound_beyond_sqlites_integers_reads_the_whole_stream(db_path)
     with SQLiteEventStore(db_path) as store:
         store.append("acc-1", "Account", 0, [_event()])
         assert len(store.load_stream("acc-1", up_to_version=2**64)) == 1
+        assert store.latest_snapshot("acc-1", 2**64) is None
 
 
 def test_a_path_naming_a_folder_is_refused_naming_it(tmp_path):

@@ -15,6 +15,7 @@ from eventstore import (
     DuplicateEventIdError,
     Event,
     EventStoreError,
+    IntegerRangeError,
     NewEvent,
     ProjectionContext,
     deterministic_event_id,
@@ -184,6 +185,10 @@ def test_a_handler_append_makes_every_check_of_a_normal_append(db_path: Path) ->
                 ctx.store.append("r", "R", 0, [quick])
             except DuplicateEventIdError:
                 outcomes.append("duplicate id")
+            try:  # a last version beyond SQLite's integers: refused before any SQL
+                ctx.store.append("z", "Z", 2**63 - 1, [NewEvent(new_event_id(), SHIP, b"")])
+            except IntegerRangeError as exc:
+                outcomes.append(f"out of range: {exc.name}")
             # Reads see this transaction's own appends.
             assert [e.event_id for e in ctx.store.load_stream("q")] == [quick.event_id]
             assert ctx.store.find_command("quick", "q") is not None
@@ -200,6 +205,7 @@ def test_a_handler_append_makes_every_check_of_a_normal_append(db_path: Path) ->
             "already processed",
             "expired, found",
             "duplicate id",
+            "out of range: expected_version",
         ]
         assert shipments(store) == ["ship-order-0", "q"]
 

@@ -79,6 +79,17 @@ def test_deterministic_id_of_a_uuid7_command_keeps_the_commands_time_prefix():
     assert event_id != deterministic_event_id(command_id, "acc-2", 0)
 
 
+def test_a_tenants_uuid7_command_keeps_the_time_prefix_and_differs_from_the_plain_one():
+    command_id = new_command_id()
+    scoped = deterministic_event_id(f"acme::{command_id}", "acme::acc-1", 0)
+    assert scoped[:13] == command_id[:13]
+    assert uuid.UUID(scoped).version == 8
+    assert scoped != deterministic_event_id(command_id, "acme::acc-1", 0)
+    # Only a whole UUIDv7, alone or after "::", lends its prefix.
+    assert uuid.UUID(deterministic_event_id(f"x{command_id}", "a", 0)).version == 5
+    assert uuid.UUID(deterministic_event_id(f"{command_id}x", "a", 0)).version == 5
+
+
 def test_deterministic_ids_of_later_uuid7_commands_sort_later():
     first = new_command_id()
     time.sleep(0.002)

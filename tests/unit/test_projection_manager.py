@@ -105,6 +105,21 @@ def test_catch_up_feeds_a_projection_to_the_head_and_reports_ready(store, model)
     assert balances(model) == {"acc-0": 120, "acc-1": 120, "acc-2": 120}
 
 
+@pytest.mark.parametrize("typo", ["class", "function"])
+def test_event_types_given_as_one_string_are_refused_at_register(store, typo) -> None:
+    # Iterated, a str filters on its letters: the projection would handle nothing.
+    class OneType(Balances):
+        event_types = DEPOSITED
+
+    manager = ProjectionManager(store)
+    with pytest.raises(TypeError, match=r"'balances'.*event_types=\['testbank"):
+        if typo == "class":
+            manager.register(OneType())
+        else:
+            projection("balances", event_types=DEPOSITED)(lambda event, ctx: None)
+    assert manager.names == []
+
+
 def test_a_restarted_manager_continues_from_the_stored_checkpoint(store, model) -> None:
     open_accounts(store, 2)
     first = ProjectionManager(store)

@@ -32,6 +32,23 @@ def event_type_name(kind: object) -> str:
     return full_name
 
 
+def event_type_list(projection: str, kinds: object) -> list[str] | None:
+    """A projection's ``event_types`` as stored type names (None: every type).
+
+    A lone ``str`` is refused: iterated, it would filter on its letters and the
+    projection would handle nothing, without a word.
+    """
+    if kinds is None:
+        return None
+    if isinstance(kinds, (str, bytes)) or not isinstance(kinds, Iterable):
+        raise TypeError(
+            f"projection {projection!r}: event_types must be a list of event types (names "
+            f"or message classes), got {type(kinds).__name__} {kinds!r:.60}. For one type "
+            f"pass a list of one: event_types=[{kinds!r:.60}]."
+        )
+    return [event_type_name(kind) for kind in kinds]
+
+
 class FunctionProjection:
     """A ``Projection`` made of a handler function and an optional reset function."""
 
@@ -44,9 +61,7 @@ class FunctionProjection:
         reset: ResetHandler | None = None,
     ) -> None:
         self.name = name
-        self.event_types = (
-            [event_type_name(k) for k in event_types] if event_types is not None else None
-        )
+        self.event_types = event_type_list(name, event_types)
         self._handler = handler
         self._reset = reset
         self.__doc__ = handler.__doc__

@@ -25,7 +25,7 @@ from ..events import Event
 from ..follow import DEFAULT_POLL_INTERVAL, CommitSignal
 from ..ports import EventSource, read_page
 from ..upcasting import Upcasters
-from .functions import event_type_name
+from .functions import event_type_list
 from .port import Projection, ProjectionContext
 from .read_models import BatchOutcome, CheckpointedReadModel, ReadModel
 from .status import (
@@ -196,7 +196,7 @@ class ProjectionManager:
         size = batch_size if batch_size is not None else self.batch_size
         if size < 1:
             raise ValueError(f"batch_size must be >= 1, got {size}")
-        wanted = [event_type_name(t) for t in types] if types is not None else None
+        wanted = event_type_list(name, types)
         if upcasters is None:
             upcasters = getattr(projection, "upcasters", None) or self.upcasters
         fed: Projection = projection
