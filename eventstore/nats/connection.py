@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import ssl
 import threading
 from collections.abc import Coroutine, Sequence
@@ -21,6 +22,7 @@ from nats.aio.client import Client
 from .errors import NatsTLSError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,9 @@ class NatsOptions:
     connect_timeout: float = 2.0
     reconnect_time_wait: float = 0.25
     max_reconnect_attempts: int = -1
-    initial_timeout: float = 15.0
+    #: How long a first connection may take before it fails; None: about
+    #: ``connect_timeout`` per server (each tried once, ``reconnect_time_wait`` apart).
+    initial_timeout: float | None = None
 
     @classmethod
     def of(cls, servers: str | Sequence[str], **options: Any) -> NatsOptions:
@@ -53,6 +57,13 @@ class NatsOptions:
         for entry in listed:  # "nats://a:1,nats://b:2" is a list too
             expanded.extend(u.strip() for u in entry.split(",") if u.strip())
         return cls(servers=tuple(expanded), **options)
+
+    @property
+    def first_connect_timeout(self) -> float:
+        """The bound of a first connection (``initial_timeout``, or its default)."""
+        if self.initial_timeout is not None:
+            return self.initial_timeout
+        return len(self.servers) * (self.connect_timeout + self.reconnect_time_wait)
 
     def tls_context(self) -> ssl.SSLContext | None:
         if not (self.tls_ca or self.tls_cert):
@@ -66,7 +77,7 @@ class NatsOptions:
         """A connected nats-py client on the running loop.
 
         Fails fast on a refused authentication (nats-py would otherwise retry it
-        forever with unlimited reconnects) and after ``initial_timeout`` seconds
+        forever with unlimited reconnects) and after ``first_connect_timeout`` seconds
         when no server answers.
         """
         client = Client()
@@ -105,7 +116,7 @@ class NatsOptions:
         )
         waited: set[asyncio.Future[Any]] = {connecting, refused, tls_failed}
         done, _ = await asyncio.wait(
-            waited, timeout=self.initial_timeout, return_when=asyncio.FIRST_COMPLETED
+            waited, timeout=self.first_connect_timeout, return_when=asyncio.FIRST_COMPLETED
         )
         if connecting in done:
             connecting.result()
@@ -124,9 +135,34 @@ class NatsOptions:
                 "user/password, token, nkey or creds file given"
             )
         raise ConnectionError(
-            f"no NATS server answered at {servers} within {self.initial_timeout:g} s; check "
+            f"no NATS server answered at {servers} within {self.first_connect_timeout:g} s; "
+            "check "
             "the URLs and that the servers run"
         )
+
+
+async def close_quietly(client: Client, *, drain: float = 0.0) -> None:
+    """Close ``client`` whatever state its connection is in; never raises.
+
+    With ``drain`` (seconds) a connected client first drains: subscriptions stop
+    and what is pending is flushed. A client whose server has gone may raise from
+    both (``ConnectionResetError``, ``BrokenPipeError``) or wait for a flush that
+    never comes: a caller that is shutting down must still finish.
+    """
+    if client.is_closed:
+        return
+    if drain > 0 and client.is_connected:
+        try:
+            await asyncio.wait_for(client.drain(), drain)
+        except Exception:  # TimeoutError among them
+            log.debug("draining the NATS connection failed; closing it", exc_info=True)
+        else:
+            if client.is_closed:
+                return
+    try:
+        await asyncio.wait_for(client.close(), max(drain, 1.0))
+    except Exception:  # TimeoutError among them
+        log.debug("closing the NATS connection failed (its server is gone)", exc_info=True)
 
 
 class IOThread:

@@ -37,6 +37,7 @@ reply is generic, with an error id that is also logged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import re
@@ -70,7 +71,7 @@ from ..core.responses import (
     error_code,
 )
 from ..core.routing import Middleware, Route, Router, ServiceBinding
-from .connection import NatsOptions
+from .connection import NatsOptions, close_quietly
 
 log = logging.getLogger("eventstore.nats.service")
 
@@ -246,21 +247,39 @@ class NatsServiceHost:
         nc, self._nc = self._nc, None
         if nc is None:
             return
-        for micro in self._services:
-            try:
-                await micro.stop()
-            except Exception:  # the connection may be gone already
-                log.debug("stopping micro service failed", exc_info=True)
-        self._services.clear()
-        if self._tasks:
-            _, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_timeout)
-            for task in pending:
-                task.cancel()
         try:
-            await nc.drain()
-        except Exception:
-            await nc.close()
-        self._stopped.set()
+            await self._stop_services(nc)
+            if self._tasks:
+                _, pending = await asyncio.wait(set(self._tasks), timeout=self.stop_timeout)
+                for task in pending:
+                    task.cancel()
+            await close_quietly(nc, drain=self.stop_timeout)
+        finally:
+            # serve_forever returns whatever happened above: a stop must end the service.
+            self._stopped.set()
+
+    async def _stop_services(self, nc: Client) -> None:
+        """Stop the micro services (they unsubscribe), for at most ``stop_timeout``.
+
+        Each stop ends in a flush, and a flush on a connection whose server has just
+        gone waits for a reply that never comes (10 s, then ``BrokenPipeError``): the
+        wait ends as soon as the connection is seen down.
+        """
+        services, self._services = list(self._services), []
+        if not services or not nc.is_connected:
+            return
+        stopping = asyncio.ensure_future(
+            asyncio.gather(*(micro.stop() for micro in services), return_exceptions=True)
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_timeout
+        while not stopping.done() and nc.is_connected and loop.time() < deadline:
+            await asyncio.wait({stopping}, timeout=0.05)
+        if not stopping.done():
+            log.debug("stopping the micro services did not finish; the connection is down")
+            stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await stopping
 
     async def serve_forever(self) -> None:
         """Start if needed and wait until ``stop`` is called (from another task)."""

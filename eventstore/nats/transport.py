@@ -41,7 +41,7 @@ from ..core.responses import (
     transport_unavailable,
 )
 from ..proto.eventsourcing import response_pb2
-from .connection import NatsOptions
+from .connection import NatsOptions, close_quietly
 from .service import ERROR_HEADER, connect_bounded
 
 #: Seconds a request waits for its reply before ``TIMEOUT``.
@@ -89,8 +89,8 @@ class NatsTransport:
 
     async def close(self) -> None:
         nc, self._nc = self._nc, None
-        if nc is not None and not nc.is_closed:
-            await nc.close()
+        if nc is not None:
+            await close_quietly(nc)  # a server that went away must not fail the caller's exit
 
     async def __aenter__(self) -> NatsTransport:
         return await self.connect()
@@ -123,6 +123,12 @@ class NatsTransport:
                 return Response.failure(transport_unavailable(subject, command_id, cause))
             nc = self._nc
             assert nc is not None
+        if nc.is_reconnecting:
+            # nats-py would buffer the request until the server is back, and the caller
+            # would wait its whole timeout to hear TIMEOUT ("may have been applied") for
+            # a request that was never sent.
+            cause = "the NATS connection is down and reconnecting; the request was not sent"
+            return Response.failure(transport_unavailable(subject, command_id, cause))
         limit = nc.max_payload
         if len(data) > limit:
             return Response.failure(_request_too_large(subject, command_id, len(data), limit))
