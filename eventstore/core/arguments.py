@@ -166,20 +166,22 @@ def check_count(name: str, value: object) -> None:
         raise ValueError(f"{name} must be >= 1, got {value}")
 
 
-def event_type_names(event_types: object) -> list[str] | None:
-    """``event_types`` as a list of names (None: every type).
-
-    A lone ``str`` is refused: iterated, it would filter on its letters and match
-    nothing (or, for one-letter type names, the wrong events) without a word.
-    """
-    if event_types is None:
-        return None
+def check_event_type_list(where: str, event_types: object, accepts: str) -> None:
+    """``event_types`` must be a collection, not one ``str``: iterated, a str filters on
+    its letters and matches nothing (or, with one-letter names, the wrong events)."""
     if isinstance(event_types, (str, bytes)) or not isinstance(event_types, Iterable):
         raise TypeError(
-            f"event_types must be a list of event type names, got {_shown(event_types)}. "
+            f"{where}event_types must be a list of {accepts}, got {_shown(event_types)}. "
             f"For one type pass a list of one: event_types=[{event_types!r:.60}]."
         )
-    names = list(event_types)
+
+
+def event_type_names(event_types: object) -> list[str] | None:
+    """``event_types`` of a read as a list of names (None: every type), read once."""
+    if event_types is None:
+        return None
+    check_event_type_list("", event_types, "event type names")
+    names = list(event_types)  # type: ignore[call-overload]
     for name in names:
         if not isinstance(name, str):
             raise TypeError(

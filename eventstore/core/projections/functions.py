@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from ..arguments import check_event_type_list
 from ..events import Event
 from .port import ProjectionContext
 
@@ -33,20 +34,13 @@ def event_type_name(kind: object) -> str:
 
 
 def event_type_list(projection: str, kinds: object) -> list[str] | None:
-    """A projection's ``event_types`` as stored type names (None: every type).
-
-    A lone ``str`` is refused: iterated, it would filter on its letters and the
-    projection would handle nothing, without a word.
-    """
+    """A projection's ``event_types`` as stored type names (None: every type)."""
     if kinds is None:
         return None
-    if isinstance(kinds, (str, bytes)) or not isinstance(kinds, Iterable):
-        raise TypeError(
-            f"projection {projection!r}: event_types must be a list of event types (names "
-            f"or message classes), got {type(kinds).__name__} {kinds!r:.60}. For one type "
-            f"pass a list of one: event_types=[{kinds!r:.60}]."
-        )
-    return [event_type_name(kind) for kind in kinds]
+    check_event_type_list(
+        f"projection {projection!r}: ", kinds, "event types (names or message classes)"
+    )
+    return [event_type_name(kind) for kind in kinds]  # type: ignore[attr-defined]
 
 
 class FunctionProjection:
