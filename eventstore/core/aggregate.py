@@ -17,6 +17,7 @@ from google.protobuf.message import Message
 
 from .arguments import check_metadata
 from .constraints import UniqueConstraint
+from .errors import InvalidAggregateIdError
 from .events import EventMetadata
 
 _NO_HANDLERS: Mapping[str, Callable[[Message], None]] = MappingProxyType({})
@@ -49,15 +50,16 @@ class AggregateRoot:
     schema_key: ClassVar[str] = ""
 
     def __init__(self, aggregate_id: str, aggregate_type: str | None = None) -> None:
+        kind = aggregate_type or self.aggregate_type or type(self).__name__
         if not isinstance(aggregate_id, str) or not aggregate_id:
-            raise ValueError(
-                f"an aggregate needs a non-empty string id, got {aggregate_id!r}; "
-                "pass the id when constructing it"
+            # Usually a request's unset id field: InvalidAggregateIdError is the
+            # request's fault (INVALID_ARGUMENT on a wire), not a bug (INTERNAL).
+            id_field = getattr(type(self), "id_field", "")
+            raise InvalidAggregateIdError(
+                aggregate_id, kind, id_field if isinstance(id_field, str) else ""
             )
         object.__setattr__(self, "_id", aggregate_id)
-        object.__setattr__(
-            self, "_type", aggregate_type or self.aggregate_type or type(self).__name__
-        )
+        object.__setattr__(self, "_type", kind)
         object.__setattr__(self, "_stored_version", 0)
         object.__setattr__(self, "_snapshot_version", 0)
         object.__setattr__(self, "_uncommitted", [])

@@ -52,6 +52,28 @@ class VersionNotFoundError(EventStoreError, LookupError):
         )
 
 
+class InvalidAggregateIdError(EventStoreError, ValueError):
+    """An aggregate id that is empty or not a string (``INVALID_ARGUMENT``).
+
+    Almost always a request whose id field was left unset (``{}`` as JSON):
+    the request is at fault, not the service, so it crosses a wire as
+    ``INVALID_ARGUMENT`` rather than ``INTERNAL``. Still a ``ValueError``, for
+    callers that catch that. ``id_field`` is the state field the id goes to
+    (generated aggregates), "" when the aggregate does not say.
+    """
+
+    def __init__(self, aggregate_id: object, aggregate_type: str = "", id_field: str = "") -> None:
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        self.id_field = id_field
+        kind = f" of type {aggregate_type!r}" if aggregate_type else ""
+        field = f" (its id field: {id_field!r})" if id_field else ""
+        super().__init__(
+            f"an aggregate{kind} needs a non-empty string id, got {aggregate_id!r}. Set the "
+            f"aggregate's id in the request{field}, or pass it when constructing the aggregate."
+        )
+
+
 class ConcurrencyError(EventStoreError):
     def __init__(self, aggregate_id: str, expected: int, actual: int) -> None:
         self.aggregate_id = aggregate_id

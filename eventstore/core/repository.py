@@ -524,8 +524,10 @@ class Repository(Generic[A]):
                     command_id=self._scoped(command_id),
                     command_ttl=self.command_ttl,
                 )
-        except ConcurrencyError:
+        except ConcurrencyError as exc:
             self._evict_key(key)
+            if self.tenant_isolation:
+                raise self._own_conflict(exc) from None
             raise
         except UniqueConstraintError as exc:
             raise self._own_constraint_error(exc) from None
@@ -555,8 +557,10 @@ class Repository(Generic[A]):
                     command_id=self._scoped(command_id),
                     command_ttl=self.command_ttl,
                 )
-        except ConcurrencyError:
+        except ConcurrencyError as exc:
             self._evict_key(key)
+            if self.tenant_isolation:
+                raise self._own_conflict(exc) from None
             raise
         except UniqueConstraintError as exc:
             raise self._own_constraint_error(exc) from None
@@ -568,6 +572,11 @@ class Repository(Generic[A]):
         if result.events and self.snapshot_strategy is not None:
             await asyncio.to_thread(self._maybe_snapshot, aggregate)
         return self._command_result(command_id or "", result)
+
+    def _own_conflict(self, exc: ConcurrencyError) -> ConcurrencyError:
+        """The conflict as the caller named the aggregate: its plain id, not the stored
+        ``<tenant>::<id>`` (the id the caller sent is the one it resends)."""
+        return ConcurrencyError(split_stored_id(exc.aggregate_id)[1], exc.expected, exc.actual)
 
     def _own_constraint_error(self, exc: UniqueConstraintError) -> UniqueConstraintError:
         """The error with the tenant's own value and no owner id (nothing of another tenant)."""

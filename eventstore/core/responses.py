@@ -227,9 +227,9 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         (
             RaisedAs(
                 "ConcurrencyError",
-                ("aggregate_id", "expected", "actual"),
-                "Send the request again with the same command id; it is applied once, on the "
-                "aggregate's current state.",
+                ("aggregate_id", "expected", "actual", "command_id"),
+                "Send the request again with the same command id ({command_id}); it is "
+                "applied once, on the aggregate's current state.",
             ),
         ),
     ),
@@ -268,9 +268,14 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "invalid_argument",
         400,
         "handler",
-        "A value of the request cannot be stored as it is (too large, out of range); nothing "
-        "was written.",
+        "A value of the request cannot be used as it is (an empty aggregate id, too large, "
+        "out of range); nothing was written.",
         (
+            RaisedAs(
+                "InvalidAggregateIdError",
+                ("aggregate_type", "id_field"),
+                "Set the aggregate's id (a non-empty string) in the request and send it again.",
+            ),
             RaisedAs(
                 "PayloadTooLargeError",
                 ("aggregate_id", "size", "limit"),
@@ -480,13 +485,15 @@ def app_error_for(exc: BaseException, command_id: str = "") -> AppError | None:
     """The wire form of one of the framework's own errors, or None for any other exception.
 
     A handler that lets ``AggregateNotFoundError``, ``VersionNotFoundError``,
-    ``ConcurrencyError``, ``UniqueConstraintError`` or ``CommandIdConflictError``
-    escape is telling the caller something about the request (no such
-    aggregate, a lost race, a taken value, a reused command id), not failing:
-    the caller gets a code it can act on (``ERROR_CODES``), the error's own
-    message and what to do, with the error's facts as details. A
-    ``StoreClosedError`` (the server is shutting down) is ``UNAVAILABLE`` with
-    the request's ``command_id``, so the caller retries. Errors in the
+    ``ConcurrencyError``, ``UniqueConstraintError``, ``CommandIdConflictError``
+    or ``InvalidAggregateIdError`` escape is telling the caller something about
+    the request (no such aggregate, a lost race, a taken value, a reused
+    command id, no aggregate id), not failing: the caller gets a code it can
+    act on (``ERROR_CODES``), the error's own message and what to do, with the
+    error's facts as details. Errors whose solution is to resend with the same
+    command id carry the request's ``command_id`` in their details, so a caller
+    whose SDK made the id can do so: ``ConcurrencyError``, and
+    ``StoreClosedError`` (the server is shutting down: ``UNAVAILABLE``). Errors in the
     ``INTERNAL`` row (a ``UniqueConstraintReleaseError`` releasing a value the
     aggregate does not own, and the like) are bugs of the service: None, and
     the router answers ``INTERNAL``.

@@ -4,21 +4,23 @@ Built on ``connectrpc`` 0.13 by subclassing its abstract
 ``ConnectASGIApplication`` with endpoints made from the routes' descriptors,
 so services known only at runtime (``%%es_generate`` modules) are served like
 checked-in ones. What the runtime does by default and this app changes:
-unknown JSON fields are refused (``invalid_argument``), and gRPC and
-gRPC-Web requests are refused with HTTP 415 (only Connect is served; the
-security table in the README lists both).
+unknown JSON fields and JSON bodies that are not an object are refused
+(``invalid_argument``), and gRPC and gRPC-Web requests are refused with HTTP
+415 (only Connect is served; the security table in the README lists both).
 """
 
 from __future__ import annotations
 
 import base64
 import inspect
+import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from connectrpc._server_shared import EndpointUnary
 from connectrpc.code import Code
+from connectrpc.codec import Codec
 from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
 from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
@@ -47,6 +49,64 @@ APP_ERROR_TYPE = "eventsourcing.AppError"
 
 _CANONICAL = {h.lower(): h for h in (COMMAND_ID_HEADER, CORRELATION_ID_HEADER, TENANT_ID_HEADER)}
 _REFUSED_CONTENT = ("application/grpc",)  # application/grpc, +proto, -web, -web+proto ...
+
+
+#: Well-known types whose proto3 JSON form is not an object (a string, number, array ...).
+_JSON_NOT_AN_OBJECT = frozenset(
+    f"google.protobuf.{name}"
+    for name in (
+        *("Value", "ListValue", "Timestamp", "Duration", "FieldMask"),
+        *("DoubleValue", "FloatValue", "Int64Value", "UInt64Value", "Int32Value"),
+        *("UInt32Value", "BoolValue", "StringValue", "BytesValue"),
+    )
+)
+
+
+class _JSONObjectCodec:
+    """The proto3 JSON codec (unknown fields refused) that also refuses a body that is no object.
+
+    ``json_format.Parse`` iterates over whatever JSON it is given, so ``[]``
+    became an empty message that reached the handler and ``"ab"`` was read as
+    fields ``a`` and ``b``. A message's proto3 JSON form is an object; the
+    well-known types with another form (``_JSON_NOT_AN_OBJECT``) are left to
+    the parser. Only a body that does not start with ``{`` is parsed a second
+    time, to name what it is.
+    """
+
+    def __init__(self) -> None:
+        self._json: Codec[Any, Any] = google_protobuf_json_codec(ignore_unknown_fields=False)
+
+    def name(self) -> str:
+        return self._json.name()
+
+    def encode(self, message: Any) -> bytes:
+        return self._json.encode(message)
+
+    def decode(self, data: bytes | bytearray, message_class: type[Any]) -> Any:
+        expected = message_class.DESCRIPTOR.full_name
+        is_object = data.lstrip(b" \t\r\n").startswith(b"{")
+        if not is_object and expected not in _JSON_NOT_AN_OBJECT:
+            kind = _json_kind(data)
+            if kind is not None:
+                raise ConnectError(
+                    Code.INVALID_ARGUMENT,
+                    f"the request body is a JSON {kind}, but it must be a JSON object: the "
+                    f"proto3 JSON form of {expected} (send {{}} for a message with no fields set)",
+                )
+        return self._json.decode(data, message_class)
+
+
+def _json_kind(data: bytes | bytearray) -> str | None:
+    """What JSON value ``data`` holds when it is valid JSON but no object; else None."""
+    try:
+        value = json.loads(data)
+    except ValueError:
+        return None  # not JSON: the parser's own error says where
+    kinds = ((bool, "boolean"), (list, "array"), (str, "string"), ((int, float), "number"))
+    for kind, name in kinds:
+        if isinstance(value, kind):
+            return name
+    return "null" if value is None else None
 
 
 class _Application(ConnectASGIApplication[object]):
@@ -115,10 +175,7 @@ class ConnectApp:
             service=self,
             endpoints=lambda _service: endpoints,
             read_max_bytes=max_body_bytes,
-            codecs=[
-                google_protobuf_binary_codec(),
-                google_protobuf_json_codec(ignore_unknown_fields=False),
-            ],
+            codecs=[google_protobuf_binary_codec(), _JSONObjectCodec()],
         )
 
     @staticmethod

@@ -12,6 +12,7 @@ import pytest
 from eventstore import (
     DEFAULT_COMMAND_TTL,
     CommandIdConflictError,
+    ConcurrencyError,
     EventMetadata,
     UniqueConstraint,
     deterministic_event_id,
@@ -332,6 +333,22 @@ def test_a_tenants_retry_after_its_record_expired_is_already_processed(store):
     assert again.already_processed is True and rerun.already_processed is True
     assert list(again.events) == list(first.events) == list(rerun.events)
     assert store.stream_version("acme::acc-1") == 2
+
+
+def test_a_tenants_conflict_names_the_aggregate_by_the_id_the_tenant_gave(store):
+    repo = account_repository(store, tenant_isolation=True)
+    with with_tenant("acme"):
+        repo.save(_opened_account())
+        stale = _opened_account()  # version 0, while the stored one is at 1
+        stale.deposit(1)
+        with pytest.raises(ConcurrencyError) as caught:
+            repo.save(stale)
+    assert (caught.value.aggregate_id, caught.value.expected, caught.value.actual) == (
+        "acc-1",
+        0,
+        1,
+    )
+    assert "acme" not in str(caught.value)
 
 
 def test_the_same_command_id_in_two_tenants_is_two_commands(store):

@@ -174,3 +174,54 @@ def test_storage_errors_cross_the_wire_without_naming_server_files() -> None:
     big = app_error_for(PayloadTooLargeError("/srv/data/bank.db", 100, 200, "acc-1"))
     assert big is not None and big.code == INVALID_ARGUMENT
     assert "/srv/data" not in big.message and "acc-1" in big.message
+
+
+def test_a_concurrency_conflict_names_the_command_id_to_resend_with():
+    from eventstore import ConcurrencyError
+
+    error = _reply_to(ConcurrencyError("acc-1", 3, 4), command_id="cmd-7")
+    assert error.code == "CONCURRENCY_CONFLICT"
+    assert error.details == {
+        "aggregate_id": "acc-1",
+        "expected": "3",
+        "actual": "4",
+        "command_id": "cmd-7",
+    }
+    assert "same command id (cmd-7)" in error.solution
+
+
+def test_a_conflicted_command_resent_with_the_id_of_the_reply_is_applied_once(tmp_path):
+    from eventstore.sqlite import SQLiteEventStore
+    from tests.support.bank import account_repository, pb
+
+    S = wrappers_pb2.StringValue
+    with SQLiteEventStore(tmp_path / "bank.db") as store:
+        repository = account_repository(store)
+        opened = repository.factory("acc-1")
+        opened.open("Ann")
+        repository.save(opened)
+        races = [True]
+
+        def deposit(message, ctx):  # type: ignore[no-untyped-def]
+            account = repository.load("acc-1")
+            if races and races.pop():  # another writer deposits between load and save
+                rival = account_repository(store).load("acc-1")
+                rival.deposit(1)
+                account_repository(store).save(rival)
+            account.deposit(10)
+            repository.save_with_command(account, ctx.command_id)
+            return S()
+
+        transport = InProcessTransport(Route("t.Deposit", S, S, deposit))
+        first = asyncio.run(transport.request("t.Deposit", S()))  # no id: the server makes one
+        assert first.error is not None and first.error.code == "CONCURRENCY_CONFLICT"
+        command_id = first.error.details["command_id"]
+        assert command_id
+        headers = {"Es-Command-Id": command_id}
+        for _ in range(2):
+            assert asyncio.run(transport.request("t.Deposit", S(), headers)).success
+        transport.router.close()
+        amounts = [
+            pb.MoneyDeposited.FromString(e.data).amount for e in store.load_stream("acc-1")[1:]
+        ]
+        assert amounts == [1, 10]

@@ -294,9 +294,7 @@ def dispatch(
     if handler is not None:
         route = Route(route.subject, pb.Open, pb.Opened, handler)
     router.register(route)
-    return run(
-        router.dispatch(route.subject, message or pb.Open(), headers, principal=principal)
-    )
+    return run(router.dispatch(route.subject, message or pb.Open(), headers, principal=principal))
 
 
 def test_authorization_denies_a_missing_role_and_unlisted_subjects_on_a_network_host() -> None:
@@ -608,3 +606,102 @@ def test_a_repositorys_event_log_is_the_requests_tenants_own(tmp_path: Path) -> 
         with pytest.raises(TenantMismatchError, match="no tenant"):
             repo.event_log()
         assert account_repository(store).event_log() is store  # no isolation: the store
+
+
+# -- the request at fault: an empty aggregate id, a JSON body that is no object ----------
+
+
+def bank_app(store: SQLiteEventStore) -> Any:
+    """The example bank (generated aggregates, id field ``account_id``) on an anonymous host."""
+    from eventstore.rpc import ConnectApp
+    from examples.bankaccount.service import services
+
+    return ConnectApp(*services(store), allow_anonymous=True)
+
+
+def post_json(app: Any, path: str, body: bytes) -> Any:
+    import httpx
+
+    async def go() -> Any:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+            return await client.post(
+                path, content=body, headers={"Content-Type": "application/json"}
+            )
+
+    return run(go())
+
+
+def app_error_of(reply: Any) -> AppError:
+    from eventstore.rpc.app import app_error_from_details
+
+    error = app_error_from_details(reply.json().get("details", []))
+    assert error is not None, reply.text
+    return error
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/account.v1.AccountCommandService/Deposit", "/account.v1.AccountQueryService/GetAccount"],
+)
+def test_an_empty_aggregate_id_over_http_is_invalid_argument_naming_the_id_field(
+    tmp_path: Path, path: str
+) -> None:
+    with SQLiteEventStore(tmp_path / "bank.db") as store:
+        app = bank_app(store)
+        try:
+            reply = post_json(app, path, b"{}")
+        finally:
+            app.router.close()
+        assert (reply.status_code, reply.json()["code"]) == (400, "invalid_argument")
+        error = app_error_of(reply)
+        assert error.code == "INVALID_ARGUMENT"
+        assert error.details == {"aggregate_type": "Account", "id_field": "account_id"}
+        assert "'account_id'" in error.message and "aggregate's id" in error.solution
+        assert store.head_position() == 0
+
+
+def test_an_empty_aggregate_id_in_process_is_invalid_argument_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    with SQLiteEventStore(tmp_path / "bank.db") as store:
+        repository = account_repository(store)
+
+        def open_(cmd: Any, ctx: RequestContext) -> Any:
+            result = repository.retry_on_conflict(
+                cmd.account_id, lambda a: a.open(cmd.owner), command_id=ctx.command_id
+            )
+            return pb.Opened(account_id=cmd.account_id, version=result.version)
+
+        transport = InProcessTransport(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, open_))
+        reply = run(transport.request("edge.v1.Accounts.Open", pb.Open(owner="Ann")))
+        transport.router.close()
+        assert reply.error.code == "INVALID_ARGUMENT"
+        assert reply.error.details == {"aggregate_type": "Account", "id_field": ""}
+        assert isinstance(reply.exception, ValueError)  # `except ValueError` callers still work
+        assert store.head_position() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        (b"[]", "array"),
+        (b' "str"', "string"),
+        (b"42", "number"),
+        (b"null", "null"),
+        (b"true", "boolean"),
+    ],
+)
+def test_a_json_body_that_is_not_an_object_is_refused_before_the_handler(
+    tmp_path: Path, body: bytes, kind: str
+) -> None:
+    with SQLiteEventStore(tmp_path / "bank.db") as store:
+        app = bank_app(store)
+        try:
+            reply = post_json(app, "/account.v1.AccountCommandService/Deposit", body)
+        finally:
+            app.router.close()
+        assert (reply.status_code, reply.json()["code"]) == (400, "invalid_argument")
+        message = reply.json()["message"]
+        assert f"is a JSON {kind}" in message and "must be a JSON object" in message
+        assert "account.v1.DepositCommand" in message

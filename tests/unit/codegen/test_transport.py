@@ -250,8 +250,9 @@ def test_concurrency_error_in_a_handler_is_a_concurrency_conflict_with_both_vers
     error = reply_to(ConcurrencyError("acc-1", 3, 5))
     assert error.code == "CONCURRENCY_CONFLICT"
     assert error.message == str(ConcurrencyError("acc-1", 3, 5))
+    command_id = error.details.pop("command_id")  # the request's, to resend with
     assert error.details == {"aggregate_id": "acc-1", "expected": "3", "actual": "5"}
-    assert "same command id" in error.solution
+    assert f"same command id ({command_id})" in error.solution
 
 
 def test_unique_constraint_error_in_a_handler_names_the_index_and_value_but_not_the_owner() -> (
