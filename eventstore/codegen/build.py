@@ -10,7 +10,8 @@ from __future__ import annotations
 import hashlib
 import keyword
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 
 from google.protobuf import descriptor_pb2
 
@@ -103,7 +104,7 @@ class _Locations:
 
     def __init__(self, file: descriptor_pb2.FileDescriptorProto, text: str | None = None) -> None:
         self.file = file.name
-        self._lines = text.splitlines() if text is not None else None
+        self._code = _code_only(text).split("\n") if text is not None else None
         self._spans: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._comments: dict[tuple[int, ...], str] = {}
         for loc in file.source_code_info.location:
@@ -122,35 +123,113 @@ class _Locations:
             p = p[:-1]
         return Location(self.file, 0, 0)
 
-    def value(self, path: tuple[int, ...], field: str) -> Location:
+    def value(self, path: tuple[int, ...], field: str, index: int | None = None) -> Location:
         """Where the value of option field ``field`` (at descriptor ``path``) is written.
 
         protoc records only the ``option`` statement's span for a field set inside it
         (``option (x).id_field = "a";`` or ``option (x) = { id_field: "a" };``), so
-        the value is looked up in the statement's text; without the text, or when
-        it is not found, the statement's position is given.
+        the value is looked up in the statement's text, with comments and string
+        contents blanked so that neither can be taken for the field. ``index`` picks
+        one value of a repeated field (``events: "A" events: ["B", "C"]``; set by
+        one statement each, a value has a span of its own). Without the text, or
+        when the value is not found, the statement's position is given.
         """
-        if self._lines is None:
+        if self._code is None:
             return self.at(*path)
         statement = path
+        if index is not None and (*path, index) in self._spans:
+            statement, index = (*path, index), 0
         while statement and statement not in self._spans:
             statement = statement[:-1]
         if not statement:
             return self.at(*path)
         span = self._spans[statement]
         first, last = span[0], span[2] if len(span) == 4 else span[0]
-        pattern = re.compile(rf"\b{re.escape(field)}\b\s*[:=]?\s*")
-        for number in range(first, min(last, len(self._lines) - 1) + 1):
-            line = self._lines[number]
-            start = _index_of_column(line, span[1]) if number == first else 0
-            found = pattern.search(line, start)
-            if found is not None and found.end() < len(line):
-                column = len(line[: found.end()].expandtabs(8)) + 1
-                return Location(self.file, number + 1, column)
-        return self.at(*path)
+        if last >= len(self._code):
+            return self.at(*path)
+        start = _index_of_column(self._code[first], span[1])
+        end = _index_of_column(self._code[last], span[-1])
+        text = "\n".join(self._code[first : last + 1])
+        end += len(text) - len(self._code[last])
+        values = list(_values_of(field, text, start, end))
+        nth = index or 0
+        if nth >= len(values):
+            return self.at(*path)
+        offset = values[nth]
+        number = first + text.count("\n", 0, offset)
+        line_start = text.rfind("\n", 0, offset) + 1
+        column = len(self._code[number][: offset - line_start].expandtabs(8)) + 1
+        return Location(self.file, number + 1, column)
 
     def comment(self, *path: int) -> str:
         return self._comments.get(tuple(path), "")
+
+
+def _values_of(field: str, text: str, start: int, end: int) -> Iterator[int]:
+    """Offsets in ``text[start:end]`` of each value written for ``field``, in order.
+
+    ``field: "a"`` and ``(x).field = "a"`` give one value; a list, ``field: ["a", "b"]``,
+    gives each element.
+    """
+    for found in re.compile(rf"\b{re.escape(field)}\b\s*[:=]\s*").finditer(text, start, end):
+        at = found.end()
+        if at >= end:
+            continue
+        if text[at] != "[":
+            yield at
+            continue
+        at = _skip(_LIST_GAP, text, at + 1, end)
+        while at < end and text[at] != "]":
+            yield at
+            at = _skip(_LIST_GAP, text, max(_skip(_LIST_ELEMENT, text, at, end), at + 1), end)
+
+
+_LIST_GAP = re.compile(r"[\s,]*")
+#: A string literal (its contents blanked by ``_code_only``) or a bare word or number.
+_LIST_ELEMENT = re.compile(r"\"[^\"\n]*\"|'[^'\n]*'|[^\s,\]]*")
+
+
+def _skip(pattern: re.Pattern[str], text: str, at: int, end: int) -> int:
+    """Where ``pattern`` (which may match nothing) stops matching from ``at``."""
+    found = pattern.match(text, at, end)
+    return found.end() if found is not None else at
+
+
+def _code_only(text: str) -> str:
+    """``text`` with comments and the contents of string literals blanked to spaces.
+
+    Lines and columns stay where they were (newlines and tabs are kept), so a
+    position found in the result is a position in ``text``; a field name written
+    in a comment or a string is no longer there to be found.
+    """
+    out = list(text)
+
+    def blank(begin: int, stop: int) -> None:
+        for i in range(begin, stop):
+            if out[i] not in "\n\t":
+                out[i] = " "
+
+    i, n = 0, len(text)
+    while i < n:
+        if text.startswith("//", i):
+            stop = text.find("\n", i)
+            stop = n if stop < 0 else stop
+            blank(i, stop)
+        elif text.startswith("/*", i):
+            stop = text.find("*/", i + 2)
+            stop = n if stop < 0 else stop + 2
+            blank(i, stop)
+        elif text[i] in "\"'":
+            stop = i + 1
+            while stop < n and text[stop] not in (text[i], "\n"):
+                stop += 2 if text[stop] == "\\" else 1
+            stop = min(stop, n)
+            blank(i + 1, stop)
+            stop += 1
+        else:
+            stop = i + 1
+        i = stop
+    return "".join(out)
 
 
 def _index_of_column(line: str, column: int) -> int:
@@ -532,7 +611,8 @@ class _Builder:
                     )
                 )
                 continue
-            where = locs.value((*path, _MSG_OPTIONS, ext, 2), "events")
+            events_path = (*path, _MSG_OPTIONS, ext, 2)
+            where = locs.value(events_path, "events")
             if info.full_name in roots or info.full_name in events:
                 what = "an aggregate's state" if info.full_name in roots else "an event"
                 self.errors.append(
@@ -553,7 +633,8 @@ class _Builder:
                     )
                 )
                 continue
-            reacted = self._reactions(element, option, info, events, known, where)
+            where_event = partial(locs.value, events_path, "events")
+            reacted = self._reactions(element, option, info, events, known, where_event)
             if reacted is None:
                 continue
             manager.reactions = reacted
@@ -577,11 +658,14 @@ class _Builder:
         info: MessageInfo,
         events: dict[str, MessageInfo],
         known: str,
-        where: Location,
+        where: Callable[[int], Location],
     ) -> list[ReactionInfo] | None:
-        """The events ``option`` names, each with its handler method; None after an error."""
+        """The events ``option`` names, each with its handler method; None after an error.
+
+        ``where(i)`` is the position of the i-th name, so an error points at the name at fault.
+        """
         messages: list[MessageInfo] = []
-        for wanted in option.events:
+        for number, wanted in enumerate(option.events):
             name = wanted.lstrip(".")
             matches = [m for full, m in events.items() if name in (full, m.name)]
             if len(matches) != 1:
@@ -599,7 +683,7 @@ class _Builder:
                 else:
                     cause = "which is not an event of the files given to the generator"
                 self.errors.append(
-                    where.diagnostic(
+                    where(number).diagnostic(
                         f"{element} names event {wanted!r}, {cause} (events: {known})",
                         info.full_name,
                     )
@@ -607,7 +691,7 @@ class _Builder:
                 return None
             if matches[0] in messages:
                 self.errors.append(
-                    where.diagnostic(
+                    where(number).diagnostic(
                         f"{element} names event {wanted!r} twice; list each event once",
                         info.full_name,
                     )
@@ -619,10 +703,10 @@ class _Builder:
             f"on_{s}" if short.count(s) == 1 and s else f"on_{naming.snake(m.name)}"
             for m, s in zip(messages, short, strict=True)
         ]
-        for message, method in zip(messages, methods, strict=True):
+        for number, (message, method) in enumerate(zip(messages, methods, strict=True)):
             if method in PROCESS_MANAGER_METHODS or methods.count(method) > 1:
                 self.errors.append(
-                    where.diagnostic(
+                    where(number).diagnostic(
                         f"{element}: event {message.full_name} would get the handler {method}, "
                         + (
                             "a method every process manager has"

@@ -85,3 +85,52 @@ def test_eventstore_generate_points_at_the_value(tmp_path: Path) -> None:
         generate(tmp_path, tmp_path / "out")
     assert (caught.value.line, caught.value.column) == (5, line.index('"acount_id"') + 1)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_commented_out_field_is_not_taken_for_the_value() -> None:
+    lines = [
+        "  option (eventsourcing.aggregate_root) = {",
+        '    // id_field: "nope" is wrong',
+        '    type_name: "Acc" /* id_field: "x" */',
+        '    id_field: "nope"',
+        "  };",
+    ]
+    assert position(proto_text(STATE, *lines, *FIELDS)) == (8, lines[3].index('"nope"') + 1)
+
+
+EVENTS = (
+    "message Account { option (eventsourcing.aggregate_root).id_field = 'id'; string id = 1; }",
+    "message OpenedEvent { option (eventsourcing.event).aggregate_name = 'Account'; }",
+    "message TransferState {",
+)
+
+
+def test_a_repeated_field_points_at_the_entry_at_fault() -> None:
+    lines = [
+        "  option (eventsourcing.process_manager) = {",
+        '    events: "OpenedEvent"',
+        '    events: "Nope"',
+        "  };",
+        "}",
+    ]
+    assert position(proto_text(*EVENTS, *lines)) == (9, lines[2].index('"Nope"') + 1)
+
+
+def test_a_list_points_at_the_element_at_fault() -> None:
+    lines = [
+        '  option (eventsourcing.process_manager) = { events: ["OpenedEvent", // "Nope"',
+        '    "Nope"] };',
+        "}",
+    ]
+    assert position(proto_text(*EVENTS, *lines)) == (8, lines[1].index('"Nope"') + 1)
+
+
+def test_a_repeated_field_set_by_one_statement_per_value_points_at_its_statement() -> None:
+    lines = [
+        '  option (eventsourcing.process_manager).events = "OpenedEvent";',
+        '  option (eventsourcing.process_manager).events = "OpenedEvent";',
+        "}",
+    ]
+    with pytest.raises(ModelError, match="twice") as caught:
+        generate_module(proto_text(*EVENTS, *lines), name="dom")
+    assert (caught.value.line, caught.value.column) == (8, lines[1].index('"Opened') + 1)
