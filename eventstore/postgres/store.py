@@ -1249,9 +1249,12 @@ class PostgresEventStore:
 
         The head is read first, then the events: positions become visible in
         commit order (the position lock), so every event at or below that head
-        is visible to the second read and nothing matching is skipped.
+        is visible to the second read and nothing matching is skipped. Events
+        that committed between the two reads may come back too: the page then
+        reaches past the head, to its last event (else the next page would hand
+        them out again).
         """
-        check_position("after_position", after_position)
+        self._check_after(after_position)
         event_types = event_type_names(event_types)
         check_count("limit", limit)
         limit = min(limit, _MAX_INTEGER)
@@ -1267,7 +1270,8 @@ class PostgresEventStore:
             events = list(itertools.starmap(Event, conn.execute(sql, params)))
         if len(events) == limit:
             return Page(events, events[-1].position)
-        return Page(events, max(after_position, head))
+        last = events[-1].position if events else 0
+        return Page(events, max(after_position, head, last))
 
     def iter_all(
         self,

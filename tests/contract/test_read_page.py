@@ -57,3 +57,34 @@ def test_a_scanned_position_is_never_below_its_checkpoint(store):
     store.save_checkpoint("mails", 7, scanned_position=2)
     assert store.load_scanned_position("mails") == 7
     assert store.load_scanned_position("never-ran") == 0
+
+
+def test_a_reader_paging_by_scanned_to_beside_a_writer_gets_each_event_once(store):
+    # Events that commit between a page's two reads (PostgreSQL reads the head, then
+    # the events) must not be handed out again by the next page.
+    import threading
+
+    total = 300
+    done = threading.Event()
+
+    def write() -> None:
+        try:
+            for i in range(total):
+                append_deposits(store, f"w-{i}", 1)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    seen: list[int] = []
+    after = 0
+    while True:
+        finished = done.is_set()  # read before the page: a page after it sees everything
+        page = store.read_page(after, limit=7)
+        seen.extend(e.position for e in page.events)
+        after = page.scanned_to
+        if finished and not page.events:
+            break
+    writer.join()
+    assert len(seen) == len(set(seen)) == total
+    assert seen == sorted(seen)
