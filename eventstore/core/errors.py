@@ -265,7 +265,7 @@ class IntegerRangeError(StorageError, ValueError):
 class ForeignDatabaseError(StorageError):
     """A database of another application (tables, but not eventstore's mark)."""
 
-    def __init__(self, path: str, found: str, reason: str = "") -> None:
+    def __init__(self, path: str, found: str, reason: str = "", fix: str = "") -> None:
         self.found = found
         super().__init__(
             path,
@@ -273,7 +273,7 @@ class ForeignDatabaseError(StorageError):
             or f"the file holds another application's database ({found}), without "
             "eventstore's mark (PRAGMA application_id), so eventstore will not add its "
             "tables to it",
-            "Give the event store (or read model) a file of its own: a new path.",
+            fix or "Give the event store (or read model) a file of its own: a new path.",
         )
 
 

@@ -14,7 +14,7 @@ import zlib
 import psycopg
 from psycopg import sql
 
-from ..core.errors import SchemaVersionError
+from ..core.errors import ForeignDatabaseError, SchemaVersionError, StorageError
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the log, constraints, commands, snapshots, checkpoints (as SQLite's 1-3)
@@ -91,31 +91,89 @@ def lock_key(schema: str, purpose: str) -> int:
 
 
 def migrate(conn: psycopg.Connection, schema: str, where: str) -> int:
-    """Bring ``schema`` up to SCHEMA_VERSION; returns the version found. ``conn`` autocommits."""
+    """Bring ``schema`` up to SCHEMA_VERSION; returns the version found. ``conn`` autocommits.
+
+    Reads before it creates: PostgreSQL checks the CREATE privilege before ``IF
+    NOT EXISTS``, so an application role with only the rights docs/postgres.md
+    lists (USAGE on the schema, row rights on its tables) opens a schema that is
+    up to date without creating anything.
+    """
     s = sql.Identifier(schema)
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(s))
-        conn.execute(
-            sql.SQL(
-                "CREATE TABLE IF NOT EXISTS {}.schema_version (version INTEGER NOT NULL)"
-            ).format(s)
-        )
-        row = conn.execute(sql.SQL("SELECT version FROM {}.schema_version").format(s)).fetchone()
-        found = int(row[0]) if row else 0
-        if found > SCHEMA_VERSION:
-            raise SchemaVersionError(where, found, SCHEMA_VERSION)
-        quoted = s.as_string(conn)
-        for number in range(found + 1, SCHEMA_VERSION + 1):
-            for statement in MIGRATIONS[number - 1].split(";"):
-                if statement.strip():
-                    conn.execute(statement.replace("{s}", quoted).encode())
-        if row is None:
+    try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema, "migrate"),))
+            found, recorded = _version_found(conn, schema, where)
+            if found > SCHEMA_VERSION:
+                raise SchemaVersionError(where, found, SCHEMA_VERSION)
+            if found == SCHEMA_VERSION:
+                return found
+            exists = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+            if exists is None:
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(s))
             conn.execute(
-                sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(s), (SCHEMA_VERSION,)
+                sql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.schema_version (version INTEGER NOT NULL)"
+                ).format(s)
             )
-        elif found != SCHEMA_VERSION:
-            conn.execute(
-                sql.SQL("UPDATE {}.schema_version SET version = %s").format(s), (SCHEMA_VERSION,)
-            )
+            quoted = s.as_string(conn)
+            for number in range(found + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[number - 1].split(";"):
+                    if statement.strip():
+                        conn.execute(statement.replace("{s}", quoted).encode())
+            if not recorded:
+                conn.execute(
+                    sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(s),
+                    (SCHEMA_VERSION,),
+                )
+            else:
+                conn.execute(
+                    sql.SQL("UPDATE {}.schema_version SET version = %s").format(s),
+                    (SCHEMA_VERSION,),
+                )
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise StorageError(
+            where,
+            f"this role may not create eventstore's tables in schema {schema!r} "
+            f"({str(exc).strip().splitlines()[0]})",
+            "Open the store once as a role with CREATE on the database (it creates the "
+            "schema and its tables, and later migrations); the application's role then "
+            "needs USAGE on the schema and SELECT, INSERT, UPDATE, DELETE on its tables and "
+            "USAGE, UPDATE on events_position_seq (docs/postgres.md, Permissions).",
+        ) from exc
     return found
+
+
+def _version_found(conn: psycopg.Connection, schema: str, where: str) -> tuple[int, bool]:
+    """(the schema's eventstore version, whether a version row exists): (0, False) for a
+    schema that does not exist or is empty; a schema of another application is refused."""
+    quoted = sql.Identifier(schema).as_string(conn)
+    table = conn.execute("SELECT to_regclass(%s)", (f"{quoted}.schema_version",)).fetchone()
+    if table is None or table[0] is None:
+        others = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "ORDER BY table_name LIMIT 5",
+            (schema,),
+        ).fetchall()
+        if others:
+            raise _foreign(where, schema, f"tables {', '.join(r[0] for r in others)}")
+        return 0, False
+    row = conn.execute(
+        sql.SQL("SELECT version::text FROM {}.schema_version").format(sql.Identifier(schema))
+    ).fetchone()
+    if row is None:
+        return 0, False
+    text = str(row[0])
+    if not text.isdigit():  # eventstore writes a plain count of migrations
+        raise _foreign(where, schema, f"a schema_version of {text!r}")
+    return int(text), True
+
+
+def _foreign(where: str, schema: str, found: str) -> ForeignDatabaseError:
+    return ForeignDatabaseError(
+        where,
+        found,
+        f"schema {schema!r} holds another application's tables ({found}), not eventstore's",
+        "Give the event store a schema of its own: ?schema=NAME in the URL, or schema=.",
+    )

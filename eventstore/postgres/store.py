@@ -50,6 +50,7 @@ from ..core.errors import (
     IntegerRangeError,
     StorageError,
     StoreClosedError,
+    StoreURLError,
     UniqueConstraintError,
     UniqueConstraintReleaseError,
 )
@@ -245,8 +246,19 @@ class PostgresEventStore:
         *,
         pool_size: int = 8,
         schema: str = "eventstore",
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = None,
     ) -> None:
+        try:
+            given = conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise StoreURLError(
+                dsn,
+                f"libpq cannot read it ({str(exc).strip()})",
+                "Give postgresql://user:password@host:port/database, with libpq's own query "
+                "parameters only (sslmode, connect_timeout, options, ...).",
+            ) from None
+        if connect_timeout is None:  # the DSN's own, else 10 s
+            connect_timeout = float(str(given.get("connect_timeout") or 10))
         if not _SCHEMA_NAME.match(schema):
             raise ValueError(
                 f"schema must be a lowercase SQL name (letters, digits, _), got {schema!r}"
@@ -258,9 +270,13 @@ class PostgresEventStore:
         self.path = f"{redact(dsn)} (schema {schema})"
         self.channel = f"eventstore_{schema}"
         self._position_lock = lock_key(schema, "position")
+        # Keyword arguments win over the DSN's: keep the DSN's own options beside ours.
+        options = " ".join(
+            filter(None, [str(given.get("options") or ""), f"-c search_path={schema}"])
+        )
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
-            "options": f"-c search_path={schema}",
+            "options": options,
             "connect_timeout": max(1, int(connect_timeout)),
         }
         self._closed = False
@@ -707,8 +723,10 @@ class PostgresEventStore:
         if isinstance(exc, psycopg.OperationalError):
             raise StorageError(
                 self.path,
-                f"the append to aggregate {aggregate_id!r} failed ({exc})",
-                "Check the server; the append did not commit, so retry it.",
+                f"the append to aggregate {aggregate_id!r} failed ({exc}); if the connection "
+                "was lost at the commit, it may have been stored",
+                "Check the server, then send it again with the same command id (it is stored "
+                "once); without one, read the stream first to see whether it is there.",
             ) from exc
         raise exc
 
@@ -785,8 +803,10 @@ class PostgresEventStore:
         if isinstance(exc, psycopg.OperationalError):
             raise StorageError(
                 self.path,
-                f"the unit of {len(items)} appends failed ({exc})",
-                "Check the server; the unit did not commit, so retry it.",
+                f"the unit of {len(items)} appends failed ({exc}); if the connection was "
+                "lost at the commit, it may have been stored",
+                "Check the server, then send it again with the same command id (it is stored "
+                "once); without one, read the streams first to see whether it is there.",
             ) from exc
         raise exc
 
@@ -1352,6 +1372,8 @@ class PostgresEventStore:
     # -- snapshots -----------------------------------------------------------------------------
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot; saving the same (aggregate, version) again replaces it harmlessly."""
+        if snapshot.version > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "version", snapshot.version)
         with self.reading() as conn:
             conn.execute(
                 f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
@@ -1411,7 +1433,7 @@ class PostgresEventStore:
                 "DELETE FROM snapshots WHERE aggregate_id = %s AND version NOT IN ("
                 " SELECT version FROM snapshots WHERE aggregate_id = %s"
                 " ORDER BY version DESC LIMIT %s)",
-                (aggregate_id, aggregate_id, count),
+                (aggregate_id, aggregate_id, min(count, _MAX_INTEGER)),  # more: keep all
             ).rowcount
 
     def snapshot_stats(self) -> SnapshotStats:

@@ -10,7 +10,7 @@ the DSN.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 from ..core.errors import StoreURLError
 from .store import PostgresEventStore
@@ -40,7 +40,8 @@ def postgres_dsn(url: str) -> tuple[str, dict[str, object]]:
                 ) from None
         else:
             kept.append((name, value))
-    dsn = f"postgresql://{base}" + (f"?{urlencode(kept)}" if kept else "")
+    # Percent-encoded (a space as %20): libpq reads a '+' in a URI as a plus sign.
+    dsn = f"postgresql://{base}" + (f"?{urlencode(kept, quote_via=quote)}" if kept else "")
     return dsn, options
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from ..core.arguments import MAX_INTEGER
+from ..core.errors import IntegerRangeError
 from ..core.events import timestamp_from_micros
 from ..core.snapshots import Snapshot, SnapshotStats
 from .connections import ConnectionPool
@@ -21,6 +22,8 @@ class SQLiteSnapshots:
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot; saving the same (aggregate, version) again replaces it harmlessly."""
+        if snapshot.version > MAX_INTEGER:
+            raise IntegerRangeError(self._db.path, "version", snapshot.version)
         with self._db.transaction() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO snapshots ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
@@ -82,7 +85,7 @@ class SQLiteSnapshots:
                 "DELETE FROM snapshots WHERE aggregate_id = ? AND version NOT IN ("
                 " SELECT version FROM snapshots WHERE aggregate_id = ?"
                 " ORDER BY version DESC LIMIT ?)",
-                (aggregate_id, aggregate_id, count),
+                (aggregate_id, aggregate_id, min(count, MAX_INTEGER)),  # more: keep all
             ).rowcount
 
     def snapshot_stats(self) -> SnapshotStats:

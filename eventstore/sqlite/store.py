@@ -1148,6 +1148,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         without missing an event or rescanning the ones it skipped.
         """
         check_position("after_position", after_position)
+        if after_position > _MAX_INTEGER:
+            raise IntegerRangeError(self.path, "after_position", after_position)
         event_types = event_type_names(event_types)
         check_count("limit", limit)
         limit = min(limit, _MAX_INTEGER)

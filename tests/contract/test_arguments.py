@@ -138,3 +138,16 @@ def test_a_metadata_of_the_wrong_type_in_a_unit_is_refused(store):
     with pytest.raises(TypeError, match=r"events\[0\].metadata must be an EventMetadata"):
         store.append_many([StreamAppend("acc-1", "Account", 0, [bad])])
     assert log_contents(store) == ()
+
+
+def test_snapshot_versions_and_read_positions_beyond_the_integers_are_named(store):
+    from eventstore import Snapshot
+
+    with pytest.raises(IntegerRangeError) as caught:
+        store.save_snapshot(Snapshot("acc-1", "Account", 2**63, "k", b""))
+    assert (caught.value.name, caught.value.value) == ("version", 2**63)
+    with pytest.raises(IntegerRangeError) as caught:
+        store.read_page(2**63, limit=10)
+    assert caught.value.name == "after_position"
+    store.save_snapshot(Snapshot("acc-1", "Account", 1, "k", b""))
+    assert store.keep_last_snapshots("acc-1", 2**70) == 0  # more than exist: keep them all

@@ -221,6 +221,84 @@ def test_a_server_that_is_not_there_is_a_storage_error_naming_it():
     assert "127.0.0.1:1/none" in str(caught.value) and "password" not in str(caught.value)
 
 
+def test_libpq_parameters_of_the_url_are_kept_beside_the_stores_own(store):
+    # options and connect_timeout of the URL used to be replaced by the store's own.
+    url = (
+        store.dsn
+        + ("&" if "?" in store.dsn else "?")
+        + f"schema={store.schema}&options=-c%20statement_timeout%3D1234&connect_timeout=3"
+    )
+    with eventstore.open_store(url) as opened:
+        with opened.reading() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone()[0] == "1234ms"
+            assert conn.execute("SHOW search_path").fetchone()[0] == store.schema
+        assert opened._kwargs["connect_timeout"] == 3
+
+
+@pytest.mark.parametrize("dsn", ["host=127.0.0.1 port", "postgresql://x@127.0.0.1:1/x?foo=bar"])
+def test_a_dsn_libpq_cannot_read_is_a_store_url_error_saying_what_to_give(dsn):
+    with pytest.raises(StoreURLError, match="libpq cannot read it.*Give postgresql://"):
+        PostgresEventStore(dsn)
+
+
+def _as_role(dsn: str, role: str) -> str:
+    return dsn.replace("postgresql://postgres@", f"postgresql://{role}@", 1)
+
+
+def test_an_application_role_with_the_documented_rights_opens_an_up_to_date_schema(store):
+    # CREATE ... IF NOT EXISTS needs the CREATE privilege even when the thing exists.
+    assert store.dsn.startswith("postgresql://postgres@"), "the test server's superuser"
+    role, schema = f"app_{store.schema}", store.schema
+    store.append("acc-1", "Account", 0, [_event()])
+    with psycopg.connect(store.dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE ROLE {role} LOGIN")
+        admin.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        admin.execute(
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}"
+        )
+        admin.execute(f"GRANT USAGE, UPDATE ON {schema}.events_position_seq TO {role}")
+    try:
+        with PostgresEventStore(_as_role(store.dsn, role), schema=schema) as app:
+            app.append("acc-1", "Account", 1, [_event()])
+            assert app.stream_version("acc-1") == 2
+        with pytest.raises(StorageError, match="may not create eventstore's tables.*Permissions"):
+            PostgresEventStore(_as_role(store.dsn, role), schema=f"{schema}_new")
+    finally:
+        with psycopg.connect(store.dsn, autocommit=True) as admin:
+            admin.execute(f"DROP OWNED BY {role}")
+            admin.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.parametrize(
+    ("tables", "found"),
+    [
+        (["CREATE TABLE {s}.events (id INTEGER)"], "tables events"),
+        (
+            [
+                "CREATE TABLE {s}.schema_version (version TEXT)",
+                "INSERT INTO {s}.schema_version VALUES ('2024_01_01')",
+            ],
+            "a schema_version of '2024_01_01'",
+        ),
+    ],
+)
+def test_a_schema_of_another_application_is_refused_naming_what_it_holds(store, tables, found):
+    from eventstore.core.errors import ForeignDatabaseError
+
+    schema = f"{store.schema}_other"
+    with psycopg.connect(store.dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        for statement in tables:
+            admin.execute(statement.format(s=schema))
+    try:
+        with pytest.raises(ForeignDatabaseError, match="another application's") as caught:
+            PostgresEventStore(store.dsn, schema=schema)
+        assert caught.value.found == found and "?schema=NAME" in str(caught.value)
+    finally:
+        with psycopg.connect(store.dsn, autocommit=True) as admin:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
 def test_a_closed_store_refuses_reads_and_appends(store):
     store.close()
     with pytest.raises(eventstore.StoreClosedError):
