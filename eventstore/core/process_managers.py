@@ -12,7 +12,10 @@ Every command it sends has the id ``uuid5(name, triggering event id, step)``
 (``process_command_id``): one event may cause several commands (one per
 step), and a redelivery, a replay or a restart sends the same ids, which the
 command side answers with "already processed" (docs/decisions.md, "Process
-managers: command ids from the triggering event, timeouts in a table").
+managers: command ids from the triggering event, timeouts in a table"). A
+timeout's firing is the trigger of its commands, named by the due time it was
+armed for (``timeout_cause`` in ``core.process_runner``): a re-armed timeout
+that fires again decides anew and sends new ids.
 
 This module is pure: it holds the user's base class and the ``Process``
 handle; the runner keeps the tables.
@@ -38,7 +41,8 @@ PROCESS_NAMESPACE = uuid.UUID("6f1d2c3a-8e0b-5b8e-9a53-45765374504d")
 
 def process_command_id(manager: str, cause: str, step: str) -> str:
     """The command id of ``step`` taken by ``manager`` because of ``cause`` (an event id,
-    or ``timeout:<process>:<step>`` / ``rejected:<command id>``): the same every time."""
+    or ``timeout:<process>:<step>@<due at>`` / ``rejected:<command id>``): the same every
+    time."""
     name = "\x1f".join(f"{len(part)}:{part}" for part in (manager, cause, step))
     return str(uuid.uuid5(PROCESS_NAMESPACE, name))
 

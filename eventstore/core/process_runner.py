@@ -136,13 +136,14 @@ class ProcessTables(Protocol):
 
     def disarm(self, conn: Any, manager: str, key: str, step: str) -> None: ...
 
-    def next_due(self, conn: Any, manager: str, cutoff: int) -> tuple[str, str] | None:
-        """The (key, step) of one timeout due at ``cutoff`` (not locked: see ``claim``)."""
+    def due(self, conn: Any, manager: str, cutoff: int) -> list[tuple[str, str, int]]:
+        """The (key, step, due at) of the timeouts due at ``cutoff``, soonest first (not
+        locked: see ``claim``)."""
         ...
 
-    def claim(self, conn: Any, manager: str, key: str, step: str, cutoff: int) -> bool:
-        """Delete the timeout if it is still armed and due; False when another runner fired
-        it, or a decision cancelled or re-armed it, meanwhile."""
+    def claim(self, conn: Any, manager: str, key: str, step: str, due_at: int) -> bool:
+        """Delete the timeout if it is still armed for ``due_at``; False when another runner
+        fired it, or a decision cancelled or re-armed it, meanwhile."""
         ...
 
     def pending(self, conn: Any, manager: str) -> list[OutboxCommand]:
@@ -170,9 +171,31 @@ def load_process(
     return process
 
 
-def save_process(tables: ProcessTables, conn: Any, process: Process) -> None:
-    """Write what ``process`` decided: its state, its commands, its timeouts."""
+def timeout_cause(key: str, step: str, due_at: int) -> str:
+    """The cause of one firing of a timeout: ``timeout:<process key>:<step>@<due at>``.
+
+    A re-armed timeout fires again, and that firing is a new decision: its
+    commands need ids of their own, or the command side (and the outbox)
+    would take them for the first firing's. The due time it was armed for
+    tells the firings apart and is stored with the timeout, so a firing that
+    is decided again (a crash before its transaction committed, a restart)
+    has the same cause, hence the same command ids. A counter could not live
+    in the timeout's row: firing deletes the row, and the re-arm starts afresh.
+    """
+    return f"timeout:{key}:{step}@{due_at}"
+
+
+def save_process(
+    tables: ProcessTables, conn: Any, process: Process, *, fired_at: int | None = None
+) -> None:
+    """Write what ``process`` decided: its state, its commands, its timeouts.
+
+    The delays of the timeouts it arms count from ``fired_at`` when a firing
+    decided (the time ``fire_timeouts`` fires at, which a caller may set
+    ahead of the clock), else from the clock.
+    """
     now = now_micros()
+    armed_from = now if fired_at is None else fired_at
     key = process_key(process.tenant, process.id)
     stored = StoredProcess(json.dumps(process.state), process.finished, process.tenant)
     tables.save(conn, process.manager, key, stored, now)
@@ -189,7 +212,7 @@ def save_process(tables: ProcessTables, conn: Any, process: Process) -> None:
     for step in process.cancelled:
         tables.disarm(conn, process.manager, key, step)
     for timeout in process.scheduled:
-        due = now + int(timeout.after.total_seconds() * 1_000_000)
+        due = armed_from + int(timeout.after.total_seconds() * 1_000_000)
         tables.arm(conn, process.manager, key, timeout.step, due)
 
 
@@ -315,26 +338,34 @@ class ProcessRunnerBase(ABC):
         return sum(self.projections.catch_up().values())
 
     def fire_timeouts(self, now: int | None = None) -> int:
-        """Fire every timeout that is due, each in its own transaction; returns how many."""
+        """Fire the timeouts due at ``now`` (default: the clock), each in its own
+        transaction; returns how many fired.
+
+        The due timeouts are listed once, at the start, so each fires at most
+        once per call: one that ``timed_out`` re-arms is due its delay after
+        ``now`` (not after the clock, which ``now`` may be ahead of) and waits
+        for a later call. Each firing's commands take their ids from its cause
+        (``timeout_cause``), so every firing of a re-armed timeout sends its own.
+        """
         fired = 0
         cutoff = now_micros() if now is None else now
         name = self.manager.name
-        while True:
+        with self.tables.reading() as conn:
+            due = self.tables.due(conn, name, cutoff)
+        for key, step, due_at in due:
             with self.tables.transaction() as conn:
-                due = self.tables.next_due(conn, name, cutoff)
-                if due is None:
-                    return fired
-                key, step = due
-                process = load_process(
-                    self.tables, conn, self.manager, key, f"timeout:{key}:{step}"
-                )
-                if not self.tables.claim(conn, name, key, step, cutoff):
+                cause = timeout_cause(key, step, due_at)
+                process = load_process(self.tables, conn, self.manager, key, cause)
+                if not self.tables.claim(conn, name, key, step, due_at):
                     continue  # fired, cancelled or re-armed by someone else meanwhile
                 if not process.finished:
                     with with_tenant(process.tenant):
                         self.manager.timed_out(process, step)
-                    save_process(self.tables, conn, process)
+                    # Never re-armed for the instant that just fired (a zero delay fired
+                    # at its due time): that firing would repeat this one's cause and ids.
+                    save_process(self.tables, conn, process, fired_at=max(cutoff, due_at + 1))
             fired += 1
+        return fired
 
     def pending_commands(self) -> list[tuple[str, str, str, str, bytes]]:
         """The outbox: (command id, process key, step, command type, data), oldest first.
@@ -448,4 +479,5 @@ __all__ = [
     "process_key",
     "save_process",
     "service_principal",
+    "timeout_cause",
 ]

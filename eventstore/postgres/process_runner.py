@@ -8,7 +8,8 @@ commit in one transaction. Several runners of one manager may run at once (in
 several processes): the projection's advisory lock serialises decisions; every
 transaction that changes a process locks its row first (``FOR UPDATE``), then
 its timeouts and outbox rows, so they take turns and never deadlock; a due
-timeout is deleted only while still due (the claim), so it fires once.
+timeout is deleted only while still armed for the due time it was found at
+(the claim), so it fires once.
 """
 
 from __future__ import annotations
@@ -121,19 +122,19 @@ class PostgresProcessTables:
             (manager, key, step),
         )
 
-    def next_due(self, conn: Connection, manager: str, cutoff: int) -> tuple[str, str] | None:
-        row = conn.execute(
-            "SELECT process_id, step FROM process_timeouts WHERE manager = %s AND due_at <= %s "
-            "ORDER BY due_at LIMIT 1",
+    def due(self, conn: Connection, manager: str, cutoff: int) -> list[tuple[str, str, int]]:
+        rows = conn.execute(
+            "SELECT process_id, step, due_at FROM process_timeouts "
+            "WHERE manager = %s AND due_at <= %s ORDER BY due_at",
             (manager, cutoff),
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
+        ).fetchall()
+        return [(r[0], r[1], int(r[2])) for r in rows]
 
-    def claim(self, conn: Connection, manager: str, key: str, step: str, cutoff: int) -> bool:
+    def claim(self, conn: Connection, manager: str, key: str, step: str, due_at: int) -> bool:
         gone = conn.execute(
             "DELETE FROM process_timeouts WHERE manager = %s AND process_id = %s "
-            "AND step = %s AND due_at <= %s",
-            (manager, key, step, cutoff),
+            "AND step = %s AND due_at = %s",
+            (manager, key, step, due_at),
         )
         return gone.rowcount > 0
 

@@ -114,23 +114,23 @@ class SQLiteProcessTables:
             (manager, key, step),
         )
 
-    def next_due(
+    def due(
         self, conn: sqlite3.Connection, manager: str, cutoff: int
-    ) -> tuple[str, str] | None:
-        row = conn.execute(
-            "SELECT process_id, step FROM process_timeouts WHERE manager = ? AND due_at <= ? "
-            "ORDER BY due_at LIMIT 1",
+    ) -> list[tuple[str, str, int]]:
+        rows = conn.execute(
+            "SELECT process_id, step, due_at FROM process_timeouts "
+            "WHERE manager = ? AND due_at <= ? ORDER BY due_at",
             (manager, cutoff),
-        ).fetchone()
-        return None if row is None else (row[0], row[1])
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
 
     def claim(
-        self, conn: sqlite3.Connection, manager: str, key: str, step: str, cutoff: int
+        self, conn: sqlite3.Connection, manager: str, key: str, step: str, due_at: int
     ) -> bool:
         gone = conn.execute(
             "DELETE FROM process_timeouts WHERE manager = ? AND process_id = ? "
-            "AND step = ? AND due_at <= ?",
-            (manager, key, step, cutoff),
+            "AND step = ? AND due_at = ?",
+            (manager, key, step, due_at),
         )
         return gone.rowcount > 0
 

@@ -6,12 +6,16 @@ tests/support/process_stores.py): one shared core, each adapter's SQL.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
+from datetime import timedelta
 
-from eventstore.core.process_managers import process_command_id
+from eventstore.core.process_managers import Process, ProcessManager, process_command_id
 from tests.support.transfers import (
+    DepositCommand,
     TransferProcess,
+    TransferRequested,
     balances,
     bank,
     open_accounts,
@@ -328,3 +332,114 @@ def test_run_polls_until_stopped(process_store):
         asyncio.run(scenario())
         assert runner.state("t1")["status"] == "completed"
         assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
+
+
+# -- re-armed timeouts: each firing is a decision of its own ------------------------------------
+class _Reminder(ProcessManager):
+    """On a transfer request, deposit 1 into the target every ``every``, ``times`` times:
+    a timeout that re-arms itself and sends a command on each firing."""
+
+    name = "reminders"
+    event_types = (TransferRequested,)
+    every = timedelta(seconds=10)
+    times = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The command id each call of ``timed_out`` got from ``send`` (a failed one's too).
+        self.ids: list[str] = []
+
+    def react(self, process: Process, event, message) -> None:  # type: ignore[no-untyped-def]
+        process.state.update(target=message.target, fired=0)
+        process.schedule("remind", self.every)
+
+    def timed_out(self, process: Process, step: str) -> None:
+        process.state["fired"] += 1
+        deposit = DepositCommand(account_id=process.state["target"], amount=1)
+        self.ids.append(process.send("deposit", deposit))
+        if process.state["fired"] < self.times:
+            process.schedule("remind", self.every)
+
+
+def _reminding(process_store, manager: _Reminder):  # type: ignore[no-untyped-def]
+    store = process_store.open()
+    transport, repository = bank(store)
+    runner = process_store.runner(store, manager, transport)
+    open_accounts(transport, {"a": 0, "b": 0})
+    request_transfer(store, "t1", "a", "b", 1)
+    runner.decide()
+    return store, repository, runner
+
+
+def _micros() -> int:
+    return time.time_ns() // 1000
+
+
+def test_each_firing_of_a_rearmed_timeout_applies_its_own_command(process_store):
+    store, repository, runner = _reminding(process_store, _Reminder())
+    with store:
+        start = _micros()
+        for firing in range(1, 4):
+            assert runner.fire_timeouts(now=start + firing * 11_000_000) == 1
+            assert asyncio.run(runner.send_pending()) == 1
+        assert runner.state("t1")["fired"] == 3
+        assert balances(repository, ["b"]) == {"b": 3}
+        deposits = [e for e in store.read_all() if e.event_type.endswith("MoneyDepositedEvent")]
+        assert len({e.metadata.causation_id for e in deposits}) == 3
+
+
+def test_firings_of_a_rearmed_timeout_before_any_send_queue_one_command_each(process_store):
+    store, repository, runner = _reminding(process_store, _Reminder())
+    with store:
+        start = _micros()
+        for firing in range(1, 4):
+            runner.fire_timeouts(now=start + firing * 11_000_000)
+        assert len({command_id for command_id, *_ in runner.pending_commands()}) == 3
+        runner.drain()
+        assert balances(repository, ["b"]) == {"b": 3}
+
+
+def test_a_timeout_rearmed_by_its_firing_is_due_its_delay_after_that_firing(process_store):
+    store, _, runner = _reminding(process_store, _Reminder())
+    with store:
+        later = _micros() + 3600 * 1_000_000  # an hour ahead of the clock
+        assert runner.fire_timeouts(now=later) == 1  # once, not again until the clock is there
+        assert runner.timeouts() == [("t1", "remind", later + 10_000_000)]
+
+
+def test_a_timeout_rearmed_without_delay_fires_once_per_call_with_new_ids(process_store):
+    manager = _Reminder()
+    manager.every = timedelta(0)
+    store, _, runner = _reminding(process_store, manager)
+    with store:
+        later = _micros() + 1_000_000
+        assert [runner.fire_timeouts(now=later) for _ in range(3)] == [1, 1, 0]
+        assert len({command_id for command_id, *_ in runner.pending_commands()}) == 2
+
+
+class _FailingOnce(_Reminder):
+    """Fails its first firing after deciding the deposit: nothing of it commits."""
+
+    failures = 1
+
+    def timed_out(self, process: Process, step: str) -> None:
+        super().timed_out(process, step)
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("crashed after deciding, before committing")
+
+
+def test_a_firing_decided_again_after_a_failure_sends_the_same_command_id(process_store):
+    import pytest
+
+    manager = _FailingOnce()
+    store, _, runner = _reminding(process_store, manager)
+    with store:
+        later = _micros() + 11_000_000
+        with pytest.raises(RuntimeError, match="crashed"):
+            runner.fire_timeouts(now=later)
+        assert runner.pending_commands() == [] and runner.state("t1")["fired"] == 0
+        assert runner.fire_timeouts(now=later + 1) == 1
+        first, again = manager.ids
+        assert first == again
+        assert [command_id for command_id, *_ in runner.pending_commands()] == [first]
