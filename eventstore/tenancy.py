@@ -17,7 +17,9 @@ projection handlers run in the tenant of each event (``tenant_of``).
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,42 @@ from .core.tenancy import (
 )
 
 TENANT_PLACEHOLDER = "{tenant}"
+
+
+_SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def _substituted(template: str, tenant_id: str) -> str:
+    """``template`` with ``{tenant}`` replaced; in a PostgreSQL URL's ``schema=``, by a
+    name PostgreSQL takes (``schema_name``)."""
+    scheme = template.partition("://")[0].lower().split("+", 1)[0]
+    base, sep, query = template.partition("?")
+    if scheme not in ("postgresql", "postgres") or not sep:
+        return template.replace(TENANT_PLACEHOLDER, tenant_id)
+    parts = []
+    for item in query.split("&"):
+        name, eq, value = item.partition("=")
+        if name == "schema" and TENANT_PLACEHOLDER in value:
+            value = schema_name(value, tenant_id)
+        else:
+            value = value.replace(TENANT_PLACEHOLDER, tenant_id)
+        parts.append(f"{name}{eq}{value}")
+    return f"{base.replace(TENANT_PLACEHOLDER, tenant_id)}?{'&'.join(parts)}"
+
+
+def schema_name(pattern: str, tenant_id: str) -> str:
+    """The PostgreSQL schema of ``tenant_id`` for a ``schema=`` pattern such as ``t_{tenant}``.
+
+    A tenant id may hold ``-`` and be 64 characters long; a schema name holds
+    letters, digits and ``_``, at most 63. Such an id gets ``-`` as ``_`` and a
+    hash of the exact id (``acme-corp`` -> ``t_acme_corp_<8 hex>``): it cannot
+    meet ``acme_corp``'s schema, and the name is the same on every run.
+    """
+    plain = pattern.replace(TENANT_PLACEHOLDER, tenant_id)
+    if _SQL_NAME.fullmatch(plain):
+        return plain
+    digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:8]
+    return f"{pattern.replace(TENANT_PLACEHOLDER, tenant_id.replace('-', '_'))[:54]}_{digest}"
 
 
 class TenantStores:
@@ -68,7 +106,7 @@ class TenantStores:
         """Where ``tenant_id``'s store lives (a path or a URL; passwords are not redacted)."""
         check_tenant_id(tenant_id)
         if self.template is not None:
-            return self.template.replace(TENANT_PLACEHOLDER, tenant_id)
+            return _substituted(self.template, tenant_id)
         assert self.root is not None
         return str(self.root / f"{tenant_id}.db")
 

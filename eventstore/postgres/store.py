@@ -14,6 +14,7 @@ commit*, docs/decisions.md, "PostgreSQL: the position lock and group commit").
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
@@ -166,6 +167,15 @@ CommitListener = Callable[[int], None]
 log = logging.getLogger("eventstore.postgres")
 
 
+def notify_channel(schema: str) -> str:
+    """The NOTIFY channel of ``schema``'s commits: an identifier, so at most 63 bytes
+    (a long schema name keeps its start and gets a hash of the whole)."""
+    channel = f"eventstore_{schema}"
+    if len(channel) <= 63:
+        return channel
+    return f"{channel[:54]}_{hashlib.sha256(schema.encode()).hexdigest()[:8]}"
+
+
 def redact(dsn: str) -> str:
     """The DSN as a place name for messages: user, host, port and database, never a password."""
     try:
@@ -268,7 +278,7 @@ class PostgresEventStore:
         self.dsn = dsn
         self.schema = schema
         self.path = f"{redact(dsn)} (schema {schema})"
-        self.channel = f"eventstore_{schema}"
+        self.channel = notify_channel(schema)
         self._position_lock = lock_key(schema, "position")
         # Keyword arguments win over the DSN's: keep the DSN's own options beside ours.
         options = " ".join(

@@ -432,6 +432,7 @@ def test_an_anonymous_host_serves_callers_without_credentials_but_in_no_tenant(
 
 
 def test_tenant_stores_open_a_postgresql_schema_per_tenant_from_a_url_template() -> None:
+    from eventstore import NewEvent, new_event_id
     from eventstore.tenancy import TenantStores, with_tenant
     from tests.support.bank import account_repository
     from tests.support.postgres import fresh_schema, server_dsn
@@ -452,3 +453,12 @@ def test_tenant_stores_open_a_postgresql_schema_per_tenant_from_a_url_template()
         assert [e.aggregate_id for e in acme.read_all(0)] == ["acc-1"]
         assert acme.head_position() == beta.head_position() == 1  # a position space each
         assert account_repository(beta).load("acc-1").state.owner == "beta"
+        # Tenant ids may hold '-' and be 64 long; schema names may not: each still
+        # gets a schema of its own, apart from the id spelled with '_'.
+        long_id = "l" + "-x" * 31 + "z"
+        for tenant in ("acme-corp", "acme_corp", long_id):
+            store = stores.for_tenant(tenant)
+            store.append("acc-1", "Account", 0, [NewEvent(new_event_id(), "test.Opened", b"")])
+        schemas = {stores.for_tenant(t).schema for t in ("acme-corp", "acme_corp", long_id)}
+        assert len(schemas) == 3 and all(len(name) <= 63 for name in schemas)
+        assert stores.for_tenant("acme-corp").head_position() == 1
