@@ -212,6 +212,26 @@ class EmbeddedPostgres:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def restart(self) -> None:
+        """Stop the server and start it again on the same port with the same data: what a
+        client sees when its server restarts (every connection is closed)."""
+        if not self.running or self._bin is None or self.data_dir is None:
+            raise EmbeddedPostgresError("the server is not running", "Call start() first.")
+        assert self._root is not None
+        self._run(
+            [
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",  # the server's output to its log, not to pipes this call waits on
+                str(self._root / "server.log"),
+                "-m",
+                "fast",
+                "-w",
+                "restart",
+            ]
+        )
+
     def stop(self) -> None:
         """Stop the server (immediately: its data is about to be deleted) and delete its data."""
         if self.running and self._bin is not None and self.data_dir is not None:

@@ -14,6 +14,7 @@ commit*, docs/decisions.md, "PostgreSQL: the position lock and group commit").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import itertools
 import json
@@ -377,10 +378,30 @@ class PostgresEventStore:
         if self._closed:
             raise StoreClosedError(self.path)
 
-    def reading(self) -> Any:
-        """A pooled autocommit connection (a context manager) for queries."""
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[Any]:
+        """A pooled autocommit connection for queries.
+
+        A server that restarted has closed every pooled connection, and each one
+        would fail once when next used: on the first that fails, the idle ones are
+        checked (and the dead ones dropped), and the caller gets a ``StorageError``
+        that says to retry, not psycopg's ``AdminShutdown``.
+        """
         self._check_open()
-        return self._pool.connection()
+        with self._pool.connection() as conn:
+            try:
+                yield conn
+            except psycopg.OperationalError as exc:
+                if not (conn.closed or conn.broken):
+                    raise
+                with contextlib.suppress(Exception):
+                    self._pool.check()
+                raise StorageError(
+                    self.path,
+                    "the connection to the server was lost "
+                    f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})",
+                    "Retry: the store connects again (the server may have restarted).",
+                ) from exc
 
     # -- commit notifications ----------------------------------------------------------------
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -456,13 +477,20 @@ class PostgresEventStore:
                 item.done(item)
 
     def _commit_group(
-        self, conn: psycopg.Connection[Any], batch: list[_Append], *, together: bool = True
+        self,
+        conn: psycopg.Connection[Any],
+        batch: list[_Append],
+        *,
+        together: bool = True,
+        retry: bool = True,
     ) -> None:
         """Run every append of ``batch`` in one transaction under the position lock."""
         last = 0
+        begun = False  # nothing of the group reached the server before this is set
         try:
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
+                begun = True
                 grouped = together and len(batch) > 1 and self._append_group(conn, batch)
                 if grouped:
                     last = max((i.result[1] for i in batch if i.result), default=0)
@@ -484,19 +512,28 @@ class PostgresEventStore:
         except _Regroup:
             for item in batch:
                 item.error = item.result = None
-            self._commit_group(conn, batch, together=False)
+            self._commit_group(conn, batch, together=False, retry=retry)
             return
         except Exception as exc:
+            broken = conn.closed or conn.broken
+            if broken:
+                log.warning("the writer connection of %s broke (%s); reconnecting", self.path, exc)
+                try:
+                    self._writer_conn = fresh = self._connect()
+                    fresh.execute(f"SET search_path TO {self.schema}")
+                except Exception:
+                    log.exception("reconnecting the writer of %s failed", self.path)
+                else:
+                    if not begun and retry:
+                        # It broke before the group began (a server restarted since the
+                        # last commit): nothing was sent, so the group runs again, once.
+                        for item in batch:
+                            item.error = item.result = None
+                        self._commit_group(fresh, batch, together=together, retry=False)
+                        return
             for item in batch:
                 if item.error is None:
                     item.error, item.result = exc, None
-            if conn.closed or conn.broken:
-                log.warning("the writer connection of %s broke (%s); reconnecting", self.path, exc)
-                try:
-                    self._writer_conn = conn = self._connect()
-                    conn.execute(f"SET search_path TO {self.schema}")
-                except Exception:
-                    log.exception("reconnecting the writer of %s failed", self.path)
             return
         self.group_commits += 1
         self.grouped_appends += len(batch)

@@ -299,6 +299,29 @@ def test_a_schema_of_another_application_is_refused_naming_what_it_holds(store, 
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+def test_after_a_server_restart_reads_fail_at_most_once_as_storage_errors_and_appends_go_on():
+    with EmbeddedPostgres(fsync=False) as server:
+        store = PostgresEventStore(server.dsn, pool_size=3)
+        try:
+            store.append("acc-1", "Account", 0, [_event()])
+            with ThreadPoolExecutor(3) as pool:  # three pooled connections in use
+                list(pool.map(lambda _: store.stream_version("acc-1"), range(30)))
+            server.restart()
+            # The writer's connection died with the server: nothing of the next group
+            # was sent, so it runs again on a new connection instead of failing.
+            assert store.append("acc-1", "Account", 1, [_event()]).events[0].version == 2
+            failures = []
+            for _ in range(6):
+                try:
+                    assert store.stream_version("acc-1") == 2
+                except StorageError as exc:  # never psycopg's AdminShutdown
+                    failures.append(exc)
+            assert len(failures) <= 1
+            assert all("Retry" in str(f) for f in failures)
+        finally:
+            store.close()
+
+
 def test_a_closed_store_refuses_reads_and_appends(store):
     store.close()
     with pytest.raises(eventstore.StoreClosedError):
