@@ -89,7 +89,12 @@ def _generate(proto_dir: Path, out: Path, includes: list[Path]) -> int:
     except CodegenError as error:
         print(error, file=sys.stderr)
         return 1
-    except (FileNotFoundError, NotADirectoryError) as error:
+    except OSError as error:  # no protos, or an output path that cannot be written
+        if error.filename is not None:  # raised by the system: say which path and what to do
+            error = type(error)(
+                f"cannot write {os.fspath(error.filename)!r}: {error.strerror}. Choose an "
+                "--out folder you can write to"
+            )
         print(f"eventstore generate: {error}", file=sys.stderr)
         return 1
     for warning in warnings:
@@ -128,19 +133,41 @@ def generate(
     sources = read_sources([f.name for f in descriptors.file], include_dirs)
     generated, warnings = render_files(files, descriptors.file, rename, sources)
     modules = python_modules(files, descriptors.file)
+    outputs = [*modules, *generated]
+    for name, _ in outputs:
+        _check_writable(out / name)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, content in modules:
-        path = out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8")
-        written.append(path)
-    for name, content in generated:
+    for name, content in outputs:
         path = out / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
         written.append(path)
     return written, warnings
+
+
+def _check_writable(path: Path) -> None:
+    """Raise when ``path`` cannot be written, so that a bad OUT_DIR writes no file at all.
+
+    Catches what can be seen beforehand: a folder where the file goes, a file
+    where a folder goes, a folder without write permission.
+    """
+    fix = "Move it away or choose another --out folder"
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {os.fspath(path)!r}: it is a folder. {fix}")
+    existing = path if path.exists() else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing != path and not existing.is_dir():
+        raise NotADirectoryError(
+            f"cannot write {os.fspath(path)!r}: {os.fspath(existing)!r} is a file, "
+            f"not a folder. {fix}"
+        )
+    if not os.access(existing, os.W_OK | (0 if existing == path else os.X_OK)):
+        raise PermissionError(
+            f"cannot write {os.fspath(path)!r}: no permission to write "
+            f"{os.fspath(existing)!r}. Choose an --out folder you can write to"
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ adapters, like ``stores.py``, and talks SQL to each side.
 
 - The source is read in one snapshot: a read transaction on SQLite,
   ``REPEATABLE READ`` on PostgreSQL.
+- A source that is missing or holds no event store is refused before anything
+  opens it as a store (which would create one there); a store of an older
+  schema version is migrated first, as opening it would, since the copy reads
+  this version's columns.
 - A destination that holds anything is refused, unless it holds an
   interrupted copy: the events are copied in committed chunks, marked by the
   table ``eventstore_copy``, so a second run resumes after the last chunk. The
@@ -20,14 +24,17 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlencode
 
-from .core.errors import EventStoreError, StoreURLError
+from .core.errors import EventStoreError, StoreURLError, redact_url
 from .stores import url_scheme
 
 #: table -> (columns, key columns); events first, in position order.
@@ -120,13 +127,17 @@ class _Side(abc.ABC):
 class _SQLiteSide(_Side):
     mark = "?"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, source: bool) -> None:
         super().__init__(url)
         from .sqlite import SQLiteEventStore
         from .sqlite.urls import sqlite_path
 
         path, _ = sqlite_path(url) if url_scheme(url) else (url, {})
-        SQLiteEventStore(path).close()  # create and migrate the schema
+        if source:
+            _check_sqlite_source(url, path)
+        # Create the destination's schema; bring an older store (either side) up to
+        # this version's, whose columns the copy reads and writes.
+        SQLiteEventStore(path).close()
         uri = path.startswith("file:")
         self.conn = sqlite3.connect(path, uri=uri, isolation_level=None, timeout=30)
 
@@ -157,10 +168,45 @@ class _SQLiteSide(_Side):
         self.conn.close()
 
 
+def _check_sqlite_source(url: str, path: str) -> None:
+    """Refuse a source that is missing or holds no event store, reading it read-only.
+
+    Opening it as a store would create one there (and report a verified copy of
+    nothing), so this looks first, without writing.
+    """
+    fix = "Check the source URL (sqlite:///relative.db or sqlite:////absolute/path.db)."
+    if path == ":memory:":
+        raise CopyError(f"the source {url!r} is a new in-memory store, which is empty", fix)
+    if path.startswith("file:"):
+        base, _, query = path.partition("?")
+        kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "mode"]
+        read_only = f"{base}?{urlencode([*kept, ('mode', 'ro')])}"
+    elif not os.path.isfile(path):
+        raise CopyError(f"the source {url!r} does not exist (no file {path!r})", fix)
+    else:
+        read_only = f"{Path(path).resolve().as_uri()}?mode=ro"
+    try:
+        conn = sqlite3.connect(read_only, uri=True)
+        try:
+            tables = {
+                row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise CopyError(f"cannot read the source {url!r} as SQLite ({exc})", fix) from exc
+    if "events" not in tables:
+        raise CopyError(
+            f"the source {url!r} is not an event store (it has no events table; tables: "
+            f"{', '.join(sorted(tables)) or 'none'})",
+            fix,
+        )
+
+
 class _PostgresSide(_Side):
     mark = "%s"
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, source: bool) -> None:
         super().__init__(url)
         import psycopg
 
@@ -169,8 +215,37 @@ class _PostgresSide(_Side):
 
         dsn, options = postgres_dsn(url)
         self.schema = str(options.get("schema", "eventstore"))
+        if source:
+            self._refuse_unless_store(dsn)
+        # Create the destination's schema; bring an older store (either side) up to
+        # this version's, whose columns the copy reads and writes.
         PostgresEventStore(dsn, schema=self.schema, pool_size=1).close()
         self.conn = psycopg.connect(dsn, autocommit=True, options=f"-c search_path={self.schema}")
+
+    def _refuse_unless_store(self, dsn: str) -> None:
+        """Refuse a source schema without an events table, before anything creates one there."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(dsn, autocommit=True)
+        except psycopg.OperationalError as exc:
+            cause = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise CopyError(
+                f"cannot connect to the source {redact_url(self.url)!r} ({cause})",
+                "Check that the server runs and the URL's host, port, user and database.",
+            ) from exc
+        with conn:
+            found = conn.execute(
+                "SELECT 1 FROM information_schema.tables "
+                "WHERE table_schema = %s AND table_name = 'events'",
+                (self.schema,),
+            ).fetchall()
+        if not found:
+            raise CopyError(
+                f"the source {redact_url(self.url)!r} is not an event store (schema "
+                f"{self.schema!r} has no events table)",
+                "Check the source URL and its ?schema= (the default schema is eventstore).",
+            )
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cursor = self.conn.execute(self.q(sql).encode(), params)
@@ -210,12 +285,18 @@ class _PostgresSide(_Side):
         self.conn.close()
 
 
-def _open(url: str) -> _Side:
+def _open(url: str, *, source: bool) -> _Side:
     scheme = url_scheme(url)
+    if scheme is None and url.lower().startswith("sqlite:"):  # sqlite:/x.db, a typo
+        raise StoreURLError(
+            url,
+            "a SQLite URL starts with sqlite:// (this one would be read as a file path)",
+            "Write sqlite:///relative.db or sqlite:////absolute/path.db.",
+        )
     if scheme in (None, "sqlite", "file"):
-        return _SQLiteSide(url)
+        return _SQLiteSide(url, source=source)
     if scheme in ("postgresql", "postgres"):
-        return _PostgresSide(url)
+        return _PostgresSide(url, source=source)
     raise StoreURLError(
         url, f"eventstore copy cannot read {scheme}://", "Use sqlite:// or postgresql://."
     )
@@ -269,7 +350,12 @@ def copy_store(
 ) -> CopyReport:
     """Copy a whole store (see the module's docs); returns the verified counts and checksum."""
     say = progress or (lambda text: None)
-    source, destination = _open(source_url), _open(destination_url)
+    source = _open(source_url, source=True)
+    try:
+        destination = _open(destination_url, source=False)
+    except BaseException:
+        source.close()
+        raise
     try:
         report = CopyReport()
         resuming = destination.has_mark()
@@ -349,7 +435,10 @@ def main(source_url: str, destination_url: str, out: TextIO | None = None) -> in
     out = out or sys.stderr
     try:
         copy_store(source_url, destination_url, progress=lambda t: print(t, file=out, flush=True))
-    except EventStoreError as exc:
+    except CopyError as exc:
         print(exc, file=out)
+        return 1
+    except (EventStoreError, OSError) as exc:  # a bad URL, a missing folder, a foreign file
+        print(f"eventstore copy: {exc}", file=out)
         return 1
     return 0

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .core.errors import EventStoreError
+
 log = logging.getLogger("eventstore.serve")
 
 
@@ -83,7 +85,10 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
     from .stores import open_store
 
     module, factory = load_factory(options.module)
-    store = open_store(options.store)
+    try:
+        store = open_store(options.store)
+    except (EventStoreError, OSError) as exc:  # a bad URL, a missing folder, a foreign file
+        raise SystemExit(f"eventstore serve: {exc}") from exc
     embedded: Any = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -101,6 +106,12 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
         else:
             servers = list(options.nats)
         bindings = list(factory(store))
+        if not bindings:
+            raise SystemExit(
+                f"eventstore serve: {options.module}'s {factory.__name__}(store) returned no "
+                "service to serve. Return the generated <Service>Server bindings from it "
+                "(e.g. [AccountServer(handlers)])."
+            )
         make_middlewares = getattr(module, "middlewares", None)
         middlewares = list(make_middlewares(store)) if make_middlewares is not None else None
         make_authenticate = getattr(module, "authenticate", None)
@@ -111,17 +122,25 @@ async def serve(options: ServeOptions, ready: Callable[[str], None] | None = Non
                 "one (e.g. returning eventstore.auth.jwt_authenticator(...)) or pass "
                 "--allow-anonymous to serve callers without credentials"
             )
-        host = NatsServiceHost(
-            servers,
-            *bindings,
-            middlewares=middlewares,
-            authenticate=authenticate,
-            allow_anonymous=options.allow_anonymous,
-            max_in_flight=options.max_in_flight,
-            version=options.version,
-            **options.connect,
-        )
-        async with host:
+        try:
+            host = NatsServiceHost(
+                servers,
+                *bindings,
+                middlewares=middlewares,
+                authenticate=authenticate,
+                allow_anonymous=options.allow_anonymous,
+                max_in_flight=options.max_in_flight,
+                version=options.version,
+                **options.connect,
+            )
+        except ValueError as exc:  # a bad --max-in-flight or --service-version
+            raise SystemExit(f"eventstore serve: {exc}") from exc
+        async with contextlib.AsyncExitStack() as running:
+            # Only starting is guarded: an error while serving keeps its traceback.
+            try:
+                await running.enter_async_context(host)
+            except OSError as exc:  # no NATS server answered at the URLs
+                raise SystemExit(f"eventstore serve: {exc}") from exc
             if options.relay or options.projections:
                 await _start_bus_side(
                     module, store, servers, options, background, stoppers, closers
@@ -212,7 +231,10 @@ async def _start_bus_side(
             "pass --no-relay --no-projections to serve requests only"
         )
     bus = bus_type(servers, store=store, **options.connect)
-    await bus.__aenter__()
+    try:
+        await bus.__aenter__()
+    except OSError as exc:  # the bus could not connect
+        raise SystemExit(f"eventstore serve: {exc}") from exc
     closers.append(lambda: bus.__aexit__(None, None, None))
     if options.relay:
         relay = relay_type(store, bus)  # type: ignore[misc]

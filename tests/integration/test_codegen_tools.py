@@ -208,6 +208,74 @@ def test_generate_skips_a_copy_of_the_options_in_the_proto_folder(tmp_path: Path
     assert (tmp_path / "out" / "bank" / "account_es.py").exists()
 
 
+def _one_proto(tmp_path: Path) -> Path:
+    """PROTO_DIR with shop/a.proto, which generates shop/a_pb2.py and shop/a_pb2.pyi."""
+    (tmp_path / "protos" / "shop").mkdir(parents=True)
+    (tmp_path / "protos" / "shop" / "a.proto").write_text(
+        'syntax = "proto3";\npackage shop;\nmessage A { string x = 1; }\n'
+    )
+    return tmp_path / "protos"
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def test_generate_into_an_existing_file_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventstore.cli import main
+
+    protos = _one_proto(tmp_path)
+    (tmp_path / "afile").write_text("mine")
+    assert main(["generate", str(protos), "--out", str(tmp_path / "afile")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("eventstore generate: cannot write ")
+    assert f"{str(tmp_path / 'afile')!r} is a file, not a folder" in err
+    assert len(err.splitlines()) == 1
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_generate_with_a_file_where_a_subfolder_goes_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventstore.cli import main
+
+    protos, out = _one_proto(tmp_path), tmp_path / "out"
+    out.mkdir()
+    (out / "shop").write_text("")
+    assert main(["generate", str(protos), "--out", str(out)]) == 1
+    assert f"{str(out / 'shop')!r} is a file, not a folder" in capsys.readouterr().err
+    assert _files_under(out) == [out / "shop"]
+
+
+def test_generate_with_a_folder_where_a_later_file_goes_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventstore.cli import main
+
+    protos, out = _one_proto(tmp_path), tmp_path / "out"
+    (out / "shop" / "a_pb2.pyi").mkdir(parents=True)  # written after a_pb2.py
+    assert main(["generate", str(protos), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {str(out / 'shop' / 'a_pb2.pyi')!r}: it is a folder" in err
+    assert _files_under(out) == []
+
+
+def test_generate_into_a_folder_without_write_permission_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from eventstore.cli import main
+
+    protos = _one_proto(tmp_path)
+    # sysfs refuses new folders to everyone, root included (chmod would not stop root).
+    out = Path("/sys/kernel") / f"es-out-{os.getpid()}"
+    assert main(["generate", str(protos), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert str(out) in err and "Traceback" not in err
+    assert not out.exists()
+
+
 # -- the generated code under ruff and mypy ---------------------------------------------
 def generated_python(generated: Path) -> list[Path]:
     return [*generated.rglob("*_es.py"), generated / "es_sdk.py"]

@@ -110,3 +110,75 @@ def test_an_interrupted_copy_resumes_after_its_last_chunk(tmp_path):
     assert lines[0] == "resuming after position 60"
     with PostgresEventStore(postgres.server_dsn(), schema=schema) as copied:
         assert _state(copied) == expected
+
+
+def test_a_missing_source_is_refused_and_not_created(tmp_path, capsys):
+    source, destination = tmp_path / "typo.db", tmp_path / "new.db"
+    assert cli(["copy", f"sqlite:///{source}", f"sqlite:///{destination}"]) == 1
+    assert f"the source 'sqlite:///{source}' does not exist" in capsys.readouterr().err
+    assert not source.exists()
+    assert not destination.exists()
+
+
+def test_an_empty_source_file_is_refused_and_left_empty(tmp_path, capsys):
+    (tmp_path / "empty.db").write_bytes(b"")
+    assert cli(["copy", str(tmp_path / "empty.db"), str(tmp_path / "new.db")]) == 1
+    assert "is not an event store (it has no events table" in capsys.readouterr().err
+    assert (tmp_path / "empty.db").read_bytes() == b""
+
+
+def test_a_sqlite_url_with_one_slash_is_named_as_a_typo(tmp_path, capsys):
+    with SQLiteEventStore(tmp_path / "a.db") as source:
+        _fill(source, 1, 1)
+    assert cli(["copy", "sqlite:/a.db", f"sqlite:///{tmp_path / 'b.db'}"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("eventstore copy: cannot open event store 'sqlite:/a.db'")
+    assert "Write sqlite:///relative.db or sqlite:////absolute/path.db" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_destination_in_a_missing_folder_is_named_in_one_line(tmp_path, capsys):
+    with SQLiteEventStore(tmp_path / "a.db") as source:
+        _fill(source, 1, 1)
+    destination = f"sqlite:///{tmp_path / 'nodir' / 'b.db'}"
+    assert cli(["copy", f"sqlite:///{tmp_path / 'a.db'}", destination]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("eventstore copy: cannot open event store")
+    assert "does not exist" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_a_source_of_an_older_schema_version_is_still_copied(tmp_path):
+    """A file from before the mark (user_version 2) is migrated, as opening it would."""
+    import sqlite3
+
+    from eventstore.sqlite.schema import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    for statement in ";".join(MIGRATIONS[:2]).split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, version, "
+        "timestamp, data) VALUES ('e1', 'acc-1', 'Account', 'Opened', 1, 0, x'00')"
+    )
+    conn.close()
+    report = copy_store(str(tmp_path / "old.db"), str(tmp_path / "new.db"))
+    assert report.counts["events"] == 1
+    with SQLiteEventStore(tmp_path / "new.db") as copied:
+        assert [e.event_id for e in copied.read_all()] == ["e1"]
+
+
+def test_a_postgresql_source_without_a_store_is_refused_and_left_without_one(tmp_path):
+    import psycopg
+
+    schema = postgres.fresh_schema()
+    with pytest.raises(CopyError, match=f"schema '{schema}' has no events table"):
+        copy_store(_pg_url(schema), str(tmp_path / "new.db"))
+    with psycopg.connect(postgres.server_dsn()) as conn:
+        created = conn.execute(
+            "SELECT 1 FROM information_schema.schemata WHERE schema_name = %s", (schema,)
+        ).fetchall()
+    assert created == []
+    assert not (tmp_path / "new.db").exists()

@@ -77,3 +77,50 @@ def test_serve_runs_in_process_until_cancelled(tmp_path: Path) -> None:
     finally:
         del os.environ["ES_TEST_READ_MODEL"]
     assert (head, checkpoint) == (2, 2)
+
+
+def _serve(*args: str) -> list[str]:
+    return ["serve", *args, "--nats", "nats://127.0.0.1:1", "--allow-anonymous"]
+
+
+def test_serve_names_a_store_url_it_cannot_open_in_one_line() -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(_serve("tests.nats.service_app", "--store", "foo://bar"))
+    assert str(exited.value.code).startswith(
+        "eventstore serve: cannot open event store 'foo://bar'"
+    )
+
+
+def test_serve_names_a_store_folder_that_does_not_exist(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'nodir' / 's.db'}"
+    with pytest.raises(SystemExit) as exited:
+        main(_serve("tests.nats.service_app", "--store", store))
+    message = str(exited.value.code)
+    assert message.startswith("eventstore serve: cannot open event store")
+    assert f"folder {str(tmp_path / 'nodir')!r} does not exist" in message
+
+
+def test_serve_refuses_a_module_whose_services_return_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "no_services_app.py").write_text("def services(store):\n    return []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(SystemExit) as exited:
+        main(_serve("no_services_app", "--store", f"sqlite:///{tmp_path / 's.db'}"))
+    message = str(exited.value.code)
+    assert message.startswith("eventstore serve: no_services_app's services(store) returned no")
+    assert "<Service>Server bindings" in message
+
+
+def test_serve_says_no_nats_server_answered(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="eventstore serve: no NATS server answered at nats://"):
+        main(_serve("tests.nats.service_app", "--store", f"sqlite:///{tmp_path / 's.db'}"))
+
+
+def test_serve_keeps_the_traceback_of_a_bug_in_the_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "buggy_app.py").write_text("def services(store):\n    raise RuntimeError('bug')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(RuntimeError, match="bug"):
+        main(_serve("buggy_app", "--store", f"sqlite:///{tmp_path / 's.db'}"))
