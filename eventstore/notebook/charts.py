@@ -352,7 +352,7 @@ def event_rate(
         freq, bucket_micros, label = choose_bucket(_span(events["timestamp"]))
     else:
         freq = bucket
-        bucket_micros = int(pd.Timedelta(bucket) / pd.Timedelta(microseconds=1))
+        bucket_micros = _bucket_micros(bucket)
         label = bucket_label(bucket_micros)
     keys = ["bucket", "event"] if by_type else ["bucket"]
     counted = (
@@ -383,6 +383,22 @@ def event_rate(
         .mark_bar(orient="vertical", stroke="white", strokeWidth=0.5)
         .encode(**encoding)
     )
+
+
+def _bucket_micros(bucket: str) -> int:
+    """``event_rate``'s bucket in microseconds; ValueError unless a positive duration.
+
+    pandas reads "0s" and "-1D" as durations too: unchecked, they would divide by
+    zero or count backwards and draw "events per 0 weeks".
+    """
+    fix = 'the bucket must be a positive duration of at least 1 µs, like "1min", "6h" or "7D"'
+    try:
+        micros = pd.Timedelta(bucket) // pd.Timedelta(microseconds=1)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"event_rate bucket {bucket!r}: {str(exc).rstrip('.')}; {fix}") from None
+    if micros < 1:
+        raise ValueError(f"event_rate bucket {bucket!r}: {fix}")
+    return int(micros)
 
 
 # -- projection lag ----------------------------------------------------------------------
@@ -438,51 +454,74 @@ def projection_lag(samples: Sequence[LagSample] | pd.DataFrame) -> alt.Chart:
 
 
 # -- one aggregate's events by version ------------------------------------------------------
-def version_timeline(stream: pd.DataFrame) -> alt.Chart:
+def version_timeline(stream: pd.DataFrame, *, max_rows: int = MAX_ROWS) -> alt.Chart:
     """One aggregate's events as dots by version (across) and event type (down).
 
     Tooltips give each event's type, version, time and payload; a click selects
     an event (the ``event`` selection, by version), which
     :meth:`TimeTravel.timeline <eventstore.notebook.widgets.TimeTravel.timeline>`
-    follows; the wheel zooms and a drag pans along the versions.
+    follows; the wheel zooms and a drag pans along the versions. Above
+    ``max_rows`` events (altair refuses more than 5,000 rows), dots become counts
+    per bucket of versions (dot size); a click selects the bucket's first version.
     """
     _require_columns(stream, ("version", "event_type", "timestamp"), "version_timeline")
-    columns = [
-        c
-        for c in ("aggregate_id", "version", "event_type", "timestamp", "payload")
-        if c in stream.columns
-    ]
-    data = _with_tooltip_columns(stream[columns]).drop(
-        columns=["timestamp", "payload"], errors="ignore"
-    )
-    data = data.assign(event=data["event_type"].map(_short_type))
-    name = str(data["aggregate_id"].iloc[0]) if "aggregate_id" in data and len(data) else ""
+    name = str(stream["aggregate_id"].iloc[0]) if "aggregate_id" in stream and len(stream) else ""
     selected = _event_selection("version")
-    last = int(data["version"].max()) if len(data) else 1
+    last = int(stream["version"].max()) if len(stream) else 1
+    x = alt.X(
+        "version:Q",
+        title="version",
+        scale=alt.Scale(domain=[0.5, last + 0.5], nice=False, zero=False),
+        axis=alt.Axis(format="d", tickMinStep=1, labelAngle=0),
+    )
+    subtitle = "click an event to travel to its version; wheel to zoom"
+    size: Any = alt.condition(selected, alt.value(260), alt.value(90))
+    if len(stream) <= max_rows:
+        columns = [
+            c
+            for c in ("aggregate_id", "version", "event_type", "timestamp", "payload")
+            if c in stream.columns
+        ]
+        data = _with_tooltip_columns(stream[columns]).drop(
+            columns=["timestamp", "payload"], errors="ignore"
+        )
+        tooltip = ["event_type", "version", "time", "payload_text"]
+    else:
+        # At most max_rows / 10 buckets (fewer with more than 10 event types): one row
+        # per bucket and type stays under max_rows.
+        buckets = max(1, max_rows // max(10, stream["event_type"].nunique()))
+        step = -(-len(stream) // buckets)
+        first = (stream["version"] - 1) // step * step + 1
+        data = (
+            stream.assign(version=first)
+            .groupby(["version", "event_type"], observed=True)
+            .size()
+            .reset_index(name="events")
+        )
+        data["last_version"] = np.minimum(data["version"] + step - 1, last)
+        subtitle = (
+            f"events counted per {step} versions; click a dot to travel to its first "
+            "version; wheel to zoom"
+        )
+        size = alt.Size("events:Q", title=f"events per {step} versions")
+        tooltip = ["event_type", "version", "last_version", "events"]
+    data = data.assign(event=data["event_type"].map(_short_type))
     types = list(dict.fromkeys(data["event"]))
     return (
         alt.Chart(
             data,
-            title=alt.Title(
-                f"Stream {name!r}: {len(data):,} events",
-                subtitle="click an event to travel to its version; wheel to zoom",
-            ),
+            title=alt.Title(f"Stream {name!r}: {len(stream):,} events", subtitle=subtitle),
             width=WIDTH,
             height=max(60, 26 * len(types)),
         )
         .mark_point(size=90, filled=True, opacity=0.9)
         .encode(
-            x=alt.X(
-                "version:Q",
-                title="version",
-                scale=alt.Scale(domain=[0.5, last + 0.5], nice=False, zero=False),
-                axis=alt.Axis(format="d", tickMinStep=1, labelAngle=0),
-            ),
+            x=x,
             y=alt.Y("event:N", title="event type", sort=types),
             color=alt.Color("event:N", title="event type", legend=None),
-            size=alt.condition(selected, alt.value(260), alt.value(90)),
+            size=size,
             stroke=alt.condition(selected, alt.value("black"), alt.value(None)),
-            tooltip=["event_type", "version", "time", "payload_text"],
+            tooltip=tooltip,
         )
         .add_params(selected, _zoom())
     )

@@ -10,8 +10,11 @@ made a mistake in a cell, not in our code.
 
 from __future__ import annotations
 
+import contextlib
+import keyword
 import os
 import re
+import shlex
 from types import ModuleType
 from typing import Any
 
@@ -19,12 +22,12 @@ import pandas as pd
 from google.protobuf.message import Message
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.errors import (
-    AggregateNotFoundError,
+    EventDecodeError,
     EventStoreError,
-    VersionNotFoundError,
+    StoreClosedError,
     redact_url,
 )
 from ..core.repository import Repository
@@ -52,11 +55,30 @@ class EventStoreMagics(Magics):
         return self.shell.user_ns  # type: ignore[no-any-return]
 
     def _args(self, magic: Any, line: str, prefix: str = "%") -> Any:
+        """The magic's arguments, split as a shell would: every magic parses its line here.
+
+        IPython's ``parse_argstring`` splits with ``shlex`` in non-POSIX mode, which
+        keeps the quotes in the values (``'m 1'`` stays ``"'m 1'"``), so an id or a
+        path with a space could not be given at all. POSIX splitting removes them,
+        and ``--`` ends the options (``%es_state --repo r -- -x``), as in a shell.
+        """
+        name = f"{prefix}{magic.__name__}"
         try:
-            return parse_argstring(magic, line)
+            argv = shlex.split(line)
+        except ValueError as exc:  # an unclosed quote
+            raise MagicError(
+                f"{name} {line.strip()}: {exc}. Close the quote (e.g. 'm 1'). "
+                f"See {name}? for its usage."
+            ) from None
+        try:
+            return magic.parser.parse_args(argv)
         except UsageError as exc:
-            name = f"{prefix}{magic.__name__}"
-            raise MagicError(f"{name} {line.strip()}: {exc}. See {name}? for its usage.") from None
+            hint = ""
+            if "unrecognized arguments" in str(exc):
+                hint = " Quote a value that has spaces ('m 1')."
+            raise MagicError(
+                f"{name} {line.strip()}: {exc}.{hint} See {name}? for its usage."
+            ) from None
 
     # -- %es_store ------------------------------------------------------------------------------
     @magic_arguments()
@@ -180,9 +202,12 @@ class EventStoreMagics(Magics):
             )
         try:
             aggregate = repo.load(args.aggregate_id, at_version=args.at)
-        except (AggregateNotFoundError, VersionNotFoundError, ValueError) as exc:
-            raise MagicError(f"%es_state {args.aggregate_id}: {exc}") from None
-        last = repo.store.stream_version(args.aggregate_id)
+            last = repo.store.stream_version(args.aggregate_id)
+        except (EventStoreError, ValueError) as exc:
+            current = self.session.store
+            open_store = current if current is not None and not current.closed else None
+            why = load_failure(repo, args, exc, open_store)
+            raise MagicError(f"%es_state {shlex.quote(args.aggregate_id)}: {why}") from None
         origin = (
             f", from the snapshot at version {aggregate.snapshot_version}"
             if aggregate.snapshot_version
@@ -215,6 +240,12 @@ class EventStoreMagics(Magics):
         counted as JupyterLab numbers the cell (the magic line is line 1).
         """
         args = self._args(self.es_generate, line, prefix="%%")
+        if keyword.iskeyword(args.name):
+            raise MagicError(
+                f"%%es_generate --name {args.name}: {args.name!r} is a reserved word in Python, "
+                f"so no variable can have that name; use another (e.g. --name {args.name}_ or "
+                "--name bank)"
+            )
         if not args.name.isidentifier():
             raise MagicError(
                 f"%%es_generate --name {args.name!r}: not a Python identifier; "
@@ -257,6 +288,40 @@ class EventStoreMagics(Magics):
             return self.session.require_store(needed_by)
         except NoStoreError as exc:
             raise MagicError(str(exc)) from None
+
+
+def load_failure(repo: Repository[Any], args: Any, exc: Exception, open_store: Any) -> str:
+    """Why ``%es_state`` could not load the aggregate, and what to do, in one line.
+
+    The store's own message names the cause; two causes a notebook makes easily
+    deserve their own way out: a repository built on a store that ``%es_store``
+    (or the reader) has since closed, and a repository of another aggregate type
+    than the id's. ``open_store`` is the session's open store, if any.
+    """
+    if isinstance(exc, StoreClosedError):
+        remake = f"`{args.repo} = {type(repo).__name__}(store, ...)`"
+        if open_store is not None and open_store is not repo.store:
+            return (
+                f"the repository `{args.repo}` reads event store {redact_url(exc.store)!r}, "
+                "which %es_store closed when it opened another. Make the repository again on "
+                f"the open store ({remake}) and run this again."
+            )
+        return (
+            f"the repository `{args.repo}` reads event store {redact_url(exc.store)!r}, which "
+            f"is closed. Open a store (%es_store), make the repository again on it ({remake}) "
+            "and run this again."
+        )
+    if isinstance(exc, EventDecodeError):
+        with contextlib.suppress(Exception):  # only to explain; the store's message stands
+            stored = repo.store.load_stream(args.aggregate_id, up_to_version=1)[0].aggregate_type
+            loads = repo.factory(args.aggregate_id).type
+            if stored != loads:
+                return (
+                    f"the events of {args.aggregate_id!r} are of aggregate type {stored!r}, and "
+                    f"the repository `{args.repo}` loads {loads!r}. Use the repository of "
+                    f"{stored!r} (--repo VAR)."
+                )
+    return str(exc)
 
 
 def store_file_name(store: Any) -> str:

@@ -88,7 +88,12 @@ class NotebookSession:
         store: SQLiteEventStore = open_store(target)
         previous = self._store
         self._store = store
-        self.store_path = target
+        # A URL (sqlite:///bank.db) names a file relative to the working folder, and the
+        # store keeps it as given: the session promises the full path.
+        stored = str(store.path)
+        self.store_path = (
+            target if stored == MEMORY or url_scheme(stored) else os.path.abspath(stored)
+        )
         self.closed = False
         if previous is not None and not previous.closed:
             previous.close()

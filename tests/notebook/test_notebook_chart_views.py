@@ -30,6 +30,7 @@ from tests.notebook.test_notebook_live_widgets import (  # noqa: F401 (fixtures)
     manager,
     open_account,
 )
+from tests.support.bank import account_repository
 
 
 def click(view: ChartView, name: str, *rows: dict[str, Any]) -> None:
@@ -121,6 +122,21 @@ def test_clicking_an_event_in_the_timeline_moves_time_travel_to_its_version(hist
     assert travel.view.state["balance"] == 130
     assert "version <b>3</b> of 6" in travel.event_view.value
     assert "110 → 130" in travel.changes_view.value
+
+
+def test_the_time_travel_timeline_of_a_stream_above_5000_events_counts_per_bucket(store):
+    open_account(store, "big", "Ada")
+    repo = account_repository(store)
+    account = repo.load("big")
+    for amount in range(1, 6001):
+        account.deposit(amount)
+        if amount % 1000 == 0:
+            repo.save(account)
+    travel = TimeTravel(repo, "big", poll_interval=None)
+    spec = travel.timeline().chart.to_dict()
+    (rows,) = spec["datasets"].values()
+    assert len(rows) <= charts.MAX_ROWS
+    assert sum(r["events"] for r in rows) == 6001
 
 
 def test_clicking_a_projection_in_the_lag_chart_shows_its_status_and_last_error(store, manager):  # noqa: F811

@@ -106,6 +106,17 @@ def test_event_timeline_counts_per_time_bucket_above_5000_events():
     assert sum(r["events"] for r in rows) == 6000
 
 
+def test_version_timeline_counts_per_version_bucket_above_5000_events():
+    frame = frames.events_frame(synthetic_events(6001, 1))
+    spec = charts.version_timeline(frame).to_dict()
+    assert spec["encoding"]["size"]["field"] == "events"
+    rows = top_level_data(spec)
+    assert len(rows) <= charts.MAX_ROWS
+    assert sum(r["events"] for r in rows) == 6001
+    assert max(r["last_version"] for r in rows) == 6001
+    assert "events counted per 13 versions" in spec["title"]["subtitle"]
+
+
 def test_event_timeline_shows_the_busiest_aggregates_when_there_are_many():
     frame = frames.events_frame(synthetic_events(400, 100))
     chart = charts.event_timeline(frame, max_aggregates=10)
@@ -121,6 +132,13 @@ def test_event_rate_counts_events_per_bucket_by_type():
     assert sum(r["events"] for r in rows) == 600
     assert {r["event"] for r in rows} == {"MoneyDeposited", "MoneyWithdrawn"}
     assert spec["title"] == "Event rate (events per 10 s)"
+
+
+@pytest.mark.parametrize("bucket", ["0s", "-1D", "1ns"])
+def test_event_rate_with_a_bucket_that_is_not_a_positive_duration_fails_naming_it(bucket):
+    frame = frames.events_frame(synthetic_events(60, 5))
+    with pytest.raises(ValueError, match=f"event_rate bucket '{bucket}'.*positive duration"):
+        charts.event_rate(frame, bucket=bucket)
 
 
 def test_event_rate_with_a_given_bucket_uses_it():

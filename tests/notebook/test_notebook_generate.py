@@ -10,6 +10,7 @@ from IPython.core.error import UsageError
 from IPython.utils.capture import capture_output
 
 from eventstore.codegen import CodegenError
+from eventstore.notebook.magics import MagicError
 
 ROOT = Path(__file__).resolve().parents[2]
 BANK_PROTO = (ROOT / "proto" / "examples" / "bank" / "account.proto").read_text()
@@ -112,6 +113,16 @@ def test_a_bad_es_generate_argument_is_reported_as_the_cell_magic(shell):
     assert "See %%es_generate? for its usage." in message
 
 
+def test_es_generate_named_after_a_python_keyword_fails_saying_it_is_reserved(shell):
+    with capture_output() as captured:
+        result = shell.run_cell("%%es_generate --name class\n" + BROKEN)
+    message = str(result.error_in_exec)
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "'class' is a reserved word in Python" in message
+    assert "--name class_" in message
+    assert "Traceback" not in captured.stdout
+
+
 def test_running_a_changed_cell_replaces_the_earlier_classes(shell):
     first = 'syntax = "proto3";\npackage v.v1;\nmessage A { string x = 1; }\nmessage Gone {}\n'
     second = 'syntax = "proto3";\npackage v.v1;\nmessage A { string x = 1; int64 y = 2; }\n'
@@ -167,11 +178,17 @@ def test_es_generate_of_the_bank_proto_takes_well_under_a_second(shell):
 
 
 def test_generating_under_another_name_says_which_names_it_replaced(shell):
-    shell.run_cell_magic("es_generate", "--name first", 'syntax = "proto3";\npackage p1;\nmessage A {}\nmessage B {}\n')
+    shell.run_cell_magic(
+        "es_generate",
+        "--name first",
+        'syntax = "proto3";\npackage p1;\nmessage A {}\nmessage B {}\n',
+    )
     shell.run_cell("C = 'mine'")
     with capture_output() as captured:
         shell.run_cell_magic(
-            "es_generate", "--name second", 'syntax = "proto3";\npackage p2;\nmessage A {}\nmessage C {}\n'
+            "es_generate",
+            "--name second",
+            'syntax = "proto3";\npackage p2;\nmessage A {}\nmessage C {}\n',
         )
     assert captured.stdout.strip().splitlines()[-1] == (
         "replaced names already in the notebook: A (from %%es_generate --name first); "
@@ -189,7 +206,9 @@ def test_rerunning_the_same_name_reports_no_replacement(shell):
 
 def test_a_cell_without_a_syntax_line_gets_a_hint_under_protocs_message(shell):
     with capture_output() as captured:
-        shell.run_cell("%%es_generate --name nosyntax\npackage n.v1;\nmessage A { string x = 1; }\n")
+        shell.run_cell(
+            "%%es_generate --name nosyntax\npackage n.v1;\nmessage A { string x = 1; }\n"
+        )
     lines = captured.stdout.strip().splitlines()
     assert lines[1].startswith("cell:3:")  # protoc's own message comes first
     assert lines[2].startswith('hint: the cell has no `syntax = "proto3";` line')

@@ -409,3 +409,29 @@ def test_moving_the_slider_after_the_store_closed_says_so_in_the_widget(history,
     store.close()
     travel.slider.value = 2
     assert "cannot show version 2: StoreClosedError" in travel.event_view.value
+
+
+# -- a rejected argument leaves nothing on stderr ------------------------------------------
+def _unraisable_after(make: Any, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What Python reports as "Exception ignored" while the half-made widget is collected."""
+    import gc
+    import sys
+
+    seen: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: seen.append(repr(u.exc_value)))
+    with pytest.raises(ValueError):
+        make()
+    gc.collect()
+    return seen
+
+
+def test_time_travel_rejecting_its_poll_interval_reports_nothing_when_collected(
+    history, monkeypatch
+):
+    made = lambda: TimeTravel(history, "acc-1", poll_interval=0)  # noqa: E731
+    assert _unraisable_after(made, monkeypatch) == []
+
+
+def test_the_monitor_rejecting_its_interval_reports_nothing_when_collected(manager, monkeypatch):
+    made = lambda: ProjectionMonitor(manager, interval=0)  # noqa: E731
+    assert _unraisable_after(made, monkeypatch) == []

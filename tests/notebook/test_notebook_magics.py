@@ -352,3 +352,111 @@ def test_es_store_opens_a_postgresql_url(shell):
     assert captured.stdout.startswith("event store on PostgreSQL at postgresql://")
     assert f"(schema {schema})" in captured.stdout
     shell.user_ns["store"].close()
+
+
+# -- quoting: every magic splits its line as a shell would ------------------------------------
+SPACED_SETUP = """
+from tests.support.bank import Account, account_repository
+repo = account_repository(store)
+for name in ("m 1", "-x", "m"):
+    a = Account(name); a.open(name, 10); repo.save(a)
+"""
+
+
+def test_es_events_of_a_quoted_id_with_a_space_shows_its_events(shell, cell):
+    cell("%es_store")
+    cell(SPACED_SETUP)
+    single = cell("%es_events 'm 1'")
+    double = cell('%es_events "m 1"')
+    assert list(single["aggregate_id"]) == ["m 1"]
+    assert list(double["aggregate_id"]) == ["m 1"]
+
+
+def test_es_state_of_a_quoted_id_with_a_space_shows_that_aggregate(shell, cell):
+    cell("%es_store")
+    cell(SPACED_SETUP)
+    with capture_output() as captured:
+        frame = cell("%es_state 'm 1' --repo repo")
+    assert "Account 'm 1' at version 1 of 1" in captured.stdout
+    assert dict(zip(frame["field"], frame["value"], strict=True))["owner"] == "m 1"
+
+
+def test_es_state_takes_an_id_starting_with_a_dash_after_a_double_dash(shell, cell):
+    cell("%es_store")
+    cell(SPACED_SETUP)
+    frame = cell("%es_state --repo repo -- -x")
+    assert dict(zip(frame["field"], frame["value"], strict=True))["owner"] == "-x"
+
+
+def test_an_unquoted_id_with_a_space_fails_saying_to_quote_it(shell, cell):
+    cell("%es_store")
+    cell(SPACED_SETUP)
+    result = shell.run_cell("%es_state m 1 --repo repo")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "unrecognized arguments: 1" in str(result.error_in_exec)
+    assert "Quote a value that has spaces" in str(result.error_in_exec)
+
+
+def test_an_unclosed_quote_fails_the_cell_saying_to_close_it(shell, cell):
+    cell("%es_store")
+    result = shell.run_cell("%es_events 'm 1")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "No closing quotation" in str(result.error_in_exec)
+
+
+def test_es_store_with_a_quoted_path_with_a_space_opens_that_file(shell, cell, tmp_path):
+    cell(f"%es_store '{tmp_path / 'my lib.db'}'")
+    assert shell.user_ns["store"].path == str(tmp_path / "my lib.db")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == ["my lib.db"]
+
+
+def test_es_store_of_a_relative_sqlite_url_keeps_the_full_path_in_the_session(
+    shell, cell, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    cell("%es_store sqlite:///lib2.db")
+    assert shell.user_ns["es_session"].store_path == str(tmp_path / "lib2.db")
+
+
+# -- %es_state: the framework's errors as one line ----------------------------------------------
+def test_es_state_through_a_repository_on_a_store_es_store_closed_says_to_rebuild_it(
+    shell, cell, tmp_path
+):
+    cell(f"%es_store {tmp_path / 'a.db'}")
+    cell(BANK_SETUP)
+    cell(f"%es_store {tmp_path / 'b.db'}")
+    with capture_output() as captured:
+        result = shell.run_cell("%es_state acc-1 --repo repo")
+    error = result.error_in_exec
+    assert isinstance(error, MagicError)
+    assert "which %es_store closed when it opened another" in str(error)
+    assert "Make the repository again on the open store (`repo = Repository(store, ...)`)" in str(
+        error
+    )
+    assert str(tmp_path / "a.db") in str(error)
+    assert "Traceback" not in captured.stdout
+
+
+def test_es_state_through_a_repository_of_another_aggregate_type_names_both_types(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    cell(
+        "from eventstore import NewEvent, new_event_id\n"
+        'store.append("bk-1", "Book", 0, [NewEvent(new_event_id(), "library.v1.BookAdded", b"")])'
+    )
+    with capture_output() as captured:
+        result = shell.run_cell("%es_state bk-1 --repo repo")
+    error = result.error_in_exec
+    assert isinstance(error, MagicError)
+    assert "events of 'bk-1' are of aggregate type 'Book'" in str(error)
+    assert "`repo` loads 'Account'" in str(error)
+    assert "Traceback" not in captured.stdout
+
+
+def test_es_state_through_a_repository_on_a_store_closed_in_code_says_to_open_one(shell, cell):
+    cell("%es_store")
+    cell(BANK_SETUP)
+    cell("store.close()")
+    result = shell.run_cell("%es_state acc-1 --repo repo")
+    assert isinstance(result.error_in_exec, MagicError)
+    assert "which is closed. Open a store (%es_store)" in str(result.error_in_exec)

@@ -52,6 +52,10 @@ def _error_text(error: Any) -> str:
 
 
 class ProjectionMonitor(StaticRendering, W.VBox):
+    _task: asyncio.Task[None] | None = None
+    """The refresh task. Set here, not only in ``__init__``: when ``__init__`` rejects an
+    argument, ``Widget.__del__`` still calls ``close()``, whose ``stop()`` reads it."""
+
     def __init__(
         self,
         source: StatusSource | Callable[[], Sequence[Any]],
@@ -77,7 +81,7 @@ class ProjectionMonitor(StaticRendering, W.VBox):
         """The projection picked in the lag chart (or by ``select``)."""
         self.detail = W.HTML()
         self.problem = W.HTML()
-        self._task: asyncio.Task[None] | None = None
+        self._task = None
         super().__init__(
             [
                 W.HTML("<b>Projections</b>"),

@@ -55,6 +55,10 @@ class VersionView:
 
 
 class TimeTravel(StaticRendering, W.VBox):
+    _task: asyncio.Task[None] | None = None
+    """The polling task. Set here, not only in ``__init__``: when ``__init__`` rejects an
+    argument, ``Widget.__del__`` still calls ``close()``, whose ``stop()`` reads it."""
+
     def __init__(
         self,
         repo: Repository[Any],
@@ -68,7 +72,7 @@ class TimeTravel(StaticRendering, W.VBox):
             raise ValueError(f"poll_interval must be positive or None, got {poll_interval}")
         self.repo = repo
         self.poll_interval = poll_interval
-        self._task: asyncio.Task[None] | None = None
+        self._task = None
         self.aggregate_id = aggregate_id
         self.state_of = state
         self._cache: dict[int, tuple[dict[str, Any], int]] = {}
