@@ -116,10 +116,15 @@ def jwt_authenticator(
             raise AuthenticationError("the token is not valid yet") from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthenticationError(f"the token lacks the {exc.claim!r} claim") from None
-        except (jwt.InvalidTokenError, ValueError, TypeError):
+        except (jwt.InvalidTokenError, jwt.InvalidKeyError, ValueError, TypeError):
+            # InvalidKeyError: a token signed with another kind of key (ES256 against an
+            # RSA key), which PyJWT does not count among the invalid tokens.
             raise AuthenticationError("the token is not valid") from None
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not subject:
+            raise AuthenticationError("the token's 'sub' claim is empty") from None
         return Principal(
-            str(claims["sub"]),
+            subject,
             roles=_strings(claims.get(roles_claim)),
             tenants=_strings(claims.get(tenants_claim)),
         )

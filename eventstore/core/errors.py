@@ -9,12 +9,21 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*:)[^@/]*@")
+# user:password@ up to the last '@' before the path (a password may hold '/' or '@').
+_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@?#]*:)[^?#]*@")
+# password=... as a query parameter (?password=) or a libpq keyword (password=x host=y).
+_PASSWORD_PARAMETER = re.compile(
+    r"(?i)((?:^|[?&\s])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)"
+)
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password (``postgresql://ann:***@host/db``), for messages and logs."""
-    return _URL_PASSWORD.sub(r"\1***@", url)
+    """The URL without its password (``postgresql://ann:***@host/db``), for messages and logs.
+
+    Also a ``password=`` query parameter, and the libpq form ``host=h password=p``:
+    anything a store accepts as a location may hold one.
+    """
+    return _PASSWORD_PARAMETER.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
 
 
 def _rebuild_error(cls: type[BaseException], args: tuple[object, ...]) -> BaseException:

@@ -8,6 +8,7 @@ gets when given none (docs/service-edge.md).
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 import time
@@ -47,7 +48,8 @@ def logging_middleware(logger: logging.Logger | None = None) -> Middleware:
     The record's ``extra`` fields: ``subject``, ``command_id``, ``principal``,
     ``tenant``, ``correlation_id``, ``duration_ms``, ``event_count`` (when the
     reply has an ``events`` or ``event_count`` field, else -1) and ``outcome``
-    (``ok`` or the error code).
+    (``ok``, the error code, or ``CANCELLED`` when a deadline or the client
+    cancelled the request).
     """
     out = logger or request_log
 
@@ -64,6 +66,9 @@ def logging_middleware(logger: logging.Logger | None = None) -> Middleware:
         except Exception as exc:
             mapped = app_error_for(exc, ctx.command_id)
             outcome = mapped.code if mapped is not None else "INTERNAL"
+            raise
+        except asyncio.CancelledError:  # a deadline or a client that went away
+            outcome = "CANCELLED"
             raise
         finally:
             fields = _fields(ctx, start, outcome, reply)
@@ -191,14 +196,22 @@ def require_principal() -> Middleware:
 def authorization_middleware(
     rules: Mapping[str, Iterable[str]], *, deny_unlisted: bool | None = None
 ) -> Middleware:
-    """Which roles may call which subject: ``{"bank.v1.AccountCommandService/*": ["teller"]}``.
+    """Which roles may call which subject: ``{"bank.v1.AccountCommandService.*": ["teller"]}``.
 
     Keys are subjects or ``fnmatch`` patterns; the most specific (longest)
     matching key wins; a role ``"*"`` admits any authenticated principal. A
     subject with no rule is denied on a network host and allowed in process
     (``deny_unlisted`` overrides). A request without a principal gets
-    ``UNAUTHENTICATED``, one without a role ``PERMISSION_DENIED``.
+    ``UNAUTHENTICATED``, one without a role ``PERMISSION_DENIED``. A key in the
+    HTTP path's form (``pkg.Service/Method``) is refused: it would match no
+    subject, and the calls it meant to guard would go unchecked in process.
     """
+    for key in rules:
+        if "/" in key:
+            raise ValueError(
+                f"authorization rule {key!r}: subjects are dotted (pkg.Service.Method), so "
+                f"it would match none; write {key.replace('/', '.')!r}"
+            )
     table = {key: tuple(roles) for key, roles in rules.items()}
     ordered = sorted(table, key=len, reverse=True)
 

@@ -17,6 +17,7 @@ Metrics (the Go original's): ``eventstore.commands.handled``,
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
@@ -150,6 +151,9 @@ def otel_middleware(
                 mapped = app_error_for(exc, ctx.command_id)
                 outcome = mapped.code if mapped is not None else "INTERNAL"
                 span.record_exception(exc)
+                raise
+            except asyncio.CancelledError:  # a deadline or a client that went away
+                outcome = "CANCELLED"
                 raise
             finally:
                 span.set_attribute("eventstore.outcome", outcome)

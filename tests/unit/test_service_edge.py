@@ -270,6 +270,55 @@ def test_an_expired_token_within_the_leeway_is_accepted() -> None:
         auth({"Authorization": f"Bearer {token(exp_in=-60)}"})
 
 
+@pytest.mark.parametrize("algorithm", ["ES256", "EdDSA"])
+def test_a_token_signed_with_another_kind_of_key_is_unauthenticated_not_a_crash(
+    algorithm: str,
+) -> None:
+    # PyJWT's InvalidKeyError is not an InvalidTokenError: it escaped as a 500 whose
+    # message was PyJWT's internal text, for any caller with no credentials at all.
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+    key = (
+        ec.generate_private_key(ec.SECP256R1())
+        if algorithm == "ES256"
+        else (ed25519.Ed25519PrivateKey.generate())
+    )
+    now = int(time.time())
+    claims = {"sub": "ann", "aud": AUDIENCE, "iss": ISSUER, "exp": now + 60}
+    forged = jwt.encode(claims, key, algorithm=algorithm)
+    auth = jwt_authenticator(audience=AUDIENCE, issuer=ISSUER, key=public_pem())
+    with pytest.raises(AuthenticationError, match="not valid"):
+        auth({"Authorization": f"Bearer {forged}"})
+
+
+def test_a_token_with_an_empty_subject_is_unauthenticated() -> None:
+    now = int(time.time())
+    claims = {"sub": "", "aud": AUDIENCE, "iss": ISSUER, "exp": now + 60}
+    empty = jwt.encode(claims, rsa_key(), algorithm="RS256")
+    auth = jwt_authenticator(audience=AUDIENCE, issuer=ISSUER, key=public_pem())
+    with pytest.raises(AuthenticationError, match="'sub' claim is empty"):
+        auth({"Authorization": f"Bearer {empty}"})
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "postgresql://127.0.0.1:1/db?password=s3cret&bogus=1",
+        "host=127.0.0.1 port=1 password=s3cret bogus=1",
+        "host=h password='s3cret and more' x=1",
+        "postgres://ann:s3/cret@127.0.0.1:1/db?bogus=1",
+        "postgresql://ann:p@s3cret@h/db",
+    ],
+)
+def test_messages_never_repeat_a_password_in_any_form_a_store_location_takes(
+    location: str,
+) -> None:
+    from eventstore.core.errors import StoreURLError, redact_url
+
+    assert "s3cret" not in redact_url(location)
+    assert "s3cret" not in str(StoreURLError(location, "a cause", "A fix."))
+
+
 @pytest.mark.parametrize("algorithms", [("none",), ("HS256", "RS256"), ()])
 def test_jwt_algorithm_lists_refuse_none_and_mixed_families(algorithms: tuple[str, ...]) -> None:
     with pytest.raises(ValueError, match="algorithms"):
@@ -295,6 +344,12 @@ def dispatch(
         route = Route(route.subject, pb.Open, pb.Opened, handler)
     router.register(route)
     return run(router.dispatch(route.subject, message or pb.Open(), headers, principal=principal))
+
+
+def test_an_authorization_key_in_the_http_paths_form_is_refused_naming_the_dotted_one() -> None:
+    # It matched no subject, so in process every call went unchecked.
+    with pytest.raises(ValueError, match="'edge.v1.Accounts.\\*'"):
+        authorization_middleware({"edge.v1.Accounts/*": ["teller"]})
 
 
 def test_authorization_denies_a_missing_role_and_unlisted_subjects_on_a_network_host() -> None:
@@ -374,6 +429,27 @@ def test_logging_records_the_structured_fields_of_each_request(
     }
     assert first.command_id and first.correlation_id and first.duration_ms >= 0
     assert second.outcome == "NOPE" and second.levelno == logging.WARNING
+
+
+def test_a_request_cancelled_by_its_deadline_is_logged_as_cancelled_not_ok(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "eventstore.requests")
+
+    async def slow(message: Any, ctx: RequestContext) -> Any:
+        await asyncio.sleep(5)
+
+    router = Router([logging_middleware()], handler_threads=0)
+    route = seen_route([])
+    router.register(Route(route.subject, pb.Open, pb.Opened, slow))
+
+    async def call_with_a_deadline() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(router.dispatch(route.subject, pb.Open(), None), 0.05)
+
+    run(call_with_a_deadline())
+    (record,) = (r for r in caplog.records if r.name == "eventstore.requests")
+    assert record.outcome == "CANCELLED" and record.levelno == logging.WARNING
 
 
 def test_the_buf_validate_spike_fails_in_process_protoc_has_no_validate_proto() -> None:
