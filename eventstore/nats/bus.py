@@ -30,7 +30,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
 from ..core.events import Event
-from ..core.ports import CommitListener, EventSource, Page
+from ..core.ports import CommitListener, EventSource, Page, read_page
 from .connection import IOThread, NatsOptions
 from .envelope import MSG_ID, POSITION, decode_event, filter_subjects
 from .errors import BusClosedError, BusHistoryTruncatedError, StreamConfigMismatchError
@@ -325,9 +325,18 @@ class NatsEventBus:
         start = await self._seek(after, first, last)
         if start is None:  # nothing after `after` in the stream
             return Page([], after)
-        if start.seq == first and first > 1 and start.position > after + 1:
-            # older messages were removed (max age, max bytes): is the gap real?
-            return await self._beyond_stream(after, limit, event_types, start.position)
+        if start.position > after + 1 and (
+            start.seq == first or await self._first_readable(first, start.seq - 1) is None
+        ):
+            # The stream's first event is past the reader: older messages were removed
+            # (max age, max bytes), or the stream is newer than the store (a new server,
+            # the relay going on from its checkpoint). Read the gap from the store, then
+            # go on in the stream: a page that is not full says the reader is at the head.
+            gap = await self._beyond_stream(after, limit, event_types, start.position)
+            if len(gap.events) >= limit:
+                return gap
+            rest = await self._read_page(gap.scanned_to, limit - len(gap.events), event_types)
+            return Page([*gap.events, *rest.events], rest.scanned_to)
         wanted = set(event_types) if event_types is not None else None
         events: list[Event] = []
         scanned = after
@@ -392,8 +401,11 @@ class NatsEventBus:
             raise BusHistoryTruncatedError(self.stream, after, first_position)
         store = self.store
         upto = first_position - 1 if first_position is not None else None
-        if upto is None:
-            return Page([], after)  # empty stream: wait for the relay
+        if upto is None:  # an empty stream (expired, or nothing relayed yet): all from the store
+            page: Page = await asyncio.to_thread(
+                read_page, store, after, limit=limit, event_types=event_types
+            )
+            return page
         events = await asyncio.to_thread(
             store.read_all, after, limit=limit, event_types=event_types
         )
@@ -426,9 +438,12 @@ class NatsEventBus:
         return result
 
     async def _first_readable(self, seq: int, last: int) -> StoredMessage | None:
+        """The first event envelope at or after ``seq``: deleted and foreign messages are
+        stepped over (a foreign one has no position, and the binary search of ``_seek``
+        relies on positions rising with sequence numbers)."""
         while seq <= last:
             message = await self.get(seq)
-            if message is not None:
+            if message is not None and message.event is not None:
                 return message
             seq += 1
         return None

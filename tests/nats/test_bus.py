@@ -137,6 +137,76 @@ def test_truncated_history_raises_without_a_store_and_reads_the_store_with_one(
     asyncio.run(scenario())
 
 
+def test_a_fresh_reader_reads_past_a_foreign_message_without_skipping_what_precedes_it(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    # A message that is no envelope has no position: the binary search of a reader
+    # with no cursor took it for position 0 and jumped past the events before it.
+    async def scenario() -> list[int]:
+        with SQLiteEventStore(tmp_path / "e.db") as store:
+            async with NatsEventBus(
+                nats_server.url, stream="T_FOREIGN", subject_prefix="tfo"
+            ) as bus:
+                append(store, 100)
+                relay = Relay(store, bus)
+                await relay.publish_pending()
+                await bus.io.call(bus.js.publish("tfo.Foreign.Thing.x", b"not an envelope"))
+                append(store, 100)
+                await relay.publish_pending()
+            async with NatsEventBus(
+                nats_server.url, stream="T_FOREIGN", subject_prefix="tfo"
+            ) as fresh:
+                return [e.position for e in await asyncio.to_thread(fresh.read_all, 0)]
+
+    assert asyncio.run(scenario()) == list(range(1, 201))
+
+
+def test_a_stream_newer_than_the_store_is_read_with_its_past_from_the_store(
+    tmp_path: Path,
+) -> None:
+    # The store outlives the stream (an embedded server's temporary JetStream folder):
+    # the relay goes on from its checkpoint, and the stream starts at position 11.
+    async def scenario() -> tuple[list[int], int, str]:
+        with SQLiteEventStore(tmp_path / "e.db") as store:
+            append(store, 10)
+            with EmbeddedNATS() as first:
+                async with NatsEventBus(first.url, store=store) as bus:
+                    await Relay(store, bus).publish_pending()
+            append(store, 5)
+            with EmbeddedNATS() as second:
+                async with NatsEventBus(second.url, store=store) as bus:
+                    await Relay(store, bus).publish_pending()
+                    got = [e.position for e in await asyncio.to_thread(bus.read_all, 0)]
+                    with SQLiteReadModel(tmp_path / "read.db") as model:
+                        manager = ProjectionManager(bus)
+                        manager.register(Ledger(), read_model=model)
+                        handled = manager.catch_up()["ledger"]
+                async with NatsEventBus(second.url) as bare:
+                    with pytest.raises(BusHistoryTruncatedError) as caught:
+                        await asyncio.to_thread(bare.read_all, 0)
+                return got, handled, str(caught.value)
+
+    got, handled, message = asyncio.run(scenario())
+    assert got == list(range(1, 16)) and handled == 15
+    assert "store=store" in message
+
+
+def test_a_stream_whose_messages_all_expired_is_read_from_the_store(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    async def scenario() -> list[int]:
+        with SQLiteEventStore(tmp_path / "e.db") as store:
+            append(store, 10)
+            async with NatsEventBus(
+                nats_server.url, stream="T_EXPIRED", subject_prefix="tex", store=store
+            ) as bus:
+                await Relay(store, bus).publish_pending()
+                await bus.io.call(bus.js.purge_stream("T_EXPIRED"))  # as max_age would
+                return [e.position for e in await asyncio.to_thread(bus.read_all, 0)]
+
+    assert asyncio.run(scenario()) == list(range(1, 11))
+
+
 def test_a_forged_message_with_a_huge_position_moves_no_checkpoint(
     nats_server: EmbeddedNATS, tmp_path: Path
 ) -> None:
