@@ -461,7 +461,9 @@ class ValidationError(AppError, ValueError):
         self.violations = list(violations)
         listed = "; ".join(f"{f}: {m} ({r})" for f, r, m in self.violations)
         details = {"message_type": message_type}
-        details.update({f"field.{f}": r for f, r, _ in self.violations})
+        for field, rule, _ in self.violations:  # a field breaking two rules names both
+            key = f"field.{field}"
+            details[key] = f"{details[key]},{rule}" if key in details else rule
         super().__init__(
             "VALIDATION_FAILED",
             f"{message_type} is not valid: {listed}",

@@ -346,6 +346,15 @@ def dispatch(
     return run(router.dispatch(route.subject, message or pb.Open(), headers, principal=principal))
 
 
+def test_a_field_that_breaks_two_rules_names_both_in_the_details() -> None:
+    from eventstore.core.errors import ValidationError
+
+    error = ValidationError(
+        "edge.v1.Open", [("owner", "required", "is required"), ("owner", "min_len", "too short")]
+    )
+    assert error.details["field.owner"] == "required,min_len"
+
+
 def test_an_authorization_key_in_the_http_paths_form_is_refused_naming_the_dotted_one() -> None:
     # It matched no subject, so in process every call went unchecked.
     with pytest.raises(ValueError, match="'edge.v1.Accounts.\\*'"):
