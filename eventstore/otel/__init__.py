@@ -28,7 +28,7 @@ from opentelemetry import metrics, propagate, trace
 from opentelemetry.trace import Status, StatusCode
 
 from ..core import instrumentation
-from ..core.errors import AppError
+from ..core.errors import AggregateNotFoundError, AppError
 from ..core.responses import app_error_for
 from ..core.routing import Middleware, NextCall, RequestContext
 
@@ -70,9 +70,17 @@ class OtelHook:
 
     @contextmanager
     def operation(self, name: str, attributes: dict[str, Any]) -> Iterator[None]:
-        with self.tracer.start_as_current_span(f"eventstore.{name}") as span:
+        # Recorded here, once (the tracer's own recording would add a second copy).
+        with self.tracer.start_as_current_span(
+            f"eventstore.{name}", record_exception=False, set_status_on_exception=False
+        ) as span:
             try:
                 yield
+            except AggregateNotFoundError as exc:
+                # An answer, not a failure: retry_on_conflict creates the aggregate next,
+                # and a request that opens an account succeeds.
+                span.add_event("aggregate not found", {"eventstore.aggregate_id": exc.aggregate_id})
+                raise
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))

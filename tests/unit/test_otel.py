@@ -13,6 +13,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from eventstore import EveryNEvents
 from eventstore.auth import Principal
@@ -71,9 +72,7 @@ def test_a_command_is_a_server_span_with_load_append_and_snapshot_children(
             )
             return pb.Opened(account_id=message.account_id, version=result.version)
 
-        router = Router(
-            [otel_middleware(telemetry.tracer_provider, telemetry.meter_provider)]
-        )
+        router = Router([otel_middleware(telemetry.tracer_provider, telemetry.meter_provider)])
         router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, handler))
         reply = asyncio.run(
             router.dispatch(
@@ -94,7 +93,11 @@ def test_a_command_is_a_server_span_with_load_append_and_snapshot_children(
     assert append.attributes["eventstore.aggregate_id"] == "acc-1"
     assert append.attributes["eventstore.event_count"] == 1
     assert spans["eventstore.snapshot"].parent.span_id == server.context.span_id
-    assert spans["eventstore.load"].attributes["eventstore.aggregate_id"] == "acc-1"
+    load = spans["eventstore.load"]
+    assert load.attributes["eventstore.aggregate_id"] == "acc-1"
+    # Not found is the load's answer for a new account, not an error of the request.
+    assert load.status.status_code != StatusCode.ERROR
+    assert [e.name for e in load.events] == ["aggregate not found"]
     counted = telemetry.metrics()
     assert counted["eventstore.commands.handled"] == 1
     assert counted["eventstore.events.appended"] == 1
