@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,9 +38,6 @@ from .core.tenancy import (
 )
 
 TENANT_PLACEHOLDER = "{tenant}"
-
-
-_SQL_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def _substituted(template: str, tenant_id: str) -> str:
@@ -70,8 +66,10 @@ def schema_name(pattern: str, tenant_id: str) -> str:
     hash of the exact id (``acme-corp`` -> ``t_acme_corp_<8 hex>``): it cannot
     meet ``acme_corp``'s schema, and the name is the same on every run.
     """
+    from .postgres.store import SCHEMA_NAME  # a PostgreSQL URL: its adapter is installed
+
     plain = pattern.replace(TENANT_PLACEHOLDER, tenant_id)
-    if _SQL_NAME.fullmatch(plain):
+    if SCHEMA_NAME.match(plain):
         return plain
     digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:8]
     return f"{pattern.replace(TENANT_PLACEHOLDER, tenant_id.replace('-', '_'))[:54]}_{digest}"

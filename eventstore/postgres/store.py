@@ -36,6 +36,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 
 from ..core.arguments import (
+    MAX_INTEGER,
     check_append,
     check_checkpoint,
     check_count,
@@ -156,12 +157,12 @@ _UPSERT_CHECKPOINT = (
     "scanned_position = excluded.scanned_position, updated_at = excluded.updated_at"
 )
 _SNAPSHOT_COLUMNS = "aggregate_id, aggregate_type, version, schema_key, data, created_at"
-_MAX_INTEGER = 2**63 - 1
 _EXPIRY_SWEEP_CHANCE = 1 / 1_000
 _EXPIRY_SWEEP_BATCH = 5_000
 #: How many waiting appends one group commit takes at most.
 MAX_GROUP = 256
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: The schema names the store takes: a lowercase SQL name (PostgreSQL keeps 63 bytes).
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 CommitListener = Callable[[int], None]
 
@@ -270,7 +271,7 @@ class PostgresEventStore:
             ) from None
         if connect_timeout is None:  # the DSN's own, else 10 s
             connect_timeout = float(str(given.get("connect_timeout") or 10))
-        if not _SCHEMA_NAME.match(schema):
+        if not SCHEMA_NAME.match(schema):
             raise ValueError(
                 f"schema must be a lowercase SQL name (letters, digits, _), got {schema!r}"
             )
@@ -1228,10 +1229,10 @@ class PostgresEventStore:
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:
-        if after_version > _MAX_INTEGER:
+        if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
-        if up_to_version is not None and up_to_version > _MAX_INTEGER:
-            up_to_version = _MAX_INTEGER
+        if up_to_version is not None and up_to_version > MAX_INTEGER:
+            up_to_version = MAX_INTEGER
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = %s AND version > %s"
         params: list[object] = [aggregate_id, after_version]
         if up_to_version is not None:
@@ -1245,10 +1246,10 @@ class PostgresEventStore:
     ) -> list[tuple[str, int, bytes]]:
         """``load_stream`` as ``(event_type, version, data)`` rows, no ``Event`` built
         (what ``Repository.load`` reads for a replay without upcasters)."""
-        if after_version > _MAX_INTEGER:
+        if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
-        if up_to_version is not None and up_to_version > _MAX_INTEGER:
-            up_to_version = _MAX_INTEGER
+        if up_to_version is not None and up_to_version > MAX_INTEGER:
+            up_to_version = MAX_INTEGER
         sql = (
             "SELECT event_type, version, data FROM events WHERE aggregate_id = %s AND version > %s"
         )
@@ -1274,7 +1275,7 @@ class PostgresEventStore:
 
     def _check_after(self, after_position: int) -> None:
         check_position("after_position", after_position)
-        if after_position > _MAX_INTEGER:
+        if after_position > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_position", after_position)
 
     def read_all(
@@ -1297,7 +1298,7 @@ class PostgresEventStore:
         sql += " ORDER BY position"
         if limit is not None:
             check_count("limit", limit)
-            limit = min(limit, _MAX_INTEGER)  # no more rows than that exist
+            limit = min(limit, MAX_INTEGER)  # no more rows than that exist
             sql += " LIMIT %s"
             params.append(limit)
         with self.reading() as conn, conn.cursor(binary=True, row_factory=_event_rows) as cursor:
@@ -1324,7 +1325,7 @@ class PostgresEventStore:
         self._check_after(after_position)
         event_types = event_type_names(event_types)
         check_count("limit", limit)
-        limit = min(limit, _MAX_INTEGER)
+        limit = min(limit, MAX_INTEGER)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s"
         params: list[object] = [after_position]
         if event_types is not None:
@@ -1419,7 +1420,7 @@ class PostgresEventStore:
     # -- snapshots -----------------------------------------------------------------------------
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot; saving the same (aggregate, version) again replaces it harmlessly."""
-        if snapshot.version > _MAX_INTEGER:
+        if snapshot.version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "version", snapshot.version)
         with self.reading() as conn:
             conn.execute(
@@ -1444,7 +1445,7 @@ class PostgresEventStore:
         params: list[object] = [aggregate_id]
         if at_or_before_version is not None:
             sql += " AND version <= %s"
-            params.append(min(at_or_before_version, _MAX_INTEGER))
+            params.append(min(at_or_before_version, MAX_INTEGER))
         with self.reading() as conn:
             row = conn.execute(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
         return _snapshot(row) if row else None
@@ -1462,7 +1463,7 @@ class PostgresEventStore:
         with self.reading() as conn:
             return conn.execute(
                 "DELETE FROM snapshots WHERE aggregate_id = %s AND version < %s",
-                (aggregate_id, min(version, _MAX_INTEGER)),
+                (aggregate_id, min(version, MAX_INTEGER)),
             ).rowcount
 
     def delete_snapshots_of_type(self, aggregate_type: str) -> int:
@@ -1480,7 +1481,7 @@ class PostgresEventStore:
                 "DELETE FROM snapshots WHERE aggregate_id = %s AND version NOT IN ("
                 " SELECT version FROM snapshots WHERE aggregate_id = %s"
                 " ORDER BY version DESC LIMIT %s)",
-                (aggregate_id, aggregate_id, min(count, _MAX_INTEGER)),  # more: keep all
+                (aggregate_id, aggregate_id, min(count, MAX_INTEGER)),  # more: keep all
             ).rowcount
 
     def snapshot_stats(self) -> SnapshotStats:

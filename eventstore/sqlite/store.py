@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from ..core.arguments import (
+    MAX_INTEGER,
     check_append,
     check_count,
     check_position,
@@ -105,7 +106,6 @@ _COMMAND_AND_VERSION = (
     "FROM (SELECT 1) LEFT JOIN processed_commands AS c ON c.command_id = ?"
 )
 _CONSTRAINT_OWNER = "SELECT aggregate_id FROM unique_constraints WHERE index_name = ? AND value = ?"
-_MAX_INTEGER = 2**63 - 1  # SQLite's largest integer: positions and versions stay below
 _EXPIRY_SWEEP_CHANCE = 1 / 1_000
 _EXPIRY_SWEEP_BATCH = 5_000
 # The encoder json.dumps(x, separators=(",", ":")) would build on every call, built once.
@@ -270,24 +270,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
-        check_append(
-            self.path,
-            aggregate_id,
-            aggregate_type,
-            expected_version,
-            events,
-            command_id,
-            command_ttl,
-        )
-        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
-        append = (
-            aggregate_id,
-            aggregate_type,
-            expected_version,
-            events,
-            encoded,
-            command_id,
-            command_ttl,
+        append = self._prepare(
+            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
         )
         group, lone = self._group, None
         if group is not None and not self._db.owns_write_lock():
@@ -299,6 +283,37 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         finally:
             if lone is not None:
                 lone.end_alone()
+
+    def _prepare(
+        self,
+        aggregate_id: str,
+        aggregate_type: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        command_id: str | None,
+        command_ttl: timedelta,
+    ) -> tuple[Any, ...]:
+        """An append's arguments checked (``check_append``) and its events' metadata and
+        constraints encoded: what ``_append_now``, ``Member`` and ``_append_on`` take."""
+        check_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
+        )
+        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
+        return (
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            encoded,
+            command_id,
+            command_ttl,
+        )
 
     def _append_now(
         self,
@@ -375,18 +390,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 command_id=command_id,
                 command_ttl=command_ttl,
             )
-        check_append(
-            self.path,
-            aggregate_id,
-            aggregate_type,
-            expected_version,
-            events,
-            command_id,
-            command_ttl,
-        )
-        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         member = Member(
-            aggregate_id, aggregate_type, expected_version, events, encoded, command_id, command_ttl
+            *self._prepare(
+                aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+            )
         )
         return await self._group.append_async(member)
 
@@ -587,28 +594,12 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         Returns the result and the last position written (0 when none): commit
         listeners are the caller's to call (``notify_commit``) once it committed.
         """
-        check_append(
-            self.path,
-            aggregate_id,
-            aggregate_type,
-            expected_version,
-            events,
-            command_id,
-            command_ttl,
+        args = self._prepare(
+            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
         )
-        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
         conn.execute("SAVEPOINT eventstore_append")
         try:
-            result = self._append_on(
-                conn,
-                aggregate_id,
-                aggregate_type,
-                expected_version,
-                events,
-                encoded,
-                command_id,
-                command_ttl,
-            )
+            result = self._append_on(conn, *args)
         except BaseException as exc:
             conn.execute("ROLLBACK TO eventstore_append")
             conn.execute("RELEASE eventstore_append")
@@ -1063,10 +1054,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:
-        if after_version > _MAX_INTEGER:
+        if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
-        if up_to_version is not None and up_to_version > _MAX_INTEGER:
-            up_to_version = _MAX_INTEGER  # every version is at or below it
+        if up_to_version is not None and up_to_version > MAX_INTEGER:
+            up_to_version = MAX_INTEGER  # every version is at or below it
         with self._db.reading() as conn:
             if up_to_version is None:
                 cursor = conn.execute(
@@ -1090,10 +1081,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         What a replay without upcasters needs (``Repository.load`` reads this way):
         three columns instead of ten cost well under half as much to fetch.
         """
-        if after_version > _MAX_INTEGER:
+        if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
-        if up_to_version is not None and up_to_version > _MAX_INTEGER:
-            up_to_version = _MAX_INTEGER
+        if up_to_version is not None and up_to_version > MAX_INTEGER:
+            up_to_version = MAX_INTEGER
         with self._db.reading() as conn:
             if up_to_version is None:
                 return conn.execute(_STREAM_PAYLOADS, (aggregate_id, after_version)).fetchall()
@@ -1116,7 +1107,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         """Events with position > ``after_position`` in position order (never the one at it)."""
         check_position("after_position", after_position)
         event_types = event_type_names(event_types)
-        if after_position > _MAX_INTEGER:
+        if after_position > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_position", after_position)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?"
         params: list[object] = [after_position]
@@ -1128,7 +1119,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         sql += " ORDER BY position"
         if limit is not None:
             check_count("limit", limit)
-            limit = min(limit, _MAX_INTEGER)  # no more rows than that exist
+            limit = min(limit, MAX_INTEGER)  # no more rows than that exist
             sql += " LIMIT ?"
             params.append(limit)
         with self._db.reading() as conn:
@@ -1148,11 +1139,11 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         without missing an event or rescanning the ones it skipped.
         """
         check_position("after_position", after_position)
-        if after_position > _MAX_INTEGER:
+        if after_position > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_position", after_position)
         event_types = event_type_names(event_types)
         check_count("limit", limit)
-        limit = min(limit, _MAX_INTEGER)
+        limit = min(limit, MAX_INTEGER)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > ?"
         params: list[object] = [after_position]
         if event_types is not None:
