@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .errors import IntegerRangeError
-from .events import EventMetadata, NewEvent
+from .events import EventMetadata, NewEvent, encode_constraints
 
 #: The largest integer SQLite and PostgreSQL's ``bigint`` hold: versions, positions and
 #: times in microseconds stay at or below it.
@@ -111,6 +112,33 @@ def check_append(
         _check_event(where, index, event)
     if len(events) > 1:
         _check_distinct_ids(where, [e.event_id for e in events])
+
+
+def checked_append(
+    path: str,
+    aggregate_id: str,
+    aggregate_type: str,
+    expected_version: int,
+    events: Sequence[NewEvent],
+    command_id: str | None,
+    command_ttl: timedelta,
+) -> tuple[Any, ...]:
+    """An append's arguments checked (``check_append``), with each event's metadata and
+    constraints encoded as the adapters store them: ``(aggregate_id, aggregate_type,
+    expected_version, events, encoded, command_id, command_ttl)``."""
+    check_append(
+        path, aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+    )
+    encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
+    return (
+        aggregate_id,
+        aggregate_type,
+        expected_version,
+        list(events),
+        encoded,
+        command_id,
+        command_ttl,
+    )
 
 
 def _check_event(where: str, index: int, event: NewEvent) -> None:

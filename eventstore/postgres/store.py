@@ -37,10 +37,10 @@ from psycopg_pool import ConnectionPool
 
 from ..core.arguments import (
     MAX_INTEGER,
-    check_append,
     check_checkpoint,
     check_count,
     check_position,
+    checked_append,
     command_expiry,
     event_type_names,
 )
@@ -669,8 +669,14 @@ class PostgresEventStore:
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
-        args = self._prepare(
-            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+        args = checked_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
         )
         item = _Append(args, lambda i: i.signal.set())
         self._commit_waiting(item)
@@ -705,8 +711,14 @@ class PostgresEventStore:
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
         """``append`` without blocking the event loop: it joins the next group commit."""
-        args = self._prepare(
-            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+        args = checked_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
         )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -720,35 +732,6 @@ class PostgresEventStore:
         if item.error is None:
             return self._finish(item)
         return await asyncio.to_thread(self._finish, item)
-
-    def _prepare(
-        self,
-        aggregate_id: str,
-        aggregate_type: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        command_id: str | None,
-        command_ttl: timedelta,
-    ) -> tuple[Any, ...]:
-        check_append(
-            self.path,
-            aggregate_id,
-            aggregate_type,
-            expected_version,
-            events,
-            command_id,
-            command_ttl,
-        )
-        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
-        return (
-            aggregate_id,
-            aggregate_type,
-            expected_version,
-            list(events),
-            encoded,
-            command_id,
-            command_ttl,
-        )
 
     def _finish(self, item: _Append) -> AppendResult:
         aggregate_id, _, expected_version, events, _, command_id, _ = item.args
@@ -797,8 +780,14 @@ class PostgresEventStore:
         result and the last position written (0 when none). Call
         ``notify_commit`` once the transaction committed.
         """
-        args = self._prepare(
-            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+        args = checked_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
         )
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
         try:

@@ -18,9 +18,9 @@ from typing import Any
 
 from ..core.arguments import (
     MAX_INTEGER,
-    check_append,
     check_count,
     check_position,
+    checked_append,
     command_expiry,
     event_type_names,
 )
@@ -270,8 +270,14 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
-        append = self._prepare(
-            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+        append = checked_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
         )
         group, lone = self._group, None
         if group is not None and not self._db.owns_write_lock():
@@ -283,37 +289,6 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         finally:
             if lone is not None:
                 lone.end_alone()
-
-    def _prepare(
-        self,
-        aggregate_id: str,
-        aggregate_type: str,
-        expected_version: int,
-        events: Sequence[NewEvent],
-        command_id: str | None,
-        command_ttl: timedelta,
-    ) -> tuple[Any, ...]:
-        """An append's arguments checked (``check_append``) and its events' metadata and
-        constraints encoded: what ``_append_now``, ``Member`` and ``_append_on`` take."""
-        check_append(
-            self.path,
-            aggregate_id,
-            aggregate_type,
-            expected_version,
-            events,
-            command_id,
-            command_ttl,
-        )
-        encoded = [(e.metadata.to_json(), encode_constraints(e.constraints)) for e in events]
-        return (
-            aggregate_id,
-            aggregate_type,
-            expected_version,
-            events,
-            encoded,
-            command_id,
-            command_ttl,
-        )
 
     def _append_now(
         self,
@@ -391,8 +366,14 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 command_ttl=command_ttl,
             )
         member = Member(
-            *self._prepare(
-                aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+            *checked_append(
+                self.path,
+                aggregate_id,
+                aggregate_type,
+                expected_version,
+                events,
+                command_id,
+                command_ttl,
             )
         )
         return await self._group.append_async(member)
@@ -594,8 +575,14 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         Returns the result and the last position written (0 when none): commit
         listeners are the caller's to call (``notify_commit``) once it committed.
         """
-        args = self._prepare(
-            aggregate_id, aggregate_type, expected_version, events, command_id, command_ttl
+        args = checked_append(
+            self.path,
+            aggregate_id,
+            aggregate_type,
+            expected_version,
+            events,
+            command_id,
+            command_ttl,
         )
         conn.execute("SAVEPOINT eventstore_append")
         try:
