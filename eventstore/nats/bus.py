@@ -321,6 +321,11 @@ class NatsEventBus:
         info = await self.js.stream_info(self.stream)
         first, last = info.state.first_seq, info.state.last_seq
         if info.state.messages == 0 or last < first:
+            if self.store is None and last > 0 and (after == 0 or after < self._head):
+                # Every message is gone (max age, max bytes, a purge), and the reader had
+                # not read them: every event has a position of 1 or more, and this bus saw
+                # events up to self._head. (A reader at or past that head is up to date.)
+                raise BusHistoryTruncatedError(self.stream, after, None)
             return await self._beyond_stream(after, limit, event_types, None)
         start = await self._seek(after, first, last)
         if start is None:  # nothing after `after` in the stream

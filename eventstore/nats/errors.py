@@ -47,16 +47,22 @@ class BusClosedError(EventStoreError, RuntimeError):
 class BusHistoryTruncatedError(EventStoreError, LookupError):
     """A reader asked for events the stream no longer retains, and the bus has no store."""
 
-    def __init__(self, stream: str, after_position: int, first_position: int) -> None:
+    def __init__(self, stream: str, after_position: int, first_position: int | None) -> None:
         self.stream = stream
         self.after_position = after_position
+        #: None when the stream retains no event at all.
         self.first_position = first_position
+        if first_position is None:
+            retained = "it retains no event at all"
+            start = "at the head of the store that feeds the relay"
+        else:
+            retained = f"its first retained event is at position {first_position}"
+            start = f"at or after position {first_position - 1}"
         super().__init__(
             f"stream {stream!r} no longer holds the events after position {after_position}: "
-            f"its first retained event is at position {first_position} (max age or max bytes "
-            "removed the older ones). Give the bus the store to read the gap from "
-            "(NatsEventBus(url, store=store)), or start the reader at or after position "
-            f"{first_position - 1}."
+            f"{retained} (max age or max bytes removed the older ones). Give the bus the store "
+            "to read the gap from (NatsEventBus(url, store=store)), or start the reader "
+            f"{start}."
         )
 
 

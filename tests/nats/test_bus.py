@@ -207,6 +207,33 @@ def test_a_stream_whose_messages_all_expired_is_read_from_the_store(
     assert asyncio.run(scenario()) == list(range(1, 11))
 
 
+def test_a_stream_whose_messages_all_expired_raises_without_a_store(
+    nats_server: EmbeddedNATS, tmp_path: Path
+) -> None:
+    # With no store there is no gap to read from: a reader that had not read the lost
+    # events is told so, and a reader at the head this bus saw reads on.
+    async def scenario() -> tuple[BusHistoryTruncatedError, BusHistoryTruncatedError, list[int]]:
+        with SQLiteEventStore(tmp_path / "e.db") as store:
+            append(store, 10)
+            async with NatsEventBus(nats_server.url, stream="T_GONE", subject_prefix="tgo") as bus:
+                await Relay(store, bus).publish_pending()
+                assert len(await asyncio.to_thread(bus.read_all, 0)) == 10
+                await bus.io.call(bus.js.purge_stream("T_GONE"))  # as max_age would
+                errors = []
+                for after in (0, 4):
+                    with pytest.raises(BusHistoryTruncatedError) as caught:
+                        await asyncio.to_thread(bus.read_all, after)
+                    errors.append(caught.value)
+                at_head = [e.position for e in await asyncio.to_thread(bus.read_all, 10)]
+                return errors[0], errors[1], at_head
+
+    from_start, from_four, at_head = asyncio.run(scenario())
+    assert (from_start.after_position, from_start.first_position) == (0, None)
+    assert from_four.after_position == 4
+    assert "retains no event at all" in str(from_four) and "store=store" in str(from_four)
+    assert at_head == []
+
+
 def test_a_forged_message_with_a_huge_position_moves_no_checkpoint(
     nats_server: EmbeddedNATS, tmp_path: Path
 ) -> None:
