@@ -51,26 +51,45 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class DatasetSummary:
-    """What a load put into the store."""
+    """What a load put into the store, and what the dataset holds.
+
+    A dataset loaded into a store that already has it (its commands are
+    recognised by their ids) stores nothing again: ``events`` counts what this
+    load stored, ``already_stored`` what it found stored, and the positions
+    are those of the events this load stored (0 when it stored none). The
+    aggregate and event-type counts describe the dataset's file.
+    """
 
     name: str
     title: str
     events: int
+    """Events this load stored."""
     aggregates: dict[str, int]
-    """Number of aggregates per aggregate type."""
+    """Number of aggregates per aggregate type, in the dataset."""
     event_types: dict[str, int]
-    """Number of events per event type (full proto names), in first-seen order."""
+    """Number of events per event type (full proto names), in first-seen order, in the dataset."""
     first_position: int
     last_position: int
     recorded_from: str
     recorded_to: str
     notes: list[str] = field(default_factory=list)
+    already_stored: int = 0
+    """Events of the dataset the store held before this load."""
 
     def __str__(self) -> str:
         kinds = ", ".join(f"{n} {t}" for t, n in self.aggregates.items())
+        if self.events:
+            stored = (
+                f"{self.events} events of {kinds}, "
+                f"positions {self.first_position}..{self.last_position}"
+            )
+            if self.already_stored:
+                stored += f" ({self.already_stored} more were already in the store)"
+        else:
+            stored = f"nothing stored: its {self.already_stored} events of {kinds} were already"
+            stored += " in the store"
         lines = [
-            f"dataset {self.name!r} ({self.title}): {self.events} events of {kinds}, "
-            f"positions {self.first_position}..{self.last_position}, "
+            f"dataset {self.name!r} ({self.title}): {stored}, "
             f"recorded {self.recorded_from} to {self.recorded_to}"
         ]
         lines += [f"  {n:>5}  {t}" for t, n in self.event_types.items()]
@@ -240,8 +259,10 @@ def load(
     batch_key: tuple[str, str, str] | None = None
     batch_version = 0
 
+    stored = already = 0
+
     def flush() -> None:
-        nonlocal first, last
+        nonlocal first, last, stored, already
         if not batch or batch_key is None:
             return
         aggregate_id, aggregate_type, command_id = batch_key
@@ -252,9 +273,12 @@ def load(
             list(batch),
             command_id=command_id or None,
         )
-        if result.events:
+        if result.already_processed:
+            already += len(batch)
+        elif result.events:
             first = first or result.events[0].position
             last = result.events[-1].position
+            stored += len(result.events)
         batch.clear()
 
     count = 0
@@ -298,7 +322,8 @@ def load(
     summary = DatasetSummary(
         name=manifest.name,
         title=manifest.title,
-        events=count,
+        events=stored,
+        already_stored=already,
         aggregates={t: len(ids) for t, ids in aggregates.items()},
         event_types=dict(by_type),
         first_position=first,

@@ -129,8 +129,13 @@ def test_summary_counts_aggregates_and_event_types():
 
 def test_loading_twice_into_one_store_stores_the_events_once(memory_store):
     first = datasets.load("bank", memory_store).summary
-    datasets.load("bank", memory_store)
+    again = datasets.load("bank", memory_store).summary
     assert memory_store.count_events() == first.events
+    # The second summary says what the second load did: it stored nothing.
+    assert (again.events, again.already_stored) == (0, first.events)
+    assert (again.first_position, again.last_position) == (0, 0)
+    assert f"nothing stored: its {first.events} events" in str(again)
+    assert first.already_stored == 0 and "already" not in str(first)
 
 
 def test_loading_over_an_aggregate_of_the_same_id_fails_with_a_concurrency_error(memory_store):
