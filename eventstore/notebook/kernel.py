@@ -131,7 +131,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{EXTENSION} loads; magics: {', '.join('%' + m for m in magics)}")
         return 0
     prefix = sys.prefix if args.sys_prefix else args.prefix
-    path = install(user=args.user, prefix=prefix, name=args.name)
+    try:
+        path = install(user=args.user, prefix=prefix, name=args.name)
+    except ValueError as exc:  # jupyter_client's check of the kernel name: says what is allowed
+        print(f"kernel not installed: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        target = "--user" if args.user else prefix or "the system-wide kernels folder"
+        print(
+            f"kernel not installed into {target}: {exc.strerror or exc} "
+            f"({exc.filename or 'the kernels folder'}). Choose a folder you can write to "
+            "(--user, --sys-prefix or --prefix PATH).",
+            file=sys.stderr,
+        )
+        return 2
     print(f"installed kernel {DISPLAY_NAME!r} ({args.name}) in {path}")
     return 0
 

@@ -49,6 +49,27 @@ def test_the_install_command_installs_into_the_given_prefix(tmp_path):
     assert found.get_kernel_spec(KERNEL_NAME).display_name == DISPLAY_NAME
 
 
+@pytest.mark.parametrize(
+    ("where", "name", "said"),
+    [
+        (["--prefix", "{tmp}"], "Event Sourcing", "Invalid kernel name 'event sourcing'"),
+        # sysfs refuses every writer, root included
+        (["--prefix", "/sys/eventstore-kernel"], "eventsourcing", "Choose a folder you can write"),
+    ],
+)
+def test_install_refusals_are_one_line_with_the_fix(tmp_path, where, name, said):
+    args = [a.format(tmp=tmp_path) for a in where]
+    done = subprocess.run(
+        [sys.executable, "-m", "eventstore.notebook.kernel", "install", *args, "--name", name],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and said in done.stderr
+    assert done.stderr.count("\n") == 1
+
+
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BlockingKernelClient]:
     """The installed kernel, started for real; the tests talk to it over ZMQ."""
