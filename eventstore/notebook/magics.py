@@ -15,6 +15,8 @@ import keyword
 import os
 import re
 import shlex
+import sys
+from collections.abc import Iterable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -235,7 +237,11 @@ class EventStoreMagics(Magics):
 
         Binds every generated message class, enum, aggregate, repository,
         client and server, and the module itself as NAME. Running a changed
-        cell again replaces what the previous run of the same NAME bound.
+        cell again replaces what the previous run of the same NAME bound. A
+        last line names what this run rebinds that was not that run's own: a
+        name bound by the run of another NAME, or defined in the notebook
+        (also after ``%reload_ext``: the generated modules remember what they
+        bound).
         A proto error fails the cell with ``cell:LINE:COL: message``, LINE
         counted as JupyterLab numbers the cell (the magic line is line 1).
         """
@@ -253,6 +259,8 @@ class EventStoreMagics(Magics):
             )
         from ..codegen import CodegenError, generate_module
 
+        # Taken before this run's module replaces its predecessor in sys.modules.
+        earlier_modules = notebook_modules(sys.modules)
         try:
             module = generate_module(cell, name=args.name)
         except CodegenError as exc:
@@ -263,22 +271,26 @@ class EventStoreMagics(Magics):
                 error.hint = "\n".join([*hints, error.hint])
                 error.args = ("\n".join([*map(str, error.diagnostics), error.hint]),)
             raise error from None
-        bound = generated_names(module)
+        names = generated_names(module)
+        bound = {**names, args.name: module}
+        setattr(module, BOUND_NAMES, tuple(bound))
         ns = self.user_ns
-        previous = self.session.generated.get(args.name, {})
-        for old_name, old_value in previous.items():
-            if old_name not in bound and ns.get(old_name) is old_value:
-                del ns[old_name]
-        replaced = replaced_names(
-            {**bound, args.name: module}, ns, previous, self.session.generated, args.name
-        )
+        # What earlier runs bound: the session's memory, and (for a session made again by
+        # %reload_ext, which remembers nothing) the generated modules themselves.
+        runs = earlier_runs(self.session.generated, [*ns.values(), *earlier_modules])
+        for run, run_names in runs:
+            if run != args.name:
+                continue
+            for old_name, old_value in run_names.items():
+                if old_name not in bound and ns.get(old_name) is old_value:
+                    del ns[old_name]
+        replaced = replaced_names(bound, ns, runs, args.name)
         ns.update(bound)
-        ns[args.name] = module
-        self.session.generated[args.name] = {**bound, args.name: module}
+        self.session.generated[args.name] = bound
         self.session.register(
-            *(v for v in bound.values() if isinstance(v, type) and issubclass(v, Message))
+            *(v for v in names.values() if isinstance(v, type) and issubclass(v, Message))
         )
-        print(generation_summary(module, args.name, len(bound)))
+        print(generation_summary(module, args.name, len(names)))
         if replaced:
             print(replaced)
 
@@ -362,29 +374,84 @@ def proto_hints(source: str) -> list[str]:
     return hints
 
 
+BOUND_NAMES = "__es_notebook_names__"
+"""The attribute of a module ``%%es_generate`` made: the names it bound in the notebook."""
+
+# codegen.live.LIVE_PACKAGE, spelled out: importing codegen would slow %load_ext.
+_LIVE_PREFIX = "eventstore.codegen.live."
+
+
+def notebook_modules(modules: Mapping[str, Any]) -> list[ModuleType]:
+    """The modules ``%%es_generate`` made among ``modules`` (``sys.modules``)."""
+    return [
+        module
+        for key, module in list(modules.items())
+        if key.startswith(_LIVE_PREFIX) and _bound_names(module) is not None
+    ]
+
+
+def _bound_names(value: Any) -> tuple[str, ...] | None:
+    """The names a module made by ``%%es_generate`` bound; None for anything else.
+
+    A module that ``generate_module`` made for other code (a dataset) has no such
+    record, so its classes are never taken for the notebook's.
+    """
+    if not isinstance(value, ModuleType):
+        return None
+    attributes = vars(value)  # not getattr: no module __getattr__ runs
+    if not str(attributes.get("__name__", "")).startswith(_LIVE_PREFIX):
+        return None
+    names = attributes.get(BOUND_NAMES)
+    return names if isinstance(names, tuple) else None
+
+
+def earlier_runs(
+    remembered: Mapping[str, dict[str, Any]], values: Iterable[Any]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(NAME, the names bound and their values) of earlier ``%%es_generate`` runs.
+
+    ``remembered`` is the session's memory of them; ``values`` are objects that may
+    be modules such runs made (the notebook's variables, ``sys.modules``): each one
+    records the names it bound, and holds their values, so the runs are known even
+    to a session that ``%reload_ext`` made anew.
+    """
+    runs = list(remembered.items())
+    seen = {id(names.get(run)) for run, names in runs}
+    for value in values:
+        names = _bound_names(value)
+        if names is None or id(value) in seen:
+            continue
+        seen.add(id(value))
+        run = str(vars(value)["__name__"]).removeprefix(_LIVE_PREFIX)
+        module_vars = vars(value)
+        run_names = {key: module_vars[key] for key in names if key in module_vars}
+        run_names[run] = value  # the module itself, bound as NAME
+        runs.append((run, run_names))
+    return runs
+
+
 def replaced_names(
     bound: dict[str, Any],
-    ns: dict[str, Any],
-    previous: dict[str, Any],
-    generated: dict[str, dict[str, Any]],
+    ns: Mapping[str, Any],
+    runs: list[tuple[str, dict[str, Any]]],
     name: str,
 ) -> str:
-    """A line naming what this generation rebinds that it did not bind itself last time."""
-    owners = {
-        key: other
-        for other, names in generated.items()
-        if other != name
-        for key, value in names.items()
-        if ns.get(key) is value
-    }
-    taken = [
-        key for key in bound if key in ns and key not in previous and ns[key] is not bound[key]
-    ]
-    if not taken:
-        return ""
+    """A line naming what this generation rebinds that was not its own run's before.
+
+    A name whose value in the notebook is the one an earlier run of ``name`` bound is
+    not listed (re-running a cell replaces its own classes); one another NAME's run
+    bound is listed with that NAME; anything else was defined in the notebook.
+    """
     by_owner: dict[str, list[str]] = {}
-    for key in taken:
-        by_owner.setdefault(owners.get(key, ""), []).append(key)
+    for key, value in bound.items():
+        if key not in ns or ns[key] is value:
+            continue
+        owners = [run for run, names in runs if key in names and names[key] is ns[key]]
+        if name in owners:
+            continue
+        by_owner.setdefault(owners[0] if owners else "", []).append(key)
+    if not by_owner:
+        return ""
     parts = [
         f"{', '.join(keys)} (from %%es_generate --name {owner})"
         if owner

@@ -49,6 +49,7 @@ class NotebookSession:
         self.store_path: str | None = None
         self.message_types = EventTypeRegistry()
         #: What each ``%%es_generate --name NAME`` run bound, so a re-run can replace it.
+        #: (Each generated module records it too, for a session ``%reload_ext`` made anew.)
         self.generated: dict[str, dict[str, Any]] = {}
         self._closers: list[tuple[str, Callable[[], object]]] = []
         self.closed = False

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +19,7 @@ from eventstore import AppError, SQLiteEventStore
 from eventstore.codegen import generate_module
 from eventstore.core.transport import InProcessTransport, Route
 from eventstore.notebook.widgets import CommandForm, FormValueError
+from eventstore.notebook.widgets.static import static_html
 from tests.support.bank import Account, account_repository, pb
 
 
@@ -466,3 +469,152 @@ def test_the_forms_mimebundle_carries_a_static_picture_of_its_inputs_and_reply(n
     assert "<code>ord-7</code>" in page and "<button disabled>Send</button>" in page
     assert "accepted" in page
     assert bundle["text/plain"] == "CommandForm widget (run the notebook to use it)"
+
+
+# -- list item labels after removals ---------------------------------------------------------
+SHELF_PROTO = """syntax = "proto3";
+package nbshelf.v1;
+
+message Chapter {
+  string title = 1;
+  repeated int32 pages = 2;
+}
+
+message AddBook {
+  repeated string authors = 1;
+  repeated Chapter chapters = 2;
+  map<string, int32> stock = 3;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def shelf() -> ModuleType:
+    return generate_module(SHELF_PROTO, name="nbform_shelf")
+
+
+def item_labels(editor: Any) -> list[str]:
+    """The labels a list editor shows for its items, read from its picture."""
+    name = editor.field.name
+    return re.findall(rf"<b>({re.escape(name)}\[\d+\])</b>", static_html(editor.widget))
+
+
+def click_remove(editor: Any, index: int) -> None:
+    """Click the remove button of item ``index`` of a list editor."""
+    rows = editor.widget.children[1].children
+    remove = rows[index].children[-1]
+    assert isinstance(remove, W.Button) and remove.icon == "trash"
+    remove.click()
+
+
+def test_list_labels_count_from_zero_after_any_adds_and_removes(shelf):
+    form = CommandForm(shelf.AddBook, lambda m: None)
+    authors = form.input("authors")
+    expected: list[str] = []
+    steps = random.Random(7)
+    for step in range(40):
+        if expected and steps.random() < 0.45:
+            index = steps.randrange(len(expected))
+            click_remove(authors, index)
+            del expected[index]
+        else:
+            authors.add().widget.value = f"author {step}"
+            expected.append(f"author {step}")
+        assert item_labels(authors) == [f"authors[{i}]" for i in range(len(expected))]
+        assert list(form.message().authors) == expected
+
+
+def test_an_item_added_after_a_removal_takes_the_next_label(shelf):
+    form = CommandForm(shelf.AddBook, lambda m: None)
+    authors = form.input("authors")
+    for name in ["Ada", "Bea", "Cy"]:
+        authors.add().widget.value = name
+    click_remove(authors, 0)
+    added = authors.add()
+    added.widget.value = "Dee"
+    assert item_labels(authors) == ["authors[0]", "authors[1]", "authors[2]"]
+    assert added.widget.description == "authors[2]"
+    assert list(form.message().authors) == ["Bea", "Cy", "Dee"]
+
+
+def test_message_items_are_labelled_and_renumbered_after_a_removal(shelf):
+    form = CommandForm(shelf.AddBook, lambda m: None)
+    chapters = form.input("chapters")
+    for title in ["one", "two", "three"]:
+        chapters.add().editor("title").widget.value = title
+    click_remove(chapters, 1)
+    chapters.add().editor("title").widget.value = "four"
+    assert item_labels(chapters) == ["chapters[0]", "chapters[1]", "chapters[2]"]
+    assert [c.title for c in form.message().chapters] == ["one", "three", "four"]
+
+
+def test_a_bad_value_in_a_list_item_names_its_index_after_a_removal(shelf):
+    form = CommandForm(shelf.AddBook, lambda m: None)
+    chapters = form.input("chapters")
+    chapters.add()
+    second = chapters.add()
+    pages = second.editor("pages")
+    pages.add().widget.value = 12
+    pages.add().widget.value = 2**40  # an int32
+    click_remove(chapters, 0)
+    form.click()
+    assert isinstance(form.last_error, FormValueError)
+    assert form.last_error.path == "chapters[0].pages[1]"
+    assert "check field chapters[0].pages[1]" in form.status.value
+
+
+def test_a_list_inside_a_list_item_keeps_its_own_labels_when_the_outer_list_shrinks(shelf):
+    form = CommandForm(shelf.AddBook, lambda m: None)
+    chapters = form.input("chapters")
+    chapters.add()
+    second = chapters.add()
+    pages = second.editor("pages")
+    for page in [3, 5, 8]:
+        pages.add().widget.value = page
+    click_remove(chapters, 0)
+    click_remove(pages, 0)
+    pages.add().widget.value = 13
+    assert item_labels(pages) == ["pages[0]", "pages[1]", "pages[2]"]
+    assert [item.path for item in pages.items] == [
+        "chapters[0].pages[0]",
+        "chapters[0].pages[1]",
+        "chapters[0].pages[2]",
+    ]
+    assert list(form.message().chapters[0].pages) == [5, 8, 13]
+
+
+def test_map_entries_are_renumbered_after_a_removal(shelf):
+    form = CommandForm(shelf.AddBook, lambda m: None)
+    stock = form.input("stock")
+    for shop, count in [("north", 1), ("south", 2), ("east", 3)]:
+        entry = stock.add()
+        entry.editor("key").widget.value = shop
+        entry.editor("value").widget.value = count
+    click_remove(stock, 0)
+    stock.add().editor("key").widget.value = "west"
+    assert item_labels(stock) == ["stock[0]", "stock[1]", "stock[2]"]
+    assert dict(form.message().stock) == {"south": 2, "east": 3, "west": 0}
+
+
+def test_a_list_of_timestamps_is_renumbered_after_a_removal(lists):
+    form = CommandForm(lists, lambda m: None)
+    times = form.input("times")
+    times.add().widget.value = "2026-01-31T09:30:00Z"
+    times.add().widget.value = "later"
+    times.add()
+    click_remove(times, 0)
+    assert item_labels(times) == ["times[0]", "times[1]"]
+    form.click()
+    assert isinstance(form.last_error, FormValueError)
+    assert form.last_error.path == "times[0]"
+
+
+def test_removing_an_item_from_code_renumbers_and_names_the_items_there_are(shelf):
+    form = CommandForm(shelf.AddBook, lambda m: None)
+    authors = form.input("authors")
+    for name in ["Ada", "Bea"]:
+        authors.add().widget.value = name
+    authors.remove(0)
+    assert item_labels(authors) == ["authors[0]"]
+    with pytest.raises(IndexError, match=r"authors has 1 item\(s\), so there is no item 3"):
+        authors.remove(3)

@@ -224,3 +224,90 @@ def test_a_cell_using_options_without_their_import_gets_a_hint(shell):
     message = str(result.error_in_exec)
     assert 'add `import "eventsourcing/options.proto";` below the package line' in message
     assert message.splitlines()[0].startswith("cell:5:")
+
+
+# -- the "replaced names" line across names and reloads --------------------------------------
+AB = 'syntax = "proto3";\npackage p1;\nmessage A {}\nmessage B {}\n'
+AC = 'syntax = "proto3";\npackage p1;\nmessage A { string x = 1; }\nmessage C {}\n'
+
+
+def generate(shell, line: str, source: str) -> list[str]:
+    """Run ``%%es_generate LINE`` on ``source``; the lines it printed."""
+    with capture_output() as captured:
+        shell.run_cell_magic("es_generate", line, source)
+    return captured.stdout.strip().splitlines()
+
+
+def test_generating_back_under_the_first_name_names_what_the_other_name_had_bound(shell):
+    generate(shell, "--name bank", AB)
+    generate(shell, "--name bank2", AB)
+    lines = generate(shell, "--name bank", AB)
+    assert (
+        lines[-1]
+        == "replaced names already in the notebook: A, B (from %%es_generate --name bank2)"
+    )
+
+
+def test_a_changed_proto_back_under_the_first_name_names_only_what_it_rebinds(shell):
+    generate(shell, "--name bank", AB)
+    generate(shell, "--name bank2", AB)
+    lines = generate(shell, "--name bank", AC)
+    assert (
+        lines[-1] == "replaced names already in the notebook: A (from %%es_generate --name bank2)"
+    )
+    assert shell.user_ns["B"] is shell.user_ns["bank2"].B  # bank2's B is not bank's to remove
+
+
+def test_rerunning_a_name_names_a_generated_name_the_notebook_has_since_rebound(shell):
+    generate(shell, "--name bank", AB)
+    shell.run_cell("B = 'mine'")
+    lines = generate(shell, "--name bank", AB)
+    assert lines[-1] == "replaced names already in the notebook: B (defined in the notebook)"
+
+
+def test_rerunning_a_name_after_reload_ext_reports_no_replacement(shell):
+    generate(shell, "--name bank", AB)
+    shell.run_line_magic("reload_ext", "eventstore.notebook")
+    lines = generate(shell, "--name bank", AB)
+    assert not any("replaced" in line for line in lines), lines
+
+
+def test_generating_another_name_after_reload_ext_names_the_earlier_runs_names(shell):
+    generate(shell, "--name bank", AB)
+    shell.run_line_magic("reload_ext", "eventstore.notebook")
+    shell.run_cell("C = 'mine'")
+    lines = generate(shell, "--name bank2", AC)
+    assert lines[-1] == (
+        "replaced names already in the notebook: A (from %%es_generate --name bank); "
+        "C (defined in the notebook)"
+    )
+
+
+def test_after_reload_ext_a_variable_over_a_generated_name_is_reported_as_the_notebooks(shell):
+    generate(shell, "--name bank", AB)
+    shell.run_line_magic("reload_ext", "eventstore.notebook")
+    shell.run_cell("A = 'mine'")
+    lines = generate(shell, "--name bank", AB)
+    assert lines[-1] == "replaced names already in the notebook: A (defined in the notebook)"
+
+
+def test_after_reload_ext_a_changed_cell_still_removes_the_classes_it_no_longer_has(shell):
+    generate(shell, "--name bank", AB)
+    shell.run_line_magic("reload_ext", "eventstore.notebook")
+    generate(shell, "--name bank", AC)
+    assert "B" not in shell.user_ns
+    assert shell.user_ns["C"] is shell.user_ns["bank"].C
+
+
+def test_after_reload_ext_classes_generate_module_made_in_code_count_as_the_notebooks(shell):
+    from eventstore.codegen import generate_module
+
+    generate(shell, "--name bank", AB)
+    shell.run_line_magic("reload_ext", "eventstore.notebook")
+    # Code, not the magic, generates under the same name: its B is the notebook's own.
+    shell.user_ns["B"] = generate_module(AB, name="bank").B
+    lines = generate(shell, "--name bank2", AB)
+    assert lines[-1] == (
+        "replaced names already in the notebook: A (from %%es_generate --name bank); "
+        "B (defined in the notebook)"
+    )

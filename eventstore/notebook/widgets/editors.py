@@ -81,9 +81,11 @@ def _child_path(parent: str, name: str) -> str:
 
 def _header(name: str, kind: str) -> W.HTML:
     """A group's bold field name with its kind in grey (``lines (list)``)."""
-    return W.HTML(
-        f"<b>{html.escape(name)}</b> <span style='color:#777'>({html.escape(kind)})</span>"
-    )
+    return W.HTML(_header_html(name, kind))
+
+
+def _header_html(name: str, kind: str) -> str:
+    return f"<b>{html.escape(name)}</b> <span style='color:#777'>({html.escape(kind)})</span>"
 
 
 def _indented(children: Sequence[W.Widget]) -> W.VBox:
@@ -127,9 +129,16 @@ class _Editor:
     """Shows one field (or one list item) and writes its value into a message."""
 
     widget: W.Widget
+    #: Where the value goes in the message (``lines[1].sku``), as errors name it.
+    path: str = ""
 
     def fill(self, target: Message) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
+
+    def move(self, path: str) -> None:
+        """Take a new place in the message: a list item renumbered after a removal above it,
+        or anything inside one."""
+        self.path = path
 
 
 class _ScalarEditor(_Editor):
@@ -239,6 +248,9 @@ class MessageEditor(_Editor):
         self.descriptor = descriptor
         self.path = path
         self.editors: dict[str, _Editor] = {}
+        # Each editor once, in order, with the field it edits (None: a oneof, whose members
+        # sit at this message's level).
+        self._parts: list[tuple[str | None, _Editor]] = []
         rows: list[W.Widget] = []
         oneofs_done: set[str] = set()
         for field in descriptor.fields:
@@ -249,23 +261,27 @@ class MessageEditor(_Editor):
                 oneofs_done.add(oneof.name)
                 editor: _Editor = _OneofEditor(oneof, self.path, depth)
                 self.editors[oneof.name] = editor
+                self._parts.append((None, editor))
                 for member in oneof.fields:
                     self.editors[member.name] = editor
                 rows.append(editor.widget)
                 continue
             editor = field_editor(field, _child_path(self.path, field.name), depth)
             self.editors[field.name] = editor
+            self._parts.append((field.name, editor))
             rows.append(editor.widget)
         if not rows:
             rows.append(W.HTML("<i>no fields</i>"))
         self.widget = W.VBox(rows)
 
     def fill(self, target: Message) -> None:
-        done: set[int] = set()
-        for editor in self.editors.values():
-            if id(editor) not in done:
-                done.add(id(editor))
-                editor.fill(target)
+        for _name, editor in self._parts:
+            editor.fill(target)
+
+    def move(self, path: str) -> None:
+        self.path = path
+        for name, editor in self._parts:
+            editor.move(path if name is None else _child_path(path, name))
 
     def editor(self, path: str) -> _Editor:
         """The editor of a field by dotted path (``address.city``)."""
@@ -293,6 +309,7 @@ class _NestedEditor(_SingleMessageEditor):
 
     def __init__(self, field: FieldDescriptor, path: str, depth: int) -> None:
         self.field = field
+        self.path = path
         self.inner = MessageEditor(message_type(field), path, depth + 1)
         header = _header(field.name, message_type(field).name)
         self.widget = W.VBox([header, _indented([self.inner.widget])])
@@ -302,16 +319,27 @@ class _NestedEditor(_SingleMessageEditor):
         self.inner.fill(message)
         return message if message.ByteSize() > 0 else None
 
+    def move(self, path: str) -> None:
+        self.path = path
+        self.inner.move(path)
+
 
 class RepeatedEditor(_Editor):
-    """A list of items (scalars or messages, or map entries) with add and remove buttons."""
+    """A list of items (scalars or messages, or map entries) with add and remove buttons.
+
+    Each item is labelled ``field[i]`` (a scalar or JSON input by its description, a
+    message item by a line above its fields); removing one renumbers the items after
+    it, labels and paths alike, so they always read ``field[0]`` to ``field[n-1]``.
+    """
 
     def __init__(self, field: FieldDescriptor, path: str, depth: int) -> None:
         self.field = field
         self.path = path
         self.depth = depth
         self.is_map = is_map(field)
-        self.items: list[_Editor] = []
+        # The items in order: editor, its row (item and remove button), and what shows
+        # its label (given the new label).
+        self._entries: list[tuple[_Editor, W.Widget, Callable[[str], None]]] = []
         self._rows = _indented([])
         self.add_button = W.Button(
             description=f"add {'entry' if self.is_map else 'item'}",
@@ -322,29 +350,70 @@ class RepeatedEditor(_Editor):
         header = _header(field.name, "map" if self.is_map else "list")
         self.widget = W.VBox([W.HBox([header, self.add_button]), self._rows])
 
+    @property
+    def items(self) -> list[_Editor]:
+        """The items' editors, in list order."""
+        return [item for item, _row, _relabel in self._entries]
+
+    def label(self, index: int) -> str:
+        """What item ``index`` is labelled: ``tags[0]``."""
+        return f"{self.field.name}[{index}]"
+
     def add(self) -> _Editor:
         """Add an empty item and return its editor (set its widget's value next)."""
-        index = len(self.items)
+        index = len(self._entries)
         item_path = f"{self.path}[{index}]"
+        label = self.label(index)
         item: _Editor
+        body: W.Widget
+        relabel: Callable[[str], None]
         if self.is_map or self.field.type == FieldDescriptor.TYPE_MESSAGE:
             descriptor = message_type(self.field)
             if _is_well_known(descriptor) and not self.is_map:
-                item = _JsonEditor(self.field, item_path, description=f"[{index}]")
+                item = _JsonEditor(self.field, item_path, description=label)
+                body = item.widget
+                relabel = _description_setter(item.widget)
             else:
                 item = MessageEditor(descriptor, item_path, self.depth + 1)
+                kind = "entry" if self.is_map else descriptor.name
+                title = _header(label, kind)
+                body = W.VBox([title, _indented([item.widget])])
+                relabel = _header_setter(title, kind)
         else:
-            item = _ScalarEditor(self.field, item_path, description=f"[{index}]", in_list=True)
+            scalar = _ScalarEditor(self.field, item_path, description=label, in_list=True)
+            item, body = scalar, scalar.widget
+            relabel = _description_setter(scalar.value_widget)
         remove = W.Button(icon="trash", tooltip="remove", layout=W.Layout(width="36px"))
-        row = W.HBox([item.widget, remove])
-        remove.on_click(lambda _b: self._remove(item, row))
-        self.items.append(item)
+        row = W.HBox([body, remove])
+        remove.on_click(lambda _b: self._remove(item))
+        self._entries.append((item, row, relabel))
         self._rows.children = (*self._rows.children, row)
         return item
 
-    def _remove(self, item: _Editor, row: W.Widget) -> None:
-        self.items.remove(item)
-        self._rows.children = tuple(r for r in self._rows.children if r is not row)
+    def remove(self, index: int) -> None:
+        """Remove item ``index`` (what its remove button does); the later items move up."""
+        if not 0 <= index < len(self._entries):
+            raise IndexError(
+                f"{self.path} has {len(self._entries)} item(s), so there is no item {index} "
+                f"to remove; give an index from 0 to {len(self._entries) - 1}"
+                if self._entries
+                else f"{self.path} has no items to remove; add one first"
+            )
+        self._remove(self._entries[index][0])
+
+    def _remove(self, item: _Editor) -> None:
+        self._entries = [entry for entry in self._entries if entry[0] is not item]
+        self._rows.children = tuple(row for _item, row, _relabel in self._entries)
+        self._renumber()
+
+    def _renumber(self) -> None:
+        for index, (item, _row, relabel) in enumerate(self._entries):
+            item.move(f"{self.path}[{index}]")
+            relabel(self.label(index))
+
+    def move(self, path: str) -> None:
+        self.path = path
+        self._renumber()
 
     def fill(self, target: Message) -> None:
         container = getattr(target, self.field.name)
@@ -372,6 +441,20 @@ class RepeatedEditor(_Editor):
                 item.fill(container.add())
 
 
+def _description_setter(widget: W.Widget) -> Callable[[str], None]:
+    def relabel(text: str) -> None:
+        widget.description = text
+
+    return relabel
+
+
+def _header_setter(title: W.HTML, kind: str) -> Callable[[str], None]:
+    def relabel(text: str) -> None:
+        title.value = _header_html(text, kind)
+
+    return relabel
+
+
 class _OneofEditor(_Editor):
     """A choice of which member of a oneof to set, and that member's input."""
 
@@ -393,6 +476,7 @@ class _OneofEditor(_Editor):
         self._slot = _indented([])
         self.choice.observe(lambda _c: self._show(), names="value")
         self.widget = W.VBox([self.choice, self._slot])
+        self.path = parent_path  # its members sit at the level of the message holding it
 
     def _show(self) -> None:
         chosen = self.members.get(self.choice.value)
@@ -407,6 +491,11 @@ class _OneofEditor(_Editor):
         if field.type == FieldDescriptor.TYPE_MESSAGE and not target.HasField(field.name):
             # An empty chosen message still selects this member.
             getattr(target, field.name).SetInParent()
+
+    def move(self, path: str) -> None:
+        self.path = path
+        for name, member in self.members.items():
+            member.move(_child_path(path, name))
 
 
 class _TooDeep(_Editor):
