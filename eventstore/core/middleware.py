@@ -19,7 +19,7 @@ from google.protobuf.message import Message
 
 from .errors import AppError, AuthenticationError, PermissionDeniedError, ValidationError
 from .responses import MISSING_METADATA, app_error_for
-from .routing import Middleware, NextCall, RequestContext, internal_error
+from .routing import Middleware, NextCall, RequestContext, internal_error, observes_refusals
 
 Violation = tuple[str, str, str]
 """``(field, rule, message)``: one broken validation rule."""
@@ -50,6 +50,11 @@ def logging_middleware(logger: logging.Logger | None = None) -> Middleware:
     reply has an ``events`` or ``event_count`` field, else -1) and ``outcome``
     (``ok``, the error code, or ``CANCELLED`` when a deadline or the client
     cancelled the request).
+
+    It observes refusals (``observes_refusals``): a request the host or the
+    ``Router`` refused before the chain (bad credentials, a forbidden tenant,
+    no such method, bytes that are no request) gets the same record, with the
+    refusal's code as ``outcome``.
     """
     out = logger or request_log
 
@@ -83,7 +88,7 @@ def logging_middleware(logger: logging.Logger | None = None) -> Middleware:
                 extra=fields,
             )
 
-    return log_request
+    return observes_refusals(log_request)
 
 
 def _fields(
@@ -265,6 +270,7 @@ __all__ = [
     "authorization_middleware",
     "default_middlewares",
     "logging_middleware",
+    "observes_refusals",
     "recovery_middleware",
     "register_validator",
     "require_metadata",

@@ -5,6 +5,13 @@ runs the middlewares around the handler and turns whatever the handler
 raised into an error reply. The in-process transport and the NATS and HTTP
 servers all dispatch through one, so a service behaves the same on every
 path (DESIGN decision 10).
+
+A request refused before the chain runs (no handler, a forbidden tenant, a
+message of another type; on a host: bad credentials, bytes that are no
+request) still passes through the chain's observing middlewares, those marked
+with ``observes_refusals`` (logging, OpenTelemetry): ``Router.refuse`` runs
+them around the refusal, so it is logged and traced like any other request,
+and nothing else runs.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
 from .errors import AppError, TenantForbiddenError
@@ -54,6 +62,11 @@ class RequestContext:
     ``tenant`` the tenant the request acts for, checked against the
     principal's tenants. Neither is ever read from a header the client sent.
     ``network`` is True on a network host (NATS, HTTP).
+    ``refused`` is True when the request was refused before the chain: only the
+    observing middlewares (``observes_refusals``) see it, and what they call
+    next raises the refusal. ``tenant`` is then the tenant the request asked
+    for when it is a well-formed id (a forbidden one included), and
+    ``principal`` whoever the host proved, if it got that far.
     """
 
     subject: str
@@ -63,6 +76,7 @@ class RequestContext:
     principal: Principal | None = None
     tenant: str = ""
     network: bool = False
+    refused: bool = False
 
     @property
     def metadata(self) -> EventMetadata:
@@ -94,6 +108,30 @@ Middleware = Callable[[Message, RequestContext, NextCall], Awaitable[Message]]
 A middleware may inspect or change the context, reject the request by raising
 ``AppError``, or call ``await call_next(message, ctx)`` and look at the reply.
 """
+
+M = TypeVar("M", bound=Middleware)
+
+OBSERVES_REFUSALS = "observes_refusals"
+"""The attribute ``observes_refusals`` sets on a middleware."""
+
+
+def observes_refusals(middleware: M) -> M:
+    """Mark ``middleware`` as an observer: it also sees the requests refused before the chain.
+
+    An observer only records (a log record, a span, a metric): for a refused
+    request it is called with ``ctx.refused`` set, and its ``call_next`` raises
+    the refusal's ``AppError``, which it must let through (a refusal stays a
+    refusal whatever an observer returns). ``logging_middleware`` and
+    ``otel_middleware`` are observers; no other middleware runs for a refused
+    request, and neither does the handler.
+    """
+    setattr(middleware, OBSERVES_REFUSALS, True)
+    return middleware
+
+
+def is_observer(middleware: Middleware) -> bool:
+    """Whether ``middleware`` was marked with ``observes_refusals``."""
+    return getattr(middleware, OBSERVES_REFUSALS, False) is True
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,13 +256,14 @@ class Router:
         route = self._routes.get(subject)
         if route is None:
             known = ", ".join(self.subjects) or "none"
-            return Response.failure(
-                AppError(
-                    NO_HANDLER,
-                    f"no handler is registered for subject {subject!r} (registered: {known})",
-                    "Register the service's server binding with the transport.",
-                    {"subject": subject},
-                )
+            refusal = AppError(
+                NO_HANDLER,
+                f"no handler is registered for subject {subject!r} (registered: {known})",
+                "Register the service's server binding with the transport.",
+                {"subject": subject},
+            )
+            return await self.refuse(
+                subject, refusal, headers, message=message, principal=principal, tenant=tenant
             )
         ctx = RequestContext(
             subject,
@@ -234,8 +273,12 @@ class Router:
             network=self.network,
         )
         try:
-            ctx.tenant = _resolve_tenant(principal, tenant, self.network)
-            request = _as_request(route, message)
+            try:
+                ctx.tenant = _resolve_tenant(principal, tenant, self.network)
+                request = _as_request(route, message)
+            except AppError as refusal:
+                ctx.tenant = _asked_tenant(principal, tenant, self.network)
+                return await self._observed_refusal(message, ctx, refusal)
             call: NextCall = _invoker(route, self)
             for middleware in reversed(self._middlewares):
                 call = _wrap(middleware, call)
@@ -261,6 +304,61 @@ class Router:
                 exc,
             )
         return Response.ok(reply)
+
+    @property
+    def observers(self) -> list[Middleware]:
+        """The chain's observing middlewares (``observes_refusals``), outermost first."""
+        return [m for m in self._middlewares if is_observer(m)]
+
+    async def refuse(
+        self,
+        subject: str,
+        error: AppError,
+        headers: Mapping[str, str] | None = None,
+        *,
+        message: Message | None = None,
+        principal: Principal | None = None,
+        tenant: str | None = None,
+    ) -> Response:
+        """The reply to a request a host refused before the chain: ``error``, observed.
+
+        The chain's observers (``observes_refusals``: logging, OpenTelemetry) run
+        around the refusal, so it leaves the same log record and span as a request
+        the chain refused; no other middleware runs, nor the handler. ``message``
+        is the request when it was read (else an empty message), ``principal``
+        the caller when it was proven, ``tenant`` the tenant it asked for. The
+        reply is ``error`` whatever an observer does.
+        """
+        headers = without_identity_headers(headers or {})
+        ctx = RequestContext(
+            subject,
+            headers.get(COMMAND_ID_HEADER) or new_command_id(),
+            headers,
+            principal=principal,
+            tenant=_asked_tenant(principal, tenant, self.network),
+            network=self.network,
+        )
+        return await self._observed_refusal(message, ctx, error)
+
+    async def _observed_refusal(
+        self, message: Message | None, ctx: RequestContext, error: AppError
+    ) -> Response:
+        ctx.refused = True
+
+        async def refused(_message: Message, _ctx: RequestContext) -> Message:
+            raise error
+
+        call: NextCall = refused
+        for middleware in reversed(self.observers):
+            call = _wrap(middleware, call)
+        request = message if isinstance(message, Message) else empty_pb2.Empty()
+        try:
+            await call(request, ctx)
+        except AppError:
+            pass  # the refusal, as the observers let it through
+        except Exception:
+            log.exception("an observing middleware failed on a refused request to %s", ctx.subject)
+        return Response.failure(error)
 
 
 def internal_error(subject: str, exc: BaseException) -> AppError:
@@ -297,6 +395,17 @@ def _resolve_tenant(principal: Principal | None, requested: str | None, network:
     if principal is not None and len(principal.tenants) == 1:
         return principal.tenants[0]
     return ""
+
+
+def _asked_tenant(principal: Principal | None, requested: str | None, network: bool) -> str:
+    """The tenant a refused request is recorded under: the one it acts for, else the one it
+    asked for when that is a well-formed id (a forbidden one), else none."""
+    try:
+        return _resolve_tenant(principal, requested, network)
+    except TenantForbiddenError:
+        return requested or ""
+    except AppError:
+        return ""  # not a tenant id: what the client sent stays out of the records
 
 
 def _as_request(route: Route, message: Message) -> Message:
@@ -355,6 +464,7 @@ def _wrap(middleware: Middleware, call_next: NextCall) -> NextCall:
 
 __all__ = [
     "DEFAULT_HANDLER_THREADS",
+    "OBSERVES_REFUSALS",
     "Handler",
     "Middleware",
     "NextCall",
@@ -362,4 +472,6 @@ __all__ = [
     "Route",
     "Router",
     "ServiceBinding",
+    "is_observer",
+    "observes_refusals",
 ]

@@ -31,7 +31,10 @@ Identity (docs/service-edge.md): incoming ``Es-Principal-*`` and
 hook proves the principal (``None`` is ``UNAUTHENTICATED`` unless
 ``allow_anonymous=True``), and ``Es-Tenant-Id`` is the tenant the request
 asks to act for, checked against the principal's tenants. An ``INTERNAL``
-reply is generic, with an error id that is also logged.
+reply is generic, with an error id that is also logged. A request refused
+before the chain (no such method, bytes that are no request, no or bad
+credentials, a forbidden tenant) is still logged and traced: the router's
+``refuse`` runs the chain's observing middlewares around it.
 """
 
 from __future__ import annotations
@@ -318,7 +321,14 @@ class NatsServiceHost:
             response = await self.handle(subject, request.data, headers, command_id)
         except Exception:  # a bug here must still get a reply, and not its text
             log.exception("answering a request on %s failed", subject)
-            response = Response.failure(_internal(subject, command_id))
+            failure = _internal(subject, command_id)
+            try:
+                trusted = {k: v for k, v in headers.items() if not is_identity_header(k)}
+                trusted[COMMAND_ID_HEADER] = command_id
+                response = await self.router.refuse(subject, failure, trusted)
+            except Exception:
+                log.exception("recording the failed request on %s failed", subject)
+                response = Response.failure(failure)
         try:
             await self._reply(request, subject, command_id, response)
         except Exception:
@@ -327,51 +337,53 @@ class NatsServiceHost:
     async def handle(
         self, subject: str, data: bytes, headers: Mapping[str, str], command_id: str
     ) -> Response:
-        """The reply to one request's bytes: parsed, routed, errors as the table's codes."""
+        """The reply to one request's bytes: parsed, routed, errors as the table's codes.
+
+        A request refused here (no such method, another message type, bytes that
+        are no request, no or bad credentials) never reaches the chain; the
+        router's ``refuse`` still runs the chain's observers (logging,
+        OpenTelemetry) around the refusal, so it is logged and traced.
+        """
+        tenant = next((v for k, v in headers.items() if k.lower() == "es-tenant-id"), "")
+        trusted = {k: v for k, v in headers.items() if not is_identity_header(k)}
+        trusted[COMMAND_ID_HEADER] = command_id
         route = self.router.route(subject)
         if route is None:
             service = next((s for s in self.services if subject.startswith(s + ".")), "")
             method = subject[len(service) + 1 :] if service else subject
             known = ", ".join(s.rpartition(".")[2] for s in self.services.get(service, []))
-            return Response.failure(
-                AppError(
-                    NO_HANDLER,
-                    f"{service or subject} has no method {method!r} (its methods: "
-                    f"{known or 'none'})",
-                    "Call one of its methods; regenerate the client if the proto changed.",
-                    {"subject": subject},
-                )
+            refusal = AppError(
+                NO_HANDLER,
+                f"{service or subject} has no method {method!r} (its methods: {known or 'none'})",
+                "Call one of its methods; regenerate the client if the proto changed.",
+                {"subject": subject},
             )
+            return await self.router.refuse(subject, refusal, trusted, tenant=tenant)
         expected = route.request_type.DESCRIPTOR.full_name
         claimed = headers.get(MESSAGE_TYPE_HEADER)
         if claimed and claimed != expected:
-            return Response.failure(
-                AppError(
-                    INVALID_MESSAGE_TYPE,
-                    f"{subject} expects {expected}, got {claimed}",
-                    f"Send a request of type {expected}.",
-                    {"subject": subject, "expected": expected, "actual": claimed},
-                )
+            refusal = AppError(
+                INVALID_MESSAGE_TYPE,
+                f"{subject} expects {expected}, got {claimed}",
+                f"Send a request of type {expected}.",
+                {"subject": subject, "expected": expected, "actual": claimed},
             )
+            return await self.router.refuse(subject, refusal, trusted, tenant=tenant)
         try:
             message: Message = route.request_type.FromString(data)
         except Exception as exc:
-            return Response.failure(
-                AppError(
-                    INVALID_REQUEST,
-                    f"the {len(data)} bytes sent to {subject} are not a {expected} message "
-                    f"({type(exc).__name__})",
-                    f"Send the serialized {expected} (message.SerializeToString()).",
-                    {"subject": subject, "expected": expected},
-                )
+            refusal = AppError(
+                INVALID_REQUEST,
+                f"the {len(data)} bytes sent to {subject} are not a {expected} message "
+                f"({type(exc).__name__})",
+                f"Send the serialized {expected} (message.SerializeToString()).",
+                {"subject": subject, "expected": expected},
             )
-        tenant = next((v for k, v in headers.items() if k.lower() == "es-tenant-id"), "")
-        trusted = {k: v for k, v in headers.items() if not is_identity_header(k)}
-        trusted[COMMAND_ID_HEADER] = command_id
+            return await self.router.refuse(subject, refusal, trusted, tenant=tenant)
         try:
             principal = await self._principal(trusted)
         except AppError as error:
-            return Response.failure(error)
+            return await self.router.refuse(subject, error, trusted, message=message, tenant=tenant)
         # A network router: an unexpected failure is replied as a generic INTERNAL
         # with an error id (logged with the traceback), never the exception's text.
         return await self.router.dispatch(

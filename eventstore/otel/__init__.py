@@ -30,7 +30,7 @@ from opentelemetry.trace import Status, StatusCode
 from ..core import instrumentation
 from ..core.errors import AggregateNotFoundError, AppError
 from ..core.responses import app_error_for
-from ..core.routing import Middleware, NextCall, RequestContext
+from ..core.routing import Middleware, NextCall, RequestContext, observes_refusals
 
 SCOPE = "eventstore"
 
@@ -74,19 +74,23 @@ class OtelHook:
         with self.tracer.start_as_current_span(
             f"eventstore.{name}", record_exception=False, set_status_on_exception=False
         ) as span:
+            learned: dict[str, Any] = {}
             try:
                 yield
             except AggregateNotFoundError as exc:
                 # An answer, not a failure: retry_on_conflict creates the aggregate next,
                 # and a request that opens an account succeeds.
                 span.add_event("aggregate not found", {"eventstore.aggregate_id": exc.aggregate_id})
+                learned = _learned_from(exc)
                 raise
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                learned = _learned_from(exc)
                 raise
             finally:
-                span.set_attributes(_attributes(attributes))
+                # What the operation set wins over what its exception names.
+                span.set_attributes(_attributes({**learned, **attributes}))
 
     def record(self, metric: str, value: float, attributes: dict[str, Any]) -> None:
         attrs = _attributes(attributes)
@@ -97,6 +101,15 @@ class OtelHook:
 
     def inject(self, headers: MutableMapping[str, str]) -> None:
         propagate.inject(headers)
+
+
+def _learned_from(exc: BaseException) -> dict[str, Any]:
+    """The aggregate type an operation's exception names (``AggregateNotFoundError`` does):
+    a load that fails has not set it, and every span of an aggregate carries it."""
+    aggregate_type = getattr(exc, "aggregate_type", "")
+    if isinstance(aggregate_type, str) and aggregate_type:
+        return {"aggregate_type": aggregate_type}
+    return {}
 
 
 def _attributes(attributes: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +135,11 @@ def otel_middleware(
 
     Put it first (outermost) in the chain so the span covers every other
     middleware. Without providers, the global ones are used (the API's no-op
-    ones until an SDK is configured).
+    ones until an SDK is configured). It observes refusals
+    (``observes_refusals``): a request the host or the ``Router`` refused before
+    the chain (bad credentials, a forbidden tenant, no such method, bytes that
+    are no request) gets the same span and metrics, with an error status
+    carrying the refusal's code.
     """
     hook = OtelHook(tracer_provider, meter_provider)
     for old in instrumentation.installed():
@@ -140,8 +157,14 @@ def otel_middleware(
         name = span_name(ctx.subject)
         start = time.perf_counter()
         outcome = "ok"
+        # The status and the exception are set here, once: the tracer's own handling would
+        # replace the status's description (the error code) by the exception's text.
         with hook.tracer.start_as_current_span(
-            name, context=parent, kind=trace.SpanKind.SERVER
+            name,
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             span.set_attribute("eventstore.command_id", ctx.command_id)
             span.set_attribute("eventstore.subject", ctx.subject)
@@ -154,6 +177,7 @@ def otel_middleware(
                 return reply
             except AppError as error:
                 outcome = error.code
+                span.record_exception(error)
                 raise
             except Exception as exc:
                 mapped = app_error_for(exc, ctx.command_id)
@@ -173,7 +197,7 @@ def otel_middleware(
                     hook.failed.add(1, attrs)
                 hook.duration.record((time.perf_counter() - start) * 1000, attrs)
 
-    return traced
+    return observes_refusals(traced)
 
 
 __all__ = ["OtelHook", "otel_middleware", "span_name"]

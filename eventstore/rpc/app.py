@@ -7,11 +7,18 @@ checked-in ones. What the runtime does by default and this app changes:
 unknown JSON fields and JSON bodies that are not an object are refused
 (``invalid_argument``), and gRPC and gRPC-Web requests are refused with HTTP
 415 (only Connect is served; the security table in the README lists both).
+
+Every request refused before the ``Router``'s chain (no or bad credentials, a
+forbidden tenant, and what the runtime refuses before calling an endpoint:
+an unknown path, a wrong HTTP method or content type, a body too large or
+that does not parse) goes through the chain's observing middlewares
+(``Router.refuse``), so the logging and OpenTelemetry middlewares record it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import inspect
 import json
 import logging
@@ -38,7 +45,15 @@ from ..core.headers import (
 )
 from ..core.identity import Authenticator, Principal, is_identity_header
 from ..core.middleware import default_middlewares
-from ..core.responses import Response, error_code
+from ..core.responses import (
+    INTERNAL,
+    INVALID_REQUEST,
+    NO_HANDLER,
+    REQUEST_TOO_LARGE,
+    TIMEOUT,
+    Response,
+    error_code,
+)
 from ..core.routing import DEFAULT_HANDLER_THREADS, Middleware, Route, Router, ServiceBinding
 
 log = logging.getLogger("eventstore.rpc")
@@ -107,6 +122,48 @@ def _json_kind(data: bytes | bytearray) -> str | None:
         if isinstance(value, kind):
             return name
     return "null" if value is None else None
+
+
+class _Exchange:
+    """One HTTP request as ``ConnectApp`` watches it: did it reach an endpoint, what status
+    and error body went back (a refusal of the runtime is known only by its response)."""
+
+    __slots__ = ("_send", "body", "reached", "status")
+
+    def __init__(self, send: Callable[[Any], Awaitable[None]]) -> None:
+        self._send = send
+        self.reached = False
+        self.status: int | None = None
+        self.body = b""
+
+    async def send(self, message: Any) -> None:
+        if message.get("type") == "http.response.start":
+            self.status = int(message.get("status", 0))
+        elif message.get("type") == "http.response.body" and self.status != 200:
+            room = _ERROR_BODY_LIMIT - len(self.body)
+            self.body += bytes(message.get("body", b""))[: max(room, 0)]
+        await self._send(message)
+
+
+#: The request being answered, so an endpoint can mark it reached.
+_EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar(
+    "eventstore_rpc_exchange", default=None
+)
+#: Bytes of an error body read to find its Connect code (``{"code": ..., "message": ...}``).
+_ERROR_BODY_LIMIT = 4096
+#: Characters of a path kept in a refused request's subject (a path is the client's).
+_SUBJECT_LIMIT = 200
+
+#: What a refusal of the runtime is recorded as: by Connect code, then by HTTP status.
+_BY_CONNECT_CODE = {
+    "resource_exhausted": REQUEST_TOO_LARGE,
+    "deadline_exceeded": TIMEOUT,
+    "canceled": "CANCELLED",  # logging_middleware's outcome for a cancelled request
+    "internal": INTERNAL,
+    "unknown": INTERNAL,
+    "data_loss": INTERNAL,
+}
+_BY_STATUS = {404: NO_HANDLER}
 
 
 class _Application(ConnectASGIApplication[object]):
@@ -204,13 +261,19 @@ class ConnectApp:
     async def _call(
         self, subject: str, route: Route, message: Message, ctx: ConnectContext[Any, Any]
     ) -> Message:
+        exchange = _EXCHANGE.get()
+        if exchange is not None:
+            exchange.reached = True  # from here on, the router records the request
         headers = request_headers(ctx.request_headers.allitems())
         tenant = headers.pop(TENANT_ID_HEADER, "") or None
         headers = {k: v for k, v in headers.items() if not is_identity_header(k)}
         try:
             principal = await self._principal(headers)
         except AppError as error:
-            raise connect_error(error) from None
+            refused = await self.router.refuse(
+                subject, error, headers, message=message, tenant=tenant
+            )
+            raise connect_error(refused.error or error) from None
         reply = await self.router.dispatch(
             subject, message, headers, principal=principal, tenant=tenant
         )
@@ -233,14 +296,79 @@ class ConnectApp:
         receive: Callable[[], Awaitable[Any]],
         send: Callable[[Any], Awaitable[None]],
     ) -> None:
-        if scope.get("type") == "http":
-            for name, value in scope.get("headers", ()):
-                if name.lower() == b"content-type" and value.lower().startswith(
-                    b"application/grpc"
-                ):
-                    await _refuse(send, 415, b"only the Connect protocol is served here")
-                    return
-        await self._app(scope, receive, send)  # type: ignore[arg-type]
+        if scope.get("type") != "http":
+            await self._app(scope, receive, send)  # type: ignore[arg-type]
+            return
+        exchange = _Exchange(send)
+        token = _EXCHANGE.set(exchange)
+        try:
+            if _is_grpc(scope):
+                await _refuse(exchange.send, 415, b"only the Connect protocol is served here")
+            else:
+                await self._app(scope, receive, exchange.send)  # type: ignore[arg-type]
+        finally:
+            _EXCHANGE.reset(token)
+        if not exchange.reached and exchange.status is not None and exchange.status >= 400:
+            await self._record_refusal(scope, exchange)
+
+    async def _record_refusal(self, scope: Mapping[str, Any], exchange: _Exchange) -> None:
+        """Run the chain's observers around a refusal no endpoint saw (the response is sent)."""
+        subject = _subject_of(scope)
+        try:
+            raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+            headers = request_headers(raw)
+            tenant = headers.pop(TENANT_ID_HEADER, "") or None
+            error = _runtime_refusal(scope, subject, exchange)
+            await self.router.refuse(subject, error, headers, tenant=tenant)
+        except Exception:  # the reply is gone already; a failure here must not reach the server
+            log.exception("recording the refused request to %s failed", subject)
+
+
+def _is_grpc(scope: Mapping[str, Any]) -> bool:
+    return any(
+        name.lower() == b"content-type" and value.lower().startswith(b"application/grpc")
+        for name, value in scope.get("headers", ())
+    )
+
+
+def _subject_of(scope: Mapping[str, Any]) -> str:
+    """The subject of a request's path (``/pkg.Service/Method`` -> ``pkg.Service.Method``),
+    cut to ``_SUBJECT_LIMIT`` characters, anything unprintable as ``?`` (it is the client's)."""
+    path = str(scope.get("path", ""))
+    root = str(scope.get("root_path", ""))
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    service, _, method = path.lstrip("/").rpartition("/")
+    subject = f"{service}.{method}" if service else method
+    subject = "".join(c if c.isprintable() else "?" for c in subject[:_SUBJECT_LIMIT])
+    return subject or "/"
+
+
+def _runtime_refusal(scope: Mapping[str, Any], subject: str, exchange: _Exchange) -> AppError:
+    """The ``AppError`` a refusal sent by the runtime (or the gRPC check) is recorded as."""
+    status = exchange.status or 0
+    connect_code, message = "", ""
+    try:
+        body = json.loads(exchange.body) if exchange.body else {}
+        if isinstance(body, dict):
+            connect_code, message = str(body.get("code", "")), str(body.get("message", ""))
+    except ValueError:
+        pass
+    code = _BY_CONNECT_CODE.get(connect_code) or _BY_STATUS.get(status) or INVALID_REQUEST
+    if not message:
+        method = scope.get("method", "")
+        message = {
+            404: f"no method is served at {scope.get('path', '')!r}",
+            405: f"HTTP {method} is not served here (Connect unary calls are POST)",
+            415: "the request's content type is not served here",
+        }.get(status, f"the request was refused with HTTP {status}")
+    return AppError(
+        code,
+        message,
+        "Send a Connect unary request (POST, application/json or application/proto) to "
+        "/<package>.<Service>/<Method>.",
+        {"subject": subject, "http_status": str(status)},
+    )
 
 
 async def _refuse(send: Callable[[Any], Awaitable[None]], status: int, body: bytes) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -462,3 +463,234 @@ def test_tenant_stores_open_a_postgresql_schema_per_tenant_from_a_url_template()
         schemas = {stores.for_tenant(t).schema for t in ("acme-corp", "acme_corp", long_id)}
         assert len(schemas) == 3 and all(len(name) <= 63 for name in schemas)
         assert stores.for_tenant("acme-corp").head_position() == 1
+
+
+# -- refusals before the chain are logged and traced like any other request -----------------
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+class Observed:
+    """A ConnectApp whose chain is otel (in-memory SDK exporter) then the network default."""
+
+    def __init__(self, store: SQLiteEventStore) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        from eventstore.middleware import default_middlewares
+        from eventstore.otel import otel_middleware
+        from tests.support.edge import RULES
+
+        self.spans = InMemorySpanExporter()
+        tracer = TracerProvider()
+        tracer.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        chain = [
+            otel_middleware(tracer, MeterProvider(metric_readers=[self.reader])),
+            *default_middlewares(network=True, rules=RULES),
+        ]
+        self.store = store
+        self.app = make_app(store, middlewares=chain)
+
+    def send(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://edge") as client:
+                return await client.request(method, path, content=body, headers=headers)
+
+        return asyncio.run(go())
+
+    def failed(self) -> float:
+        data = self.reader.get_metrics_data()
+        return sum(
+            point.value
+            for resource in (data.resource_metrics if data else ())
+            for scope in resource.scope_metrics
+            for metric in scope.metrics
+            if metric.name == "eventstore.commands.failed"
+            for point in metric.data.data_points
+        )
+
+
+@pytest.fixture
+def observed(tmp_path: Path) -> Iterator[Observed]:
+    from eventstore.core import instrumentation
+    from eventstore.otel import OtelHook
+
+    with SQLiteEventStore(tmp_path / "edge.db") as store:
+        edge = Observed(store)
+        yield edge
+        edge.app.router.close()
+    for hook in instrumentation.installed():
+        if isinstance(hook, OtelHook):
+            instrumentation.uninstall(hook)
+
+
+def _grpc_frame() -> bytes:
+    body = pb.Open(account_id="acc-1", owner="Ann").SerializeToString()
+    return b"\x00" + len(body).to_bytes(4, "big") + body
+
+
+_JSON = json.dumps(open_body()).encode()
+_OPEN = "edge.v1.Accounts.Open"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "sent", "code", "principal", "tenant"),
+    [
+        pytest.param(
+            "POST", OPEN, _JSON, {"bearer": None}, "UNAUTHENTICATED", "", "", id="no-token"
+        ),
+        pytest.param(
+            "POST",
+            OPEN,
+            _JSON,
+            {"bearer": "not.a.token"},
+            "UNAUTHENTICATED",
+            "",
+            "",
+            id="garbage-token",
+        ),
+        pytest.param(
+            "POST",
+            OPEN,
+            _JSON,
+            {"bearer": "forged"},
+            "UNAUTHENTICATED",
+            "",
+            "",
+            id="hs256-with-rsa-pub",
+        ),
+        pytest.param(
+            "POST",
+            OPEN,
+            _JSON,
+            {"Es-Tenant-Id": "beta"},
+            "TENANT_FORBIDDEN",
+            "ann",
+            "beta",
+            id="forged-tenant",
+        ),
+        pytest.param(
+            "POST",
+            OPEN,
+            _JSON,
+            {"Es-Tenant-Id": "../x"},
+            "INVALID_TENANT",
+            "ann",
+            "",
+            id="tenant-with-a-path",
+        ),
+        pytest.param(
+            "POST", OPEN, b'{"accountId": ', {}, "INVALID_REQUEST", "", "", id="malformed-json"
+        ),
+        pytest.param(
+            "POST", OPEN, b'{"isAdmin": true}', {}, "INVALID_REQUEST", "", "", id="unknown-field"
+        ),
+        pytest.param("POST", OPEN, b"[]", {}, "INVALID_REQUEST", "", "", id="json-array"),
+        pytest.param(
+            "POST",
+            OPEN,
+            _JSON,
+            {"Content-Type": "text/plain"},
+            "INVALID_REQUEST",
+            "",
+            "",
+            id="content-type",
+        ),
+        pytest.param(
+            "POST",
+            OPEN,
+            _grpc_frame(),
+            {"Content-Type": "application/grpc"},
+            "INVALID_REQUEST",
+            "",
+            "",
+            id="grpc",
+        ),
+        pytest.param(
+            "POST",
+            OPEN,
+            b'{"owner": "' + b"x" * 5000 + b'"}',
+            {},
+            "REQUEST_TOO_LARGE",
+            "",
+            "",
+            id="body-over-the-limit",
+        ),
+        pytest.param("GET", OPEN, b"", {}, "INVALID_REQUEST", "", "", id="http-get"),
+        pytest.param(
+            "POST",
+            "/edge.v1.Accounts/DropTables",
+            _JSON,
+            {},
+            "NO_HANDLER",
+            "",
+            "",
+            id="unknown-method",
+        ),
+    ],
+)
+def test_a_request_refused_before_the_chain_is_logged_and_traced_and_runs_nothing(
+    observed: Observed,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    path: str,
+    body: bytes,
+    sent: dict[str, Any],
+    code: str,
+    principal: str,
+    tenant: str,
+) -> None:
+    from opentelemetry.trace import StatusCode
+
+    caplog.set_level(logging.INFO, "eventstore.requests")
+    headers = {"Content-Type": "application/json", "Es-Command-Id": "cmd-7"}
+    headers["traceparent"] = TRACEPARENT
+    bearer = sent.get("bearer", token())
+    if bearer == "forged":
+        bearer = hs256_token_signed_with_the_public_key()
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    headers.update({k: v for k, v in sent.items() if k != "bearer"})
+    reply = observed.send(method, path, body, headers)
+    assert reply.status_code >= 400
+    assert observed.store.head_position() == 0
+    subject = path.lstrip("/").replace("/", ".")
+    (record,) = (r for r in caplog.records if r.name == "eventstore.requests")
+    fields = {k: getattr(record, k) for k in ("subject", "command_id", "principal", "tenant")}
+    assert fields == {
+        "subject": subject,
+        "command_id": "cmd-7",
+        "principal": principal,
+        "tenant": tenant,
+    }
+    assert (record.outcome, record.levelno) == (code, logging.WARNING)
+    (span,) = observed.spans.get_finished_spans()
+    assert span.name == path.lstrip("/")
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.status.status_code == StatusCode.ERROR and span.status.description == code
+    assert span.attributes["eventstore.outcome"] == code
+    assert span.attributes["eventstore.subject"] == subject
+    assert span.attributes["eventstore.command_id"] == "cmd-7"
+    assert span.attributes.get("enduser.id", "") == principal
+    assert span.attributes.get("eventstore.tenant", "") == tenant
+    assert observed.failed() == 1
+
+
+def test_an_authentication_refusal_is_recorded_once_beside_a_request_that_ran(
+    observed: Observed, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "eventstore.requests")
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token()}"}
+    assert observed.send("POST", OPEN, _JSON, headers).status_code == 200
+    denied = observed.send("POST", OPEN, _JSON, {**headers, "Authorization": "Bearer x"})
+    assert denied.status_code == 401
+    records = [r for r in caplog.records if r.name == "eventstore.requests"]
+    assert [r.outcome for r in records] == ["ok", "UNAUTHENTICATED"]
+    servers = [s for s in observed.spans.get_finished_spans() if s.name == "edge.v1.Accounts/Open"]
+    assert [s.attributes["eventstore.outcome"] for s in servers] == ["ok", "UNAUTHENTICATED"]

@@ -9,6 +9,7 @@ tests/integration/test_service_edge_http.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -299,3 +300,119 @@ def test_a_store_per_tenant_is_relayed_to_a_stream_and_subject_prefix_per_tenant
                 repo.save(account)
         seen = asyncio.run(relay_all(stores))
     assert seen == {"acme": ["1:acme-0", "2:acme-1"], "beta": ["1:beta-0"]}
+
+
+# -- refusals before the chain are logged and traced like any other request -----------------
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize(
+    ("subject", "data", "sent", "code", "principal", "tenant"),
+    [
+        pytest.param(OPEN, None, {"bearer": None}, "UNAUTHENTICATED", "", "", id="no-token"),
+        pytest.param(
+            OPEN, None, {"bearer": "forged"}, "UNAUTHENTICATED", "", "", id="hs256-with-rsa-pub"
+        ),
+        pytest.param(
+            OPEN,
+            None,
+            {"Es-Tenant-Id": "beta"},
+            "TENANT_FORBIDDEN",
+            "ann",
+            "beta",
+            id="forged-tenant",
+        ),
+        pytest.param(
+            OPEN, b"\xff\xff\xff", {}, "INVALID_REQUEST", "", "", id="bytes-that-are-no-request"
+        ),
+        pytest.param(
+            OPEN,
+            None,
+            {"Es-Message-Type": "edge.v1.Get"},
+            "INVALID_MESSAGE_TYPE",
+            "",
+            "",
+            id="another-message-type",
+        ),
+        pytest.param(
+            "edge.v1.Accounts.DropTables", None, {}, "NO_HANDLER", "", "", id="unknown-method"
+        ),
+    ],
+)
+def test_a_request_refused_before_the_chain_is_logged_and_traced_over_nats(
+    host: Host,
+    caplog: pytest.LogCaptureFixture,
+    subject: str,
+    data: bytes | None,
+    sent: dict[str, Any],
+    code: str,
+    principal: str,
+    tenant: str,
+) -> None:
+    import nats
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.trace import StatusCode
+
+    from eventstore.core import instrumentation
+    from eventstore.otel import OtelHook, otel_middleware
+    from eventstore.proto.eventsourcing import response_pb2
+
+    caplog.set_level(logging.INFO, "eventstore.requests")
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    chain = [otel_middleware(provider), *default_middlewares(network=True, rules=RULES)]
+    headers = {"Es-Command-Id": "cmd-7", "traceparent": TRACEPARENT}
+    headers.update({k: v for k, v in sent.items() if k != "bearer"})
+    bearer = sent.get("bearer", token())
+    if bearer == "forged":
+        bearer = hs256_token_signed_with_the_public_key()
+    if bearer:
+        headers["Authorization"] = f"Bearer {bearer}"
+    payload = opening().SerializeToString() if data is None else data
+
+    async def go() -> Response:
+        served = NatsServiceHost(
+            host.url,
+            Accounts(host.store),
+            authenticate=jwt_authenticator(audience=AUDIENCE, issuer=ISSUER, key=public_pem()),
+            middlewares=chain,
+        )
+        async with served:
+            client = await nats.connect(host.url)
+            try:
+                msg = await client.request(subject, payload, timeout=5, headers=headers)
+            finally:
+                await client.close()
+        served.router.close()
+        return Response.from_proto(response_pb2.Response.FromString(msg.data))
+
+    try:
+        reply = asyncio.run(go())
+    finally:
+        for hook in instrumentation.installed():
+            if isinstance(hook, OtelHook):
+                instrumentation.uninstall(hook)
+    assert reply.error is not None and reply.error.code == code
+    assert host.store.head_position() == 0
+    (record,) = (r for r in caplog.records if r.name == "eventstore.requests")
+    fields = {k: getattr(record, k) for k in ("subject", "command_id", "principal", "tenant")}
+    assert fields == {
+        "subject": subject,
+        "command_id": "cmd-7",
+        "principal": principal,
+        "tenant": tenant,
+    }
+    assert (record.outcome, record.levelno) == (code, logging.WARNING)
+    (span,) = spans.get_finished_spans()
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.status.status_code == StatusCode.ERROR and span.status.description == code
+    assert span.attributes["eventstore.outcome"] == code
+    assert span.attributes["eventstore.subject"] == subject
+    assert span.attributes["eventstore.command_id"] == "cmd-7"
+    assert span.attributes.get("enduser.id", "") == principal
+    assert span.attributes.get("eventstore.tenant", "") == tenant

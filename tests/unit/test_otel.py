@@ -19,7 +19,7 @@ from eventstore import EveryNEvents
 from eventstore.auth import Principal
 from eventstore.core import instrumentation
 from eventstore.core.routing import RequestContext, Route, Router
-from eventstore.otel import OtelHook, otel_middleware
+from eventstore.otel import OtelHook, otel_middleware, span_name
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.tenancy import with_tenant
 from tests.support.bank import account_repository
@@ -213,3 +213,105 @@ def test_the_trace_continues_from_a_connect_transport_client_into_the_server(
     )
     assert server.context.trace_id == client_span.get_span_context().trace_id
     assert server.parent.span_id == client_span.get_span_context().span_id
+
+
+def test_a_load_that_finds_no_aggregate_still_names_the_aggregate_type(
+    tmp_path: Path, telemetry: Telemetry
+) -> None:
+    from eventstore import AggregateNotFoundError
+
+    otel_middleware(telemetry.tracer_provider, telemetry.meter_provider)
+    with SQLiteEventStore(tmp_path / "o.db") as store:
+        repo = account_repository(store)
+        with pytest.raises(AggregateNotFoundError):
+            repo.load("acc-404")
+        account = repo.factory("acc-1")
+        account.open("Ann")
+        repo.save(account)
+        repo.load("acc-1")
+    missing, append, found = telemetry.spans.get_finished_spans()
+    names = (missing.name, append.name, found.name)
+    assert names == ("eventstore.load", "eventstore.append", "eventstore.load")
+    for span in (missing, append, found):
+        assert span.attributes["eventstore.aggregate_type"] == "Account", span.name
+    assert missing.attributes["eventstore.aggregate_id"] == "acc-404"
+
+
+def refusing_router(telemetry: Telemetry, ran: list[str]) -> Router:
+    """A router whose chain is otel, then a middleware and a handler that note they ran."""
+
+    async def noting(message: Any, ctx: RequestContext, call_next: Any) -> Any:
+        ran.append("middleware")
+        return await call_next(message, ctx)
+
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        ran.append("handler")
+        return pb.Opened(account_id=message.account_id)
+
+    router = Router(
+        [otel_middleware(telemetry.tracer_provider, telemetry.meter_provider), noting],
+        handler_threads=0,
+        network=True,
+    )
+    router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, handler))
+    return router
+
+
+@pytest.mark.parametrize(
+    ("subject", "message", "tenant", "code", "recorded_tenant"),
+    [
+        ("edge.v1.Accounts.Open", pb.Open(), "beta", "TENANT_FORBIDDEN", "beta"),
+        ("edge.v1.Accounts.Open", pb.Open(), "../x", "INVALID_TENANT", None),
+        ("edge.v1.Accounts.Open", pb.Get(), None, "INVALID_MESSAGE_TYPE", "acme"),
+        ("edge.v1.Accounts.Drop", pb.Open(), None, "NO_HANDLER", "acme"),
+    ],
+)
+def test_a_request_the_router_refuses_before_the_chain_is_an_error_server_span(
+    telemetry: Telemetry,
+    subject: str,
+    message: Any,
+    tenant: str | None,
+    code: str,
+    recorded_tenant: str | None,
+) -> None:
+    ran: list[str] = []
+    router = refusing_router(telemetry, ran)
+    ann = Principal("ann", tenants=("acme",))
+    headers = {"traceparent": PARENT, "Es-Command-Id": "c-9"}
+    reply = asyncio.run(router.dispatch(subject, message, headers, principal=ann, tenant=tenant))
+    assert reply.error is not None and reply.error.code == code
+    assert ran == []  # neither the other middleware nor the handler
+    (span,) = telemetry.spans.get_finished_spans()
+    assert span.name == span_name(subject)
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.status.status_code == StatusCode.ERROR and span.status.description == code
+    assert span.attributes["eventstore.outcome"] == code
+    assert span.attributes["eventstore.command_id"] == "c-9"
+    assert span.attributes["eventstore.subject"] == subject
+    assert span.attributes["enduser.id"] == "ann"
+    assert span.attributes.get("eventstore.tenant") == recorded_tenant
+    counted = telemetry.metrics()
+    assert counted["eventstore.commands.handled"] == counted["eventstore.commands.failed"] == 1
+
+
+def test_a_host_refusal_is_traced_by_the_routers_observers_only(telemetry: Telemetry) -> None:
+    from eventstore.core.errors import AuthenticationError
+
+    ran: list[str] = []
+    router = refusing_router(telemetry, ran)
+    refusal = AuthenticationError("the token has expired")
+    reply = asyncio.run(
+        router.refuse(
+            "edge.v1.Accounts.Open",
+            refusal,
+            {"Es-Command-Id": "c-7", "Es-Principal-Id": "root"},
+            tenant="acme",
+        )
+    )
+    assert reply.error is refusal and ran == []
+    (span,) = telemetry.spans.get_finished_spans()
+    assert span.status.description == "UNAUTHENTICATED"
+    assert span.attributes["eventstore.outcome"] == "UNAUTHENTICATED"
+    assert span.attributes["eventstore.command_id"] == "c-7"
+    assert span.attributes["eventstore.tenant"] == "acme"  # asked for, not granted
+    assert "enduser.id" not in span.attributes  # a forged principal header is no principal

@@ -461,6 +461,105 @@ def test_a_request_cancelled_by_its_deadline_is_logged_as_cancelled_not_ok(
     assert record.outcome == "CANCELLED" and record.levelno == logging.WARNING
 
 
+@pytest.mark.parametrize(
+    ("subject", "message", "tenant", "code", "recorded_tenant"),
+    [
+        ("edge.v1.Accounts.Open", pb.Open(), "beta", "TENANT_FORBIDDEN", "beta"),
+        ("edge.v1.Accounts.Open", pb.Open(), "../x", "INVALID_TENANT", ""),
+        ("edge.v1.Accounts.Open", pb.Get(), None, "INVALID_MESSAGE_TYPE", "acme"),
+        ("edge.v1.Accounts.Drop", pb.Open(), None, "NO_HANDLER", "acme"),
+    ],
+)
+def test_a_request_the_router_refuses_before_the_chain_is_logged_and_nothing_else_runs(
+    caplog: pytest.LogCaptureFixture,
+    subject: str,
+    message: Any,
+    tenant: str | None,
+    code: str,
+    recorded_tenant: str,
+) -> None:
+    caplog.set_level(logging.INFO, "eventstore.requests")
+    ran: list[str] = []
+
+    async def noting(message: Any, ctx: RequestContext, call_next: Any) -> Any:
+        ran.append("middleware")
+        return await call_next(message, ctx)
+
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        ran.append("handler")
+        return pb.Opened()
+
+    router = Router([logging_middleware(), noting], network=True, handler_threads=0)
+    router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, handler))
+    ann = Principal("ann", tenants=("acme",))
+    headers = {"Es-Command-Id": "c-9", "Es-Correlation-Id": "corr-1"}
+    reply = run(router.dispatch(subject, message, headers, principal=ann, tenant=tenant))
+    assert reply.error is not None and reply.error.code == code
+    assert ran == []
+    (record,) = (r for r in caplog.records if r.name == "eventstore.requests")
+    fields = {
+        k: getattr(record, k)
+        for k in ("subject", "command_id", "principal", "tenant", "correlation_id", "outcome")
+    }
+    assert fields == {
+        "subject": subject,
+        "command_id": "c-9",
+        "principal": "ann",
+        "tenant": recorded_tenant,
+        "correlation_id": "corr-1",
+        "outcome": code,
+    }
+    assert record.levelno == logging.WARNING
+    assert record.event_count == -1 and record.duration_ms >= 0
+
+
+def test_a_host_refusal_is_logged_without_a_principal_and_without_identity_headers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from eventstore.middleware import observes_refusals
+
+    caplog.set_level(logging.INFO, "eventstore.requests")
+    seen: list[RequestContext] = []
+
+    @observes_refusals
+    async def observer(message: Any, ctx: RequestContext, call_next: Any) -> Any:
+        seen.append(ctx)
+        return await call_next(message, ctx)
+
+    router = Router([logging_middleware(), observer], network=True)
+    router.register(seen_route([]))
+    refusal = AuthenticationError("the token has expired")
+    forged = {PRINCIPAL_ID_HEADER: "root", TENANT_ID_HEADER: "beta", "Es-Command-Id": "c-1"}
+    reply = run(router.refuse("edge.v1.Accounts.Open", refusal, forged, tenant="acme"))
+    assert reply.error is refusal
+    (record,) = (r for r in caplog.records if r.name == "eventstore.requests")
+    assert (record.outcome, record.principal, record.tenant) == ("UNAUTHENTICATED", "", "acme")
+    (ctx,) = seen
+    assert ctx.refused and ctx.principal is None and ctx.command_id == "c-1"
+    assert not any(k.lower().startswith(("es-principal", "es-tenant")) for k in ctx.headers)
+
+
+def test_an_observer_cannot_turn_a_refusal_into_a_reply() -> None:
+    from eventstore.middleware import observes_refusals
+
+    ran: list[str] = []
+
+    @observes_refusals
+    async def swallowing(message: Any, ctx: RequestContext, call_next: Any) -> Any:
+        ran.append("observer")
+        try:
+            return await call_next(message, ctx)
+        except AppError:
+            return pb.Opened(account_id="forged")
+
+    router = Router([swallowing], network=True)
+    router.register(seen_route([]))
+    ann = Principal("ann", tenants=("acme",))
+    reply = run(router.dispatch("edge.v1.Accounts.Open", pb.Open(), principal=ann, tenant="beta"))
+    assert ran == ["observer"]
+    assert reply.error is not None and reply.error.code == "TENANT_FORBIDDEN"
+
+
 def test_the_buf_validate_spike_fails_in_process_protoc_has_no_validate_proto() -> None:
     """Why validation rules are Python callables (docs/decisions.md, "Validation rules as
     Python callables"): grpc_tools bundles no buf/validate/validate.proto. If it ever does,
