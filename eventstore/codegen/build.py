@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import keyword
 import re
+import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 
@@ -36,6 +37,7 @@ from .model import (
     ServiceInfo,
     TypeRef,
 )
+from .runtime import GeneratedProcessManager, ProjectionBuilder, ServiceClient
 
 FDP = descriptor_pb2.FieldDescriptorProto
 
@@ -64,11 +66,25 @@ RESERVED_ATTRIBUTES = frozenset(
     | {"state_fields", "applier_protocol"}
 )
 
-#: Methods of every generated process manager that an event's handler must not replace.
-PROCESS_MANAGER_METHODS = frozenset({"on_timeout", "on_rejected"})
 
-#: Attributes of every generated client (``ServiceClient``) that a method must not replace.
-_CLIENT_ATTRIBUTES = frozenset({"transport", "_call"})
+def _members(cls: type, *set_by_init: str) -> frozenset[str]:
+    """Every attribute an instance of ``cls`` has: those of the class and its bases, and
+    ``set_by_init``, the ones its ``__init__`` sets (tests check that none is missing)."""
+    return frozenset(dir(cls)) | frozenset(set_by_init)
+
+
+# What each generated class inherits from its runtime base. A method the generator names
+# after a proto element (an event's ``on_<event>``, an rpc's method) must not take one of
+# these names: it would silently replace the base's method (``on_reset``, the rebuild hook).
+
+#: Members of every generated ``<Type>ProjectionBuilder`` (``ProjectionBuilder``).
+PROJECTION_BUILDER_MEMBERS = _members(ProjectionBuilder, "name", "upcasters", "_handlers", "_reset")
+
+#: Members of every generated process manager (``GeneratedProcessManager``).
+PROCESS_MANAGER_MEMBERS = _members(GeneratedProcessManager, "registry")
+
+#: Members of every generated client (``ServiceClient``) and handler protocol (``Protocol``).
+CLIENT_MEMBERS = _members(ServiceClient, "transport") | _members(typing.Protocol)
 
 # Field numbers inside descriptor.proto, for source locations.
 _FILE_MESSAGE, _FILE_ENUM, _FILE_SERVICE = 4, 5, 6
@@ -290,11 +306,34 @@ class _Builder:
             locs.file = self.rename[f.name]
         prefix = f".{f.package}" if f.package else ""
         for i, m in enumerate(f.message_type):
+            self._check_top_level_name(f, "message", m.name, locs.at(_FILE_MESSAGE, i))
             self._add_message(f, locs, m, prefix, "", (_FILE_MESSAGE, i))
         for i, e in enumerate(f.enum_type):
+            self._check_top_level_name(f, "enum", e.name, locs.at(_FILE_ENUM, i))
             self._add_enum(f, e, prefix, "", locs.at(_FILE_ENUM, i))
         for i in range(len(f.service)):
             self.raw_services.append((f, i, locs))
+
+    def _check_top_level_name(
+        self, f: descriptor_pb2.FileDescriptorProto, kind: str, name: str, where: Location
+    ) -> None:
+        """A top-level message or enum named like a Python keyword is an error.
+
+        Every generated module binds its file's top-level types under their names (the
+        in-process module binds those of every file), and no Python code can write a
+        keyword as a name: ``from shop_pb2 import None`` is a syntax error.
+        """
+        if keyword.iskeyword(name):
+            full = f"{f.package}.{name}" if f.package else name
+            self.errors.append(
+                where.diagnostic(
+                    f"{kind} {full} is named like the Python keyword {name!r}: the generated "
+                    "module binds it by name, and Python code cannot write that name "
+                    f"(from {naming.pb2_module(f.name)} import {name} is a syntax error); "
+                    f"rename the {kind}",
+                    full,
+                )
+            )
 
     def _add_enum(
         self,
@@ -394,6 +433,8 @@ class _Builder:
         for info, root, locs, path in self.roots:
             type_name = root.type_name or info.name
             element = f"aggregate_root option on {info.name!r}"
+            if not root.type_name and info.is_top_level and keyword.iskeyword(info.name):
+                continue  # the message's name is an error already (_check_top_level_name)
             if not naming.is_identifier(type_name):
                 where = locs.value((*path, _MSG_OPTIONS, ext, 2), "type_name")
                 self.errors.append(
@@ -589,6 +630,27 @@ class _Builder:
                         )
                     )
                 constants[event.constant] = event
+            methods = [e.projection_method for e in aggregate.events]
+            builder = f"{aggregate.class_prefix}ProjectionBuilder"
+            for event in aggregate.events:
+                method = event.projection_method
+                if method in PROJECTION_BUILDER_MEMBERS:
+                    cause = (
+                        f"which every projection builder has (ProjectionBuilder.{method}"
+                        + (", the rebuild hook" if method == "on_reset" else "")
+                        + ")"
+                    )
+                elif methods.count(method) > 1:
+                    cause = "which another of its events gets too"
+                else:
+                    continue
+                self.errors.append(
+                    event.message.location.diagnostic(
+                        f"event {event.full_name} would get the projection method "
+                        f"{builder}.{method}, {cause}; rename the event message",
+                        event.full_name,
+                    )
+                )
 
     # -- process managers --------------------------------------------------------------
     def _process_managers(self, aggregates: dict[str, AggregateInfo]) -> list[ProcessManagerInfo]:
@@ -704,13 +766,13 @@ class _Builder:
             for m, s in zip(messages, short, strict=True)
         ]
         for number, (message, method) in enumerate(zip(messages, methods, strict=True)):
-            if method in PROCESS_MANAGER_METHODS or methods.count(method) > 1:
+            if method in PROCESS_MANAGER_MEMBERS or methods.count(method) > 1:
                 self.errors.append(
                     where(number).diagnostic(
                         f"{element}: event {message.full_name} would get the handler {method}, "
                         + (
                             "a method every process manager has"
-                            if method in PROCESS_MANAGER_METHODS
+                            if method in PROCESS_MANAGER_MEMBERS
                             else "which another of its events gets too"
                         )
                         + "; rename the event message",
@@ -900,7 +962,7 @@ class _Builder:
                 )
             )
             return False
-        if not naming.is_identifier(py_name) or py_name in _CLIENT_ATTRIBUTES:
+        if not naming.is_identifier(py_name) or py_name in CLIENT_MEMBERS:
             self.errors.append(
                 where.diagnostic(
                     f"method {service}.{m.name} would become the Python method "

@@ -6,6 +6,7 @@ share one; the generated names must not collide with them or with each other.
 
 from __future__ import annotations
 
+import keyword
 import re
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ class _Unit:
     live: bool
     names: dict[str, str] = field(default_factory=dict)  # top-level full name -> local name
     process_managers: list[ProcessManagerInfo] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # full names of the types the code names
 
 
 def _top_level_types(model: Model, files: set[str]) -> list[str]:
@@ -75,7 +77,8 @@ def _bind_names(model: Model, unit: _Unit) -> None:
             routed += [m.input.full_name, m.output.full_name]
     tops: dict[str, MessageInfo | EnumInfo | ExternalType] = {}
     private: dict[str, ExternalType] = {}
-    for full in [*needed, *routed]:
+    unit.written = list(dict.fromkeys([*needed, *routed]))
+    for full in unit.written:
         top = _top_of(model, full)
         if top is None:
             continue
@@ -221,6 +224,7 @@ def _check_clashes(model: Model, unit: _Unit, generated: list[str]) -> None:
             problems.append(
                 where.diagnostic(text, full) if where else Diagnostic(unit.title, 0, 0, text, full)
             )
+    problems += _keyword_paths(model, unit)
     seen: dict[str, _Origin] = {}
     for origin in _origins(unit):
         name = origin.name
@@ -259,6 +263,46 @@ def _check_clashes(model: Model, unit: _Unit, generated: list[str]) -> None:
         seen.setdefault(name, origin)
     if problems:
         raise ModelError(problems)
+
+
+def _keyword_paths(model: Model, unit: _Unit) -> list[Diagnostic]:
+    """A nested message or enum named like a Python keyword, which the generated code names.
+
+    A state field, an event, a request or a reply of type ``Outer.None`` would be written
+    as ``Outer.None``, a syntax error. (A top-level one is refused by the model; a nested
+    one nothing names is left alone: its class is reached as ``getattr(Outer, "None")``.)
+    """
+    problems: list[Diagnostic] = []
+    blamed: set[str] = set()
+    for full in unit.written:
+        info = model.messages.get(full) or model.enums.get(full)
+        if info is None:
+            continue
+        parts = info.qualname.split(".")
+        package = full[: len(full) - len(info.qualname)]
+        for depth, part in enumerate(parts):
+            if not keyword.iskeyword(part):
+                continue
+            culprit = package + ".".join(parts[: depth + 1])
+            if culprit in blamed:
+                break
+            blamed.add(culprit)
+            kind = "enum" if culprit in model.enums else "message"
+            found = model.messages.get(culprit) or model.enums.get(culprit)
+            where = found.location if found is not None else None
+            named = "its class" if culprit == full else f"the class of {full}"
+            text = (
+                f"{kind} {culprit} is named like the Python keyword {part!r}, and the "
+                f"generated module names {named} ({info.qualname} is a syntax error); "
+                f"rename the {kind}"
+            )
+            problems.append(
+                where.diagnostic(text, culprit)
+                if where
+                else Diagnostic(unit.title, 0, 0, text, culprit)
+            )
+            break
+    return problems
 
 
 def _is_dunder(name: str) -> bool:

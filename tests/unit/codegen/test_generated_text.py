@@ -43,7 +43,7 @@ message Added {
 message Removed { option (eventsourcing.event).aggregate_name = "Ledger"; }
 
 // Back to "zero"
-message Reset { option (eventsourcing.event).aggregate_name = "Ledger"; }
+message Zeroed { option (eventsourcing.event).aggregate_name = "Ledger"; }
 
 message AddCommand { string id = 1; int64 amount = 2; }
 message AddReply { int64 total = 1; }
@@ -71,7 +71,7 @@ class LedgerApplier:
     def apply_removed(self, agg, event):  # type: ignore[no-untyped-def]
         pass
 
-    def apply_reset(self, agg, event):  # type: ignore[no-untyped-def]
+    def apply_zeroed(self, agg, event):  # type: ignore[no-untyped-def]
         pass
 
 
