@@ -191,7 +191,8 @@ def _repository_class(out: _Out, a: AggregateInfo) -> None:
     out.add(f'class {p}Repository(_es.Repository["{p}Aggregate"]):')
     snap = (
         f" Without a snapshot strategy it snapshots every {a.snapshot_every} events "
-        "(the aggregate_root option snapshot_every)."
+        "(the aggregate_root option snapshot_every) where snapshots can be stored: not on "
+        "a store without them, such as a handler's ctx.store."
         if a.snapshot_every
         else ""
     )
@@ -222,7 +223,11 @@ def _repository_class(out: _Out, a: AggregateInfo) -> None:
         )
     )
     if a.snapshot_every:
-        out.add("        if snapshot_strategy is None:")
+        # The option is a default, so a store without snapshots (a handler's ctx.store)
+        # is a repository without them, as it is for an aggregate without the option.
+        out.add("        if snapshot_strategy is None and (")
+        out.add("            snapshot_store is not None or isinstance(store, _es.SnapshotStore)")
+        out.add("        ):")
         out.add(f"            snapshot_strategy = _es.EveryNEvents({a.snapshot_every})")
     out.add("        self.applier = applier")
     out.add("        super().__init__(")
