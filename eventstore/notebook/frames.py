@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from google.protobuf.message import DecodeError, Message
 
+from ..core.aggregate import AggregateRoot
 from ..core.errors import EventDecodeError
 from ..core.event_types import EventTypeRegistry
 from ..core.events import Event
@@ -208,6 +209,19 @@ def stream_frame(
     return events_frame(store.load_stream(aggregate_id), types, **kwargs)
 
 
+def stream_id_of(repo: Repository[Any], aggregate_id: str) -> str:
+    """The id ``repo``'s store keeps the events and snapshots of ``aggregate_id`` under.
+
+    ``aggregate_id`` is the id ``repo.load`` takes. With ``tenant_isolation``
+    that is the tenant's plain id and the stored one is ``<tenant>::<id>`` of
+    ``current_tenant()`` (``TenantMismatchError`` when no tenant is set or the
+    id contains ``::``, as ``repo.load`` raises); otherwise the id itself. Ask
+    ``repo.store`` (``stream_version``, ``load_stream``) and the snapshot store
+    by this id, never by the plain one.
+    """
+    return repo._stored_id(aggregate_id)
+
+
 def matches_event_type(event_type: str, wanted: str) -> bool:
     """``wanted`` is a full name (``bank.v1.MoneyDeposited``) or just the message name."""
     return event_type == wanted or ("." not in wanted and event_type.endswith("." + wanted))
@@ -252,9 +266,26 @@ def store_events_frame(
 
 
 def snapshots_frame(
-    snapshots: Iterable[Snapshot], state_class: type[Message] | None = None
+    snapshots: Iterable[Snapshot],
+    state_class: type[Message] | type[AggregateRoot] | None = None,
+    *,
+    schema_key: str | None = None,
 ) -> pd.DataFrame:
-    """One row per snapshot; ``state`` is the decoded state when ``state_class`` is given."""
+    """One row per snapshot; ``state`` is the decoded state when ``state_class`` is given.
+
+    ``state_class`` is the state message class, or a generated aggregate class
+    (its ``state_type`` and ``schema_key``). A snapshot records the schema key
+    of the state it holds, and one of another schema is never decoded with
+    ``state_class`` (DESIGN decision 8: it is never trusted; a load ignores it
+    unless a snapshot upcaster converts it): its ``state`` is None and
+    ``same_schema`` False. The key compared with is ``schema_key=``, else the
+    aggregate class's, else that of the generated aggregates whose state is
+    ``state_class``; with none of these (a hand-written aggregate: pass
+    ``schema_key=Account.schema_key``), every row is decoded and
+    ``same_schema`` is ``<NA>``, unchecked. Bytes that do not decode give a
+    ``state`` of None.
+    """
+    message_class, keys = _state_schema(state_class, schema_key)
     rows = list(snapshots)
     created = [s.created_at if s.created_at is not None else pd.NaT for s in rows]
     frame = pd.DataFrame(
@@ -267,11 +298,72 @@ def snapshots_frame(
             "created_at": pd.DatetimeIndex(pd.to_datetime(created, utc=True)).as_unit("us"),
         }
     )
-    if state_class is not None:
+    if message_class is not None:
+        same = [None if not keys else s.schema_key in keys for s in rows]
         frame["state"] = pd.Series(
-            [message_to_dict(state_class.FromString(s.data)) for s in rows], dtype="object"
+            [
+                None if matches is False else _decoded_state(message_class, s.data)
+                for s, matches in zip(rows, same, strict=True)
+            ],
+            dtype="object",
         )
+        frame["same_schema"] = pd.Series(same, dtype="boolean")
     return frame
+
+
+def _state_schema(
+    state_class: type[Message] | type[AggregateRoot] | None, schema_key: str | None
+) -> tuple[type[Message] | None, frozenset[str]]:
+    """The message class snapshots decode to and the schema keys of that state (none: unknown)."""
+    if state_class is None:
+        if schema_key is not None:
+            raise ValueError(
+                "snapshots_frame: schema_key= says which snapshots to decode, so it needs "
+                "state_class= too (the state message class, or the aggregate class)"
+            )
+        return None, frozenset()
+    if isinstance(state_class, type) and issubclass(state_class, AggregateRoot):
+        message_class = getattr(state_class, "state_type", None)
+        if not (isinstance(message_class, type) and issubclass(message_class, Message)):
+            raise TypeError(
+                f"snapshots_frame: the aggregate class {state_class.__name__} has no state_type "
+                "message class to decode its snapshots with. Pass the state message class "
+                f"instead, with schema_key={state_class.__name__}.schema_key."
+            )
+        own = schema_key if schema_key is not None else state_class.schema_key
+        return message_class, frozenset([own] if own else [])
+    if not (isinstance(state_class, type) and issubclass(state_class, Message)):
+        raise TypeError(
+            "snapshots_frame: state_class must be the state's message class or an aggregate "
+            f"class, got {type(state_class).__name__} {state_class!r:.60}"
+        )
+    if schema_key is not None:
+        return state_class, frozenset([schema_key] if schema_key else [])
+    return state_class, _schema_keys_of_state(state_class)
+
+
+def _schema_keys_of_state(message_class: type[Message]) -> frozenset[str]:
+    """The schema keys of the aggregate classes whose ``state_type`` is ``message_class``."""
+    keys: set[str] = set()
+    seen: set[type] = set()
+    todo: list[type] = [AggregateRoot]
+    while todo:
+        cls = todo.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        todo.extend(cls.__subclasses__())
+        key = getattr(cls, "schema_key", None)
+        if getattr(cls, "state_type", None) is message_class and isinstance(key, str) and key:
+            keys.add(key)
+    return frozenset(keys)
+
+
+def _decoded_state(message_class: type[Message], data: bytes) -> dict[str, Any] | None:
+    try:
+        return message_to_dict(message_class.FromString(data))
+    except DecodeError:
+        return None
 
 
 class CheckpointSource(Protocol):

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import Any
+
 import pandas as pd
 import pytest
 
 from eventstore import EventTypeRegistry, EveryNEvents, SQLiteEventStore
+from eventstore.codegen import generate_module
+from eventstore.core.snapshots import Snapshot
+from eventstore.core.upcasting import Upcasters
 from eventstore.notebook import frames
 from eventstore.notebook.messages import message_to_dict
 from tests.support.bank import EVENT_TYPES, Account, account_repository, pb
@@ -106,6 +112,117 @@ def test_snapshots_frame_has_versions_sizes_times_and_decoded_state(store):
     assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
     assert (frame["size_bytes"] > 0).all()
     assert frame.loc[1, "state"]["balance"] == 109
+
+
+# -- snapshots of another schema: never decoded with the wrong class -----------------------
+PLANT = """
+syntax = "proto3";
+package greenhouse.{version};
+import "eventsourcing/options.proto";
+
+message PlantState {{
+  option (eventsourcing.aggregate_root) = {{id_field: "plant_id" type_name: "Plant"}};
+  string plant_id = 1;
+  int64 {water} = 2;
+}}
+message PlantWateredEvent {{
+  option (eventsourcing.event).aggregate_name = "Plant";
+  int64 amount = 1;
+}}
+"""
+
+
+class PlantApplier:
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def apply_plant_watered_event(self, agg: Any, event: Any) -> None:
+        setattr(agg, self.field, getattr(agg, self.field) + event.amount)
+
+
+@pytest.fixture(scope="module")
+def plants() -> tuple[ModuleType, ModuleType]:
+    """Two schemas of one aggregate: v1 keeps millilitres, v2 centilitres (another key)."""
+    v1 = generate_module(PLANT.format(version="v1", water="water_ml"), name="frames_plant_v1")
+    v2 = generate_module(PLANT.format(version="v2", water="water_cl"), name="frames_plant_v2")
+    assert v1.PlantAggregate.schema_key != v2.PlantAggregate.schema_key
+    return v1, v2
+
+
+def water_v1_then_v2(store: SQLiteEventStore, plants: tuple[ModuleType, ModuleType]) -> None:
+    """fern: a v1 snapshot at version 1 (750 ml), then a v2 one at version 2 (80 cl)."""
+    v1, v2 = plants
+    old = v1.PlantRepository(store, PlantApplier("water_ml"))
+    plant = old.factory("fern")
+    plant.apply_change(v1.PlantWateredEvent(amount=750))
+    old.save(plant)
+    old.save_snapshot(plant)
+    upcasters = Upcasters()  # v1's millilitres become v2's centilitres
+    upcasters.register(
+        "greenhouse.v1.PlantWateredEvent",
+        lambda e: e.with_payload(
+            "greenhouse.v2.PlantWateredEvent",
+            v2.PlantWateredEvent(
+                amount=v1.PlantWateredEvent.FromString(e.data).amount // 10
+            ).SerializeToString(),
+        ),
+        to="greenhouse.v2.PlantWateredEvent",
+    )
+    new = v2.PlantRepository(store, PlantApplier("water_cl"), upcasters=upcasters)
+    plant = new.load("fern")  # ignores the v1 snapshot: replays the upcast event
+    plant.apply_change(v2.PlantWateredEvent(amount=5))
+    new.save(plant)
+    new.save_snapshot(plant)
+
+
+def test_snapshots_frame_leaves_a_snapshot_of_another_schema_undecoded(store, plants):
+    water_v1_then_v2(store, plants)
+    v1, v2 = plants
+    frame = frames.snapshots_frame(store.list_snapshots("fern"), v2.PlantState)
+    assert frame["schema_key"].tolist() == [
+        v1.PlantAggregate.schema_key,
+        v2.PlantAggregate.schema_key,
+    ]
+    assert frame["state"].tolist() == [None, {"plant_id": "fern", "water_cl": 80}]
+    assert frame["same_schema"].tolist() == [False, True]
+    assert str(frame["same_schema"].dtype) == "boolean"
+
+
+def test_snapshots_frame_takes_the_aggregate_class_for_its_state_and_schema(store, plants):
+    water_v1_then_v2(store, plants)
+    v1, _ = plants
+    frame = frames.snapshots_frame(store.list_snapshots("fern"), v1.PlantAggregate)
+    assert frame["state"].tolist() == [{"plant_id": "fern", "water_ml": 750}, None]
+    assert frame["same_schema"].tolist() == [True, False]
+
+
+def test_snapshots_frame_of_a_hand_written_aggregate_checks_the_schema_key_given(store):
+    fill(store)
+    # A snapshot of an older AccountState shape, stored under another key; its bytes
+    # decode as AccountState (field 3, 7) all the same, which is why the key decides.
+    store.save_snapshot(Snapshot("acc-1", "Account", 3, "older-shape", b"\x18\x07"))
+    snapshots = store.list_snapshots("acc-1")
+    frame = frames.snapshots_frame(snapshots, pb.AccountState, schema_key=Account.schema_key)
+    assert frame["version"].tolist() == [2, 3, 4]
+    assert frame["same_schema"].tolist() == [True, False, True]
+    assert frame.loc[1, "state"] is None
+    assert frame.loc[2, "state"]["balance"] == 109
+    unchecked = frames.snapshots_frame(snapshots, pb.AccountState)  # no key to compare with
+    assert unchecked["same_schema"].isna().all()
+    assert unchecked.loc[2, "state"]["balance"] == 109
+
+
+def test_snapshots_frame_refuses_a_state_class_it_cannot_decode_with(store):
+    with pytest.raises(TypeError, match="Account has no state_type.*schema_key=Account.schema_key"):
+        frames.snapshots_frame([], Account)
+    with pytest.raises(TypeError, match="state_class must be the state's message class"):
+        frames.snapshots_frame([], "AccountState")  # type: ignore[arg-type]
+
+
+def test_an_empty_snapshots_frame_has_the_same_dtypes(plants):
+    frame = frames.snapshots_frame([], plants[1].PlantState)
+    assert list(frame.columns)[-2:] == ["state", "same_schema"]
+    assert str(frame["same_schema"].dtype) == "boolean"
 
 
 def test_checkpoints_frame_shows_each_projection_lag_behind_the_head(store):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from eventstore import AggregateNotFoundError, EveryNEvents, SQLiteEventStore
+from eventstore.core.errors import VersionNotFoundError
 from eventstore.core.projections import ProjectionManager, projection
 from eventstore.notebook.state import MISSING
 from eventstore.notebook.widgets import EventLog, ProjectionMonitor, TimeTravel
@@ -292,6 +293,69 @@ def test_starting_the_monitor_without_a_running_loop_says_what_to_do(manager):
     monitor = ProjectionMonitor(manager, show_chart=False)
     with pytest.raises(RuntimeError, match="needs a running event loop"):
         monitor.start()
+
+
+def test_time_travel_takes_the_plain_id_of_a_tenant_isolated_repository(tmp_path):
+    from eventstore.tenancy import with_tenant
+
+    with SQLiteEventStore(tmp_path / "t.db") as shared:
+        snapshots = {"tenant_isolation": True, "snapshot_strategy": EveryNEvents(2)}
+        repo = account_repository(shared, **snapshots)
+        for tenant, owner, amounts in (("acme", "Ada", (10, 20)), ("beta", "Eve", (1,))):
+            with with_tenant(tenant):  # both tenants have an acc-1
+                account = repo.factory("acc-1")
+                account.open(owner, 100)
+                for amount in amounts:  # acme: a snapshot at version 2
+                    account.deposit(amount)
+                    repo.save(account)
+        with with_tenant("acme"):
+            travel = TimeTravel(repo, "acc-1", poll_interval=None)
+            assert repo.load("acc-1").version == 3
+        assert travel.slider.max == 3
+        assert travel.view.state["owner"] == "Ada"
+        assert travel.view.state["balance"] == 130
+        assert travel.snapshot_versions == [2]
+        assert "MoneyDeposited</b>(amount=20)" in travel.event_view.value
+        assert "acme::acc-1" not in travel.static_text()  # the widget speaks the plain id
+
+        travel.slider.value = 2  # a later move, outside the with block: still acme's acc-1
+        assert travel.view.state["balance"] == 110
+        assert travel.view.snapshot_version == 2
+        assert "version <b>2</b> of 3" in travel.event_view.value
+        (rows,) = travel.timeline().chart.to_dict()["datasets"].values()
+        assert [r["version"] for r in rows] == [1, 2, 3]  # the chart reads acme's stream too
+        with with_tenant("beta"):
+            assert TimeTravel(repo, "acc-1", poll_interval=None).view.state["owner"] == "Eve"
+
+
+def test_time_travel_of_a_tenant_isolated_repository_needs_a_tenant(tmp_path):
+    from eventstore.core.errors import TenantMismatchError
+
+    with SQLiteEventStore(tmp_path / "t.db") as shared:
+        repo = account_repository(shared, tenant_isolation=True)
+        with pytest.raises(TenantMismatchError, match="no tenant is set"):
+            TimeTravel(repo, "acc-1", poll_interval=None)
+
+
+@pytest.mark.parametrize("version", [0, -3, 99])
+def test_time_travel_refuses_a_version_the_stream_does_not_have(history, version):
+    with pytest.raises(
+        VersionNotFoundError, match=rf"'acc-1' has no version {version}: .* from 1 to 6"
+    ):
+        TimeTravel(history, "acc-1", version=version, poll_interval=None)
+
+
+def test_time_travel_refuses_a_version_that_is_not_a_whole_number(history):
+    with pytest.raises(TypeError, match=r"version must be a whole number .*got float 2.5"):
+        TimeTravel(history, "acc-1", version=2.5, poll_interval=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("interval", [float("nan"), float("inf"), -1.0])
+def test_time_travel_refuses_a_poll_interval_that_is_not_a_positive_finite_number(
+    history, interval
+):
+    with pytest.raises(ValueError, match=r"poll_interval must be a positive, finite number"):
+        TimeTravel(history, "acc-1", poll_interval=interval)
 
 
 # -- widgets follow the store --------------------------------------------------------------------

@@ -460,3 +460,19 @@ def test_es_state_through_a_repository_on_a_store_closed_in_code_says_to_open_on
     result = shell.run_cell("%es_state acc-1 --repo repo")
     assert isinstance(result.error_in_exec, MagicError)
     assert "which is closed. Open a store (%es_store)" in str(result.error_in_exec)
+
+
+def test_es_state_of_a_tenant_isolated_repository_counts_the_tenants_stream(shell, cell):
+    # The store keeps the tenant's events under <tenant>::<id>: the line used to say "of 0".
+    cell("%es_store")
+    cell(
+        "from eventstore.core.tenancy import with_tenant\n"
+        "from tests.support.bank import Account, account_repository\n"
+        "repo = account_repository(store, tenant_isolation=True)\n"
+        "with with_tenant('acme'):\n"
+        "    a = Account('acc-1'); a.open('Ada', 100); a.deposit(5); repo.save(a)\n"
+    )
+    with capture_output() as captured:
+        frame = cell("with with_tenant('acme'):\n    f = %es_state acc-1 --repo repo\nf")
+    assert dict(zip(frame["field"], frame["value"], strict=True))["balance"] == 105
+    assert "Account 'acc-1' at version 2 of 2" in captured.stdout

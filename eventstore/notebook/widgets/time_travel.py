@@ -15,6 +15,11 @@ event loop runs it also polls them every ``poll_interval`` seconds (2 by
 default; ``None`` turns polling off). When they changed (a snapshot taken or
 deleted, an event appended), the strip, the slider's range and the "loaded
 from the snapshot at version N" line are redrawn from the store.
+
+With a tenant-isolated repository the widget takes the tenant's plain id, as
+``repo.load`` does, and keeps the tenant that was current when it was made:
+moving the slider later, outside the ``with with_tenant(...)`` block, still
+shows that tenant's aggregate.
 """
 
 from __future__ import annotations
@@ -22,17 +27,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import html
-from collections.abc import Callable
+import math
+import numbers
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as W
 
 from ...core.aggregate import AggregateRoot
-from ...core.errors import AggregateNotFoundError, EventDecodeError
+from ...core.errors import AggregateNotFoundError, EventDecodeError, VersionNotFoundError
 from ...core.repository import Repository
+from ...core.tenancy import current_tenant, with_tenant
 from ..charts import EVENT_SELECTION, version_timeline
-from ..frames import stream_frame
+from ..frames import stream_frame, stream_id_of
 from ..messages import message_to_dict
 from ..state import MISSING, Change, aggregate_state, diff_states
 from .chart_view import ChartView
@@ -68,23 +76,29 @@ class TimeTravel(StaticRendering, W.VBox):
         state: Callable[[AggregateRoot], dict[str, Any]] = aggregate_state,
         poll_interval: float | None = 2.0,
     ) -> None:
-        if poll_interval is not None and poll_interval <= 0:
-            raise ValueError(f"poll_interval must be positive or None, got {poll_interval}")
+        _check_poll_interval(poll_interval)
         self.repo = repo
         self.poll_interval = poll_interval
         self._task = None
         self.aggregate_id = aggregate_id
+        # The id the store keeps (``<tenant>::<id>`` with tenant isolation), and the
+        # tenant every later load runs in: slider moves and polls come from callbacks
+        # that do not run inside the caller's ``with with_tenant(...)`` block.
+        self.stream_id = stream_id_of(repo, aggregate_id)
+        self.tenant: str | None = current_tenant() if repo.tenant_isolation else None
         self.state_of = state
         self._cache: dict[int, tuple[dict[str, Any], int]] = {}
-        last = repo.store.stream_version(aggregate_id)
+        last = repo.store.stream_version(self.stream_id)
         if last == 0:
             raise AggregateNotFoundError(aggregate_id)
+        if version is not None:
+            _check_version(aggregate_id, version, last)
         self.last_version = last
         self.snapshot_versions = self._snapshot_versions()
         self.slider = W.IntSlider(
             min=1,
             max=last,
-            value=version if version is not None else last,
+            value=int(version) if version is not None else last,
             description="version",
             continuous_update=False,
             layout=W.Layout(width="600px"),
@@ -118,12 +132,22 @@ class TimeTravel(StaticRendering, W.VBox):
         lister = getattr(snapshots, "list_snapshots", None)
         if lister is None:
             return []
-        return [s.version for s in lister(self.aggregate_id)]
+        return [s.version for s in lister(self.stream_id)]
+
+    @contextlib.contextmanager
+    def _in_tenant(self) -> Iterator[None]:
+        """Run a ``repo.load`` in the tenant the widget was made in (with tenant isolation)."""
+        if self.tenant is None:
+            yield
+        else:
+            with with_tenant(self.tenant):
+                yield
 
     def state_at(self, version: int) -> tuple[dict[str, Any], int]:
         """The state at ``version`` and the snapshot version its load started from."""
         if version not in self._cache:
-            aggregate = self.repo.load(self.aggregate_id, at_version=version)
+            with self._in_tenant():
+                aggregate = self.repo.load(self.aggregate_id, at_version=version)
             self._cache[version] = (self.state_of(aggregate), aggregate.snapshot_version)
         return self._cache[version]
 
@@ -131,7 +155,7 @@ class TimeTravel(StaticRendering, W.VBox):
         state, from_snapshot = self.state_at(version)
         before = self.state_at(version - 1)[0] if version > 1 else {}
         stored = self.repo.store.load_stream(
-            self.aggregate_id, after_version=version - 1, up_to_version=version
+            self.stream_id, after_version=version - 1, up_to_version=version
         )
         event_type, payload = "", None
         if stored:
@@ -217,7 +241,7 @@ class TimeTravel(StaticRendering, W.VBox):
 
     def _follow_store(self) -> bool:
         """Re-read the last version and the snapshot versions; True when they changed."""
-        last = self.repo.store.stream_version(self.aggregate_id)
+        last = self.repo.store.stream_version(self.stream_id)
         snapshots = self._snapshot_versions()
         if last == self.last_version and snapshots == self.snapshot_versions:
             return False
@@ -240,7 +264,7 @@ class TimeTravel(StaticRendering, W.VBox):
         zooms along the versions. The selection comes back through the
         chart's ``selections`` (altair's ``JupyterChart``).
         """
-        frame = stream_frame(self.repo.store, self.aggregate_id, self.repo)
+        frame = stream_frame(self.repo.store, self.stream_id, self.repo)
         view = ChartView(version_timeline(frame))
         view.on_select(EVENT_SELECTION, self._on_timeline_select)
         return view
@@ -301,6 +325,34 @@ class TimeTravel(StaticRendering, W.VBox):
             f"TimeTravel: aggregate {self.aggregate_id!r} at version {self.slider.value} "
             f"of {self.last_version} (snapshots: {snaps})"
         )
+
+
+def _check_poll_interval(poll_interval: object) -> None:
+    """``poll_interval`` is None or a positive, finite number of seconds."""
+    if poll_interval is None:
+        return
+    if isinstance(poll_interval, bool) or not isinstance(poll_interval, numbers.Real):
+        raise TypeError(
+            "TimeTravel: poll_interval must be a number of seconds or None (no polling), got "
+            f"{type(poll_interval).__name__} {poll_interval!r}"
+        )
+    if not math.isfinite(poll_interval) or poll_interval <= 0:
+        raise ValueError(
+            "TimeTravel: poll_interval must be a positive, finite number of seconds, or None "
+            f"to turn polling off; got {poll_interval!r}"
+        )
+
+
+def _check_version(aggregate_id: str, version: object, last: int) -> None:
+    """``version`` is one of the stream's versions, 1 to ``last``: ``show`` raises the same."""
+    if isinstance(version, bool) or not isinstance(version, numbers.Integral):
+        raise TypeError(
+            f"TimeTravel of aggregate {aggregate_id!r}: version must be a whole number (an int "
+            f"from 1 to {last}), got {type(version).__name__} {version!r}. Leave it out for the "
+            "latest version."
+        )
+    if not 1 <= int(version) <= last:
+        raise VersionNotFoundError(aggregate_id, int(version), last)
 
 
 def _show(value: Any) -> str:
