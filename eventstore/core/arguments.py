@@ -13,6 +13,7 @@ from typing import Any
 
 from .errors import IntegerRangeError
 from .events import EventMetadata, NewEvent, encode_constraints
+from .snapshots import Snapshot
 
 #: The largest integer SQLite and PostgreSQL's ``bigint`` hold: versions, positions and
 #: times in microseconds stay at or below it.
@@ -233,3 +234,97 @@ def check_checkpoint(path: str, name: str, position: object, scanned: object) ->
             raise ValueError(f"checkpoint {name!r}: {label} must be >= 0, got {value}")
         if value > MAX_INTEGER:
             raise IntegerRangeError(path, label, value)
+
+
+# -- snapshots ---------------------------------------------------------------------------
+_MIN_INTEGER = -(2**63)
+
+
+def check_snapshot(path: str, snapshot: object) -> None:
+    """A snapshot to save: a ``Snapshot`` with text ids, bytes of state and a version from
+    1 to 2**63 - 1 (``path`` names the store in ``IntegerRangeError``).
+
+    Version 0 is refused: it is the aggregate before its first event, the state its
+    factory makes, so there is nothing to snapshot; stored, it would make a load of an
+    aggregate that has no events return one.
+    """
+    if not isinstance(snapshot, Snapshot):
+        raise TypeError(
+            f"save_snapshot: snapshot must be a Snapshot, got {_shown(snapshot)}. "
+            "Repository.save_snapshot(aggregate) builds and saves one."
+        )
+    aggregate_id = snapshot.aggregate_id
+    if not isinstance(aggregate_id, str) or not aggregate_id:
+        raise TypeError(
+            f"save_snapshot: aggregate_id must be a non-empty str, got {_shown(aggregate_id)}"
+        )
+    where = f"save_snapshot of {aggregate_id!r}"
+    for label, value in (
+        ("aggregate_type", snapshot.aggregate_type),
+        ("schema_key", snapshot.schema_key),
+    ):
+        if not isinstance(value, str):
+            raise TypeError(f"{where}: {label} must be a str, got {_shown(value)}")
+    if not isinstance(snapshot.data, (bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"{where}: data must be bytes (the aggregate's snapshot_state()), got "
+            f"{_shown(snapshot.data)}"
+        )
+    version = snapshot.version
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(
+            f"{where}: version must be an int (the aggregate version the state is at), "
+            f"got {_shown(version)}"
+        )
+    if version < 1:
+        raise ValueError(
+            f"{where}: version must be >= 1, got {version}. A snapshot holds the state after "
+            "an aggregate's events, and below version 1 there are none: save the aggregate's "
+            "first events, then snapshot it."
+        )
+    if version > MAX_INTEGER:
+        raise IntegerRangeError(path, "version", version)
+
+
+def snapshot_version_bound(where: str, name: str, version: object) -> int | None:
+    """A bound on snapshot versions (``latest_snapshot``'s ``at_or_before_version``): an
+    int or None, clamped to the integers the stores hold: beyond them means no bound."""
+    if version is None:
+        return None
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(
+            f"{where}: {name} must be an int (a version) or None, got {_shown(version)}"
+        )
+    return max(_MIN_INTEGER, min(version, MAX_INTEGER))
+
+
+def last_version_older_than(where: str, version: object) -> int:
+    """The highest snapshot version ``delete_snapshots_older_than(id, version)`` deletes
+    (delete those ``<=`` it): ``version - 1`` within the integers the stores hold.
+
+    A ``version`` of 2**63 or more is no bound (every snapshot is older); one at or below
+    1 deletes none, a negative one included (``aggregate.version - 100`` of a young
+    aggregate keeps everything).
+    """
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise TypeError(
+            f"{where}: version must be an int (snapshots below it are deleted), got "
+            f"{_shown(version)}"
+        )
+    return max(_MIN_INTEGER, min(version - 1, MAX_INTEGER))
+
+
+def snapshots_to_keep(where: str, count: object) -> int:
+    """``keep_last_snapshots``' ``count``: an int >= 0 (0 deletes them all); one beyond
+    the integers the stores hold keeps them all."""
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise TypeError(
+            f"{where}: count must be an int >= 0 (the number of newest snapshots to keep), "
+            f"got {_shown(count)}"
+        )
+    if count < 0:
+        raise ValueError(
+            f"{where} needs count >= 0 (the number of newest snapshots to keep; 0 deletes "
+            f"them all), got {count}"
+        )
+    return min(count, MAX_INTEGER)

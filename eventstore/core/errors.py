@@ -254,7 +254,7 @@ class PayloadTooLargeError(StorageError, ValueError):
 
 
 class IntegerRangeError(StorageError, ValueError):
-    """A position, version or count at or above 2**63, beyond SQLite's 64-bit integers."""
+    """A position, version or count beyond the 64-bit integers (-2**63 to 2**63 - 1)."""
 
     def __init__(
         self, path: str, name: str = "", value: int | None = None, events: int = 0
@@ -264,10 +264,16 @@ class IntegerRangeError(StorageError, ValueError):
         what = f"{name}={value}" if name else "a position, version or count"
         if events:  # an append's last version: expected_version + the events
             what += f" plus {events} event{'s' if events > 1 else ''}"
+        if value is None:
+            beyond = "is beyond the 64-bit integers SQLite holds (-2**63 to 2**63 - 1)"
+        elif value < 0:
+            beyond = "is below -2**63, beyond SQLite's smallest integer (-2**63)"
+        else:
+            beyond = "is 2**63 or more, beyond SQLite's largest integer (2**63 - 1)"
         super().__init__(
             path,
-            f"{what} is 2**63 or more, beyond SQLite's largest integer (2**63 - 1)",
-            "Pass a position or version the store handed out; they are always below that.",
+            f"{what} {beyond}",
+            "Pass a position or version the store handed out; they are always from 0 to 2**63 - 1.",
         )
 
 

@@ -116,7 +116,10 @@ class Repository(Generic[A]):
     evicts it. The cache keeps each aggregate's state as bytes (``snapshot_state``;
     a ``copy.deepcopy`` for aggregates without it) and every load restores a fresh
     object from them (``restore_snapshot``): nothing cached is handed out, so
-    concurrent callers never share one.
+    concurrent callers never share one. The cache never changes whether a save or a
+    load succeeds: a state that cannot be copied (``snapshot_state`` or the deep copy
+    raises) or restored is logged and not cached, and that aggregate is read from
+    the store.
     The ``*_async`` methods give the same results and errors as the synchronous
     ones without blocking the event loop on the store.
 
@@ -167,7 +170,8 @@ class Repository(Generic[A]):
             )
         self.snapshot_store = snapshot_store
         self.snapshot_strategy = snapshot_strategy
-        self.upcasters = upcasters or Upcasters()
+        # The caller's registry itself, even empty: upcasters it registers later apply.
+        self.upcasters = upcasters if upcasters is not None else Upcasters()
         self.snapshot_upcaster = snapshot_upcaster
         check_ttl("Repository", command_ttl)
         self.command_ttl = command_ttl
@@ -257,7 +261,7 @@ class Repository(Generic[A]):
                 aggregate_type=aggregate.type,
             )
         base = 0
-        if snapshot is not None:
+        if snapshot is not None:  # its version is >= 1 (_usable_snapshot)
             aggregate.restore_snapshot(snapshot.data)
             base = snapshot.version
         last = self._replay_stored(aggregate, key, base, at_version)
@@ -311,7 +315,18 @@ class Repository(Generic[A]):
                 return None
             self._cache.move_to_end(key)
         # What the cache keeps never changes: copying outside the lock is safe.
-        return self._thawed(aggregate_id, *held)
+        try:
+            return self._thawed(aggregate_id, *held)
+        except Exception:
+            # The cache is an optimisation: a copy that cannot be made is a miss.
+            self._evict_key(key)
+            log.exception(
+                "cannot restore the cached copy of %r at version %d (restore_snapshot, or a "
+                "deep copy, failed): loading it from the store instead",
+                key,
+                held[0],
+            )
+            return None
 
     def _caught_up(self, aggregate: A) -> A:
         """``aggregate`` (a private copy) with the events stored after its version applied."""
@@ -387,12 +402,33 @@ class Repository(Generic[A]):
         return self.decode(event)
 
     def _remember(self, aggregate: A) -> None:
-        """Cache a copy of ``aggregate``'s stored state (it must have no pending events)."""
+        """Cache a copy of ``aggregate``'s stored state (it must have no pending events).
+
+        Best effort: when the copy cannot be made (``snapshot_state`` or ``copy.deepcopy``
+        raises), the error is logged and the aggregate is not cached, so its loads read
+        the store; the save or load that called this still succeeds.
+        """
         if aggregate.uncommitted_events:
             return
         version = aggregate.stored_version
-        kept = self._frozen(aggregate)
         key = self._stored_id_of(aggregate)
+        try:
+            kept = self._frozen(aggregate)
+        except Exception:
+            self._evict_key(key)
+            log.exception(
+                "not caching %s %r at version %d: copying its state failed (a bug in "
+                "snapshot_state, or an attribute copy.deepcopy cannot copy); it is loaded from "
+                "the store instead. Fix snapshot_state, or use cache=0 for this aggregate type",
+                aggregate.type,
+                aggregate.id,
+                version,
+            )
+            return
+        self._keep(key, version, kept)
+
+    def _keep(self, key: str, version: int, kept: tuple[bytes, int] | A) -> None:
+        """Cache ``kept`` as ``key`` at ``version``, unless a newer version is cached."""
         with self._cache_lock:
             held = self._cache.get(key)
             if held is not None and held[0] > version:
@@ -437,6 +473,11 @@ class Repository(Generic[A]):
             return None
         snapshot = self.snapshot_store.latest_snapshot(self._stored_id_of(aggregate), at_version)
         if snapshot is None:
+            return None
+        if snapshot.version < 1:
+            # Stored before stores refused them: the state before any event, which would
+            # make a load of an aggregate without events return one.
+            log.info("ignoring snapshot of %r at version %d", aggregate.id, snapshot.version)
             return None
         if snapshot.schema_key != aggregate.schema_key and self.snapshot_upcaster is not None:
             snapshot = self.snapshot_upcaster(snapshot)
@@ -670,6 +711,11 @@ class Repository(Generic[A]):
                 f"aggregate {aggregate.id!r} has {len(aggregate.uncommitted_events)} unsaved "
                 "events; save it before taking a snapshot"
             )
+        if aggregate.version < 1:
+            raise ValueError(
+                f"cannot snapshot aggregate {aggregate.id!r}: it has no stored events (version "
+                "0), so there is no state to snapshot. Save its first events, then snapshot it"
+            )
         with _instr.operation(
             _instr.SNAPSHOT,
             aggregate_id=aggregate.id,
@@ -680,8 +726,9 @@ class Repository(Generic[A]):
 
     def _save_snapshot(self, aggregate: A) -> Snapshot:
         assert self.snapshot_store is not None  # checked by save_snapshot
+        key = self._stored_id_of(aggregate)
         snapshot = Snapshot(
-            self._stored_id_of(aggregate),
+            key,
             aggregate.type,
             aggregate.version,
             aggregate.schema_key,
@@ -689,6 +736,10 @@ class Repository(Generic[A]):
         )
         self.snapshot_store.save_snapshot(snapshot)
         aggregate.mark_snapshotted(aggregate.version)
+        if self.cache_size:
+            # The cached copy gets the new snapshot version too, or each load from the cache
+            # would count the events since the previous one (and snapshot on every save).
+            self._keep(key, snapshot.version, (snapshot.data, snapshot.version))
         return snapshot
 
     def retry_on_conflict(

@@ -25,6 +25,7 @@ from ..core.process_runner import (
     ProcessRunnerBase,
     StoredProcess,
 )
+from .limits import check_texts
 from .read_model import PostgresReadModel
 from .store import PostgresEventStore
 
@@ -71,7 +72,12 @@ class PostgresProcessTables:
         for statement in _TABLES:
             conn.execute(statement.encode())
 
+    def _check(self, where: str, **named: str) -> None:
+        """Ids and names PostgreSQL text cannot hold (a NUL byte), refused before SQL runs."""
+        check_texts(self._read_model.path, where, named.items())
+
     def load(self, conn: Connection, manager: str, key: str) -> StoredProcess | None:
+        self._check("process manager load", manager=manager, process_id=key)
         # Locked until the transaction ends: a timeout and a refusal of one process take turns.
         row = conn.execute(
             "SELECT state, finished, tenant FROM process_state "
@@ -83,6 +89,7 @@ class PostgresProcessTables:
     def save(
         self, conn: Connection, manager: str, key: str, process: StoredProcess, now: int
     ) -> None:
+        self._check("process manager save", manager=manager, process_id=key, tenant=process.tenant)
         conn.execute(
             "INSERT INTO process_state (manager, process_id, state, finished, updated_at, tenant) "
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (manager, process_id) DO UPDATE SET "
@@ -92,6 +99,15 @@ class PostgresProcessTables:
         )
 
     def queue(self, conn: Connection, manager: str, command: OutboxCommand, now: int) -> None:
+        self._check(
+            "process manager outbox",
+            command_id=command.command_id,
+            manager=manager,
+            process_id=command.process_key,
+            step=command.step,
+            command_type=command.command_type,
+            tenant=command.tenant,
+        )
         conn.execute(
             "INSERT INTO process_outbox (command_id, manager, process_id, step, command_type, "
             "data, created_at, tenant) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
@@ -109,6 +125,7 @@ class PostgresProcessTables:
         )
 
     def arm(self, conn: Connection, manager: str, key: str, step: str, due: int) -> None:
+        self._check("process manager timeout", manager=manager, process_id=key, step=step)
         conn.execute(
             "INSERT INTO process_timeouts (manager, process_id, step, due_at) "
             "VALUES (%s, %s, %s, %s) ON CONFLICT (manager, process_id, step) "

@@ -26,6 +26,7 @@ from ..core.projection import Projection, ProjectionContext
 from ..core.projections.read_models import BatchOutcome, HandlerFailedError, handle_events
 from ..core.projections.status import DeadLetter, ProjectionFailure
 from ..core.units import StreamAppend, UnitResult
+from .limits import check_text, check_texts
 from .store import EVENT_COLUMNS, PostgresEventStore, read_progress, write_checkpoint
 
 _INSERT_DEAD_LETTER = (
@@ -111,11 +112,14 @@ class PostgresStoreInTransaction:
         return result
 
     def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
+        named = (("command_id", command_id), ("aggregate_id", aggregate_id))
+        check_texts(self.path, "find_command", named)
         return self._store._find_command(
             self._connection(), command_id, aggregate_id, time.time_ns() // 1000
         )
 
     def stream_version(self, aggregate_id: str) -> int:
+        check_text(self.path, "stream_version", "aggregate_id", aggregate_id)
         row = (
             self._connection()
             .execute("SELECT MAX(version) FROM events WHERE aggregate_id = %s", (aggregate_id,))
@@ -126,6 +130,7 @@ class PostgresStoreInTransaction:
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:
+        check_text(self.path, "load_stream", "aggregate_id", aggregate_id)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE aggregate_id = %s AND version > %s"
         params: list[object] = [aggregate_id, after_version]
         if up_to_version is not None:
@@ -191,15 +196,21 @@ class PostgresReadModel:
         with self._db.reading() as conn:
             return conn.execute(sql.encode(), params).fetchall()
 
+    def _check_name(self, where: str, name: str) -> None:
+        check_text(self.path, where, "projection name", name)
+
     def load_checkpoint(self, name: str) -> int:
+        self._check_name("load_checkpoint", name)
         with self._db.reading() as conn:
             return read_progress(conn, name)[0]
 
     def load_scanned_position(self, name: str) -> int:
+        self._check_name("load_scanned_position", name)
         with self._db.reading() as conn:
             return read_progress(conn, name)[1]
 
     def save_scanned_position(self, name: str, after_position: int, scanned_to: int) -> int:
+        self._check_name("save_scanned_position", name)
         with self._transaction() as conn:
             conn.execute("SELECT 1 FROM projection_checkpoints WHERE name = %s FOR UPDATE", (name,))
             checkpoint, stored = read_progress(conn, name)
@@ -210,6 +221,7 @@ class PostgresReadModel:
 
     def prepare(self, projection: Projection) -> int:
         name = projection.name
+        self._check_name("prepare", name)
         with self._transaction() as conn:
             self._lock(conn, name)
             row = conn.execute(
@@ -223,6 +235,7 @@ class PostgresReadModel:
 
     def reset(self, projection: Projection) -> None:
         name = projection.name
+        self._check_name("reset", name)
         with self._transaction() as conn:
             self._lock(conn, name)
             projection.reset(ProjectionContext(name, 0, conn))
@@ -244,6 +257,7 @@ class PostgresReadModel:
         scanned_to: int | None = None,
     ) -> BatchOutcome:
         name = projection.name
+        self._check_name("apply", name)
         ctx = ProjectionContext(name)
         outcome = BatchOutcome(checkpoint=after_position, scanned_position=after_position)
         pending = list(events)
@@ -307,6 +321,7 @@ class PostgresReadModel:
             after, cut, set_aside = scanned, len(pending), None
 
     def dead_letters(self, name: str) -> list[DeadLetter]:
+        self._check_name("dead_letters", name)
         with self._db.reading() as conn:
             rows = conn.execute(
                 "SELECT projection, position, event_id, event_type, aggregate_id, error_type, "
@@ -323,14 +338,20 @@ class PostgresReadModel:
 
 
 def _dead_letter_row(f: ProjectionFailure) -> tuple[object, ...]:
+    # A handler's error may quote anything, a NUL byte too, which PostgreSQL text cannot
+    # hold: written as the escape \x00, the failure is still set aside.
     return (
         f.projection,
         f.position,
         f.event_id,
         f.event_type,
         f.aggregate_id,
-        f.error_type,
-        f.message,
-        f.traceback,
+        _printable(f.error_type),
+        _printable(f.message),
+        _printable(f.traceback),
         time.time_ns() // 1000,
     )
+
+
+def _printable(text: str) -> str:
+    return text.replace("\x00", "\\x00")

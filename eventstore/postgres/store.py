@@ -22,6 +22,7 @@ import logging
 import queue
 import random
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,16 +34,20 @@ from typing import Any
 import psycopg
 from psycopg import errors as pgerrors
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed
 
 from ..core.arguments import (
     MAX_INTEGER,
     check_checkpoint,
     check_count,
     check_position,
+    check_snapshot,
     checked_append,
     command_expiry,
     event_type_names,
+    last_version_older_than,
+    snapshot_version_bound,
+    snapshots_to_keep,
 )
 from ..core.commands import result_of_command_record
 from ..core.constraints import ConstraintOp
@@ -76,6 +81,7 @@ from ..core.units import (
     unit_json,
 )
 from ..core.upcasting import Upcasters
+from .limits import check_events, check_text, check_texts, limit_exceeded
 from .schema import lock_key, migrate
 
 EVENT_COLUMNS = (
@@ -161,6 +167,11 @@ _EXPIRY_SWEEP_CHANCE = 1 / 1_000
 _EXPIRY_SWEEP_BATCH = 5_000
 #: How many waiting appends one group commit takes at most.
 MAX_GROUP = 256
+#: How long ``close()`` waits for appends and reads in flight before it cuts their
+#: connections (seconds; the ``close_timeout`` of ``PostgresEventStore``).
+DEFAULT_CLOSE_TIMEOUT = 5.0
+#: How long ``close()`` then waits for the threads it cut loose to notice (seconds).
+_CUT_GRACE = 1.0
 #: The schema names the store takes: a lowercase SQL name (PostgreSQL keeps 63 bytes).
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -225,6 +236,47 @@ class _Regroup(Exception):
     """A group's shared statements failed: commit its appends one by one instead."""
 
 
+class AppendInterruptedError(StoreClosedError):
+    """``close()`` cut the connection of an append the server had not answered within
+    ``close_timeout``: it may or may not have committed.
+
+    A ``StoreClosedError`` (over a wire: ``UNAVAILABLE``, send again with the same
+    command id). ``what`` names the append (``an append to aggregate 'acc-1'``).
+    """
+
+    def __init__(self, store: str, what: str, close_timeout: float) -> None:
+        self.store = store
+        self.what = what
+        self.close_timeout = close_timeout
+        Exception.__init__(  # StoreClosedError's own message says less than this one
+            self,
+            f"event store {store!r} was closed while {what} waited on the server, which did "
+            f"not answer within close_timeout ({close_timeout:g} s), so it may or may not "
+            "have committed. Send it again, to a newly opened store, with the same command "
+            "id (it is stored once); without one, read the stream first to see whether it "
+            "is there.",
+        )
+
+
+def _cut(conn: psycopg.Connection[Any]) -> None:
+    """Shut ``conn``'s socket down under libpq, from any thread: a statement waiting on the
+    server (frozen, or unreachable) fails at once with ``OperationalError`` and the
+    connection is broken. The descriptor stays libpq's, which closes it."""
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:
+        return  # closed already
+    if fd < 0:
+        return
+    sock = socket.socket(fileno=fd)
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # not connected any more
+    finally:
+        sock.detach()
+
+
 @dataclass(eq=False)
 class _Append:
     """One append waiting for the group commit, and what became of it."""
@@ -246,6 +298,15 @@ class PostgresEventStore:
     PostgreSQL schema holding the tables (created and migrated when missing),
     so several stores can share one database. Commits in other processes wake
     followers through ``LISTEN/NOTIFY``; polling stays as the fallback.
+
+    ``close_timeout`` (seconds, default 5) bounds ``close()``: appends and reads in
+    flight get that long to finish, then their connections are cut (see ``close``).
+    A statement otherwise waits as long as the server takes to answer: a server
+    that is frozen (stopped, its host up) keeps its connections open, so TCP
+    keepalives and ``tcp_user_timeout`` do not end the wait (the host's kernel
+    still acknowledges) and ``statement_timeout`` runs in the frozen server;
+    ``close()`` ends such waits. For statements that run too long on a live
+    server, put ``options=-c statement_timeout=...`` in the DSN.
     """
 
     #: How many threads usefully run this store's loads at once (read by
@@ -259,6 +320,7 @@ class PostgresEventStore:
         pool_size: int = 8,
         schema: str = "eventstore",
         connect_timeout: float | None = None,
+        close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
     ) -> None:
         try:
             given = conninfo_to_dict(dsn)
@@ -277,6 +339,14 @@ class PostgresEventStore:
             )
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
+        if isinstance(close_timeout, bool) or not isinstance(close_timeout, (int, float)):
+            raise TypeError(f"close_timeout must be a number of seconds, got {close_timeout!r}")
+        if not close_timeout >= 0:
+            raise ValueError(
+                f"close_timeout must be >= 0 seconds (how long close() waits for appends "
+                f"and reads in flight), got {close_timeout}"
+            )
+        self.close_timeout = float(close_timeout)
         self.dsn = dsn
         self.schema = schema
         self.path = f"{redact(dsn)} (schema {schema})"
@@ -292,6 +362,11 @@ class PostgresEventStore:
             "connect_timeout": max(1, int(connect_timeout)),
         }
         self._closed = False
+        self._cut_loose = False  # close() cut the connections of work in flight
+        # The pooled connections in use (by reading()) and the thread using each.
+        self._readers: dict[psycopg.Connection[Any], int] = {}
+        self._readers_changed = threading.Condition()
+        self._listen_conn: psycopg.Connection[Any] | None = None
         self._listeners: list[CommitListener] = []
         self._listeners_lock = threading.Lock()
         self._listen_thread: threading.Thread | None = None
@@ -335,14 +410,52 @@ class PostgresEventStore:
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
-        """Finish the appends waiting to commit, then close every connection."""
+        """Finish the appends waiting to commit, then close every connection; bounded.
+
+        Appends and reads in flight get ``close_timeout`` seconds to finish. Then
+        close() cuts their connections (it shuts their sockets down, so neither a
+        frozen server nor a lost network holds it up) and waits at most about a
+        second more for each of its threads (writer, listener, pool). What the
+        callers in flight get:
+
+        - an append the server had begun but not answered:
+          ``AppendInterruptedError`` (a ``StoreClosedError``): it may or may not have
+          committed; send it again, to a new store, with the same command id;
+        - an append that had not reached the server, or that came after close()
+          began: ``StoreClosedError``; nothing of it was written;
+        - a read: ``StoreClosedError``.
+        """
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + self.close_timeout
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
         self._queue.put(None)
-        self._writer.join()
-        with self._leader:  # a caller leading a group finishes it first
-            self._writer_conn.close()
+        self._writer.join(left())
+        leading = self._leader.acquire(timeout=left())  # a caller leading a group finishes
+        self._wait_for_readers(deadline)
+        if not leading or self._writer.is_alive() or self._readers_of_others():
+            # Something still waits on the server: cut it loose.
+            self._cut_loose = True
+            log.warning(
+                "closing %s: appends or reads still wait on the server after %g s; "
+                "cutting their connections",
+                self.path,
+                self.close_timeout,
+            )
+            self._cut_connections(writer=not leading)
+            deadline = time.monotonic() + _CUT_GRACE
+            self._writer.join(left())
+            leading = leading or self._leader.acquire(timeout=left())
+        try:
+            if leading:  # else a thread stuck in a reconnect still holds it: it closes it
+                self._writer_conn.close()
+        finally:
+            if leading:
+                self._leader.release()
         # An append queued just as the store closed: fail it rather than leave it waiting.
         while True:
             try:
@@ -354,8 +467,39 @@ class PostgresEventStore:
                 late.done(late)
         thread, self._listen_thread = self._listen_thread, None
         if thread is not None:
-            thread.join()
-        self._pool.close()
+            thread.join(0.5)  # it looks at _closed every 0.2 s
+            if thread.is_alive():
+                listening = self._listen_conn
+                if listening is not None:
+                    _cut(listening)
+                thread.join(_CUT_GRACE)
+        self._pool.close(timeout=_CUT_GRACE)
+
+    def _readers_of_others(self) -> list[psycopg.Connection[Any]]:
+        """The connections in use by reads in other threads than this one."""
+        me = threading.get_ident()
+        with self._readers_changed:
+            return [conn for conn, owner in self._readers.items() if owner != me]
+
+    def _wait_for_readers(self, deadline: float) -> None:
+        me = threading.get_ident()
+        with self._readers_changed:
+            while any(owner != me for owner in self._readers.values()):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._readers_changed.wait(remaining)
+
+    def _cut_connections(self, *, writer: bool) -> None:
+        """Cut the connections of reads in other threads (and the writer's, when its group
+        is stuck): each waiting statement fails at once."""
+        me = threading.get_ident()
+        with self._readers_changed:  # a connection listed here is not back in the pool
+            for conn, owner in self._readers.items():
+                if owner != me:
+                    _cut(conn)
+        if writer:
+            _cut(self._writer_conn)
 
     @property
     def closed(self) -> bool:
@@ -386,23 +530,40 @@ class PostgresEventStore:
         A server that restarted has closed every pooled connection, and each one
         would fail once when next used: on the first that fails, the idle ones are
         checked (and the dead ones dropped), and the caller gets a ``StorageError``
-        that says to retry, not psycopg's ``AdminShutdown``.
+        that says to retry, not psycopg's ``AdminShutdown``. A read still waiting on the
+        server ``close_timeout`` after ``close()`` began is cut: ``StoreClosedError``.
         """
         self._check_open()
-        with self._pool.connection() as conn:
-            try:
-                yield conn
-            except psycopg.OperationalError as exc:
-                if not (conn.closed or conn.broken):
-                    raise
-                with contextlib.suppress(Exception):
-                    self._pool.check()
-                raise StorageError(
-                    self.path,
-                    "the connection to the server was lost "
-                    f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})",
-                    "Retry: the store connects again (the server may have restarted).",
-                ) from exc
+        try:
+            with self._pool.connection() as conn:
+                me = threading.get_ident()
+                with self._readers_changed:
+                    self._readers[conn] = me
+                try:
+                    if self._closed:  # close() may have cut the others already
+                        raise StoreClosedError(self.path)
+                    yield conn
+                except psycopg.OperationalError as exc:
+                    if isinstance(exc, pgerrors.ProgramLimitExceeded):
+                        raise limit_exceeded(self.path, "a statement", exc) from exc
+                    if not (conn.closed or conn.broken):
+                        raise
+                    if self._closed:  # close() cut it, or the server went as it closed
+                        raise StoreClosedError(self.path) from exc
+                    with contextlib.suppress(Exception):
+                        self._pool.check()
+                    raise StorageError(
+                        self.path,
+                        "the connection to the server was lost "
+                        f"({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})",
+                        "Retry: the store connects again (the server may have restarted).",
+                    ) from exc
+                finally:
+                    with self._readers_changed:
+                        del self._readers[conn]
+                        self._readers_changed.notify_all()
+        except PoolClosed:
+            raise StoreClosedError(self.path) from None
 
     # -- commit notifications ----------------------------------------------------------------
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -437,13 +598,18 @@ class PostgresEventStore:
         while not self._closed:
             try:
                 with psycopg.connect(self.dsn, **self._kwargs) as conn:
+                    self._listen_conn = conn
                     conn.execute(f"LISTEN {self.channel}")
                     while not self._closed:
                         for note in conn.notifies(timeout=0.2):
                             self._notify(int(note.payload or 0))
             except Exception as exc:  # the server went away: retry, followers poll meanwhile
+                if self._closed:
+                    return
                 log.warning("LISTEN on %s failed (%s); retrying in 1 s", self.path, exc)
                 time.sleep(1.0)
+            finally:
+                self._listen_conn = None
 
     # -- writing: group commit ----------------------------------------------------------------
     def _write_loop(self) -> None:
@@ -516,25 +682,35 @@ class PostgresEventStore:
             self._commit_group(conn, batch, together=False, retry=retry)
             return
         except Exception as exc:
+            failure: BaseException = exc
             broken = conn.closed or conn.broken
-            if broken:
+            if broken and not self._closed:
                 log.warning("the writer connection of %s broke (%s); reconnecting", self.path, exc)
+                with contextlib.suppress(Exception):
+                    conn.close()
                 try:
-                    self._writer_conn = fresh = self._connect()
+                    fresh = self._connect()
                     fresh.execute(f"SET search_path TO {self.schema}")
                 except Exception:
                     log.exception("reconnecting the writer of %s failed", self.path)
                 else:
-                    if not begun and retry:
-                        # It broke before the group began (a server restarted since the
-                        # last commit): nothing was sent, so the group runs again, once.
-                        for item in batch:
-                            item.error = item.result = None
-                        self._commit_group(fresh, batch, together=together, retry=False)
-                        return
+                    if self._closed:  # close() began meanwhile: it waits for no new connection
+                        fresh.close()
+                    else:
+                        self._writer_conn = fresh
+                        if not begun and retry:
+                            # It broke before the group began (a server restarted since the
+                            # last commit): nothing was sent, so the group runs again, once.
+                            for item in batch:
+                                item.error = item.result = None
+                            self._commit_group(fresh, batch, together=together, retry=False)
+                            return
+            if broken and not begun and self._closed:
+                # Lost (cut by close()) before anything of the group reached the server.
+                failure = StoreClosedError(self.path)
             for item in batch:
                 if item.error is None:
-                    item.error, item.result = exc, None
+                    item.error, item.result = failure, None
             return
         self.group_commits += 1
         self.grouped_appends += len(batch)
@@ -635,8 +811,9 @@ class PostgresEventStore:
                     ).encode(),
                     [v for r in records for v in r],
                 )
-        except pgerrors.IntegrityError:
-            # An event id stored before, say: the transaction is void; go one by one.
+        except (pgerrors.IntegrityError, pgerrors.ProgramLimitExceeded):
+            # An event id stored before, or one too long to index, say: the transaction
+            # is void; go one by one, so that only its own append fails.
             raise _Regroup from None
         stamp = timestamp_from_micros(now)
         for entry in planned:
@@ -654,6 +831,27 @@ class PostgresEventStore:
         if item.unit:
             return self._append_many_on(conn, *item.args)
         return self._append_on(conn, *item.args)
+
+    def _check_values(self, args: tuple[Any, ...]) -> None:
+        """What PostgreSQL cannot store of an append (limits.py), refused before it is sent."""
+        aggregate_id, aggregate_type, _, events, _, command_id, _ = args
+        where = f"append to {aggregate_id!r}"
+        check_events(self.path, where, aggregate_id, aggregate_type, events)
+        check_text(self.path, where, "command_id", command_id)
+
+    def _check_unit_values(self, items: Sequence[StreamAppend], command_id: str | None) -> None:
+        """``_check_values`` for every stream of a unit: one bad member refuses the unit."""
+        where = f"append_many of {len(items)} streams"
+        check_text(self.path, where, "command_id", command_id)
+        for n, item in enumerate(items):
+            check_events(
+                self.path,
+                where,
+                item.aggregate_id,
+                item.aggregate_type,
+                item.events,
+                prefix=f"appends[{n}].",
+            )
 
     def _submit(self, item: _Append) -> None:
         self._check_open()
@@ -678,6 +876,7 @@ class PostgresEventStore:
             command_id,
             command_ttl,
         )
+        self._check_values(args)
         item = _Append(args, lambda i: i.signal.set())
         self._commit_waiting(item)
         return self._finish(item)
@@ -720,6 +919,7 @@ class PostgresEventStore:
             command_id,
             command_ttl,
         )
+        self._check_values(args)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -751,7 +951,13 @@ class PostgresEventStore:
                     return known
             if isinstance(exc, pgerrors.IntegrityError):
                 raise self._integrity_error(exc, aggregate_id, expected_version, events) from exc
+        if isinstance(exc, pgerrors.ProgramLimitExceeded):
+            raise limit_exceeded(self.path, f"append to {aggregate_id!r}", exc) from exc
         if isinstance(exc, psycopg.OperationalError):
+            if self._cut_loose:
+                raise AppendInterruptedError(
+                    self.path, f"an append to aggregate {aggregate_id!r}", self.close_timeout
+                ) from exc
             raise StorageError(
                 self.path,
                 f"the append to aggregate {aggregate_id!r} failed ({exc}); if the connection "
@@ -789,10 +995,13 @@ class PostgresEventStore:
             command_id,
             command_ttl,
         )
+        self._check_values(args)
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
         try:
             with conn.transaction():
                 result = self._append_on(conn, *args)
+        except pgerrors.ProgramLimitExceeded as exc:
+            raise limit_exceeded(self.path, f"append to {aggregate_id!r}", exc) from exc
         except (ConcurrencyError, UniqueConstraintError, pgerrors.IntegrityError) as exc:
             if command_id and events:
                 known = self._find_command(conn, command_id, aggregate_id, time.time_ns() // 1000)
@@ -819,6 +1028,7 @@ class PostgresEventStore:
         commit (which takes the same lock), so positions stay in commit order.
         """
         items = check_unit(self.path, appends, command_id, command_ttl)
+        self._check_unit_values(items, command_id)
         item = _Append((items, command_id, command_ttl), lambda i: i.signal.set(), unit=True)
         self._commit_waiting(item)
         return self._finish_unit(item)
@@ -837,7 +1047,13 @@ class PostgresEventStore:
                 known = self._unit_by_event_ids(conn, items, command_id)
             if known is not None:
                 return known
+        if isinstance(exc, pgerrors.ProgramLimitExceeded):
+            raise limit_exceeded(self.path, f"append_many of {len(items)} streams", exc) from exc
         if isinstance(exc, psycopg.OperationalError):
+            if self._cut_loose:
+                raise AppendInterruptedError(
+                    self.path, f"a unit of {len(items)} appends", self.close_timeout
+                ) from exc
             raise StorageError(
                 self.path,
                 f"the unit of {len(items)} appends failed ({exc}); if the connection was "
@@ -856,6 +1072,7 @@ class PostgresEventStore:
     ) -> UnitResult:
         """``append_many`` without blocking the event loop: it joins the next group commit."""
         items = check_unit(self.path, appends, command_id, command_ttl)
+        self._check_unit_values(items, command_id)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
 
@@ -879,10 +1096,14 @@ class PostgresEventStore:
     ) -> tuple[UnitResult, int]:
         """``append_many`` on ``conn`` inside the caller's transaction (see ``append_on``)."""
         items = check_unit(self.path, appends, command_id, command_ttl)
+        self._check_unit_values(items, command_id)
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
         try:
             with conn.transaction():
                 result = self._append_many_on(conn, items, command_id, command_ttl)
+        except pgerrors.ProgramLimitExceeded as exc:
+            where = f"append_many of {len(items)} streams"
+            raise limit_exceeded(self.path, where, exc) from exc
         except (ConcurrencyError, UniqueConstraintError, DuplicateEventIdError):
             if command_id:
                 known = self._unit_by_event_ids(conn, items, command_id)
@@ -1154,6 +1375,8 @@ class PostgresEventStore:
         return tuple(itertools.starmap(Event, rows))
 
     def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
+        named = (("command_id", command_id), ("aggregate_id", aggregate_id))
+        check_texts(self.path, "find_command", named)
         with self.reading() as conn:
             return self._find_command(conn, command_id, aggregate_id, time.time_ns() // 1000)
 
@@ -1161,6 +1384,7 @@ class PostgresEventStore:
         return await asyncio.to_thread(self.find_command, command_id, aggregate_id)
 
     def processed_command(self, command_id: str) -> ProcessedCommand | None:
+        check_text(self.path, "processed_command", "command_id", command_id)
         with self.reading() as conn:
             row = conn.execute(
                 "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at, unit "
@@ -1218,6 +1442,7 @@ class PostgresEventStore:
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:
+        check_text(self.path, "load_stream", "aggregate_id", aggregate_id)
         if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
         if up_to_version is not None and up_to_version > MAX_INTEGER:
@@ -1235,6 +1460,7 @@ class PostgresEventStore:
     ) -> list[tuple[str, int, bytes]]:
         """``load_stream`` as ``(event_type, version, data)`` rows, no ``Event`` built
         (what ``Repository.load`` reads for a replay without upcasters)."""
+        check_text(self.path, "load_stream", "aggregate_id", aggregate_id)
         if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
         if up_to_version is not None and up_to_version > MAX_INTEGER:
@@ -1255,12 +1481,18 @@ class PostgresEventStore:
         return await asyncio.to_thread(self.load_stream, aggregate_id, after_version, up_to_version)
 
     def stream_version(self, aggregate_id: str) -> int:
+        check_text(self.path, "stream_version", "aggregate_id", aggregate_id)
         with self.reading() as conn:
             row = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()
         return int(row[0] or 0) if row else 0
 
     async def stream_version_async(self, aggregate_id: str) -> int:
         return await asyncio.to_thread(self.stream_version, aggregate_id)
+
+    def _event_type_names(self, where: str, event_types: object) -> list[str] | None:
+        names = event_type_names(event_types)
+        check_texts(self.path, where, (("event_types", name) for name in names or ()))
+        return names
 
     def _check_after(self, after_position: int) -> None:
         check_position("after_position", after_position)
@@ -1276,7 +1508,7 @@ class PostgresEventStore:
     ) -> list[Event]:
         """Events with position > ``after_position`` in position order (never the one at it)."""
         self._check_after(after_position)
-        event_types = event_type_names(event_types)
+        event_types = self._event_type_names("read_all", event_types)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s"
         params: list[object] = [after_position]
         if event_types is not None:
@@ -1312,7 +1544,7 @@ class PostgresEventStore:
         them out again).
         """
         self._check_after(after_position)
-        event_types = event_type_names(event_types)
+        event_types = self._event_type_names("read_page", event_types)
         check_count("limit", limit)
         limit = min(limit, MAX_INTEGER)
         sql = f"SELECT {EVENT_COLUMNS} FROM events WHERE position > %s"
@@ -1378,6 +1610,8 @@ class PostgresEventStore:
 
     # -- unique constraints --------------------------------------------------------------------
     def constraint_owner(self, index: str, value: str) -> str | None:
+        where = "constraint_owner"
+        check_texts(self.path, where, (("index", index), ("value", value)))
         with self.reading() as conn:
             row = conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
         return row[0] if row else None
@@ -1409,8 +1643,16 @@ class PostgresEventStore:
     # -- snapshots -----------------------------------------------------------------------------
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Store a snapshot; saving the same (aggregate, version) again replaces it harmlessly."""
-        if snapshot.version > MAX_INTEGER:
-            raise IntegerRangeError(self.path, "version", snapshot.version)
+        check_snapshot(self.path, snapshot)
+        check_texts(
+            self.path,
+            "save_snapshot",
+            (
+                ("aggregate_id", snapshot.aggregate_id),
+                ("aggregate_type", snapshot.aggregate_type),
+                ("schema_key", snapshot.schema_key),
+            ),
+        )
         with self.reading() as conn:
             conn.execute(
                 f"INSERT INTO snapshots ({_SNAPSHOT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s) "
@@ -1430,16 +1672,21 @@ class PostgresEventStore:
     def latest_snapshot(
         self, aggregate_id: str, at_or_before_version: int | None = None
     ) -> Snapshot | None:
+        check_text(self.path, "latest_snapshot", "aggregate_id", aggregate_id)
+        bound = snapshot_version_bound(
+            "latest_snapshot", "at_or_before_version", at_or_before_version
+        )
         sql = f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE aggregate_id = %s"
         params: list[object] = [aggregate_id]
-        if at_or_before_version is not None:
+        if bound is not None:
             sql += " AND version <= %s"
-            params.append(min(at_or_before_version, MAX_INTEGER))
+            params.append(bound)
         with self.reading() as conn:
             row = conn.execute(sql + " ORDER BY version DESC LIMIT 1", params).fetchone()
         return _snapshot(row) if row else None
 
     def list_snapshots(self, aggregate_id: str) -> list[Snapshot]:
+        check_text(self.path, "list_snapshots", "aggregate_id", aggregate_id)
         with self.reading() as conn:
             rows = conn.execute(
                 f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE aggregate_id = %s "
@@ -1449,13 +1696,16 @@ class PostgresEventStore:
         return [_snapshot(r) for r in rows]
 
     def delete_snapshots_older_than(self, aggregate_id: str, version: int) -> int:
+        check_text(self.path, "delete_snapshots_older_than", "aggregate_id", aggregate_id)
+        last = last_version_older_than("delete_snapshots_older_than", version)
         with self.reading() as conn:
             return conn.execute(
-                "DELETE FROM snapshots WHERE aggregate_id = %s AND version < %s",
-                (aggregate_id, min(version, MAX_INTEGER)),
+                "DELETE FROM snapshots WHERE aggregate_id = %s AND version <= %s",
+                (aggregate_id, last),
             ).rowcount
 
     def delete_snapshots_of_type(self, aggregate_type: str) -> int:
+        check_text(self.path, "delete_snapshots_of_type", "aggregate_type", aggregate_type)
         with self.reading() as conn:
             return conn.execute(
                 "DELETE FROM snapshots WHERE aggregate_type = %s", (aggregate_type,)
@@ -1463,14 +1713,14 @@ class PostgresEventStore:
 
     def keep_last_snapshots(self, aggregate_id: str, count: int) -> int:
         """Delete all but the newest ``count`` snapshots of an aggregate."""
-        if count < 0:
-            raise ValueError(f"keep_last_snapshots needs count >= 0, got {count}")
+        keep = snapshots_to_keep("keep_last_snapshots", count)
+        check_text(self.path, "keep_last_snapshots", "aggregate_id", aggregate_id)
         with self.reading() as conn:
             return conn.execute(
                 "DELETE FROM snapshots WHERE aggregate_id = %s AND version NOT IN ("
                 " SELECT version FROM snapshots WHERE aggregate_id = %s"
                 " ORDER BY version DESC LIMIT %s)",
-                (aggregate_id, aggregate_id, min(count, MAX_INTEGER)),  # more: keep all
+                (aggregate_id, aggregate_id, keep),
             ).rowcount
 
     def snapshot_stats(self) -> SnapshotStats:
@@ -1483,10 +1733,12 @@ class PostgresEventStore:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def load_checkpoint(self, name: str) -> int:
+        check_text(self.path, "load_checkpoint", "checkpoint name", name)
         with self.reading() as conn:
             return read_progress(conn, name)[0]
 
     def load_scanned_position(self, name: str) -> int:
+        check_text(self.path, "load_scanned_position", "checkpoint name", name)
         with self.reading() as conn:
             return read_progress(conn, name)[1]
 
@@ -1494,10 +1746,12 @@ class PostgresEventStore:
         self, name: str, position: int, *, scanned_position: int | None = None
     ) -> None:
         check_checkpoint(self.path, name, position, scanned_position)
+        check_text(self.path, "save_checkpoint", "checkpoint name", name)
         with self.reading() as conn:
             write_checkpoint(conn, name, position, scanned_position)
 
     def delete_checkpoint(self, name: str) -> None:
+        check_text(self.path, "delete_checkpoint", "checkpoint name", name)
         with self.reading() as conn:
             conn.execute("DELETE FROM projection_checkpoints WHERE name = %s", (name,))
 

@@ -2,7 +2,7 @@
 
 ``postgresql://user:password@host:port/db`` (or ``postgres://``, or
 ``postgresql+psycopg://``) opens a ``PostgresEventStore``. The store's own
-options come from the query (``?schema=orders&pool_size=4``); every other
+options come from the query (``?schema=orders&pool_size=4&close_timeout=2``); every other
 query parameter is libpq's (``sslmode``, ``connect_timeout``, ...) and stays in
 the DSN.
 """
@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, quote, urlencode
 from ..core.errors import StoreURLError
 from .store import PostgresEventStore
 
-_OPTIONS: dict[str, type] = {"schema": str, "pool_size": int}
+_OPTIONS: dict[str, type] = {"schema": str, "pool_size": int, "close_timeout": float}
 
 
 def postgres_dsn(url: str) -> tuple[str, dict[str, object]]:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import time
 
-from ..core.arguments import MAX_INTEGER
-from ..core.errors import IntegerRangeError
+from ..core.arguments import (
+    check_snapshot,
+    last_version_older_than,
+    snapshot_version_bound,
+    snapshots_to_keep,
+)
 from ..core.events import timestamp_from_micros
 from ..core.snapshots import Snapshot, SnapshotStats
 from .connections import ConnectionPool
@@ -21,9 +25,11 @@ class SQLiteSnapshots:
     _db: ConnectionPool
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Store a snapshot; saving the same (aggregate, version) again replaces it harmlessly."""
-        if snapshot.version > MAX_INTEGER:
-            raise IntegerRangeError(self._db.path, "version", snapshot.version)
+        """Store a snapshot; saving the same (aggregate, version) again replaces it harmlessly.
+
+        Its version runs from 1 (``check_snapshot``: at 0 there is nothing to snapshot).
+        """
+        check_snapshot(self._db.path, snapshot)
         with self._db.transaction() as conn:
             conn.execute(
                 f"INSERT OR REPLACE INTO snapshots ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)",
@@ -40,8 +46,13 @@ class SQLiteSnapshots:
     def latest_snapshot(
         self, aggregate_id: str, at_or_before_version: int | None = None
     ) -> Snapshot | None:
+        """The newest snapshot of ``aggregate_id``, or the newest at or before a version
+        (one beyond the integers is no bound)."""
+        bound = snapshot_version_bound(
+            "latest_snapshot", "at_or_before_version", at_or_before_version
+        )
         with self._db.reading() as conn:
-            if at_or_before_version is None:
+            if bound is None:
                 row = conn.execute(
                     f"SELECT {_COLUMNS} FROM snapshots WHERE aggregate_id = ? "
                     "ORDER BY version DESC LIMIT 1",
@@ -51,7 +62,7 @@ class SQLiteSnapshots:
                 row = conn.execute(
                     f"SELECT {_COLUMNS} FROM snapshots WHERE aggregate_id = ? AND version <= ? "
                     "ORDER BY version DESC LIMIT 1",
-                    (aggregate_id, min(at_or_before_version, MAX_INTEGER)),  # none is later
+                    (aggregate_id, bound),
                 ).fetchone()
         return _row_to_snapshot(row) if row else None
 
@@ -64,10 +75,16 @@ class SQLiteSnapshots:
         return [_row_to_snapshot(r) for r in rows]
 
     def delete_snapshots_older_than(self, aggregate_id: str, version: int) -> int:
+        """Delete the snapshots of ``aggregate_id`` below ``version``; how many went.
+
+        A ``version`` of 2**63 or more deletes them all; one at or below 1 (a negative one
+        too) deletes none.
+        """
+        last = last_version_older_than("delete_snapshots_older_than", version)
         with self._db.transaction() as conn:
             return conn.execute(
-                "DELETE FROM snapshots WHERE aggregate_id = ? AND version < ?",
-                (aggregate_id, version),
+                "DELETE FROM snapshots WHERE aggregate_id = ? AND version <= ?",
+                (aggregate_id, last),
             ).rowcount
 
     def delete_snapshots_of_type(self, aggregate_type: str) -> int:
@@ -77,15 +94,15 @@ class SQLiteSnapshots:
             ).rowcount
 
     def keep_last_snapshots(self, aggregate_id: str, count: int) -> int:
-        """Delete all but the newest ``count`` snapshots of an aggregate."""
-        if count < 0:
-            raise ValueError(f"keep_last_snapshots needs count >= 0, got {count}")
+        """Delete all but the newest ``count`` snapshots of an aggregate (an int >= 0;
+        one of 2**63 or more keeps them all)."""
+        keep = snapshots_to_keep("keep_last_snapshots", count)
         with self._db.transaction() as conn:
             return conn.execute(
                 "DELETE FROM snapshots WHERE aggregate_id = ? AND version NOT IN ("
                 " SELECT version FROM snapshots WHERE aggregate_id = ?"
                 " ORDER BY version DESC LIMIT ?)",
-                (aggregate_id, aggregate_id, min(count, MAX_INTEGER)),  # more: keep all
+                (aggregate_id, aggregate_id, keep),
             ).rowcount
 
     def snapshot_stats(self) -> SnapshotStats:

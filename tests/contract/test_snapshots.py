@@ -7,7 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from eventstore import EveryNEvents, Snapshot
+from eventstore import AggregateNotFoundError, EveryNEvents, Snapshot
+from eventstore.core.arguments import MAX_INTEGER
 from tests.support.bank import Account, account_repository, pb
 
 
@@ -99,6 +100,71 @@ def test_keep_last_n_snapshots(store):
 def test_keep_last_rejects_a_negative_count(store):
     with pytest.raises(ValueError, match="count"):
         store.keep_last_snapshots("acc-1", -1)
+
+
+def test_a_snapshot_at_version_0_or_below_is_refused_naming_the_version(store):
+    for version in (0, -1, -(2**70)):
+        with pytest.raises(ValueError, match=f"version must be >= 1, got {version}"):
+            store.save_snapshot(snap("acc-1", version))
+    assert store.list_snapshots("acc-1") == []
+
+
+@pytest.mark.parametrize("version", [True, 1.5, "3", None])
+def test_a_snapshot_version_that_is_not_an_int_is_refused(store, version):
+    with pytest.raises(TypeError, match="version must be an int"):
+        store.save_snapshot(snap("acc-1", version))  # type: ignore[arg-type]
+    assert store.list_snapshots("acc-1") == []
+
+
+def _two_four_six_eight(store) -> None:  # type: ignore[no-untyped-def]
+    for version in (2, 4, 6, 8):
+        store.save_snapshot(snap("acc-1", version))
+
+
+def _left(store) -> list[int]:  # type: ignore[no-untyped-def]
+    return [s.version for s in store.list_snapshots("acc-1")]
+
+
+def test_delete_snapshots_older_than_a_bound_beyond_the_integers_deletes_them_all(store):
+    _two_four_six_eight(store)
+    store.save_snapshot(snap("acc-1", MAX_INTEGER))
+    assert store.delete_snapshots_older_than("acc-1", 2**64) == 5
+    assert _left(store) == []
+
+
+def test_delete_snapshots_older_than_a_bound_at_or_below_1_deletes_none(store):
+    _two_four_six_eight(store)
+    for bound in (1, 0, -5, -(2**64)):
+        assert store.delete_snapshots_older_than("acc-1", bound) == 0
+    assert _left(store) == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("version", ["5", None, True, 5.5])
+def test_delete_snapshots_older_than_refuses_a_version_that_is_not_an_int(store, version):
+    _two_four_six_eight(store)
+    with pytest.raises(TypeError, match="delete_snapshots_older_than: version must be an int"):
+        store.delete_snapshots_older_than("acc-1", version)
+    assert _left(store) == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("count", [True, 1.5, "2", None])
+def test_keep_last_snapshots_refuses_a_count_that_is_not_an_int(store, count):
+    _two_four_six_eight(store)
+    with pytest.raises(TypeError, match="keep_last_snapshots: count must be an int"):
+        store.keep_last_snapshots("acc-1", count)
+    assert _left(store) == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("bound", [5.5, "5", True])
+def test_latest_snapshot_refuses_a_bound_that_is_not_an_int(store, bound):
+    _two_four_six_eight(store)
+    with pytest.raises(TypeError, match="at_or_before_version must be an int"):
+        store.latest_snapshot("acc-1", bound)
+
+
+def test_latest_snapshot_at_or_before_a_bound_below_the_integers_is_none(store):
+    _two_four_six_eight(store)
+    assert store.latest_snapshot("acc-1", -(2**70)) is None
 
 
 def test_snapshot_stats(store):
@@ -268,6 +334,16 @@ def test_save_snapshot_records_schema_key_and_state(store):
     assert (got.version, got.schema_key, got.data) == (3, Account.schema_key, saved.data)
     assert pb.AccountState.FromString(got.data) == account.state
     assert account.snapshot_version == 3
+
+
+def test_save_snapshot_of_an_aggregate_without_events_is_refused_and_load_finds_none(store):
+    repo = account_repository(store)
+    with pytest.raises(ValueError, match="no stored events") as caught:
+        repo.save_snapshot(Account("ghost"))
+    assert "Save its first events, then snapshot it" in str(caught.value)
+    assert store.list_snapshots("ghost") == []
+    with pytest.raises(AggregateNotFoundError):
+        repo.load("ghost")
 
 
 def test_save_snapshot_of_unsaved_aggregate_is_refused(store):

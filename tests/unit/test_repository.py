@@ -78,3 +78,29 @@ def test_load_reads_through_a_store_subclass_that_changes_load_stream(tmp_path):
         repo.save(account)
         assert repo.load("acc-1").state.balance == 10
         assert CountingStore.reads == 1
+
+
+def test_load_ignores_a_snapshot_at_version_0_stored_before_they_were_refused(tmp_path):
+    import sqlite3
+
+    from eventstore import AggregateNotFoundError, SQLiteEventStore
+
+    path = tmp_path / "s.db"
+    with SQLiteEventStore(path) as store:
+        repo = Repository(store, Account, event_types=EVENT_TYPES)
+        state = pb.AccountState(account_id="ghost", balance=5).SerializeToString()
+        with sqlite3.connect(path) as raw:  # as an older release stored it
+            raw.execute(
+                "INSERT INTO snapshots (aggregate_id, aggregate_type, version, schema_key, "
+                "data, created_at) VALUES ('ghost', 'Account', 0, ?, ?, 0)",
+                (Account.schema_key, state),
+            )
+        raw.close()
+        assert [s.version for s in store.list_snapshots("ghost")] == [0]
+        with pytest.raises(AggregateNotFoundError):
+            repo.load("ghost")
+        account = Account("ghost")
+        account.open("ann", 10)
+        repo.save(account)
+        loaded = repo.load("ghost")
+        assert (loaded.version, loaded.snapshot_version, loaded.state.balance) == (1, 0, 10)
