@@ -34,6 +34,8 @@ class UniqueConstraint:
                 f"UniqueConstraint {self.index!r} needs a non-empty string value, got "
                 f"{self.value!r}; convert numbers and normalise case before claiming"
             )
+        _check_encodable("an index name", self.index, self.index)
+        _check_encodable("a value", self.value, self.index)
         if not isinstance(self.op, ConstraintOp):
             raise TypeError(
                 f"UniqueConstraint {self.index!r} op must be ConstraintOp.CLAIM or "
@@ -50,3 +52,17 @@ class UniqueConstraint:
     @classmethod
     def from_json(cls, raw: list[str]) -> UniqueConstraint:
         return cls(raw[0], raw[1], ConstraintOp(raw[2]))
+
+
+def _check_encodable(what: str, text: str, index: str) -> None:
+    """Refuse a string the stores cannot keep: one with a lone surrogate is not UTF-8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"UniqueConstraint {index!r} has {what} that is not valid Unicode text: "
+            f"{text!r} holds a lone surrogate (U+{ord(text[exc.start]):04X}) at index "
+            f"{exc.start}, which cannot be stored as UTF-8. Such strings come from decoding "
+            "bytes with errors='surrogateescape' or from half of a UTF-16 pair: decode the "
+            "bytes as UTF-8 (errors='strict' or 'replace') before claiming"
+        ) from None

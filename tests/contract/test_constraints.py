@@ -10,7 +10,8 @@ from eventstore import (
     UniqueConstraintError,
     UniqueConstraintReleaseError,
 )
-from tests.support.bank import Account, account_repository
+from eventstore.core.tenancy import with_tenant
+from tests.support.bank import Account, account_repository, pb
 
 from .builders import deposit, log_contents, opened
 
@@ -153,3 +154,40 @@ def test_constraint_with_a_plain_string_op_is_rejected_at_construction():
 def test_constraint_with_an_empty_index_or_value_is_rejected(index, value):
     with pytest.raises(ValueError, match="non-empty"):
         UniqueConstraint(index, value)
+
+
+@pytest.mark.parametrize(
+    ("index", "value", "named"),
+    [("handle", "star\ud800", "a value"), ("hand\udc80le", "star", "an index name")],
+    ids=["in-the-value", "in-the-index-name"],
+)
+def test_constraint_with_a_lone_surrogate_is_rejected_at_construction(index, value, named):
+    with pytest.raises(ValueError, match="lone surrogate") as info:
+        UniqueConstraint(index, value)
+    message = str(info.value)
+    assert repr(index) in message and named in message and "UTF-8" in message
+
+
+def test_a_tenants_release_of_a_value_another_of_its_aggregates_owns_names_that_owner(store):
+    # Values are claimed per tenant, so the owner is the tenant's own aggregate: the
+    # error used to say that nobody had claimed the value, sending an operator to repair
+    # a table that was right.
+    repo = account_repository(store, tenant_isolation=True)
+    with with_tenant("acme"):
+        a = Account("a")
+        a.open("star", unique_owner=True)
+        repo.save(a)
+        b = Account("b")
+        b.open("bee")
+        repo.save(b)
+        b = repo.load("b")
+        b.apply_change(
+            pb.MoneyDeposited(amount=1),
+            constraints=[UniqueConstraint.release("account_owner", "star")],
+        )
+        with pytest.raises(UniqueConstraintReleaseError) as info:
+            repo.save(b)
+    err = info.value
+    assert (err.value, err.owner, err.requester) == ("star", "a", "b")
+    assert "owned by 'a'" in str(err) and "nobody" not in str(err)
+    assert store.constraint_owner("account_owner", "acme::star") == "acme::a"
