@@ -12,9 +12,7 @@ from collections.abc import Mapping
 # user:password@ up to the last '@' before the path (a password may hold '/' or '@').
 _URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@?#]*:)[^?#]*@")
 # password=... as a query parameter (?password=) or a libpq keyword (password=x host=y).
-_PASSWORD_PARAMETER = re.compile(
-    r"(?i)((?:^|[?&\s])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)"
-)
+_PASSWORD_PARAMETER = re.compile(r"(?i)((?:^|[?&\s])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)")
 
 
 def redact_url(url: str) -> str:
@@ -96,17 +94,36 @@ class ConcurrencyError(EventStoreError):
 
 
 class UniqueConstraintError(EventStoreError):
-    def __init__(self, index: str, value: str, owner: str | None, requester: str = "") -> None:
+    """A claim of a value another aggregate holds.
+
+    ``owner`` is None when no aggregate holds the value, or when it is not told
+    (``owner_hidden``: a tenant-isolated repository does not name the owner,
+    since the message may reach a client).
+    """
+
+    def __init__(
+        self,
+        index: str,
+        value: str,
+        owner: str | None,
+        requester: str = "",
+        *,
+        owner_hidden: bool = False,
+    ) -> None:
         self.index = index
         self.value = value
         self.owner = owner
         self.requester = requester
+        self.owner_hidden = owner_hidden
         super().__init__(self._describe())
+
+    def _owner_words(self) -> str:
+        return "another aggregate" if self.owner is None else f"aggregate {self.owner!r}"
 
     def _describe(self) -> str:
         return (
             f"unique constraint {self.index!r}: value {self.value!r} is already claimed by "
-            f"aggregate {self.owner!r}, so {self.requester or 'this aggregate'!r} cannot claim "
+            f"{self._owner_words()}, so {self.requester or 'this aggregate'!r} cannot claim "
             "it. Choose another value, or have the owner release it first."
         )
 
@@ -115,6 +132,11 @@ class UniqueConstraintReleaseError(UniqueConstraintError):
     """A release of a value that the releasing aggregate does not own."""
 
     def _describe(self) -> str:
+        if self.owner_hidden:
+            return (
+                f"unique constraint {self.index!r}: aggregate {self.requester!r} released value "
+                f"{self.value!r}, which another aggregate owns. Only the owner can release it."
+            )
         if self.owner is None:
             return (
                 f"unique constraint {self.index!r}: aggregate {self.requester!r} released value "

@@ -620,17 +620,15 @@ class Repository(Generic[A]):
         return ConcurrencyError(split_stored_id(exc.aggregate_id)[1], exc.expected, exc.actual)
 
     def _own_constraint_error(self, exc: UniqueConstraintError) -> UniqueConstraintError:
-        """The error in the tenant's own ids: its value, its requester, and the owner when
-        the owner is an aggregate of the same tenant (values are claimed per tenant, so it
-        always is; another tenant's id would be left out, never shown)."""
+        """The error with the tenant's own value and no owner id: the message may reach a
+        client, which must not learn which aggregate holds a value (an e-mail's account).
+        That an owner exists is kept (``owner_hidden``), so a release says "another
+        aggregate owns it", not "nobody has claimed it"."""
         if not self.tenant_isolation:
             return exc
-        tenant, value = split_stored_id(exc.value)
-        owner = None
-        if exc.owner is not None:
-            owner_tenant, owner_id = split_stored_id(exc.owner)
-            owner = owner_id if owner_tenant == tenant else None
-        return type(exc)(exc.index, value, owner, split_stored_id(exc.requester)[1])
+        value = split_stored_id(exc.value)[1]
+        requester = split_stored_id(exc.requester)[1]
+        return type(exc)(exc.index, value, None, requester, owner_hidden=exc.owner is not None)
 
     def _new_events(
         self, aggregate: A, key: str, command_id: str | None, metadata: EventMetadata | None
