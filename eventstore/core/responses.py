@@ -289,6 +289,19 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
                 "Use a value below 2**63.",
                 "{name} = {value} is outside the store's integer range",
             ),
+            RaisedAs(
+                "NulByteError",
+                ("field",),
+                "Remove the NUL byte ('\\x00') from {field} and send the request again.",
+                "{field} holds a NUL byte, which the service's store (PostgreSQL) cannot hold",
+            ),
+            RaisedAs(
+                "ValueTooLargeError",
+                ("field", "size", "limit"),
+                "Use a shorter value (for a unique value, claim its hash); sending it again "
+                "fails the same way.",
+                "{field} is too long for the service's store (size {size}, limit {limit} bytes)",
+            ),
         ),
     ),
     ErrorCode(
@@ -364,15 +377,16 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         501,
         "router",
         "No handler is registered for the subject (over NATS: a method the service does not "
-        "have; details: `subject`).",
+        "have; over HTTP: no method at the path, with HTTP status 404; details: `subject`).",
     ),
     ErrorCode(
         INVALID_REQUEST,
         "invalid_argument",
         400,
-        "NATS service host",
-        "The request's bytes do not parse as the message the subject takes; the handler did "
-        "not run (details: `subject`, `expected`).",
+        "NATS or HTTP host",
+        "The request's bytes do not parse as the message the subject takes (over HTTP also: "
+        "a wrong method, content type or header, with the runtime's HTTP status); the handler "
+        "did not run (details: `subject`, `expected`).",
     ),
     ErrorCode(
         REPLY_TOO_LARGE,
@@ -385,11 +399,12 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
     ),
     ErrorCode(
         REQUEST_TOO_LARGE,
-        "invalid_argument",
-        400,
-        "client (NATS transport)",
-        "The request is larger than the NATS server's `max_payload`; nothing was sent "
-        "(details: `subject`, `command_id`, `size`, `limit`).",
+        "resource_exhausted",
+        429,
+        "client (NATS transport), HTTP host",
+        "The request is larger than the NATS server's `max_payload` (nothing was sent) or the "
+        "`ConnectApp`'s `max_body_bytes` (the handler did not run); details: `subject`, "
+        "`command_id`, `size` (over HTTP: when the request gave its length), `limit`.",
     ),
     ErrorCode(
         INTERNAL,

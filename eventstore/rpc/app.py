@@ -9,10 +9,22 @@ unknown JSON fields and JSON bodies that are not an object are refused
 415 (only Connect is served; the security table in the README lists both).
 
 Every request refused before the ``Router``'s chain (no or bad credentials, a
-forbidden tenant, and what the runtime refuses before calling an endpoint:
-an unknown path, a wrong HTTP method or content type, a body too large or
-that does not parse) goes through the chain's observing middlewares
-(``Router.refuse``), so the logging and OpenTelemetry middlewares record it.
+forbidden tenant, a request whose ``Es-Message-Type`` header names another
+type than the path's, headers that cannot be read, and what the runtime
+refuses before calling an endpoint: an unknown path, a wrong HTTP method or
+content type, a body too large or that does not parse) goes through the
+chain's observing middlewares (``Router.refuse``), so the logging and
+OpenTelemetry middlewares record it. Each such reply is a Connect error whose
+details carry the ``eventsourcing.AppError`` of the error table
+(``NO_HANDLER``, ``REQUEST_TOO_LARGE``, ``INVALID_MESSAGE_TYPE``,
+``INVALID_REQUEST``), like the replies of the chain; the runtime's HTTP
+status is kept (404 for an unknown path, 429 for a body too large ...).
+
+Headers (core/headers.py): ``Es-Message-Type`` names the request's proto type,
+as over NATS; a request without it (curl, another Connect client) is read as
+the path's type. Custom metadata arrives in ``Es-Metadata``
+(percent-encoded pairs, the case of keys kept) or, from clients that do not
+send that, as ``Es-Meta-<key>`` headers, whose keys HTTP has lowercased.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from connectrpc._protocol import ConnectWireError
 from connectrpc._server_shared import EndpointUnary
 from connectrpc.code import Code
 from connectrpc.codec import Codec
@@ -41,12 +54,17 @@ from ..core.headers import (
     COMMAND_ID_HEADER,
     CORRELATION_ID_HEADER,
     CUSTOM_METADATA_PREFIX,
+    MESSAGE_TYPE_HEADER,
+    METADATA_HEADER,
     TENANT_ID_HEADER,
+    decode_metadata,
 )
 from ..core.identity import Authenticator, Principal, is_identity_header
+from ..core.ids import new_command_id
 from ..core.middleware import default_middlewares
 from ..core.responses import (
     INTERNAL,
+    INVALID_MESSAGE_TYPE,
     INVALID_REQUEST,
     NO_HANDLER,
     REQUEST_TOO_LARGE,
@@ -54,7 +72,14 @@ from ..core.responses import (
     Response,
     error_code,
 )
-from ..core.routing import DEFAULT_HANDLER_THREADS, Middleware, Route, Router, ServiceBinding
+from ..core.routing import (
+    DEFAULT_HANDLER_THREADS,
+    Middleware,
+    Route,
+    Router,
+    ServiceBinding,
+    internal_error,
+)
 
 log = logging.getLogger("eventstore.rpc")
 
@@ -62,8 +87,10 @@ log = logging.getLogger("eventstore.rpc")
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 APP_ERROR_TYPE = "eventsourcing.AppError"
 
-_CANONICAL = {h.lower(): h for h in (COMMAND_ID_HEADER, CORRELATION_ID_HEADER, TENANT_ID_HEADER)}
-_REFUSED_CONTENT = ("application/grpc",)  # application/grpc, +proto, -web, -web+proto ...
+_CANONICAL = {
+    h.lower(): h
+    for h in (COMMAND_ID_HEADER, CORRELATION_ID_HEADER, TENANT_ID_HEADER, MESSAGE_TYPE_HEADER)
+}
 
 
 #: Well-known types whose proto3 JSON form is not an object (a string, number, array ...).
@@ -125,40 +152,59 @@ def _json_kind(data: bytes | bytearray) -> str | None:
 
 
 class _Exchange:
-    """One HTTP request as ``ConnectApp`` watches it: did it reach an endpoint, what status
-    and error body went back (a refusal of the runtime is known only by its response)."""
+    """One HTTP request as ``ConnectApp`` watches it: its headers as the ``Router`` reads
+    them, did it reach an endpoint, and the runtime's refusal when it did not.
 
-    __slots__ = ("_send", "body", "reached", "status")
+    A refusal of the runtime is known only by its response: an error status before
+    any endpoint ran. That response is held (``held``, its body in ``body``) and
+    answered again with the ``AppError`` it stands for.
+    """
 
-    def __init__(self, send: Callable[[Any], Awaitable[None]]) -> None:
-        self._send = send
+    __slots__ = ("body", "downstream", "headers", "held", "reached", "status")
+
+    def __init__(self, send: Callable[[Any], Awaitable[None]], headers: dict[str, str]) -> None:
+        self.downstream = send
+        self.headers = headers
         self.reached = False
         self.status: int | None = None
+        self.held: Mapping[str, Any] | None = None
         self.body = b""
 
     async def send(self, message: Any) -> None:
-        if message.get("type") == "http.response.start":
+        kind = message.get("type")
+        if kind == "http.response.start":
             self.status = int(message.get("status", 0))
-        elif message.get("type") == "http.response.body" and self.status != 200:
-            room = _ERROR_BODY_LIMIT - len(self.body)
-            self.body += bytes(message.get("body", b""))[: max(room, 0)]
-        await self._send(message)
+            if not self.reached and self.status >= 400:
+                self.held = message
+                return
+        elif kind == "http.response.body" and self.held is not None:
+            self.body += bytes(message.get("body", b""))  # the runtime's error: a few lines
+            return
+        await self.downstream(message)
 
 
 #: The request being answered, so an endpoint can mark it reached.
 _EXCHANGE: contextvars.ContextVar[_Exchange | None] = contextvars.ContextVar(
     "eventstore_rpc_exchange", default=None
 )
-#: Bytes of an error body read to find its Connect code (``{"code": ..., "message": ...}``).
-_ERROR_BODY_LIMIT = 4096
+#: Characters kept of the runtime's message in a refusal (it may quote the client's body).
+_RUNTIME_MESSAGE_LIMIT = 500
 #: Characters of a path kept in a refused request's subject (a path is the client's).
 _SUBJECT_LIMIT = 200
+#: Characters kept of a message type a client claims (``Es-Message-Type``) in a refusal.
+_CLAIMED_TYPE_LIMIT = 200
+_CONNECT_REQUEST = (
+    "Send a Connect unary request (POST, application/json or application/proto) to "
+    "/<package>.<Service>/<Method>."
+)
 
+#: logging_middleware's outcome for a cancelled request.
+_CANCELLED = "CANCELLED"
 #: What a refusal of the runtime is recorded as: by Connect code, then by HTTP status.
 _BY_CONNECT_CODE = {
     "resource_exhausted": REQUEST_TOO_LARGE,
     "deadline_exceeded": TIMEOUT,
-    "canceled": "CANCELLED",  # logging_middleware's outcome for a cancelled request
+    "canceled": _CANCELLED,
     "internal": INTERNAL,
     "unknown": INTERNAL,
     "data_loss": INTERNAL,
@@ -172,18 +218,44 @@ class _Application(ConnectASGIApplication[object]):
         return "/"
 
 
+class HeaderError(ValueError):
+    """A request header the app cannot read (``header`` names it); the request is refused."""
+
+    def __init__(self, header: str, problem: str) -> None:
+        self.header = header
+        super().__init__(f"the {header} header {problem}")
+
+
 def request_headers(raw: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """HTTP headers as the ``Router`` reads them: ``Es-*`` names in their canonical case."""
+    """HTTP headers as the ``Router`` reads them: ``Es-*`` names in their canonical case.
+
+    Custom metadata comes from ``Es-Meta-<key>`` headers (keys as HTTP delivers
+    them: lowercased) and from the ``Es-Metadata`` header (percent-encoded
+    ``key=value`` pairs, keys in their case), which wins for a key in both. A
+    malformed ``Es-Metadata`` raises ``HeaderError``.
+    """
     out: dict[str, str] = {}
     meta = CUSTOM_METADATA_PREFIX.lower()
+    packed = METADATA_HEADER.lower()
+    encoded: list[str] = []
     for name, value in raw:
         lowered = name.lower()
         if lowered in _CANONICAL:
             out[_CANONICAL[lowered]] = value
+        elif lowered == packed:
+            encoded.append(value)
         elif lowered.startswith(meta):
             out[CUSTOM_METADATA_PREFIX + name[len(meta) :]] = value
         else:
             out[lowered] = value
+    for value in encoded:
+        try:
+            custom = decode_metadata(value)
+        except ValueError as exc:
+            raise HeaderError(
+                METADATA_HEADER, f"is not percent-encoded key=value pairs joined by '&': {exc}"
+            ) from None
+        out.update({CUSTOM_METADATA_PREFIX + k: v for k, v in custom.items()})
     return out
 
 
@@ -228,6 +300,7 @@ class ConnectApp:
         self.max_body_bytes = max_body_bytes
         endpoints = {self._path(s): self._endpoint(s) for s in self.router.subjects}
         self.paths = sorted(endpoints)
+        self._routes = {self._path(s): self.router.route(s) for s in self.router.subjects}
         self._app = _Application(
             service=self,
             endpoints=lambda _service: endpoints,
@@ -264,7 +337,9 @@ class ConnectApp:
         exchange = _EXCHANGE.get()
         if exchange is not None:
             exchange.reached = True  # from here on, the router records the request
-        headers = request_headers(ctx.request_headers.allitems())
+            headers = dict(exchange.headers)
+        else:
+            headers = request_headers(ctx.request_headers.allitems())
         tenant = headers.pop(TENANT_ID_HEADER, "") or None
         headers = {k: v for k, v in headers.items() if not is_identity_header(k)}
         try:
@@ -299,29 +374,207 @@ class ConnectApp:
         if scope.get("type") != "http":
             await self._app(scope, receive, send)  # type: ignore[arg-type]
             return
-        exchange = _Exchange(send)
+        headers, refusal = self._read_request(scope)
+        if refusal is not None:
+            status, error = refusal
+            extra = [(b"accept-post", b"application/json, application/proto")]
+            await _send_error(send, status, error, extra if status == 415 else ())
+            await self._record_refusal(scope, error, headers)
+            return
+        exchange = _Exchange(send, headers)
         token = _EXCHANGE.set(exchange)
         try:
-            if _is_grpc(scope):
-                await _refuse(exchange.send, 415, b"only the Connect protocol is served here")
-            else:
-                await self._app(scope, receive, exchange.send)  # type: ignore[arg-type]
+            await self._app(scope, receive, exchange.send)  # type: ignore[arg-type]
         finally:
             _EXCHANGE.reset(token)
-        if not exchange.reached and exchange.status is not None and exchange.status >= 400:
-            await self._record_refusal(scope, exchange)
+            if exchange.held is not None:
+                await self._answer_runtime_refusal(scope, exchange)
 
-    async def _record_refusal(self, scope: Mapping[str, Any], exchange: _Exchange) -> None:
-        """Run the chain's observers around a refusal no endpoint saw (the response is sent)."""
-        subject = _subject_of(scope)
+    def _read_request(
+        self, scope: Mapping[str, Any]
+    ) -> tuple[dict[str, str], tuple[int, AppError] | None]:
+        """The request's headers as the router reads them, and the refusal (HTTP status,
+        error) of a request refused before the runtime reads it.
+
+        Refused here: gRPC and gRPC-Web (415), a header that is not UTF-8 text or a
+        malformed ``Es-Metadata`` (``INVALID_REQUEST``), an ``Es-Message-Type`` that
+        names another type than the path's (``INVALID_MESSAGE_TYPE``, the check the
+        NATS host makes). A request without ``Es-Message-Type`` is read as the path's.
+        """
+        raw = list(scope.get("headers", ()))
+        route = self._route_of(scope)
+        subject = route.subject if route is not None else _subject_of(scope)
+        if _is_grpc(scope):
+            return _lenient_headers(raw), (415, _grpc_refusal(subject, route))
         try:
-            raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
-            headers = request_headers(raw)
+            headers = request_headers([(k.decode("latin-1"), _utf8(k, v)) for k, v in raw])
+        except HeaderError as exc:
+            refusal = AppError(
+                INVALID_REQUEST,
+                f"the request to {subject} was refused: {exc}",
+                f"Send the {exc.header} header as UTF-8 text"
+                + (
+                    " (Es-Metadata: key=value pairs joined by '&', each key and value "
+                    "percent-encoded as UTF-8: OrderRef=X-7&note=caf%C3%A9)."
+                    if exc.header == METADATA_HEADER
+                    else "."
+                ),
+                {"subject": subject, "header": exc.header},
+            )
+            return _lenient_headers(raw), (400, refusal)
+        claimed = headers.get(MESSAGE_TYPE_HEADER, "")
+        if route is not None and claimed:
+            expected = route.request_type.DESCRIPTOR.full_name
+            if claimed != expected:
+                actual = _printable(claimed, _CLAIMED_TYPE_LIMIT)
+                refusal = AppError(
+                    INVALID_MESSAGE_TYPE,
+                    f"{route.subject} expects {expected}, got {actual}",
+                    f"Send a request of type {expected}.",
+                    {"subject": route.subject, "expected": expected, "actual": actual},
+                )
+                return headers, (400, refusal)
+        return headers, None
+
+    def _route_of(self, scope: Mapping[str, Any]) -> Route | None:
+        """The route the runtime serves at the request's path (mounted or not), if any."""
+        path = str(scope.get("path", ""))
+        route = self._routes.get(path)
+        root = str(scope.get("root_path", ""))
+        if route is None and root:
+            route = self._routes.get(path.removeprefix(root))
+        return route
+
+    async def _answer_runtime_refusal(self, scope: Mapping[str, Any], exchange: _Exchange) -> None:
+        """Answer a refusal of the runtime (held by ``exchange``) with its ``AppError``:
+        the runtime's status and headers, a Connect error body with the AppError in its
+        details; then record it through the chain's observers."""
+        held = exchange.held
+        assert held is not None
+        headers = dict(exchange.headers)
+        headers.setdefault(COMMAND_ID_HEADER, new_command_id())
+        try:
+            error = self._runtime_refusal(scope, exchange, headers[COMMAND_ID_HEADER])
+        except Exception:  # a bug here: still answer, with what the runtime said
+            log.exception("reading the refusal of a request to %s failed", _subject_of(scope))
+            error = AppError(INTERNAL, "the request was refused", "", {})
+            as_sent = True
+        else:
+            as_sent = error.code == _CANCELLED
+        try:
+            if as_sent:  # e.g. the client is gone: the runtime's own reply, as it was
+                await exchange.downstream(held)
+                await exchange.downstream({"type": "http.response.body", "body": exchange.body})
+            else:
+                status = exchange.status or 500
+                await _send_error(exchange.downstream, status, error, held.get("headers", ()))
+        except Exception as exc:  # the client went away; nothing more can be sent
+            log.debug("the refusal of a request to %s was not sent: %r", _subject_of(scope), exc)
+        await self._record_refusal(scope, error, headers)
+
+    async def _record_refusal(
+        self, scope: Mapping[str, Any], error: AppError, headers: Mapping[str, str]
+    ) -> None:
+        """Run the chain's observers around a refusal no endpoint saw (the response is sent)."""
+        subject = error.details.get("subject") or _subject_of(scope)
+        try:
+            headers = dict(headers)
             tenant = headers.pop(TENANT_ID_HEADER, "") or None
-            error = _runtime_refusal(scope, subject, exchange)
             await self.router.refuse(subject, error, headers, tenant=tenant)
         except Exception:  # the reply is gone already; a failure here must not reach the server
             log.exception("recording the refused request to %s failed", subject)
+
+    def _runtime_refusal(
+        self, scope: Mapping[str, Any], exchange: _Exchange, command_id: str
+    ) -> AppError:
+        """The ``AppError`` a refusal sent by the runtime stands for (known by its reply)."""
+        status = exchange.status or 0
+        connect_code, message = "", ""
+        try:
+            body = json.loads(exchange.body) if exchange.body else {}
+            if isinstance(body, dict):
+                connect_code, message = str(body.get("code", "")), str(body.get("message", ""))
+        except ValueError:
+            pass
+        message = _printable(message, _RUNTIME_MESSAGE_LIMIT)
+        route = self._route_of(scope)
+        subject = route.subject if route is not None else _subject_of(scope)
+        code = _BY_CONNECT_CODE.get(connect_code) or _BY_STATUS.get(status) or INVALID_REQUEST
+        if code == REQUEST_TOO_LARGE:
+            return self._too_large(scope, subject, command_id)
+        if code == NO_HANDLER:
+            return self._no_handler(scope, subject)
+        if code == TIMEOUT:
+            timeout = _header(scope, b"connect-timeout-ms")
+            details = {"subject": subject, "command_id": command_id}
+            if timeout.isdigit():
+                details["timeout"] = f"{int(timeout) / 1000:g}"
+            return AppError(
+                TIMEOUT,
+                f"the request to {subject} ran out of its Connect-Timeout-Ms before the handler "
+                "ran; nothing was applied",
+                f"Send the request again with the same command id ({command_id}), with a "
+                "longer timeout.",
+                details,
+            )
+        if code == INTERNAL:  # the runtime failed: its text stays in the log, as a handler's
+            return internal_error(subject, RuntimeError(f"HTTP {status} {connect_code}: {message}"))
+        details = {"subject": subject}
+        if route is not None:
+            details["expected"] = route.request_type.DESCRIPTOR.full_name
+        method = scope.get("method", "")
+        if route is not None and connect_code == "invalid_argument" and method == "POST":
+            expected = details["expected"]
+            return AppError(
+                INVALID_REQUEST,
+                f"the body sent to {subject} does not parse as {expected}: {message}",
+                f"Send the {expected} as proto3 JSON (application/json) or serialized "
+                "(application/proto).",
+                details,
+            )
+        if not message:
+            content_type = _printable(_header(scope, b"content-type"), 100)
+            message = {
+                405: f"HTTP {method} is not served here (Connect unary calls are POST)",
+                415: f"the content type {content_type!r} is not served here",
+            }.get(status, f"the request was refused with HTTP {status}")
+        return AppError(
+            code, f"the request to {subject} was refused: {message}", _CONNECT_REQUEST, details
+        )
+
+    def _too_large(self, scope: Mapping[str, Any], subject: str, command_id: str) -> AppError:
+        limit = self.max_body_bytes
+        size = _content_length(scope)
+        details = {"subject": subject, "command_id": command_id}
+        if size is not None and size > limit:
+            details["size"] = str(size)
+            what = f"is {size} bytes"
+        else:  # sent in chunks, or compressed: only its decompressed size was over
+            what = f"is more than {limit} bytes (decompressed)"
+        details["limit"] = str(limit)
+        return AppError(
+            REQUEST_TOO_LARGE,
+            f"the request to {subject} {what}, over the HTTP server's max_body_bytes of "
+            f"{limit}; the handler did not run",
+            "Send less in one request (keep large blobs outside the event store), or raise "
+            "the ConnectApp's max_body_bytes.",
+            details,
+        )
+
+    def _no_handler(self, scope: Mapping[str, Any], subject: str) -> AppError:
+        service, _, method = subject.rpartition(".")
+        known = [s.rpartition(".")[2] for s in self.router.subjects if s.startswith(service + ".")]
+        if service and known:
+            message = f"{service} has no method {method!r} (its methods: {', '.join(known)})"
+            solution = "Call one of its methods; regenerate the client if the proto changed."
+        else:
+            services = sorted({s.rpartition(".")[0] for s in self.router.subjects})
+            message = (
+                f"no method is served at /{service + '/' if service else ''}{method} "
+                f"(services served here: {', '.join(services) or 'none'})"
+            )
+            solution = _CONNECT_REQUEST
+        return AppError(NO_HANDLER, message, solution, {"subject": subject})
 
 
 def _is_grpc(scope: Mapping[str, Any]) -> bool:
@@ -340,48 +593,68 @@ def _subject_of(scope: Mapping[str, Any]) -> str:
         path = path[len(root) :]
     service, _, method = path.lstrip("/").rpartition("/")
     subject = f"{service}.{method}" if service else method
-    subject = "".join(c if c.isprintable() else "?" for c in subject[:_SUBJECT_LIMIT])
-    return subject or "/"
+    return _printable(subject, _SUBJECT_LIMIT) or "/"
 
 
-def _runtime_refusal(scope: Mapping[str, Any], subject: str, exchange: _Exchange) -> AppError:
-    """The ``AppError`` a refusal sent by the runtime (or the gRPC check) is recorded as."""
-    status = exchange.status or 0
-    connect_code, message = "", ""
+def _printable(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, anything unprintable as ``?`` (it is the client's)."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+def _utf8(name: bytes, value: bytes) -> str:
     try:
-        body = json.loads(exchange.body) if exchange.body else {}
-        if isinstance(body, dict):
-            connect_code, message = str(body.get("code", "")), str(body.get("message", ""))
-    except ValueError:
-        pass
-    code = _BY_CONNECT_CODE.get(connect_code) or _BY_STATUS.get(status) or INVALID_REQUEST
-    if not message:
-        method = scope.get("method", "")
-        message = {
-            404: f"no method is served at {scope.get('path', '')!r}",
-            405: f"HTTP {method} is not served here (Connect unary calls are POST)",
-            415: "the request's content type is not served here",
-        }.get(status, f"the request was refused with HTTP {status}")
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        header = _printable(name.decode("latin-1"), 100)
+        raise HeaderError(header, "is not UTF-8 text") from None
+
+
+def _lenient_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The headers as ``request_headers`` reads them, read as Latin-1 and without
+    ``Es-Metadata`` (what a refused request is recorded with: command id, trace context)."""
+    packed = METADATA_HEADER.lower().encode()
+    text = ((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw if k.lower() != packed)
+    return request_headers(text)
+
+
+def _header(scope: Mapping[str, Any], name: bytes) -> str:
+    """The first value of header ``name`` (lowercase) as Latin-1 text, else ""."""
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+def _content_length(scope: Mapping[str, Any]) -> int | None:
+    length = _header(scope, b"content-length")
+    return int(length) if length.isdigit() else None
+
+
+def _grpc_refusal(subject: str, route: Route | None) -> AppError:
+    details = {"subject": subject}
+    if route is not None:
+        details["expected"] = route.request_type.DESCRIPTOR.full_name
     return AppError(
-        code,
-        message,
-        "Send a Connect unary request (POST, application/json or application/proto) to "
-        "/<package>.<Service>/<Method>.",
-        {"subject": subject, "http_status": str(status)},
+        INVALID_REQUEST,
+        f"the request to {subject} was refused: only the Connect protocol is served here "
+        "(gRPC and gRPC-Web requests are refused)",
+        _CONNECT_REQUEST,
+        details,
     )
 
 
-async def _refuse(send: Callable[[Any], Awaitable[None]], status: int, body: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"accept-post", b"application/json, application/proto"),
-            ],
-        }
-    )
+async def _send_error(
+    send: Callable[[Any], Awaitable[None]],
+    status: int,
+    error: AppError,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    """Send ``error`` as a Connect error reply (JSON, the AppError in its details) with
+    HTTP ``status``, keeping ``headers`` other than the content's type and length."""
+    body = ConnectWireError.from_exception(connect_error(error)).to_json_bytes()
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-length")]
+    kept += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": kept})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -417,6 +690,7 @@ __all__ = [
     "APP_ERROR_TYPE",
     "DEFAULT_MAX_BODY_BYTES",
     "ConnectApp",
+    "HeaderError",
     "app_error_from_details",
     "connect_error",
     "request_headers",

@@ -146,15 +146,36 @@ def test_grpc_and_grpc_web_are_refused_and_write_nothing(edge: Edge, content_typ
 
 
 def test_a_body_over_the_limit_is_resource_exhausted_and_writes_nothing(edge: Edge) -> None:
-    reply = edge.post(OPEN, open_body(owner="x" * 5000))
+    reply = edge.post(OPEN, open_body(owner="x" * 5000), headers={"Es-Command-Id": "cmd-big"})
     assert (reply.status_code, reply.json()["code"]) == (429, "resource_exhausted")
+    _, code, details = error_of(reply)
+    assert code == "REQUEST_TOO_LARGE"
+    assert (details["command_id"], details["limit"]) == ("cmd-big", "4096")
+    assert int(details["size"]) > 4096
     assert edge.written() == 0
 
 
 def test_an_unknown_method_is_404_and_writes_nothing(edge: Edge) -> None:
     reply = edge.post("/edge.v1.Accounts/DropTables", open_body())
     assert reply.status_code == 404
+    assert error_of(reply)[:2] == ("unimplemented", "NO_HANDLER")
     assert edge.written() == 0
+
+
+def test_a_message_type_header_naming_another_type_is_refused_and_writes_nothing(
+    edge: Edge,
+) -> None:
+    reply = edge.post(OPEN, open_body(), headers={"Es-Message-Type": "edge.v1.Get"})
+    connect, code, details = error_of(reply)
+    assert (reply.status_code, connect, code) == (400, "invalid_argument", "INVALID_MESSAGE_TYPE")
+    assert details == {
+        "subject": "edge.v1.Accounts.Open",
+        "expected": "edge.v1.Open",
+        "actual": "edge.v1.Get",
+    }
+    assert edge.written() == 0
+    named = edge.post(OPEN, open_body(), headers={"Es-Message-Type": "edge.v1.Open"})
+    assert named.status_code == 200, named.text
 
 
 def test_forged_principal_header_is_ignored_the_tokens_principal_is_recorded(edge: Edge) -> None:
@@ -623,6 +644,36 @@ _OPEN = "edge.v1.Accounts.Open"
             id="body-over-the-limit",
         ),
         pytest.param("GET", OPEN, b"", {}, "INVALID_REQUEST", "", "", id="http-get"),
+        pytest.param(
+            "POST",
+            OPEN,
+            _JSON,
+            {"Es-Message-Type": "edge.v1.Get"},
+            "INVALID_MESSAGE_TYPE",
+            "",
+            "",
+            id="another-message-type",
+        ),
+        pytest.param(
+            "POST",
+            OPEN,
+            _JSON,
+            {"Es-Metadata": "no-equals-sign"},
+            "INVALID_REQUEST",
+            "",
+            "",
+            id="malformed-es-metadata",
+        ),
+        pytest.param(
+            "POST",
+            OPEN,
+            _JSON,
+            {"X-Note": "caf\xe9".encode("latin-1")},
+            "INVALID_REQUEST",
+            "",
+            "",
+            id="header-not-utf8",
+        ),
         pytest.param(
             "POST",
             "/edge.v1.Accounts/DropTables",

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "examples" / "bankaccount" / "generated"))
 
-from account_es import SDK, DepositCommand, OpenAccountCommand  # noqa: E402
+from account_es import SDK, DepositCommand, GetAccountQuery, OpenAccountCommand  # noqa: E402
 
 from eventstore import AppError  # noqa: E402
 from eventstore.nats import NatsTransport  # noqa: E402
@@ -67,6 +67,67 @@ def test_serve_with_http_serves_both_wires_with_the_modules_authenticator(
     with SQLiteEventStore(db) as store:
         events = store.load_stream("a")
         assert [e.metadata.principal_id for e in events] == ["teller-1", "teller-1"]
+
+
+def test_both_wires_store_the_same_metadata_and_refuse_a_request_of_another_type(
+    tmp_path: Path,
+) -> None:
+    """The generated SDK over NATS and over HTTP, one server: custom metadata is stored with
+    its keys and text as sent, and a query sent to a command's method runs nothing."""
+    db = tmp_path / "bank.db"
+    metadata = {"OrderRef": "X-7", "note": "café ☕"}
+
+    async def go() -> list[tuple[str, str, dict[str, str]]]:
+        urls: list[str] = []
+        ready = asyncio.Event()
+
+        def on_ready(url: str) -> None:
+            urls.append(url)
+            ready.set()
+
+        options = ServeOptions(
+            "tests.nats.edge_app",
+            f"sqlite:///{db}",
+            embedded=True,
+            relay=False,
+            projections=False,
+            http_port=0,
+        )
+        task = asyncio.ensure_future(serve(options, on_ready))
+        refusals = []
+        try:
+            await asyncio.wait_for(ready.wait(), 30)
+            http = ConnectTransport(
+                f"http://127.0.0.1:{options.http_port}", headers={"X-Api-Key": API_KEY}
+            )
+            async with NatsTransport(urls[0], headers={"X-Api-Key": API_KEY}) as nats:
+                for name, transport in (("http", http), ("nats", nats)):
+                    sdk = SDK(transport)
+                    account = f"{name}-1"
+                    opened = OpenAccountCommand(account_id=account, owner="A")
+                    await sdk.account.open_account(opened, metadata=metadata)
+                    wrong = await transport.request(
+                        "account.v1.AccountCommandService.Deposit",
+                        GetAccountQuery(account_id=account),
+                        {"Es-Command-Id": f"{name}-wrong"},
+                    )
+                    assert wrong.error is not None
+                    refusals.append((name, wrong.error.code, dict(wrong.error.details)["actual"]))
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        return refusals
+
+    refusals = asyncio.run(go())
+    assert refusals == [
+        ("http", "INVALID_MESSAGE_TYPE", "account.v1.GetAccountQuery"),
+        ("nats", "INVALID_MESSAGE_TYPE", "account.v1.GetAccountQuery"),
+    ]
+    with SQLiteEventStore(db) as store:
+        events = store.read_all(0)
+        assert [e.aggregate_id for e in events] == ["http-1", "nats-1"]
+        assert [dict(e.metadata.custom) for e in events] == [metadata, metadata]
 
 
 def test_serve_refuses_a_module_without_authenticate_unless_anonymous(tmp_path: Path) -> None:
