@@ -13,7 +13,10 @@ therefore travel together in one ``Es-Metadata`` header (``METADATA_HEADER``)
 as percent-encoded ``key=value`` pairs joined by ``&`` (RFC 3986, UTF-8:
 ``OrderRef=X-7&note=caf%C3%A9``); ``pack_custom_metadata`` makes it and
 ``decode_metadata`` reads it. NATS keeps one ``Es-Meta-<key>`` header per
-entry (its headers keep their case and carry UTF-8).
+entry (its headers keep their case and carry UTF-8), unless an entry is one
+a NATS header cannot carry as it is (a key outside the token characters, a
+value with a line break or leading or trailing blanks): then its custom
+entries travel packed in ``Es-Metadata`` too, so they arrive as sent.
 """
 
 from __future__ import annotations
@@ -117,6 +120,19 @@ def pack_custom_metadata(headers: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
+def unpack_custom_metadata(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` with an ``Es-Metadata`` header read back into ``Es-Meta-<key>`` entries
+    (``pack_custom_metadata``'s inverse; a key in both forms takes the packed value).
+
+    Raises ``ValueError`` (``decode_metadata``'s) when the packed value is malformed.
+    """
+    packed = next((v for k, v in headers.items() if k.lower() == METADATA_HEADER.lower()), None)
+    out = {k: v for k, v in headers.items() if k.lower() != METADATA_HEADER.lower()}
+    if packed is not None:
+        out.update({CUSTOM_METADATA_PREFIX + k: v for k, v in decode_metadata(packed).items()})
+    return out
+
+
 __all__ = [
     "COMMAND_ID_HEADER",
     "CORRELATION_ID_HEADER",
@@ -130,4 +146,5 @@ __all__ = [
     "encode_metadata",
     "metadata_headers",
     "pack_custom_metadata",
+    "unpack_custom_metadata",
 ]

@@ -58,8 +58,10 @@ from ..core.errors import AppError, AuthenticationError
 from ..core.headers import (
     COMMAND_ID_HEADER,
     MESSAGE_TYPE_HEADER,
+    METADATA_HEADER,
     PRINCIPAL_ID_HEADER,
     TENANT_ID_HEADER,
+    unpack_custom_metadata,
 )
 from ..core.identity import Authenticator, Principal, is_identity_header
 from ..core.ids import new_command_id
@@ -347,6 +349,19 @@ class NatsServiceHost:
         tenant = next((v for k, v in headers.items() if k.lower() == "es-tenant-id"), "")
         trusted = {k: v for k, v in headers.items() if not is_identity_header(k)}
         trusted[COMMAND_ID_HEADER] = command_id
+        try:
+            trusted = unpack_custom_metadata(trusted)
+        except ValueError as exc:
+            trusted = {k: v for k, v in trusted.items() if k != METADATA_HEADER}
+            refusal = AppError(
+                INVALID_REQUEST,
+                f"the {METADATA_HEADER} header of the request to {subject} is not "
+                f"percent-encoded key=value pairs joined by '&': {exc}",
+                "Send custom metadata as Es-Meta-<key> headers, or encode them with "
+                "eventstore.core.headers.encode_metadata.",
+                {"subject": subject, "header": METADATA_HEADER},
+            )
+            return await self.router.refuse(subject, refusal, trusted, tenant=tenant)
         route = self.router.route(subject)
         if route is None:
             service = next((s for s in self.services if subject.startswith(s + ".")), "")

@@ -13,6 +13,7 @@ the ``Es-*`` headers, the request's type (``Es-Message-Type``) and a W3C
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,13 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from ..core import instrumentation
 from ..core.errors import AppError
-from ..core.headers import COMMAND_ID_HEADER, MESSAGE_TYPE_HEADER, TRACEPARENT_HEADER
+from ..core.headers import (
+    COMMAND_ID_HEADER,
+    CUSTOM_METADATA_PREFIX,
+    MESSAGE_TYPE_HEADER,
+    TRACEPARENT_HEADER,
+    pack_custom_metadata,
+)
 from ..core.ids import new_command_id, random_bytes
 from ..core.responses import (
     INTERNAL,
@@ -113,6 +120,7 @@ class NatsTransport:
             instrumentation.inject(sent)  # the current span's context, when traced
         if not sent.get(TRACEPARENT_HEADER):
             sent[TRACEPARENT_HEADER] = new_traceparent()
+        sent = _nats_headers(sent)
         data = message.SerializeToString()
         nc = self._nc
         if nc is None or nc.is_closed:
@@ -150,6 +158,23 @@ class NatsTransport:
             cause = f"the NATS connection is down ({type(exc).__name__})"
             return Response.failure(transport_unavailable(subject, command_id, cause))
         return _response_of(subject, reply.data, reply.headers or {})
+
+
+#: A header name nats-py sends (an HTTP token); it refuses any other with BadHeaderError.
+_NATS_HEADER_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _nats_headers(headers: dict[str, str]) -> dict[str, str]:
+    """``headers`` as NATS carries them as sent: custom metadata packed into ``Es-Metadata``
+    when an entry would not survive as its own header (nats-py refuses a key with a space,
+    and trims values and turns line breaks into spaces)."""
+    custom = {k: v for k, v in headers.items() if k.startswith(CUSTOM_METADATA_PREFIX)}
+    if any(
+        not _NATS_HEADER_KEY.fullmatch(k) or v != v.strip() or "\r" in v or "\n" in v
+        for k, v in custom.items()
+    ):
+        return pack_custom_metadata(headers)
+    return headers
 
 
 def _response_of(subject: str, data: bytes, headers: Mapping[str, str]) -> Response:

@@ -416,3 +416,43 @@ def test_a_request_refused_before_the_chain_is_logged_and_traced_over_nats(
     assert span.attributes["eventstore.command_id"] == "cmd-7"
     assert span.attributes.get("enduser.id", "") == principal
     assert span.attributes.get("eventstore.tenant", "") == tenant
+
+
+# The metadata the HTTP parity test sends: keys NATS headers cannot carry as they are (a
+# space, '/', '='), values with a line break or blanks nats-py would trim.
+AWKWARD_METADATA = {
+    "OrderRef": "X-7",
+    "note": "café ☕",
+    "a key/with=&%": "a value&with=%20 and\nnewline",
+    "padded": "  both ends  ",
+}
+
+
+def test_custom_metadata_nats_headers_cannot_carry_is_stored_as_sent(host: Host) -> None:
+    # nats-py refused the key with a raw BadHeaderError, and trimmed values and turned
+    # line breaks into spaces: the same request stored other metadata than in process.
+    from eventstore.core.headers import metadata_headers
+
+    reply = host.request(OPEN, opening(), headers=metadata_headers(AWKWARD_METADATA))
+    assert reply.success, reply.error
+    (event,) = host.store.read_all()
+    assert dict(event.metadata.custom) == AWKWARD_METADATA
+
+
+def test_plain_custom_metadata_still_travels_as_one_header_each(host: Host) -> None:
+    from eventstore.nats.transport import _nats_headers
+
+    plain = {"Es-Meta-OrderRef": "X-7", "Es-Meta-note": "café"}
+    assert _nats_headers(dict(plain)) == plain  # the wire of older hosts, unchanged
+    reply = host.request(OPEN, opening(), headers=plain)
+    assert reply.success, reply.error
+    (event,) = host.store.read_all()
+    assert dict(event.metadata.custom) == {"OrderRef": "X-7", "note": "café"}
+
+
+def test_a_malformed_packed_metadata_header_is_invalid_request(host: Host) -> None:
+    reply = host.request(OPEN, opening(), headers={"Es-Metadata": "a=%zz"})
+    assert not reply.success and reply.error is not None
+    assert reply.error.code == "INVALID_REQUEST"
+    assert reply.error.details["header"] == "Es-Metadata"
+    assert host.store.read_all() == []
