@@ -112,7 +112,10 @@ class Subscription:
 
     With ``upcasters`` every event is upcast before it is handed out, and
     ``event_types`` names upcast types: the stored types that upcast into them
-    are read too, and events that do not become a wanted type are dropped.
+    are read too, and events that do not become a wanted type are dropped. An
+    upcaster that raises loses nothing: the events before the failing one are
+    handed out first, then reading raises its error, and every later read starts
+    at the failing event again (fix the upcaster and read on).
     """
 
     def __init__(
@@ -132,9 +135,9 @@ class Subscription:
         self._source = source
         wanted = event_type_names(event_types)
         self._wanted = frozenset(wanted) if wanted is not None else None
-        self._upcasters = upcasters if upcasters else None
-        if self._upcasters is not None and wanted is not None:
-            wanted = self._upcasters.stored_types_for(wanted)
+        # The registry given, even empty (is not None, not its truth): upcasters
+        # registered on it later apply (_stored_types asks it at each read).
+        self._upcasters = upcasters
         self._event_types = wanted
         self.poll_interval = poll_interval
         self.page_size = page_size
@@ -194,23 +197,48 @@ class Subscription:
         """Where to continue from without reading anything twice (see the class doc)."""
         return self.position if self._buffer else max(self.position, self._read_position)
 
+    def _stored_types(self) -> list[str] | None:
+        """The stored types to read: the wanted ones and those that upcast into them."""
+        if self._upcasters is None or self._event_types is None:
+            return self._event_types
+        return self._upcasters.stored_types_for(self._event_types)
+
     def _fill(self) -> bool:
         """Read the next page into the buffer; True when it got something."""
         self._signal.arm()
         page = read_page(
-            self._source, self._read_position, limit=self.page_size, event_types=self._event_types
+            self._source,
+            self._read_position,
+            limit=self.page_size,
+            event_types=self._stored_types(),
         )
-        # Past the events the filter skipped too, so an idle poll rereads nothing.
-        self._read_position = max(self._read_position, page.scanned_to)
         events = page.events
+        # Past the events the filter skipped too, so an idle poll rereads nothing.
+        read_to = page.scanned_to
         if self._upcasters is not None:
+            # Upcast before moving on: an upcaster that raises must not cost the page.
             upcast = self._upcasters.upcast
-            events = [upcast(e) for e in events]
+            upcasted: list[Event] = []
+            try:
+                for event in events:
+                    upcasted.append(upcast(event))
+            except Exception:
+                if not upcasted:
+                    raise  # nothing read past: the next call reads this event again
+                # Hand out the events before the failing one; it and those after it are
+                # read again by the next call (which raises again if the upcaster still does).
+                read_to = events[len(upcasted) - 1].position
+            events = upcasted
             if self._wanted is not None:
                 events = [e for e in events if e.event_type in self._wanted]
+        self._read_position = max(self._read_position, read_to)
         if events:
             self._buffer.extend(events)
             return True
+        if read_to != page.scanned_to:
+            # The events before the failing one were all dropped: read it again now, so the
+            # caller sees the upcaster's error.
+            return self._fill()
         return False
 
     def _take(self, max_count: int | None) -> list[Event]:

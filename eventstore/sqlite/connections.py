@@ -35,6 +35,7 @@ from ..core.errors import (
     StorageFullError,
     StoreClosedError,
 )
+from ..core.projections.read_models import StoreWriteInBatchError
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -106,6 +107,11 @@ class _Transaction:
         try:
             # close() may have run while this thread waited for the lock.
             pool.check_open()
+            if pool.writer.in_transaction:
+                # Only this thread can have it open: it holds the (reentrant) lock.
+                projection = getattr(pool._local, "projection", None)
+                if projection is not None:
+                    raise StoreWriteInBatchError(pool.path, projection)
             pool.writer.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
             pool.write_lock.release()
@@ -166,7 +172,7 @@ class ConnectionPool:
             )
         self.checkpoint_pages = checkpoint_pages
         self.write_lock = threading.RLock()
-        self._local = threading.local()
+        self._local = threading.local()  # this thread's reader, and the projection it runs
         self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
         self._readers_changed = threading.Condition(threading.Lock())
         self.closed = False
@@ -246,6 +252,17 @@ class ConnectionPool:
         the writer): an append queued for a group would then wait for itself."""
         owned = getattr(self.write_lock, "_is_owned", None)
         return bool(owned()) if owned is not None else False
+
+    @contextlib.contextmanager
+    def running_projection(self, name: str) -> Iterator[None]:
+        """Mark this thread as running projection ``name``'s code inside a transaction on
+        the writer: a write through the store object there then fails, naming it."""
+        previous = getattr(self._local, "projection", None)
+        self._local.projection = name
+        try:
+            yield
+        finally:
+            self._local.projection = previous
 
     def check_open(self) -> None:
         if self.closed:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from ..core.errors import EventStoreError
 from ..core.events import Event, timestamp_from_micros
 from ..core.projection import Projection, ProjectionContext
 from ..core.projections.read_models import BatchOutcome, HandlerFailedError, handle_events
@@ -67,6 +68,92 @@ _INSERT_DEAD_LETTER = (
 )
 
 
+class HandlerEndedTransactionError(EventStoreError):
+    """A projection's handler (or reset) tried to end the read model's transaction."""
+
+    def __init__(self, projection: str, position: int, statement: str | None, ended: bool) -> None:
+        self.projection = projection
+        self.position = position
+        self.statement = statement  # "COMMIT" or "ROLLBACK" when refused; None when not seen
+        self.ended = ended  # the transaction did end: what it held may be committed
+        where = f"handler at position {position}" if position else "reset()"
+        tried = f" (a {statement})" if statement else ""
+        if ended:
+            outcome = (
+                "The transaction had ended, so what this batch wrote before may be committed "
+                "without its checkpoint: it is stopped here. Fix the code, then call "
+                f"rebuild({projection!r})."
+            )
+        else:
+            outcome = "It was refused and the transaction rolled back, so nothing is lost."
+        super().__init__(
+            f"projection {projection!r}'s {where} tried to end the read model's "
+            f"transaction{tried}: sqlite3's executescript() commits the open transaction "
+            "before it runs its script, and commit(), rollback() and COMMIT or ROLLBACK "
+            "statements end it, which would commit the batch apart from its checkpoint. "
+            f"{outcome} Run each statement with ctx.connection.execute() or executemany() "
+            "instead"
+        )
+
+
+class _Guard:
+    """Keeps a projection's code from ending the read model's transaction on ``conn``.
+
+    While ``authorize`` is the connection's authorizer, SQLite refuses statements that
+    end a transaction, so the batch stays whole and can be rolled back; ``check`` after
+    each handler raises ``HandlerEndedTransactionError`` when one was tried, or when the
+    transaction ended anyway (the authorizer replaced, say).
+    """
+
+    def __init__(self, conn: sqlite3.Connection, projection: str) -> None:
+        self._conn = conn
+        self.projection = projection
+        self.refused: str | None = None
+
+    def authorize(self, action: int, arg1: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_TRANSACTION and arg1 != "BEGIN":
+            self.refused = self.refused or arg1
+            return sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    def check(self, position: int, cause: BaseException | None = None) -> None:
+        """Raise when the code just run tried to end the transaction (or did)."""
+        ended = not self._conn.in_transaction
+        if self.refused is not None or ended:
+            raise HandlerEndedTransactionError(
+                self.projection, position, self.refused, ended
+            ) from cause
+
+    def watch(self, projection: Projection) -> Projection:
+        """``projection`` with ``check`` after each call of its handler."""
+        return _Checked(projection, self)
+
+
+class _Checked:
+    """A projection whose handler is followed by its guard's check (see ``_Guard``)."""
+
+    def __init__(self, projection: Projection, guard: _Guard) -> None:
+        self.name = projection.name
+        self._projection = projection
+        self._guard = guard
+
+    def handle(self, event: Event, ctx: ProjectionContext) -> None:
+        try:
+            self._projection.handle(event, ctx)
+        except Exception as exc:
+            self._guard.check(event.position, exc)
+            raise
+        self._guard.check(event.position)
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        try:
+            self._projection.reset(ctx)
+        except Exception as exc:
+            self._guard.check(0, exc)
+            raise
+        self._guard.check(0)
+
+
 class SQLiteReadModel:
     """A read model in SQLite for the projection runner (the ``ReadModel`` port).
 
@@ -78,7 +165,11 @@ class SQLiteReadModel:
     in one process). Handlers get the open transaction as ``ctx.connection``;
     ``reset(ctx)`` runs once before a projection's first event and before each
     rebuild, in the same transaction that sets the checkpoint to 0: create or
-    empty your tables there.
+    empty your tables there. Run statements with ``execute``/``executemany``:
+    ``executescript`` (which commits first), ``commit()`` and ``rollback()`` are
+    refused while projection code runs (``HandlerEndedTransactionError``), and so
+    is a write through the store object instead of ``ctx.store``
+    (``StoreWriteInBatchError``).
     """
 
     def __init__(
@@ -159,14 +250,16 @@ class SQLiteReadModel:
             ).fetchone()
             if row is not None:
                 return int(row[0])
-            projection.reset(ProjectionContext(name, 0, conn))
+            with self._guarded(conn, name) as guard:
+                guard.watch(projection).reset(ProjectionContext(name, 0, conn))
             write_checkpoint(conn, name, 0)
             return 0
 
     def reset(self, projection: Projection) -> None:
         name = projection.name
         with self._db.transaction() as conn:
-            projection.reset(ProjectionContext(name, 0, conn))
+            with self._guarded(conn, name) as guard:
+                guard.watch(projection).reset(ProjectionContext(name, 0, conn))
             write_checkpoint(conn, name, 0)
             conn.execute("DELETE FROM projection_dead_letters WHERE projection = ?", (name,))
 
@@ -206,7 +299,8 @@ class SQLiteReadModel:
                         outcome.checkpoint, outcome.scanned_position = stored_checkpoint, stored
                         return outcome
                     ctx.connection = conn
-                    handled = handle_events(projection, pending[:cut], ctx, stored)
+                    with self._guarded(conn, name) as guard:
+                        handled = handle_events(guard.watch(projection), pending[:cut], ctx, stored)
                     checkpoint = stored_checkpoint
                     if cut and pending[cut - 1].position > stored:
                         checkpoint = pending[cut - 1].position
@@ -220,6 +314,12 @@ class SQLiteReadModel:
                         write_checkpoint(conn, name, checkpoint, scanned)
                 committed = True
             except HandlerFailedError as failed:
+                error = failed.failure.error
+                if isinstance(error, HandlerEndedTransactionError) and error.ended:
+                    # What the batch wrote before may be committed: doing it again could apply
+                    # it twice, so stop at the event whose handler ended the transaction.
+                    outcome.failure = failed.failure
+                    return outcome
                 # Rolled back: do the events before the failing one again, without it.
                 cut = failed.index
                 if dead_letter:
@@ -244,6 +344,19 @@ class SQLiteReadModel:
             if not pending:
                 return outcome
             after, cut, set_aside = scanned, len(pending), None
+
+    @contextlib.contextmanager
+    def _guarded(self, conn: sqlite3.Connection, name: str) -> Iterator[_Guard]:
+        """Run projection code on ``conn`` under a ``_Guard``, with this thread marked as
+        running ``name`` (a write through the store object then fails, naming it)."""
+        guard = _Guard(conn, name)
+        conn.set_authorizer(guard.authorize)
+        try:
+            with self._db.running_projection(name):
+                yield guard
+        finally:
+            with contextlib.suppress(sqlite3.Error):  # closed under us: nothing to undo
+                conn.set_authorizer(None)
 
     def dead_letters(self, name: str) -> list[DeadLetter]:
         with self._db.reading() as conn:

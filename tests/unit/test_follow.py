@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import CommitSource, Event, EventSource, NewEvent, new_event_id
+from eventstore import CommitSource, Event, EventSource, NewEvent, Upcasters, new_event_id
 from eventstore.core.follow import follow
 from eventstore.sqlite import SQLiteEventStore
 
@@ -285,3 +285,74 @@ def test_a_store_that_announces_commits_is_followed_live(store: SQLiteEventStore
     assert isinstance(store, CommitSource)
     with store.follow(0) as sub:
         assert sub.is_live
+
+
+class UpcasterBrokenAt:
+    """Upcasts OPENED into DEPOSIT, and raises on the event at ``position`` until fixed."""
+
+    def __init__(self, position: int) -> None:
+        self.position = position
+        self.is_broken = True
+        self.upcasters = Upcasters()
+        self.upcasters.register(OPENED, self.upcast, to=DEPOSIT)
+
+    def upcast(self, event: Event) -> Event:
+        if self.is_broken and event.position == self.position:
+            raise ValueError(f"upcaster bug at position {event.position}")
+        return event.with_payload(DEPOSIT, event.data)
+
+
+def test_an_upcaster_that_raises_loses_no_event_of_the_page(store: SQLiteEventStore) -> None:
+    append(store, "a", 5, kind=OPENED)
+    broken = UpcasterBrokenAt(3)
+    with store.follow(0, upcasters=broken.upcasters) as sub:
+        before = [e.position for e in sub.next_batch(timeout=0.1)]
+        with pytest.raises(ValueError, match="position 3"):
+            sub.next_batch(timeout=0.1)
+        stopped_at = (sub.position, sub.scanned_position)
+        broken.is_broken = False
+        after = [e.position for e in sub.next_batch(timeout=0.1)]
+    assert before == [1, 2]
+    assert stopped_at == (2, 2)
+    assert after == [3, 4, 5]
+
+
+def test_an_upcaster_that_raises_on_the_first_event_raises_at_every_read_until_fixed(
+    store: SQLiteEventStore,
+) -> None:
+    append(store, "a", 3, kind=OPENED)
+    broken = UpcasterBrokenAt(1)
+    with store.follow(0, upcasters=broken.upcasters) as sub:
+        for _ in range(2):
+            with pytest.raises(ValueError, match="position 1"):
+                sub.next_batch(timeout=0.1)
+        stopped_at = sub.scanned_position
+        broken.is_broken = False
+        got = [e.position for e in sub.next_batch(timeout=0.1)]
+    assert stopped_at == 0
+    assert got == [1, 2, 3]
+
+
+def test_an_upcaster_that_raises_after_events_the_filter_dropped_raises_at_once(
+    store: SQLiteEventStore,
+) -> None:
+    append(store, "a", 4, kind=OPENED)
+    is_broken = True
+
+    def upcast(event: Event) -> Event:  # registered without to=: it may make any type
+        if event.position < 3:
+            return event.with_payload("testbank.v1.Other", event.data)  # then dropped
+        if is_broken and event.position == 3:
+            raise ValueError("upcaster bug at position 3")
+        return event.with_payload(DEPOSIT, event.data)
+
+    upcasters = Upcasters()
+    upcasters.register(OPENED, upcast)
+    with store.follow(0, upcasters=upcasters, event_types=[DEPOSIT]) as sub:
+        with pytest.raises(ValueError, match="position 3"):
+            sub.next_batch(timeout=5)  # at once, not after the timeout
+        stopped_at = sub.scanned_position
+        is_broken = False
+        got = [e.position for e in sub.next_batch(timeout=0.1)]
+    assert stopped_at == 2
+    assert got == [3, 4]

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eventstore import Event, ProjectionContext
+from eventstore import Event, NewEvent, ProjectionContext, new_event_id
 from eventstore.core.projections import (
+    CheckpointAheadOfLogError,
     CheckpointedReadModel,
     ProjectionManager,
     ProjectionStatus,
@@ -20,6 +21,7 @@ from eventstore.core.projections import (
     UnknownProjectionError,
     projection,
 )
+from eventstore.core.projections.manager import MAX_READS_PAST_HEAD
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.sqlite.read_model import SQLiteReadModel
 from tests.support.bank import Account, account_repository, pb
@@ -578,3 +580,135 @@ def test_unregistering_an_unknown_projection_lists_the_known_ones(store, model) 
     with pytest.raises(UnknownProjectionError, match="registered: balances"):
         manager.unregister("balanse")
     assert manager.names == ["balances"]
+
+
+# -- a read model made from another log -----------------------------------------------------
+def read_model_of_another_log(tmp_path: Path) -> Path:
+    """A read model file whose checkpoint is 6, made from a store that is gone."""
+    path = tmp_path / "outlived.db"
+    with SQLiteEventStore(tmp_path / "gone.db") as gone, SQLiteReadModel(path) as model:
+        open_accounts(gone, 2)  # 6 events
+        manager = ProjectionManager(gone)
+        manager.register(Balances(), read_model=model)
+        manager.catch_up()
+    return path
+
+
+def test_a_checkpoint_past_the_head_of_the_log_stops_the_projection_naming_the_fix(
+    store, tmp_path
+) -> None:
+    open_accounts(store, 1, start=5)  # a fresh store: 3 events
+    with SQLiteReadModel(read_model_of_another_log(tmp_path)) as model:
+        manager = ProjectionManager(store)
+        manager.register(Balances(), read_model=model)
+        handled = manager.catch_up()
+        info = manager.status("balances")
+        rows = balances(model)
+    assert handled == {"balances": 0}
+    assert info.status is ProjectionStatus.FAILED
+    assert info.last_error is not None
+    error = info.last_error.error
+    assert isinstance(error, CheckpointAheadOfLogError)
+    assert (error.name, error.checkpoint, error.head) == ("balances", 6, 3)
+    assert "rebuild('balances')" in str(error) and "position 3" in str(error)
+    assert rows == {"acc-0": 120, "acc-1": 120}  # left as it was, for the rebuild to replace
+
+
+def test_resume_does_not_feed_a_projection_whose_checkpoint_is_past_the_head(
+    store, tmp_path
+) -> None:
+    open_accounts(store, 1, start=5)
+    with SQLiteReadModel(read_model_of_another_log(tmp_path)) as model:
+        manager = ProjectionManager(store)
+        manager.register(Balances(), read_model=model)
+        manager.resume("balances")
+        manager.catch_up()
+        open_accounts(store, 2, start=6)  # the log grows past the checkpoint: still not fed
+        manager.catch_up()
+        status = manager.status("balances").status
+        rows = balances(model)
+    assert status is ProjectionStatus.FAILED
+    assert rows == {"acc-0": 120, "acc-1": 120}
+
+
+def test_rebuild_of_a_projection_past_the_head_replays_this_log(store, tmp_path) -> None:
+    open_accounts(store, 1, start=5)
+    with SQLiteReadModel(read_model_of_another_log(tmp_path)) as model:
+        manager = ProjectionManager(store)
+        manager.register(Balances(), read_model=model)
+        before = manager.status("balances").status
+        after = manager.rebuild("balances", show_progress=False)
+        rows = balances(model)
+    assert before is ProjectionStatus.FAILED
+    assert (after.status, after.checkpoint) == (ProjectionStatus.READY, 3)
+    assert rows == {"acc-5": 120}
+
+
+# -- appends made while catch_up() or rebuild() runs ----------------------------------------
+TICK = "testbank.v1.Tick"
+
+
+def tick(store: SQLiteEventStore) -> None:
+    store.append(
+        "clock", "Clock", store.stream_version("clock"), [NewEvent(new_event_id(), TICK, b"")]
+    )
+
+
+class Positions:
+    """Keeps the positions it handles in memory; appends one event while handling ``append_at``
+    (every event, with ``always``), as another writer committing meanwhile would."""
+
+    name = "positions"
+
+    def __init__(self, store: SQLiteEventStore, append_at: int = 0, always: bool = False) -> None:
+        self.store = store
+        self.append_at = append_at
+        self.always = always
+        self.handled: list[int] = []
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        self.handled.clear()
+
+    def handle(self, event: Event, ctx: ProjectionContext) -> None:
+        self.handled.append(ctx.position)
+        if self.always or ctx.position == self.append_at:
+            tick(self.store)
+
+
+def test_catch_up_picks_up_an_append_committed_while_its_last_batch_was_handled(store) -> None:
+    for _ in range(2):
+        tick(store)
+    positions = Positions(store, append_at=2)
+    manager = ProjectionManager(store)
+    manager.register(positions)
+    manager.catch_up()
+    info = manager.status("positions")
+    assert positions.handled == [1, 2, 3]
+    assert (info.status, info.checkpoint, info.lag_positions) == (ProjectionStatus.READY, 3, 0)
+
+
+def test_rebuild_picks_up_an_append_committed_while_its_last_batch_was_handled(store) -> None:
+    for _ in range(2):
+        tick(store)
+    positions = Positions(store)
+    manager = ProjectionManager(store)
+    manager.register(positions)
+    manager.catch_up()
+    positions.append_at = 2
+    info = manager.rebuild("positions", show_progress=False)
+    assert positions.handled == [1, 2, 3]
+    assert (info.status, info.checkpoint, info.lag_positions) == (ProjectionStatus.READY, 3, 0)
+
+
+def test_catch_up_ends_under_a_writer_that_never_pauses(store) -> None:
+    for _ in range(2):
+        tick(store)
+    positions = Positions(store, always=True)  # each event handled appends another
+    manager = ProjectionManager(store)
+    manager.register(positions)
+    handled = manager.catch_up()["positions"]
+    info = manager.status("positions")
+    # The first page (the head when called), then MAX_READS_PAST_HEAD more pages of 2.
+    assert handled == 2 * (MAX_READS_PAST_HEAD + 1)
+    assert positions.handled == list(range(1, handled + 1))
+    assert info.status is ProjectionStatus.CATCHING_UP and info.lag_positions == 2

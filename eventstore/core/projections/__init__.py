@@ -7,9 +7,14 @@ from its checkpoint; ``ReadModel`` is where results and checkpoints live.
 
 from ..ports import EventSource
 from .functions import FunctionProjection, projection
-from .manager import ProjectionManager, UnknownProjectionError
+from .manager import CheckpointAheadOfLogError, ProjectionManager, UnknownProjectionError
 from .port import Projection, ProjectionContext
-from .read_models import BatchOutcome, CheckpointedReadModel, ReadModel
+from .read_models import (
+    BatchOutcome,
+    CheckpointedReadModel,
+    ReadModel,
+    StoreWriteInBatchError,
+)
 from .status import (
     DeadLetter,
     MetricPoint,
@@ -21,6 +26,7 @@ from .status import (
 
 __all__ = [
     "BatchOutcome",
+    "CheckpointAheadOfLogError",
     "CheckpointedReadModel",
     "DeadLetter",
     "EventSource",
@@ -34,6 +40,7 @@ __all__ = [
     "ProjectionStatus",
     "ReadModel",
     "RebuildProgress",
+    "StoreWriteInBatchError",
     "UnknownProjectionError",
     "projection",
 ]

@@ -42,6 +42,12 @@ log = logging.getLogger("eventstore.projections")
 
 DEFAULT_BATCH_SIZE = 1000
 
+# How many more pages catch_up() and rebuild() read, once past the head of the log they
+# found when called, while appends keep coming: enough to pick up what was appended while
+# their last batch was being handled, few enough that a writer that never pauses cannot
+# keep them running for ever (run() or the next catch_up() goes on from there).
+MAX_READS_PAST_HEAD = 10
+
 ProgressCallback = Callable[[RebuildProgress], None]
 
 
@@ -53,6 +59,29 @@ class UnknownProjectionError(EventStoreError, LookupError):
             f"no projection named {name!r} is registered with this manager "
             f"(registered: {', '.join(self.known) or 'none'}). Register it first with "
             "manager.register(projection)."
+        )
+
+
+class CheckpointAheadOfLogError(EventStoreError):
+    """A projection's stored progress is past the head of the log it reads."""
+
+    def __init__(self, name: str, checkpoint: int, scanned_position: int, head: int) -> None:
+        self.name = name
+        self.checkpoint = checkpoint
+        self.scanned_position = scanned_position
+        self.head = head
+        scanned = (
+            f" (it has read the log up to position {scanned_position})"
+            if scanned_position > checkpoint
+            else ""
+        )
+        super().__init__(
+            f"projection {name!r} has its checkpoint at position {checkpoint}{scanned}, past "
+            f"the head of the log it reads (position {head}): its read model was made from "
+            "another log (a store file made again while the read model's own file stayed, "
+            "say), and it would skip this log's events up to there without handling them, "
+            f"so it is stopped. Call manager.rebuild({name!r}) to empty its read model and "
+            "replay this log into it, or register it with the read model made from this log."
         )
 
 
@@ -100,7 +129,7 @@ class _Registration:
     event_types: list[str] | None
     batch_size: int
     fed: Projection  # the projection as the read model is handed it (upcasting, if any)
-    read_types: list[str] | None  # the stored types read: event_types and what upcasts to them
+    upcasters: Upcasters | None  # what upcasts the events it is fed (None: nothing)
     position: int = 0  # read on after this: the checkpoint, or the scanned position if further
     stored: int = 0  # that position as last stored in the read model
     seen_head: int = 0
@@ -115,6 +144,14 @@ class _Registration:
     @property
     def name(self) -> str:
         return self.projection.name
+
+    @property
+    def read_types(self) -> list[str] | None:
+        """The stored types read: ``event_types`` and those the upcasters turn into them
+        (asked at each read, so that upcasters registered after the projection count)."""
+        if self.upcasters is None or self.event_types is None:
+            return self.event_types
+        return self.upcasters.stored_types_for(self.event_types)
 
     @property
     def is_active(self) -> bool:
@@ -192,30 +229,34 @@ class ProjectionManager:
                 "for a plain function use the @projection(name) decorator"
             )
         types = event_types if event_types is not None else getattr(projection, "event_types", None)
-        model = read_model or self.default_read_model or CheckpointedReadModel()
+        model = read_model if read_model is not None else self.default_read_model
+        if model is None:
+            model = CheckpointedReadModel()
         size = batch_size if batch_size is not None else self.batch_size
         if size < 1:
             raise ValueError(f"batch_size must be >= 1, got {size}")
         wanted = event_type_list(name, types)
+        # A registry given is used even while empty (is not None, not its truth): the
+        # upcasters registered on it later apply, to what is read and what is fed.
         if upcasters is None:
-            upcasters = getattr(projection, "upcasters", None) or self.upcasters
+            upcasters = getattr(projection, "upcasters", None)
+        if upcasters is None:
+            upcasters = self.upcasters
         fed: Projection = projection
-        read_types = wanted
-        if upcasters:
+        if upcasters is not None:
             fed = _Upcasting(
                 projection, upcasters, frozenset(wanted) if wanted is not None else None
             )
-            if wanted is not None:
-                read_types = upcasters.stored_types_for(wanted)
         with self._lock:
             if name in self._registrations:
                 raise ValueError(
                     f"a projection named {name!r} is already registered with this manager; "
                     "projection names must be unique (each has its own checkpoint)"
                 )
-            reg = _Registration(projection, model, dead_letter, wanted, size, fed, read_types)
+            reg = _Registration(projection, model, dead_letter, wanted, size, fed, upcasters)
             model.prepare(fed)
             reg.position = reg.stored = _stored_progress(model, name)
+            self._stop_if_ahead_of_log(reg)
             self._registrations[name] = reg
         return projection
 
@@ -333,29 +374,71 @@ class ProjectionManager:
             return False
         return True
 
-    def _catch_up_one(self, reg: _Registration) -> int:
+    def _stop_if_ahead_of_log(self, reg: _Registration) -> None:
+        """Fail a projection whose stored progress is past the log's head (see the error)."""
+        if reg.position == 0 or not _head_is_the_logs(self.source):
+            return
+        head = self.source.head_position()
+        if reg.position <= head:
+            return
+        checkpoint = reg.read_model.load_checkpoint(reg.name)
+        error = CheckpointAheadOfLogError(reg.name, checkpoint, reg.position, head)
+        reg.status = ProjectionStatus.FAILED
+        reg.errors += 1
+        reg.last_error = ProjectionFailure(
+            reg.name, reg.position, "", "", "", type(error).__name__, str(error), error=error
+        )
+        log.error("%s", reg.last_error.describe())
+
+    def _feed(
+        self, reg: _Registration, after_batch: Callable[[_BatchResult], None] | None = None
+    ) -> int:
+        """Feed ``reg`` until a read finds nothing new; sets its status; returns events handled.
+
+        A page shorter than a batch was read before the appends made while it was
+        handled, so it reads again until a page is empty. Once past the head it found
+        when called (or, on a source that knows only the head it has seen, after a
+        short page) it reads at most ``MAX_READS_PAST_HEAD`` more pages, so a writer that
+        never pauses cannot keep it here for ever: it then leaves the projection
+        CATCHING_UP. Call with ``reg.lock`` held.
+        """
         handled = 0
+        head = self.source.head_position() if _head_is_the_logs(self.source) else None
+        reads_past_head = 0
+        while True:
+            if reg.paused:
+                reg.status = ProjectionStatus.PAUSED
+                return handled
+            result = self._batch(reg)
+            handled += result.handled
+            if after_batch is not None:
+                after_batch(result)
+            if result.failed:
+                return handled
+            if result.caught_up and not result.read:
+                reg.status = ProjectionStatus.PAUSED if reg.paused else ProjectionStatus.READY
+                return handled
+            if result.caught_up or (head is not None and reg.position >= head):
+                reads_past_head += 1
+                if reads_past_head > MAX_READS_PAST_HEAD:
+                    reg.status = ProjectionStatus.CATCHING_UP
+                    return handled
+
+    def _catch_up_one(self, reg: _Registration) -> int:
         with reg.lock:
             if not reg.is_active:
                 return 0
             reg.status = ProjectionStatus.CATCHING_UP
-            while True:
-                if reg.paused:
-                    reg.status = ProjectionStatus.PAUSED
-                    return handled
-                result = self._batch(reg)
-                handled += result.handled
-                if result.failed:
-                    return handled
-                if result.caught_up:
-                    break
-            reg.status = ProjectionStatus.PAUSED if reg.paused else ProjectionStatus.READY
-        return handled
+            return self._feed(reg)
 
     def catch_up(self, *names: str) -> dict[str, int]:
         """Feed the named projections (all by default) until each has reached the head.
 
-        Appends made meanwhile are picked up. A projection that fails stops at
+        Appends made meanwhile are picked up: each reads until a read finds nothing
+        new, but once past the head it found when called, at most
+        ``MAX_READS_PAST_HEAD`` (10) more pages, so a writer that never pauses cannot
+        keep ``catch_up`` running for ever (the projection is then CATCHING_UP, and
+        ``run()`` or the next ``catch_up()`` goes on). A projection that fails stops at
         the failing event (see ``status``); the others go on. Returns how many
         events each projection handled in this call.
         """
@@ -471,6 +554,7 @@ class ProjectionManager:
             reg.paused = False
             reg.status = ProjectionStatus.CATCHING_UP
             reg.position = reg.stored = _stored_progress(reg.read_model, name)
+            self._stop_if_ahead_of_log(reg)
 
     def rebuild(
         self,
@@ -481,9 +565,13 @@ class ProjectionManager:
     ) -> ProjectionInfo:
         """Reset ``name`` and replay the whole log into it; appends made meanwhile are included.
 
+        As with ``catch_up``, it reads until a read finds nothing new, at most
+        ``MAX_READS_PAST_HEAD`` pages past the head it found when called.
+
         ``progress`` is called after each batch (for notebook widgets);
         ``show_progress`` draws a tqdm bar, by default when stderr is a terminal.
-        Returns the projection's status afterwards (READY, or FAILED/PAUSED).
+        Returns the projection's status afterwards (READY, or FAILED/PAUSED, or
+        CATCHING_UP when appends kept coming past that bound).
         """
         reg = self._get(name)
         bar: Any = None
@@ -510,30 +598,25 @@ class ProjectionManager:
                 from tqdm import tqdm
 
                 bar = tqdm(total=head, desc=f"rebuild {name}", unit="pos", unit_scale=True)
-            try:
-                while True:
-                    if reg.paused:
-                        reg.status = ProjectionStatus.PAUSED
-                        break
-                    result = self._batch(reg)
-                    handled += result.handled
-                    head = max(head, reg.seen_head, reg.position)
-                    if not result.caught_up:
-                        head = max(head, self.source.head_position())
-                    if bar is not None:
-                        bar.total = head
-                        bar.update(reg.position - bar.n)
-                    if progress is not None:
-                        progress(
-                            RebuildProgress(
-                                name, reg.position, head, handled, time.perf_counter() - started
-                            )
+
+            def report(result: _BatchResult) -> None:
+                nonlocal head, handled
+                handled += result.handled
+                head = max(head, reg.seen_head, reg.position)
+                if not result.caught_up:
+                    head = max(head, self.source.head_position())
+                if bar is not None:
+                    bar.total = head
+                    bar.update(reg.position - bar.n)
+                if progress is not None:
+                    progress(
+                        RebuildProgress(
+                            name, reg.position, head, handled, time.perf_counter() - started
                         )
-                    if result.failed:
-                        break
-                    if result.caught_up:
-                        reg.status = ProjectionStatus.READY
-                        break
+                    )
+
+            try:
+                self._feed(reg, report)
             finally:
                 if bar is not None:
                     bar.close()
@@ -603,6 +686,24 @@ def _stored_progress(model: ReadModel, name: str) -> int:
     checkpoint = model.load_checkpoint(name)
     load = getattr(model, "load_scanned_position", None)  # absent from older read models
     return max(checkpoint, int(load(name))) if load is not None else checkpoint
+
+
+def _head_is_the_logs(source: EventSource) -> bool:
+    """Whether ``source.head_position()`` is the head of the whole log, not a lower bound.
+
+    A source with a ``store`` that is None (a ``NatsEventBus`` without a store) knows
+    only the positions it has seen in this process (0 before its first read), so
+    stored progress past that head proves nothing. Views (``TenantEventSource``) are
+    judged by the source they wrap.
+    """
+    for _ in range(8):  # a view of a view, and so on
+        if getattr(source, "store", True) is None:
+            return False
+        inner = getattr(source, "source", None)
+        if inner is None or inner is source:
+            return True
+        source = inner
+    return True
 
 
 def _unhandled(reg: _Registration) -> dict[str, int]:

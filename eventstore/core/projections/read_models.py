@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from ..errors import EventStoreError
 from ..events import Event
 from ..ports import CheckpointStore
 from ..tenancy import tenant_of, with_tenant
@@ -90,6 +91,27 @@ class ReadModel(Protocol):
         ...
 
     def dead_letters(self, name: str) -> list[DeadLetter]: ...
+
+
+class StoreWriteInBatchError(EventStoreError):
+    """Code run inside a projection's batch wrote to the event store through the store object.
+
+    The batch's transaction is open on the store's own database (a read model on the
+    store), so that write can neither join it nor wait for it: adapters raise this
+    instead of failing on a nested transaction or waiting for ever.
+    """
+
+    def __init__(self, path: str, projection: str) -> None:
+        self.path = path
+        self.projection = projection
+        super().__init__(
+            f"projection {projection!r} wrote to the event store {path!r} through the store "
+            "object (store.append, or a Repository made on the store, say) while its batch's "
+            "transaction is open on the store's database: that write can neither join the "
+            "transaction nor wait for it to end. Append through ctx.store instead "
+            "(ctx.store.append(...), or Repository(ctx.store, ...)): it commits with the "
+            "batch and its checkpoint, or not at all"
+        )
 
 
 class HandlerFailedError(Exception):

@@ -66,6 +66,8 @@ class ProjectionFailure:
         )
 
     def describe(self) -> str:
+        if not self.event_id:  # not a handler's failure: a reset, or the runner's own check
+            return f"projection {self.projection!r}: {self.error_type}: {self.message}"
         return (
             f"projection {self.projection!r} failed at position {self.position} "
             f"(event {self.event_type} {self.event_id!r} of aggregate {self.aggregate_id!r}): "
