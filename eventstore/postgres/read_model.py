@@ -11,6 +11,7 @@ same transaction.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -283,7 +284,13 @@ class PostgresReadModel:
                         outcome.checkpoint, outcome.scanned_position = stored_checkpoint, stored
                         return outcome
                     ctx.connection = conn
-                    handled = handle_events(projection, pending[:cut], ctx, stored)
+                    marked = (
+                        self._store.running_projection(name)
+                        if self._store is not None
+                        else contextlib.nullcontext()
+                    )
+                    with marked:
+                        handled = handle_events(projection, pending[:cut], ctx, stored)
                     checkpoint = stored_checkpoint
                     if cut and pending[cut - 1].position > stored:
                         checkpoint = pending[cut - 1].position

@@ -73,6 +73,7 @@ from ..core.events import (
 from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
 from ..core.ids import deterministic_event_id
 from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, Page, ProcessedCommand
+from ..core.projections.read_models import StoreWriteInBatchError
 from ..core.snapshots import Snapshot, SnapshotStats
 from ..core.units import (
     StreamAppend,
@@ -352,6 +353,8 @@ class PostgresEventStore:
         self.path = f"{redact(dsn)} (schema {schema})"
         self.channel = notify_channel(schema)
         self._position_lock = lock_key(schema, "position")
+        # The projection whose batch this thread runs (see running_projection).
+        self._batch_of_thread = threading.local()
         # Keyword arguments win over the DSN's: keep the DSN's own options beside ours.
         options = " ".join(
             filter(None, [str(given.get("options") or ""), f"-c search_path={schema}"])
@@ -518,6 +521,23 @@ class PostgresEventStore:
 
     def __repr__(self) -> str:
         return f"PostgresEventStore({self.path!r}, {'closed' if self._closed else 'open'})"
+
+    @contextlib.contextmanager
+    def running_projection(self, name: str) -> Iterator[None]:
+        """Mark this thread as running projection ``name``'s code in a batch whose
+        transaction holds the position lock: a write through this store object there
+        would wait for that lock for ever, so it fails instead, naming ``ctx.store``."""
+        previous = getattr(self._batch_of_thread, "projection", None)
+        self._batch_of_thread.projection = name
+        try:
+            yield
+        finally:
+            self._batch_of_thread.projection = previous
+
+    def _refuse_in_batch(self) -> None:
+        projection = getattr(self._batch_of_thread, "projection", None)
+        if projection is not None:
+            raise StoreWriteInBatchError(self.path, projection)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -867,6 +887,7 @@ class PostgresEventStore:
         command_id: str | None = None,
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
+        self._refuse_in_batch()
         args = checked_append(
             self.path,
             aggregate_id,
@@ -910,6 +931,7 @@ class PostgresEventStore:
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
         """``append`` without blocking the event loop: it joins the next group commit."""
+        self._refuse_in_batch()
         args = checked_append(
             self.path,
             aggregate_id,
@@ -1027,6 +1049,7 @@ class PostgresEventStore:
         Runs on a pooled connection under the position lock, beside the group
         commit (which takes the same lock), so positions stay in commit order.
         """
+        self._refuse_in_batch()
         items = check_unit(self.path, appends, command_id, command_ttl)
         self._check_unit_values(items, command_id)
         item = _Append((items, command_id, command_ttl), lambda i: i.signal.set(), unit=True)
@@ -1071,6 +1094,7 @@ class PostgresEventStore:
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> UnitResult:
         """``append_many`` without blocking the event loop: it joins the next group commit."""
+        self._refuse_in_batch()
         items = check_unit(self.path, appends, command_id, command_ttl)
         self._check_unit_values(items, command_id)
         loop = asyncio.get_running_loop()
@@ -1618,6 +1642,7 @@ class PostgresEventStore:
 
     def rebuild_constraints(self) -> int:
         """Recompute the unique-constraint table from the claims and releases in the log."""
+        self._refuse_in_batch()
         with self.reading() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (self._position_lock,))
             owners: dict[tuple[str, str], str] = {}
