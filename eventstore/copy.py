@@ -120,6 +120,10 @@ class _Side(abc.ABC):
         """Make the next position follow the copied ones (SQLite's AUTOINCREMENT does it)."""
         return None
 
+    def check_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """Refuse rows this side cannot hold, before any is written (SQLite holds all)."""
+        return None
+
     def q(self, sql: str) -> str:
         return sql.replace("?", self.mark)
 
@@ -267,6 +271,19 @@ class _PostgresSide(_Side):
         finally:
             self.conn.isolation_level = None
 
+    def check_rows(self, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+        """PostgreSQL text cannot hold a NUL byte, which SQLite stores: say which row has one
+        (psycopg's error names neither), before the page is written."""
+        for row in rows:
+            for column, value in zip(columns, row, strict=True):
+                if isinstance(value, str) and "\x00" in value:
+                    raise CopyError(
+                        f"{table} row {columns[0]}={row[0]!r} holds a NUL byte ('\\x00') in "
+                        f"{column} ({value[:60]!r}), which PostgreSQL text cannot hold",
+                        "Copy into a SQLite store instead, or rewrite that value in the "
+                        "source first (nothing of this page was written)",
+                    )
+
     def has_mark(self) -> bool:
         return bool(
             self.execute(
@@ -389,6 +406,7 @@ def copy_store(
                 )
                 if not page:
                     break
+                destination.check_rows("events", columns, page)
                 with destination.transaction():
                     destination.executemany(destination.q(insert), page)
                 after, done = page[-1][0], done + len(page)
@@ -399,6 +417,7 @@ def copy_store(
                         continue
                     cols = TABLES[table][0]
                     rows = _rows(source, table)
+                    destination.check_rows(table, cols, rows)
                     destination.execute(f"DELETE FROM {table}")
                     if rows:
                         destination.executemany(

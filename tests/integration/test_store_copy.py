@@ -182,3 +182,15 @@ def test_a_postgresql_source_without_a_store_is_refused_and_left_without_one(tmp
         ).fetchall()
     assert created == []
     assert not (tmp_path / "new.db").exists()
+
+
+def test_a_nul_byte_postgresql_cannot_hold_is_named_in_one_line(tmp_path, capsys):
+    # SQLite stores it; psycopg refused it with a bare DataError naming no row.
+    with SQLiteEventStore(tmp_path / "a.db") as source:
+        _fill(source, accounts=1, per=2)
+        source.append("bad\x00id", "Account", 0, [NewEvent(new_event_id(), "Opened", b"")])
+    schema = postgres.fresh_schema()
+    assert cli(["copy", f"sqlite:///{tmp_path / 'a.db'}", _pg_url(schema)]) != 0
+    err = capsys.readouterr().err
+    assert "NUL byte" in err and "aggregate_id" in err and "'bad\\x00id'" in err
+    assert "Traceback" not in err
