@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -62,17 +63,29 @@ def schema_name(pattern: str, tenant_id: str) -> str:
     """The PostgreSQL schema of ``tenant_id`` for a ``schema=`` pattern such as ``t_{tenant}``.
 
     A tenant id may hold ``-`` and be 64 characters long; a schema name holds
-    letters, digits and ``_``, at most 63. Such an id gets ``-`` as ``_`` and a
-    hash of the exact id (``acme-corp`` -> ``t_acme_corp_<8 hex>``): it cannot
-    meet ``acme_corp``'s schema, and the name is the same on every run.
+    letters, digits and ``_``, at most 63. An id that is already a safe part of
+    a name (letters and digits in runs joined by single ``_``) is used as it
+    is: ``acme_corp`` -> ``t_acme_corp``. Any other id gets ``_`` for ``-``,
+    then ``__`` and 16 hex of a hash of the exact id: ``acme-corp`` ->
+    ``t_acme_corp__<16 hex>``, cut to fit. So no id can name another's schema:
+    a name used as it is never holds ``__``, a hashed one always does, and two
+    hashed ones differ by their hash (64 bits: not worth searching for a
+    collision), and the name is the same on every run.
     """
     from .postgres.store import SCHEMA_NAME  # a PostgreSQL URL: its adapter is installed
 
     plain = pattern.replace(TENANT_PLACEHOLDER, tenant_id)
-    if SCHEMA_NAME.match(plain):
+    if _SAFE_TENANT_PART.match(tenant_id) and SCHEMA_NAME.match(plain):
         return plain
-    digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:8]
-    return f"{pattern.replace(TENANT_PLACEHOLDER, tenant_id.replace('-', '_'))[:54]}_{digest}"
+    digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:16]
+    room = 63 - len(pattern.replace(TENANT_PLACEHOLDER, "")) - len(digest) - 2
+    part = tenant_id.replace("-", "_")[: max(room, 1)]
+    return pattern.replace(TENANT_PLACEHOLDER, f"{part}__{digest}")
+
+
+#: A tenant id used as it is in a schema name: runs of letters and digits joined by one
+#: ``_`` (so it holds no ``__``, which marks the hashed names).
+_SAFE_TENANT_PART = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
 
 
 class TenantStores:
