@@ -101,7 +101,9 @@ class Process:
         self.scheduled.append(ScheduledTimeout(self.id, step, after))
 
     def cancel(self, step: str) -> None:
-        """Disarm the timeout ``step`` (nothing happens when none is armed)."""
+        """Disarm the timeout ``step`` (nothing happens when none is armed), including one
+        ``schedule`` armed earlier in this decision: the calls count in their order."""
+        self.scheduled = [t for t in self.scheduled if t.step != step]
         self.cancelled.append(step)
 
     def finish(self) -> None:

@@ -64,13 +64,22 @@ def now_micros() -> int:
 
 
 def process_key(tenant: str, process_id: str) -> str:
-    """The key of a process in the runner's tables: ``<tenant>::<id>``, or the id alone."""
-    return f"{tenant}{SEPARATOR}{process_id}" if tenant else process_id
+    """The key of a process in the runner's tables: ``<tenant>::<id>``, or the id alone.
+
+    A process of no tenant whose id holds ``::`` (a correlation id a caller chose,
+    ``acme::c1``) is keyed ``::<id>``, so it can never be tenant ``acme``'s process
+    ``c1``: a tenant id is never empty, so no tenant's key starts with ``::``.
+    """
+    if tenant:
+        return f"{tenant}{SEPARATOR}{process_id}"
+    return f"{SEPARATOR}{process_id}" if SEPARATOR in process_id else process_id
 
 
 def plain_id(key: str, tenant: str) -> str:
-    """The process id of ``key`` in ``tenant`` (the key without its tenant prefix)."""
-    return key[len(tenant) + len(SEPARATOR) :] if tenant else key
+    """The process id of ``key`` in ``tenant`` (``process_key``'s inverse)."""
+    if tenant:
+        return key[len(tenant) + len(SEPARATOR) :]
+    return key.removeprefix(SEPARATOR)
 
 
 def service_principal(manager: str, tenant: str, roles: Iterable[str]) -> Principal:
@@ -161,7 +170,12 @@ def load_process(
     tables: ProcessTables, conn: Any, manager: ProcessManager, key: str, cause: str
 ) -> Process:
     """The process stored under ``key`` (a new one, of no tenant, when none is)."""
-    stored = tables.load(conn, manager.name, key)
+    return _process_of(tables.load(conn, manager.name, key), manager, key, cause)
+
+
+def _process_of(
+    stored: StoredProcess | None, manager: ProcessManager, key: str, cause: str
+) -> Process:
     if stored is None:
         return Process(manager.name, key, cause)
     tenant = stored.tenant
@@ -235,14 +249,18 @@ class ProcessProjection:
         if process_id is None:
             return
         key = process_key(ctx.tenant, process_id)
-        process = load_process(self.tables, ctx.connection, self.manager, key, event.event_id)
+        stored = self.tables.load(ctx.connection, self.manager.name, key)
+        process = _process_of(stored, self.manager, key, event.event_id)
         if process.finished:
             return
         # The handler already runs in the event's tenant (handle_events).
         process.id, process.tenant = process_id, ctx.tenant
         self.manager.react(process, event, message)
-        if process.state or process.sent or process.scheduled:
-            save_process(self.tables, ctx.connection, process)  # else: no process of ours
+        # A stored process is saved whatever it decided (an emptied state, a finish, a
+        # cancel); an event that started nothing leaves no row.
+        decided = process.sent or process.scheduled or process.cancelled or process.finished
+        if stored is not None or process.state or decided:
+            save_process(self.tables, ctx.connection, process)
 
 
 def route_table(

@@ -317,6 +317,9 @@ class ProcessScenario:
             process_id = manager.process_id(event, message)
             if process_id is None:
                 continue
+            known = self.processes.get(process_id)
+            if known is not None and known.finished:
+                continue  # as the runner: a finished process reacts to nothing more
             process = Process(manager.name, process_id, event.event_id, self._state(process_id))
             manager.react(process, event, message)
             self.processes[process_id] = process

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from eventstore import EventMetadata, NewEvent, new_event_id
+from eventstore import EventMetadata, NewEvent, ProcessManager, new_event_id
 from eventstore.auth import Principal
 from eventstore.core.transport import TENANT_ID_HEADER, InProcessTransport
 from eventstore.middleware import authorization_middleware
@@ -159,3 +159,43 @@ def test_a_process_of_no_tenant_is_refused_by_a_tenant_isolated_handler(
         assert state["errors"] == ["debit: TENANT_MISMATCH"]
         assert state["status"] == "failed"
         assert [_balance(repository, "acme", x) for x in "ab"] == [100, 0]
+
+
+class _Seen(ProcessManager):
+    """Records each event's tenant and stream in its process's state."""
+
+    name = "seen"
+    event_types = (TransferRequested,)
+
+    def react(self, process: Any, event: Any, message: Any) -> None:
+        process.state.setdefault("seen", []).append([process.tenant, event.aggregate_id])
+
+
+def test_a_process_of_no_tenant_whose_id_holds_the_separator_never_meets_a_tenants_process(
+    process_store: ProcessStore,
+) -> None:
+    # A caller-chosen correlation id 'acme::t1' with no tenant used to load (and take
+    # over) tenant acme's process 't1': its state, and its row's tenant.
+    with process_store.open() as store:
+        transport, _ = _isolated_bank(store, RULES)
+        runner = process_store.runner(store, _Seen(), transport)
+        _request(store, "acme", "t1", "a", "b", 1)
+        runner.drain()
+        walk_in = TransferRequested(transfer_id="w", source="a", target="b", amount=1)
+        metadata = EventMetadata(correlation_id="acme::t1")  # no tenant
+        store.append(
+            "walk-in",
+            "Transfer",
+            0,
+            [
+                NewEvent(
+                    new_event_id(),
+                    walk_in.DESCRIPTOR.full_name,
+                    walk_in.SerializeToString(),
+                    metadata,
+                )
+            ],
+        )
+        runner.drain()
+        assert runner.state("t1", tenant="acme") == {"seen": [["acme", "acme::transfer-t1"]]}
+        assert runner.state("acme::t1") == {"seen": [["", "walk-in"]]}

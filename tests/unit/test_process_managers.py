@@ -443,3 +443,71 @@ def test_a_firing_decided_again_after_a_failure_sends_the_same_command_id(proces
         first, again = manager.ids
         assert first == again
         assert [command_id for command_id, *_ in runner.pending_commands()] == [first]
+
+
+# -- what one decision says is kept, in the order it was said ------------------------------------
+class _Deadline(ProcessManager):
+    """Keyed by the transfer's source: the first request arms a deadline; a request of
+    amount 2 disarms it, empties the state and finishes; amount 3 arms and disarms at once."""
+
+    name = "deadlines"
+    event_types = (TransferRequested,)
+
+    def process_id(self, event, message):  # type: ignore[no-untyped-def]
+        return message.source
+
+    def react(self, process: Process, event, message) -> None:  # type: ignore[no-untyped-def]
+        if message.amount == 1:
+            process.state["waiting"] = True
+            process.schedule("deadline", timedelta(hours=1))
+        elif message.amount == 2:
+            process.cancel("deadline")
+            process.state.clear()
+            process.finish()
+        elif message.amount == 3:
+            process.schedule("deadline", timedelta(hours=1))
+            process.cancel("deadline")
+
+
+def test_a_decision_that_empties_the_state_and_finishes_is_saved(process_store):
+    # It was dropped whole: the process went on reacting and its cancelled deadline fired.
+    store = process_store.open()
+    transport, _ = bank(store)
+    runner = process_store.runner(store, _Deadline(), transport)
+    with store:
+        request_transfer(store, "t1", "s", "b", 1)
+        runner.decide()
+        assert [step for _, step, _ in runner.timeouts()] == ["deadline"]
+        request_transfer(store, "t2", "s", "b", 2)
+        runner.decide()
+        assert runner.timeouts() == [] and runner.state("s") == {}
+        request_transfer(store, "t3", "s", "b", 1)  # a finished process reacts no more
+        runner.decide()
+        assert runner.timeouts() == [] and runner.state("s") == {}
+        assert runner.fire_timeouts(now=_micros() + 10**10) == 0
+
+
+def test_a_timeout_armed_then_cancelled_in_one_decision_is_not_armed(process_store):
+    store = process_store.open()
+    transport, _ = bank(store)
+    runner = process_store.runner(store, _Deadline(), transport)
+    with store:
+        request_transfer(store, "t1", "s", "b", 3)
+        runner.decide()
+        assert runner.timeouts() == []
+        assert runner.fire_timeouts(now=_micros() + 10**10) == 0
+
+
+def test_the_kit_feeds_a_finished_process_nothing_more(process_kit):  # type: ignore[no-untyped-def]
+    class Refunds(_Deadline):
+        def react(self, process: Process, event, message) -> None:  # type: ignore[no-untyped-def]
+            if message.amount == 2:
+                process.finish()
+            else:
+                process.send("refund", DepositCommand(account_id="s", amount=message.amount))
+
+    requests = [
+        ("x", TransferRequested(transfer_id=f"t{n}", source="s", target="b", amount=n))
+        for n in (1, 2, 5)
+    ]
+    process_kit(Refunds).given(*requests).then_commands(DepositCommand(account_id="s", amount=1))
