@@ -11,6 +11,7 @@ from .core.middleware import (
     register_validator,
     require_metadata,
     require_principal,
+    unregister_validator,
     validation_middleware,
     validators_for,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "register_validator",
     "require_metadata",
     "require_principal",
+    "unregister_validator",
     "validation_middleware",
     "validators_for",
 ]

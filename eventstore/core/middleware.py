@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from .errors import AppError, AuthenticationError, PermissionDeniedError, ValidationError
@@ -33,9 +34,45 @@ request_log = logging.getLogger("eventstore.requests")
 
 
 def register_validator(message_type: type[Message] | str, validator: Validator) -> None:
-    """Add ``validator`` to the rules of ``message_type`` (a class or a full proto name)."""
-    name = message_type if isinstance(message_type, str) else message_type.DESCRIPTOR.full_name
-    _VALIDATORS.setdefault(name, []).append(validator)
+    """Add ``validator`` to the rules of ``message_type`` (a class or a full proto name).
+
+    A validator of the same module and qualified name replaces the earlier one, so a
+    notebook cell or a module run again fixes a rule instead of stacking a second
+    copy beside the old one (``unregister_validator`` removes rules).
+    """
+    name = _type_name(message_type)
+    rules = _VALIDATORS.setdefault(name, [])
+    rules[:] = [v for v in rules if _identity(v) != _identity(validator)]
+    rules.append(validator)
+
+
+def unregister_validator(
+    message_type: type[Message] | str, validator: Validator | None = None
+) -> int:
+    """Remove ``validator`` (matched as ``register_validator`` replaces), or every rule of
+    ``message_type`` when it is None; returns how many were removed."""
+    name = _type_name(message_type)
+    rules = _VALIDATORS.get(name, [])
+    kept = [v for v in rules if validator is not None and _identity(v) != _identity(validator)]
+    removed = len(rules) - len(kept)
+    if kept:
+        _VALIDATORS[name] = kept
+    else:
+        _VALIDATORS.pop(name, None)
+    return removed
+
+
+def _type_name(message_type: type[Message] | str) -> str:
+    return message_type if isinstance(message_type, str) else message_type.DESCRIPTOR.full_name
+
+
+def _identity(validator: Validator) -> tuple[str, str] | int:
+    """A function's module and qualified name (the same rule defined again); anything
+    else (a lambda, a callable object) is itself."""
+    qualname = getattr(validator, "__qualname__", "")
+    if not qualname or "<lambda>" in qualname:
+        return id(validator)
+    return (getattr(validator, "__module__", "") or "", qualname)
 
 
 def validators_for(message_type: str) -> list[Validator]:
@@ -94,13 +131,6 @@ def logging_middleware(logger: logging.Logger | None = None) -> Middleware:
 def _fields(
     ctx: RequestContext, start: float, outcome: str, reply: Message | None
 ) -> dict[str, Any]:
-    count = -1
-    if reply is not None:
-        for name in ("event_count", "events"):
-            if name in reply.DESCRIPTOR.fields_by_name:
-                value = getattr(reply, name)
-                count = value if isinstance(value, int) else len(value)
-                break
     return {
         "subject": ctx.subject,
         "command_id": ctx.command_id,
@@ -108,9 +138,46 @@ def _fields(
         "tenant": ctx.tenant,
         "correlation_id": ctx.metadata.correlation_id,
         "duration_ms": (time.perf_counter() - start) * 1000,
-        "event_count": count,
+        "event_count": _event_count(reply),
         "outcome": outcome,
     }
+
+
+#: Proto field types that hold a count (an enum or a bool is no count).
+_INTEGER_TYPES = frozenset(
+    {
+        FieldDescriptor.TYPE_INT32,
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT32,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT32,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED32,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED32,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+)
+
+
+def _event_count(reply: Message | None) -> int:
+    """The reply's ``events`` (repeated: its length) or ``event_count`` (an integer), else -1.
+
+    Any other shape (a single message named ``events``, a bool, a float) is no count:
+    the log record says -1 rather than failing a request whose command was applied.
+    """
+    if reply is None:
+        return -1
+    for name in ("event_count", "events"):
+        field = reply.DESCRIPTOR.fields_by_name.get(name)
+        if field is None:
+            continue
+        value = getattr(reply, name)
+        if field.is_repeated:
+            return len(value)
+        if field.type in _INTEGER_TYPES:
+            return int(value)
+    return -1
 
 
 def recovery_middleware() -> Middleware:
@@ -275,6 +342,7 @@ __all__ = [
     "register_validator",
     "require_metadata",
     "require_principal",
+    "unregister_validator",
     "validation_middleware",
     "validators_for",
 ]

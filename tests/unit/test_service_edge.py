@@ -889,3 +889,72 @@ def test_a_json_body_that_is_not_an_object_is_refused_before_the_handler(
         message = reply.json()["message"]
         assert f"is a JSON {kind}" in message and "must be a JSON object" in message
         assert "account.v1.DepositCommand" in message
+
+
+_SHAPES = """
+syntax = "proto3";
+package logshapes.v1;
+message Summary { int64 total = 1; }
+message SummaryReply { Summary events = 1; }
+message FlagReply { bool event_count = 1; }
+message ListReply { repeated string events = 1; }
+message CountReply { uint32 event_count = 1; }
+"""
+
+
+@pytest.mark.parametrize(
+    ("reply_name", "fields", "count"),
+    [
+        ("SummaryReply", {"events": {"total": 3}}, -1),
+        ("FlagReply", {"event_count": True}, -1),
+        ("ListReply", {"events": ["a", "b"]}, 2),
+        ("CountReply", {"event_count": 4}, 4),
+    ],
+)
+def test_the_log_record_counts_events_only_from_a_count_and_never_fails_the_reply(
+    caplog: pytest.LogCaptureFixture, reply_name: str, fields: dict[str, Any], count: int
+) -> None:
+    # A reply with a singular message named `events` came back INTERNAL (len() of a
+    # message) though the command was applied; the record was never written.
+    from google.protobuf.json_format import ParseDict
+
+    from eventstore.codegen import generate_module
+
+    shapes = generate_module(_SHAPES, name="logshapes")
+    reply_type = getattr(shapes, reply_name)
+    caplog.set_level(logging.INFO, "eventstore.requests")
+
+    async def handler(message: Any, ctx: RequestContext) -> Any:
+        return ParseDict(fields, reply_type())
+
+    router = Router([logging_middleware()], handler_threads=0)
+    router.register(Route("logshapes.v1.S.Do", shapes.Summary, reply_type, handler))
+    response = run(router.dispatch("logshapes.v1.S.Do", shapes.Summary(), None))
+    assert response.success, response.error
+    (record,) = (r for r in caplog.records if r.name == "eventstore.requests")
+    assert record.outcome == "ok" and record.event_count == count
+
+
+def test_a_validator_defined_again_replaces_the_old_one_and_can_be_removed() -> None:
+    # A notebook cell run again with a fixed rule stacked it beside the buggy one, which
+    # went on refusing valid requests; there was no way to take a rule back.
+    from eventstore.core.middleware import validators_for
+    from eventstore.middleware import register_validator, unregister_validator
+
+    name = "revalidate.v1.Thing"
+
+    def rule(message: Any) -> list[tuple[str, str, str]]:  # the buggy one
+        return [("owner", "max_len", "too long")]
+
+    register_validator(name, rule)
+    first = rule
+
+    def rule(message: Any) -> list[tuple[str, str, str]]:  # noqa: F811 - the cell run again
+        return []
+
+    register_validator(name, rule)
+    register_validator(name, lambda message: [])
+    assert validators_for(name)[0] is rule and first not in validators_for(name)
+    assert len(validators_for(name)) == 2
+    assert unregister_validator(name, rule) == 1 and len(validators_for(name)) == 1
+    assert unregister_validator(name) == 1 and validators_for(name) == []
