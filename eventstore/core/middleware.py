@@ -274,15 +274,33 @@ def authorization_middleware(
     matching key wins; a role ``"*"`` admits any authenticated principal. A
     subject with no rule is denied on a network host and allowed in process
     (``deny_unlisted`` overrides). A request without a principal gets
-    ``UNAUTHENTICATED``, one without a role ``PERMISSION_DENIED``. A key in the
-    HTTP path's form (``pkg.Service/Method``) is refused: it would match no
-    subject, and the calls it meant to guard would go unchecked in process.
+    ``UNAUTHENTICATED``, one without a role ``PERMISSION_DENIED``. A key that
+    cannot match a subject is refused (the HTTP path's ``pkg.Service/Method``,
+    NATS's ``pkg.Service.>``, an empty part or end blanks): the calls it meant to
+    guard would go unchecked in process. Keys match subjects exactly, case included.
     """
     for key in rules:
         if "/" in key:
             raise ValueError(
                 f"authorization rule {key!r}: subjects are dotted (pkg.Service.Method), so "
                 f"it would match none; write {key.replace('/', '.')!r}"
+            )
+        if ">" in key:
+            raise ValueError(
+                f"authorization rule {key!r}: keys are fnmatch patterns, not NATS subjects "
+                f"('>' matches only itself); write {key.replace('>', '*')!r}"
+            )
+        if (
+            not key
+            or key != key.strip()
+            or ".." in key
+            or key.startswith(".")
+            or (key.endswith("."))
+        ):
+            raise ValueError(
+                f"authorization rule {key!r} is not a dotted subject or pattern "
+                "(pkg.Service.Method, pkg.Service.*): it would match none, and the calls it "
+                "meant to guard would go unchecked in process"
             )
     table = {key: tuple(roles) for key, roles in rules.items()}
     ordered = sorted(table, key=len, reverse=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -359,6 +360,21 @@ def test_an_authorization_key_in_the_http_paths_form_is_refused_naming_the_dotte
     # It matched no subject, so in process every call went unchecked.
     with pytest.raises(ValueError, match="'edge.v1.Accounts.\\*'"):
         authorization_middleware({"edge.v1.Accounts/*": ["teller"]})
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("edge.v1.Accounts.>", "'edge.v1.Accounts.*'"),
+        ("edge.v1.Accounts.", "not a dotted subject"),
+        ("edge.v1..Accounts.*", "not a dotted subject"),
+        (" edge.v1.Accounts.*", "not a dotted subject"),
+    ],
+)
+def test_an_authorization_key_that_can_match_no_subject_is_refused(key: str, said: str) -> None:
+    # Each matched nothing, so in process the calls it meant to guard went unchecked.
+    with pytest.raises(ValueError, match=re.escape(said)):
+        authorization_middleware({key: ["admin"]})
 
 
 def test_authorization_denies_a_missing_role_and_unlisted_subjects_on_a_network_host() -> None:
