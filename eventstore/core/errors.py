@@ -467,12 +467,22 @@ class TenantMismatchError(AppError):
         self.aggregate_id = aggregate_id
         self.tenant_id = tenant_id
         self.reason = reason
+        what = f"aggregate {aggregate_id!r}" if aggregate_id else "this call"
+        if tenant_id:
+            fix = (
+                "Use plain aggregate ids of the request's own tenant (no '::'), inside "
+                "with_tenant(...) (network hosts set it from the authenticated principal)."
+            )
+        else:
+            fix = (
+                "Name the tenant: a client sends the Es-Tenant-Id header (metadata "
+                "tenant_id) naming one of its principal's tenants (needed when the principal "
+                "has several); code runs inside with_tenant(tenant)."
+            )
         super().__init__(
             "TENANT_MISMATCH",
-            f"aggregate {aggregate_id!r} cannot be used in tenant {tenant_id or '(none)'!r}: "
-            f"{reason}",
-            "Use plain aggregate ids of the request's own tenant, inside with_tenant(...) "
-            "(network hosts set it from the authenticated principal).",
+            f"{what} cannot be used in tenant {tenant_id or '(none)'!r}: {reason}",
+            fix,
             {"aggregate_id": aggregate_id, "tenant_id": tenant_id},
         )
 

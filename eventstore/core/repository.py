@@ -26,6 +26,7 @@ from .commands import CommandResult
 from .constraints import UniqueConstraint
 from .errors import (
     AggregateNotFoundError,
+    CommandIdConflictError,
     ConcurrencyError,
     TenantMismatchError,
     UniqueConstraintError,
@@ -572,6 +573,8 @@ class Repository(Generic[A]):
             raise
         except UniqueConstraintError as exc:
             raise self._own_constraint_error(exc) from None
+        except CommandIdConflictError as exc:
+            raise self._own_command_conflict(exc) from None
         if result.already_processed:
             self._evict_key(key)
             self._reload_in_place(aggregate)
@@ -605,6 +608,8 @@ class Repository(Generic[A]):
             raise
         except UniqueConstraintError as exc:
             raise self._own_constraint_error(exc) from None
+        except CommandIdConflictError as exc:
+            raise self._own_command_conflict(exc) from None
         if result.already_processed:
             self._evict_key(key)
             await asyncio.to_thread(self._reload_in_place, aggregate)
@@ -618,6 +623,24 @@ class Repository(Generic[A]):
         """The conflict as the caller named the aggregate: its plain id, not the stored
         ``<tenant>::<id>`` (the id the caller sent is the one it resends)."""
         return ConcurrencyError(split_stored_id(exc.aggregate_id)[1], exc.expected, exc.actual)
+
+    def _own_command_conflict(self, exc: CommandIdConflictError) -> CommandIdConflictError:
+        """The conflict in the ids the caller sent (its command id, its aggregate's plain
+        id), not the stored ``<tenant>::<id>`` forms."""
+        if not self.tenant_isolation:
+            return exc
+        return CommandIdConflictError(
+            split_stored_id(exc.command_id)[1], split_stored_id(exc.aggregate_id)[1]
+        )
+
+    def _find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
+        """The stored result of ``command_id`` run on ``aggregate_id`` (plain ids)."""
+        try:
+            return self.store.find_command(
+                self._scoped(command_id) or "", self._stored_id(aggregate_id)
+            )
+        except CommandIdConflictError as exc:
+            raise self._own_command_conflict(exc) from None
 
     def _own_constraint_error(self, exc: UniqueConstraintError) -> UniqueConstraintError:
         """The error with the tenant's own value and no owner id: the message may reach a
@@ -772,9 +795,7 @@ class Repository(Generic[A]):
             # is found here, one committed after it is found by the append's own check.
             # Looking first would let fn see a state the command already changed.
             if command_id:
-                known = self.store.find_command(
-                    self._scoped(command_id) or "", self._stored_id(aggregate_id)
-                )
+                known = self._find_command(command_id, aggregate_id)
                 if known is not None:
                     return self._command_result(command_id, known)
             fn(aggregate)
@@ -829,9 +850,5 @@ class Repository(Generic[A]):
         except AggregateNotFoundError:
             aggregate = self.factory(aggregate_id)
         # As in retry_on_conflict: look the command up after loading.
-        known = (
-            self.store.find_command(self._scoped(command_id) or "", self._stored_id(aggregate_id))
-            if command_id
-            else None
-        )
+        known = self._find_command(command_id, aggregate_id) if command_id else None
         return aggregate, known

@@ -549,3 +549,35 @@ def test_retry_on_conflict_returns_the_original_when_the_command_commits_during_
     assert result.already_processed is True
     assert calls == []
     assert store.stream_version("acc-1") == 1
+
+
+@pytest.mark.parametrize("how", ["save", "retry_on_conflict"])
+def test_a_tenants_command_id_conflict_names_the_ids_it_sent(store, how):
+    # It named the stored 'beta::c1' and 'beta::p2', unlike every other error of a
+    # tenant-isolated repository (a client resends what it sent).
+    repo = account_repository(store, tenant_isolation=True)
+    with with_tenant("beta"):
+        first = Account("p1")
+        first.open("Ann")
+        repo.save_with_command(first, "c1")
+        with pytest.raises(CommandIdConflictError) as caught:
+            if how == "save":
+                second = Account("p2")
+                second.open("Bob")
+                repo.save_with_command(second, "c1")
+            else:
+                repo.retry_on_conflict("p2", lambda a: a.open("Bob"), command_id="c1")
+    assert (caught.value.command_id, caught.value.aggregate_id) == ("c1", "p2")
+    assert "beta::" not in str(caught.value)
+
+
+def test_a_tenant_isolated_repository_used_with_no_tenant_says_how_to_name_one(store):
+    from eventstore.core.errors import TenantMismatchError
+
+    repo = account_repository(store, tenant_isolation=True)
+    with pytest.raises(TenantMismatchError) as caught:
+        repo.load("p1")
+    assert "Es-Tenant-Id" in caught.value.solution and "with_tenant" in caught.value.solution
+    with pytest.raises(TenantMismatchError) as caught:
+        repo.event_log()
+    assert "aggregate ''" not in str(caught.value) and "this call" in str(caught.value)
