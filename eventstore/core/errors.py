@@ -157,8 +157,10 @@ class DuplicateEventIdError(EventStoreError):
         self.event_ids = event_ids
         super().__init__(
             f"cannot append to aggregate {aggregate_id!r}: event id(s) {event_ids} already "
-            "stored, so nothing was written. Event ids must be unique; a retried "
-            "command is recognised when it is sent again with the same command id."
+            "stored, so nothing was written. Event ids must be unique. A retried command is "
+            "recognised by its command id, or, once its record has expired, by its event "
+            "ids when it is sent again unchanged; a command that changed (other aggregates "
+            "or events) needs a new command id."
         )
 
 
