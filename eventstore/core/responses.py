@@ -445,9 +445,9 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "unavailable",
         503,
         "transport, or a server shutting down",
-        "The request did not reach a service, or the service's store closed under it; "
-        "retry with the same command id (details: `command_id`, and `subject` from the "
-        "transport).",
+        "The request did not reach a service, or the service's store closed under it or was "
+        "locked by another writer; retry with the same command id (details: `command_id`, "
+        "and `subject` from the transport).",
         (
             RaisedAs("StoreClosedError", ("command_id",), _RETRY),
             RaisedAs(
@@ -455,6 +455,13 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
                 ("command_id",),
                 _RETRY + " Wait until the service has room again.",
                 "the service's storage is full; nothing was written",
+            ),
+            RaisedAs(
+                "StoreBusyError",
+                ("command_id", "busy_timeout"),
+                _RETRY + " Another writer held the service's database; it is free again soon.",
+                "another writer held the service's database lock for longer than its busy "
+                "timeout ({busy_timeout} s); nothing was written",
             ),
         ),
     ),

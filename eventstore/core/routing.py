@@ -20,8 +20,10 @@ import asyncio
 import contextvars
 import inspect
 import logging
+import os
 import threading
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -48,6 +50,23 @@ DEFAULT_HANDLER_THREADS = 8
 """Threads for synchronous handlers per router: a slow one then holds up only its own
 thread. Above it, further synchronous calls wait in the pool's queue (first in, first
 out); ``async`` handlers never wait for it."""
+
+# Every router, for a forked child to forget its parent's handler threads.
+_routers: weakref.WeakSet[Router] = weakref.WeakSet()
+
+
+def _forget_pools_in_child() -> None:
+    """In a forked child: the parent's handler threads do not exist there. The inherited
+    pool believes it has idle threads and would never start one, so a synchronous handler
+    would never run; each router makes a pool of its own on its next synchronous call (as
+    ``offloop._forget_pool`` does)."""
+    for router in list(_routers):
+        router._pool = None
+        router._pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
 @dataclass(slots=True)
@@ -194,6 +213,7 @@ class Router:
         self.network = network
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        _routers.add(self)
 
     def _handler_pool(self) -> ThreadPoolExecutor:
         with self._pool_lock:

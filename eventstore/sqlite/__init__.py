@@ -4,13 +4,14 @@ from .checkpoints import read_checkpoint, write_checkpoint
 from .connections import ConnectionSettings, StoreClosedError
 from .process_runner import ProcessRunner
 from .read_model import SQLiteReadModel
-from .store import SQLiteEventStore
+from .store import SQLiteEventStore, StoreBusyError
 
 __all__ = [
     "ConnectionSettings",
     "ProcessRunner",
     "SQLiteEventStore",
     "SQLiteReadModel",
+    "StoreBusyError",
     "StoreClosedError",
     "read_checkpoint",
     "write_checkpoint",

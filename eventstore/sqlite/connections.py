@@ -104,6 +104,7 @@ class _Transaction:
         pool = self._pool
         pool.check_open()
         pool.write_lock.acquire()
+        began = False
         try:
             # close() may have run while this thread waited for the lock.
             pool.check_open()
@@ -112,8 +113,15 @@ class _Transaction:
                 projection = getattr(pool._local, "projection", None)
                 if projection is not None:
                     raise StoreWriteInBatchError(pool.path, projection)
+            else:
+                began = True
             pool.writer.execute("BEGIN IMMEDIATE")
         except BaseException as exc:
+            if began and pool.writer.in_transaction:
+                # Interrupted (Ctrl-C) just after BEGIN succeeded: leave no transaction
+                # open, or every later write on this connection would fail.
+                with contextlib.suppress(sqlite3.Error):
+                    pool.writer.execute("ROLLBACK")
             pool.write_lock.release()
             if isinstance(exc, (sqlite3.Error, OverflowError)):
                 raise pool.translate(exc) from exc

@@ -17,6 +17,19 @@ Every answer waits for COMMIT, errors and "already processed" included: an error
 computed inside the group could otherwise be contradicted by a failed commit, and
 an "already processed" answer could name events that were never committed.
 
+A leader interrupted while it writes a group (Ctrl-C in the main thread: a
+``KeyboardInterrupt``, or any ``BaseException`` that is not an ``Exception``) gives the
+interrupt to its own caller only. The group's transaction is rolled back; the other
+members whose appends it held go back to the front of the queue, and the next leader
+writes them (``GroupCommitter._write_failed``). A member answers only what stands:
+each answer given inside a transaction is kept with it (``GroupTransaction``) and
+counts once that transaction has committed (``Member.settled``).
+
+When the writer thread's pool takes no more work (the interpreter is shutting down:
+the main thread has ended while a service thread runs an event loop), a thread of its
+own leads, as ``OffLoopCalls`` does; a forked child forgets the parent's pool and
+leader (``os.register_at_fork``).
+
 Gathering: synchronous callers that were answered together come back together, but
 one at a time (each needs the GIL to make its next command). The first one back
 used to find no group being written and commit alone, paying a whole fsync for one
@@ -31,8 +44,10 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
+import os
 import random
 import threading
+import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -78,6 +93,35 @@ class _Wake:
         self._lock.acquire()
 
 
+def own_copy(error: BaseException) -> BaseException:
+    """``error`` for one more caller: a new exception of the same class, with the same
+    message and attributes, chained from ``error`` (its ``__cause__``).
+
+    One error answers every member of a group that fails as a whole (its BEGIN or its
+    COMMIT failed); raised as one object in each caller's thread, its traceback would
+    gather every caller's frames. Made without calling ``__init__`` (the framework's
+    errors take other arguments than their message), so nothing is computed again.
+    """
+    cls = type(error)
+    try:
+        copy = cls.__new__(cls, *error.args)
+        copy.__dict__.update(error.__dict__)
+    except Exception:  # a class that cannot be made this way: the one object, as before
+        return error
+    copy.__cause__ = error
+    return copy
+
+
+class GroupTransaction:
+    """One transaction on the writer, as the answers given inside it see it: they stand
+    once it has committed. ``committed`` is set as soon as COMMIT returns."""
+
+    __slots__ = ("committed",)
+
+    def __init__(self) -> None:
+        self.committed = False
+
+
 class Member:
     """One queued append, its answer, and how its caller waits for it."""
 
@@ -86,6 +130,7 @@ class Member:
         "aggregate_type",
         "command_id",
         "command_ttl",
+        "commit",
         "done",
         "encoded",
         "error",
@@ -117,6 +162,10 @@ class Member:
         self.command_ttl = command_ttl
         self.result: AppendResult | None = None
         self.error: BaseException | None = None
+        # The transaction the answer was given in (None: an answer given outside one, a
+        # BEGIN that failed, an outcome read after a rollback): it stands once that
+        # transaction committed. Set before the answer, cleared after it.
+        self.commit: GroupTransaction | None = None
         self.done = False
         self.lead = False
         self.wake: _Wake | None = None
@@ -128,6 +177,19 @@ class Member:
             raise self.error
         assert self.result is not None
         return self.result
+
+    def settled(self) -> bool:
+        """Whether this member has an answer that stands: one given outside a transaction,
+        or inside one that committed. An answer given inside a transaction that was
+        rolled back (its writer was interrupted) is void: the append was not stored."""
+        if self.result is None and self.error is None:
+            return False
+        return self.commit is None or self.commit.committed
+
+    def unanswer(self) -> None:
+        """Forget a void answer: the append is queued again, as it was."""
+        self.result = self.error = None
+        self.commit = None
 
 
 class UnitMember(Member):
@@ -169,6 +231,20 @@ def _resolve_all(members: list[Member]) -> None:
         _resolve(member.future, member)
 
 
+# Every store's committer, for a forked child to forget its parent's threads.
+_committers: weakref.WeakSet[GroupCommitter] = weakref.WeakSet()
+
+
+def _forget_threads_in_child() -> None:
+    """In a forked child: the parent's writer thread, leaders and waiting callers do not exist."""
+    for committer in list(_committers):
+        committer._forget_other_threads()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_threads_in_child)
+
+
 class GroupCommitter:
     """The queue and the leader hand-over of one store's group commit."""
 
@@ -185,6 +261,22 @@ class GroupCommitter:
         self._cohort = 0
         self._gathering = False
         self._gathered = threading.Condition(self._lock)
+        _committers.add(self)
+
+    def _forget_other_threads(self) -> None:
+        """In a forked child only the forking thread runs. The writer pool's thread is the
+        parent's: the inherited pool believes it has an idle worker and would never run
+        a job. The callers queued and a leader on another thread are the parent's too, and
+        so may be a holder of the lock. The child starts afresh (a lead held by the
+        forking thread itself stays, for it to pass on)."""
+        self._writer = None
+        self._lock = threading.Lock()
+        self._gathered = threading.Condition(self._lock)
+        self._queue = []
+        self._gathering = False
+        if self._leader_thread != threading.get_ident():
+            self._leading = False
+            self._leader_thread = 0
 
     # -- callers -------------------------------------------------------------------------
     def append(self, member: Member) -> AppendResult:
@@ -221,8 +313,10 @@ class GroupCommitter:
     def _give_up(self, member: Member) -> None:
         """A waiting caller was interrupted: its append leaves the queue if it is still
         there (stored or not, as any interrupted write), and a lead it was handed
-        meanwhile passes on, so the callers behind it do not wait for ever."""
+        meanwhile passes on, so the callers behind it do not wait for ever. Nobody waits
+        on its wake any more: it is never handed the lead again."""
         with self._lock:
+            member.wake = None
             if member in self._queue:
                 self._queue.remove(member)
             if member.lead:
@@ -253,6 +347,11 @@ class GroupCommitter:
 
     async def append_async(self, member: Member) -> AppendResult:
         """Queue ``member`` and await its answer; the writing runs on a thread, never here."""
+        if self._leader_thread == threading.get_ident():
+            # The leader's own thread (a commit listener running an event loop): queued, it
+            # would wait for itself. Written alone, here, as ``append`` does.
+            self._write([member])
+            return member.answer()
         loop = asyncio.get_running_loop()
         member.loop = loop
         member.future = loop.create_future()
@@ -285,20 +384,13 @@ class GroupCommitter:
 
     # -- the leader ----------------------------------------------------------------------
     def _start_writer(self) -> None:
+        """An ``async`` caller took the lead: pass it on (to a synchronous caller that queued
+        meanwhile, else to a thread; see ``_hand_over``)."""
         with self._lock:
             if self._closed:  # close() answered the queue already
                 self._leading = False
                 return
-            if self._writer is None:
-                self._writer = ThreadPoolExecutor(
-                    max_workers=1, thread_name_prefix="eventstore-group-commit"
-                )
-            writer = self._writer
-        try:
-            writer.submit(self._lead, None)
-        except RuntimeError:  # shut down by close() just now: close() answered the queue
-            with self._lock:
-                self._leading = False
+            self._hand_over()
 
     def _lead(self, own: Member | None) -> None:
         """Write groups until ``own`` is answered (the writer thread: until the queue is
@@ -339,14 +431,53 @@ class GroupCommitter:
             try:
                 self._write(batch)
             except BaseException as exc:  # never leave a member unanswered
-                unanswered = [member for member in batch if not member.done]
-                for member in unanswered:
-                    member.error = exc
-                self._finish_all(unanswered)
+                self._write_failed(batch, own, exc)
                 if not isinstance(exc, Exception):
-                    with self._lock:
-                        self._hand_over()
                     raise
+
+    def _write_failed(self, batch: list[Member], own: Member | None, exc: BaseException) -> None:
+        """Writing ``batch`` raised ``exc`` on this thread instead of answering it.
+
+        Members whose answer stands (``Member.settled``: their transaction committed, or
+        they failed outside one) get it. An interrupt (a ``BaseException`` that is not an
+        ``Exception``: Ctrl-C) is this thread's caller's alone: the other members, rolled
+        back, go back to the front of the queue, in order, and the lead passes on, so the
+        next leader writes them (decision 28: a failing append fails alone). An
+        ``Exception`` here is a bug: each member not stored fails with its own copy of it.
+        """
+        interrupted = not isinstance(exc, Exception)
+        answered: list[Member] = []
+        again: list[Member] = []
+        for member in batch:
+            if member.done:
+                continue
+            if member.settled():
+                answered.append(member)
+            elif not interrupted:
+                member.result = None
+                member.error = own_copy(exc)
+                member.commit = None
+                answered.append(member)
+            elif member is not own:  # own: its caller gets the interrupt, raised here
+                member.unanswer()
+                again.append(member)
+        self._finish_all(answered)
+        if not interrupted:
+            return
+        with self._lock:
+            if own is not None and own in self._queue:
+                self._queue.remove(own)
+            # A synchronous caller that gave up meanwhile (``_give_up``) is not queued again.
+            again = [m for m in again if m.wake is not None or m.future is not None]
+            if self._closed:  # close() answered the queue: these get what it gave
+                refused, again = again, []
+            else:
+                refused = []
+                self._queue[:0] = again
+            self._hand_over()
+        for member in refused:
+            member.error = StoreClosedError(self._store.path)
+        self._finish_all(refused)
 
     def _hand_over(self) -> None:
         """Called under the lock by a leader that is done: pass the lead on, or drop it."""
@@ -368,8 +499,26 @@ class GroupCommitter:
             )
         try:
             self._writer.submit(self._lead, None)
+            return
         except RuntimeError:
+            # The pool takes no more work: the interpreter is shutting down (the main
+            # thread has ended; a service thread's event loop still runs). A thread of
+            # its own leads, as OffLoopCalls does (decision 48): nobody is left waiting.
+            pass
+        try:
+            threading.Thread(
+                target=self._lead, args=(None,), name="eventstore-group-commit", daemon=True
+            ).start()
+        except RuntimeError as exc:  # no thread can start any more: answer, never strand
+            stranded, self._queue = self._queue, []
             self._leading = False
+            for member in stranded:
+                member.error = RuntimeError(
+                    f"event store {self._store.path!r}: no thread could be started to write "
+                    f"this append ({exc}), so nothing of it was stored. The interpreter is "
+                    "shutting down: append before it does, or synchronously."
+                )
+            self._finish_all(stranded)
 
     def _finish_all(self, members: list[Member]) -> None:
         """Answer ``members``: wake each synchronous caller, and hand each event loop its
@@ -403,4 +552,12 @@ class GroupCommitter:
             store._sweep_after_commit()
 
 
-__all__ = ["GATHER_WAIT", "MAX_GROUP", "GroupCommitter", "Member", "UnitMember"]
+__all__ = [
+    "GATHER_WAIT",
+    "MAX_GROUP",
+    "GroupCommitter",
+    "GroupTransaction",
+    "Member",
+    "UnitMember",
+    "own_copy",
+]

@@ -33,6 +33,7 @@ from ..core.errors import (
     EventStoreError,
     IntegerRangeError,
     PayloadTooLargeError,
+    StorageError,
     StoreClosedError,
     UniqueConstraintError,
     UniqueConstraintReleaseError,
@@ -64,7 +65,7 @@ from ..core.units import (
 from ..core.upcasting import Upcasters
 from .checkpoints import SQLiteCheckpoints
 from .connections import DEFAULT_CHECKPOINT_PAGES, ConnectionPool, ConnectionSettings
-from .group_commit import GroupCommitter, Member, UnitMember
+from .group_commit import GroupCommitter, GroupTransaction, Member, UnitMember, own_copy
 from .schema import migrate
 from .snapshots import SQLiteSnapshots
 
@@ -114,6 +115,51 @@ _compact_json = json.JSONEncoder(separators=(",", ":")).encode
 CommitListener = Callable[[int], None]
 
 
+# SQLite's primary result codes for a lock held elsewhere.
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+
+
+class StoreBusyError(StorageError):
+    """Another connection or process held a lock on the database for longer than the
+    store's ``busy_timeout`` (SQLite's ``SQLITE_BUSY``; ``SQLITE_LOCKED`` too): SQLite
+    gave up waiting and nothing was written. ``busy_timeout`` is that wait in seconds,
+    ``detail`` SQLite's own words. A retry with the same command id is applied once.
+    """
+
+    def __init__(
+        self, path: str, busy_timeout: float | None = None, detail: str = "database is locked"
+    ) -> None:
+        self.busy_timeout = busy_timeout
+        self.detail = detail
+        waited = (
+            f"busy_timeout ({busy_timeout:g} s)"
+            if busy_timeout is not None
+            else "the store's busy_timeout"
+        )
+        super().__init__(
+            path,
+            f"another connection or process held a lock on the database for longer than "
+            f"{waited}, so SQLite gave up waiting ({detail}) and nothing was written",
+            "Retry with the same command id (it is applied once), or open the store with a "
+            "longer busy_timeout (SQLiteEventStore(path, busy_timeout=seconds)) if the other "
+            "writer holds the lock this long on purpose.",
+        )
+
+
+class _StoreConnections(ConnectionPool):
+    """The store's connections: a lock held elsewhere past the busy timeout is a
+    ``StoreBusyError`` naming the file and the timeout, not a bare ``sqlite3`` error
+    (decision 25)."""
+
+    def translate(self, exc: BaseException) -> BaseException:
+        translated = super().translate(exc)
+        code = getattr(exc, "sqlite_errorcode", None)
+        if translated is exc and code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return StoreBusyError(self.path, self.busy_timeout_ms / 1000, str(exc))
+        return translated
+
+
 class _TransactionLost(Exception):
     """SQLite rolled back a group's whole transaction while one member ran."""
 
@@ -141,8 +187,9 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     the whole file: seconds for a large one) and raises ``CorruptDatabaseError``
     naming the file when it is damaged. A file of another application is refused
     (``ForeignDatabaseError``), as is one written by a newer eventstore
-    (``SchemaVersionError``); failures about the file (read-only, full, damaged)
-    raise ``StorageError`` subclasses that name it.
+    (``SchemaVersionError``); failures about the file (read-only, full, damaged,
+    locked by another process for longer than ``busy_timeout`` seconds:
+    ``StoreBusyError``) raise ``StorageError`` subclasses that name it.
     """
 
     #: How many threads usefully run this store's loads at once (read by
@@ -163,7 +210,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         group_commit: bool = True,
     ) -> None:
         self.path = os.fspath(path)
-        self._db = ConnectionPool(self.path, synchronous, busy_timeout, checkpoint_pages)
+        self._db = _StoreConnections(self.path, synchronous, busy_timeout, checkpoint_pages)
         try:
             try:
                 if verify:
@@ -302,8 +349,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     ) -> AppendResult:
         """One append in a transaction of its own: without group commit, for a lone
         caller (``GroupCommitter.lead_alone``), or on a thread that holds the write lock
-        (queued, it would wait for itself; here SQLite refuses the nested transaction,
-        and read-model handlers append through ``ctx.store`` instead)."""
+        (queued, it would wait for itself; here the transaction within a transaction is
+        refused: read-model handlers append through ``ctx.store`` instead)."""
         try:
             with self._db.transaction() as conn:
                 result, last = self._append_on(
@@ -354,7 +401,20 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> AppendResult:
         """``append`` for ``async`` callers: the same answers, the event loop never waits on
-        SQLite. With group commit it joins the next group, written on a thread."""
+        SQLite. With group commit it joins the next group, written on a thread.
+
+        On a thread that holds the write lock (an event loop run inside a read model's
+        batch) it is ``append``, run here: queued, or on a worker thread, it would wait
+        for that thread's own lock for ever."""
+        if self._db.owns_write_lock():
+            return self.append(
+                aggregate_id,
+                aggregate_type,
+                expected_version,
+                events,
+                command_id=command_id,
+                command_ttl=command_ttl,
+            )
         if self._group is None:
             return await append_async_default(
                 self,
@@ -382,8 +442,13 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         """Write ``batch`` in one transaction, each member in its own savepoint.
 
         Sets each member's result or error (nothing is answered before COMMIT: a
-        failed COMMIT fails every member). Returns the last position committed (0:
-        none). Called by the group's leader; see eventstore/sqlite/group_commit.py.
+        failed COMMIT fails every member, each with its own copy of the error). Returns
+        the last position committed (0: none). Called by the group's leader; see
+        eventstore/sqlite/group_commit.py.
+
+        Interrupted (``KeyboardInterrupt``, or a bug), it rolls back what is open and
+        raises: the answers given inside the rolled-back transaction are then void
+        (``Member.settled``), the rest stand.
         """
         db = self._db
         with db.write_lock:
@@ -393,36 +458,53 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 return 0
             conn = db.writer
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except (sqlite3.Error, OverflowError) as exc:
-                error = db.translate(exc)
-                for member in batch:
-                    member.error = error
-                return 0
-            try:
-                return self._write_members(conn, batch)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                except (sqlite3.Error, OverflowError) as exc:
+                    error = self._translated(exc)
+                    for member in batch:
+                        member.error = own_copy(error)
+                    return 0
+                return self._write_members(conn, batch, GroupTransaction())
             except BaseException:
-                # Not an answer (KeyboardInterrupt, a bug): leave no transaction open.
+                # Not an answer (KeyboardInterrupt, a bug): leave no transaction open, also
+                # when it came right after BEGIN.
                 with contextlib.suppress(sqlite3.Error):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                 raise
 
-    def _write_members(self, conn: sqlite3.Connection, batch: Sequence[Member]) -> int:
-        db = self._db
+    def _translated(self, exc: BaseException) -> BaseException:
+        """The store's error for a sqlite3 error, with it as ``__cause__`` (decision 25)."""
+        error = self._db.translate(exc)
+        if error is not exc:
+            error.__cause__ = exc
+        return error
+
+    def _write_members(
+        self, conn: sqlite3.Connection, batch: Sequence[Member], txn: GroupTransaction
+    ) -> int:
+        """The members of ``batch`` in the open transaction ``txn``, then COMMIT.
+
+        Each answer is given inside ``txn`` (``member.commit``) and stands once it has
+        committed. An answer that stands whatever happens (an error after a rollback)
+        is set first and its ``commit`` cleared after, so an interrupt between the two
+        leaves it void, never standing for an append that was rolled back.
+        """
         if len(batch) == 1:
-            return self._write_alone(conn, batch[0])
+            return self._write_alone(conn, batch[0], txn)
         last = 0
         for index, member in enumerate(batch):
             try:
-                last = max(last, self._write_member(conn, member))
+                last = max(last, self._write_member(conn, member, txn))
             except _TransactionLost as lost:
                 # SQLite rolled the whole transaction back (full, I/O error, busy,
                 # interrupted): this member fails; every other one is retried alone.
                 member.error = lost.error
+                member.commit = None
                 last = 0
                 for other in [*batch[:index], *batch[index + 1 :]]:
-                    other.result = other.error = None
+                    other.unanswer()
                     last = max(last, self.write_group([other]))
                 return last
         try:
@@ -431,19 +513,25 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-            error = db.translate(exc)
+            error = self._translated(exc)
             for member in batch:
+                member.error = own_copy(error)
                 member.result = None
-                member.error = error
+                member.commit = None
             return 0
+        except BaseException:
+            txn.committed = True  # raised as COMMIT returned (an interrupt): it committed
+            raise
+        txn.committed = True
         return last
 
-    def _write_alone(self, conn: sqlite3.Connection, member: Member) -> int:
+    def _write_alone(self, conn: sqlite3.Connection, member: Member, txn: GroupTransaction) -> int:
         """A group of one (a lone caller): no savepoint, so it costs what ``append`` did.
 
         On a failure the transaction is rolled back whole and the outcome is read
         on the writer (still under the write lock) as it stands committed.
         """
+        member.commit = txn
         try:
             result, last = self._member_body(conn, member)
         except Exception as exc:
@@ -454,20 +542,28 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 member.result = self._member_outcome(conn, member, exc)
             except Exception as error:
                 member.error = error
+            member.commit = None  # read after the rollback: it stands
             return 0
+        member.result = result
         try:
             conn.execute("COMMIT")
         except (sqlite3.Error, OverflowError) as exc:
             with contextlib.suppress(sqlite3.Error):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
-            member.error = self._db.translate(exc)
+            member.error = self._translated(exc)
+            member.result = None
+            member.commit = None
             return 0
-        member.result = result
+        except BaseException:
+            txn.committed = True  # raised as COMMIT returned (an interrupt): it committed
+            raise
+        txn.committed = True
         return last
 
-    def _write_member(self, conn: sqlite3.Connection, member: Member) -> int:
+    def _write_member(self, conn: sqlite3.Connection, member: Member, txn: GroupTransaction) -> int:
         """One member inside the group's transaction; a failing one is undone to its savepoint."""
+        member.commit = txn
         conn.execute("SAVEPOINT eventstore_member")
         try:
             result, last = self._member_body(conn, member)
@@ -666,7 +762,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         command_ttl: timedelta = DEFAULT_COMMAND_TTL,
     ) -> UnitResult:
         """``append_many`` for ``async`` callers: with group commit it joins the next group,
-        written on a thread; else ``append_many`` runs on a worker thread."""
+        written on a thread; else ``append_many`` runs on a worker thread. On a thread that
+        holds the write lock it is ``append_many``, run here (see ``append_async``)."""
+        if self._db.owns_write_lock():
+            return self.append_many(appends, command_id=command_id, command_ttl=command_ttl)
         if self._group is not None:
             items = check_unit(self.path, appends, command_id, command_ttl)
             answer: UnitResult = await self._group.append_async(  # type: ignore[assignment]

@@ -619,7 +619,18 @@ def test_a_sync_leader_hands_async_waiters_to_the_writer_thread(db_path):
     with SQLiteEventStore(db_path) as store:
         group = store._group
         assert group is not None
-        store._db.write_lock.acquire()
+        # Held on another thread than the loop's: on the loop's thread an async append
+        # would be written there, as append is on a thread holding the write lock.
+        held, free = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store._db.write_lock:
+                held.set()
+                free.wait(10)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        held.wait(10)
         leader = threading.Thread(target=store.append, args=("s", "A", 0, [_event()]))
         leader.start()
         while not group._leading:
@@ -632,12 +643,13 @@ def test_a_sync_leader_hands_async_waiters_to_the_writer_thread(db_path):
             ]
             while len(group._queue) < 5:
                 await asyncio.sleep(0.001)
-            store._db.write_lock.release()
+            free.set()
             done = await asyncio.gather(*tasks)
             return [r.events[0].position for r in done]
 
         positions = asyncio.run(main())
         leader.join(10)
+        holder.join(10)
         assert sorted(positions) == [2, 3, 4, 5, 6]
         deadline = time.monotonic() + 10
         while group._leading:  # the writer thread drops the lead once the queue is empty

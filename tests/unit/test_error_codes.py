@@ -174,6 +174,16 @@ def test_storage_errors_cross_the_wire_without_naming_server_files() -> None:
     big = app_error_for(PayloadTooLargeError("/srv/data/bank.db", 100, 200, "acc-1"))
     assert big is not None and big.code == INVALID_ARGUMENT
     assert "/srv/data" not in big.message and "acc-1" in big.message
+    from eventstore.sqlite import StoreBusyError
+
+    busy = app_error_for(
+        StoreBusyError("/srv/data/bank.db", 5.0, "database is locked"), command_id="cmd-8"
+    )
+    assert busy is not None and busy.code == UNAVAILABLE
+    assert "/srv/data" not in busy.message and busy.details == {
+        "command_id": "cmd-8",
+        "busy_timeout": "5.0",
+    }
 
 
 def test_a_concurrency_conflict_names_the_command_id_to_resend_with():
