@@ -17,6 +17,7 @@ and nothing else runs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import logging
@@ -32,7 +33,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from .errors import AppError, TenantForbiddenError
+from .errors import AppError, InvalidTenantError, TenantForbiddenError
 from .events import EventMetadata
 from .headers import (
     COMMAND_ID_HEADER,
@@ -41,7 +42,14 @@ from .headers import (
 )
 from .identity import Principal, without_identity_headers
 from .ids import new_command_id
-from .responses import INTERNAL, INVALID_MESSAGE_TYPE, NO_HANDLER, Response, app_error_for
+from .responses import (
+    INTERNAL,
+    INVALID_MESSAGE_TYPE,
+    INVALID_TENANT,
+    NO_HANDLER,
+    Response,
+    app_error_for,
+)
 from .tenancy import check_tenant_id, with_tenant
 
 log = logging.getLogger("eventstore.transport")
@@ -304,26 +312,37 @@ class Router:
                 call = _wrap(middleware, call)
             with with_tenant(ctx.tenant):
                 reply = await call(request, ctx)
+            _check_reply(route, reply, "the middleware chain")
         except AppError as error:
             return Response.failure(error)
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is None or task.cancelling():
+                raise  # this request is being cancelled (a deadline, a client gone)
+            # Raised by the handler or a middleware itself: a failure, answered as one.
+            return self._failure(subject, ctx, exc)
         except Exception as exc:
-            mapped = app_error_for(exc, ctx.command_id)
-            if mapped is not None:
-                log.info("handler of %s refused the request: %s", subject, mapped.code)
-                return Response.failure(mapped, exc)
-            if self.network:
-                return Response.failure(internal_error(subject, exc), exc)
-            log.exception("handler of %s failed", subject)
-            return Response.failure(
-                AppError(
-                    INTERNAL,
-                    f"the handler of {subject} failed: {type(exc).__name__}: {exc}",
-                    "This is a bug in the service, not in the request; see the server's log.",
-                    {"subject": subject},
-                ),
-                exc,
-            )
+            return self._failure(subject, ctx, exc)
         return Response.ok(reply)
+
+    def _failure(self, subject: str, ctx: RequestContext, exc: BaseException) -> Response:
+        mapped = app_error_for(exc, ctx.command_id)
+        if mapped is not None:
+            log.info("handler of %s refused the request: %s", subject, mapped.code)
+            return Response.failure(mapped, exc)
+        if self.network:
+            return Response.failure(internal_error(subject, exc), exc)
+        where = "the handler" if getattr(exc, _RAISED_BY_HANDLER, False) else "a middleware"
+        log.exception("%s of %s failed", where, subject, exc_info=exc)
+        return Response.failure(
+            AppError(
+                INTERNAL,
+                f"{where} of {subject} failed: {type(exc).__name__}: {exc}",
+                "This is a bug in the service, not in the request; see the server's log.",
+                {"subject": subject},
+            ),
+            exc,
+        )
 
     @property
     def observers(self) -> list[Middleware]:
@@ -413,7 +432,19 @@ def _resolve_tenant(principal: Principal | None, requested: str | None, network:
             raise TenantForbiddenError(principal.id, requested)
         return requested
     if principal is not None and len(principal.tenants) == 1:
-        return principal.tenants[0]
+        only = principal.tenants[0]
+        try:
+            return check_tenant_id(only)
+        except InvalidTenantError:
+            # The server's fault (its token or authenticator), not the client's.
+            raise AppError(
+                INVALID_TENANT,
+                f"principal {principal.id!r} belongs to tenant {str(only)[:80]!r}, which is not "
+                "a valid tenant id, and the request named none",
+                "The service's authenticator (or the token's tenants claim) must give tenant "
+                "ids matching ^[a-z0-9][a-z0-9_-]{0,63}$; until then, send Es-Tenant-Id.",
+                {"tenant_id": str(only)[:80]},
+            ) from None
     return ""
 
 
@@ -455,29 +486,62 @@ def _invoker(route: Route, router: Router) -> NextCall:
     on_loop = router.handler_threads == 0 or _is_async(route.handler)
 
     async def invoke(message: Message, ctx: RequestContext) -> Message:
-        if on_loop:
-            reply = route.handler(message, ctx)
-        else:
-            context = contextvars.copy_context()
-            reply = await asyncio.get_running_loop().run_in_executor(
-                router._handler_pool(), context.run, route.handler, message, ctx
-            )
-        if inspect.isawaitable(reply):
-            reply = await reply
-        expected = route.response_type.DESCRIPTOR.full_name
-        if not isinstance(reply, Message) or reply.DESCRIPTOR.full_name != expected:
-            got = reply.DESCRIPTOR.full_name if isinstance(reply, Message) else repr(reply)
-            raise TypeError(
-                f"the handler of {route.subject} returned {got}; it must return {expected}"
-            )
+        try:
+            if on_loop:
+                reply = route.handler(message, ctx)
+            else:
+                context = contextvars.copy_context()
+                try:
+                    reply = await asyncio.get_running_loop().run_in_executor(
+                        router._handler_pool(), context.run, route.handler, message, ctx
+                    )
+                except (SystemExit, KeyboardInterrupt) as exc:
+                    # Raised on a worker thread: it must not stop the host's event loop.
+                    raise RuntimeError(
+                        f"the handler of {route.subject} raised {type(exc).__name__}"
+                        f"({exc}) on a handler thread"
+                    ) from exc
+            if inspect.isawaitable(reply):
+                reply = await reply
+            _check_reply(route, reply, "the handler")
+        except (Exception, asyncio.CancelledError) as exc:
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, _RAISED_BY_HANDLER, True)
+            raise
         return reply
 
     return invoke
 
 
+#: Set on an exception the handler raised (not a middleware): the reply says which failed.
+_RAISED_BY_HANDLER = "_eventstore_raised_by_handler"
+
+
+def _check_reply(route: Route, reply: object, by: str) -> None:
+    """Refuse a reply of another type: a middleware that forgot ``return`` gave None, which
+    would reach the caller as an empty reply marked as a success."""
+    expected = route.response_type.DESCRIPTOR.full_name
+    if not isinstance(reply, Message) or reply.DESCRIPTOR.full_name != expected:
+        got = reply.DESCRIPTOR.full_name if isinstance(reply, Message) else repr(reply)
+        hint = (
+            ""
+            if by == "the handler"
+            else " (does a middleware lack `return await call_next(...)`?)"
+        )
+        raise TypeError(f"{by} of {route.subject} returned {got}; it must return {expected}{hint}")
+
+
 def _wrap(middleware: Middleware, call_next: NextCall) -> NextCall:
     async def call(message: Message, ctx: RequestContext) -> Message:
-        return await middleware(message, ctx, call_next)
+        result = middleware(message, ctx, call_next)
+        if not inspect.isawaitable(result):
+            name = getattr(middleware, "__qualname__", repr(middleware))
+            raise TypeError(
+                f"middleware {name} returned {type(result).__name__}, not an awaitable: a "
+                "middleware is `async def mw(message, ctx, call_next)` and returns "
+                "`await call_next(message, ctx)`"
+            )
+        return await result
 
     return call
 

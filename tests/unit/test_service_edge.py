@@ -974,3 +974,70 @@ def test_a_validator_defined_again_replaces_the_old_one_and_can_be_removed() -> 
     assert len(validators_for(name)) == 2
     assert unregister_validator(name, rule) == 1 and len(validators_for(name)) == 1
     assert unregister_validator(name) == 1 and validators_for(name) == []
+
+
+# -- the chain's own mistakes are named as such ------------------------------------------------
+def test_a_middleware_that_forgets_to_return_is_an_error_not_an_empty_success() -> None:
+    async def forgetful(message: Any, ctx: RequestContext, call_next: Any) -> Any:
+        await call_next(message, ctx)  # no return
+
+    reply = dispatch([forgetful])
+    assert not reply.success and reply.error.code == "INTERNAL"
+    assert "a middleware of edge.v1.Accounts.Open failed" in reply.error.message
+    assert "return await call_next" in reply.error.message
+
+
+def test_a_middleware_that_is_not_async_is_named_not_the_handler() -> None:
+    ran: list[str] = []
+
+    def plain(message: Any, ctx: RequestContext, call_next: Any) -> Any:
+        ran.append("mw")
+        return pb.Opened()
+
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        ran.append("handler")
+        return pb.Opened()
+
+    reply = dispatch([plain], handler=handler)
+    assert not reply.success and ran == ["mw"]
+    assert "a middleware of" in reply.error.message and "not an awaitable" in reply.error.message
+    assert "the handler of" not in reply.error.message
+
+
+def test_a_handler_raising_cancelled_error_gets_a_reply() -> None:
+    # Over NATS the caller waited its whole timeout for a TIMEOUT ("may have been applied").
+    async def handler(message: Any, ctx: RequestContext) -> Any:
+        raise asyncio.CancelledError("gave up")
+
+    reply = dispatch([], handler=handler)
+    assert not reply.success and reply.error.code == "INTERNAL"
+    assert "the handler of" in reply.error.message and "CancelledError" in reply.error.message
+
+
+def test_a_sync_handler_raising_system_exit_on_a_thread_does_not_stop_the_host() -> None:
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        raise SystemExit(3)
+
+    async def twice() -> list[Any]:
+        router = Router([], handler_threads=2)
+        router.register(Route("edge.v1.Accounts.Open", pb.Open, pb.Opened, handler))
+        try:
+            return [await router.dispatch("edge.v1.Accounts.Open", pb.Open(), None) for _ in "ab"]
+        finally:
+            router.close()
+
+    replies = run(twice())
+    assert [r.error.code for r in replies] == ["INTERNAL", "INTERNAL"]
+    assert "SystemExit" in replies[0].error.message
+
+
+def test_a_principals_only_tenant_that_is_no_tenant_id_is_refused_logged_and_blames_the_server(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "eventstore.requests")
+    odd = Principal("ann", roles=("teller",), tenants=("Acme",))
+    reply = dispatch([logging_middleware()], principal=odd, network=True)
+    assert reply.error.code == "INVALID_TENANT"
+    assert "authenticator" in reply.error.solution and "'Acme'" in reply.error.message
+    (record,) = (r for r in caplog.records if r.name == "eventstore.requests")
+    assert record.outcome == "INVALID_TENANT"
