@@ -233,6 +233,13 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
+#: Which constraint operations an append applies: both (a lone append), or for a unit,
+#: every member's releases first, then their claims.
+_BOTH_OPS = frozenset({ConstraintOp.CLAIM, ConstraintOp.RELEASE})
+_RELEASES = frozenset({ConstraintOp.RELEASE})
+_CLAIMS = frozenset({ConstraintOp.CLAIM})
+
+
 class _Regroup(Exception):
     """A group's shared statements failed: commit its appends one by one instead."""
 
@@ -1160,6 +1167,10 @@ class PostgresEventStore:
                 return UnitResult(parts, True, timestamp_from_micros(row[1])), 0
         results: list[tuple[str, AppendResult]] = []
         last = 0
+        # A unit is one transaction: its releases come first, so a value can move from
+        # one member to another whatever order the members were saved in.
+        for item in items:
+            self._apply_constraints(conn, item.aggregate_id, item.events, _RELEASES)
         for item in items:
             encoded = [
                 (e.metadata.to_json(), encode_constraints(e.constraints)) for e in item.events
@@ -1175,6 +1186,7 @@ class PostgresEventStore:
                         encoded,
                         None,
                         command_ttl,
+                        _CLAIMS,
                     )
             except pgerrors.IntegrityError as exc:
                 raise self._integrity_error(
@@ -1231,6 +1243,7 @@ class PostgresEventStore:
         encoded: Sequence[tuple[str | None, str | None]],
         command_id: str | None,
         command_ttl: timedelta,
+        constraint_ops: frozenset[ConstraintOp] = _BOTH_OPS,
     ) -> tuple[AppendResult, int]:
         """The body of an append under the position lock: (result, last position)."""
         now = time.time_ns() // 1000  # under the lock, so timestamps follow positions
@@ -1267,7 +1280,7 @@ class PostgresEventStore:
             actual = actual or 0
             if actual != expected_version:
                 raise ConcurrencyError(aggregate_id, expected_version, actual)
-            self._apply_constraints(conn, aggregate_id, events)
+            self._apply_constraints(conn, aggregate_id, events, constraint_ops)
             if len(rows) == 1:
                 inserted = conn.execute(_INSERT_EVENT + " RETURNING position", rows[0]).fetchone()
                 positions = [int(inserted[0])] if inserted else []
@@ -1321,10 +1334,17 @@ class PostgresEventStore:
         return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {exc}")
 
     def _apply_constraints(
-        self, conn: psycopg.Connection[Any], aggregate_id: str, events: Sequence[NewEvent]
+        self,
+        conn: psycopg.Connection[Any],
+        aggregate_id: str,
+        events: Sequence[NewEvent],
+        ops: frozenset[ConstraintOp] = _BOTH_OPS,
     ) -> None:
+        """Claim and release ``events``' values in their order (``ops``: only those kinds)."""
         for event in events:
             for c in event.constraints:
+                if c.op not in ops:
+                    continue
                 row = conn.execute(_CONSTRAINT_OWNER, (c.index, c.value)).fetchone()
                 owner = row[0] if row else None
                 if c.op is ConstraintOp.CLAIM:

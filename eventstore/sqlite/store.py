@@ -120,6 +120,13 @@ _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 
 
+#: Which constraint operations an append applies: both (a lone append), or for a unit,
+#: every member's releases first, then their claims.
+_BOTH_OPS = frozenset({ConstraintOp.CLAIM, ConstraintOp.RELEASE})
+_RELEASES = frozenset({ConstraintOp.RELEASE})
+_CLAIMS = frozenset({ConstraintOp.CLAIM})
+
+
 class StoreBusyError(StorageError):
     """Another connection or process held a lock on the database for longer than the
     store's ``busy_timeout`` (SQLite's ``SQLITE_BUSY``; ``SQLITE_LOCKED`` too): SQLite
@@ -826,6 +833,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 return UnitResult(parts, True, timestamp_from_micros(row[1])), 0
         results: list[tuple[str, AppendResult]] = []
         last = 0
+        # A unit is one transaction: its releases come first, so a value can move from
+        # one member to another whatever order the members were saved in.
+        for item in items:
+            self._apply_constraints(conn, item.aggregate_id, item.events, _RELEASES)
         for item in items:
             encoded = [
                 (e.metadata.to_json(), encode_constraints(e.constraints)) for e in item.events
@@ -840,6 +851,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     encoded,
                     None,
                     command_ttl,
+                    _CLAIMS,
                 )
             except sqlite3.IntegrityError as exc:
                 raise self._integrity_error(
@@ -896,6 +908,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         encoded: Sequence[tuple[str | None, str | None]],
         command_id: str | None,
         command_ttl: timedelta,
+        constraint_ops: frozenset[ConstraintOp] = _BOTH_OPS,
     ) -> tuple[AppendResult, int]:
         """The body of an append, on ``conn`` inside a transaction: (result, last position)."""
         # Read the clock under the write lock, so timestamps follow positions.
@@ -936,7 +949,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             actual = actual or 0
             if actual != expected_version:
                 raise ConcurrencyError(aggregate_id, expected_version, actual)
-            self._apply_constraints(conn, aggregate_id, events)
+            self._apply_constraints(conn, aggregate_id, events, constraint_ops)
             if len(rows) == 1:
                 # The common single-event command: lastrowid saves a statement.
                 last = conn.execute(_INSERT_EVENT, rows[0]).lastrowid or 0
@@ -984,10 +997,17 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {text}")
 
     def _apply_constraints(
-        self, conn: sqlite3.Connection, aggregate_id: str, events: Sequence[NewEvent]
+        self,
+        conn: sqlite3.Connection,
+        aggregate_id: str,
+        events: Sequence[NewEvent],
+        ops: frozenset[ConstraintOp] = _BOTH_OPS,
     ) -> None:
+        """Claim and release ``events``' values in their order (``ops``: only those kinds)."""
         for event in events:
             for c in event.constraints:
+                if c.op not in ops:
+                    continue
                 row = conn.execute(_CONSTRAINT_OWNER, (c.index, c.value)).fetchone()
                 owner = row[0] if row else None
                 if c.op is ConstraintOp.CLAIM:

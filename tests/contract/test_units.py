@@ -267,3 +267,33 @@ def test_units_and_appends_from_many_threads_commit_together_and_fail_alone(stor
         assert store.stream_version(f"w{worker}-solo") == 10
     again = store.append_many(_unit("u0-3", {"w0-a": 3, "w0-b": 3}), command_id="u0-3")
     assert again.already_processed
+
+
+@pytest.mark.parametrize("claimer_first", [False, True], ids=["releaser-first", "claimer-first"])
+def test_a_unit_moves_a_unique_value_between_members_in_either_order(store, claimer_first):
+    # Claims were applied member by member, so the claimer saved first was refused
+    # ("have the owner release it first") though the owner released it in the same unit.
+    store.append("wa", "Bin", 0, [opened("a", constraints=[UniqueConstraint("bin", "B7")])])
+    release = StreamAppend(
+        "wa", "Bin", 1, [deposit(constraints=[UniqueConstraint.release("bin", "B7")])]
+    )
+    claim = StreamAppend("wb", "Bin", 0, [opened("b", constraints=[UniqueConstraint("bin", "B7")])])
+    store.append_many([claim, release] if claimer_first else [release, claim])
+    assert store.constraint_owner("bin", "B7") == "wb"
+
+
+def test_a_unit_swaps_two_values_between_its_members(store):
+    store.append("p", "Bin", 0, [opened("p", constraints=[UniqueConstraint("bin", "X")])])
+    store.append("q", "Bin", 0, [opened("q", constraints=[UniqueConstraint("bin", "Y")])])
+    swap = [
+        (
+            "p",
+            [UniqueConstraint.release("bin", "X"), UniqueConstraint("bin", "Y")],
+        ),
+        (
+            "q",
+            [UniqueConstraint.release("bin", "Y"), UniqueConstraint("bin", "X")],
+        ),
+    ]
+    store.append_many([StreamAppend(a, "Bin", 1, [deposit(constraints=cons)]) for a, cons in swap])
+    assert (store.constraint_owner("bin", "X"), store.constraint_owner("bin", "Y")) == ("q", "p")
