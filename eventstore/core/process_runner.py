@@ -239,6 +239,16 @@ class ProcessProjection:
         self.tables = tables
         self.name = f"process:{manager.name}"
         self.event_types = manager.event_type_names
+        #: Why ``ProjectionManager.rebuild`` refuses it (see there).
+        self.rebuild_refusal = (
+            "a process manager's state is not the log's alone: the answers to its commands "
+            "(a refusal leaves no event, and a command refused then may be applied now) and "
+            "the times its timeouts fired are not events, so replaying the log into its "
+            "final state would decide again and send commands it never sent. Leave it to "
+            "catch up (resume(name) after a failure); to start over on purpose, stop its "
+            "runners and drop its rows (process_state, process_outbox, process_timeouts of "
+            f"manager {manager.name!r}) and its checkpoint {self.name!r}"
+        )
 
     def reset(self, ctx: ProjectionContext) -> None:
         self.tables.create(ctx.connection)

@@ -511,3 +511,23 @@ def test_the_kit_feeds_a_finished_process_nothing_more(process_kit):  # type: ig
         for n in (1, 2, 5)
     ]
     process_kit(Refunds).given(*requests).then_commands(DepositCommand(account_id="s", amount=1))
+
+
+def test_a_process_manager_refuses_a_rebuild_saying_why(process_store):
+    # A rebuild replayed the log into each process's final state: a command refused the
+    # first time was sent again and could now be applied (stock reserved for a cancelled
+    # order), and a fired timeout could fire again.
+    import pytest
+
+    from eventstore.core.projections import ProjectionNotRebuildableError
+
+    store, transport, repository, runner = _setup(process_store)
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        runner.drain()
+        before = runner.state("t1")
+        with pytest.raises(ProjectionNotRebuildableError) as caught:
+            runner.projections.rebuild("process:transfers")
+        assert "answers to its commands" in str(caught.value) and "catch up" in str(caught.value)
+        assert runner.state("t1") == before

@@ -7,7 +7,12 @@ from its checkpoint; ``ReadModel`` is where results and checkpoints live.
 
 from ..ports import EventSource
 from .functions import FunctionProjection, projection
-from .manager import CheckpointAheadOfLogError, ProjectionManager, UnknownProjectionError
+from .manager import (
+    CheckpointAheadOfLogError,
+    ProjectionManager,
+    ProjectionNotRebuildableError,
+    UnknownProjectionError,
+)
 from .port import Projection, ProjectionContext
 from .read_models import (
     BatchOutcome,
@@ -37,6 +42,7 @@ __all__ = [
     "ProjectionFailure",
     "ProjectionInfo",
     "ProjectionManager",
+    "ProjectionNotRebuildableError",
     "ProjectionStatus",
     "ReadModel",
     "RebuildProgress",

@@ -62,6 +62,20 @@ class UnknownProjectionError(EventStoreError, LookupError):
         )
 
 
+class ProjectionNotRebuildableError(EventStoreError, ValueError):
+    """``rebuild(name)`` of a projection whose state the log alone cannot give again.
+
+    A projection says so with a ``rebuild_refusal`` attribute (the reason and what
+    to do instead); a process manager's does: its decisions depend on answers and
+    on time, which are not events.
+    """
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"projection {name!r} cannot be rebuilt: {reason}")
+
+
 class CheckpointAheadOfLogError(EventStoreError):
     """A projection's stored progress is past the head of the log it reads."""
 
@@ -574,6 +588,9 @@ class ProjectionManager:
         CATCHING_UP when appends kept coming past that bound).
         """
         reg = self._get(name)
+        refusal = getattr(reg.projection, "rebuild_refusal", None)
+        if refusal:
+            raise ProjectionNotRebuildableError(name, refusal)
         bar: Any = None
         if show_progress is None:
             show_progress = sys.stderr.isatty()
