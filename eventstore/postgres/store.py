@@ -25,7 +25,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -233,11 +233,10 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-#: Which constraint operations an append applies: both (a lone append), or for a unit,
-#: every member's releases first, then their claims.
+#: Which constraint operations an append applies: both, or none (a unit applies its
+#: members' constraints itself, before their events: see _apply_unit_constraints).
 _BOTH_OPS = frozenset({ConstraintOp.CLAIM, ConstraintOp.RELEASE})
-_RELEASES = frozenset({ConstraintOp.RELEASE})
-_CLAIMS = frozenset({ConstraintOp.CLAIM})
+_NO_OPS: frozenset[ConstraintOp] = frozenset()
 
 
 class _Regroup(Exception):
@@ -1167,10 +1166,7 @@ class PostgresEventStore:
                 return UnitResult(parts, True, timestamp_from_micros(row[1])), 0
         results: list[tuple[str, AppendResult]] = []
         last = 0
-        # A unit is one transaction: its releases come first, so a value can move from
-        # one member to another whatever order the members were saved in.
-        for item in items:
-            self._apply_constraints(conn, item.aggregate_id, item.events, _RELEASES)
+        self._apply_unit_constraints(conn, items)
         for item in items:
             encoded = [
                 (e.metadata.to_json(), encode_constraints(e.constraints)) for e in item.events
@@ -1186,7 +1182,7 @@ class PostgresEventStore:
                         encoded,
                         None,
                         command_ttl,
-                        _CLAIMS,
+                        _NO_OPS,
                     )
             except pgerrors.IntegrityError as exc:
                 raise self._integrity_error(
@@ -1339,8 +1335,15 @@ class PostgresEventStore:
         aggregate_id: str,
         events: Sequence[NewEvent],
         ops: frozenset[ConstraintOp] = _BOTH_OPS,
-    ) -> None:
-        """Claim and release ``events``' values in their order (``ops``: only those kinds)."""
+        released_later: Mapping[tuple[str, str], str] | None = None,
+    ) -> list[tuple[str, str]]:
+        """Claim and release ``events``' values in their order (``ops``: only those kinds).
+
+        A claim of a value whose owner is named in ``released_later`` (a later member
+        of the same unit releases it) is not refused: it is returned, to be claimed
+        once the unit's other operations are done.
+        """
+        waiting: list[tuple[str, str]] = []
         for event in events:
             for c in event.constraints:
                 if c.op not in ops:
@@ -1348,7 +1351,14 @@ class PostgresEventStore:
                 row = conn.execute(_CONSTRAINT_OWNER, (c.index, c.value)).fetchone()
                 owner = row[0] if row else None
                 if c.op is ConstraintOp.CLAIM:
-                    if owner is None:
+                    if (
+                        owner is not None
+                        and owner != aggregate_id
+                        and released_later is not None
+                        and released_later.get((c.index, c.value)) == owner
+                    ):
+                        waiting.append((c.index, c.value))
+                    elif owner is None:
                         conn.execute(
                             "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
                             "VALUES (%s, %s, %s)",
@@ -1363,6 +1373,50 @@ class PostgresEventStore:
                         "DELETE FROM unique_constraints WHERE index_name = %s AND value = %s",
                         (c.index, c.value),
                     )
+        return waiting
+
+    def _apply_unit_constraints(
+        self, conn: psycopg.Connection[Any], items: Sequence[StreamAppend]
+    ) -> None:
+        """A unit's versions, then its constraints, before any of its events is written.
+
+        Every member's version is checked first, so a stale unit is a
+        ``ConcurrencyError`` whatever its constraints say. Then each member's claims
+        and releases apply in save order, each member's in its own order; a claim of
+        a value that a later member of the unit releases waits for the end, so a
+        value moves between members (or two swap) whatever order they were saved in.
+        """
+        for item in items:
+            found = conn.execute(_STREAM_VERSION, (item.aggregate_id,)).fetchone()
+            actual = (found[0] if found else 0) or 0
+            if actual != item.expected_version:
+                raise ConcurrencyError(item.aggregate_id, item.expected_version, actual)
+        waiting: list[tuple[str, str, str]] = []
+        for n, item in enumerate(items):
+            released_later = {
+                (c.index, c.value): other.aggregate_id
+                for other in items[n + 1 :]
+                for event in other.events
+                for c in event.constraints
+                if c.op is ConstraintOp.RELEASE
+            }
+            waiting += [
+                (index, value, item.aggregate_id)
+                for index, value in self._apply_constraints(
+                    conn, item.aggregate_id, item.events, _BOTH_OPS, released_later
+                )
+            ]
+        for index, value, aggregate_id in waiting:
+            row = conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
+            owner = row[0] if row else None
+            if owner is None:
+                conn.execute(
+                    "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
+                    "VALUES (%s, %s, %s)",
+                    (index, value, aggregate_id),
+                )
+            elif owner != aggregate_id:
+                raise UniqueConstraintError(index, value, owner, aggregate_id)
 
     # -- commands ------------------------------------------------------------------------------
     def _result_of_record(

@@ -297,3 +297,48 @@ def test_a_unit_swaps_two_values_between_its_members(store):
     ]
     store.append_many([StreamAppend(a, "Bin", 1, [deposit(constraints=cons)]) for a, cons in swap])
     assert (store.constraint_owner("bin", "X"), store.constraint_owner("bin", "Y")) == ("q", "p")
+
+
+def test_a_member_that_claims_then_releases_in_its_own_order_is_accepted_as_alone(store):
+    # Renamed twice in one command (claim B, release A, then claim C, release B): a lone
+    # append takes it; the unit refused it when it put every release before every claim.
+    store.append("u1", "Bin", 0, [opened("a", constraints=[UniqueConstraint("name", "A")])])
+    renames = [
+        deposit(constraints=[UniqueConstraint("name", "B"), UniqueConstraint.release("name", "A")]),
+        deposit(constraints=[UniqueConstraint("name", "C"), UniqueConstraint.release("name", "B")]),
+    ]
+    store.append_many(
+        [
+            StreamAppend("u1", "Bin", 1, renames),
+            StreamAppend("other", "Bin", 0, [opened("o")]),
+        ]
+    )
+    owners = [store.constraint_owner("name", v) for v in ("A", "B", "C")]
+    assert owners == [None, None, "u1"]
+
+
+def test_a_stale_unit_is_a_concurrency_error_whatever_its_constraints(store):
+    store.append("u1", "Bin", 0, [opened("a", constraints=[UniqueConstraint("name", "A")])])
+    store.append(  # another writer renames u1 first
+        "u1",
+        "Bin",
+        1,
+        [
+            deposit(
+                constraints=[UniqueConstraint("name", "B"), UniqueConstraint.release("name", "A")]
+            )
+        ],
+    )
+    stale = StreamAppend(
+        "u1",
+        "Bin",
+        1,
+        [
+            deposit(
+                constraints=[UniqueConstraint("name", "C"), UniqueConstraint.release("name", "A")]
+            )
+        ],
+    )
+    with pytest.raises(ConcurrencyError):
+        store.append_many([StreamAppend("other", "Bin", 0, [opened("o")]), stale])
+    assert store.constraint_owner("name", "B") == "u1" and store.stream_version("other") == 0
