@@ -117,8 +117,15 @@ class _Guard:
         return sqlite3.SQLITE_OK
 
     def check(self, position: int, cause: BaseException | None = None) -> None:
-        """Raise when the code just run tried to end the transaction (or did)."""
+        """Raise when the code just run tried to end the transaction (or did).
+
+        Code that raised without trying to end it is failing as any handler fails, even
+        when SQLite rolled the transaction back itself (a trigger's RAISE(ROLLBACK), a
+        full disk): nothing was committed, and the batch is handled as usual.
+        """
         ended = not self._conn.in_transaction
+        if cause is not None and self.refused is None:
+            return
         if self.refused is not None or ended:
             raise HandlerEndedTransactionError(
                 self.projection, position, self.refused, ended

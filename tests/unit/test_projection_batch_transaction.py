@@ -202,3 +202,28 @@ def test_a_handler_appending_through_the_store_object_is_told_to_use_ctx_store(
     assert isinstance(error, StoreWriteInBatchError)
     assert error.projection == "echo"
     assert "ctx.store.append" in str(error) and store.path in str(error)
+
+
+class Guarded(Rows):
+    """Its table refuses the row of position 3 with a trigger that rolls the whole
+    transaction back (SQLite's own rollback, as INSERT OR ROLLBACK or a full disk do)."""
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        super().reset(ctx)
+        ctx.connection.execute(
+            "CREATE TRIGGER IF NOT EXISTS no_three BEFORE INSERT ON rows WHEN NEW.position = 3 "
+            "BEGIN SELECT RAISE(ROLLBACK, 'three is refused'); END"
+        )
+
+
+def test_a_handler_whose_statement_sqlite_rolls_back_fails_as_any_handler(store, model):
+    # It was blamed for ending the transaction (executescript, commit) and stopped for
+    # good, and dead_letter=True could not set the event aside.
+    manager = ProjectionManager(store)
+    manager.register(Guarded(), read_model=model, dead_letter=True)
+    manager.catch_up()
+    info = manager.status("rows")
+    assert info.status is ProjectionStatus.READY and info.checkpoint == 6
+    assert rows(model) == [1, 2, 4, 5, 6]
+    (letter,) = manager.dead_letters("rows")
+    assert letter.position == 3 and letter.message == "three is refused"
