@@ -67,10 +67,12 @@ def _type_name(message_type: type[Message] | str) -> str:
 
 
 def _identity(validator: Validator) -> tuple[str, str] | int:
-    """A function's module and qualified name (the same rule defined again); anything
-    else (a lambda, a callable object) is itself."""
+    """A plain function's module and qualified name (the same rule defined again);
+    anything else is itself: a lambda, a callable object, and a closure (each call of
+    a factory such as ``max_len(5)`` makes a rule of its own under one name)."""
     qualname = getattr(validator, "__qualname__", "")
-    if not qualname or "<lambda>" in qualname:
+    closure = getattr(validator, "__closure__", None)
+    if not qualname or "<lambda>" in qualname or "<locals>" in qualname or closure:
         return id(validator)
     return (getattr(validator, "__module__", "") or "", qualname)
 

@@ -958,22 +958,38 @@ def test_a_validator_defined_again_replaces_the_old_one_and_can_be_removed() -> 
     from eventstore.middleware import register_validator, unregister_validator
 
     name = "revalidate.v1.Thing"
-
-    def rule(message: Any) -> list[tuple[str, str, str]]:  # the buggy one
-        return [("owner", "max_len", "too long")]
-
-    register_validator(name, rule)
-    first = rule
-
-    def rule(message: Any) -> list[tuple[str, str, str]]:  # noqa: F811 - the cell run again
-        return []
-
-    register_validator(name, rule)
+    cell: dict[str, Any] = {"__name__": "__main__"}  # a notebook's namespace
+    exec("def rule(message):\n    return [('owner', 'max_len', 'too long')]", cell)
+    register_validator(name, cell["rule"])
+    buggy = cell["rule"]
+    exec("def rule(message):\n    return []", cell)  # the cell, fixed and run again
+    register_validator(name, cell["rule"])
     register_validator(name, lambda message: [])
-    assert validators_for(name)[0] is rule and first not in validators_for(name)
+    assert validators_for(name)[0] is cell["rule"] and buggy not in validators_for(name)
     assert len(validators_for(name)) == 2
-    assert unregister_validator(name, rule) == 1 and len(validators_for(name)) == 1
+    assert unregister_validator(name, cell["rule"]) == 1 and len(validators_for(name)) == 1
     assert unregister_validator(name) == 1 and validators_for(name) == []
+
+
+def test_rules_made_by_one_factory_are_rules_of_their_own() -> None:
+    # Closures share a qualified name: the identity of plain functions dropped all but the
+    # last, and invalid requests went through.
+    from eventstore.core.middleware import validators_for
+    from eventstore.middleware import register_validator, unregister_validator
+
+    def not_containing(text: str) -> Any:
+        def rule(message: Any) -> list[tuple[str, str, str]]:
+            return [("owner", "not_contains", text)] if text in message.owner else []
+
+        return rule
+
+    name = "factory.v1.Thing"
+    for text in ("x", "@", "#"):
+        register_validator(name, not_containing(text))
+    try:
+        assert len(validators_for(name)) == 3
+    finally:
+        unregister_validator(name)
 
 
 # -- the chain's own mistakes are named as such ------------------------------------------------
