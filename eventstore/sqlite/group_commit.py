@@ -44,9 +44,11 @@ from __future__ import annotations
 import _thread
 import asyncio
 import contextlib
+import copy
 import os
 import random
 import threading
+import types
 import weakref
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -104,12 +106,18 @@ def own_copy(error: BaseException) -> BaseException:
     """
     cls = type(error)
     try:
-        copy = cls.__new__(cls, *error.args)
-        copy.__dict__.update(error.__dict__)
+        if isinstance(cls.__init__, types.FunctionType):
+            # A Python __init__ (the framework's errors): its arguments are not the args.
+            made = cls.__new__(cls, *error.args)
+            made.__dict__.update(error.__dict__)
+        else:
+            # A built-in one (OSError, UnicodeDecodeError, sqlite3's): the args make it
+            # again with every field (filename, encoding...), as pickling does.
+            made = copy.copy(error)
     except Exception:  # a class that cannot be made this way: the one object, as before
         return error
-    copy.__cause__ = error
-    return copy
+    made.__cause__ = error
+    return made
 
 
 class GroupTransaction:
