@@ -24,7 +24,12 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .core.errors import InvalidTenantError, TenantForbiddenError, TenantMismatchError
+from .core.errors import (
+    InvalidTenantError,
+    StoreURLError,
+    TenantForbiddenError,
+    TenantMismatchError,
+)
 from .core.tenancy import (
     SEPARATOR,
     TENANT_ID_PATTERN,
@@ -83,6 +88,67 @@ def schema_name(pattern: str, tenant_id: str) -> str:
     return pattern.replace(TENANT_PLACEHOLDER, f"{part}__{digest}")
 
 
+def _schema_pattern(template: str) -> str | None:
+    """The ``schema=`` pattern of a PostgreSQL URL template holding ``{tenant}``, else None."""
+    scheme = template.partition("://")[0].lower().split("+", 1)[0]
+    if scheme not in ("postgresql", "postgres"):
+        return None
+    for item in template.partition("?")[2].split("&"):
+        name, _, value = item.partition("=")
+        if name == "schema" and TENANT_PLACEHOLDER in value:
+            return value
+    return None
+
+
+def _schema_name_before_2026_12_02(pattern: str, tenant_id: str) -> str:
+    """What ``schema_name`` gave before 2026-12-02: one ``_`` and 8 hex for a hashed id,
+    and ids such as ``a__b`` used as they are (so one id could spell another's name)."""
+    from .postgres.store import SCHEMA_NAME
+
+    plain = pattern.replace(TENANT_PLACEHOLDER, tenant_id)
+    if SCHEMA_NAME.match(plain):
+        return plain
+    digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:8]
+    return f"{pattern.replace(TENANT_PLACEHOLDER, tenant_id.replace('-', '_'))[:54]}_{digest}"
+
+
+def _refuse_a_moved_schema(template: str, tenant_id: str) -> None:
+    """Refuse to open a tenant whose data sits under its schema's former name.
+
+    Opening would create an empty schema under the new name, and the tenant's events
+    would be out of reach without a word. The operator renames the schema once (the
+    error gives the statement); a tenant whose name did not change costs nothing here.
+    """
+    pattern = _schema_pattern(template)
+    if pattern is None:
+        return
+    new, old = schema_name(pattern, tenant_id), _schema_name_before_2026_12_02(pattern, tenant_id)
+    if new == old:
+        return
+    import psycopg
+
+    from .postgres.urls import postgres_dsn
+
+    dsn, _ = postgres_dsn(_substituted(template, tenant_id))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        found = {
+            row[0]
+            for row in conn.execute(
+                "SELECT table_schema FROM information_schema.tables "
+                "WHERE table_name = 'events' AND table_schema = ANY(%s)",
+                ([new, old],),
+            )
+        }
+    if old in found and new not in found:
+        raise StoreURLError(
+            template,
+            f"tenant {tenant_id!r}'s store is in schema {old!r}, its name before "
+            f"2026-12-02; its schema is now named {new!r} (a name no other tenant id can "
+            "spell), and opening it would start an empty store there",
+            f'Rename it once, then open the tenant again: ALTER SCHEMA "{old}" RENAME TO "{new}";',
+        )
+
+
 #: A tenant id used as it is in a schema name: runs of letters and digits joined by one
 #: ``_`` (so it holds no ``__``, which marks the hashed names).
 _SAFE_TENANT_PART = re.compile(r"^[a-z0-9]+(?:_[a-z0-9]+)*$")
@@ -136,6 +202,8 @@ class TenantStores:
 
                 if self.root is not None:
                     self.root.mkdir(parents=True, exist_ok=True)
+                if self.template is not None:
+                    _refuse_a_moved_schema(self.template, tenant)
                 store = open_store(self.location(tenant), **self.options)
                 self._stores[tenant] = store
             return store
