@@ -549,8 +549,12 @@ class ConnectApp:
         if size is not None and size > limit:
             details["size"] = str(size)
             what = f"is {size} bytes"
-        else:  # sent in chunks, or compressed: only its decompressed size was over
-            what = f"is more than {limit} bytes (decompressed)"
+        else:  # sent in chunks, or compressed: its size is known only as it is read
+            compressed = any(
+                name.lower() == b"content-encoding" and value.strip().lower() != b"identity"
+                for name, value in scope.get("headers", ())
+            )
+            what = f"is more than {limit} bytes" + (" (decompressed)" if compressed else "")
         details["limit"] = str(limit)
         return AppError(
             REQUEST_TOO_LARGE,

@@ -155,6 +155,23 @@ def test_a_body_over_the_limit_is_resource_exhausted_and_writes_nothing(edge: Ed
     assert edge.written() == 0
 
 
+def test_a_chunked_body_over_the_limit_is_not_called_decompressed(edge: Edge) -> None:
+    # With no Content-Length the size is known only as the body is read; the message
+    # said "(decompressed)" though nothing was compressed.
+    big = json.dumps(open_body(owner="x" * 5000)).encode()
+
+    async def chunks() -> Any:
+        for start in range(0, len(big), 1000):
+            yield big[start : start + 1000]
+
+    reply = edge.post(OPEN, chunks())
+    _, code, details = error_of(reply)
+    message = reply.json()["message"]
+    assert (reply.status_code, code) == (429, "REQUEST_TOO_LARGE")
+    assert "more than 4096 bytes" in message and "decompressed" not in message
+    assert "size" not in details and edge.written() == 0
+
+
 def test_an_unknown_method_is_404_and_writes_nothing(edge: Edge) -> None:
     reply = edge.post("/edge.v1.Accounts/DropTables", open_body())
     assert reply.status_code == 404
