@@ -15,7 +15,7 @@ the record expired each aggregate's deterministic event ids still recognise it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -28,7 +28,8 @@ from .arguments import (
     check_metadata,
     check_ttl,
 )
-from .errors import UniqueConstraintError
+from .constraints import ConstraintOp
+from .errors import ConcurrencyError, UniqueConstraintError
 from .events import Event, EventMetadata, NewEvent
 from .ports import (
     DEFAULT_COMMAND_TTL,
@@ -352,3 +353,50 @@ class UnitOfWork:
     ) -> None:
         if exc_type is None:
             await self.commit_async()
+
+
+#: A unique constraint's (index name, value).
+ValueKey = tuple[str, str]
+
+
+def apply_unit_constraints(
+    items: Sequence[StreamAppend],
+    *,
+    stream_version: Callable[[str], int],
+    apply: Callable[
+        [str, Sequence[NewEvent], Mapping[tuple[str, str], str]], list[tuple[str, str]]
+    ],
+    owner_of: Callable[[str, str], str | None],
+    claim: Callable[[str, str, str], None],
+) -> None:
+    """A unit's versions, then its constraints, before any of its events is written
+    (each adapter gives its statements: ``apply`` claims and releases one member's
+    values in their order and returns the claims it left waiting).
+
+    Every member's version is checked first, so a stale unit is a ``ConcurrencyError``
+    whatever its constraints say. Then each member's claims and releases apply in save
+    order, each member's in its own order; a claim of a value that a later member of
+    the unit releases waits for the end, so a value moves between members (or two
+    swap) whatever order they were saved in.
+    """
+    for item in items:
+        actual = stream_version(item.aggregate_id)
+        if actual != item.expected_version:
+            raise ConcurrencyError(item.aggregate_id, item.expected_version, actual)
+    waiting: list[tuple[str, str, str]] = []
+    for n, item in enumerate(items):
+        released_later = {
+            (c.index, c.value): other.aggregate_id
+            for other in items[n + 1 :]
+            for event in other.events
+            for c in event.constraints
+            if c.op is ConstraintOp.RELEASE
+        }
+        held = apply(item.aggregate_id, item.events, released_later)
+        waiting += [(index, value, item.aggregate_id) for index, value in held]
+    for index, value, aggregate_id in waiting:
+        owner = owner_of(index, value)
+        if owner is None:
+            claim(index, value, aggregate_id)
+        elif owner != aggregate_id:
+            raise UniqueConstraintError(index, value, owner, aggregate_id)

@@ -78,6 +78,7 @@ from ..core.snapshots import Snapshot, SnapshotStats
 from ..core.units import (
     StreamAppend,
     UnitResult,
+    apply_unit_constraints,
     check_unit,
     unit_json,
 )
@@ -1378,45 +1379,32 @@ class PostgresEventStore:
     def _apply_unit_constraints(
         self, conn: psycopg.Connection[Any], items: Sequence[StreamAppend]
     ) -> None:
-        """A unit's versions, then its constraints, before any of its events is written.
+        """``core.units.apply_unit_constraints`` in this store's statements."""
 
-        Every member's version is checked first, so a stale unit is a
-        ``ConcurrencyError`` whatever its constraints say. Then each member's claims
-        and releases apply in save order, each member's in its own order; a claim of
-        a value that a later member of the unit releases waits for the end, so a
-        value moves between members (or two swap) whatever order they were saved in.
-        """
-        for item in items:
-            found = conn.execute(_STREAM_VERSION, (item.aggregate_id,)).fetchone()
-            actual = (found[0] if found else 0) or 0
-            if actual != item.expected_version:
-                raise ConcurrencyError(item.aggregate_id, item.expected_version, actual)
-        waiting: list[tuple[str, str, str]] = []
-        for n, item in enumerate(items):
-            released_later = {
-                (c.index, c.value): other.aggregate_id
-                for other in items[n + 1 :]
-                for event in other.events
-                for c in event.constraints
-                if c.op is ConstraintOp.RELEASE
-            }
-            waiting += [
-                (index, value, item.aggregate_id)
-                for index, value in self._apply_constraints(
-                    conn, item.aggregate_id, item.events, _BOTH_OPS, released_later
-                )
-            ]
-        for index, value, aggregate_id in waiting:
+        def stream_version(aggregate_id: str) -> int:
+            found = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()
+            return int((found[0] if found else 0) or 0)
+
+        def owner_of(index: str, value: str) -> str | None:
             row = conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
-            owner = row[0] if row else None
-            if owner is None:
-                conn.execute(
-                    "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
-                    "VALUES (%s, %s, %s)",
-                    (index, value, aggregate_id),
-                )
-            elif owner != aggregate_id:
-                raise UniqueConstraintError(index, value, owner, aggregate_id)
+            return row[0] if row else None
+
+        def claim(index: str, value: str, aggregate_id: str) -> None:
+            conn.execute(
+                "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
+                "VALUES (%s, %s, %s)",
+                (index, value, aggregate_id),
+            )
+
+        apply_unit_constraints(
+            items,
+            stream_version=stream_version,
+            apply=lambda aggregate_id, events, later: self._apply_constraints(
+                conn, aggregate_id, events, _BOTH_OPS, later
+            ),
+            owner_of=owner_of,
+            claim=claim,
+        )
 
     # -- commands ------------------------------------------------------------------------------
     def _result_of_record(
