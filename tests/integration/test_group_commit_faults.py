@@ -268,10 +268,13 @@ def test_async_appends_are_written_after_the_main_thread_has_ended(db_path):
 
 CTRL_C_IN_A_LEADER = textwrap.dedent(
     """
-    import _thread, asyncio, json, sys, threading, time
+    import _thread, asyncio, json, signal, sys, threading, time
     from eventstore import NewEvent, new_event_id
     from eventstore.sqlite import SQLiteEventStore
 
+    # A process started in the background by a shell inherits SIGINT ignored, and then
+    # interrupt_main() does nothing: Ctrl-C must reach this script however it was started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     store = SQLiteEventStore(sys.argv[1], busy_timeout=10)
     group = store._group
     report = {}
