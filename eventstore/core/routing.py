@@ -50,7 +50,7 @@ from .responses import (
     Response,
     app_error_for,
 )
-from .tenancy import check_tenant_id, with_tenant
+from .tenancy import check_tenant_id, current_tenant, with_tenant
 
 log = logging.getLogger("eventstore.transport")
 
@@ -132,7 +132,9 @@ NextCall = Callable[[Message, RequestContext], Awaitable[Message]]
 Middleware = Callable[[Message, RequestContext, NextCall], Awaitable[Message]]
 """``async def mw(message, ctx, call_next) -> reply``: wraps every handler call.
 
-A middleware may inspect or change the context, reject the request by raising
+A middleware may inspect or change the context (a changed ``ctx.tenant`` is
+checked against the principal's tenants and the handler runs in it), reject the
+request by raising
 ``AppError``, or call ``await call_next(message, ctx)`` and look at the reply.
 """
 
@@ -486,6 +488,15 @@ def _invoker(route: Route, router: Router) -> NextCall:
     on_loop = router.handler_threads == 0 or _is_async(route.handler)
 
     async def invoke(message: Message, ctx: RequestContext) -> Message:
+        if ctx.tenant != current_tenant():
+            # A middleware changed the tenant (its own lookup): the handler acts in that one,
+            # checked as the request's would be, so metadata and storage never part.
+            ctx.tenant = _resolve_tenant(ctx.principal, ctx.tenant, router.network)
+            with with_tenant(ctx.tenant):
+                return await invoke_here(message, ctx)
+        return await invoke_here(message, ctx)
+
+    async def invoke_here(message: Message, ctx: RequestContext) -> Message:
         try:
             if on_loop:
                 reply = route.handler(message, ctx)

@@ -1057,3 +1057,29 @@ def test_a_principals_only_tenant_that_is_no_tenant_id_is_refused_logged_and_bla
     assert "authenticator" in reply.error.solution and "'Acme'" in reply.error.message
     (record,) = (r for r in caplog.records if r.name == "eventstore.requests")
     assert record.outcome == "INVALID_TENANT"
+
+
+def test_a_middleware_that_changes_the_tenant_moves_the_handler_there_checked() -> None:
+    # The handler acted in the tenant resolved before the chain while ctx.tenant (and the
+    # metadata) said another, and the principal's membership was never checked for it.
+    from eventstore.tenancy import current_tenant
+
+    def switching(to: str) -> Any:
+        async def lookup(message: Any, ctx: RequestContext, call_next: Any) -> Any:
+            ctx.tenant = to
+            return await call_next(message, ctx)
+
+        return lookup
+
+    seen: list[tuple[str, str]] = []
+
+    def handler(message: Any, ctx: RequestContext) -> Any:
+        seen.append((current_tenant(), ctx.metadata.tenant_id))
+        return pb.Opened()
+
+    both = Principal("ann", roles=("teller",), tenants=("acme", "globex"))
+    headers = {TENANT_ID_HEADER: "acme"}
+    reply = dispatch([switching("globex")], principal=both, handler=handler, headers=headers)
+    assert reply.success and seen == [("globex", "globex")]
+    refused = dispatch([switching("initech")], principal=both, handler=handler, headers=headers)
+    assert refused.error.code == "TENANT_FORBIDDEN" and len(seen) == 1
