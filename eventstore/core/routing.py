@@ -134,8 +134,8 @@ Middleware = Callable[[Message, RequestContext, NextCall], Awaitable[Message]]
 
 A middleware may inspect or change the context (a changed ``ctx.tenant`` is
 checked against the principal's tenants and the handler runs in it), reject the
-request by raising
-``AppError``, or call ``await call_next(message, ctx)`` and look at the reply.
+request by raising ``AppError``, or call ``await call_next(message, ctx)`` and
+look at the reply.
 """
 
 M = TypeVar("M", bound=Middleware)
