@@ -259,6 +259,31 @@ class StorageFullError(StorageError):
         )
 
 
+class StoreBusyError(StorageError):
+    """Another connection or process held a lock on the database for longer than the
+    ``busy_timeout`` (SQLite's ``SQLITE_BUSY``; ``SQLITE_LOCKED`` too): SQLite gave up
+    waiting and nothing was written. ``busy_timeout`` is that wait in seconds,
+    ``detail`` SQLite's own words. A retry with the same command id is applied once.
+    """
+
+    def __init__(
+        self, path: str, busy_timeout: float | None = None, detail: str = "database is locked"
+    ) -> None:
+        self.busy_timeout = busy_timeout
+        self.detail = detail
+        waited = (
+            f"busy_timeout ({busy_timeout:g} s)" if busy_timeout is not None else "busy_timeout"
+        )
+        super().__init__(
+            path,
+            f"another connection or process held a lock on the database for longer than "
+            f"{waited}, so SQLite gave up waiting ({detail}) and nothing was written",
+            "Retry (a command with the same command id: it is applied once), or open the "
+            "store or read model with a longer busy_timeout (busy_timeout=seconds) if the "
+            "other writer holds the lock this long on purpose.",
+        )
+
+
 class PayloadTooLargeError(StorageError, ValueError):
     """A value (an event's data or metadata) over SQLite's size limit (SQLITE_LIMIT_LENGTH)."""
 

@@ -33,9 +33,14 @@ from ..core.errors import (
     ReadOnlyStoreError,
     StorageError,
     StorageFullError,
+    StoreBusyError,
     StoreClosedError,
 )
 from ..core.projections.read_models import StoreWriteInBatchError
+
+#: SQLite's primary result codes for a lock it waited on in vain.
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
@@ -379,7 +384,13 @@ class ConnectionPool:
         if isinstance(exc, sqlite3.DataError):
             with contextlib.suppress(sqlite3.Error):
                 limit = self.writer.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
-        return storage_error(exc, self.path, self.file_path, limit)
+        translated = storage_error(exc, self.path, self.file_path, limit)
+        code = getattr(exc, "sqlite_errorcode", None)
+        if translated is exc and code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            # A lock held elsewhere past the busy timeout: name the file and the wait
+            # (storage_error is not told the timeout).
+            return StoreBusyError(self.path, self.busy_timeout_ms / 1000, str(exc))
+        return translated
 
 
 def _is_memory(path: str) -> bool:

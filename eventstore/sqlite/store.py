@@ -33,7 +33,6 @@ from ..core.errors import (
     EventStoreError,
     IntegerRangeError,
     PayloadTooLargeError,
-    StorageError,
     StoreClosedError,
     UniqueConstraintError,
     UniqueConstraintReleaseError,
@@ -117,54 +116,12 @@ CommitListener = Callable[[int], None]
 
 
 # SQLite's primary result codes for a lock held elsewhere.
-_SQLITE_BUSY = 5
-_SQLITE_LOCKED = 6
 
 
 #: Which constraint operations an append applies: both, or none (a unit applies its
 #: members' constraints itself, before their events: see _apply_unit_constraints).
 _BOTH_OPS = frozenset({ConstraintOp.CLAIM, ConstraintOp.RELEASE})
 _NO_OPS: frozenset[ConstraintOp] = frozenset()
-
-
-class StoreBusyError(StorageError):
-    """Another connection or process held a lock on the database for longer than the
-    store's ``busy_timeout`` (SQLite's ``SQLITE_BUSY``; ``SQLITE_LOCKED`` too): SQLite
-    gave up waiting and nothing was written. ``busy_timeout`` is that wait in seconds,
-    ``detail`` SQLite's own words. A retry with the same command id is applied once.
-    """
-
-    def __init__(
-        self, path: str, busy_timeout: float | None = None, detail: str = "database is locked"
-    ) -> None:
-        self.busy_timeout = busy_timeout
-        self.detail = detail
-        waited = (
-            f"busy_timeout ({busy_timeout:g} s)"
-            if busy_timeout is not None
-            else "the store's busy_timeout"
-        )
-        super().__init__(
-            path,
-            f"another connection or process held a lock on the database for longer than "
-            f"{waited}, so SQLite gave up waiting ({detail}) and nothing was written",
-            "Retry with the same command id (it is applied once), or open the store with a "
-            "longer busy_timeout (SQLiteEventStore(path, busy_timeout=seconds)) if the other "
-            "writer holds the lock this long on purpose.",
-        )
-
-
-class _StoreConnections(ConnectionPool):
-    """The store's connections: a lock held elsewhere past the busy timeout is a
-    ``StoreBusyError`` naming the file and the timeout, not a bare ``sqlite3`` error
-    (decision 25)."""
-
-    def translate(self, exc: BaseException) -> BaseException:
-        translated = super().translate(exc)
-        code = getattr(exc, "sqlite_errorcode", None)
-        if translated is exc and code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
-            return StoreBusyError(self.path, self.busy_timeout_ms / 1000, str(exc))
-        return translated
 
 
 class _TransactionLost(Exception):
@@ -217,7 +174,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         group_commit: bool = True,
     ) -> None:
         self.path = os.fspath(path)
-        self._db = _StoreConnections(self.path, synchronous, busy_timeout, checkpoint_pages)
+        self._db = ConnectionPool(self.path, synchronous, busy_timeout, checkpoint_pages)
         try:
             try:
                 if verify:

@@ -26,7 +26,7 @@ import pytest
 
 from eventstore import NewEvent, ProjectionManager, StreamAppend, new_event_id
 from eventstore.sqlite import SQLiteEventStore, SQLiteReadModel
-from eventstore.sqlite.store import StoreBusyError
+from eventstore.sqlite import StoreBusyError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +75,37 @@ def _write_lock_held_by_another_process(path: Path) -> Iterator[None]:
         for stream in (holder.stdin, holder.stdout):
             if stream is not None:
                 stream.close()
+
+
+def test_a_read_model_in_a_file_another_process_locks_is_store_busy(tmp_path, db_path):
+    # Only the store's own connections knew the busy timeout: a read model in a file of
+    # its own failed its projection with a raw "database is locked".
+    from eventstore.core.projections import ProjectionManager
+    from eventstore.sqlite import SQLiteReadModel
+
+    read_path = tmp_path / "read.db"
+    with SQLiteEventStore(db_path) as store, SQLiteReadModel(read_path, busy_timeout=0.2) as model:
+        store.append("a", "A", 0, [_event()])
+
+        class Rows:
+            name = "rows"
+
+            def reset(self, ctx):
+                ctx.connection.execute("CREATE TABLE IF NOT EXISTS rows (p INTEGER)")
+
+            def handle(self, event, ctx):
+                ctx.connection.execute("INSERT INTO rows VALUES (?)", (ctx.position,))
+
+        manager = ProjectionManager(store)
+        manager.register(Rows(), read_model=model)
+        with _write_lock_held_by_another_process(read_path):
+            manager.catch_up()
+        failure = manager.status("rows").last_error
+        assert failure is not None and isinstance(failure.error, StoreBusyError), failure
+        assert "0.2 s" in str(failure.error)
+        manager.resume("rows")
+        manager.catch_up()
+        assert model.query("SELECT p FROM rows") == [(1,)]
 
 
 @contextmanager
