@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class ConstraintOp(enum.Enum):
@@ -66,3 +68,53 @@ def _check_encodable(what: str, text: str, index: str) -> None:
             "bytes with errors='surrogateescape' or from half of a UTF-16 pair: decode the "
             "bytes as UTF-8 (errors='strict' or 'replace') before claiming"
         ) from None
+
+
+class ConstraintTable(Protocol):
+    """One store's statements on its table of claimed values, inside the append's
+    transaction: each adapter writes these three, the rule below is the same for all."""
+
+    def owner(self, index: str, value: str) -> str | None: ...
+
+    def claim(self, index: str, value: str, aggregate_id: str) -> None: ...
+
+    def release(self, index: str, value: str) -> None: ...
+
+
+class _HasConstraints(Protocol):
+    @property
+    def constraints(self) -> tuple[UniqueConstraint, ...]: ...
+
+
+def apply_constraints(
+    table: ConstraintTable,
+    aggregate_id: str,
+    events: Iterable[_HasConstraints],
+    released_later: Mapping[tuple[str, str], str] | None = None,
+) -> list[tuple[str, str]]:
+    """Claim and release ``events``' values for ``aggregate_id``, in their order.
+
+    A claim of a value another aggregate owns raises ``UniqueConstraintError``, a
+    release of a value it does not own ``UniqueConstraintReleaseError``. In a unit, a
+    claim of a value whose owner is named in ``released_later`` (a later member
+    releases it) is not refused but returned, to be claimed at the unit's end.
+    """
+    from .errors import UniqueConstraintError, UniqueConstraintReleaseError
+
+    waiting: list[tuple[str, str]] = []
+    for event in events:
+        for c in event.constraints:
+            owner = table.owner(c.index, c.value)
+            if c.op is ConstraintOp.RELEASE:
+                if owner != aggregate_id:
+                    raise UniqueConstraintReleaseError(c.index, c.value, owner, aggregate_id)
+                table.release(c.index, c.value)
+            elif owner is None:
+                table.claim(c.index, c.value, aggregate_id)
+            elif owner == aggregate_id:
+                continue
+            elif released_later is not None and released_later.get((c.index, c.value)) == owner:
+                waiting.append((c.index, c.value))
+            else:
+                raise UniqueConstraintError(c.index, c.value, owner, aggregate_id)
+    return waiting

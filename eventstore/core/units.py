@@ -15,7 +15,7 @@ the record expired each aggregate's deterministic event ids still recognise it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -28,7 +28,7 @@ from .arguments import (
     check_metadata,
     check_ttl,
 )
-from .constraints import ConstraintOp
+from .constraints import ConstraintOp, ConstraintTable, apply_constraints
 from .errors import ConcurrencyError, UniqueConstraintError
 from .events import Event, EventMetadata, NewEvent
 from .ports import (
@@ -355,23 +355,12 @@ class UnitOfWork:
             await self.commit_async()
 
 
-#: A unique constraint's (index name, value).
-ValueKey = tuple[str, str]
-
-
 def apply_unit_constraints(
     items: Sequence[StreamAppend],
-    *,
+    table: ConstraintTable,
     stream_version: Callable[[str], int],
-    apply: Callable[
-        [str, Sequence[NewEvent], Mapping[tuple[str, str], str]], list[tuple[str, str]]
-    ],
-    owner_of: Callable[[str, str], str | None],
-    claim: Callable[[str, str, str], None],
 ) -> None:
-    """A unit's versions, then its constraints, before any of its events is written
-    (each adapter gives its statements: ``apply`` claims and releases one member's
-    values in their order and returns the claims it left waiting).
+    """A unit's versions, then its constraints, before any of its events is written.
 
     Every member's version is checked first, so a stale unit is a ``ConcurrencyError``
     whatever its constraints say. Then each member's claims and releases apply in save
@@ -392,11 +381,11 @@ def apply_unit_constraints(
             for c in event.constraints
             if c.op is ConstraintOp.RELEASE
         }
-        held = apply(item.aggregate_id, item.events, released_later)
+        held = apply_constraints(table, item.aggregate_id, item.events, released_later)
         waiting += [(index, value, item.aggregate_id) for index, value in held]
     for index, value, aggregate_id in waiting:
-        owner = owner_of(index, value)
+        owner = table.owner(index, value)
         if owner is None:
-            claim(index, value, aggregate_id)
+            table.claim(index, value, aggregate_id)
         elif owner != aggregate_id:
             raise UniqueConstraintError(index, value, owner, aggregate_id)

@@ -25,7 +25,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -50,7 +50,7 @@ from ..core.arguments import (
     snapshots_to_keep,
 )
 from ..core.commands import result_of_command_record
-from ..core.constraints import ConstraintOp
+from ..core.constraints import ConstraintOp, apply_constraints
 from ..core.errors import (
     ConcurrencyError,
     DuplicateEventIdError,
@@ -60,7 +60,6 @@ from ..core.errors import (
     StoreClosedError,
     StoreURLError,
     UniqueConstraintError,
-    UniqueConstraintReleaseError,
 )
 from ..core.events import (
     Event,
@@ -234,10 +233,34 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-#: Which constraint operations an append applies: both, or none (a unit applies its
-#: members' constraints itself, before their events: see _apply_unit_constraints).
-_BOTH_OPS = frozenset({ConstraintOp.CLAIM, ConstraintOp.RELEASE})
-_NO_OPS: frozenset[ConstraintOp] = frozenset()
+class _ConstraintTable:
+    """``core.constraints.ConstraintTable`` in this store's statements, on ``conn``."""
+
+    __slots__ = ("conn",)
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self.conn = conn
+
+    def owner(self, index: str, value: str) -> str | None:
+        row = self.conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
+        return row[0] if row else None
+
+    def claim(self, index: str, value: str, aggregate_id: str) -> None:
+        self.conn.execute(
+            "INSERT INTO unique_constraints (index_name, value, aggregate_id) VALUES (%s, %s, %s)",
+            (index, value, aggregate_id),
+        )
+
+    def release(self, index: str, value: str) -> None:
+        self.conn.execute(
+            "DELETE FROM unique_constraints WHERE index_name = %s AND value = %s",
+            (index, value),
+        )
+
+
+def _stream_version(conn: psycopg.Connection[Any], aggregate_id: str) -> int:
+    found = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()
+    return int((found[0] if found else 0) or 0)
 
 
 class _Regroup(Exception):
@@ -1167,7 +1190,9 @@ class PostgresEventStore:
                 return UnitResult(parts, True, timestamp_from_micros(row[1])), 0
         results: list[tuple[str, AppendResult]] = []
         last = 0
-        self._apply_unit_constraints(conn, items)
+        apply_unit_constraints(
+            items, _ConstraintTable(conn), lambda aggregate_id: _stream_version(conn, aggregate_id)
+        )
         for item in items:
             encoded = [
                 (e.metadata.to_json(), encode_constraints(e.constraints)) for e in item.events
@@ -1183,7 +1208,7 @@ class PostgresEventStore:
                         encoded,
                         None,
                         command_ttl,
-                        _NO_OPS,
+                        False,
                     )
             except pgerrors.IntegrityError as exc:
                 raise self._integrity_error(
@@ -1240,7 +1265,7 @@ class PostgresEventStore:
         encoded: Sequence[tuple[str | None, str | None]],
         command_id: str | None,
         command_ttl: timedelta,
-        constraint_ops: frozenset[ConstraintOp] = _BOTH_OPS,
+        constraints: bool = True,
     ) -> tuple[AppendResult, int]:
         """The body of an append under the position lock: (result, last position)."""
         now = time.time_ns() // 1000  # under the lock, so timestamps follow positions
@@ -1277,7 +1302,8 @@ class PostgresEventStore:
             actual = actual or 0
             if actual != expected_version:
                 raise ConcurrencyError(aggregate_id, expected_version, actual)
-            self._apply_constraints(conn, aggregate_id, events, constraint_ops)
+            if constraints:  # a unit applies its own first (apply_unit_constraints)
+                apply_constraints(_ConstraintTable(conn), aggregate_id, events)
             if len(rows) == 1:
                 inserted = conn.execute(_INSERT_EVENT + " RETURNING position", rows[0]).fetchone()
                 positions = [int(inserted[0])] if inserted else []
@@ -1329,82 +1355,6 @@ class PostgresEventStore:
                 stored = {event.event_id for event in self._events_by_id(conn, wanted)}
             return DuplicateEventIdError(aggregate_id, [i for i in wanted if i in stored] or wanted)
         return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {exc}")
-
-    def _apply_constraints(
-        self,
-        conn: psycopg.Connection[Any],
-        aggregate_id: str,
-        events: Sequence[NewEvent],
-        ops: frozenset[ConstraintOp] = _BOTH_OPS,
-        released_later: Mapping[tuple[str, str], str] | None = None,
-    ) -> list[tuple[str, str]]:
-        """Claim and release ``events``' values in their order (``ops``: only those kinds).
-
-        A claim of a value whose owner is named in ``released_later`` (a later member
-        of the same unit releases it) is not refused: it is returned, to be claimed
-        once the unit's other operations are done.
-        """
-        waiting: list[tuple[str, str]] = []
-        for event in events:
-            for c in event.constraints:
-                if c.op not in ops:
-                    continue
-                row = conn.execute(_CONSTRAINT_OWNER, (c.index, c.value)).fetchone()
-                owner = row[0] if row else None
-                if c.op is ConstraintOp.CLAIM:
-                    if (
-                        owner is not None
-                        and owner != aggregate_id
-                        and released_later is not None
-                        and released_later.get((c.index, c.value)) == owner
-                    ):
-                        waiting.append((c.index, c.value))
-                    elif owner is None:
-                        conn.execute(
-                            "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
-                            "VALUES (%s, %s, %s)",
-                            (c.index, c.value, aggregate_id),
-                        )
-                    elif owner != aggregate_id:
-                        raise UniqueConstraintError(c.index, c.value, owner, aggregate_id)
-                else:
-                    if owner != aggregate_id:
-                        raise UniqueConstraintReleaseError(c.index, c.value, owner, aggregate_id)
-                    conn.execute(
-                        "DELETE FROM unique_constraints WHERE index_name = %s AND value = %s",
-                        (c.index, c.value),
-                    )
-        return waiting
-
-    def _apply_unit_constraints(
-        self, conn: psycopg.Connection[Any], items: Sequence[StreamAppend]
-    ) -> None:
-        """``core.units.apply_unit_constraints`` in this store's statements."""
-
-        def stream_version(aggregate_id: str) -> int:
-            found = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()
-            return int((found[0] if found else 0) or 0)
-
-        def owner_of(index: str, value: str) -> str | None:
-            row = conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
-            return row[0] if row else None
-
-        def claim(index: str, value: str, aggregate_id: str) -> None:
-            conn.execute(
-                "INSERT INTO unique_constraints (index_name, value, aggregate_id) "
-                "VALUES (%s, %s, %s)",
-                (index, value, aggregate_id),
-            )
-
-        apply_unit_constraints(
-            items,
-            stream_version=stream_version,
-            apply=lambda aggregate_id, events, later: self._apply_constraints(
-                conn, aggregate_id, events, _BOTH_OPS, later
-            ),
-            owner_of=owner_of,
-            claim=claim,
-        )
 
     # -- commands ------------------------------------------------------------------------------
     def _result_of_record(
