@@ -188,7 +188,7 @@ class Repository(Generic[A]):
         return self.event_types.decode(event)
 
     def exists(self, aggregate_id: str) -> bool:
-        return self.store.stream_version(self._stored_id(aggregate_id)) > 0
+        return self.store.stream_version(self.stored_id(aggregate_id)) > 0
 
     def event_log(self) -> Any:
         """The log as the request may read it: what a tenant-facing read goes through.
@@ -206,9 +206,16 @@ class Repository(Generic[A]):
         return TenantEventSource(self.store, tenant)
 
     # -- tenancy -----------------------------------------------------------------
-    def _stored_id(self, aggregate_id: str) -> str:
-        """The id the store keeps: ``<tenant>::<id>`` with tenant isolation, else the id."""
+    def stored_id(self, aggregate_id: str) -> str:
+        """The id the store keeps ``aggregate_id``'s events and snapshots under, for code
+        that reads the store beside the repository (time travel, ``%es_state``).
+
+        With ``tenant_isolation`` it is ``<tenant>::<id>`` of ``current_tenant()``
+        (``TenantMismatchError`` when no tenant is set, or the id holds ``::``, as
+        ``load`` raises); otherwise the id itself.
+        """
         return stored_id(aggregate_id) if self.tenant_isolation else aggregate_id
+
 
     def _stored_id_of(self, aggregate: A) -> str:
         """The stored id of ``aggregate``, refusing one loaded in another tenant."""
@@ -247,7 +254,7 @@ class Repository(Generic[A]):
             return aggregate
 
     def _load(self, aggregate_id: str, at_version: int | None) -> A:
-        key = self._stored_id(aggregate_id)
+        key = self.stored_id(aggregate_id)
         if at_version is not None:
             at_version = self._checked_version(aggregate_id, at_version)
         elif self.cache_size:
@@ -441,7 +448,7 @@ class Repository(Generic[A]):
 
     def evict(self, aggregate_id: str) -> None:
         """Drop ``aggregate_id`` from the cache (the repository does it on a version conflict)."""
-        self._evict_key(self._stored_id(aggregate_id))
+        self._evict_key(self.stored_id(aggregate_id))
 
     def _evict_key(self, key: str) -> None:
         with self._cache_lock:
@@ -637,7 +644,7 @@ class Repository(Generic[A]):
         """The stored result of ``command_id`` run on ``aggregate_id`` (plain ids)."""
         try:
             return self.store.find_command(
-                self._scoped(command_id) or "", self._stored_id(aggregate_id)
+                self._scoped(command_id) or "", self.stored_id(aggregate_id)
             )
         except CommandIdConflictError as exc:
             raise self._own_command_conflict(exc) from None

@@ -209,19 +209,6 @@ def stream_frame(
     return events_frame(store.load_stream(aggregate_id), types, **kwargs)
 
 
-def stream_id_of(repo: Repository[Any], aggregate_id: str) -> str:
-    """The id ``repo``'s store keeps the events and snapshots of ``aggregate_id`` under.
-
-    ``aggregate_id`` is the id ``repo.load`` takes. With ``tenant_isolation``
-    that is the tenant's plain id and the stored one is ``<tenant>::<id>`` of
-    ``current_tenant()`` (``TenantMismatchError`` when no tenant is set or the
-    id contains ``::``, as ``repo.load`` raises); otherwise the id itself. Ask
-    ``repo.store`` (``stream_version``, ``load_stream``) and the snapshot store
-    by this id, never by the plain one.
-    """
-    return repo._stored_id(aggregate_id)
-
-
 def matches_event_type(event_type: str, wanted: str) -> bool:
     """``wanted`` is a full name (``bank.v1.MoneyDeposited``) or just the message name."""
     return event_type == wanted or ("." not in wanted and event_type.endswith("." + wanted))

@@ -204,7 +204,7 @@ class EventStoreMagics(Magics):
             )
         try:
             aggregate = repo.load(args.aggregate_id, at_version=args.at)
-            last = repo.store.stream_version(frames.stream_id_of(repo, args.aggregate_id))
+            last = repo.store.stream_version(repo.stored_id(args.aggregate_id))
         except (EventStoreError, ValueError) as exc:
             current = self.session.store
             open_store = current if current is not None and not current.closed else None
@@ -326,7 +326,7 @@ def load_failure(repo: Repository[Any], args: Any, exc: Exception, open_store: A
     if isinstance(exc, EventDecodeError):
         with contextlib.suppress(Exception):  # only to explain; the store's message stands
             stored = repo.store.load_stream(
-                frames.stream_id_of(repo, args.aggregate_id), up_to_version=1
+                repo.stored_id(args.aggregate_id), up_to_version=1
             )[0].aggregate_type
             loads = repo.factory(args.aggregate_id).type
             if stored != loads:

@@ -40,7 +40,7 @@ from ...core.errors import AggregateNotFoundError, EventDecodeError, VersionNotF
 from ...core.repository import Repository
 from ...core.tenancy import current_tenant, with_tenant
 from ..charts import EVENT_SELECTION, version_timeline
-from ..frames import stream_frame, stream_id_of
+from ..frames import stream_frame
 from ..messages import message_to_dict
 from ..state import MISSING, Change, aggregate_state, diff_states
 from .chart_view import ChartView
@@ -84,7 +84,7 @@ class TimeTravel(StaticRendering, W.VBox):
         # The id the store keeps (``<tenant>::<id>`` with tenant isolation), and the
         # tenant every later load runs in: slider moves and polls come from callbacks
         # that do not run inside the caller's ``with with_tenant(...)`` block.
-        self.stream_id = stream_id_of(repo, aggregate_id)
+        self.stream_id = repo.stored_id(aggregate_id)
         self.tenant: str | None = current_tenant() if repo.tenant_isolation else None
         self.state_of = state
         self._cache: dict[int, tuple[dict[str, Any], int]] = {}
