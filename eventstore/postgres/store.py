@@ -1441,6 +1441,8 @@ class PostgresEventStore:
     def _sweep_after_commit(self) -> None:
         try:
             self.sweep_expired_commands()
+        except StoreClosedError:
+            pass  # closed between the commit and the sweep: the next store object sweeps
         except Exception:
             log.exception("sweeping expired command records of %r failed", self.path)
 

@@ -1063,6 +1063,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         # The command is stored: a failing sweep must not make it look failed.
         try:
             self.sweep_expired_commands()
+        except StoreClosedError:
+            pass  # closed between the commit and the sweep: the next store object sweeps
         except Exception:
             log.exception("sweeping expired command records of %r failed", self.path)
 
