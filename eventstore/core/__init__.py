@@ -52,6 +52,7 @@ from .ports import (
     read_page,
 )
 from .process_managers import Process, ProcessManager, process_command_id
+from .process_runner import ProcessManagerFailedError
 from .projections import (
     BatchOutcome,
     CheckpointedReadModel,
@@ -133,6 +134,7 @@ __all__ = [
     "AsyncAppendMixin",
     "Process",
     "ProcessManager",
+    "ProcessManagerFailedError",
     "process_command_id",
     "StreamAppend",
     "UnitOfWork",

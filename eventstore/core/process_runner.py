@@ -39,14 +39,16 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .errors import EventStoreError
 from .events import Event
 from .headers import COMMAND_ID_HEADER, CORRELATION_ID_HEADER, TENANT_ID_HEADER
 from .identity import Principal
 from .ports import EventSource
 from .process_managers import Process, ProcessManager
 from .projection import ProjectionContext
-from .projections import ProjectionManager
+from .projections import ProjectionManager, ProjectionStatus
 from .projections.read_models import ReadModel
+from .projections.status import ProjectionFailure
 from .responses import TIMEOUT, UNAVAILABLE
 from .routing import Route, ServiceBinding
 from .tenancy import SEPARATOR, with_tenant
@@ -54,6 +56,23 @@ from .transport import Transport
 from .upcasting import Upcasters
 
 log = logging.getLogger("eventstore.process")
+
+
+class ProcessManagerFailedError(EventStoreError):
+    """The manager's ``react`` (or its reading of the log) failed on an event, so its
+    decisions stop there until ``resume``: ``drain`` and ``run`` raise it rather than
+    going on as if nothing were left to decide (every later event waits behind it)."""
+
+    def __init__(self, manager: str, failure: ProjectionFailure) -> None:
+        self.manager = manager
+        self.failure = failure
+        projection = f"process:{manager}"
+        super().__init__(
+            f"process manager {manager!r} stopped deciding: {failure.describe()} Commands "
+            f"decided before it were sent; timeouts wait. Fix the manager, then call "
+            f"runner.projections.resume({projection!r}) and drain again."
+        )
+
 
 #: The roles of the service principal a runner sends its commands as, unless told otherwise.
 DEFAULT_PROCESS_ROLES: tuple[str, ...] = ("process-manager",)
@@ -463,19 +482,40 @@ class ProcessRunnerBase(ABC):
                 save_process(self.tables, conn, process)
 
     async def drain_async(self, *, max_passes: int = 10_000) -> None:
-        """Decide, fire due timeouts and send until a pass finds nothing to do."""
+        """Decide, fire due timeouts and send until a pass finds nothing to do.
+
+        Raises ``ProcessManagerFailedError`` when the manager failed on an event (its
+        projection is FAILED): its later events wait behind that one until ``resume``.
+        """
         for _ in range(max_passes):
             busy = await asyncio.to_thread(self.decide)
+            failure = self._failure()
+            if failure is not None:
+                # What was decided before the failing event is committed: send it. No
+                # timeout fires: the event that would cancel one may be the stuck one.
+                await self.send_pending()
+                raise ProcessManagerFailedError(self.manager.name, failure)
             busy += await asyncio.to_thread(self.fire_timeouts)
             busy += await self.send_pending()
             if not busy:
                 return
 
     def drain(self) -> None:
+        """``drain_async`` run to its end (outside an event loop)."""
         asyncio.run(self.drain_async())
 
+    def _failure(self) -> ProjectionFailure | None:
+        """Why the manager's projection stopped, if it did."""
+        info = self.projections.status(f"process:{self.manager.name}")
+        if info.status is not ProjectionStatus.FAILED:
+            return None
+        return info.last_error
+
     async def run(self) -> None:
-        """Drain, then poll every ``poll_interval`` seconds until ``stop()``."""
+        """Drain, then poll every ``poll_interval`` seconds until ``stop()``.
+
+        Ends with ``ProcessManagerFailedError`` when the manager fails on an event.
+        """
         while not self._stopping:
             await self.drain_async()
             await asyncio.sleep(self.poll_interval)
@@ -498,6 +538,7 @@ class ProcessRunnerBase(ABC):
 __all__ = [
     "DEFAULT_PROCESS_ROLES",
     "OutboxCommand",
+    "ProcessManagerFailedError",
     "ProcessProjection",
     "ProcessRunnerBase",
     "ProcessTables",

@@ -536,3 +536,51 @@ def test_a_process_manager_refuses_a_rebuild_saying_why(process_store):
             runner.projections.rebuild("process:transfers")
         assert "answers to its commands" in str(caught.value) and "catch up" in str(caught.value)
         assert runner.state("t1") == before
+
+
+class _FailsOnTransfer(TransferProcess):
+    """Fails to decide transfer ``bad`` until ``fixed``: a bug found in production."""
+
+    fixed = False
+
+    def react(self, process: Process, event, message) -> None:
+        if isinstance(message, TransferRequested) and message.transfer_id == "bad":
+            if not self.fixed:
+                raise ValueError("no rule for this transfer")
+        super().react(process, event, message)
+
+
+def test_drain_raises_when_react_fails_and_goes_on_after_resume(process_store):
+    import pytest
+
+    from eventstore import ProcessManagerFailedError
+
+    store = process_store.open()
+    transport, repository = bank(store)
+    manager = _FailsOnTransfer()
+    runner = process_store.runner(store, manager, transport)
+    with store:
+        open_accounts(transport, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 10)  # decided before the failing event
+        request_transfer(store, "bad", "a", "b", 20)
+        request_transfer(store, "t2", "a", "b", 30)  # waits behind it
+        with pytest.raises(ProcessManagerFailedError) as caught:
+            runner.drain()
+        # It used to return normally, with t2 never decided and one log line.
+        error = caught.value
+        assert error.manager == "transfers"
+        assert isinstance(error.failure.error, ValueError)
+        assert "no rule for this transfer" in str(error)
+        assert "runner.projections.resume('process:transfers')" in str(error)
+        # The command decided before the failing event was sent (t1 debited), and
+        # nothing after it was decided.
+        assert runner.pending_commands() == []
+        assert runner.state("t2") is None
+        assert balances(repository, ["a"]) == {"a": 90}
+        with pytest.raises(ProcessManagerFailedError):  # still stopped: no silent skip
+            runner.drain()
+        manager.fixed = True
+        runner.projections.resume("process:transfers")
+        runner.drain()
+        assert balances(repository, ["a", "b"]) == {"a": 40, "b": 60}
+        assert {runner.state(t)["status"] for t in ("t1", "bad", "t2")} == {"completed"}
