@@ -275,7 +275,13 @@ def _sdk(
     cache: int = 0,
     handler: str = "async",
     parts: Parts | None = None,
+    accounts: int = 1,
+    seed: int = 1,
 ) -> Callable[[str, float], Any]:
+    """One SDK mode. Each client sends to ``accounts`` accounts of its own in turn, each
+    stored with ``seed`` events first (``bench.probe_stream_length`` sets both; the
+    bench's modes keep one account a client, opened with one event)."""
+
     def run(folder: str, seconds: float) -> tuple[int, list[float]]:
         if str(GENERATED) not in sys.path:
             sys.path.insert(0, str(GENERATED))
@@ -332,17 +338,24 @@ def _sdk(
             if handler == "loop":  # before this issue: synchronous handlers on the loop
                 transport.router.handler_threads = 0
             sdk = bank.SDK(transport)
-            for c in range(clients):
+            for c in range(clients * accounts):
                 agg = bank.AccountAggregate(f"acc-{c}", Applier())
                 agg.apply_change(bank.AccountOpenedEvent(owner="o", initial_deposit=0))
+                for _ in range(seed - 1):
+                    agg.apply_change(bank.MoneyDepositedEvent(amount=1))
                 repo.save(agg)
             latencies: list[float] = []
 
             async def client(c: int, deadline: float) -> None:
-                cmd = bank.DepositCommand(account_id=f"acc-{c}", amount=1)
+                commands = [
+                    bank.DepositCommand(account_id=f"acc-{c * accounts + a}", amount=1)
+                    for a in range(accounts)
+                ]
+                sent = 0
                 while time.perf_counter() < deadline:
                     start = time.perf_counter()
-                    await sdk.account.deposit(cmd)
+                    await sdk.account.deposit(commands[sent % accounts])
+                    sent += 1
                     latencies.append(time.perf_counter() - start)
 
             async def main() -> None:
@@ -351,7 +364,7 @@ def _sdk(
 
             asyncio.run(main())
             transport.router.close()
-            assert store.count_events() == clients + len(latencies)
+            assert store.count_events() == clients * accounts * seed + len(latencies)
             return len(latencies), latencies
 
     return run
