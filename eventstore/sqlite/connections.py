@@ -108,7 +108,7 @@ class _Transaction:
     def __enter__(self) -> sqlite3.Connection:
         pool = self._pool
         pool.check_open()
-        pool.write_lock.acquire()
+        pool.acquire_writer()
         began = False
         try:
             # close() may have run while this thread waited for the lock.
@@ -260,6 +260,26 @@ class ConnectionPool:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
+    def acquire_writer(self) -> None:
+        """Take the write lock, waiting at most the busy timeout, as SQLite waits for
+        another process's lock: a thread that waited for ever could be waited for by the
+        holder (a projection handler that hands a read or an append to another thread and
+        joins it, inside its batch's transaction), and both would hang."""
+        if self.write_lock.acquire(timeout=self.busy_timeout_ms / 1000):
+            return
+        held = (
+            "the in-memory store's one connection (every thread's)"
+            if self.is_memory
+            else "the store's writer connection"
+        )
+        raise StoreBusyError(
+            self.path,
+            self.busy_timeout_ms / 1000,
+            f"{held} was held by another thread of this process all that time: a read "
+            "model's batch, a group of appends, or a projection handler waiting for this "
+            "very call (in a handler, use ctx.store, on the handler's own thread)",
+        )
+
     def owns_write_lock(self) -> bool:
         """Whether this thread holds the write lock (inside a read model's transaction on
         the writer): an append queued for a group would then wait for itself."""
@@ -286,15 +306,17 @@ class ConnectionPool:
         """A connection for reads: this thread's own on a file, the shared one in memory."""
         self.check_open()
         if self.is_memory:
-            with self.write_lock:
+            self.acquire_writer()
+            try:
                 self.check_open()
-                try:
-                    yield self.writer
-                except (sqlite3.Error, OverflowError) as exc:
-                    translated = self.translate(exc)
-                    if translated is exc:
-                        raise
-                    raise translated from exc
+                yield self.writer
+            except (sqlite3.Error, OverflowError) as exc:
+                translated = self.translate(exc)
+                if translated is exc:
+                    raise
+                raise translated from exc
+            finally:
+                self.write_lock.release()
             return
         reader: _Reader | None = getattr(self._local, "reader", None)
         if reader is None:

@@ -33,6 +33,7 @@ from ..core.errors import (
     EventStoreError,
     IntegerRangeError,
     PayloadTooLargeError,
+    StoreBusyError,
     StoreClosedError,
     UniqueConstraintError,
 )
@@ -438,7 +439,13 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         (``Member.settled``), the rest stand.
         """
         db = self._db
-        with db.write_lock:
+        try:
+            db.acquire_writer()
+        except StoreBusyError as busy:
+            for member in batch:
+                member.error = own_copy(busy)
+            return 0
+        try:
             if db.closed:
                 for member in batch:
                     member.error = StoreClosedError(self.path)
@@ -460,6 +467,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                 raise
+        finally:
+            db.write_lock.release()
 
     def _translated(self, exc: BaseException) -> BaseException:
         """The store's error for a sqlite3 error, with it as ``__cause__`` (decision 25)."""

@@ -10,12 +10,14 @@ whose handler did it, and no event is applied twice.
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from eventstore import Event, NewEvent, ProjectionContext, new_event_id
+from eventstore import Event, NewEvent, ProjectionContext, StoreBusyError, new_event_id
 from eventstore.core.projections import (
     ProjectionManager,
     ProjectionStatus,
@@ -227,3 +229,61 @@ def test_a_handler_whose_statement_sqlite_rolls_back_fails_as_any_handler(store,
     assert rows(model) == [1, 2, 4, 5, 6]
     (letter,) = manager.dead_letters("rows")
     assert letter.position == 3 and letter.message == "three is refused"
+
+
+class HandsOff:
+    """Hands a read or an append of the store to another thread and waits for it: the
+    batch's transaction holds the store's writer (in memory, its one connection)."""
+
+    name = "hands-off"
+
+    def __init__(self, store: SQLiteEventStore, call: str) -> None:
+        self.store = store
+        self.call = call
+        self.outcomes: list[BaseException | None] = []
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        pass
+
+    def handle(self, event: Event, ctx: ProjectionContext) -> None:
+        if self.outcomes:
+            return
+
+        def other() -> None:
+            try:
+                if self.call == "read":
+                    self.store.load_stream("a")
+                else:
+                    self.store.append("b", "B", 0, [NewEvent(new_event_id(), ECHO, b"")])
+                self.outcomes.append(None)
+            except BaseException as exc:
+                self.outcomes.append(exc)
+
+        worker = threading.Thread(target=other, daemon=True)
+        worker.start()
+        worker.join(10)
+        assert not worker.is_alive(), "the other thread still waits for the handler"
+
+
+@pytest.mark.parametrize(
+    ("path", "call"), [(":memory:", "read"), ("file", "append")], ids=["memory-read", "file-append"]
+)
+def test_a_call_handed_to_another_thread_inside_a_batch_fails_after_the_busy_timeout(
+    tmp_path, path, call
+) -> None:
+    # It waited for ever: the other thread for the writer, the handler for that thread.
+    db = ":memory:" if path == ":memory:" else str(tmp_path / "events.db")
+    with SQLiteEventStore(db, busy_timeout=0.5) as store:
+        store.append("a", "Account", 0, [NewEvent(new_event_id(), KIND, b"")])
+        hands_off = HandsOff(store, call)
+        manager = ProjectionManager(store)
+        manager.register(hands_off, read_model=SQLiteReadModel(store))
+        started = time.monotonic()
+        manager.catch_up()
+        assert time.monotonic() - started < 5
+        [error] = hands_off.outcomes
+        assert isinstance(error, StoreBusyError)
+        assert error.busy_timeout == 0.5
+        assert "another thread of this process" in str(error) and "ctx.store" in str(error)
+        assert manager.status("hands-off").status is ProjectionStatus.READY
+        assert store.head_position() == 1  # the append from the other thread wrote nothing
