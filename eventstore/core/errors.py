@@ -267,10 +267,25 @@ class StoreBusyError(StorageError):
     """
 
     def __init__(
-        self, path: str, busy_timeout: float | None = None, detail: str = "database is locked"
+        self,
+        path: str,
+        busy_timeout: float | None = None,
+        detail: str = "database is locked",
+        *,
+        in_process: bool = False,
     ) -> None:
         self.busy_timeout = busy_timeout
         self.detail = detail
+        self.in_process = in_process
+        if in_process:  # a thread of this process held the store's writer (see detail)
+            super().__init__(
+                path,
+                f"this call waited {busy_timeout:g} s for the store's writer and gave up "
+                f"({detail}); nothing of it was done",
+                "Retry; if it happens again, look for a thread that holds the store's "
+                "writer while it waits for another one.",
+            )
+            return
         waited = (
             f"busy_timeout ({busy_timeout:g} s)" if busy_timeout is not None else "busy_timeout"
         )

@@ -418,6 +418,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
             RaisedAs("DuplicateEventIdError"),
             RaisedAs("EventDecodeError"),
             RaisedAs("UnknownProjectionError"),
+            RaisedAs("ProcessManagerFailedError"),
             RaisedAs("CodegenError"),
             RaisedAs("ModelError"),
             RaisedAs("ProtoCompileError"),

@@ -168,20 +168,24 @@ class ConnectionPool:
         busy_timeout: float,
         checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
     ) -> None:
-        level = synchronous.upper()
+        level = synchronous.upper() if isinstance(synchronous, str) else None
         if level not in SYNCHRONOUS_LEVELS:
             raise ValueError(
                 f"synchronous={synchronous!r} is not a SQLite synchronous level; "
-                f"use one of {', '.join(SYNCHRONOUS_LEVELS)}"
+                f"use one of {', '.join(SYNCHRONOUS_LEVELS)} (a string)"
             )
         self.path = path
         self.is_memory = _is_memory(path)
         self.synchronous = level
-        self.busy_timeout_ms = int(busy_timeout * 1000)
-        if checkpoint_pages < 1:
+        self.busy_timeout_ms = _busy_timeout_ms(busy_timeout)
+        if (
+            isinstance(checkpoint_pages, bool)
+            or not isinstance(checkpoint_pages, int)
+            or checkpoint_pages < 1
+        ):
             raise ValueError(
-                f"checkpoint_pages must be 1 or more (SQLite's default is 1000), "
-                f"got {checkpoint_pages}"
+                f"checkpoint_pages must be a whole number, 1 or more (SQLite's default is "
+                f"1000), got {checkpoint_pages!r}"
             )
         self.checkpoint_pages = checkpoint_pages
         self.write_lock = threading.RLock()
@@ -201,6 +205,10 @@ class ConnectionPool:
             self.writer, self.writer_settings = self._open("writer")
         except (sqlite3.Error, OverflowError) as exc:
             raise self.translate(exc) from exc
+        # The file the writer has open: a write checks that the path still names it (by
+        # its absolute path: a relative one would follow the process's working folder).
+        self._identity_path = None if self.file_path is None else os.path.abspath(self.file_path)
+        self._identity = _identity(self._identity_path)
 
     @property
     def settings(self) -> list[ConnectionSettings]:
@@ -261,11 +269,20 @@ class ConnectionPool:
                 delay = min(delay * 2, 0.05)
 
     def acquire_writer(self) -> None:
-        """Take the write lock, waiting at most the busy timeout, as SQLite waits for
-        another process's lock: a thread that waited for ever could be waited for by the
-        holder (a projection handler that hands a read or an append to another thread and
-        joins it, inside its batch's transaction), and both would hang."""
-        if self.write_lock.acquire(timeout=self.busy_timeout_ms / 1000):
+        """Take the write lock, waiting at most the busy timeout (``IN_PROCESS_WAIT`` at
+        least), as SQLite waits for another process's lock: a thread that waited for ever
+        could be waited for by the holder (a projection handler that hands a read or an
+        append to another thread and joins it, inside its batch's transaction), and both
+        would hang.
+
+        Not the busy timeout alone: a short one (0: fail at once when another process
+        holds the file) would make this process's own threads fail each other while
+        they merely take turns."""
+        wait = min(max(self.busy_timeout_ms / 1000, IN_PROCESS_WAIT), threading.TIMEOUT_MAX)
+        if self.write_lock.acquire(timeout=wait):
+            if self._identity is not None and _identity(self._identity_path) != self._identity:
+                self.write_lock.release()
+                raise self._file_gone()
             return
         held = (
             "the in-memory store's one connection (every thread's)"
@@ -274,10 +291,11 @@ class ConnectionPool:
         )
         raise StoreBusyError(
             self.path,
-            self.busy_timeout_ms / 1000,
+            wait,
             f"{held} was held by another thread of this process all that time: a read "
             "model's batch, a group of appends, or a projection handler waiting for this "
             "very call (in a handler, use ctx.store, on the handler's own thread)",
+            in_process=True,
         )
 
     def owns_write_lock(self) -> bool:
@@ -336,7 +354,24 @@ class ConnectionPool:
             if self.closed:
                 self._close_reader(reader)
 
+    def _file_gone(self) -> StorageError:
+        """The error for a file deleted, moved or replaced while the store had it open.
+
+        SQLite goes on writing to the open (deleted) file and acknowledges every append,
+        all of it lost at close; a reader opened afterwards would create a new empty
+        database at the path. So a write or a new reader checks first.
+        """
+        return StorageError(
+            self.path,
+            f"the database file {self.file_path!r} was deleted, moved or replaced while the "
+            "store had it open, so nothing more can be written to it or read from it",
+            "Close this store object. If the file was moved, open it where it is now; if it "
+            "was deleted, restore it from a backup (appends made since are lost).",
+        )
+
     def _new_reader(self) -> _Reader:
+        if self._identity is not None and _identity(self._identity_path) != self._identity:
+            raise self._file_gone()
         try:
             conn, settings = self._open("reader")
         except (sqlite3.Error, OverflowError) as exc:
@@ -413,6 +448,42 @@ class ConnectionPool:
             # (storage_error is not told the timeout).
             return StoreBusyError(self.path, self.busy_timeout_ms / 1000, str(exc))
         return translated
+
+
+#: The least time a thread waits for another thread of this process to let go of the
+#: writer before ``StoreBusyError`` (the busy timeout when it is longer); a module
+#: attribute so that a test can shorten it.
+IN_PROCESS_WAIT = 30.0
+
+# SQLite keeps the busy timeout in a C int of milliseconds: more wraps to no wait.
+_MAX_BUSY_TIMEOUT_MS = 2**31 - 1
+
+
+def _identity(file_path: str | None) -> tuple[int, int] | None:
+    """(device, inode) of the file at ``file_path``; None in memory, (0, 0) when gone."""
+    if file_path is None:
+        return None
+    try:
+        found = os.stat(file_path)
+    except OSError:
+        return (0, 0)
+    return (found.st_dev, found.st_ino)
+
+
+def _busy_timeout_ms(busy_timeout: object) -> int:
+    """``busy_timeout`` (seconds) in milliseconds, checked: a number, finite, 0 or more;
+    a longer wait than SQLite can hold is its longest (about 24.8 days), never none."""
+    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
+        raise TypeError(
+            f"busy_timeout must be a number of seconds (an int or a float), got "
+            f"{type(busy_timeout).__name__} {busy_timeout!r:.40}"
+        )
+    if not busy_timeout >= 0 or busy_timeout == float("inf"):
+        raise ValueError(
+            f"busy_timeout must be a finite number of seconds, 0 or more (0: fail at once "
+            f"when another process holds the file), got {busy_timeout!r}"
+        )
+    return min(int(busy_timeout * 1000), _MAX_BUSY_TIMEOUT_MS)
 
 
 def _is_memory(path: str) -> bool:

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from eventstore import NewEvent, StorageError, new_event_id
 from eventstore.sqlite import ConnectionSettings, SQLiteEventStore, StoreClosedError
 from eventstore.sqlite.schema import SCHEMA_VERSION
 from tests.support.bank import Account, account_repository
@@ -60,7 +61,7 @@ def test_default_checkpoint_interval_is_ten_thousand_pages(db_path):
 
 
 def test_a_checkpoint_interval_below_one_page_is_refused(db_path):
-    with pytest.raises(ValueError, match="checkpoint_pages must be 1 or more"):
+    with pytest.raises(ValueError, match="checkpoint_pages must be a whole number, 1 or more"):
         SQLiteEventStore(db_path, checkpoint_pages=0)
 
 
@@ -167,3 +168,85 @@ def test_connection_settings_do_not_grow_with_short_lived_threads(db_path):
         assert [s.role for s in store.connection_settings()] == ["writer"]
         assert store.stream_version("a") == 0
         assert [s.role for s in store.connection_settings()] == ["writer", "reader"]
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        ("30", TypeError),  # as read from an environment variable: was a 2,000-digit string
+        (None, TypeError),
+        (True, TypeError),
+        (-5, ValueError),  # was accepted; every append then raised a raw ValueError
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+    ],
+)
+def test_a_busy_timeout_that_is_no_number_of_seconds_is_refused_naming_it(db_path, value, error):
+    with pytest.raises(error, match="busy_timeout"):
+        SQLiteEventStore(db_path, busy_timeout=value)
+
+
+@pytest.mark.parametrize("option", [{"synchronous": 2}, {"checkpoint_pages": "1000"}])
+def test_constructor_options_of_the_wrong_type_are_refused_naming_them(db_path, option):
+    [(name, _)] = option.items()
+    with pytest.raises(ValueError, match=name):
+        SQLiteEventStore(db_path, **option)
+
+
+def test_a_busy_timeout_longer_than_sqlite_holds_is_its_longest_never_no_wait(db_path):
+    # 2**31 ms or more wrapped to 0 ms in SQLite: a year's wait became none at all.
+    with SQLiteEventStore(db_path, busy_timeout=365 * 24 * 3600) as store:
+        assert {s.busy_timeout_ms for s in store.connection_settings()} == {2**31 - 1}
+        store.append("a", "A", 0, [NewEvent(new_event_id(), "t.E", b"")])
+
+
+@pytest.mark.parametrize("path", [":memory:", "file"])
+def test_a_zero_busy_timeout_does_not_make_the_process_own_threads_fail_each_other(db_path, path):
+    # 0 means "fail at once when another process holds the file"; threads of this
+    # process taking turns at the writer failed with StoreBusyError (233 of 800 in memory).
+    target = ":memory:" if path == ":memory:" else db_path
+    failures: list[BaseException] = []
+    with SQLiteEventStore(target, busy_timeout=0, group_commit=False) as store:
+
+        def work(t: int) -> None:
+            try:
+                for i in range(40):
+                    store.append(f"a-{t}-{i}", "A", 0, [NewEvent(new_event_id(), "t.E", b"")])
+                    store.load_stream(f"a-{t}-{i}")
+            except BaseException as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert store.head_position() == 320
+
+
+@pytest.mark.parametrize("group_commit", [True, False], ids=["grouped", "ungrouped"])
+def test_a_file_deleted_while_open_refuses_writes_and_new_readers_naming_it(tmp_path, group_commit):
+    # SQLite wrote on into the deleted file and acknowledged every append, all of it lost
+    # at close; a reader on a new thread created a new, empty database at the path.
+    path = tmp_path / "gone.db"
+    with SQLiteEventStore(path, group_commit=group_commit) as store:
+        store.append("a", "A", 0, [NewEvent(new_event_id(), "t.E", b"")], command_id="c0")
+        for suffix in ("", "-wal", "-shm"):
+            (tmp_path / f"gone.db{suffix}").unlink(missing_ok=True)
+        with pytest.raises(StorageError, match="was deleted, moved or replaced") as caught:
+            store.append("b", "A", 0, [NewEvent(new_event_id(), "t.E", b"")], command_id="c1")
+        assert caught.value.path == str(path)
+        errors: list[BaseException] = []
+
+        def read() -> None:
+            try:
+                store.head_position()
+            except BaseException as exc:
+                errors.append(exc)
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        reader.join()
+        assert [type(e) for e in errors] == [StorageError]
+        assert not path.exists()  # no empty database made in its place
