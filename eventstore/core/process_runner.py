@@ -11,6 +11,14 @@ manager, the cause and the step), which the command side answers with
 firing one (the manager's ``timed_out``, its commands, the row's deletion) is
 one transaction too. Nothing lives in memory only, so a SIGKILL loses nothing.
 
+Several runners of one manager share its outbox, so each command is claimed
+before it is sent: a claim is a lease (``claim_lease``) written on the row,
+and while it holds no other runner sends that command. Its answer is filed
+(``rejected`` for a refusal, the row deleted) only while no other runner has
+claimed the row since, so the process sees the answer of the last send, never
+a refusal filed beside a later send that was applied (docs/decisions.md,
+"Outbox commands are claimed before they are sent").
+
 What differs between stores is only SQL: each adapter gives a
 ``ProcessTables`` (its dialect, its transactions) and a read model, and
 subclasses ``ProcessRunnerBase`` (``eventstore.sqlite.ProcessRunner``,
@@ -76,6 +84,10 @@ class ProcessManagerFailedError(EventStoreError):
 
 #: The roles of the service principal a runner sends its commands as, unless told otherwise.
 DEFAULT_PROCESS_ROLES: tuple[str, ...] = ("process-manager",)
+
+#: How long (seconds) a runner's claim on an outbox command holds, unless told otherwise:
+#: above the request timeouts of the network transports (NATS 5 s, HTTP 10 s).
+DEFAULT_CLAIM_LEASE = 30.0
 
 
 def now_micros() -> int:
@@ -175,11 +187,27 @@ class ProcessTables(Protocol):
         ...
 
     def pending(self, conn: Any, manager: str) -> list[OutboxCommand]:
-        """The outbox of ``manager``, oldest first."""
+        """The outbox of ``manager``, oldest first (claimed or not)."""
         ...
 
-    def unqueue(self, conn: Any, command_id: str) -> bool:
-        """Delete a sent command; False when another runner did already."""
+    def claim_command(self, conn: Any, command_id: str, lease: int) -> int | None:
+        """Claim an outbox command for ``lease`` microseconds, unless a claim on it holds.
+
+        Returns the claim: the time it ends, on the database's clock where it has
+        one (PostgreSQL's), else the runner's. A row is claimed again only once its
+        claim has ended, so each claim of a row ends later than the one before and
+        tells them apart. None when another runner holds it, or it is gone (answered).
+        """
+        ...
+
+    def release_command(self, conn: Any, command_id: str, claim: int) -> None:
+        """End ``claim`` early (the command did not reach a service); no-op if it is not
+        the row's claim any more."""
+        ...
+
+    def unqueue(self, conn: Any, command_id: str, claim: int) -> bool:
+        """Delete an answered command if the row still holds ``claim``; False when another
+        runner claimed it since (its send, the later one, is answered instead) or it is gone."""
         ...
 
     def timeouts(self, conn: Any, manager: str) -> list[tuple[str, str, int]]: ...
@@ -311,6 +339,25 @@ def route_table(
     return {r.request_type.DESCRIPTOR.full_name: r for r in found if r is not None}
 
 
+def _checked_lease(claim_lease: float, transport: Transport) -> float:
+    """``claim_lease``, refused when it is no positive time or would run out before the
+    transport gives up on a request (a second runner would send the command meanwhile)."""
+    if not isinstance(claim_lease, (int, float)) or not 0 < claim_lease < float("inf"):
+        raise ValueError(
+            f"claim_lease must be a positive number of seconds, got {claim_lease!r}: it is how "
+            f"long a runner's claim on an outbox command holds (default {DEFAULT_CLAIM_LEASE:g})"
+        )
+    timeout = getattr(transport, "timeout", None)
+    if isinstance(timeout, (int, float)) and timeout >= claim_lease:
+        raise ValueError(
+            f"claim_lease={claim_lease:g} s is not longer than the transport's request timeout "
+            f"({timeout:g} s): a claim could run out while a request is still waiting for its "
+            "answer, and another runner would send the same command meanwhile. Pass a "
+            f"claim_lease above {timeout:g} s (or a shorter transport timeout)."
+        )
+    return float(claim_lease)
+
+
 def _accepts_principal(transport: Transport) -> bool:
     try:
         return "principal" in inspect.signature(transport.request).parameters
@@ -332,10 +379,14 @@ class ProcessRunnerBase(ABC):
     ``Es-Tenant-Id``. The events come from the store's log, or from ``source=``:
     any ``EventSource`` with the store's positions, such as a ``NatsEventBus``
     the store is relayed to; the state, outbox, timeouts and checkpoint stay in
-    the store either way. An adapter's runner gives its read model (whose
-    transaction the decisions join) and its SQL (``_read_model``, ``_tables``). ``drain()`` works
-    until nothing is left to decide or send and no timeout is due; ``await
-    run()`` keeps going until ``stop()``.
+    the store either way. ``claim_lease`` (seconds, default 30) is how long a
+    claim on an outbox command holds: while it does, no other runner sends that
+    command (see ``send_pending``); keep it above the transport's request timeout
+    (a transport with a ``timeout`` attribute is checked). An adapter's runner
+    gives its read model (whose transaction the decisions join) and its SQL
+    (``_read_model``, ``_tables``). ``drain()`` works until nothing is left to
+    decide or send and no timeout is due; ``await run()`` keeps going until
+    ``stop()``.
     """
 
     def __init__(
@@ -350,7 +401,9 @@ class ProcessRunnerBase(ABC):
         upcasters: Upcasters | None = None,
         roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
         source: EventSource | None = None,
+        claim_lease: float = DEFAULT_CLAIM_LEASE,
     ) -> None:
+        self.claim_lease = _checked_lease(claim_lease, transport)
         self.store = store
         read_model = self._read_model(store)
         tables = self._tables(read_model)
@@ -438,7 +491,16 @@ class ProcessRunnerBase(ABC):
         return headers, extra
 
     async def send_pending(self) -> int:
-        """Send the outbox's commands; returns how many were answered (ok or refused)."""
+        """Send the outbox's commands; returns how many were answered (ok or refused).
+
+        Each command is claimed first (for ``claim_lease``) and sent only if the claim
+        is this runner's: one held by another runner (or a runner that died mid-send)
+        leaves the command to that runner, or to any runner once the claim ends. An
+        answer is filed only while the row holds this runner's claim. A command that
+        did not reach a service (``UNAVAILABLE``) is released for the next pass; one
+        whose answer did not come in time (``TIMEOUT``, it may be running still) keeps
+        its claim to the end, so no copy is sent again while the first may yet apply.
+        """
         answered = 0
         with self.tables.reading() as conn:
             pending = self.tables.pending(conn, self.manager.name)
@@ -452,6 +514,23 @@ class ProcessRunnerBase(ABC):
                 )
             command = route.request_type.FromString(outgoing.data)
             headers, extra = self._request_for(outgoing)
+            # The claim ends no sooner than ``lease`` after this instant, on any clock.
+            ends_by = time.monotonic() + self.claim_lease
+            claim = await asyncio.to_thread(self._claim, outgoing.command_id)
+            if claim is None:
+                continue  # another runner is sending it, or has answered it meanwhile
+            if time.monotonic() >= ends_by:
+                # Paused for the whole lease between the claim and the send: another runner
+                # may be sending it now, so this one does not (the next pass claims it again).
+                log.warning(
+                    "the claim on command %s of %s ran out before it was sent (claim_lease "
+                    "%g s); left for the next pass",
+                    outgoing.command_id,
+                    outgoing.process_key,
+                    self.claim_lease,
+                )
+                continue
+            # A transport that raises leaves the claim to run out: delivered or not is unknown.
             response = await self.transport.request(  # type: ignore[call-arg]
                 route.subject, command, headers, **extra
             )
@@ -463,20 +542,51 @@ class ProcessRunnerBase(ABC):
                     outgoing.process_key,
                     error,
                 )
-                continue  # the wire failed: send again on the next pass, same id
-            await asyncio.to_thread(self._answered, outgoing, error)
+                if error.code == UNAVAILABLE:  # it reached no service: send again next pass
+                    await asyncio.to_thread(self._release, outgoing.command_id, claim)
+                continue  # sent again under the same id, by any runner
+            await asyncio.to_thread(self._answered, outgoing, error, claim)
             answered += 1
         return answered
 
-    def _answered(self, outgoing: OutboxCommand, error: Any) -> None:
-        """Take an answered command out of the outbox; a refusal goes to ``rejected``."""
+    def _claim(self, command_id: str) -> int | None:
+        with self.tables.transaction() as conn:
+            return self.tables.claim_command(conn, command_id, self._lease_micros)
+
+    def _release(self, command_id: str, claim: int) -> None:
+        with self.tables.transaction() as conn:
+            self.tables.release_command(conn, command_id, claim)
+
+    @property
+    def _lease_micros(self) -> int:
+        return max(1, int(self.claim_lease * 1_000_000))
+
+    def _answered(self, outgoing: OutboxCommand, error: Any, claim: int) -> None:
+        """Take an answered command out of the outbox; a refusal goes to ``rejected``.
+
+        Only while the row still holds ``claim``: if it ran out and another runner
+        claimed the command since, that runner's send came later and its answer is
+        the one that counts (a success is final on the command side: a refusal now
+        cannot undo it), so this one is dropped.
+        """
         cause = f"rejected:{outgoing.command_id}"
         with self.tables.transaction() as conn:
             # The process first (its row locked), then its outbox row: the order of every
             # transaction that changes a process.
             process = load_process(self.tables, conn, self.manager, outgoing.process_key, cause)
-            gone = self.tables.unqueue(conn, outgoing.command_id)
-            if gone and error is not None and not process.finished:
+            if not self.tables.unqueue(conn, outgoing.command_id, claim):
+                log.warning(
+                    "the answer to command %s of %s came after its claim ended and another "
+                    "runner claimed it (or its row is gone): that runner's answer counts, this "
+                    "one (%s) is dropped. "
+                    "Raise claim_lease (%g s) above the transport's request timeout.",
+                    outgoing.command_id,
+                    outgoing.process_key,
+                    "ok" if error is None else error.code,
+                    self.claim_lease,
+                )
+                return
+            if error is not None and not process.finished:
                 with with_tenant(process.tenant):
                     self.manager.rejected(process, outgoing.step, error)
                 save_process(self.tables, conn, process)
@@ -536,6 +646,7 @@ class ProcessRunnerBase(ABC):
 
 
 __all__ = [
+    "DEFAULT_CLAIM_LEASE",
     "DEFAULT_PROCESS_ROLES",
     "OutboxCommand",
     "ProcessManagerFailedError",

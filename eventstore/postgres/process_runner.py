@@ -9,7 +9,9 @@ several processes): the projection's advisory lock serialises decisions; every
 transaction that changes a process locks its row first (``FOR UPDATE``), then
 its timeouts and outbox rows, so they take turns and never deadlock; a due
 timeout is deleted only while still armed for the due time it was found at
-(the claim), so it fires once.
+(the claim), so it fires once; an outbox command is claimed for a lease
+(``claimed_until``, on the server's clock, so runners on machines whose clocks
+differ agree) before it is sent, so one runner at a time sends it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ _TABLES = (
     " command_id TEXT NOT NULL PRIMARY KEY, manager TEXT NOT NULL, process_id TEXT NOT NULL,"
     " step TEXT NOT NULL, command_type TEXT NOT NULL, data BYTEA NOT NULL,"
     " created_at BIGINT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
-    " seq BIGINT GENERATED ALWAYS AS IDENTITY)",
+    " seq BIGINT GENERATED ALWAYS AS IDENTITY, claimed_until BIGINT NOT NULL DEFAULT 0)",
     "CREATE INDEX IF NOT EXISTS process_outbox_by_manager"
     " ON process_outbox (manager, created_at, seq)",
     "CREATE TABLE IF NOT EXISTS process_timeouts ("
@@ -48,6 +50,10 @@ _TABLES = (
     " due_at BIGINT NOT NULL, PRIMARY KEY (manager, process_id, step))",
     "CREATE INDEX IF NOT EXISTS process_timeouts_by_due ON process_timeouts (manager, due_at)",
 )
+#: Columns added after the first release of the tables: (table, column definition).
+_ADDED_COLUMNS = (("process_outbox", "claimed_until BIGINT NOT NULL DEFAULT 0"),)
+#: The server's clock in microseconds, one reading per statement.
+_NOW = "(extract(epoch FROM statement_timestamp()) * 1000000)::bigint"
 
 
 class PostgresProcessTables:
@@ -71,6 +77,15 @@ class PostgresProcessTables:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext('eventstore:process-tables'))")
         for statement in _TABLES:
             conn.execute(statement.encode())
+        for table, column in _ADDED_COLUMNS:
+            # Looked up first: ALTER TABLE locks the table whole even when the column is there.
+            found = conn.execute(
+                "SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attname = %s "
+                "AND NOT attisdropped",
+                (table, column.split()[0]),
+            ).fetchone()
+            if found is None:  # a schema written before the column existed
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column}".encode())
 
     def _check(self, where: str, **named: str) -> None:
         """Ids and names PostgreSQL text cannot hold (a NUL byte), refused before SQL runs."""
@@ -163,8 +178,29 @@ class PostgresProcessTables:
         ).fetchall()
         return [OutboxCommand(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
 
-    def unqueue(self, conn: Connection, command_id: str) -> bool:
-        gone = conn.execute("DELETE FROM process_outbox WHERE command_id = %s", (command_id,))
+    def claim_command(self, conn: Connection, command_id: str, lease: int) -> int | None:
+        # Two runners claiming at once: the second waits for the first's row lock, then
+        # finds the row claimed (READ COMMITTED re-reads it) and changes nothing.
+        row = conn.execute(
+            f"UPDATE process_outbox SET claimed_until = clock.now + %s "
+            f"FROM (SELECT {_NOW} AS now) AS clock "
+            "WHERE command_id = %s AND claimed_until <= clock.now RETURNING claimed_until",
+            (lease, command_id),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def release_command(self, conn: Connection, command_id: str, claim: int) -> None:
+        conn.execute(
+            "UPDATE process_outbox SET claimed_until = 0 "
+            "WHERE command_id = %s AND claimed_until = %s",
+            (command_id, claim),
+        )
+
+    def unqueue(self, conn: Connection, command_id: str, claim: int) -> bool:
+        gone = conn.execute(
+            "DELETE FROM process_outbox WHERE command_id = %s AND claimed_until = %s",
+            (command_id, claim),
+        )
         return gone.rowcount > 0
 
     def timeouts(self, conn: Connection, manager: str) -> list[tuple[str, str, int]]:

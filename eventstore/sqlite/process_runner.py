@@ -3,7 +3,11 @@
 The loop, the outbox and the timeouts are ``core.process_runner``'s; here are
 only the statements: the manager's state, outbox and due-time tables live in
 the store's own file beside the checkpoint (``SQLiteReadModel(store)``), so a
-batch's decisions and its checkpoint commit in one transaction.
+batch's decisions and its checkpoint commit in one transaction. Several
+runners (processes) may share the file: the checkpoint is re-read in each
+batch's transaction, a due timeout is deleted only while still armed, and an
+outbox command is claimed (``claimed_until``, on this machine's clock) before
+it is sent.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from ..core.process_runner import (
     OutboxCommand,
     ProcessRunnerBase,
     StoredProcess,
+    now_micros,
 )
 from .read_model import SQLiteReadModel
 from .store import SQLiteEventStore
@@ -30,7 +35,8 @@ _TABLES = (
     "CREATE TABLE IF NOT EXISTS process_outbox ("
     " command_id TEXT NOT NULL PRIMARY KEY, manager TEXT NOT NULL, process_id TEXT NOT NULL,"
     " step TEXT NOT NULL, command_type TEXT NOT NULL, data BLOB NOT NULL,"
-    " created_at INTEGER NOT NULL, tenant TEXT NOT NULL DEFAULT '')",
+    " created_at INTEGER NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
+    " claimed_until INTEGER NOT NULL DEFAULT 0)",
     "CREATE TABLE IF NOT EXISTS process_timeouts ("
     " manager TEXT NOT NULL, process_id TEXT NOT NULL, step TEXT NOT NULL,"
     " due_at INTEGER NOT NULL, PRIMARY KEY (manager, process_id, step)) WITHOUT ROWID",
@@ -39,6 +45,7 @@ _TABLES = (
 _ADDED_COLUMNS = (
     ("process_state", "tenant TEXT NOT NULL DEFAULT ''"),
     ("process_outbox", "tenant TEXT NOT NULL DEFAULT ''"),
+    ("process_outbox", "claimed_until INTEGER NOT NULL DEFAULT 0"),
 )
 
 
@@ -142,8 +149,27 @@ class SQLiteProcessTables:
         ).fetchall()
         return [OutboxCommand(r[0], r[1], r[2], r[3], bytes(r[4]), r[5]) for r in rows]
 
-    def unqueue(self, conn: sqlite3.Connection, command_id: str) -> bool:
-        gone = conn.execute("DELETE FROM process_outbox WHERE command_id = ?", (command_id,))
+    def claim_command(self, conn: sqlite3.Connection, command_id: str, lease: int) -> int | None:
+        now = now_micros()
+        claimed = conn.execute(
+            "UPDATE process_outbox SET claimed_until = ? "
+            "WHERE command_id = ? AND claimed_until <= ?",
+            (now + lease, command_id, now),
+        )
+        return now + lease if claimed.rowcount > 0 else None
+
+    def release_command(self, conn: sqlite3.Connection, command_id: str, claim: int) -> None:
+        conn.execute(
+            "UPDATE process_outbox SET claimed_until = 0 "
+            "WHERE command_id = ? AND claimed_until = ?",
+            (command_id, claim),
+        )
+
+    def unqueue(self, conn: sqlite3.Connection, command_id: str, claim: int) -> bool:
+        gone = conn.execute(
+            "DELETE FROM process_outbox WHERE command_id = ? AND claimed_until = ?",
+            (command_id, claim),
+        )
         return gone.rowcount > 0
 
     def timeouts(self, conn: sqlite3.Connection, manager: str) -> list[tuple[str, str, int]]:

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[2]
 ACCOUNTS = ["a", "b", "c", "d"]
 TRANSFERS = 40
 KILLS = 3
+#: The runners' claim on an outbox command (seconds): a killed runner's claims hold this long.
+LEASE = 0.5
 
 RUNNER = textwrap.dedent(
     """
@@ -33,11 +35,13 @@ RUNNER = textwrap.dedent(
     from tests.support.process_stores import open_from_argv
     from tests.support.transfers import TransferProcess, bank
 
-    store, ProcessRunner = open_from_argv(sys.argv[1:])
+    store, ProcessRunner = open_from_argv(sys.argv[1:-1])
     transport, _ = bank(store)
     print("ready", flush=True)
     while True:
-        ProcessRunner(store, TransferProcess(), transport, batch_size=3).drain()
+        ProcessRunner(
+            store, TransferProcess(), transport, batch_size=3, claim_lease=float(sys.argv[-1])
+        ).drain()
     """
 )
 
@@ -67,7 +71,7 @@ def test_killed_runner_restarts_and_every_transfer_ends_once(
     try:
         for kill in range(KILLS):
             proc = subprocess.Popen(
-                [sys.executable, "-c", RUNNER, *process_store.argv],
+                [sys.executable, "-c", RUNNER, *process_store.argv, str(LEASE)],
                 cwd=ROOT,
                 env=env,
                 stdout=subprocess.PIPE,
@@ -85,8 +89,9 @@ def test_killed_runner_restarts_and_every_transfer_ends_once(
         watcher.close()
     with process_store.open() as store:
         transport, repository = bank(store)
-        runner = process_store.runner(store, TransferProcess(), transport)
+        runner = process_store.runner(store, TransferProcess(), transport, claim_lease=LEASE)
         killed_at = store.count_events()
+        time.sleep(LEASE)  # a command a runner was killed while sending is sent once its claim ends
         runner.drain()
         assert store.count_events() > killed_at  # the kills came mid-burst: work was left
         outcomes = Counter(runner.state(f"t{i}")["status"] for i in range(TRANSFERS))
