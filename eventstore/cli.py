@@ -2,7 +2,9 @@
 
 ``eventstore generate PROTO_DIR --out OUT_DIR`` compiles every ``.proto``
 under ``PROTO_DIR`` and writes, per file, protoc's ``<name>_pb2.py`` and
-``<name>_pb2.pyi`` and the generator's ``<name>_es.py``.
+``<name>_pb2.pyi`` and the generator's ``<name>_es.py``; an ``_es.py`` or
+``es_sdk.py`` that an earlier run wrote for these protos and this run does not
+is removed.
 ``eventstore copy SRC_URL DST_URL`` copies a whole store between SQLite and
 PostgreSQL (``eventstore/copy.py``). The ``_pb2`` modules
 import the event sourcing options from inside ``eventstore`` (DESIGN decision
@@ -15,6 +17,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="generate Python from protos (_pb2.py, _pb2.pyi, _es.py)",
         description=(
             "Compile every .proto under PROTO_DIR and write <name>_pb2.py, <name>_pb2.pyi and "
-            "<name>_es.py under OUT_DIR, keeping the folders."
+            "<name>_es.py under OUT_DIR, keeping the folders. An _es.py or es_sdk.py that an "
+            "earlier run generated for these protos and this run does not write is removed."
         ),
     )
     gen.add_argument("proto_dir", metavar="PROTO_DIR", type=Path)
@@ -51,9 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "copy",
         help="copy a whole store between SQLite and PostgreSQL (resumable, verified)",
         description=(
-            "Copy events, snapshots, command records, constraints and checkpoints from "
-            "SRC_URL to DST_URL (sqlite:///... or postgresql://...). DST must be empty or "
-            "hold an interrupted copy, which is resumed. Counts and a checksum are verified."
+            "Copy events, snapshots, command records, constraints, process managers' state, "
+            "timeouts and outbox, and the framework's checkpoints (process:*, relay:*) from "
+            "SRC_URL to DST_URL (sqlite:///... or postgresql://...). Other checkpoints are "
+            "named and not copied: their projections rebuild in the copy. DST must be empty "
+            "or hold an interrupted copy, which is resumed. Counts and a checksum are verified."
         ),
     )
     copy.add_argument("source", metavar="SRC_URL")
@@ -85,7 +91,7 @@ def _generate(proto_dir: Path, out: Path, includes: list[Path]) -> int:
     from .codegen.errors import CodegenError
 
     try:
-        written, warnings = generate(proto_dir, out, includes)
+        result = generate_files(proto_dir, out, includes)
     except CodegenError as error:
         print(error, file=sys.stderr)
         return 1
@@ -97,20 +103,55 @@ def _generate(proto_dir: Path, out: Path, includes: list[Path]) -> int:
             )
         print(f"eventstore generate: {error}", file=sys.stderr)
         return 1
-    for warning in warnings:
+    for warning in result.warnings:
         print(
             f"{warning.file}:{warning.line}:{warning.column}: warning: {warning.message}",
             file=sys.stderr,
         )
-    for path in written:
+    for path in result.removed:
+        why = (
+            "this run's services no longer span several files; an _es.py's own SDK covers them"
+            if path.name == "es_sdk.py"
+            else "its proto declares no aggregate, service or process manager now"
+        )
+        print(
+            f"eventstore generate: removed {os.fspath(path)}, which an earlier run generated "
+            f"({why})",
+            file=sys.stderr,
+        )
+    for path in result.written:
         print(path)
     return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """What ``generate_files`` did: the files written and removed, and the model's warnings."""
+
+    written: list[Path]
+    removed: list[Path]
+    warnings: list[Diagnostic]
 
 
 def generate(
     proto_dir: Path, out: Path, includes: Sequence[Path] = ()
 ) -> tuple[list[Path], list[Diagnostic]]:
-    """Write the generated files; returns their paths and the model's warnings."""
+    """Write the generated files; returns their paths and the model's warnings.
+
+    Removes stale generated files as ``generate_files`` does (which also says which).
+    """
+    result = generate_files(proto_dir, out, includes)
+    return result.written, result.warnings
+
+
+def generate_files(proto_dir: Path, out: Path, includes: Sequence[Path] = ()) -> Generated:
+    """Write the generated files, and remove the generated files this run no longer writes.
+
+    Removed are the ``<name>_es.py`` of a proto of this run that declares nothing to
+    generate now, and an ``es_sdk.py`` over services of this run's protos when this
+    run's services no longer span several files; only files the generator wrote (its
+    ``DO NOT EDIT`` docstring names that proto, or is the run SDK's), never a user's.
+    """
     from .codegen.compiler import compile_files, read_sources
     from .codegen.model import SKIPPED_FILES
     from .codegen.plugin import render_files
@@ -136,6 +177,7 @@ def generate(
     outputs = [*modules, *generated]
     for name, _ in outputs:
         _check_writable(out / name)
+    stale = _stale_outputs(out, files, {name for name, _ in outputs})
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, content in outputs:
@@ -143,7 +185,51 @@ def generate(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")
         written.append(path)
-    return written, warnings
+    removed: list[Path] = []
+    for path in stale:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            raise OSError(
+                f"cannot remove {os.fspath(path)!r}, which an earlier run generated and this "
+                f"one does not: {error.strerror}. Remove it yourself; the files of this run "
+                "are written"
+            ) from None
+        removed.append(path)
+    return Generated(written, removed, warnings)
+
+
+def _stale_outputs(out: Path, files: Sequence[str], produced: set[str]) -> list[Path]:
+    """The generated files in ``out`` for the protos ``files`` that this run does not write.
+
+    An ``_es.py`` counts when its docstring says it was generated from that very proto;
+    ``es_sdk.py`` when it is the generator's and imports an ``_es`` module of ``files``
+    (one of another set of protos generated into the same folder is left alone).
+    """
+    from .codegen import naming
+    from .codegen.render import SDK_MODULE_PATH, proto_file_of, run_sdk_modules
+
+    stale: list[Path] = []
+    for name in files:
+        path = out / naming.es_path(name)
+        if naming.es_path(name) not in produced and proto_file_of(_read(path)) == name:
+            stale.append(path)
+    if SDK_MODULE_PATH not in produced:
+        path = out / SDK_MODULE_PATH
+        modules = run_sdk_modules(_read(path))
+        if modules is not None and set(modules) & {naming.es_module(f) for f in files}:
+            stale.append(path)
+    return stale
+
+
+def _read(path: Path) -> str:
+    """The text of ``path``; empty when it is not a readable UTF-8 file."""
+    try:
+        return path.read_text(encoding="utf-8") if path.is_file() else ""
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def _check_writable(path: Path) -> None:

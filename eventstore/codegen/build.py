@@ -92,6 +92,17 @@ _MSG_FIELD, _MSG_NESTED, _MSG_ENUM, _MSG_OPTIONS = 2, 3, 4, 7
 _SVC_METHOD, _SVC_OPTIONS = 2, 3
 
 
+class _Refused:
+    """Stands for an aggregate whose ``aggregate_root`` option was refused: whatever names it
+    is left out without an error of its own, so that the option's error is the one shown."""
+
+    def __repr__(self) -> str:
+        return "REFUSED"
+
+
+REFUSED = _Refused()
+
+
 def build_model(
     files: Sequence[descriptor_pb2.FileDescriptorProto],
     *,
@@ -279,6 +290,11 @@ class _Builder:
             tuple[MessageInfo, options_pb2.ProcessManagerOptions, _Locations, tuple[int, ...]]
         ] = []
         self.raw_services: list[tuple[descriptor_pb2.FileDescriptorProto, int, _Locations]] = []
+        # Roots whose aggregate_root option was refused (type name, state message), and the
+        # events naming them: their error is reported once, at the option, not again at
+        # every event, service or process manager that names them.
+        self.refused: list[tuple[str, MessageInfo]] = []
+        self.orphans: dict[str, MessageInfo] = {}
 
     # -- collecting ------------------------------------------------------------
     def add_external(self, f: descriptor_pb2.FileDescriptorProto) -> None:
@@ -429,98 +445,114 @@ class _Builder:
 
     def _aggregates(self) -> dict[str, AggregateInfo]:
         found: dict[str, AggregateInfo] = {}
-        ext = options_pb2.aggregate_root.number
         for info, root, locs, path in self.roots:
-            type_name = root.type_name or info.name
-            element = f"aggregate_root option on {info.name!r}"
-            if not root.type_name and info.is_top_level and keyword.iskeyword(info.name):
-                continue  # the message's name is an error already (_check_top_level_name)
-            if not naming.is_identifier(type_name):
-                where = locs.value((*path, _MSG_OPTIONS, ext, 2), "type_name")
-                self.errors.append(
-                    where.diagnostic(
-                        f"{element} names type_name {type_name!r}, which is not an identifier; "
-                        "use a name like 'Account' (letters, digits, underscores)",
-                        info.full_name,
-                    )
-                )
+            aggregate = self._aggregate(info, root, locs, path, found)
+            if aggregate is None:
+                self.refused.append((root.type_name or info.name, info))
                 continue
-            names = [f.name for f in info.fields]
-            if root.id_field:
-                fld = next((f for f in info.fields if f.name == root.id_field), None)
-                where = locs.value((*path, _MSG_OPTIONS, ext, 1), "id_field")
-                if fld is None:
-                    self.errors.append(
-                        where.diagnostic(
-                            f"{element} names id_field {root.id_field!r}, which is not a field "
-                            f"of {info.name} (fields: {', '.join(names) or 'none'})",
-                            info.full_name,
-                        )
-                    )
-                    continue
-                if fld.shape != "single" or fld.value.py != "str":
-                    self.errors.append(
-                        where.diagnostic(
-                            f"{element} names id_field {root.id_field!r}, which is not a "
-                            "single string field; the aggregate id is a string, so make "
-                            f"{root.id_field!r} a 'string' field",
-                            info.full_name,
-                        )
-                    )
-                    continue
-            if root.snapshot_every < 0:
-                where = locs.value((*path, _MSG_OPTIONS, ext, 3), "snapshot_every")
-                self.errors.append(
-                    where.diagnostic(
-                        f"{element} has snapshot_every {root.snapshot_every}; use 0 (no "
-                        "default snapshots) or a positive number of events",
-                        info.full_name,
-                    )
-                )
-                continue
-            other = found.get(type_name)
-            if other is not None:
-                self.errors.append(
-                    info.location.diagnostic(
-                        f"aggregate type {type_name!r} is declared twice: by {info.full_name} "
-                        f"and by {other.message.full_name} ({other.message.location.file}:"
-                        f"{other.message.location.line}); give one of them another type_name",
-                        info.full_name,
-                    )
-                )
-                continue
-            aggregate = AggregateInfo(
-                type_name=type_name,
-                message=info,
-                id_field=root.id_field,
-                snapshot_every=root.snapshot_every,
-                schema_key=self._schema_key(info),
-            )
-            for fld in info.fields:
-                if (
-                    fld.name in RESERVED_ATTRIBUTES
-                    or keyword.iskeyword(fld.name)
-                    or fld.name.startswith("_")
-                ):
-                    aggregate.clashing_fields.append(fld.name)
-                    self.warnings.append(
-                        locs.at(*path, _MSG_FIELD, info.fields.index(fld)).diagnostic(
-                            f"state field {fld.name!r} of {info.name} is not an attribute of "
-                            f"{aggregate.class_prefix}Aggregate ("
-                            + (
-                                "the name is a Python keyword"
-                                if keyword.iskeyword(fld.name)
-                                else "the name is taken by the aggregate itself"
-                            )
-                            + "); reach it as "
-                            + naming.attribute_access("agg.state", fld.name),
-                            f"{info.full_name}.{fld.name}",
-                        )
-                    )
-                else:
-                    aggregate.forwarded_fields.append(fld)
-            found[type_name] = aggregate
+            found[aggregate.type_name] = aggregate
         return found
+
+    def _aggregate(
+        self,
+        info: MessageInfo,
+        root: options_pb2.AggregateRootOptions,
+        locs: _Locations,
+        path: tuple[int, ...],
+        found: dict[str, AggregateInfo],
+    ) -> AggregateInfo | None:
+        """The aggregate ``root`` marks on ``info``; None when the option is refused (an error,
+        or the message's name, which is an error already)."""
+        ext = options_pb2.aggregate_root.number
+        type_name = root.type_name or info.name
+        element = f"aggregate_root option on {info.name!r}"
+        if not root.type_name and info.is_top_level and keyword.iskeyword(info.name):
+            return None  # the message's name is an error already (_check_top_level_name)
+        if not naming.is_identifier(type_name):
+            where = locs.value((*path, _MSG_OPTIONS, ext, 2), "type_name")
+            self.errors.append(
+                where.diagnostic(
+                    f"{element} names type_name {type_name!r}, which is not an identifier; "
+                    "use a name like 'Account' (letters, digits, underscores)",
+                    info.full_name,
+                )
+            )
+            return None
+        names = [f.name for f in info.fields]
+        if root.id_field:
+            fld = next((f for f in info.fields if f.name == root.id_field), None)
+            where = locs.value((*path, _MSG_OPTIONS, ext, 1), "id_field")
+            if fld is None:
+                self.errors.append(
+                    where.diagnostic(
+                        f"{element} names id_field {root.id_field!r}, which is not a field "
+                        f"of {info.name} (fields: {', '.join(names) or 'none'})",
+                        info.full_name,
+                    )
+                )
+                return None
+            if fld.shape != "single" or fld.value.py != "str":
+                self.errors.append(
+                    where.diagnostic(
+                        f"{element} names id_field {root.id_field!r}, which is not a "
+                        "single string field; the aggregate id is a string, so make "
+                        f"{root.id_field!r} a 'string' field",
+                        info.full_name,
+                    )
+                )
+                return None
+        if root.snapshot_every < 0:
+            where = locs.value((*path, _MSG_OPTIONS, ext, 3), "snapshot_every")
+            self.errors.append(
+                where.diagnostic(
+                    f"{element} has snapshot_every {root.snapshot_every}; use 0 (no "
+                    "default snapshots) or a positive number of events",
+                    info.full_name,
+                )
+            )
+            return None
+        other = found.get(type_name)
+        if other is not None:
+            self.errors.append(
+                info.location.diagnostic(
+                    f"aggregate type {type_name!r} is declared twice: by {info.full_name} "
+                    f"and by {other.message.full_name} ({other.message.location.file}:"
+                    f"{other.message.location.line}); give one of them another type_name",
+                    info.full_name,
+                )
+            )
+            return None
+        aggregate = AggregateInfo(
+            type_name=type_name,
+            message=info,
+            id_field=root.id_field,
+            snapshot_every=root.snapshot_every,
+            schema_key=self._schema_key(info),
+        )
+        for fld in info.fields:
+            if (
+                fld.name in RESERVED_ATTRIBUTES
+                or keyword.iskeyword(fld.name)
+                or fld.name.startswith("_")
+            ):
+                aggregate.clashing_fields.append(fld.name)
+                self.warnings.append(
+                    locs.at(*path, _MSG_FIELD, info.fields.index(fld)).diagnostic(
+                        f"state field {fld.name!r} of {info.name} is not an attribute of "
+                        f"{aggregate.class_prefix}Aggregate ("
+                        + (
+                            "the name is a Python keyword"
+                            if keyword.iskeyword(fld.name)
+                            else "the name is taken by the aggregate itself"
+                        )
+                        + "); reach it as "
+                        + naming.attribute_access("agg.state", fld.name),
+                        f"{info.full_name}.{fld.name}",
+                    )
+                )
+            else:
+                aggregate.forwarded_fields.append(fld)
+        return aggregate
 
     def _schema_key(self, info: MessageInfo) -> str:
         """A hash of the state's shape: its fields and those of every message and enum it reaches.
@@ -555,17 +587,43 @@ class _Builder:
         return digest.hexdigest()[:16]
 
     def _find_aggregate(
-        self, aggregates: dict[str, AggregateInfo], name: str
-    ) -> AggregateInfo | None:
-        if name in aggregates:
+        self, aggregates: dict[str, AggregateInfo], name: str, *, by_type: bool = True
+    ) -> AggregateInfo | _Refused | list[AggregateInfo]:
+        """The aggregate ``name`` names: by type (unless ``by_type`` is false), else by its
+        state message's simple or full name.
+
+        ``REFUSED`` when the name is that of an aggregate whose option was refused (its
+        error is reported already); else, when no one aggregate is named, the aggregates
+        whose state message has that simple name: none, or several (``_ambiguous``).
+        """
+        name = name.lstrip(".")
+        if by_type and name in aggregates:
             return aggregates[name]
         by_message = [
             a for a in aggregates.values() if name in (a.message.name, a.message.full_name)
         ]
-        return by_message[0] if len(by_message) == 1 else None
+        if any(
+            name in (info.name, info.full_name) or (by_type and name == type_name)
+            for type_name, info in self.refused
+        ):
+            return REFUSED
+        return by_message[0] if len(by_message) == 1 else by_message
+
+    @staticmethod
+    def _ambiguous(
+        matches: list[AggregateInfo], fix: str = "name it by its full name or by its type_name"
+    ) -> str:
+        """Why a name that several state messages share names none of them, and ``fix``."""
+        states = ", ".join(sorted(a.message.full_name for a in matches))
+        return f"which more than one aggregate's state message is called ({states}); {fix}"
 
     def _known(self, aggregates: dict[str, AggregateInfo]) -> str:
-        return ", ".join(sorted(aggregates)) or "none: mark a state message with aggregate_root"
+        if aggregates:
+            return ", ".join(sorted(aggregates))
+        if self.refused:
+            names = ", ".join(sorted({info.name for _, info in self.refused}))
+            return f"none accepted: the aggregate_root option on {names} is refused, see above"
+        return "none: mark a state message with aggregate_root"
 
     def _events(self, aggregates: dict[str, AggregateInfo]) -> None:
         roots = {a.message.full_name for a in aggregates.values()}
@@ -590,11 +648,15 @@ class _Builder:
                 )
                 continue
             aggregate = self._find_aggregate(aggregates, aggregate_name)
-            if aggregate is None:
+            if isinstance(aggregate, _Refused):
+                self.orphans[info.full_name] = info
+                continue  # the aggregate's option is refused: that is the error to fix
+            if not isinstance(aggregate, AggregateInfo):
+                cause = self._ambiguous(aggregate) if aggregate else "which is not an aggregate"
                 self.errors.append(
                     where.diagnostic(
-                        f"{element} names aggregate_name {aggregate_name!r}, which is not an "
-                        f"aggregate (aggregates: {self._known(aggregates)})",
+                        f"{element} names aggregate_name {aggregate_name!r}, {cause} "
+                        f"(aggregates: {self._known(aggregates)})",
                         info.full_name,
                     )
                 )
@@ -722,7 +784,8 @@ class _Builder:
         known: str,
         where: Callable[[int], Location],
     ) -> list[ReactionInfo] | None:
-        """The events ``option`` names, each with its handler method; None after an error.
+        """The events ``option`` names, each with its handler method; None after an error, and
+        (with no error of its own) when it names an event of an aggregate whose option is refused.
 
         ``where(i)`` is the position of the i-th name, so an error points at the name at fault.
         """
@@ -730,6 +793,8 @@ class _Builder:
         for number, wanted in enumerate(option.events):
             name = wanted.lstrip(".")
             matches = [m for full, m in events.items() if name in (full, m.name)]
+            if any(name in (full, m.name) for full, m in self.orphans.items()):
+                return None  # its aggregate's option is refused: that error is the one shown
             if len(matches) != 1:
                 if matches:
                     cause = (
@@ -791,8 +856,11 @@ class _Builder:
             full = f"{f.package}.{s.name}" if f.package else s.name
             errors_before = len(self.errors)
             aggregate = self._service_aggregate(s, full, locs, path, aggregates)
-            if len(self.errors) > errors_before:
-                continue  # a wrong service option: the service is left out, its methods unchecked
+            if len(self.errors) > errors_before or aggregate is REFUSED:
+                # A wrong service option, or an aggregate whose option is refused: the
+                # service is left out, its methods unchecked.
+                continue
+            assert not isinstance(aggregate, _Refused)
             services.append(
                 ServiceInfo(
                     full_name=full,
@@ -815,18 +883,37 @@ class _Builder:
         locs: _Locations,
         path: tuple[int, ...],
         aggregates: dict[str, AggregateInfo],
-    ) -> AggregateInfo | None:
+    ) -> AggregateInfo | _Refused | None:
         """The aggregate ``s`` is bound to: by its service option, else by its name.
 
         ``AccountCommandService`` and ``AccountQueryService`` are bound to the
-        aggregate ``Account`` when there is one; other services to none.
+        aggregate ``Account`` when there is one; other services to none. A name
+        that several aggregates' state messages share binds to none of them: an error.
         """
         if s.options.HasExtension(options_pb2.service):
             option = s.options.Extensions[options_pb2.service]
             return self._aggregate_of_option(option, s.name, full, locs, path, aggregates)
         for suffix in ("CommandService", "QueryService"):
             if s.name.endswith(suffix) and s.name != suffix:
-                return self._find_aggregate(aggregates, s.name.removesuffix(suffix))
+                prefix = s.name.removesuffix(suffix)
+                found = self._find_aggregate(aggregates, prefix)
+                if not isinstance(found, list):
+                    return found
+                if found:  # a name several state messages share: bound to none, an error
+                    self.errors.append(
+                        locs.at(*path).diagnostic(
+                            f"service {full} is bound by its name to {prefix!r}, "
+                            + self._ambiguous(
+                                found,
+                                "name the aggregate in the service's option "
+                                "(eventsourcing.service).aggregate_name, by its type_name or "
+                                "its state message's full name",
+                            )
+                            + f" (aggregates: {self._known(aggregates)})",
+                            full,
+                        )
+                    )
+                return None
         return None
 
     def _aggregate_of_option(
@@ -837,25 +924,29 @@ class _Builder:
         locs: _Locations,
         path: tuple[int, ...],
         aggregates: dict[str, AggregateInfo],
-    ) -> AggregateInfo | None:
+    ) -> AggregateInfo | _Refused | None:
         """The aggregate the service option names (by type, by state message, or both).
 
         A name that is no aggregate, or two names for different aggregates,
-        is an error (and None).
+        is an error (and None); the name of an aggregate whose option is refused
+        gives ``REFUSED``.
         """
         ext = options_pb2.service.number
         element = f"service option on {service!r}"
-        by_name = by_message = None
+        by_name: AggregateInfo | None = None
+        by_message: AggregateInfo | None = None
         if option.aggregate_name:
             where = locs.value((*path, _SVC_OPTIONS, ext, 1), "aggregate_name")
-            by_name = self._check_aggregate_name(option, element, full, where, aggregates)
-            if by_name is None:
-                return None
+            named = self._check_aggregate_name(option, element, full, where, aggregates)
+            if not isinstance(named, AggregateInfo):
+                return named
+            by_name = named
         if option.aggregate_root_message:
             where = locs.value((*path, _SVC_OPTIONS, ext, 2), "aggregate_root_message")
-            by_message = self._check_root_message(option, element, full, where, aggregates)
-            if by_message is None:
-                return None
+            named = self._check_root_message(option, element, full, where, aggregates)
+            if not isinstance(named, AggregateInfo):
+                return named
+            by_message = named
         if by_name and by_message and by_name is not by_message:
             self.errors.append(
                 locs.at(*path, _SVC_OPTIONS, ext).diagnostic(
@@ -874,18 +965,20 @@ class _Builder:
         full: str,
         where: Location,
         aggregates: dict[str, AggregateInfo],
-    ) -> AggregateInfo | None:
+    ) -> AggregateInfo | _Refused | None:
         """The aggregate named by ``aggregate_name``; an error (and None) when there is none."""
         found = self._find_aggregate(aggregates, option.aggregate_name)
-        if found is None:
-            self.errors.append(
-                where.diagnostic(
-                    f"{element} names aggregate_name {option.aggregate_name!r}, which "
-                    f"is not an aggregate (aggregates: {self._known(aggregates)})",
-                    full,
-                )
+        if not isinstance(found, list):
+            return found
+        cause = self._ambiguous(found) if found else "which is not an aggregate"
+        self.errors.append(
+            where.diagnostic(
+                f"{element} names aggregate_name {option.aggregate_name!r}, {cause} "
+                f"(aggregates: {self._known(aggregates)})",
+                full,
             )
-        return found
+        )
+        return None
 
     def _check_root_message(
         self,
@@ -894,20 +987,22 @@ class _Builder:
         full: str,
         where: Location,
         aggregates: dict[str, AggregateInfo],
-    ) -> AggregateInfo | None:
+    ) -> AggregateInfo | _Refused | None:
         """The aggregate whose state is ``aggregate_root_message``; an error (and None) if none."""
-        wanted = option.aggregate_root_message.lstrip(".")
-        matches = [
-            a for a in aggregates.values() if wanted in (a.message.full_name, a.message.name)
-        ]
-        if len(matches) == 1:
-            return matches[0]
+        found = self._find_aggregate(aggregates, option.aggregate_root_message, by_type=False)
+        if not isinstance(found, list):
+            return found
+        cause = (
+            self._ambiguous(found, "name it by its full name")
+            if found
+            else "which is not an aggregate's state message"
+        )
         roots = ", ".join(sorted(a.message.full_name for a in aggregates.values()))
         self.errors.append(
             where.diagnostic(
                 f"{element} names aggregate_root_message "
-                f"{option.aggregate_root_message!r}, which is not an aggregate's "
-                f"state message (state messages: {roots or 'none'})",
+                f"{option.aggregate_root_message!r}, {cause} "
+                f"(state messages: {roots or 'none'})",
                 full,
             )
         )

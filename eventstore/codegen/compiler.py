@@ -15,8 +15,8 @@ import re
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from google.protobuf import descriptor_pb2
 
@@ -161,14 +161,51 @@ def read_sources(
     return found
 
 
+def check_source_names(names: Iterable[str]) -> None:
+    """Refuse a file name that would place proto text outside the folder it is compiled in.
+
+    The text of ``{file name: text}`` is written under its name in a temp folder;
+    an absolute name, or one climbing out with ``..``, would write (and overwrite)
+    a file elsewhere; protoc cannot resolve a name with an empty or ``.`` part
+    (``./order.proto``). Raises ``ValueError`` naming the key, before anything is written.
+    """
+    for name in names:
+        posix, windows = PurePosixPath(name), PureWindowsPath(name)
+        if not posix.parts:
+            cause = "is not a file name"
+        elif posix.is_absolute() or windows.is_absolute() or windows.drive or windows.root:
+            cause = "is an absolute path"
+        elif ".." in posix.parts or ".." in windows.parts:
+            cause = "climbs out of its folder with '..'"
+        elif {"", "."} & set(name.split("/")):
+            cause = "has an empty or '.' part, which protoc cannot resolve"
+        else:
+            continue
+        raise ValueError(
+            f"proto file name {name!r} (a key of the sources given) {cause}: the text is "
+            "compiled in a temporary folder under that name, and protoc resolves imports by "
+            "it; use a relative name such as 'shop/order.proto'"
+        )
+
+
 def compile_sources(
     sources: Mapping[str, str], include_paths: Sequence[str | os.PathLike[str]] = ()
 ) -> descriptor_pb2.FileDescriptorSet:
-    """Compile proto text given as ``{file name: text}`` (in a temp folder, removed after)."""
+    """Compile proto text given as ``{file name: text}`` (in a temp folder, removed after).
+
+    Each name is relative (``shop/order.proto``); an absolute one or one with ``..``
+    is a ``ValueError`` and nothing is written.
+    """
+    check_source_names(sources)
     with tempfile.TemporaryDirectory(prefix="eventstore-src-") as tmp:
         root = Path(tmp)
         for name, text in sources.items():
             path = root / name
+            if not path.resolve().is_relative_to(root.resolve()):  # e.g. through a symlink
+                raise ValueError(
+                    f"proto file name {name!r} (a key of the sources given) leads out of the "
+                    "folder it is compiled in; use a relative name such as 'shop/order.proto'"
+                )
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
         rename = {str(root / name): name for name in sources}

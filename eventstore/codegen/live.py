@@ -52,10 +52,14 @@ def generate_module(
     """Compile proto text (or files) and return the generated module.
 
     ``source`` is the text of one file, named ``<name>.proto`` in errors, or
-    ``{file name: text}`` for several. ``paths`` are proto files on disk
-    instead; each file's folder is an include path, besides ``include_paths``.
-    Raises ``ProtoCompileError`` or ``ModelError`` (``CodegenError``: file,
-    line, column and message as attributes).
+    ``{file name: text}`` for several (relative names, such as
+    ``shop/order.proto``). ``paths`` are proto files on disk instead; each is
+    named relative to the first of ``include_paths`` holding it, else to its own
+    folder, which becomes an include path too. Raises ``ProtoCompileError`` or
+    ``ModelError`` (``CodegenError``: file, line, column and message as
+    attributes); ``ValueError`` for a file name that is absolute, climbs out
+    with ``..`` or has an empty or ``.`` part, and for a path protoc would not
+    read (two paths compiled under one name, or one an include path shadows).
     """
     if not naming.is_identifier(name):
         raise ValueError(f"module name {name!r} is not a Python identifier; use e.g. 'bank'")
@@ -85,9 +89,17 @@ def generate_module(
 def _compile_paths(
     paths: Sequence[str | os.PathLike[str]], include_paths: Sequence[str | os.PathLike[str]]
 ) -> tuple[descriptor_pb2.FileDescriptorSet, dict[str, str], dict[str, str]]:
+    """Compile files on disk: each is named relative to the first include path holding it,
+    else to its own folder (which then becomes an include path).
+
+    protoc reads each name once, from the first include path holding it: two files
+    given under one name, or a file another include path shadows, would silently
+    compile the wrong text, so both are a ``ValueError`` naming the paths.
+    """
     includes = [Path(p).resolve() for p in include_paths]
     names: list[str] = []
     rename: dict[str, str] = {}
+    given_as: dict[str, tuple[str, Path]] = {}  # name protoc sees -> (path as given, resolved)
     for given in paths:
         path = Path(given).resolve()
         if not path.is_file():
@@ -97,11 +109,43 @@ def _compile_paths(
             root = path.parent
             includes.append(root)
         virtual = path.relative_to(root).as_posix()
+        first = given_as.get(virtual)
+        if first is not None:
+            if first[1] == path:
+                continue  # the same file given twice
+            raise ValueError(_one_name_for_two_files(virtual, first, (os.fspath(given), path)))
+        given_as[virtual] = (os.fspath(given), path)
         names.append(virtual)
         rename[virtual] = os.fspath(given)
         rename[str(root / virtual)] = os.fspath(given)
+    for virtual, (given, path) in given_as.items():
+        holder = next(i for i in includes if (i / virtual).is_file())
+        if (holder / virtual).resolve() != path:
+            raise ValueError(
+                f"proto file {given!r} is compiled as {virtual!r}, but protoc would read "
+                f"{os.fspath(holder / virtual)!r} under that name (its folder "
+                f"{os.fspath(holder)!r} comes first among the include paths); pass the folder "
+                "that holds the file you mean first in include_paths, or rename one of them"
+            )
     files = compile_files(names, includes, rename=rename)
     return files, rename, read_sources([f.name for f in files.file], includes)
+
+
+def _one_name_for_two_files(virtual: str, first: tuple[str, Path], second: tuple[str, Path]) -> str:
+    """Why two different files cannot both be compiled as ``virtual``, and what to pass."""
+    common = Path(os.path.commonpath([first[1].parent, second[1].parent]))
+    names = [p.relative_to(common).as_posix() for _, p in (first, second)]
+    if all(not Path(given).is_absolute() for given, _ in (first, second)):
+        shown = os.path.relpath(common)
+    else:
+        shown = os.fspath(common)
+    return (
+        f"proto files {first[0]!r} and {second[0]!r} would both be compiled as {virtual!r} "
+        "(each is named relative to its own folder or include path), and protoc reads a "
+        f"name once, so the second would be left out; pass include_paths=[{shown!r}] (a "
+        f"folder holding both, first among the include paths) so that they are named "
+        f"{names[0]!r} and {names[1]!r}, or rename one of the files"
+    )
 
 
 def load_module(

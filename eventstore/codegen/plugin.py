@@ -21,6 +21,11 @@ may live in files that import the aggregate's); one ``_es.py`` is written per
 requested file that declares an aggregate or a service, and ``es_sdk.py``
 (one ``SDK`` over all services) when the services span several files. Model
 warnings go to stderr, which protoc shows.
+
+It takes editions files up to ``MAXIMUM_EDITION``, as ``eventstore generate`` and
+``generate_module`` do. A plugin can only write files: an ``_es.py`` or
+``es_sdk.py`` that an earlier run wrote and this one does not stays behind
+(``eventstore generate`` removes those).
 """
 
 from __future__ import annotations
@@ -65,12 +70,26 @@ def render_files(
     return out, [w for w in model.warnings if w.file in shown]
 
 
+#: The editions the plugin accepts: those of the Python generator it runs (grpcio-tools'
+#: protoc, which ``eventstore generate`` and ``generate_module`` compile with too), so the
+#: three accept the same files. A newer edition is refused by protoc with its own message.
+MINIMUM_EDITION = descriptor_pb2.EDITION_PROTO2
+MAXIMUM_EDITION = descriptor_pb2.EDITION_2024
+
+SUPPORTED_FEATURES = (
+    plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
+    | plugin_pb2.CodeGeneratorResponse.FEATURE_SUPPORTS_EDITIONS
+)
+
+
 def generate(
     request: plugin_pb2.CodeGeneratorRequest,
 ) -> tuple[plugin_pb2.CodeGeneratorResponse, list[Diagnostic]]:
     """The plugin's answer to ``request``, and the model's warnings."""
     response = plugin_pb2.CodeGeneratorResponse(
-        supported_features=plugin_pb2.CodeGeneratorResponse.FEATURE_PROTO3_OPTIONAL
+        supported_features=SUPPORTED_FEATURES,
+        minimum_edition=MINIMUM_EDITION,
+        maximum_edition=MAXIMUM_EDITION,
     )
     try:
         files, warnings = render_files(request.file_to_generate, request.proto_file)

@@ -35,6 +35,14 @@ class _Unit:
     names: dict[str, str] = field(default_factory=dict)  # top-level full name -> local name
     process_managers: list[ProcessManagerInfo] = field(default_factory=list)
     written: list[str] = field(default_factory=list)  # full names of the types the code names
+    # service full name -> the prefix of its Handler and Server classes
+    service_prefixes: dict[str, str] = field(default_factory=dict)
+
+    def service_prefix(self, service: ServiceInfo) -> str:
+        """``<prefix>Handler``, ``<prefix>Server``: the service's name, or its full name with
+        ``_`` for ``.`` when another service of the module has the same name (two packages'
+        ``NotificationService`` in one in-process module), as messages are aliased."""
+        return self.service_prefixes.get(service.full_name, service.name)
 
 
 def _top_level_types(model: Model, files: set[str]) -> list[str]:
@@ -99,6 +107,12 @@ def _bind_names(model: Model, unit: _Unit) -> None:
             unit.names[full] = name if len(fulls) == 1 else full.replace(".", "_")
     for full in private:
         unit.names[full] = private_name(full)
+    services: dict[str, list[str]] = {}
+    for s in unit.services:
+        services.setdefault(s.name, []).append(s.full_name)
+    for name, fulls in services.items():
+        for full in fulls:
+            unit.service_prefixes[full] = name if len(fulls) == 1 else full.replace(".", "_")
 
 
 def private_name(full_name: str) -> str:
@@ -190,10 +204,11 @@ def _origins(unit: _Unit) -> list[_Origin]:
         )
     clients: set[str] = set()
     for s in unit.services:
-        rename = f"the service {s.name}"
+        rename = f"the service {s.full_name}"
         for suffix in ("Handler", "Server"):
+            cls = f"{unit.service_prefix(s)}{suffix}"
             found.append(
-                _Origin(f"{s.name}{suffix}", f"the class {s.name}{suffix}", s.location, rename)
+                _Origin(cls, f"the class {cls} of service {s.full_name}", s.location, rename)
             )
         if s.client_name not in clients:
             clients.add(s.client_name)
@@ -251,8 +266,10 @@ def _check_clashes(model: Model, unit: _Unit, generated: list[str]) -> None:
                 (other, origin),
                 key=lambda o: (o.location is not None, o.rename.startswith("the message")),
             )
+            # The error is placed at the blamed one; say where the other one is declared.
+            first, second = (_at(o, blamed) for o in (other, origin))
             text = (
-                f"{other.what} and {origin.what} would both be named {name}; "
+                f"{first} and {second} would both be named {name}; "
                 f"rename {blamed.rename or 'one of them'}"
             )
             problems.append(
@@ -263,6 +280,14 @@ def _check_clashes(model: Model, unit: _Unit, generated: list[str]) -> None:
         seen.setdefault(name, origin)
     if problems:
         raise ModelError(problems)
+
+
+def _at(origin: _Origin, blamed: _Origin) -> str:
+    """What ``origin`` is, with where it is declared unless the error is placed there."""
+    where = origin.location
+    if where is None or origin is blamed or where == blamed.location:
+        return origin.what
+    return f"{origin.what} ({where.file}:{where.line}:{where.column})"
 
 
 def _keyword_paths(model: Model, unit: _Unit) -> list[Diagnostic]:

@@ -16,6 +16,25 @@ LINE = 100
 HEADER = "# ruff: noqa: I001, RUF100"
 
 
+def opening_docstring(text: str) -> str | None:
+    """The docstring that opens module ``text`` after its comment lines, whitespace collapsed
+    to single spaces; None when the module opens with anything else."""
+    lines = iter(text.splitlines())
+    line = next(lines, "")
+    while line.startswith("#"):
+        line = next(lines, "")
+    if not line.startswith('"""'):
+        return None
+    body = [line[3:]]
+    while '"""' not in body[-1]:
+        following = next(lines, None)
+        if following is None:
+            return None
+        body.append(following)
+    body[-1] = body[-1][: body[-1].index('"""')]
+    return " ".join(" ".join(body).split())
+
+
 def _wrapped(indent: str, head: str, items: Sequence[str], tail: str) -> list[str]:
     """``head + items + tail`` on one line, else one item per line (magic trailing comma)."""
     one = f"{indent}{head}{', '.join(items)}{tail}"
