@@ -20,6 +20,7 @@ so that its classes pickle within the process.
 """
 
 from __future__ import annotations
+import __future__
 
 import linecache
 import os
@@ -148,6 +149,9 @@ def _one_name_for_two_files(virtual: str, first: tuple[str, Path], second: tuple
     )
 
 
+_FUTURE_IMPORT = "from __future__ import annotations\n"
+
+
 def load_module(
     files: descriptor_pb2.FileDescriptorSet, model: Model, *, name: str, title: str
 ) -> ModuleType:
@@ -169,13 +173,12 @@ def load_module(
             _adopt(cls, module_name, local)
             namespace[local] = cls
     filename = f"<eventstore generated {name}>"
-    linecache.cache[filename] = (
-        len(rendered.source),
-        None,
-        rendered.source.splitlines(keepends=True),
-        filename,
-    )
-    code = compile(rendered.source, filename, "exec")
+    # The source's ``from __future__ import annotations`` would bind the name
+    # ``annotations`` over a message of that name, before the source uses it: compiled
+    # with the same future flag instead, its line left blank (line numbers unchanged).
+    source = rendered.source.replace(_FUTURE_IMPORT, "\n", 1)
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    code = compile(source, filename, "exec", flags=__future__.annotations.compiler_flag)
     namespace["__file__"] = filename
     exec(code, namespace)
     module.__es_model__ = model  # type: ignore[attr-defined]

@@ -7,7 +7,9 @@ show charts as images rendered in the kernel, so no CDN is needed and the
 output is the same on every run.
 
 altair refuses to embed more than 5,000 rows (``MaxRowsError``); every chart
-here counts events per time or version bucket before it would cross that.
+here takes ``max_rows`` (that limit by default) and counts per time or version
+bucket, in buckets as large as it takes, so that it never hands altair more
+rows than that; its subtitle says how it counted.
 Times are drawn on a UTC scale, as they are stored.
 
 The charts are interactive where a kernel draws them (see
@@ -20,7 +22,7 @@ the lag chart) so a widget can follow what the reader points at.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -176,6 +178,51 @@ def choose_bucket(span_micros: int, max_buckets: int = 120) -> tuple[str, int, s
 
 _DAY = 86_400_000_000
 _MONDAY = 4 * _DAY  # 1970-01-01 was a Thursday; 1970-01-05 a Monday
+_WEEK = 7 * _DAY
+
+
+def _bucket_sizes(first: int) -> Iterator[int]:
+    """``first``, then each larger bucket size: the usual ones, whole weeks, doubling years.
+
+    Endless, so a caller coarsening until its rows fit always finds a size that does.
+    """
+    yield first
+    usual = [b[1] for b in _BUCKETS] + [_WEEK, 4 * _WEEK, 13 * _WEEK, 52 * _WEEK]
+    size = first
+    for size in (s for s in usual if s > first):
+        yield size
+    size = max(size, 52 * _WEEK)
+    while True:
+        size *= 2
+        yield size
+
+
+def _fit_time_buckets(
+    times: pd.Series,
+    first: int,
+    max_rows: int,
+    reduce: Callable[[pd.Series], pd.DataFrame],
+) -> tuple[pd.DataFrame, int]:
+    """``reduce(times floored to a bucket)``, for the smallest bucket from ``first`` up whose
+    result holds at most ``max_rows`` rows, and that bucket size (microseconds).
+
+    A bucket longer than the span leaves at most two buckets (its edges need not fall on
+    the first time): the caller keeps two buckets' rows within ``max_rows``.
+    """
+    span = _span(times)
+    for size in _bucket_sizes(first):
+        reduced = reduce(_floor_times(times, size))
+        if len(reduced) <= max_rows or size > span:
+            return reduced, size
+    raise AssertionError("unreachable: _bucket_sizes never ends")  # pragma: no cover
+
+
+def _version_buckets(versions: pd.Series, buckets: int) -> tuple[pd.Series, int]:
+    """Each version's bucket (its first version) and the bucket size, so that the versions
+    present fall in at most ``buckets`` buckets (counted from the lowest one)."""
+    low, high = int(versions.min()), int(versions.max())
+    step = max(1, -(-(high - low + 1) // max(1, buckets)))
+    return (versions - low) // step * step + low, step
 
 
 def _floor_times(series: pd.Series, bucket_micros: int) -> pd.Series:
@@ -223,25 +270,26 @@ def event_timeline(
 ) -> alt.Chart:
     """Each event as a dot: time across, aggregate down, coloured by event type.
 
-    Above ``max_rows`` events, dots become counts per time bucket (dot size);
-    above ``max_aggregates`` aggregates, the busiest ones are shown.
+    Above ``max_aggregates`` aggregates, the busiest ones are shown. Above
+    ``max_rows`` events, dots become counts per time bucket and event type
+    (dot size), in buckets large enough that the chart holds at most
+    ``max_rows`` rows; when even two buckets per aggregate and type would not
+    fit, the types are counted together (and, past ``max_rows / 2``
+    aggregates, only the busiest are shown). The subtitle says which.
     """
     _require_columns(events, ("timestamp", "aggregate_id", "event_type"), "event_timeline")
     data = events.assign(event=events["event_type"].map(_short_type))
     total_aggregates = data["aggregate_id"].nunique()
-    subtitle: list[str] = []
     if total_aggregates > max_aggregates:
-        busiest = data["aggregate_id"].value_counts().index[:max_aggregates]
-        data = data[data["aggregate_id"].isin(busiest)]
-        subtitle.append(f"the {max_aggregates} busiest of {total_aggregates:,} aggregates")
-    order = list(dict.fromkeys(data["aggregate_id"]))
-    height = max(80, 22 * len(order))
-    title = alt.Title(
-        f"Event timeline ({len(events):,} events)", subtitle=subtitle or alt.Undefined
-    )
-    y = alt.Y("aggregate_id:N", title="aggregate", sort=order)
+        data = _busiest(data, max_aggregates)
     color = alt.Color("event:N", title="event type")
     if len(data) <= max_rows:
+        subtitle = _busiest_subtitle(data, total_aggregates)
+        title = alt.Title(
+            f"Event timeline ({len(events):,} events)", subtitle=subtitle or alt.Undefined
+        )
+        order = list(dict.fromkeys(data["aggregate_id"]))
+        y = alt.Y("aggregate_id:N", title="aggregate", sort=order)
         columns = [
             c
             for c in (
@@ -262,7 +310,7 @@ def event_timeline(
             *(f for f in ("aggregate_id", "version") if f in points.columns)
         )
         return (
-            alt.Chart(points, title=title, width=WIDTH, height=height)
+            alt.Chart(points, title=title, width=WIDTH, height=max(80, 22 * len(order)))
             .mark_circle(size=70, opacity=0.85)
             .encode(
                 x=x,
@@ -279,28 +327,61 @@ def event_timeline(
             )
             .add_params(selected, _zoom())
         )
-    span = _span(data["timestamp"])
-    _, bucket_micros, label = choose_bucket(span)
-    binned = (
-        data.assign(bucket=_floor_times(data["timestamp"], bucket_micros))
-        .groupby(["bucket", "aggregate_id", "event"], observed=True)
-        .size()
-        .reset_index(name="events")
-    )
+    # Counted per bucket: at least two buckets' rows must fit (a bucket's edges need not
+    # fall on the first event), so past that the aggregates shown, then the types, give way.
+    if data["aggregate_id"].nunique() > max(1, max_rows // 2):
+        data = _busiest(data, max(1, max_rows // 2))
+    subtitle = _busiest_subtitle(data, total_aggregates)
+    types = data["event"].nunique()
+    groups = len(data[["aggregate_id", "event"]].drop_duplicates())
+    if 2 * groups > max_rows:
+        data = data.assign(event=f"all {types} types")
+        subtitle.append(
+            f"the {types} event types counted together (each apart would take more than "
+            f"{max_rows:,} rows)"
+        )
+        groups = data["aggregate_id"].nunique()
+    order = list(dict.fromkeys(data["aggregate_id"]))
+    wanted = max(1, min(120, max_rows // max(groups, 1)))
+    _, first, _ = choose_bucket(_span(data["timestamp"]), wanted)
+
+    def count(buckets: pd.Series) -> pd.DataFrame:
+        return (
+            data.assign(bucket=buckets)
+            .groupby(["bucket", "aggregate_id", "event"], observed=True)
+            .size()
+            .reset_index(name="events")
+        )
+
+    binned, bucket_micros = _fit_time_buckets(data["timestamp"], first, max_rows, count)
+    label = bucket_label(bucket_micros)
     subtitle.append(f"events counted per {label}")
     title = alt.Title(f"Event timeline ({len(events):,} events)", subtitle=subtitle)
     binned, x = _time_x(binned, "bucket")
     return (
-        alt.Chart(binned, title=title, width=WIDTH, height=height)
+        alt.Chart(binned, title=title, width=WIDTH, height=max(80, 22 * len(order)))
         .mark_circle(opacity=0.8)
         .encode(
             x=x,
-            y=y,
+            y=alt.Y("aggregate_id:N", title="aggregate", sort=order),
             color=color,
             size=alt.Size("events:Q", title=f"events per {label}"),
             tooltip=["aggregate_id", "event", "bucket", "events"],
         )
     )
+
+
+def _busiest(data: pd.DataFrame, count: int) -> pd.DataFrame:
+    """The events of the ``count`` aggregates with the most events."""
+    busiest = data["aggregate_id"].value_counts().index[:count]
+    return data[data["aggregate_id"].isin(busiest)]
+
+
+def _busiest_subtitle(data: pd.DataFrame, total_aggregates: int) -> list[str]:
+    shown = data["aggregate_id"].nunique()
+    if shown < total_aggregates:
+        return [f"the {shown} busiest of {total_aggregates:,} aggregates"]
+    return []
 
 
 _DOT_PIXELS = 9.0  # a dot of size 70 is about 9 px across
@@ -344,42 +425,76 @@ def _stack_offsets(points: pd.DataFrame) -> np.ndarray:
 
 # -- event rate --------------------------------------------------------------------------
 def event_rate(
-    events: pd.DataFrame, *, bucket: str | None = None, by_type: bool = True
+    events: pd.DataFrame,
+    *,
+    bucket: str | None = None,
+    by_type: bool = True,
+    max_rows: int = MAX_ROWS,
 ) -> alt.Chart:
-    """Events per time bucket as stacked bars (by event type), bucket chosen from the span."""
+    """Events per time bucket as stacked bars (by event type), bucket chosen from the span.
+
+    The chart holds at most ``max_rows`` rows (bars by type). When the bars by
+    type would take more, the types are counted together if that is enough;
+    otherwise the bucket grows (also a given ``bucket``) until the bars fit. The
+    subtitle says which.
+    """
     _require_columns(events, ("timestamp", "event_type"), "event_rate")
     if bucket is None:
-        freq, bucket_micros, label = choose_bucket(_span(events["timestamp"]))
+        _, bucket_micros, _ = choose_bucket(_span(events["timestamp"]))
     else:
-        freq = bucket
         bucket_micros = _bucket_micros(bucket)
-        label = bucket_label(bucket_micros)
-    keys = ["bucket", "event"] if by_type else ["bucket"]
-    counted = (
-        events.assign(
-            bucket=_floor_times(events["timestamp"], bucket_micros),
-            event=events["event_type"].map(_short_type),
+    subtitle: list[str] = []
+    data = events.assign(event=events["event_type"].map(_short_type))
+
+    def count(keys: list[str]) -> Callable[[pd.Series], pd.DataFrame]:
+        def counted(buckets: pd.Series) -> pd.DataFrame:
+            return (
+                data.assign(bucket=buckets)
+                .groupby(["bucket", *keys], observed=True)
+                .size()
+                .reset_index(name="events")
+            )
+
+        return counted
+
+    if by_type:
+        # Types together keep the bucket when that is enough; when the bucket must grow
+        # anyway, the types stay apart as long as two buckets of them fit.
+        floored = _floor_times(data["timestamp"], bucket_micros)
+        types = data["event"].nunique()
+        if len(count(["event"])(floored)) > max_rows and (
+            len(count([])(floored)) <= max_rows or 2 * types > max_rows
+        ):
+            by_type = False
+            subtitle.append(
+                f"the {types} event types counted together (apart they would take more "
+                f"than {max_rows:,} rows)"
+            )
+    keys = ["event"] if by_type else []
+    counted, size = _fit_time_buckets(data["timestamp"], bucket_micros, max_rows, count(keys))
+    label = bucket_label(size)
+    if size != bucket_micros:
+        subtitle.append(
+            f"counted per {label}: per {bucket_label(bucket_micros)} there would be more than "
+            f"{max_rows:,} bars"
         )
-        .groupby(keys, observed=True)
-        .size()
-        .reset_index(name="events")
-    )
-    if len(counted) > MAX_ROWS and by_type:
-        return event_rate(events, bucket=freq, by_type=False)
-    counted["bucket_end"] = counted["bucket"] + pd.Timedelta(microseconds=bucket_micros)
-    title = f"{label} starting (UTC)" if bucket_micros >= _DAY else "time (UTC)"
-    counted, x = _time_x(counted, "bucket", title, end="bucket_end", tick_every=bucket_micros)
+    counted["bucket_end"] = counted["bucket"] + pd.Timedelta(microseconds=size)
+    x_title = f"{label} starting (UTC)" if size >= _DAY else "time (UTC)"
+    counted, x = _time_x(counted, "bucket", x_title, end="bucket_end", tick_every=size)
     x2 = alt.X2("bucket_end_s") if "bucket_s" in counted else alt.X2("bucket_end")
     encoding: dict[str, Any] = {
         "x": x,
         "x2": x2,
         "y": alt.Y("events:Q", title=f"events per {label}", stack="zero"),
-        "tooltip": [*keys, "events"],
+        "tooltip": ["bucket", *keys, "events"],
     }
     if by_type:
         encoding["color"] = alt.Color("event:N", title="event type")
+    title: Any = f"Event rate (events per {label})"
+    if subtitle:
+        title = alt.Title(title, subtitle=subtitle)
     return (
-        alt.Chart(counted, title=f"Event rate (events per {label})", width=WIDTH, height=220)
+        alt.Chart(counted, title=title, width=WIDTH, height=220)
         .mark_bar(orient="vertical", stroke="white", strokeWidth=0.5)
         .encode(**encoding)
     )
@@ -414,21 +529,41 @@ def lag_frame(samples: Sequence[LagSample]) -> pd.DataFrame:
     )
 
 
-def projection_lag(samples: Sequence[LagSample] | pd.DataFrame) -> alt.Chart:
-    """Events each projection is behind the head, over time (the worst per bucket when long)."""
+def projection_lag(
+    samples: Sequence[LagSample] | pd.DataFrame, *, max_rows: int = MAX_ROWS
+) -> alt.Chart:
+    """Events each projection is behind the head, over time.
+
+    Above ``max_rows`` samples, each projection's highest lag per time bucket,
+    in buckets large enough that the chart holds at most ``max_rows`` rows
+    (past ``max_rows / 2`` projections, those that fell furthest behind).
+    """
     data = samples if isinstance(samples, pd.DataFrame) else lag_frame(samples)
     _require_columns(data, ("projection", "at", "lag"), "projection_lag")
     subtitle: Any = alt.Undefined
-    if len(data) > MAX_ROWS:
-        span = _span(data["at"])
-        _, bucket_micros, label = choose_bucket(span, max_buckets=MAX_ROWS // 10)
-        data = (
-            data.assign(at=_floor_times(data["at"], bucket_micros))
-            .groupby(["projection", "at"], observed=True)["lag"]
-            .max()
-            .reset_index()
-        )
-        subtitle = f"highest lag per {label}"
+    if len(data) > max_rows:
+        lines: list[str] = []
+        total = data["projection"].nunique()
+        if total > max(1, max_rows // 2):
+            worst = data.groupby("projection", observed=True)["lag"].max()
+            keep = worst.sort_values(ascending=False, kind="stable").index[: max(1, max_rows // 2)]
+            data = data[data["projection"].isin(keep)]
+            lines.append(f"the {len(keep)} furthest behind of {total:,} projections")
+        projections = data["projection"].nunique()
+        wanted = max(1, min(max_rows // 10, max_rows // max(projections, 1)))
+        _, first, _ = choose_bucket(_span(data["at"]), max_buckets=wanted)
+
+        def highest(buckets: pd.Series) -> pd.DataFrame:
+            return (
+                data.assign(at=buckets)
+                .groupby(["projection", "at"], observed=True)["lag"]
+                .max()
+                .reset_index()
+            )
+
+        data, bucket_micros = _fit_time_buckets(data["at"], first, max_rows, highest)
+        lines.append(f"highest lag per {bucket_label(bucket_micros)}")
+        subtitle = lines if len(lines) > 1 else lines[0]
     data, x = _time_x(data[["projection", "at", "lag"]], "at")
     # Click a line, a point or the legend: a widget shows that projection's status.
     selected = alt.selection_point(
@@ -488,20 +623,26 @@ def version_timeline(stream: pd.DataFrame, *, max_rows: int = MAX_ROWS) -> alt.C
         tooltip = ["event_type", "version", "time", "payload_text"]
     else:
         # At most max_rows / 10 buckets (fewer with more than 10 event types): one row
-        # per bucket and type stays under max_rows.
-        buckets = max(1, max_rows // max(10, stream["event_type"].nunique()))
-        step = -(-len(stream) // buckets)
-        first = (stream["version"] - 1) // step * step + 1
+        # per bucket and type stays within max_rows. With more types than that, the
+        # types are counted together.
+        counted = stream
+        types = stream["event_type"].nunique()
+        together = ""
+        if types > max_rows // 10:
+            counted = stream.assign(event_type=f"all {types} types")
+            together = f"the {types} event types counted together; "
+        buckets = max(1, max_rows // max(10, counted["event_type"].nunique()))
+        first, step = _version_buckets(counted["version"], buckets)
         data = (
-            stream.assign(version=first)
+            counted.assign(version=first)
             .groupby(["version", "event_type"], observed=True)
             .size()
             .reset_index(name="events")
         )
         data["last_version"] = np.minimum(data["version"] + step - 1, last)
         subtitle = (
-            f"events counted per {step} versions; click a dot to travel to its first "
-            "version; wheel to zoom"
+            f"{together}events counted per {step} versions; click a dot to travel to its "
+            "first version; wheel to zoom"
         )
         size = alt.Size("events:Q", title=f"events per {step} versions")
         tooltip = ["event_type", "version", "last_version", "events"]
@@ -528,28 +669,59 @@ def version_timeline(stream: pd.DataFrame, *, max_rows: int = MAX_ROWS) -> alt.C
 
 
 # -- snapshots on a stream ---------------------------------------------------------------
-def snapshot_positions(stream: pd.DataFrame, snapshots: pd.DataFrame) -> alt.LayerChart:
-    """An aggregate's events by version, with a marker at each version that has a snapshot."""
+def snapshot_positions(
+    stream: pd.DataFrame, snapshots: pd.DataFrame, *, max_rows: int = MAX_ROWS
+) -> alt.LayerChart:
+    """An aggregate's events by version, with a marker at each version that has a snapshot.
+
+    The chart holds at most ``max_rows`` rows: above ``max_rows / 10``
+    snapshots, a marker stands for the snapshots in a bucket of versions (its
+    tooltip counts them); the events take the rows left, counted per bucket of
+    versions and event type when they do not fit (the types together when
+    there are too many). The subtitle says which.
+    """
     _require_columns(stream, ("version", "event_type"), "snapshot_positions")
     _require_columns(snapshots, ("version",), "snapshot_positions")
     events = stream.assign(event=stream["event_type"].map(_short_type))[["version", "event"]]
     name = str(stream["aggregate_id"].iloc[0]) if "aggregate_id" in stream and len(stream) else ""
     versions = sorted(int(v) for v in snapshots["version"])
     shown = ", ".join(str(v) for v in versions[:12]) + (" ..." if len(versions) > 12 else "")
-    title = alt.Title(
-        f"Stream {name!r}: {len(events):,} events, {len(versions)} "
-        + ("snapshot" if len(versions) == 1 else "snapshots"),
-        subtitle=f"snapshots at versions {shown}" if versions else "no snapshots",
-    )
+    subtitle = [f"snapshots at versions {shown}" if versions else "no snapshots"]
     x_scale = alt.Scale(domain=[0, max(int(events["version"].max()) if len(events) else 1, 1) + 1])
-    if len(events) > MAX_ROWS:
-        step = -(-len(events) // (MAX_ROWS // 10))
+    marks = pd.DataFrame({"version": np.asarray(versions, dtype="int64"), "label": "snapshot"})
+    max_marks = max(1, max_rows // 10)
+    counted_marks = len(marks) > max_marks
+    if counted_marks:
+        first, step = _version_buckets(marks["version"], max_marks)
+        marks = (
+            marks.assign(first=first)
+            .groupby("first")["version"]
+            .agg(["min", "max", "size"])
+            .reset_index(drop=True)
+            .rename(columns={"min": "version", "max": "last_version", "size": "snapshots"})
+            .assign(label="snapshots")
+        )
+        subtitle.append(f"snapshots counted per {step} versions")
+    budget = max(1, max_rows - len(marks))
+    if len(events) > budget:
+        types = events["event"].nunique()
+        if types > budget // 10:
+            events = events.assign(event=f"all {types} types")
+            subtitle.append(f"the {types} event types counted together")
+        buckets = max(1, budget // max(10, events["event"].nunique()))
+        first, step = _version_buckets(events["version"], buckets)
         events = (
-            events.assign(version=(events["version"] - 1) // step * step + 1)
+            events.assign(version=first)
             .groupby(["version", "event"], observed=True)
             .size()
             .reset_index(name="events")
         )
+        subtitle.append(f"events counted per {step} versions")
+    title = alt.Title(
+        f"Stream {name!r}: {len(stream):,} events, {len(versions)} "
+        + ("snapshot" if len(versions) == 1 else "snapshots"),
+        subtitle=subtitle if len(subtitle) > 1 else subtitle[0],
+    )
     ticks = (
         alt.Chart(events)
         .mark_tick(thickness=2, size=26)
@@ -564,11 +736,10 @@ def snapshot_positions(stream: pd.DataFrame, snapshots: pd.DataFrame) -> alt.Lay
             tooltip=list(events.columns),
         )
     )
-    marks = pd.DataFrame({"version": np.asarray(versions, dtype="int64"), "label": "snapshot"})
     base = alt.Chart(marks).encode(x=alt.X("version:Q", scale=x_scale))
     triangles = base.mark_point(
         shape="triangle-down", size=160, filled=True, color="#222", yOffset=-22
-    ).encode(tooltip=["label", "version"])
+    ).encode(tooltip=["label", *(c for c in marks.columns if c != "label")])
     labels = base.mark_text(dy=-38, fontSize=11, color="#222").encode(text="version:Q")
     layered = alt.layer(ticks, triangles, labels, title=title)
     return layered.properties(width=WIDTH, height=90)  # type: ignore[return-value]

@@ -184,7 +184,9 @@ def expand_payloads(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with each decoded payload field as a ``payload.<field>`` column.
 
     A field missing from other event types leaves gaps; integer fields stay
-    integers (``Int64``, gaps as ``<NA>``) instead of turning into floats.
+    integers (gaps as ``<NA>``) instead of turning into floats: ``Int64``, or
+    ``UInt64`` when a value is above 2**63 - 1 and none is negative (a
+    ``uint64`` or ``fixed64`` field), else Python ints in an ``object`` column.
     """
     dicts = [p if isinstance(p, dict) else {} for p in frame["payload"]]
     names = list(dict.fromkeys(k for d in dicts for k in d))
@@ -193,13 +195,27 @@ def expand_payloads(frame: pd.DataFrame) -> pd.DataFrame:
         values = [d.get(name) for d in dicts]
         present = [v for v in values if v is not None]
         if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
-            series = pd.Series(values, dtype="Int64", index=frame.index)
+            series = pd.Series(values, dtype=_integer_dtype(present), index=frame.index)
         elif present and all(isinstance(v, bool) for v in present):
             series = pd.Series(values, dtype="boolean", index=frame.index)
         else:
             series = pd.Series(values, dtype="object", index=frame.index)
         columns[f"payload.{name}"] = series
     return pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+_UINT64_MAX = 2**64 - 1
+
+
+def _integer_dtype(values: Sequence[int]) -> str:
+    """The narrowest nullable dtype holding every value: Int64, UInt64, else object."""
+    low, high = min(values), max(values)
+    if _INT64[0] <= low and high <= _INT64[1]:
+        return "Int64"
+    if low >= 0 and high <= _UINT64_MAX:
+        return "UInt64"
+    return "object"
 
 
 def stream_frame(

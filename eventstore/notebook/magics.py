@@ -16,7 +16,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -27,6 +27,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from ..core.errors import (
+    AggregateTypeMismatchError,
     EventDecodeError,
     EventStoreError,
     StoreClosedError,
@@ -102,6 +103,13 @@ class EventStoreMagics(Magics):
         kernel stops.
         """
         args = self._args(self.es_store, line)
+        # Checked before anything opens: opening closes the store the notebook has.
+        if keyword.iskeyword(args.var):
+            raise MagicError(
+                f"%es_store --var {args.var}: {args.var!r} is a reserved word in Python, "
+                f"so no variable can have that name; use another (e.g. --var {args.var}_ or "
+                "--var store)"
+            )
         if not args.var.isidentifier():
             raise MagicError(
                 f"%es_store --var {args.var!r}: not a Python variable name; "
@@ -244,6 +252,9 @@ class EventStoreMagics(Magics):
         bound).
         A proto error fails the cell with ``cell:LINE:COL: message``, LINE
         counted as JupyterLab numbers the cell (the magic line is line 1).
+        A NAME the proto also makes (``--name Plant`` beside ``message Plant``)
+        fails the cell, as does a generated name the module could not hold
+        (a message named ``annotations``): nothing is bound then.
         """
         args = self._args(self.es_generate, line, prefix="%%")
         if keyword.iskeyword(args.name):
@@ -261,6 +272,8 @@ class EventStoreMagics(Magics):
 
         # Taken before this run's module replaces its predecessor in sys.modules.
         earlier_modules = notebook_modules(sys.modules)
+        module_key = _LIVE_PREFIX + args.name
+        predecessor = sys.modules.get(module_key)
         try:
             module = generate_module(cell, name=args.name)
         except CodegenError as exc:
@@ -272,6 +285,18 @@ class EventStoreMagics(Magics):
                 error.args = ("\n".join([*map(str, error.diagnostics), error.hint]),)
             raise error from None
         names = generated_names(module)
+        lost = [n for n in getattr(module, "__all__", ()) if n not in names]
+        if args.name in names or lost:
+            # Bound as NAME, the module would hide the generated name; a name the module
+            # lost would be missing without a word. Refuse both, and leave sys.modules as
+            # the previous run of NAME (if any) left it.
+            if predecessor is None:
+                sys.modules.pop(module_key, None)
+            else:
+                sys.modules[module_key] = predecessor
+            if lost:
+                raise MagicError(lost_names(args.name, lost))
+            raise MagicError(name_clash(args.name, names[args.name], names))
         bound = {**names, args.name: module}
         setattr(module, BOUND_NAMES, tuple(bound))
         ns = self.user_ns
@@ -323,11 +348,16 @@ def load_failure(repo: Repository[Any], args: Any, exc: Exception, open_store: A
             f"is closed. Open a store (%es_store), make the repository again on it ({remake}) "
             "and run this again."
         )
+    if isinstance(exc, AggregateTypeMismatchError):
+        return (
+            f"the events of {args.aggregate_id!r} are of aggregate type {exc.stored_type!r}, "
+            f"and the repository `{args.repo}` loads {exc.aggregate_type!r}. Use the "
+            f"repository of {exc.stored_type!r} (--repo VAR)."
+        )
     if isinstance(exc, EventDecodeError):
         with contextlib.suppress(Exception):  # only to explain; the store's message stands
-            stored = repo.store.load_stream(
-                repo.stored_id(args.aggregate_id), up_to_version=1
-            )[0].aggregate_type
+            first = repo.store.load_stream(repo.stored_id(args.aggregate_id), up_to_version=1)[0]
+            stored = first.aggregate_type
             loads = repo.factory(args.aggregate_id).type
             if stored != loads:
                 return (
@@ -347,13 +377,64 @@ def store_file_name(store: Any) -> str:
 
 
 def generated_names(module: ModuleType) -> dict[str, Any]:
-    """The names ``%%es_generate`` binds: what the generator made, not its imports."""
+    """The names ``%%es_generate`` binds: what the generator made, not its imports.
+
+    The generated source starts with ``from __future__ import annotations``, which
+    leaves a module variable ``annotations``: that one is skipped, a generated class
+    of that name (``message annotations {}``) is not.
+    """
     names: dict[str, Any] = {}
     for key, value in vars(module).items():
-        if key.startswith("_") or isinstance(value, ModuleType) or key == "annotations":
+        if key.startswith("_") or isinstance(value, ModuleType):
+            continue
+        if key == "annotations" and type(value).__module__ == "__future__":
             continue
         names[key] = value
     return names
+
+
+def lost_names(name: str, lost: Sequence[str]) -> str:
+    """Why names the generated module should hold are missing from it, and the way out."""
+    listed = ", ".join(f"`{n}`" for n in lost)
+    why = (
+        " (the generated code starts with `from __future__ import annotations`, which takes "
+        "that name)"
+        if "annotations" in lost
+        else ""
+    )
+    return (
+        f"%%es_generate --name {name}: the generated module lost {listed}{why}, so "
+        f"{'it' if len(lost) == 1 else 'they'} cannot be bound in the notebook. Rename "
+        f"{'that message or enum' if len(lost) == 1 else 'those messages or enums'} in the "
+        "proto (e.g. `Annotations`) and generate again."
+    )
+
+
+def name_clash(name: str, value: Any, names: Mapping[str, Any]) -> str:
+    """Why ``%%es_generate --name NAME`` cannot bind the module when the proto makes a
+    NAME too, and a name to give instead."""
+    from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
+
+    kind = (
+        "class"
+        if isinstance(value, type)
+        else "enum"
+        if isinstance(value, EnumTypeWrapper)
+        else "name"
+    )
+    other = next(
+        (
+            c
+            for c in (name.lower(), f"{name}_module", f"{name}_domain")
+            if c != name and c not in names and not keyword.iskeyword(c)
+        ),
+        "bank",
+    )
+    return (
+        f"%%es_generate --name {name}: the proto makes the {kind} `{name}`, and the module "
+        f"would be bound as `{name}` too, hiding it. Give the module another name "
+        f"(e.g. --name {other})"
+    )
 
 
 _SYNTAX = re.compile(r"^\s*syntax\s*=", re.M)

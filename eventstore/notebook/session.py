@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import Message
 
+from ..core.errors import redact_url
 from ..core.event_types import EventTypeRegistry
 from ..core.repository import Repository
 
@@ -46,7 +47,12 @@ class NotebookSession:
 
     def __init__(self) -> None:
         self._store: SQLiteEventStore | None = None
+        #: Where the store is: a file's full path, ``:memory:``, or its URL with the
+        #: password shown as ``***``. Safe to print: a notebook's output is saved.
         self.store_path: str | None = None
+        # The location as given to open_store, password and all: for opening it again,
+        # never for showing.
+        self._store_location: str | None = None
         self.message_types = EventTypeRegistry()
         #: What each ``%%es_generate --name NAME`` run bound, so a re-run can replace it.
         #: (Each generated module records it too, for a session ``%reload_ext`` made anew.)
@@ -90,10 +96,14 @@ class NotebookSession:
         previous = self._store
         self._store = store
         # A URL (sqlite:///bank.db) names a file relative to the working folder, and the
-        # store keeps it as given: the session promises the full path.
+        # store keeps it as given: the session promises the full path. A server's URL
+        # may hold a password, which store_path (shown by repr, saved in outputs) hides.
         stored = str(store.path)
+        self._store_location = target
         self.store_path = (
-            target if stored == MEMORY or url_scheme(stored) else os.path.abspath(stored)
+            redact_url(target)
+            if stored == MEMORY or url_scheme(stored)
+            else os.path.abspath(stored)
         )
         self.closed = False
         if previous is not None and not previous.closed:

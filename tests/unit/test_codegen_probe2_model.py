@@ -264,3 +264,22 @@ def test_a_second_aggregate_of_one_type_refuses_only_itself() -> None:
         generate_module({"dup.proto": text}, name="dup_type")
     assert len(caught.value.diagnostics) == 1
     assert "aggregate type 'Counter' is declared twice" in caught.value.message
+
+
+def test_a_message_named_annotations_is_bound_in_a_live_module():
+    # The source's `from __future__ import annotations` bound the name over the class
+    # before the source used it: the aggregate's state_type was the __future__ feature.
+    module = generate_module(
+        {
+            "n/v1/a.proto": 'syntax = "proto3";\npackage n.v1;\n'
+            'import "eventsourcing/options.proto";\n'
+            "message annotations { option (eventsourcing.aggregate_root) = "
+            '{id_field: "id"}; string id = 1; string text = 2; }\n'
+            "message Noted { option (eventsourcing.event) = "
+            '{aggregate_name: "annotations"}; string text = 1; }\n'
+        },
+        name="probe2_annotations",
+    )
+    assert isinstance(module.annotations, type)
+    assert module.AnnotationsAggregate.state_type is module.annotations
+    assert module.annotations(id="n1", text="t").text == "t"

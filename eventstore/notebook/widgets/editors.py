@@ -419,11 +419,23 @@ class RepeatedEditor(_Editor):
         container = getattr(target, self.field.name)
         if self.is_map:
             entry_cls = _entry_class(self.field)
-            for item in self.items:
+            # A map holds one value per key: a second entry for a key would silently
+            # replace the first, so it is refused, naming both entries.
+            first_with: dict[Any, int] = {}
+            for index, item in enumerate(self.items):
                 entry = entry_cls()
                 item.fill(entry)
                 key = getattr(entry, "key")  # noqa: B009 - map entry fields
                 value = getattr(entry, "value")  # noqa: B009
+                if key in first_with:
+                    raise FormValueError(
+                        f"{self.path}[{index}].key",
+                        key,
+                        f"{self.label(index)} repeats the key of {self.label(first_with[key])}, "
+                        "and a map holds one value per key; change one of the keys, or remove "
+                        "one of the entries",
+                    )
+                first_with[key] = index
                 if isinstance(value, Message):
                     container[key].CopyFrom(value)
                 else:

@@ -22,6 +22,18 @@ NOTE = (
 )
 
 
+# The controls that show a label for a value: the choice made, by the name the reader saw.
+_SELECTIONS = (
+    W.Dropdown,
+    W.Select,
+    W.RadioButtons,
+    W.ToggleButtons,
+    W.SelectionSlider,
+    W.SelectMultiple,
+    W.SelectionRangeSlider,
+)
+
+
 def static_html(widget: W.Widget, *, skip: Iterable[W.Widget] = ()) -> str:
     """HTML showing what ``widget`` and its children display now (controls read-only)."""
     skipped = {id(w) for w in skip}
@@ -56,6 +68,12 @@ def _render(widget: W.Widget, skipped: set[int]) -> str:
         )
     if isinstance(widget, W.Checkbox):
         return f"<div>{'☑' if widget.value else '☐'} {html.escape(widget.description)}</div>"
+    if isinstance(widget, _SELECTIONS):
+        # What the control shows is the chosen option's label; its value may be anything
+        # (an enum dropdown's is the number).
+        label = widget.label
+        shown = ", ".join(map(str, label)) if isinstance(label, tuple) else label or ""
+        return f"<div>{_label(widget)}<code>{html.escape(str(shown))}</code></div>"
     if hasattr(widget, "value"):
         return f"<div>{_label(widget)}<code>{html.escape(str(widget.value))}</code></div>"
     return ""
