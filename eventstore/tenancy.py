@@ -76,15 +76,25 @@ def schema_name(pattern: str, tenant_id: str) -> str:
     a name used as it is never holds ``__``, a hashed one always does, and two
     hashed ones differ by their hash (64 bits: not worth searching for a
     collision), and the name is the same on every run.
+
+    A pattern that starts with the id (``{tenant}``) would make a name PostgreSQL
+    refuses of an id starting with ``pg_`` (its own schemas') or a digit: such an id
+    is hashed too, its name starting with ``_`` (``pg_acme`` ->
+    ``_pg_acme__<16 hex>``). SQL keywords (``user``, ``order``) are fine as they
+    are: the store quotes its schema's name.
     """
-    from .postgres.store import SCHEMA_NAME  # a PostgreSQL URL: its adapter is installed
+    # A PostgreSQL URL: its adapter is installed.
+    from .postgres.store import RESERVED_SCHEMA_PREFIX, schema_name_problem
 
     plain = pattern.replace(TENANT_PLACEHOLDER, tenant_id)
-    if _SAFE_TENANT_PART.match(tenant_id) and SCHEMA_NAME.match(plain):
+    if _SAFE_TENANT_PART.match(tenant_id) and schema_name_problem(plain) is None:
         return plain
     digest = hashlib.sha256(tenant_id.encode()).hexdigest()[:16]
-    room = 63 - len(pattern.replace(TENANT_PLACEHOLDER, "")) - len(digest) - 2
-    part = tenant_id.replace("-", "_")[: max(room, 1)]
+    part = tenant_id.replace("-", "_")
+    refused = part[:1].isdigit() or part.startswith(RESERVED_SCHEMA_PREFIX)
+    lead = "_" if pattern.startswith(TENANT_PLACEHOLDER) and refused else ""
+    room = 63 - len(pattern.replace(TENANT_PLACEHOLDER, "")) - len(digest) - 2 - len(lead)
+    part = lead + part[: max(room, 1)]
     return pattern.replace(TENANT_PLACEHOLDER, f"{part}__{digest}")
 
 

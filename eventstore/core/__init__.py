@@ -8,6 +8,7 @@ from .commands import CommandResult
 from .constraints import ConstraintOp, UniqueConstraint
 from .errors import (
     AdapterUnavailableError,
+    AggregateTypeMismatchError,
     AggregateNotFoundError,
     AppError,
     CommandIdConflictError,
@@ -21,6 +22,7 @@ from .errors import (
     NotADatabaseError,
     PayloadTooLargeError,
     ReadOnlyStoreError,
+    SchemaMigrationNeededError,
     SchemaVersionError,
     StorageError,
     StorageFullError,
@@ -101,6 +103,8 @@ __all__ = [
     "IntegerRangeError",
     "ForeignDatabaseError",
     "SchemaVersionError",
+    "SchemaMigrationNeededError",
+    "AggregateTypeMismatchError",
     "StoreURLError",
     "AdapterUnavailableError",
     "COMMAND_ID_HEADER",

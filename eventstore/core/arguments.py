@@ -40,6 +40,104 @@ def check_command_id(where: str, command_id: object, *, optional: bool = False) 
             f"{where} needs a non-empty command id, got ''. Pass the id the client sent "
             f"(new_command_id() makes one){way_out}."
         )
+    if not command_id.isascii():
+        check_encodable(where, "command_id", command_id)
+
+
+def check_key(where: str, name: str, value: object) -> None:
+    """An id or name a read looks up (``aggregate_id``, a constraint's ``index`` and
+    ``value``, a ``command_id``, a checkpoint's name) must be a ``str``: the stores hold
+    them as text, so anything else can match nothing (and PostgreSQL refuses to compare
+    text with it)."""
+    if not isinstance(value, str):
+        raise TypeError(
+            f"{where}: {name} must be a str, got {_shown(value)}. Ids and names are text: "
+            f"pass str({value!r:.40}) if that is the one meant."
+        )
+
+
+def lone_surrogate(text: str) -> str | None:
+    """Why ``text`` cannot be stored as UTF-8 (it holds a lone surrogate), or None when it
+    can. sqlite3 and psycopg refuse such text with a bare ``UnicodeEncodeError`` that
+    names no argument."""
+    if text.isascii():
+        return None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (
+            f"it holds a lone surrogate (U+{ord(text[exc.start]):04X}) at index {exc.start}, "
+            "which is not valid Unicode text and cannot be stored as UTF-8 (such strings "
+            "come from decoding bytes with errors='surrogateescape', or from half of a "
+            "UTF-16 pair)"
+        )
+    return None
+
+
+def check_encodable(where: str, name: str, text: str) -> None:
+    """``text`` (an id or a name) must be storable as UTF-8: no lone surrogate, as
+    ``UniqueConstraint`` checks its index and value."""
+    problem = lone_surrogate(text)
+    if problem is not None:
+        raise ValueError(
+            f"{where}: {name} {text[:80]!r} cannot be stored: {problem}. Decode the bytes "
+            "it came from as UTF-8 (errors='strict' or 'replace') first."
+        )
+
+
+def check_lookup_id(where: str, name: str, value: object) -> None:
+    """An id or name a read looks up: a ``str`` (``check_key``) storable as UTF-8."""
+    check_key(where, name, value)
+    check_encodable(where, name, value)  # type: ignore[arg-type]
+
+
+def check_stream_read(
+    where: str, aggregate_id: object, after_version: object, up_to_version: object = None
+) -> None:
+    """The arguments of ``load_stream`` (and ``load_stream_payloads``): the aggregate id a
+    ``str``, ``after_version`` an int >= 0, ``up_to_version`` None or an int >= 0.
+
+    Stores call it only when a quick test of the usual case fails: it is on the load path.
+    """
+    check_lookup_id(where, "aggregate_id", aggregate_id)
+    for name, value, accepts in (
+        ("after_version", after_version, "an int >= 0 (0 reads from the first event)"),
+        ("up_to_version", up_to_version, "an int >= 0, or None for the last version"),
+    ):
+        if value is None and name == "up_to_version":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where}: {name} must be {accepts}, got {_shown(value)}")
+        if value < 0:
+            raise ValueError(f"{where}: {name} must be {accepts}, got {value}")
+
+
+def check_checkpoint_name(where: str, name: object) -> None:
+    """A checkpoint's (a projection's) name: a non-empty ``str`` storable as UTF-8."""
+    if not isinstance(name, str):
+        raise TypeError(
+            f"{where}: the checkpoint name must be a non-empty str (the projection's name), "
+            f"got {_shown(name)}"
+        )
+    if not name:
+        raise ValueError(
+            f"{where} needs a non-empty checkpoint name (the projection's name), got ''"
+        )
+    check_encodable(where, "the checkpoint name", name)
+
+
+def check_moment(where: str, name: str, value: object) -> None:
+    """A point in time: a ``datetime`` with a time zone (``datetime.now(UTC)``)."""
+    if not isinstance(value, datetime):
+        raise TypeError(
+            f"{where}: {name} must be a datetime with a time zone (e.g. datetime.now(UTC)) "
+            f"or None for now, got {_shown(value)}"
+        )
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(
+            f"{where}: {name} {value!r} has no time zone; pass an aware datetime "
+            "(e.g. datetime.now(UTC))"
+        )
 
 
 def check_metadata(where: str, metadata: object, name: str = "metadata") -> None:
@@ -52,11 +150,17 @@ def check_metadata(where: str, metadata: object, name: str = "metadata") -> None
 
 
 def check_ttl(where: str, command_ttl: object) -> None:
-    """``command_ttl`` must be a ``timedelta``."""
+    """``command_ttl`` must be a ``timedelta`` of 0 or more (``timedelta.max``: kept for good)."""
     if not isinstance(command_ttl, timedelta):
         raise TypeError(
             f"{where}: command_ttl must be a datetime.timedelta, got {_shown(command_ttl)}. "
             "Pass e.g. timedelta(days=7) (the default, DEFAULT_COMMAND_TTL)."
+        )
+    if command_ttl.days < 0:  # negative (a timedelta keeps its sign in days)
+        raise ValueError(
+            f"{where}: command_ttl must be 0 or more (how long the command's record is kept "
+            f"to recognise a retry), got {command_ttl!r}. Pass e.g. timedelta(days=7) (the "
+            "default, DEFAULT_COMMAND_TTL); timedelta.max keeps the record for good."
         )
 
 
@@ -88,12 +192,16 @@ def check_append(
     names the store in ``IntegerRangeError``)."""
     if not isinstance(aggregate_id, str) or not aggregate_id:
         raise TypeError(f"append: aggregate_id must be a non-empty str, got {_shown(aggregate_id)}")
+    if not aggregate_id.isascii():
+        check_encodable("append", "aggregate_id", aggregate_id)
     where = f"append to {aggregate_id!r}"
     if not isinstance(aggregate_type, str) or not aggregate_type:
         raise TypeError(
             f"{where}: aggregate_type must be a non-empty str (the aggregate's type name, "
             f"as in AggregateRoot.type), got {_shown(aggregate_type)}"
         )
+    if not aggregate_type.isascii():
+        check_encodable(where, "aggregate_type", aggregate_type)
     if isinstance(expected_version, bool) or not isinstance(expected_version, int):
         raise TypeError(
             f"{where}: expected_version must be an int (0 for a new "
@@ -154,6 +262,9 @@ def _check_event(where: str, index: int, event: NewEvent) -> None:
             f"{where}: events[{index}].event_type must be a non-empty str (the message's "
             f"full name, e.g. 'bank.v1.Deposited'), got {_shown(event.event_type)}"
         )
+    if not (event.event_id.isascii() and event.event_type.isascii()):
+        check_encodable(where, f"events[{index}].event_id", event.event_id)
+        check_encodable(where, f"events[{index}].event_type", event.event_type)
     if not isinstance(event.data, (bytes, bytearray, memoryview)):
         raise TypeError(
             f"{where}: events[{index}].data must be bytes (e.g. message.SerializeToString()), "
@@ -221,7 +332,9 @@ def event_type_names(event_types: object) -> list[str] | None:
 
 
 def check_checkpoint(path: str, name: str, position: object, scanned: object) -> None:
-    """A checkpoint's ``position`` (and ``scanned_position``): ints from 0 to 2**63 - 1."""
+    """A checkpoint's name (``check_checkpoint_name``) and ``position`` (and
+    ``scanned_position``): ints from 0 to 2**63 - 1."""
+    check_checkpoint_name("save_checkpoint", name)
     for label, value in (("position", position), ("scanned_position", scanned)):
         if value is None and label == "scanned_position":
             continue

@@ -9,19 +9,116 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-# user:password@ up to the last '@' before the path (a password may hold '/' or '@').
-_URL_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/@?#]*:)[^?#]*@")
+# scheme://user: (what follows is the password, when an '@' ends it).
+_URL_USER = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^:/@?#]*:")
+# What follows "host:" when it is a port (or a host list, an IPv6 address), not a password.
+_PORT = re.compile(r"(?:\d+|[0-9A-Fa-f:]*\](?::\d*)?)(?:[,/?#]|$)")
 # password=... as a query parameter (?password=) or a libpq keyword (password=x host=y).
 _PASSWORD_PARAMETER = re.compile(r"(?i)((?:^|[?&\s])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)")
+# A token a driver quotes in its message ("invalid percent-encoded token: "...").
+_QUOTED = re.compile(r'"([^"]*)"')
+
+
+def url_password_span(url: str) -> tuple[int, int] | None:
+    """Where the password of ``scheme://user:password@host/...`` sits in ``url``:
+    ``(start, end)``, or None when it has none.
+
+    A password may hold any of ``/ ? # @`` unencoded (people paste them so), so it
+    runs to the ``@`` that begins the host:
+
+    - the last ``@`` before the first ``?`` or ``#`` (a password holding ``/`` or ``@``);
+    - else, unless a port follows ``host:`` (``host:5432/db?x=a@b`` has no password),
+      the first ``@``, and on over each further ``@`` with no ``?`` or ``#`` between
+      (a password holding ``?`` or ``#``, and ``@`` too).
+    """
+    user = _URL_USER.match(url)
+    if user is None:
+        return None
+    start = user.end()
+    rest = url[start:]
+    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    end = rest.rfind("@", 0, cut)
+    if end < 0:
+        if _PORT.match(rest):
+            return None
+        end = rest.find("@")
+        if end < 0:
+            return None
+        while True:
+            after = rest.find("@", end + 1)
+            between = rest[end + 1 : after]
+            if after < 0 or "?" in between or "#" in between:
+                break
+            end = after
+    return start, start + end
 
 
 def redact_url(url: str) -> str:
     """The URL without its password (``postgresql://ann:***@host/db``), for messages and logs.
 
     Also a ``password=`` query parameter, and the libpq form ``host=h password=p``:
-    anything a store accepts as a location may hold one.
+    anything a store accepts as a location may hold one. A password may hold
+    ``/ ? # @`` unencoded (``url_password_span``).
     """
-    return _PASSWORD_PARAMETER.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+    span = url_password_span(url)
+    if span is not None:
+        url = f"{url[: span[0]]}***{url[span[1] :]}"
+    return _PASSWORD_PARAMETER.sub(r"\1***", url)
+
+
+def location_passwords(location: str) -> list[str]:
+    """The passwords a store location holds (a URL's, ``password=`` parameters), each as
+    written and percent-decoded: what ``redact_secrets`` hides."""
+    from urllib.parse import unquote
+
+    found: list[str] = []
+    span = url_password_span(location)
+    if span is not None:
+        found.append(location[span[0] : span[1]])
+    for match in _PASSWORD_PARAMETER.finditer(location):
+        value = match.group(2)
+        found.append(value)
+        if len(value) > 1 and value[0] == value[-1] == "'":
+            found.append(re.sub(r"\\(.)", r"\1", value[1:-1]))
+    found += [unquote(secret) for secret in found]
+    return sorted({secret for secret in found if secret}, key=len, reverse=True)
+
+
+def redact_secrets(text: str, location: str) -> str:
+    """``text`` (a driver's message about ``location``) without ``location``'s passwords.
+
+    A driver quotes the part of a location it could not read, and that part may
+    hold the password or a piece of it (libpq: ``invalid percent-encoded token:
+    "s3cret%zz"``): a quoted token that sits over the password in ``location``, or
+    shares four characters with it (all of a shorter one), is hidden whole.
+    """
+    from difflib import SequenceMatcher
+
+    secrets = location_passwords(location)
+    if not secrets:
+        return redact_url(text)
+    span = url_password_span(location)
+
+    def over_a_password(token: str) -> bool:
+        if span is not None and token:
+            at = location.find(token)
+            while at >= 0:
+                if at < span[1] and at + len(token) > span[0]:
+                    return True
+                at = location.find(token, at + 1)
+        for secret in secrets:
+            common = SequenceMatcher(None, token, secret, autojunk=False).find_longest_match()
+            if common.size >= min(len(secret), 4):
+                return True
+        return False
+
+    text = _QUOTED.sub(lambda m: '"***"' if over_a_password(m.group(1)) else m.group(0), text)
+    for secret in secrets:  # a short one only as a word of its own, not inside others
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+        else:
+            text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
+    return redact_url(text)
 
 
 def _rebuild_error(cls: type[BaseException], args: tuple[object, ...]) -> BaseException:
@@ -69,12 +166,27 @@ class InvalidAggregateIdError(EventStoreError, ValueError):
     (generated aggregates), "" when the aggregate does not say.
     """
 
-    def __init__(self, aggregate_id: object, aggregate_type: str = "", id_field: str = "") -> None:
+    def __init__(
+        self,
+        aggregate_id: object,
+        aggregate_type: str = "",
+        id_field: str = "",
+        *,
+        reason: str = "",
+    ) -> None:
         self.aggregate_id = aggregate_id
         self.aggregate_type = aggregate_type
         self.id_field = id_field
+        self.reason = reason
         kind = f" of type {aggregate_type!r}" if aggregate_type else ""
         field = f" (its id field: {id_field!r})" if id_field else ""
+        if reason:  # a string the stores cannot keep (a lone surrogate: not UTF-8)
+            super().__init__(
+                f"an aggregate{kind} cannot have the id {aggregate_id!r:.80}: {reason}. Decode "
+                "the bytes the id came from as UTF-8 (errors='strict' or 'replace') before "
+                "using it as an id."
+            )
+            return
         super().__init__(
             f"an aggregate{kind} needs a non-empty string id, got {aggregate_id!r}. Set the "
             f"aggregate's id in the request{field}, or pass it when constructing the aggregate."
@@ -90,6 +202,29 @@ class ConcurrencyError(EventStoreError):
             f"aggregate {aggregate_id!r} was changed by someone else: expected version "
             f"{expected}, found {actual}.\nReload it and apply the command again "
             "(Repository.retry_on_conflict does this)."
+        )
+
+
+class AggregateTypeMismatchError(EventStoreError, ValueError):
+    """An aggregate id whose stream belongs to another aggregate type (``INVALID_ARGUMENT``).
+
+    Every aggregate type in a store shares one space of ids: the stream ``aggregate_id``
+    holds the events of a ``stored_type`` aggregate, so this repository (of
+    ``aggregate_type``) can neither load it nor start a new aggregate there, and no
+    retry helps. Raised by ``Repository.load``/``save``/``retry_on_conflict`` when they
+    meet such a stream (``Repository.exists`` answers False for it).
+    """
+
+    def __init__(self, aggregate_id: str, aggregate_type: str, stored_type: str) -> None:
+        self.aggregate_id = aggregate_id
+        self.aggregate_type = aggregate_type
+        self.stored_type = stored_type
+        super().__init__(
+            f"aggregate id {aggregate_id!r} is taken by an aggregate of type {stored_type!r}, "
+            f"so it cannot be loaded or saved as a {aggregate_type!r} (its events are "
+            f"{stored_type!r} events; retrying does not help). Choose another id for the "
+            f"{aggregate_type!r}: all aggregate types in a store share one space of ids, so "
+            f"namespace ids per type (e.g. '{aggregate_type.lower()}-<id>')."
         )
 
 
@@ -318,7 +453,9 @@ class PayloadTooLargeError(StorageError, ValueError):
 
 
 class IntegerRangeError(StorageError, ValueError):
-    """A position, version or count beyond the 64-bit integers (-2**63 to 2**63 - 1)."""
+    """A position, version or count beyond the 64-bit integers (-2**63 to 2**63 - 1), which
+    both stores hold (SQLite's INTEGER, PostgreSQL's bigint): the message names no adapter,
+    except SQLite's own refusal of an integer it cannot bind (``value`` None)."""
 
     def __init__(
         self, path: str, name: str = "", value: int | None = None, events: int = 0
@@ -328,12 +465,14 @@ class IntegerRangeError(StorageError, ValueError):
         what = f"{name}={value}" if name else "a position, version or count"
         if events:  # an append's last version: expected_version + the events
             what += f" plus {events} event{'s' if events > 1 else ''}"
-        if value is None:
+        if value is None:  # only SQLite raises it so: an integer its driver could not bind
             beyond = "is beyond the 64-bit integers SQLite holds (-2**63 to 2**63 - 1)"
-        elif value < 0:
-            beyond = "is below -2**63, beyond SQLite's smallest integer (-2**63)"
+        elif value < 0:  # the stores' own checks, on either adapter: no adapter named
+            beyond = "is below -2**63, the smallest 64-bit integer the store holds"
         else:
-            beyond = "is 2**63 or more, beyond SQLite's largest integer (2**63 - 1)"
+            beyond = (
+                "is 2**63 or more, beyond the largest 64-bit integer the store holds (2**63 - 1)"
+            )
         super().__init__(
             path,
             f"{what} {beyond}",
@@ -367,6 +506,29 @@ class SchemaVersionError(StorageError, RuntimeError):
             f"it has schema version {found}, newer than this version of eventstore "
             f"understands ({supported})",
             "Upgrade eventstore to open it (pip install -U eventstore).",
+        )
+
+
+class SchemaMigrationNeededError(SchemaVersionError, ReadOnlyStoreError):
+    """A file of an older schema opened read-only: this version reads only its own schema,
+    and bringing the file up to it writes (``found`` is the file's, ``supported`` ours).
+
+    Both a ``SchemaVersionError`` and a ``ReadOnlyStoreError``; nothing was written.
+    """
+
+    def __init__(self, path: str, found: int, supported: int) -> None:
+        self.found = found
+        self.supported = supported
+        self.folder = ""
+        StorageError.__init__(
+            self,
+            path,
+            f"the file has schema version {found}, older than this version of eventstore "
+            f"reads ({supported}); migrating it to {supported} writes to the file, and it is "
+            "read-only (opened with mode=ro, or by its permissions), so it was not opened",
+            "Open a writable copy of the file (copy it, with its -wal file if there is one, "
+            "and open the copy: it is migrated on open and the original stays as it was), "
+            "or make the file writable to migrate it in place.",
         )
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 
 from .arguments import check_count, check_position, event_type_names
@@ -93,6 +93,20 @@ class CommitSignal:
         if remove is not None:
             remove(self._on_commit)
         self.wake()
+
+
+def wake_on_close(listeners: Iterable[CommitListener]) -> None:
+    """Wake every ``CommitSignal`` among a source's commit ``listeners``: for the source's
+    ``close()``, once it is closed.
+
+    A subscription (or projection run) waiting on the source then reads at once and
+    meets the source's ``StoreClosedError``, instead of waiting out its
+    ``poll_interval``. Other listeners are not called: nothing was committed.
+    """
+    for listener in listeners:
+        signal = getattr(listener, "__self__", None)
+        if isinstance(signal, CommitSignal):
+            signal.wake()
 
 
 class Subscription:
@@ -343,4 +357,4 @@ def follow(
     )
 
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "CommitSignal", "Subscription", "follow"]
+__all__ = ["DEFAULT_POLL_INTERVAL", "CommitSignal", "Subscription", "follow", "wake_on_close"]

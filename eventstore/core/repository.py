@@ -21,13 +21,16 @@ from google.protobuf.message import DecodeError, Message
 
 from . import instrumentation as _instr
 from .aggregate import AggregateRoot
-from .arguments import check_command_id, check_count, check_metadata, check_ttl
+from .arguments import check_command_id, check_count, check_metadata, check_ttl, lone_surrogate
 from .commands import CommandResult
 from .constraints import UniqueConstraint
 from .errors import (
     AggregateNotFoundError,
+    AggregateTypeMismatchError,
     CommandIdConflictError,
     ConcurrencyError,
+    EventDecodeError,
+    InvalidAggregateIdError,
     TenantMismatchError,
     UniqueConstraintError,
     VersionNotFoundError,
@@ -95,6 +98,16 @@ A = TypeVar("A", bound=AggregateRoot)
 
 #: Attribute a tenant-isolated repository sets on the aggregates it loads: their tenant.
 _TENANT_TAG = "_es_tenant"
+
+
+def _check_aggregate(where: str, aggregate: object) -> None:
+    """What a save takes: an aggregate (an ``AggregateRoot``), not its id or None."""
+    if not isinstance(aggregate, AggregateRoot):
+        shown = f"{type(aggregate).__name__} {aggregate!r:.60}"
+        raise TypeError(
+            f"{where}: aggregate must be an AggregateRoot (one the repository loaded, or "
+            f"made with its factory), got {shown}"
+        )
 
 
 def _load_threads(store: object) -> int:
@@ -188,7 +201,71 @@ class Repository(Generic[A]):
         return self.event_types.decode(event)
 
     def exists(self, aggregate_id: str) -> bool:
-        return self.store.stream_version(self.stored_id(aggregate_id)) > 0
+        """Whether ``aggregate_id`` has events stored as an aggregate of this repository.
+
+        False for an id whose stream belongs to another aggregate type (its events were
+        stored with another aggregate type, and this repository cannot decode them):
+        ``load`` and ``save`` of that id raise ``AggregateTypeMismatchError``, naming it.
+        """
+        if type(aggregate_id) is str and not aggregate_id.isascii():
+            self._check_id_text(aggregate_id)
+        key = self.stored_id(aggregate_id)
+        first = self.store.load_stream(key, after_version=0, up_to_version=1)
+        if not first:
+            return False
+        event = first[0]
+        if self._decodes(event):
+            return True  # this type's events (or a renamed type's, which still decode)
+        own = self._type_for(aggregate_id)
+        return own is None or event.aggregate_type == own
+
+    # -- aggregate types sharing one space of ids ----------------------------------
+    def _decodes(self, event: Event) -> bool:
+        """Whether this repository can decode ``event`` (its type, after upcasting, is
+        registered); False only for an ``EventDecodeError``."""
+        try:
+            self.decode(event)
+        except EventDecodeError:
+            return False
+        except Exception:
+            return True  # an upcaster's own failure: not a sign of another type's event
+        return True
+
+    def _type_for(self, aggregate_id: str) -> str | None:
+        """The aggregate type this repository makes for ``aggregate_id`` (None when the
+        factory refuses the id)."""
+        try:
+            return self.factory(aggregate_id).type
+        except Exception:
+            return None
+
+    def _other_type(self, key: str, own_type: str) -> str | None:
+        """The aggregate type that holds stream ``key`` when it is not ``own_type``: its
+        first event was stored with another aggregate type and does not decode here.
+        None when the stream is empty, is this type's, or cannot be read.
+
+        Only asked on an error path (an event that did not decode, a new aggregate's
+        version conflict): loads and saves that succeed never read more for it.
+        """
+        try:
+            first = self.store.load_stream(key, after_version=0, up_to_version=1)
+        except Exception:
+            return None  # the error that brought us here is the one to report
+        if not first or first[0].aggregate_type == own_type or self._decodes(first[0]):
+            return None
+        return first[0].aggregate_type
+
+    def _check_id_text(self, aggregate_id: str) -> None:
+        """Refuse an id holding a lone surrogate: the stores cannot keep it as UTF-8."""
+        problem = lone_surrogate(aggregate_id)
+        if problem is not None:
+            factory = self.factory
+            kind = (
+                getattr(factory, "aggregate_type", None) or factory.__name__
+                if isinstance(factory, type)
+                else ""
+            )
+            raise InvalidAggregateIdError(aggregate_id, kind or "", reason=problem)
 
     def event_log(self) -> Any:
         """The log as the request may read it: what a tenant-facing read goes through.
@@ -215,7 +292,6 @@ class Repository(Generic[A]):
         ``load`` raises); otherwise the id itself.
         """
         return stored_id(aggregate_id) if self.tenant_isolation else aggregate_id
-
 
     def _stored_id_of(self, aggregate: A) -> str:
         """The stored id of ``aggregate``, refusing one loaded in another tenant."""
@@ -254,6 +330,8 @@ class Repository(Generic[A]):
             return aggregate
 
     def _load(self, aggregate_id: str, at_version: int | None) -> A:
+        if type(aggregate_id) is str and not aggregate_id.isascii():
+            self._check_id_text(aggregate_id)
         key = self.stored_id(aggregate_id)
         if at_version is not None:
             at_version = self._checked_version(aggregate_id, at_version)
@@ -272,7 +350,15 @@ class Repository(Generic[A]):
         if snapshot is not None:  # its version is >= 1 (_usable_snapshot)
             aggregate.restore_snapshot(snapshot.data)
             base = snapshot.version
-        last = self._replay_stored(aggregate, key, base, at_version)
+        try:
+            last = self._replay_stored(aggregate, key, base, at_version)
+        except EventDecodeError:
+            # An event of another aggregate type under the same id? Then say so, not "register
+            # the message class" (which would replay another type's events into this one).
+            other = self._other_type(key, aggregate.type)
+            if other is None:
+                raise
+            raise AggregateTypeMismatchError(aggregate.id, aggregate.type, other) from None
         if not last and snapshot is None:
             raise AggregateNotFoundError(aggregate_id, aggregate.type)
         version = last or base
@@ -509,6 +595,7 @@ class Repository(Generic[A]):
         """Save ``aggregate``'s pending events; with ``unit=``, join that ``UnitOfWork``
         instead: nothing is written until the unit commits (then with the unit's command
         id), and the result returned here is empty."""
+        _check_aggregate("Repository.save", aggregate)
         check_metadata("Repository.save", metadata)
         if unit is not None:
             unit.save(aggregate, self, metadata)
@@ -536,6 +623,7 @@ class Repository(Generic[A]):
         first run, or the command decided otherwise then), so the next command on the
         object starts from what the store holds.
         """
+        _check_aggregate("save_with_command", aggregate)
         check_command_id("save_with_command", command_id)
         check_metadata("save_with_command", metadata)
         return self._save(aggregate, command_id, metadata)
@@ -545,6 +633,7 @@ class Repository(Generic[A]):
     ) -> CommandResult:
         """``save`` for ``async`` code: the same result and errors; the loop never waits on
         the store (``EventStore.append_async``)."""
+        _check_aggregate("Repository.save_async", aggregate)
         check_metadata("Repository.save_async", metadata)
         return await self._save_async(aggregate, None, metadata)
 
@@ -552,6 +641,7 @@ class Repository(Generic[A]):
         self, aggregate: A, command_id: str, metadata: EventMetadata | None = None
     ) -> CommandResult:
         """``save_with_command`` for ``async`` code: the same result and errors."""
+        _check_aggregate("save_with_command_async", aggregate)
         check_command_id("save_with_command_async", command_id)
         check_metadata("save_with_command_async", metadata)
         return await self._save_async(aggregate, command_id, metadata)
@@ -575,6 +665,10 @@ class Repository(Generic[A]):
                 )
         except ConcurrencyError as exc:
             self._evict_key(key)
+            if exc.expected == 0:  # a new aggregate whose id is taken: by another type?
+                other = self._other_type(key, aggregate.type)
+                if other is not None:
+                    raise AggregateTypeMismatchError(aggregate.id, aggregate.type, other) from None
             if self.tenant_isolation:
                 raise self._own_conflict(exc) from None
             raise
@@ -610,6 +704,10 @@ class Repository(Generic[A]):
                 )
         except ConcurrencyError as exc:
             self._evict_key(key)
+            if exc.expected == 0:  # as in _save
+                other = await asyncio.to_thread(self._other_type, key, aggregate.type)
+                if other is not None:
+                    raise AggregateTypeMismatchError(aggregate.id, aggregate.type, other) from None
             if self.tenant_isolation:
                 raise self._own_conflict(exc) from None
             raise
@@ -735,6 +833,7 @@ class Repository(Generic[A]):
 
     def save_snapshot(self, aggregate: A) -> Snapshot:
         """Snapshot the aggregate's stored state now."""
+        _check_aggregate("save_snapshot", aggregate)
         if self.snapshot_store is None:
             raise ValueError(
                 f"cannot snapshot aggregate {aggregate.id!r}: this repository has no snapshot "

@@ -268,13 +268,19 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         "invalid_argument",
         400,
         "handler",
-        "A value of the request cannot be used as it is (an empty aggregate id, too large, "
-        "out of range); nothing was written.",
+        "A value of the request cannot be used as it is (an empty aggregate id, an id "
+        "another aggregate type holds, too large, out of range); nothing was written.",
         (
             RaisedAs(
                 "InvalidAggregateIdError",
                 ("aggregate_type", "id_field"),
                 "Set the aggregate's id (a non-empty string) in the request and send it again.",
+            ),
+            RaisedAs(
+                "AggregateTypeMismatchError",
+                ("aggregate_id", "aggregate_type", "stored_type"),
+                "Use another id for the {aggregate_type}: {aggregate_id!r} belongs to a "
+                "{stored_type}, and sending it again fails the same way.",
             ),
             RaisedAs(
                 "PayloadTooLargeError",
@@ -429,6 +435,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
             RaisedAs("CorruptDatabaseError"),
             RaisedAs("ForeignDatabaseError"),
             RaisedAs("SchemaVersionError"),
+            RaisedAs("SchemaMigrationNeededError"),
             RaisedAs("StoreURLError"),
             RaisedAs("AdapterUnavailableError"),
             RaisedAs("BusClosedError"),

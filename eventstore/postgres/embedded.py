@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -30,12 +31,31 @@ SERVICE_USER = "embedded_postgres"
 
 
 class EmbeddedPostgresError(EventStoreError):
-    """No PostgreSQL server could be started here; the message says why and what to do."""
+    """No PostgreSQL server could be started here; the message says why and what to do.
 
-    def __init__(self, cause: str, fix: str) -> None:
+    ``log`` holds the end of the server's log when it had one: the folder that
+    held it is removed when a start fails, so the log lives on only here.
+    """
+
+    def __init__(self, cause: str, fix: str, log: str = "") -> None:
         self.cause = cause
         self.fix = fix
+        self.log = log
         super().__init__(f"cannot start an embedded PostgreSQL server: {cause}. {fix}")
+
+
+# "2026-01-02 03:04:05.678 UTC [123] " (the default log_line_prefix, '%m [%p] ')
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d [\d:.]+ \S+ \[\d+\] ")
+_ROUTINE = re.compile(r"^(LOG|DEBUG\d?|INFO|NOTICE):")
+
+
+def _log_problems(tail: str) -> list[str]:
+    """The lines of a server log's tail that say what went wrong, without their prefix:
+    every warning, error, hint and detail, and the routine lines that say "could not"
+    (PostgreSQL logs a port already in use as a LOG line). The last 5 lines when none."""
+    lines = [_LOG_PREFIX.sub("", line).strip() for line in tail.splitlines() if line.strip()]
+    found = [line for line in lines if not _ROUTINE.match(line) or "could not" in line]
+    return [" ".join(line.split()) for line in (found or lines[-5:])]
 
 
 def find_binaries() -> Path:
@@ -118,6 +138,7 @@ class EmbeddedPostgres:
     ) -> None:
         self._base_dir = base_dir
         self.port = port or 0
+        self._port_given = bool(port)
         self.fsync = fsync
         self.max_connections = max_connections
         self.data_dir: Path | None = None
@@ -133,7 +154,11 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError("the server is not running", "Call start() first.")
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-    def _run(self, args: list[str]) -> None:
+    def _run(self, args: list[str], *, logs: bool = False) -> None:
+        """Run one of the server's programs as its user; a failure names the program, its
+        output and, when the program ``logs`` to server.log, what that log says (read
+        before anything removes it: the cause of a failed start, such as a port in use,
+        is only there)."""
         user = self._user
         done = subprocess.run(
             args,
@@ -146,10 +171,33 @@ class EmbeddedPostgres:
             timeout=60,
         )
         if done.returncode != 0:
-            output = (done.stderr or done.stdout).strip().splitlines()[-5:]
+            output = [line.strip() for line in (done.stderr or done.stdout).strip().splitlines()]
+            cause = f"{Path(args[0]).name} failed with code {done.returncode}: " + " | ".join(
+                line for line in output[-5:] if line
+            ).rstrip(".")
+            tail = self.log_tail(20) if logs else ""
+            problems = _log_problems(tail)
+            if problems:
+                cause += "; the server's log says: " + " | ".join(problems).rstrip(".")
+            if "Address already in use" in tail:
+                fix = (
+                    f"Port {self.port} on 127.0.0.1 is already in use: pass another port=, "
+                    "or none for a free one"
+                    if self._port_given
+                    else f"Another program took port {self.port} after it was found free: "
+                    "start again"
+                )
+            elif tail:
+                fix = (
+                    "The server's log lines above say why (its folder is removed; "
+                    "EmbeddedPostgresError.log keeps its end)"
+                )
+            else:
+                fix = "The output above says why"
             raise EmbeddedPostgresError(
-                f"{Path(args[0]).name} failed with code {done.returncode}: {' | '.join(output)}",
-                "See the output above; EVENTSTORE_PG_DSN can point at a running server instead.",
+                cause,
+                f"{fix}; EVENTSTORE_PG_DSN can point at a running server instead.",
+                log=tail,
             )
 
     def start(self) -> EmbeddedPostgres:
@@ -194,7 +242,8 @@ class EmbeddedPostgres:
                     "-t",
                     "30",
                     "start",
-                ]
+                ],
+                logs=True,
             )
             self.running = True
         except BaseException:
@@ -203,7 +252,7 @@ class EmbeddedPostgres:
         return self
 
     def log_tail(self, lines: int = 20) -> str:
-        """The end of the server's log, for error reports."""
+        """The end of the server's log, for error reports ("" once its folder is removed)."""
         if self._root is None:
             return ""
         try:
@@ -229,7 +278,8 @@ class EmbeddedPostgres:
                 "fast",
                 "-w",
                 "restart",
-            ]
+            ],
+            logs=True,
         )
 
     def stop(self) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from ..core.arguments import check_lookup_id
 from ..core.constraints import ConstraintOp
 from ..core.errors import StorageError
 from ..core.events import NewEvent
@@ -168,6 +169,16 @@ def check_text(path: str, where: str, field: str, value: object) -> None:
 
 def check_texts(path: str, where: str, named: Iterable[tuple[str, object]]) -> None:
     for field, value in named:
+        check_text(path, where, field, value)
+
+
+def check_lookup(path: str, where: str, *named: tuple[str, object]) -> None:
+    """Ids and names a read looks up: each a ``str`` storable as UTF-8
+    (``core.arguments.check_lookup_id``, the check SQLite's store makes: PostgreSQL would
+    refuse to compare text with an int) and without a NUL byte."""
+    for field, value in named:
+        if type(value) is not str or not value.isascii():  # the usual case tested inline
+            check_lookup_id(where, field, value)
         check_text(path, where, field, value)
 
 

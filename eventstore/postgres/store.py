@@ -19,6 +19,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import queue
 import random
 import re
@@ -33,15 +34,20 @@ from typing import Any
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolClosed
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from ..core.arguments import (
     MAX_INTEGER,
     check_checkpoint,
+    check_checkpoint_name,
+    check_command_id,
     check_count,
+    check_moment,
     check_position,
     check_snapshot,
+    check_stream_read,
     checked_append,
     command_expiry,
     event_type_names,
@@ -60,6 +66,8 @@ from ..core.errors import (
     StoreClosedError,
     StoreURLError,
     UniqueConstraintError,
+    redact_secrets,
+    redact_url,
 )
 from ..core.events import (
     Event,
@@ -69,7 +77,7 @@ from ..core.events import (
     quote_json,
     timestamp_from_micros,
 )
-from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
+from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription, wake_on_close
 from ..core.ids import deterministic_event_id
 from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult, Page, ProcessedCommand
 from ..core.projections.read_models import StoreWriteInBatchError
@@ -82,7 +90,7 @@ from ..core.units import (
     unit_json,
 )
 from ..core.upcasting import Upcasters
-from .limits import check_events, check_text, check_texts, limit_exceeded
+from .limits import check_events, check_lookup, check_text, check_texts, limit_exceeded
 from .schema import lock_key, migrate
 
 EVENT_COLUMNS = (
@@ -174,7 +182,24 @@ DEFAULT_CLOSE_TIMEOUT = 5.0
 #: How long ``close()`` then waits for the threads it cut loose to notice (seconds).
 _CUT_GRACE = 1.0
 #: The schema names the store takes: a lowercase SQL name (PostgreSQL keeps 63 bytes).
+#: A keyword (``user``, ``order``) is fine: the store quotes the name wherever it is used.
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+#: Schema names with this prefix are PostgreSQL's own: the server refuses to create one.
+RESERVED_SCHEMA_PREFIX = "pg_"
+#: How long a connection attempt, and a read waiting for a pooled connection, may take
+#: when neither the DSN (``?connect_timeout=``) nor ``connect_timeout=`` says (seconds).
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: How long a read waits for a pooled connection when ``connect_timeout`` is 0 or less
+#: (libpq's "wait indefinitely" for a connection): psycopg's own bound on such an
+#: attempt, so a read never waits for ever (seconds).
+UNBOUNDED_CONNECT_WAIT = 130.0
+#: How long the reader pool keeps trying to replace a lost connection with backoff (1,
+#: 2, 4 s ... within this window) before it starts again from a 1 s wait: so once the
+#: server is back, reads get a connection within about 2 s, however long it was away
+#: (psycopg_pool's default, 5 minutes, let the wait double to 32 s and more).
+RECONNECT_WINDOW = 5.0
+#: The table ``eventstore copy`` keeps in a destination until the copy has finished.
+COPY_MARK = "eventstore_copy"
 
 CommitListener = Callable[[int], None]
 
@@ -201,6 +226,97 @@ def redact(dsn: str) -> str:
     port = str(parts.get("port", "") or "5432")
     db = str(parts.get("dbname", "") or user)
     return f"postgresql://{user + '@' if user else ''}{host}:{port}/{db}"
+
+
+def schema_name_problem(schema: object) -> str | None:
+    """Why ``schema`` cannot name a store's PostgreSQL schema, or None when it can."""
+    if not isinstance(schema, str) or not SCHEMA_NAME.match(schema):
+        return (
+            f"schema {schema!r} is not a lowercase SQL name (a letter or _, then letters, "
+            "digits and _, at most 63)"
+        )
+    if schema.startswith(RESERVED_SCHEMA_PREFIX):
+        return (
+            f"schema {schema!r} starts with {RESERVED_SCHEMA_PREFIX!r}, which PostgreSQL "
+            "keeps for its own schemas (the server refuses to create one)"
+        )
+    return None
+
+
+def _connect_timeout(dsn: str, given: dict[str, Any], connect_timeout: object) -> float:
+    """The store's connect timeout in seconds: the keyword's, else the DSN's, else 10 s;
+    0 or less is libpq's "wait indefinitely" (kept as 0)."""
+    if connect_timeout is None:
+        raw = str(given.get("connect_timeout") or "").strip()
+        if not raw:
+            return DEFAULT_CONNECT_TIMEOUT
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds):
+            raise StoreURLError(
+                dsn,
+                f"option connect_timeout={raw!r} is not a number of seconds",
+                "Give connect_timeout as whole seconds (?connect_timeout=10); 0 waits for a "
+                "connection as long as it takes, as in libpq.",
+            )
+    elif isinstance(connect_timeout, bool) or not isinstance(connect_timeout, (int, float)):
+        raise TypeError(f"connect_timeout must be a number of seconds, got {connect_timeout!r}")
+    elif not math.isfinite(connect_timeout):
+        raise ValueError(
+            f"connect_timeout must be a finite number of seconds (0 or less: wait as long "
+            f"as it takes), got {connect_timeout}"
+        )
+    else:
+        seconds = float(connect_timeout)
+    return max(seconds, 0.0)
+
+
+class InterruptedCopyError(StorageError):
+    """The schema holds a copy ``eventstore copy`` has not finished (its mark table is
+    there): its events stop short of the source's and its position sequence is not set
+    yet, so it is not a store to use. ``source`` names the copy's source (redacted),
+    ``head`` the last position copied so far."""
+
+    def __init__(self, path: str, source: str, head: int) -> None:
+        self.source = source
+        self.head = head
+        super().__init__(
+            path,
+            f"it holds a copy from {source!r} that has not finished (eventstore copy "
+            f"stopped, or still runs, after position {head}; the table {COPY_MARK} marks "
+            "it), so it is not a whole store yet and its next positions would collide with "
+            "the events still to come",
+            "Let the copy finish, or resume it by running the same command again "
+            "(eventstore copy SOURCE DESTINATION: it goes on after the last chunk); or drop "
+            "the schema and copy anew.",
+        )
+
+
+class PositionTakenError(StorageError):
+    """An append drew a position that a stored event already has: the position sequence
+    (``events_position_seq``) is behind the events, which ``eventstore copy`` leaves so
+    until it finishes (or someone inserted events with explicit positions). Nothing was
+    written. ``position`` is the one drawn (0 when the server did not say)."""
+
+    def __init__(self, path: str, schema: str, aggregate_id: str, position: int) -> None:
+        self.schema = schema
+        self.aggregate_id = aggregate_id
+        self.position = position
+        at = f" {position}" if position else ""
+        seq = sql.Identifier(schema, "events_position_seq").as_string()
+        table = sql.Identifier(schema, "events").as_string()
+        statement = f"SELECT setval('{seq}', (SELECT MAX(position) FROM {table}))"
+        super().__init__(
+            path,
+            f"the append to aggregate {aggregate_id!r} drew position{at}, which a stored "
+            "event already has: the position sequence is behind the events (an eventstore "
+            "copy into this store that did not finish, or events inserted with explicit "
+            "positions), so nothing was written",
+            f"Finish the copy (run the same eventstore copy command again), or move the "
+            f"sequence past the events: {statement};",
+        )
 
 
 def write_checkpoint(
@@ -308,6 +424,44 @@ def _cut(conn: psycopg.Connection[Any]) -> None:
         sock.detach()
 
 
+def _driver_words(exc: BaseException) -> str:
+    """psycopg's message on one line (libpq's cause, then its hint)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
+def _set_search_path(schema: str) -> sql.Composed:
+    """``SET search_path`` to ``schema``, quoted (``user`` and ``order`` are keywords)."""
+    return sql.SQL("SET search_path TO {}").format(sql.Identifier(schema))
+
+
+@dataclass
+class _ConnectFailure:
+    """Why the reader pool's last attempt to connect failed ("" since one succeeded)."""
+
+    last: str = ""
+
+
+def _recording_connection_class(failure: _ConnectFailure) -> type[psycopg.Connection[Any]]:
+    """The pool's connection class: a ``psycopg.Connection`` whose failed connects leave
+    their cause in ``failure``, so a read that got no connection can say why (the pool
+    itself only logs it)."""
+
+    class PooledConnection(psycopg.Connection[Any]):
+        @classmethod
+        def connect(cls, *args: Any, **kwargs: Any) -> Any:
+            try:
+                conn = super().connect(*args, **kwargs)
+            except psycopg.Error as exc:
+                failure.last = _driver_words(exc)
+                raise
+            failure.last = ""
+            return conn
+
+    PooledConnection.__qualname__ = "PooledConnection"  # in psycopg_pool's log lines
+    return PooledConnection
+
+
 @dataclass(eq=False)
 class _Append:
     """One append waiting for the group commit, and what became of it."""
@@ -338,6 +492,17 @@ class PostgresEventStore:
     still acknowledges) and ``statement_timeout`` runs in the frozen server;
     ``close()`` ends such waits. For statements that run too long on a live
     server, put ``options=-c statement_timeout=...`` in the DSN.
+
+    ``connect_timeout`` (seconds; default the DSN's ``connect_timeout``, else 10)
+    bounds each connection attempt and how long a read waits for a pooled
+    connection (``connect_wait``); 0 or less is libpq's "wait as long as it
+    takes" for a connection, and a read then waits at most
+    ``UNBOUNDED_CONNECT_WAIT``.
+
+    A schema into which ``eventstore copy`` has not finished copying is refused
+    (``InterruptedCopyError``, naming the copy and how to resume it);
+    ``during_copy=True`` is for the copy itself, which opens its destination to
+    create and migrate its tables.
     """
 
     #: How many threads usefully run this store's loads at once (read by
@@ -352,21 +517,31 @@ class PostgresEventStore:
         schema: str = "eventstore",
         connect_timeout: float | None = None,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        during_copy: bool = False,
     ) -> None:
+        unreadable: str | None = None
         try:
             given = conninfo_to_dict(dsn)
         except psycopg.ProgrammingError as exc:
+            unreadable = str(exc).strip() or type(exc).__name__
+        if unreadable is not None:  # raised out here: libpq's error is not its context
+            # libpq quotes what it could not read, which may be (part of) the password.
             raise StoreURLError(
                 dsn,
-                f"libpq cannot read it ({str(exc).strip()})",
+                f"libpq cannot read it ({redact_secrets(unreadable, dsn)})",
                 "Give postgresql://user:password@host:port/database, with libpq's own query "
-                "parameters only (sslmode, connect_timeout, options, ...).",
-            ) from None
-        if connect_timeout is None:  # the DSN's own, else 10 s
-            connect_timeout = float(str(given.get("connect_timeout") or 10))
-        if not SCHEMA_NAME.match(schema):
-            raise ValueError(
-                f"schema must be a lowercase SQL name (letters, digits, _), got {schema!r}"
+                "parameters only (sslmode, connect_timeout, options, ...), and "
+                "percent-encode what the password holds of % / ? # @ (%25 %2F %3F %23 %40).",
+            )
+        # 0 (or less): libpq waits for a connection as long as it takes.
+        connect_timeout = _connect_timeout(dsn, given, connect_timeout)
+        problem = schema_name_problem(schema)
+        if problem is not None:
+            raise StoreURLError(
+                dsn,
+                problem,
+                "Give another schema name (?schema=NAME in the URL, or schema=): lowercase "
+                "letters, digits and _, not starting with pg_.",
             )
         if pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {pool_size}")
@@ -386,14 +561,20 @@ class PostgresEventStore:
         # The projection whose batch this thread runs (see running_projection).
         self._batch_of_thread = threading.local()
         # Keyword arguments win over the DSN's: keep the DSN's own options beside ours.
+        # A setting's value is no SQL: a keyword (user, order) needs no quotes there.
         options = " ".join(
             filter(None, [str(given.get("options") or ""), f"-c search_path={schema}"])
         )
         self._kwargs: dict[str, Any] = {
             "autocommit": True,
             "options": options,
-            "connect_timeout": max(1, int(connect_timeout)),
+            # 0: libpq's (and psycopg's) "no limit" of its own.
+            "connect_timeout": max(1, int(connect_timeout)) if connect_timeout > 0 else 0,
         }
+        #: How long a read waits for a pooled connection before ``StorageError`` (seconds).
+        self.connect_wait = connect_timeout if connect_timeout > 0 else UNBOUNDED_CONNECT_WAIT
+        # Why the pool's last attempt to connect failed ("" once one succeeded).
+        self._connect_failure = _ConnectFailure()
         self._closed = False
         self._cut_loose = False  # close() cut the connections of work in flight
         # The pooled connections in use (by reading()) and the thread using each.
@@ -407,15 +588,20 @@ class PostgresEventStore:
         self._writer_conn = self._connect()
         try:
             migrate(self._writer_conn, schema, self.path)
-            self._writer_conn.execute(f"SET search_path TO {schema}")
+            self._writer_conn.execute(_set_search_path(schema))
+            if not during_copy:
+                self._refuse_an_unfinished_copy(self._writer_conn)
             self._pool: ConnectionPool[Any] = ConnectionPool(
                 dsn,
+                connection_class=_recording_connection_class(self._connect_failure),
                 min_size=1,
                 max_size=pool_size,
                 kwargs=self._kwargs,
                 open=True,
-                timeout=connect_timeout,
+                timeout=self.connect_wait,
                 name=f"eventstore-{schema}",
+                reconnect_timeout=RECONNECT_WINDOW,
+                reconnect_failed=self._reconnect_failed,
             )
         except BaseException:
             self._writer_conn.close()
@@ -431,13 +617,38 @@ class PostgresEventStore:
         )
         self._writer.start()
 
+    def _refuse_an_unfinished_copy(self, conn: psycopg.Connection[Any]) -> None:
+        """``InterruptedCopyError`` when ``eventstore copy`` into this schema has not finished
+        (its mark table is still there), before anything can be appended to it."""
+        mark = sql.Identifier(self.schema, COPY_MARK)
+        found = conn.execute("SELECT to_regclass(%s)", (mark.as_string(conn),)).fetchone()
+        if not found or found[0] is None:
+            return
+        row = conn.execute(
+            sql.SQL(
+                "SELECT (SELECT source FROM {} LIMIT 1), (SELECT MAX(position) FROM {})"
+            ).format(mark, sql.Identifier(self.schema, "events"))
+        ).fetchone()
+        source, head = row if row else ("", 0)
+        raise InterruptedCopyError(self.path, redact_url(str(source or "?")), int(head or 0))
+
+    def _reconnect_failed(self, pool: ConnectionPool[Any]) -> None:
+        """The pool gave up replacing a connection after ``RECONNECT_WINDOW``: while reads
+        wait for one, start again at once (from a 1 s backoff), so they get one within about
+        2 s of the server's return; with none waiting, the next read starts it."""
+        if self._closed:
+            return
+        with contextlib.suppress(Exception):
+            if pool.get_stats().get("requests_waiting", 0):
+                pool.check()
+
     def _connect(self) -> psycopg.Connection[Any]:
         try:
             return psycopg.connect(self.dsn, **self._kwargs)
         except psycopg.OperationalError as exc:
             raise StorageError(
                 self.path,
-                f"cannot connect ({str(exc).strip().splitlines()[-1] if str(exc) else exc})",
+                f"cannot connect ({redact_secrets(_driver_words(exc), self.dsn)})",
                 "Check that the server runs and the DSN's host, port, user and database.",
             ) from exc
 
@@ -507,6 +718,9 @@ class PostgresEventStore:
                     _cut(listening)
                 thread.join(_CUT_GRACE)
         self._pool.close(timeout=_CUT_GRACE)
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        wake_on_close(listeners)  # followers end now, not after their poll interval
 
     def _readers_of_others(self) -> list[psycopg.Connection[Any]]:
         """The connections in use by reads in other threads than this one."""
@@ -580,8 +794,13 @@ class PostgresEventStore:
         A server that restarted has closed every pooled connection, and each one
         would fail once when next used: on the first that fails, the idle ones are
         checked (and the dead ones dropped), and the caller gets a ``StorageError``
-        that says to retry, not psycopg's ``AdminShutdown``. A read still waiting on the
-        server ``close_timeout`` after ``close()`` began is cut: ``StoreClosedError``.
+        that says to retry, not psycopg's ``AdminShutdown``. A read that gets no
+        connection within ``connect_wait`` (the server is down, or every pooled
+        connection is busy) gets a ``StorageError`` saying which, not psycopg_pool's
+        ``PoolTimeout``; the pool keeps reconnecting meanwhile, so reads work again
+        within about 2 s of the server's return (``RECONNECT_WINDOW``). A read still
+        waiting on the server ``close_timeout`` after ``close()`` began is cut:
+        ``StoreClosedError``.
         """
         self._check_open()
         try:
@@ -614,6 +833,33 @@ class PostgresEventStore:
                         self._readers_changed.notify_all()
         except PoolClosed:
             raise StoreClosedError(self.path) from None
+        except PoolTimeout as exc:
+            if self._closed:
+                raise StoreClosedError(self.path) from exc
+            raise self._no_connection() from exc
+
+    def _no_connection(self) -> StorageError:
+        """The error of a read that got no pooled connection within ``connect_wait``."""
+        size = self._pool.max_size
+        with self._readers_changed:
+            busy = len(self._readers)
+        if busy >= size:
+            return StorageError(
+                self.path,
+                f"every pooled connection ({busy} of pool_size {size}) stayed in use for "
+                f"{self.connect_wait:g} s, so this read got none and nothing was read",
+                "Retry; if reads often queue this long, open the store with a larger "
+                "pool_size (?pool_size= in the URL), or look for reads that hold a "
+                "connection long.",
+            )
+        cause = self._connect_failure.last
+        why = f" ({redact_secrets(cause, self.dsn)})" if cause else ""
+        return StorageError(
+            self.path,
+            f"no connection to the server within {self.connect_wait:g} s{why}, so nothing was read",
+            "Retry: the store connects again by itself within about 2 s of the server "
+            "answering (check that it runs, and the DSN's host and port).",
+        )
 
     # -- commit notifications ----------------------------------------------------------------
     def add_commit_listener(self, listener: CommitListener) -> None:
@@ -649,7 +895,7 @@ class PostgresEventStore:
             try:
                 with psycopg.connect(self.dsn, **self._kwargs) as conn:
                     self._listen_conn = conn
-                    conn.execute(f"LISTEN {self.channel}")
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                     while not self._closed:
                         for note in conn.notifies(timeout=0.2):
                             self._notify(int(note.payload or 0))
@@ -740,7 +986,7 @@ class PostgresEventStore:
                     conn.close()
                 try:
                     fresh = self._connect()
-                    fresh.execute(f"SET search_path TO {self.schema}")
+                    fresh.execute(_set_search_path(self.schema))
                 except Exception:
                     log.exception("reconnecting the writer of %s failed", self.path)
                 else:
@@ -1354,6 +1600,11 @@ class PostgresEventStore:
             with self.reading() as conn:
                 stored = {event.event_id for event in self._events_by_id(conn, wanted)}
             return DuplicateEventIdError(aggregate_id, [i for i in wanted if i in stored] or wanted)
+        if constraint == "events_pkey":
+            drawn = re.search(r"\)=\((\d+)\)", getattr(exc.diag, "message_detail", "") or "")
+            return PositionTakenError(
+                self.path, self.schema, aggregate_id, int(drawn.group(1)) if drawn else 0
+            )
         return EventStoreError(f"cannot append to aggregate {aggregate_id!r}: {exc}")
 
     # -- commands ------------------------------------------------------------------------------
@@ -1411,8 +1662,10 @@ class PostgresEventStore:
         return tuple(itertools.starmap(Event, rows))
 
     def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
-        named = (("command_id", command_id), ("aggregate_id", aggregate_id))
-        check_texts(self.path, "find_command", named)
+        check_command_id("find_command", command_id)
+        check_lookup(
+            self.path, "find_command", ("command_id", command_id), ("aggregate_id", aggregate_id)
+        )
         with self.reading() as conn:
             return self._find_command(conn, command_id, aggregate_id, time.time_ns() // 1000)
 
@@ -1420,7 +1673,8 @@ class PostgresEventStore:
         return await asyncio.to_thread(self.find_command, command_id, aggregate_id)
 
     def processed_command(self, command_id: str) -> ProcessedCommand | None:
-        check_text(self.path, "processed_command", "command_id", command_id)
+        check_command_id("processed_command", command_id)
+        check_lookup(self.path, "processed_command", ("command_id", command_id))
         with self.reading() as conn:
             row = conn.execute(
                 "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at, unit "
@@ -1448,6 +1702,8 @@ class PostgresEventStore:
 
     def sweep_expired_commands(self, batch: int = _EXPIRY_SWEEP_BATCH) -> int:
         """Delete expired command records among the next ``batch`` records (key order)."""
+        check_count("sweep_expired_commands: batch", batch)
+        batch = min(batch, MAX_INTEGER)
         now = time.time_ns() // 1000
         with self.reading() as conn, conn.transaction():
             # Counted and ended in SQL: the batch's keys never become Python objects.
@@ -1470,6 +1726,8 @@ class PostgresEventStore:
 
     def delete_expired_commands(self, now: datetime | None = None) -> int:
         """Delete command records past their TTL (as of ``now``); returns how many went."""
+        if now is not None:
+            check_moment("delete_expired_commands", "now", now)
         cutoff = time.time_ns() // 1000 if now is None else micros_from_timestamp(now)
         with self.reading() as conn:
             return conn.execute(
@@ -1480,7 +1738,7 @@ class PostgresEventStore:
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:
-        check_text(self.path, "load_stream", "aggregate_id", aggregate_id)
+        self._check_stream_read("load_stream", aggregate_id, after_version, up_to_version)
         if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
         if up_to_version is not None and up_to_version > MAX_INTEGER:
@@ -1498,7 +1756,7 @@ class PostgresEventStore:
     ) -> list[tuple[str, int, bytes]]:
         """``load_stream`` as ``(event_type, version, data)`` rows, no ``Event`` built
         (what ``Repository.load`` reads for a replay without upcasters)."""
-        check_text(self.path, "load_stream", "aggregate_id", aggregate_id)
+        self._check_stream_read("load_stream_payloads", aggregate_id, after_version, up_to_version)
         if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
         if up_to_version is not None and up_to_version > MAX_INTEGER:
@@ -1518,8 +1776,23 @@ class PostgresEventStore:
     ) -> list[Event]:
         return await asyncio.to_thread(self.load_stream, aggregate_id, after_version, up_to_version)
 
+    def _check_stream_read(
+        self, where: str, aggregate_id: object, after_version: object, up_to_version: object
+    ) -> None:
+        """``load_stream``'s arguments, checked as SQLite's store checks them, and the id's
+        text as PostgreSQL can hold it."""
+        if not (
+            type(aggregate_id) is str
+            and aggregate_id.isascii()
+            and type(after_version) is int
+            and after_version >= 0
+            and (up_to_version is None or (type(up_to_version) is int and up_to_version >= 0))
+        ):  # the usual case tested inline; the checks name what is wrong
+            check_stream_read(where, aggregate_id, after_version, up_to_version)
+        check_text(self.path, where, "aggregate_id", aggregate_id)
+
     def stream_version(self, aggregate_id: str) -> int:
-        check_text(self.path, "stream_version", "aggregate_id", aggregate_id)
+        check_lookup(self.path, "stream_version", ("aggregate_id", aggregate_id))
         with self.reading() as conn:
             row = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()
         return int(row[0] or 0) if row else 0
@@ -1649,7 +1922,7 @@ class PostgresEventStore:
     # -- unique constraints --------------------------------------------------------------------
     def constraint_owner(self, index: str, value: str) -> str | None:
         where = "constraint_owner"
-        check_texts(self.path, where, (("index", index), ("value", value)))
+        check_lookup(self.path, where, ("index", index), ("value", value))
         with self.reading() as conn:
             row = conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
         return row[0] if row else None
@@ -1711,7 +1984,7 @@ class PostgresEventStore:
     def latest_snapshot(
         self, aggregate_id: str, at_or_before_version: int | None = None
     ) -> Snapshot | None:
-        check_text(self.path, "latest_snapshot", "aggregate_id", aggregate_id)
+        check_lookup(self.path, "latest_snapshot", ("aggregate_id", aggregate_id))
         bound = snapshot_version_bound(
             "latest_snapshot", "at_or_before_version", at_or_before_version
         )
@@ -1725,7 +1998,7 @@ class PostgresEventStore:
         return _snapshot(row) if row else None
 
     def list_snapshots(self, aggregate_id: str) -> list[Snapshot]:
-        check_text(self.path, "list_snapshots", "aggregate_id", aggregate_id)
+        check_lookup(self.path, "list_snapshots", ("aggregate_id", aggregate_id))
         with self.reading() as conn:
             rows = conn.execute(
                 f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE aggregate_id = %s "
@@ -1735,7 +2008,7 @@ class PostgresEventStore:
         return [_snapshot(r) for r in rows]
 
     def delete_snapshots_older_than(self, aggregate_id: str, version: int) -> int:
-        check_text(self.path, "delete_snapshots_older_than", "aggregate_id", aggregate_id)
+        check_lookup(self.path, "delete_snapshots_older_than", ("aggregate_id", aggregate_id))
         last = last_version_older_than("delete_snapshots_older_than", version)
         with self.reading() as conn:
             return conn.execute(
@@ -1744,7 +2017,7 @@ class PostgresEventStore:
             ).rowcount
 
     def delete_snapshots_of_type(self, aggregate_type: str) -> int:
-        check_text(self.path, "delete_snapshots_of_type", "aggregate_type", aggregate_type)
+        check_lookup(self.path, "delete_snapshots_of_type", ("aggregate_type", aggregate_type))
         with self.reading() as conn:
             return conn.execute(
                 "DELETE FROM snapshots WHERE aggregate_type = %s", (aggregate_type,)
@@ -1753,7 +2026,7 @@ class PostgresEventStore:
     def keep_last_snapshots(self, aggregate_id: str, count: int) -> int:
         """Delete all but the newest ``count`` snapshots of an aggregate."""
         keep = snapshots_to_keep("keep_last_snapshots", count)
-        check_text(self.path, "keep_last_snapshots", "aggregate_id", aggregate_id)
+        check_lookup(self.path, "keep_last_snapshots", ("aggregate_id", aggregate_id))
         with self.reading() as conn:
             return conn.execute(
                 "DELETE FROM snapshots WHERE aggregate_id = %s AND version NOT IN ("
@@ -1772,12 +2045,14 @@ class PostgresEventStore:
 
     # -- checkpoints ---------------------------------------------------------------------------
     def load_checkpoint(self, name: str) -> int:
-        check_text(self.path, "load_checkpoint", "checkpoint name", name)
+        check_checkpoint_name("load_checkpoint", name)
+        check_lookup(self.path, "load_checkpoint", ("checkpoint name", name))
         with self.reading() as conn:
             return read_progress(conn, name)[0]
 
     def load_scanned_position(self, name: str) -> int:
-        check_text(self.path, "load_scanned_position", "checkpoint name", name)
+        check_checkpoint_name("load_scanned_position", name)
+        check_lookup(self.path, "load_scanned_position", ("checkpoint name", name))
         with self.reading() as conn:
             return read_progress(conn, name)[1]
 
@@ -1785,12 +2060,13 @@ class PostgresEventStore:
         self, name: str, position: int, *, scanned_position: int | None = None
     ) -> None:
         check_checkpoint(self.path, name, position, scanned_position)
-        check_text(self.path, "save_checkpoint", "checkpoint name", name)
+        check_lookup(self.path, "save_checkpoint", ("checkpoint name", name))
         with self.reading() as conn:
             write_checkpoint(conn, name, position, scanned_position)
 
     def delete_checkpoint(self, name: str) -> None:
-        check_text(self.path, "delete_checkpoint", "checkpoint name", name)
+        check_checkpoint_name("delete_checkpoint", name)
+        check_lookup(self.path, "delete_checkpoint", ("checkpoint name", name))
         with self.reading() as conn:
             conn.execute("DELETE FROM projection_checkpoints WHERE name = %s", (name,))
 

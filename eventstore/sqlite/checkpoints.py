@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from ..core.arguments import check_checkpoint
+from ..core.arguments import check_checkpoint, check_checkpoint_name
 from .connections import ConnectionPool
 
 UPSERT_CHECKPOINT = (
@@ -52,10 +52,12 @@ class SQLiteCheckpoints:
     _db: ConnectionPool
 
     def load_checkpoint(self, name: str) -> int:
+        check_checkpoint_name("load_checkpoint", name)
         with self._db.reading() as conn:
             return read_checkpoint(conn, name)
 
     def load_scanned_position(self, name: str) -> int:
+        check_checkpoint_name("load_scanned_position", name)
         with self._db.reading() as conn:
             return read_progress(conn, name)[1]
 
@@ -67,6 +69,7 @@ class SQLiteCheckpoints:
             write_checkpoint(conn, name, position, scanned_position)
 
     def delete_checkpoint(self, name: str) -> None:
+        check_checkpoint_name("delete_checkpoint", name)
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM projection_checkpoints WHERE name = ?", (name,))
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ..core.errors import ForeignDatabaseError, SchemaVersionError
+from ..core.errors import ForeignDatabaseError, SchemaMigrationNeededError, SchemaVersionError
 
 #: Our mark in the database header: ASCII "EvSt" (0x45765374), a fixed 32-bit constant.
 APPLICATION_ID = 0x45765374
@@ -23,6 +23,10 @@ _STORE_TABLES = frozenset(
     {"events", "unique_constraints", "processed_commands", "snapshots", "projection_checkpoints"}
 )
 _LAST_UNMARKED_VERSION = 2
+# SQLite's primary result code for a write to a read-only database, and the extended
+# one for a read-only folder (reported as such by the store, not as a migration).
+_SQLITE_READONLY = 8
+_SQLITE_READONLY_DIRECTORY = 1544
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the log, constraints, commands, snapshots, checkpoints
@@ -144,10 +148,30 @@ def mark_read_model_file(conn: sqlite3.Connection, path: str) -> None:
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> int:
-    """Check the file, bring it up to SCHEMA_VERSION and mark it; returns the version it was at."""
+    """Check the file, bring it up to SCHEMA_VERSION and mark it; returns the version it was at.
+
+    A store file of an older schema that cannot be written (``mode=ro``, its permissions)
+    raises ``SchemaMigrationNeededError``: the read paths need the current schema
+    (migration 3's ``scanned_position`` for checkpoints, 4's ``unit`` for command
+    records), and bringing it there writes.
+    """
     application_id, found = _header(conn)
     if application_id == APPLICATION_ID and found == SCHEMA_VERSION:
         return found
+    try:
+        return _migrate(conn, path)
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is None or code & 0xFF != _SQLITE_READONLY or code == _SQLITE_READONLY_DIRECTORY:
+            raise
+        check_file(conn, path)  # another application's file, or a newer one, says so first
+        older = _header(conn)[1]
+        if not 1 <= older < SCHEMA_VERSION:
+            raise  # a new (empty) file, say: nothing to read, so read-only it stays
+        raise SchemaMigrationNeededError(path, older, SCHEMA_VERSION) from exc
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> int:
     conn.execute("BEGIN IMMEDIATE")
     try:
         unmarked = check_file(conn, path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from ..core.arguments import (
+    check_lookup_id,
     check_snapshot,
     last_version_older_than,
     snapshot_version_bound,
@@ -15,6 +16,13 @@ from ..core.snapshots import Snapshot, SnapshotStats
 from .connections import ConnectionPool
 
 _COLUMNS = "aggregate_id, aggregate_type, version, schema_key, data, created_at"
+
+
+def _check_id(where: str, name: str, value: object) -> None:
+    """``check_lookup_id`` past the usual case (an ASCII ``str``), tested inline: loads
+    look for a snapshot first."""
+    if type(value) is not str or not value.isascii():
+        check_lookup_id(where, name, value)
 
 
 def _row_to_snapshot(row: tuple) -> Snapshot:  # type: ignore[type-arg]
@@ -48,6 +56,7 @@ class SQLiteSnapshots:
     ) -> Snapshot | None:
         """The newest snapshot of ``aggregate_id``, or the newest at or before a version
         (one beyond the integers is no bound)."""
+        _check_id("latest_snapshot", "aggregate_id", aggregate_id)
         bound = snapshot_version_bound(
             "latest_snapshot", "at_or_before_version", at_or_before_version
         )
@@ -67,6 +76,7 @@ class SQLiteSnapshots:
         return _row_to_snapshot(row) if row else None
 
     def list_snapshots(self, aggregate_id: str) -> list[Snapshot]:
+        _check_id("list_snapshots", "aggregate_id", aggregate_id)
         with self._db.reading() as conn:
             rows = conn.execute(
                 f"SELECT {_COLUMNS} FROM snapshots WHERE aggregate_id = ? ORDER BY version",
@@ -80,6 +90,7 @@ class SQLiteSnapshots:
         A ``version`` of 2**63 or more deletes them all; one at or below 1 (a negative one
         too) deletes none.
         """
+        _check_id("delete_snapshots_older_than", "aggregate_id", aggregate_id)
         last = last_version_older_than("delete_snapshots_older_than", version)
         with self._db.transaction() as conn:
             return conn.execute(
@@ -88,6 +99,7 @@ class SQLiteSnapshots:
             ).rowcount
 
     def delete_snapshots_of_type(self, aggregate_type: str) -> int:
+        _check_id("delete_snapshots_of_type", "aggregate_type", aggregate_type)
         with self._db.transaction() as conn:
             return conn.execute(
                 "DELETE FROM snapshots WHERE aggregate_type = ?", (aggregate_type,)
@@ -96,6 +108,7 @@ class SQLiteSnapshots:
     def keep_last_snapshots(self, aggregate_id: str, count: int) -> int:
         """Delete all but the newest ``count`` snapshots of an aggregate (an int >= 0;
         one of 2**63 or more keeps them all)."""
+        _check_id("keep_last_snapshots", "aggregate_id", aggregate_id)
         keep = snapshots_to_keep("keep_last_snapshots", count)
         with self._db.transaction() as conn:
             return conn.execute(

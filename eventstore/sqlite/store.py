@@ -18,8 +18,12 @@ from typing import Any
 
 from ..core.arguments import (
     MAX_INTEGER,
+    check_command_id,
     check_count,
+    check_lookup_id,
+    check_moment,
     check_position,
+    check_stream_read,
     checked_append,
     command_expiry,
     event_type_names,
@@ -45,7 +49,7 @@ from ..core.events import (
     quote_json,
     timestamp_from_micros,
 )
-from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription
+from ..core.follow import DEFAULT_POLL_INTERVAL, Subscription, wake_on_close
 from ..core.ids import deterministic_event_id
 from ..core.ports import (
     DEFAULT_COMMAND_TTL,
@@ -234,11 +238,16 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         """Close the store; appends still queued for a group get ``StoreClosedError``.
 
         A group being written finishes first; reads in flight are interrupted
-        (see eventstore/sqlite/connections.py).
+        (see eventstore/sqlite/connections.py). Subscriptions (``follow``) and other
+        waiters on this store's commits are woken at once, so they end with
+        ``StoreClosedError`` instead of waiting out their ``poll_interval``.
         """
         if self._group is not None:
             self._group.close()
         self._db.close()
+        with self._listeners_lock:
+            listeners = list(self._listeners)
+        wake_on_close(listeners)
 
     @property
     def closed(self) -> bool:
@@ -1047,10 +1056,13 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         return tuple(itertools.starmap(Event, rows))
 
     def find_command(self, command_id: str, aggregate_id: str) -> AppendResult | None:
+        check_command_id("find_command", command_id)
+        check_lookup_id("find_command", "aggregate_id", aggregate_id)
         with self._db.reading() as conn:
             return self._find_command(conn, command_id, aggregate_id, time.time_ns() // 1000)
 
     def processed_command(self, command_id: str) -> ProcessedCommand | None:
+        check_command_id("processed_command", command_id)
         with self._db.reading() as conn:
             row = conn.execute(
                 "SELECT command_id, aggregate_id, event_ids, processed_at, expires_at, unit "
@@ -1084,7 +1096,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         so the command table needs no index on expiry: each command writes one
         B-tree less. The store calls it after about one command in a thousand
         (by chance, so that store objects opened per request sweep too).
+        ``batch`` is an int >= 1.
         """
+        check_count("sweep_expired_commands: batch", batch)
+        batch = min(batch, MAX_INTEGER)
         now = time.time_ns() // 1000
         with self._db.transaction() as conn:
             # Counted and ended in SQL: the batch's keys never become Python objects.
@@ -1109,7 +1124,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         """Delete command records past their TTL (as of ``now``); returns how many went.
 
         Retries of those commands are still recognised by their deterministic event ids.
+        ``now`` is a datetime with a time zone, or None for the present.
         """
+        if now is not None:
+            check_moment("delete_expired_commands", "now", now)
         cutoff = time.time_ns() // 1000 if now is None else micros_from_timestamp(now)
         with self._db.transaction() as conn:
             return conn.execute(
@@ -1120,6 +1138,14 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:
+        if not (
+            type(aggregate_id) is str
+            and aggregate_id.isascii()
+            and type(after_version) is int
+            and after_version >= 0
+            and (up_to_version is None or (type(up_to_version) is int and up_to_version >= 0))
+        ):  # the usual case tested inline; the checks name what is wrong
+            check_stream_read("load_stream", aggregate_id, after_version, up_to_version)
         if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
         if up_to_version is not None and up_to_version > MAX_INTEGER:
@@ -1147,6 +1173,14 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         What a replay without upcasters needs (``Repository.load`` reads this way):
         three columns instead of ten cost well under half as much to fetch.
         """
+        if not (
+            type(aggregate_id) is str
+            and aggregate_id.isascii()
+            and type(after_version) is int
+            and after_version >= 0
+            and (up_to_version is None or (type(up_to_version) is int and up_to_version >= 0))
+        ):  # as in load_stream
+            check_stream_read("load_stream_payloads", aggregate_id, after_version, up_to_version)
         if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
         if up_to_version is not None and up_to_version > MAX_INTEGER:
@@ -1159,6 +1193,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
             ).fetchall()
 
     def stream_version(self, aggregate_id: str) -> int:
+        if type(aggregate_id) is not str or not aggregate_id.isascii():
+            check_lookup_id("stream_version", "aggregate_id", aggregate_id)
         with self._db.reading() as conn:
             row = conn.execute(_STREAM_VERSION, (aggregate_id,)).fetchone()
         return int(row[0] or 0)
@@ -1286,6 +1322,9 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
 
     # -- unique constraints -----------------------------------------------------------------
     def constraint_owner(self, index: str, value: str) -> str | None:
+        if type(index) is not str or type(value) is not str or not (index + value).isascii():
+            check_lookup_id("constraint_owner", "index", index)
+            check_lookup_id("constraint_owner", "value", value)
         with self._db.reading() as conn:
             row = conn.execute(_CONSTRAINT_OWNER, (index, value)).fetchone()
         return row[0] if row else None
