@@ -55,6 +55,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qsl, unquote, urlencode
 
 from .core.errors import (
+    COPY_MARK,
     CorruptDatabaseError,
     EventStoreError,
     NotADatabaseError,
@@ -150,7 +151,7 @@ FRAMEWORK_CHECKPOINTS = ("process:", "relay:")
 #: Columns that PostgreSQL keeps as BOOLEAN and SQLite as 0/1: read, compared as 0/1.
 _BOOLEANS = {"process_state": frozenset({"finished"})}
 CHUNK = 5_000
-_MARK = "eventstore_copy"
+_MARK = COPY_MARK
 #: How long a SQLite side waits for another process's lock (seconds).
 _BUSY_WAIT = 30.0
 #: SQLite's primary result codes for a lock it waited on in vain.
@@ -297,7 +298,7 @@ class _SQLiteSide(_Side):
                 _check_sqlite_source(url, path)
             # Create the destination's schema; bring an older store (either side) up to
             # this version's, whose columns the copy reads and writes.
-            SQLiteEventStore(path).close()
+            SQLiteEventStore(path, during_copy=True).close()
             uri = path.startswith("file:")
             self.conn = sqlite3.connect(path, uri=uri, isolation_level=None, timeout=_BUSY_WAIT)
         try:
@@ -369,7 +370,7 @@ class _SQLiteSide(_Side):
         from .sqlite import SQLiteEventStore, SQLiteReadModel
         from .sqlite.process_runner import SQLiteProcessTables
 
-        with self.failures(), SQLiteEventStore(self.path) as store:
+        with self.failures(), SQLiteEventStore(self.path, during_copy=True) as store:
             read_model = SQLiteReadModel(store)  # makes the dead letters table
             if names & set(PROCESS_TABLES):
                 tables = SQLiteProcessTables(read_model)

@@ -8,8 +8,8 @@ from .commands import CommandResult
 from .constraints import ConstraintOp, UniqueConstraint
 from .errors import (
     AdapterUnavailableError,
-    AggregateTypeMismatchError,
     AggregateNotFoundError,
+    AggregateTypeMismatchError,
     AppError,
     CommandIdConflictError,
     ConcurrencyError,
@@ -19,6 +19,7 @@ from .errors import (
     EventStoreError,
     ForeignDatabaseError,
     IntegerRangeError,
+    InterruptedCopyError,
     NotADatabaseError,
     PayloadTooLargeError,
     ReadOnlyStoreError,
@@ -104,6 +105,7 @@ __all__ = [
     "ForeignDatabaseError",
     "SchemaVersionError",
     "SchemaMigrationNeededError",
+    "InterruptedCopyError",
     "AggregateTypeMismatchError",
     "StoreURLError",
     "AdapterUnavailableError",

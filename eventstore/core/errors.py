@@ -340,6 +340,32 @@ class StorageError(EventStoreError):
         super().__init__(f"event store {path!r}: {cause}. {fix}")
 
 
+#: The table ``eventstore copy`` keeps in a destination until the copy has finished.
+COPY_MARK = "eventstore_copy"
+
+
+class InterruptedCopyError(StorageError):
+    """The store (a SQLite file, a PostgreSQL schema) holds a copy ``eventstore copy`` has
+    not finished (its mark table is there): its events stop short of the source's, so
+    it is not a store to use (on PostgreSQL its position sequence is not set yet
+    either). ``source`` names the copy's source (redacted), ``head`` the last position
+    copied so far."""
+
+    def __init__(self, path: str, source: str, head: int) -> None:
+        self.source = source
+        self.head = head
+        super().__init__(
+            path,
+            f"it holds a copy from {source!r} that has not finished (eventstore copy "
+            f"stopped, or still runs, after position {head}; the table {COPY_MARK} marks "
+            "it), so it is not a whole store yet and its next positions would collide with "
+            "the events still to come",
+            "Let the copy finish, or resume it by running the same command again "
+            "(eventstore copy SOURCE DESTINATION: it goes on after the last chunk); or delete "
+            "it (the file, or the schema) and copy anew.",
+        )
+
+
 class ReadOnlyStoreError(StorageError):
     """The file, or the folder holding it, cannot be written by this process."""
 

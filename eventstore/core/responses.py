@@ -435,6 +435,7 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
             RaisedAs("CorruptDatabaseError"),
             RaisedAs("ForeignDatabaseError"),
             RaisedAs("SchemaVersionError"),
+            RaisedAs("InterruptedCopyError"),
             RaisedAs("SchemaMigrationNeededError"),
             RaisedAs("StoreURLError"),
             RaisedAs("AdapterUnavailableError"),
@@ -442,10 +443,16 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
             RaisedAs("BusHistoryTruncatedError"),
             RaisedAs("StreamConfigMismatchError"),
             RaisedAs("ConsumerFilterMismatchError"),
+            RaisedAs("ConsumerConfigMismatchError"),
+            RaisedAs("SideStreamConflictError"),
+            RaisedAs("OldSideStreamsError"),
             RaisedAs("RedeliveryConfigError"),
             RaisedAs("NatsServerNotFoundError"),
             RaisedAs("NatsServerStartError"),
             RaisedAs("NatsTLSError"),
+            RaisedAs("NatsUrlError"),
+            RaisedAs("BusLoopStoppedError"),
+            RaisedAs("EventTooLargeError"),
         ),
     ),
     ErrorCode(
@@ -454,8 +461,9 @@ ERROR_CODES: tuple[ErrorCode, ...] = (
         503,
         "transport, or a server shutting down",
         "The request did not reach a service, or the service's store closed under it or was "
-        "locked by another writer; retry with the same command id (details: `command_id`, "
-        "and `subject` from the transport).",
+        "locked by another writer, or the caller closed its transport while the reply was due "
+        "(then the command may have been applied); retry with the same command id (details: "
+        "`command_id`, and `subject` from the transport).",
         (
             RaisedAs("StoreClosedError", ("command_id",), _RETRY),
             RaisedAs(

@@ -58,10 +58,12 @@ from ..core.arguments import (
 from ..core.commands import result_of_command_record
 from ..core.constraints import ConstraintOp, apply_constraints
 from ..core.errors import (
+    COPY_MARK,
     ConcurrencyError,
     DuplicateEventIdError,
     EventStoreError,
     IntegerRangeError,
+    InterruptedCopyError,
     StorageError,
     StoreClosedError,
     StoreURLError,
@@ -198,8 +200,6 @@ UNBOUNDED_CONNECT_WAIT = 130.0
 #: server is back, reads get a connection within about 2 s, however long it was away
 #: (psycopg_pool's default, 5 minutes, let the wait double to 32 s and more).
 RECONNECT_WINDOW = 5.0
-#: The table ``eventstore copy`` keeps in a destination until the copy has finished.
-COPY_MARK = "eventstore_copy"
 
 CommitListener = Callable[[int], None]
 
@@ -271,27 +271,6 @@ def _connect_timeout(dsn: str, given: dict[str, Any], connect_timeout: object) -
     else:
         seconds = float(connect_timeout)
     return max(seconds, 0.0)
-
-
-class InterruptedCopyError(StorageError):
-    """The schema holds a copy ``eventstore copy`` has not finished (its mark table is
-    there): its events stop short of the source's and its position sequence is not set
-    yet, so it is not a store to use. ``source`` names the copy's source (redacted),
-    ``head`` the last position copied so far."""
-
-    def __init__(self, path: str, source: str, head: int) -> None:
-        self.source = source
-        self.head = head
-        super().__init__(
-            path,
-            f"it holds a copy from {source!r} that has not finished (eventstore copy "
-            f"stopped, or still runs, after position {head}; the table {COPY_MARK} marks "
-            "it), so it is not a whole store yet and its next positions would collide with "
-            "the events still to come",
-            "Let the copy finish, or resume it by running the same command again "
-            "(eventstore copy SOURCE DESTINATION: it goes on after the last chunk); or drop "
-            "the schema and copy anew.",
-        )
 
 
 class PositionTakenError(StorageError):

@@ -31,15 +31,18 @@ from ..core.arguments import (
 from ..core.commands import result_of_command_record
 from ..core.constraints import ConstraintOp, apply_constraints
 from ..core.errors import (
+    COPY_MARK,
     ConcurrencyError,
     CorruptDatabaseError,
     DuplicateEventIdError,
     EventStoreError,
     IntegerRangeError,
+    InterruptedCopyError,
     PayloadTooLargeError,
     StoreBusyError,
     StoreClosedError,
     UniqueConstraintError,
+    redact_url,
 )
 from ..core.events import (
     Event,
@@ -181,7 +184,10 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     (``ForeignDatabaseError``), as is one written by a newer eventstore
     (``SchemaVersionError``); failures about the file (read-only, full, damaged,
     locked by another process for longer than ``busy_timeout`` seconds:
-    ``StoreBusyError``) raise ``StorageError`` subclasses that name it.
+    ``StoreBusyError``) raise ``StorageError`` subclasses that name it. A file
+    holding an ``eventstore copy`` that has not finished is refused
+    (``InterruptedCopyError``, naming how to resume it); ``during_copy=True`` is
+    for the copy itself.
     """
 
     #: How many threads usefully run this store's loads at once (read by
@@ -200,6 +206,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         checkpoint_pages: int = DEFAULT_CHECKPOINT_PAGES,
         verify: bool = False,
         group_commit: bool = True,
+        during_copy: bool = False,
     ) -> None:
         self.path = os.fspath(path)
         self._db = ConnectionPool(self.path, synchronous, busy_timeout, checkpoint_pages)
@@ -208,6 +215,8 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
                 if verify:
                     self._verify()
                 migrate(self._db.writer, self.path)
+                if not during_copy:
+                    self._refuse_an_unfinished_copy()
             except (sqlite3.Error, OverflowError) as exc:
                 translated = self._db.translate(exc)
                 if translated is exc:
@@ -225,6 +234,22 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     def group_commit(self) -> bool:
         """Whether appends are written in groups (see the class docstring)."""
         return self._group is not None
+
+    def _refuse_an_unfinished_copy(self) -> None:
+        """``InterruptedCopyError`` when ``eventstore copy`` into this file has not finished
+        (its mark table is still there): appends would mix with the rows still to come, and
+        the copy could no longer resume or verify. ``during_copy=True`` is for the copy."""
+        conn = self._db.writer
+        found = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (COPY_MARK,)
+        ).fetchone()
+        if found is None:
+            return
+        source = conn.execute(f"SELECT source FROM {COPY_MARK} LIMIT 1").fetchone()
+        head = conn.execute("SELECT MAX(position) FROM events").fetchone()
+        raise InterruptedCopyError(
+            self.path, redact_url(str(source[0] if source else "?")), int(head[0] or 0)
+        )
 
     def _verify(self) -> None:
         rows = self._db.writer.execute("PRAGMA quick_check").fetchall()

@@ -9,9 +9,9 @@ import pytest
 
 from eventstore import NewEvent, new_event_id
 from eventstore.copy import copy_store
-from eventstore.core.errors import StorageError
+from eventstore.core.errors import InterruptedCopyError, StorageError
 from eventstore.postgres import PostgresEventStore
-from eventstore.postgres.store import InterruptedCopyError, PositionTakenError
+from eventstore.postgres.store import PositionTakenError
 from eventstore.sqlite import SQLiteEventStore
 from tests.support import postgres
 
@@ -71,3 +71,28 @@ def test_an_append_that_draws_a_stored_position_is_named_and_writes_nothing():
         with psycopg.connect(store.dsn, autocommit=True) as admin:  # the statement it gives
             admin.execute(str(error).split("sequence past the events: ")[1].rstrip(";"))
         assert store.append("acc-new", "Account", 0, [_event()]).events[0].position == 4
+
+
+def test_a_sqlite_file_holding_an_unfinished_copy_is_refused_until_the_copy_is_resumed(
+    tmp_path,
+):
+    # SQLite opened it as a whole store: appends took positions the copy had still to
+    # write, and the resumed copy could no longer verify.
+    source = tmp_path / "source.db"
+    with SQLiteEventStore(source) as store:
+        for n in range(6):
+            store.append(f"acc-{n}", "Account", 0, [_event()])
+    destination = tmp_path / "copy.db"
+
+    def stop(_: str) -> None:
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        copy_store(str(source), str(destination), progress=stop, chunk=4)
+    with pytest.raises(InterruptedCopyError) as caught:
+        SQLiteEventStore(destination)
+    assert (caught.value.source, caught.value.head) == (str(source), 4)
+    assert "running the same command again" in str(caught.value)
+    copy_store(str(source), str(destination))  # resumed: it finishes
+    with SQLiteEventStore(destination) as copied:
+        assert copied.count_events() == 6
