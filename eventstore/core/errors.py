@@ -15,6 +15,9 @@ _URL_USER = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^:/@?#]*:")
 _PORT = re.compile(r"(?:\d+|[0-9A-Fa-f:]*\](?::\d*)?)(?:[,/?#]|$)")
 # password=... as a query parameter (?password=) or a libpq keyword (password=x host=y).
 _PASSWORD_PARAMETER = re.compile(r"(?i)((?:^|[?&\s])password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s]*)")
+# A host after "user:password@": names, IPv4 and [IPv6] addresses, ports, a host list
+# (empty: a unix socket given as ?host=).
+_HOST = re.compile(r"[A-Za-z0-9._%~\-\[\]:,]*")
 # A token a driver quotes in its message ("invalid percent-encoded token: "...").
 _QUOTED = re.compile(r'"([^"]*)"')
 
@@ -24,33 +27,39 @@ def url_password_span(url: str) -> tuple[int, int] | None:
     ``(start, end)``, or None when it has none.
 
     A password may hold any of ``/ ? # @`` unencoded (people paste them so), so it
-    runs to the ``@`` that begins the host:
-
-    - the last ``@`` before the first ``?`` or ``#`` (a password holding ``/`` or ``@``);
-    - else, unless a port follows ``host:`` (``host:5432/db?x=a@b`` has no password),
-      the first ``@``, and on over each further ``@`` with no ``?`` or ``#`` between
-      (a password holding ``?`` or ``#``, and ``@`` too).
+    runs to the ``@`` that begins the host: the first ``@`` followed by a host (up to
+    the next ``/`` or ``?``: names, addresses, ports, a host list; no ``#`` and no
+    ``@``), and on over each further such ``@`` with no ``?`` between (an ``@`` after
+    a ``?`` is in the query: ``host:5432/db?x=a@b`` has no password). A password
+    holding ``@`` followed by something that reads as a host and then ``/`` or ``?``
+    (``p@ss/w?rd``) stays ambiguous: percent-encode it.
     """
     user = _URL_USER.match(url)
     if user is None:
         return None
     start = user.end()
     rest = url[start:]
-    cut = min((i for i in (rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
-    end = rest.rfind("@", 0, cut)
-    if end < 0:
-        if _PORT.match(rest):
-            return None
-        end = rest.find("@")
-        if end < 0:
-            return None
-        while True:
-            after = rest.find("@", end + 1)
-            between = rest[end + 1 : after]
-            if after < 0 or "?" in between or "#" in between:
-                break
-            end = after
+    ats = [i for i, ch in enumerate(rest) if ch == "@" and _HOST.fullmatch(_host_after(rest, i))]
+    if not ats:
+        return None
+    end = ats[0]
+    if _PORT.match(rest) and "?" in rest[:end]:
+        return None  # host:port/db?...@...: the '@' is the query's, not a password's end
+    for later in ats[1:]:
+        if "?" in rest[end + 1 : later]:
+            break
+        end = later
     return start, start + end
+
+
+def _host_after(rest: str, at: int) -> str:
+    """What follows the ``@`` at ``at`` up to the next ``/`` or ``?``: a host if it is one."""
+    host = rest[at + 1 :]
+    for mark in ("/", "?"):
+        cut = host.find(mark)
+        if cut >= 0:
+            host = host[:cut]
+    return host
 
 
 def redact_url(url: str) -> str:
@@ -62,7 +71,15 @@ def redact_url(url: str) -> str:
     """
     span = url_password_span(url)
     if span is not None:
-        url = f"{url[: span[0]]}***{url[span[1] :]}"
+        # Hidden up to the last '@' a host follows: a password that reads as a host and
+        # a query (``p@ss/w?rd@host``, ambiguous) is hidden whole, at the cost of the
+        # host when a query value holds an '@'. Better too much than a secret.
+        rest = url[span[0] :]
+        last = max(
+            (i for i, ch in enumerate(rest) if ch == "@" and _HOST.fullmatch(_host_after(rest, i))),
+            default=span[1] - span[0],
+        )
+        url = f"{url[: span[0]]}***{url[span[0] + max(last, span[1] - span[0]) :]}"
     return _PASSWORD_PARAMETER.sub(r"\1***", url)
 
 

@@ -73,6 +73,10 @@ def test_a_password_with_an_unencoded_question_mark_opens_the_store_with_its_opt
         (f"postgresql://app:{SECRET}#x@h/db", "postgresql://app:***@h/db"),
         (f"postgresql://app:{SECRET}/x@h/db", "postgresql://app:***@h/db"),
         (f"postgresql://app:{SECRET}@x@h/db", "postgresql://app:***@h/db"),
+        # '@' then '#' in the password: it ended at the first '@' ("Xy" shown as a host).
+        (f"postgresql://app:Xy@9#{SECRET}@h:5432/db", "postgresql://app:***@h:5432/db"),
+        # Ambiguous ('@ss/w?rd' reads as host, path and query): hidden whole, host too.
+        (f"postgresql://app:p@ss/w?{SECRET}@h:5/db", "postgresql://app:***@h:5/db"),
         (f"postgresql://app:a/{SECRET}?x@h/db", "postgresql://app:***@h/db"),
         (
             f"postgresql://app:{SECRET}@h/db?password={SECRET}",
@@ -95,6 +99,17 @@ def test_a_password_with_an_unencoded_question_mark_opens_the_store_with_its_opt
 )
 def test_redact_url_hides_a_password_holding_reserved_characters_and_nothing_else(url, shown):
     assert redact_url(url) == shown
+
+
+def test_a_password_holding_an_at_sign_then_a_hash_opens_the_store():
+    # libpq was handed "9#<secret>@127.0.0.1" as the host, and said so in its error.
+    schema = postgres.fresh_schema()
+    url = _server_url(f"postgres:Xy@9#{SECRET}", f"schema={schema}")
+    dsn, _ = postgres_dsn(url)
+    assert conninfo_to_dict(dsn)["password"] == f"Xy@9#{SECRET}"
+    with eventstore.open_store(url) as store:  # the test server trusts: no password asked
+        assert store.schema == schema
+        assert SECRET not in repr(store)
 
 
 def test_a_quoted_token_holding_part_of_the_password_is_hidden_whole():
