@@ -89,6 +89,9 @@ DEFAULT_PROCESS_ROLES: tuple[str, ...] = ("process-manager",)
 #: above the request timeouts of the network transports (NATS 5 s, HTTP 10 s).
 DEFAULT_CLAIM_LEASE = 30.0
 
+#: How many outbox commands one transaction claims (one commit per page, not per command).
+CLAIM_PAGE = 32
+
 
 def now_micros() -> int:
     return time.time_ns() // 1000
@@ -339,15 +342,21 @@ def route_table(
     return {r.request_type.DESCRIPTOR.full_name: r for r in found if r is not None}
 
 
-def _checked_lease(claim_lease: float, transport: Transport) -> float:
+def _checked_lease(claim_lease: float | None, transport: Transport) -> float:
     """``claim_lease``, refused when it is no positive time or would run out before the
-    transport gives up on a request (a second runner would send the command meanwhile)."""
+    transport gives up on a request (a second runner would send the command meanwhile).
+    None (not given): ``DEFAULT_CLAIM_LEASE``, or twice the transport's request timeout
+    when that is longer."""
+    timeout = getattr(transport, "timeout", None)
+    if claim_lease is None:
+        if isinstance(timeout, (int, float)) and 0 < timeout < float("inf"):
+            return max(DEFAULT_CLAIM_LEASE, 2.0 * timeout)
+        return DEFAULT_CLAIM_LEASE
     if not isinstance(claim_lease, (int, float)) or not 0 < claim_lease < float("inf"):
         raise ValueError(
             f"claim_lease must be a positive number of seconds, got {claim_lease!r}: it is how "
             f"long a runner's claim on an outbox command holds (default {DEFAULT_CLAIM_LEASE:g})"
         )
-    timeout = getattr(transport, "timeout", None)
     if isinstance(timeout, (int, float)) and timeout >= claim_lease:
         raise ValueError(
             f"claim_lease={claim_lease:g} s is not longer than the transport's request timeout "
@@ -379,10 +388,10 @@ class ProcessRunnerBase(ABC):
     ``Es-Tenant-Id``. The events come from the store's log, or from ``source=``:
     any ``EventSource`` with the store's positions, such as a ``NatsEventBus``
     the store is relayed to; the state, outbox, timeouts and checkpoint stay in
-    the store either way. ``claim_lease`` (seconds, default 30) is how long a
-    claim on an outbox command holds: while it does, no other runner sends that
-    command (see ``send_pending``); keep it above the transport's request timeout
-    (a transport with a ``timeout`` attribute is checked). An adapter's runner
+    the store either way. ``claim_lease`` (seconds; default 30, or twice the
+    transport's ``timeout`` when that is longer) is how long a claim on an outbox
+    command holds: while it does, no other runner sends that command (see
+    ``send_pending``); one given must be above the transport's request timeout. An adapter's runner
     gives its read model (whose transaction the decisions join) and its SQL
     (``_read_model``, ``_tables``). ``drain()`` works until nothing is left to
     decide or send and no timeout is due; ``await run()`` keeps going until
@@ -401,9 +410,11 @@ class ProcessRunnerBase(ABC):
         upcasters: Upcasters | None = None,
         roles: Iterable[str] = DEFAULT_PROCESS_ROLES,
         source: EventSource | None = None,
-        claim_lease: float = DEFAULT_CLAIM_LEASE,
+        claim_lease: float | None = None,
     ) -> None:
         self.claim_lease = _checked_lease(claim_lease, transport)
+        self._held: set[str] = set()  # claimed by another runner in the last pass
+        self._timed_out: set[str] = set()  # sent by this runner, no answer in time
         self.store = store
         read_model = self._read_model(store)
         tables = self._tables(read_model)
@@ -500,54 +511,78 @@ class ProcessRunnerBase(ABC):
         did not reach a service (``UNAVAILABLE``) is released for the next pass; one
         whose answer did not come in time (``TIMEOUT``, it may be running still) keeps
         its claim to the end, so no copy is sent again while the first may yet apply.
+
+        Claims are taken ``CLAIM_PAGE`` commands to a transaction (one commit, on SQLite
+        one fsync, per page rather than per command).
         """
         answered = 0
         with self.tables.reading() as conn:
             pending = self.tables.pending(conn, self.manager.name)
-        for outgoing in pending:
-            route = self._routes.get(outgoing.command_type)
-            if route is None:
-                raise ValueError(
-                    f"process manager {self.manager.name!r} sent a {outgoing.command_type} but "
-                    f"no route serves it; known: {sorted(self._routes)}. Pass its service in "
-                    "routes=."
-                )
-            command = route.request_type.FromString(outgoing.data)
-            headers, extra = self._request_for(outgoing)
-            # The claim ends no sooner than ``lease`` after this instant, on any clock.
+        self._held = set()
+        for first in range(0, len(pending), CLAIM_PAGE):
+            page = pending[first : first + CLAIM_PAGE]
+            # The claims end no sooner than ``lease`` after this instant, on any clock.
             ends_by = time.monotonic() + self.claim_lease
-            claim = await asyncio.to_thread(self._claim, outgoing.command_id)
-            if claim is None:
-                continue  # another runner is sending it, or has answered it meanwhile
-            if time.monotonic() >= ends_by:
-                # Paused for the whole lease between the claim and the send: another runner
-                # may be sending it now, so this one does not (the next pass claims it again).
-                log.warning(
-                    "the claim on command %s of %s ran out before it was sent (claim_lease "
-                    "%g s); left for the next pass",
-                    outgoing.command_id,
-                    outgoing.process_key,
-                    self.claim_lease,
-                )
-                continue
-            # A transport that raises leaves the claim to run out: delivered or not is unknown.
-            response = await self.transport.request(  # type: ignore[call-arg]
-                route.subject, command, headers, **extra
-            )
-            error = getattr(response, "error", None)
-            if error is not None and error.code in (UNAVAILABLE, TIMEOUT):
-                log.warning(
-                    "command %s of %s not delivered: %s",
-                    outgoing.command_id,
-                    outgoing.process_key,
-                    error,
-                )
-                if error.code == UNAVAILABLE:  # it reached no service: send again next pass
-                    await asyncio.to_thread(self._release, outgoing.command_id, claim)
-                continue  # sent again under the same id, by any runner
-            await asyncio.to_thread(self._answered, outgoing, error, claim)
-            answered += 1
+            claims = await asyncio.to_thread(self._claim_page, [c.command_id for c in page])
+            for outgoing, claim in zip(page, claims, strict=True):
+                if claim is None:
+                    # Another runner is sending it (or one that died: its claim runs out),
+                    # or has answered it meanwhile; drain waits for the first two.
+                    if outgoing.command_id not in self._timed_out:
+                        self._held.add(outgoing.command_id)
+                    continue
+                answered += await self._send(outgoing, claim, ends_by)
         return answered
+
+    async def _send(self, outgoing: OutboxCommand, claim: int, ends_by: float) -> int:
+        """Send one claimed command; 1 when it was answered (ok or refused), else 0."""
+        route = self._routes.get(outgoing.command_type)
+        if route is None:
+            raise ValueError(
+                f"process manager {self.manager.name!r} sent a {outgoing.command_type} but "
+                f"no route serves it; known: {sorted(self._routes)}. Pass its service in "
+                "routes=."
+            )
+        if time.monotonic() >= ends_by:
+            # Paused for the whole lease between the claim and the send: another runner
+            # may be sending it now, so this one does not (the next pass claims it again).
+            log.warning(
+                "the claim on command %s of %s ran out before it was sent (claim_lease "
+                "%g s); left for the next pass",
+                outgoing.command_id,
+                outgoing.process_key,
+                self.claim_lease,
+            )
+            return 0
+        command = route.request_type.FromString(outgoing.data)
+        headers, extra = self._request_for(outgoing)
+        # A transport that raises leaves the claim to run out: delivered or not is unknown.
+        response = await self.transport.request(  # type: ignore[call-arg]
+            route.subject, command, headers, **extra
+        )
+        error = getattr(response, "error", None)
+        if error is not None and error.code in (UNAVAILABLE, TIMEOUT):
+            log.warning(
+                "command %s of %s not delivered: %s",
+                outgoing.command_id,
+                outgoing.process_key,
+                error,
+            )
+            if error.code == UNAVAILABLE:  # it reached no service: send again next pass
+                await asyncio.to_thread(self._release, outgoing.command_id, claim)
+            else:  # its claim holds to the end: drain does not wait for this runner's own
+                self._timed_out.add(outgoing.command_id)
+            return 0  # sent again under the same id, by any runner
+        self._timed_out.discard(outgoing.command_id)
+        await asyncio.to_thread(self._answered, outgoing, error, claim)
+        return 1
+
+    def _claim_page(self, command_ids: list[str]) -> list[int | None]:
+        with self.tables.transaction() as conn:
+            return [
+                self.tables.claim_command(conn, command_id, self._lease_micros)
+                for command_id in command_ids
+            ]
 
     def _claim(self, command_id: str) -> int | None:
         with self.tables.transaction() as conn:
@@ -597,6 +632,7 @@ class ProcessRunnerBase(ABC):
         Raises ``ProcessManagerFailedError`` when the manager failed on an event (its
         projection is FAILED): its later events wait behind that one until ``resume``.
         """
+        waited = False
         for _ in range(max_passes):
             busy = await asyncio.to_thread(self.decide)
             failure = self._failure()
@@ -607,8 +643,29 @@ class ProcessRunnerBase(ABC):
                 raise ProcessManagerFailedError(self.manager.name, failure)
             busy += await asyncio.to_thread(self.fire_timeouts)
             busy += await self.send_pending()
-            if not busy:
+            if busy:
+                continue
+            if not self._held or not await asyncio.to_thread(self._still_held):
                 return
+            # Commands another runner claimed (a live one sending them, or one that died
+            # mid-send, whose claim runs out within claim_lease): "nothing left to send"
+            # is not true yet, so wait for their answers or their claims' end.
+            if not waited:
+                log.info(
+                    "drain of %s waits for %d command(s) another runner claimed (at most "
+                    "claim_lease, %g s)",
+                    self.manager.name,
+                    len(self._held),
+                    self.claim_lease,
+                )
+            waited = True
+            await asyncio.sleep(min(self.poll_interval, 0.2))
+
+    def _still_held(self) -> bool:
+        """Whether a command another runner claimed in the last pass is still pending."""
+        with self.tables.reading() as conn:
+            pending = self.tables.pending(conn, self.manager.name)
+        return any(c.command_id in self._held for c in pending)
 
     def drain(self) -> None:
         """``drain_async`` run to its end (outside an event loop)."""

@@ -305,3 +305,68 @@ def test_a_claim_lease_not_longer_than_the_transports_timeout_is_refused(tmp_pat
             ProcessRunner(store, TransferProcess(), wire, routes=_routes(inner), claim_lease=5)
         runner = ProcessRunner(store, TransferProcess(), wire, routes=_routes(inner))
         assert runner.claim_lease == 30.0
+
+
+def test_drain_of_a_runner_restarted_after_a_crash_waits_for_the_dead_runners_claim(
+    process_store: ProcessStore,
+) -> None:
+    """A runner claimed the debit and died before sending it (its claim stays on the row). A
+    runner started afterwards used to return from drain() at once, the debit still pending
+    and nothing said; drain() now waits for the claim's end and sends it."""
+    lease = 0.5
+    with process_store.open() as store:
+        inner, repository = bank(store)
+        open_accounts(inner, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        dead = _runner(process_store, store, Wire(inner), claim_lease=lease)
+        dead.decide()
+        [(debit_id, *_)] = dead.pending_commands()
+        assert dead._claim(debit_id) is not None  # claimed, then the process died
+        restarted = _runner(process_store, store, Wire(inner), claim_lease=lease)
+        started = time.monotonic()
+        restarted.drain()
+        assert time.monotonic() - started < lease + 5
+        assert restarted.pending_commands() == []
+        assert restarted.state("t1")["status"] == "completed"
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}
+
+
+def test_a_runner_over_a_transport_with_a_long_timeout_takes_a_longer_lease(
+    process_store: ProcessStore,
+) -> None:
+    # A 30 s default lease refused every transport whose timeout was 30 s or more.
+    with process_store.open() as store:
+        inner, _ = bank(store)
+        wire = Wire(inner)
+        wire.timeout = 60.0  # type: ignore[attr-defined]
+        assert _runner(process_store, store, wire).claim_lease == 120.0
+        wire.timeout = 5.0  # type: ignore[attr-defined]
+        assert _runner(process_store, store, wire).claim_lease == 30.0
+        with pytest.raises(ValueError, match="not longer than the transport's request timeout"):
+            _runner(process_store, store, wire, claim_lease=5.0)
+
+
+def test_one_runner_claims_a_page_of_commands_in_one_transaction(
+    process_store: ProcessStore,
+) -> None:
+    # One claim transaction (on SQLite one fsync) per command cost a single runner about a
+    # third of its sends per second.
+    with process_store.open() as store:
+        inner, repository = bank(store)
+        open_accounts(inner, {"a": 1000, "b": 0})
+        for n in range(40):
+            request_transfer(store, f"t{n}", "a", "b", 1)
+        runner = _runner(process_store, store, Wire(inner))
+        runner.decide()
+        pages: list[int] = []
+        claim_page = runner._claim_page
+
+        def counted(command_ids: list[str]) -> list[int | None]:
+            pages.append(len(command_ids))
+            return claim_page(command_ids)
+
+        runner._claim_page = counted  # type: ignore[method-assign]
+        assert asyncio.run(runner.send_pending()) == 40
+        assert pages == [32, 8]
+        runner.drain()
+        assert balances(repository, ["a", "b"]) == {"a": 960, "b": 40}
