@@ -173,7 +173,11 @@ def check_source_names(names: Iterable[str]) -> None:
         posix, windows = PurePosixPath(name), PureWindowsPath(name)
         if not posix.parts:
             cause = "is not a file name"
-        elif posix.is_absolute() or windows.is_absolute() or windows.drive or windows.root:
+        elif posix.is_absolute() or (
+            # Windows' rules where they apply: on Windows, or for a name written with '\\'
+            # ("c:order.proto" is a plain name on POSIX).
+            (os.name == "nt" or "\\" in name) and (windows.drive or windows.root)
+        ):
             cause = "is an absolute path"
         elif ".." in posix.parts or ".." in windows.parts:
             cause = "climbs out of its folder with '..'"

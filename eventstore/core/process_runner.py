@@ -37,6 +37,7 @@ carry the tenant (``Es-Tenant-Id``) and are sent as the service principal
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -556,10 +557,18 @@ class ProcessRunnerBase(ABC):
             return 0
         command = route.request_type.FromString(outgoing.data)
         headers, extra = self._request_for(outgoing)
-        # A transport that raises leaves the claim to run out: delivered or not is unknown.
-        response = await self.transport.request(  # type: ignore[call-arg]
-            route.subject, command, headers, **extra
-        )
+        try:
+            response = await self.transport.request(  # type: ignore[call-arg]
+                route.subject, command, headers, **extra
+            )
+        except BaseException:
+            # Raised or cancelled here, in this runner (a lost connection, a wait_for, a
+            # Ctrl-C): it waits for no answer any more, so its claim goes, and its next pass
+            # sends the command again (same id) instead of waiting out the lease. Released
+            # at once, on this thread: a task being cancelled cannot await more.
+            with contextlib.suppress(Exception):
+                self._release(outgoing.command_id, claim)
+            raise
         error = getattr(response, "error", None)
         if error is not None and error.code in (UNAVAILABLE, TIMEOUT):
             log.warning(

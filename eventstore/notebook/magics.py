@@ -253,8 +253,9 @@ class EventStoreMagics(Magics):
         A proto error fails the cell with ``cell:LINE:COL: message``, LINE
         counted as JupyterLab numbers the cell (the magic line is line 1).
         A NAME the proto also makes (``--name Plant`` beside ``message Plant``)
-        fails the cell, as does a generated name the module could not hold
-        (a message named ``annotations``): nothing is bound then.
+        fails the cell, as does a name the module lists but does not hold (a
+        guard: none is known to go missing since live modules compile with the
+        ``annotations`` future flag): nothing is bound then.
         """
         args = self._args(self.es_generate, line, prefix="%%")
         if keyword.iskeyword(args.name):
@@ -285,7 +286,9 @@ class EventStoreMagics(Magics):
                 error.args = ("\n".join([*map(str, error.diagnostics), error.hint]),)
             raise error from None
         names = generated_names(module)
-        lost = [n for n in getattr(module, "__all__", ()) if n not in names]
+        lost = [
+            n for n in getattr(module, "__all__", ()) if n not in names and not n.startswith("_")
+        ]
         if args.name in names or lost:
             # Bound as NAME, the module would hide the generated name; a name the module
             # lost would be missing without a word. Refuse both, and leave sys.modules as
@@ -403,10 +406,11 @@ def lost_names(name: str, lost: Sequence[str]) -> str:
         else ""
     )
     return (
-        f"%%es_generate --name {name}: the generated module lost {listed}{why}, so "
+        f"%%es_generate --name {name}: the generated module lists {listed} but does not hold "
+        f"{'it' if len(lost) == 1 else 'them'}{why}, so "
         f"{'it' if len(lost) == 1 else 'they'} cannot be bound in the notebook. Rename "
         f"{'that message or enum' if len(lost) == 1 else 'those messages or enums'} in the "
-        "proto (e.g. `Annotations`) and generate again."
+        "proto and generate again."
     )
 
 

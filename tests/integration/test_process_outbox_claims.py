@@ -370,3 +370,45 @@ def test_one_runner_claims_a_page_of_commands_in_one_transaction(
         assert pages == [32, 8]
         runner.drain()
         assert balances(repository, ["a", "b"]) == {"a": 960, "b": 40}
+
+
+class _Fails:
+    """The in-process service behind a wire that raises (or hangs) on its first request."""
+
+    def __init__(self, inner: Any, how: str) -> None:
+        self.inner = inner
+        self.how = how
+        self.sent = 0
+
+    async def request(self, subject, message, headers=None, principal=None):  # type: ignore[no-untyped-def]
+        self.sent += 1
+        if self.sent == 1:
+            if self.how == "raise":
+                raise ConnectionResetError("the connection went")
+            await asyncio.sleep(60)  # cancelled by the caller's wait_for
+        return await self.inner.request(subject, message, headers, principal=principal)
+
+
+@pytest.mark.parametrize("how", ["raise", "cancel"])
+def test_a_send_that_raised_or_was_cancelled_is_sent_again_by_the_next_drain(
+    process_store: ProcessStore, how: str
+) -> None:
+    # Its claim stayed on the row: the same runner's next drain skipped the command for
+    # the whole lease (30 s), returning as if nothing were left.
+    with process_store.open() as store:
+        inner, repository = bank(store)
+        open_accounts(inner, {"a": 100, "b": 0})
+        request_transfer(store, "t1", "a", "b", 30)
+        wire = _Fails(inner, how)
+        runner = process_store.runner(store, TransferProcess(), wire, routes=_routes(inner))
+        if how == "raise":
+            with pytest.raises(ConnectionResetError):
+                runner.drain()
+        else:
+            with pytest.raises(TimeoutError):
+                asyncio.run(asyncio.wait_for(runner.drain_async(), 0.5))
+        started = time.monotonic()
+        runner.drain()
+        assert time.monotonic() - started < 5
+        assert runner.state("t1")["status"] == "completed"
+        assert balances(repository, ["a", "b"]) == {"a": 70, "b": 30}

@@ -141,3 +141,14 @@ def test_a_source_name_protoc_cannot_resolve_is_refused_naming_it(name: str) -> 
 def test_a_relative_nested_source_name_still_compiles() -> None:
     module = generate_module({"shop/v1/order.proto": TEXT}, name="nested_name")
     assert module.Ping(text="x").text == "x"
+
+
+def test_a_posix_name_with_a_letter_and_a_colon_is_no_absolute_path_off_windows():
+    # "c:order.proto" was refused as a Windows drive on every OS (this suite runs on POSIX).
+    module = generate_module(
+        {"c:order.proto": 'syntax = "proto3";\npackage s.v1;\nmessage M { string a = 1; }\n'},
+        name="probe2_colon_name",
+    )
+    assert module.M(a="x").a == "x"
+    with pytest.raises(ValueError, match="is an absolute path"):
+        generate_module({"c:\\order.proto": "syntax = 'proto3';"}, name="probe2_drive")
