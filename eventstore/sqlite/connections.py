@@ -17,6 +17,8 @@ become ``StorageError`` subclasses that name it.
 from __future__ import annotations
 
 import contextlib
+import numbers
+import operator
 import os
 import sqlite3
 import threading
@@ -176,18 +178,21 @@ class ConnectionPool:
             )
         self.path = path
         self.is_memory = _is_memory(path)
+        # Every connection opens the file the first one did: a relative path is made
+        # absolute now, so a reader opened after the process changes its working folder
+        # does not create an empty database there.
+        self._connect_path = (
+            path if self.is_memory or path.startswith("file:") else os.path.abspath(path)
+        )
         self.synchronous = level
         self.busy_timeout_ms = _busy_timeout_ms(busy_timeout)
-        if (
-            isinstance(checkpoint_pages, bool)
-            or not isinstance(checkpoint_pages, int)
-            or checkpoint_pages < 1
-        ):
+        pages = _whole_number(checkpoint_pages)
+        if pages is None or pages < 1:
             raise ValueError(
                 f"checkpoint_pages must be a whole number, 1 or more (SQLite's default is "
                 f"1000), got {checkpoint_pages!r}"
             )
-        self.checkpoint_pages = checkpoint_pages
+        self.checkpoint_pages = pages
         self.write_lock = threading.RLock()
         self._local = threading.local()  # this thread's reader, and the projection it runs
         self._readers: weakref.WeakSet[_Reader] = weakref.WeakSet()
@@ -219,7 +224,7 @@ class ConnectionPool:
 
     def _open(self, role: str) -> tuple[sqlite3.Connection, ConnectionSettings]:
         conn = sqlite3.connect(
-            self.path,
+            self._connect_path,
             isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
             check_same_thread=False,
             timeout=self.busy_timeout_ms / 1000,
@@ -280,7 +285,7 @@ class ConnectionPool:
         they merely take turns."""
         wait = min(max(self.busy_timeout_ms / 1000, IN_PROCESS_WAIT), threading.TIMEOUT_MAX)
         if self.write_lock.acquire(timeout=wait):
-            if self._identity is not None and _identity(self._identity_path) != self._identity:
+            if self._identity is not None and not self._same_file():
                 self.write_lock.release()
                 raise self._file_gone()
             return
@@ -354,6 +359,11 @@ class ConnectionPool:
             if self.closed:
                 self._close_reader(reader)
 
+    def _same_file(self) -> bool:
+        """Whether the path still names the file the store opened (or cannot be looked at)."""
+        now = _identity(self._identity_path)
+        return now is None or now == self._identity
+
     def _file_gone(self) -> StorageError:
         """The error for a file deleted, moved or replaced while the store had it open.
 
@@ -370,7 +380,7 @@ class ConnectionPool:
         )
 
     def _new_reader(self) -> _Reader:
-        if self._identity is not None and _identity(self._identity_path) != self._identity:
+        if self._identity is not None and not self._same_file():
             raise self._file_gone()
         try:
             conn, settings = self._open("reader")
@@ -465,19 +475,33 @@ def _identity(file_path: str | None) -> tuple[int, int] | None:
         return None
     try:
         found = os.stat(file_path)
-    except OSError:
+    except FileNotFoundError:
         return (0, 0)
+    except OSError:
+        return None  # cannot look (no permission on a folder on the way): not a sign of loss
     return (found.st_dev, found.st_ino)
+
+
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int when it is a whole number (an int, numpy's; not a bool or a
+    float), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _busy_timeout_ms(busy_timeout: object) -> int:
     """``busy_timeout`` (seconds) in milliseconds, checked: a number, finite, 0 or more;
     a longer wait than SQLite can hold is its longest (about 24.8 days), never none."""
-    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
+    if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, numbers.Real):
         raise TypeError(
             f"busy_timeout must be a number of seconds (an int or a float), got "
             f"{type(busy_timeout).__name__} {busy_timeout!r:.40}"
         )
+    busy_timeout = float(busy_timeout)
     if not busy_timeout >= 0 or busy_timeout == float("inf"):
         raise ValueError(
             f"busy_timeout must be a finite number of seconds, 0 or more (0: fail at once "

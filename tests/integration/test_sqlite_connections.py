@@ -250,3 +250,33 @@ def test_a_file_deleted_while_open_refuses_writes_and_new_readers_naming_it(tmp_
         reader.join()
         assert [type(e) for e in errors] == [StorageError]
         assert not path.exists()  # no empty database made in its place
+
+
+def test_a_store_opened_by_a_relative_path_keeps_its_file_after_a_chdir(tmp_path, monkeypatch):
+    # A reader opened after the chdir opened the relative path in the new folder: an empty
+    # database there, and a raw "no such table: events".
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    with SQLiteEventStore("rel.db") as store:
+        store.append("x", "A", 0, [NewEvent(new_event_id(), "t.E", b"")])
+        monkeypatch.chdir(tmp_path / "b")
+        heads: list[int] = []
+        reader = threading.Thread(target=lambda: heads.append(store.head_position()))
+        reader.start()
+        reader.join()
+        assert heads == [1]
+        store.append("y", "A", 0, [NewEvent(new_event_id(), "t.E", b"")])
+    assert list((tmp_path / "b").iterdir()) == []
+
+
+def test_numbers_of_other_real_types_are_taken_for_busy_timeout_and_checkpoint_pages(db_path):
+    from fractions import Fraction
+
+    import numpy as np
+
+    with SQLiteEventStore(db_path, busy_timeout=np.int64(2), checkpoint_pages=np.int64(500)) as s:
+        assert {c.busy_timeout_ms for c in s.connection_settings()} == {2000}
+        assert {c.checkpoint_pages for c in s.connection_settings()} == {500}
+    with SQLiteEventStore(db_path, busy_timeout=Fraction(1, 2)) as s:
+        assert {c.busy_timeout_ms for c in s.connection_settings()} == {500}
