@@ -11,14 +11,19 @@ from .connection import NatsOptions
 from .errors import (
     BusClosedError,
     BusHistoryTruncatedError,
+    BusLoopStoppedError,
+    ConsumerConfigMismatchError,
     ConsumerFilterMismatchError,
     NatsServerNotFoundError,
     NatsServerStartError,
     NatsTLSError,
+    NatsUrlError,
+    OldSideStreamsError,
     RedeliveryConfigError,
+    SideStreamConflictError,
     StreamConfigMismatchError,
 )
-from .relay import Relay, RelayStatus
+from .relay import EventTooLargeError, Relay, RelayStatus
 from .server import EmbeddedNATS, find_nats_server
 from .service import NatsServiceHost
 from .transport import NatsTransport
@@ -26,16 +31,22 @@ from .transport import NatsTransport
 __all__ = [
     "BusClosedError",
     "BusHistoryTruncatedError",
+    "BusLoopStoppedError",
+    "ConsumerConfigMismatchError",
     "ConsumerFilterMismatchError",
     "EmbeddedNATS",
+    "EventTooLargeError",
     "NatsEventBus",
     "NatsOptions",
     "NatsServerNotFoundError",
     "NatsServerStartError",
     "NatsTLSError",
+    "NatsUrlError",
+    "OldSideStreamsError",
     "RedeliveryConfigError",
     "Relay",
     "RelayStatus",
+    "SideStreamConflictError",
     "StreamConfigMismatchError",
     "find_nats_server",
     "NatsServiceHost",

@@ -46,6 +46,44 @@ _CHUNK = 1000  # messages one batched direct get asks for, at most
 _SCAN_LIMIT = 5000  # messages one read looks at, at most, before it returns what it found
 
 
+#: Characters a stream name or subject prefix of a bus may not hold: NATS refuses the
+#: first ones, and ``~`` joins a bus's names to its side streams' (side_streams.py).
+_NOT_IN_STREAM_NAME = set(" \t\r\n\f.*>/\\~")
+_NOT_IN_PREFIX_TOKEN = set(" \t\r\n\f*>~")
+_MAX_PREFIX = 256
+
+
+def check_stream_name(stream: str) -> None:
+    """Raise ``ValueError`` unless ``stream`` can name a bus's stream."""
+    bad = sorted({c for c in stream if c in _NOT_IN_STREAM_NAME or not c.isprintable()})
+    if not stream or bad:
+        raise ValueError(
+            f"stream name {stream!r} cannot name a bus's stream: "
+            + (f"it holds {''.join(bad)!r}" if bad else "it is empty")
+            + ". Use letters, digits, '_' and '-' (NATS refuses '.', '*', '>', spaces and "
+            "slashes; '~' is kept for the bus's side streams, <stream>~DLQ and so on)."
+        )
+
+
+def check_subject_prefix(prefix: str) -> None:
+    """Raise ``ValueError`` unless ``prefix`` can be a bus's subject prefix."""
+    tokens = prefix.split(".")
+    bad = sorted({c for c in prefix if c in _NOT_IN_PREFIX_TOKEN or not c.isprintable()})
+    if not prefix or bad or "" in tokens or len(prefix) > _MAX_PREFIX:
+        if bad:
+            why = f"it holds {''.join(bad)!r}"
+        elif len(prefix) > _MAX_PREFIX:
+            why = f"it is {len(prefix)} characters long, over {_MAX_PREFIX}"
+        else:
+            why = "it has an empty token"
+        raise ValueError(
+            f"subject prefix {prefix!r} cannot be a bus's subject prefix: {why}. Use tokens "
+            "of letters, digits, '_' and '-' joined by '.' (es.acme); NATS refuses '*', '>' "
+            "and spaces in a literal subject, and '~' is kept for the side streams' subjects "
+            "(<prefix>~dlq.<group>)."
+        )
+
+
 class StoredMessage:
     """One message of the stream: its sequence, the position it claims, and its event."""
 
@@ -88,6 +126,8 @@ class NatsEventBus:
         request_timeout: float = 5.0,
         **connect: Any,
     ) -> None:
+        check_stream_name(stream)
+        check_subject_prefix(subject_prefix)
         self.options = NatsOptions.of(servers, **connect)
         self.stream = stream
         self.subject_prefix = subject_prefix
@@ -104,6 +144,8 @@ class NatsEventBus:
         self._lock = threading.Lock()
         self._head = 0  # the highest position seen on the stream, live or read
         self._cursor: tuple[int, int] | None = None  # (position read up to, next sequence)
+        self._last_error: Exception | None = None  # the client's last error (error_cb)
+        self._closing = False
 
     # -- opening and closing -------------------------------------------------------------
     def open(self) -> NatsEventBus:
@@ -142,6 +184,7 @@ class NatsEventBus:
         self.close()
 
     async def _open(self) -> None:
+        self._closing = False
         self._nc = await self.options.connect(
             # The live subscription must not get back what this connection publishes: a
             # relay on this bus would parse every event it sent twice (a third of its
@@ -149,6 +192,7 @@ class NatsEventBus:
             no_echo=True,
             reconnected_cb=self._on_reconnected,
             disconnected_cb=self._on_disconnected,
+            closed_cb=self._on_closed,
             error_cb=self._on_error,
         )
         self._js = self._nc.jetstream(timeout=self.request_timeout)
@@ -156,6 +200,7 @@ class NatsEventBus:
         await self._nc.subscribe(f"{self.subject_prefix}.>", cb=self._on_live)
 
     async def _close(self) -> None:
+        self._closing = True
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.close()
@@ -168,7 +213,18 @@ class NatsEventBus:
         log.info("bus disconnected from NATS; reconnecting")
 
     async def _on_error(self, exc: Exception) -> None:
+        self._last_error = exc
         log.debug("nats client error: %r", exc)
+
+    async def _on_closed(self) -> None:
+        if not self._closing:
+            log.error(
+                "bus %r: the NATS connection was closed (%s) and does not reconnect; the "
+                "relay, readers and consumer groups on this bus are stopped until it is "
+                "closed and opened again",
+                self.stream,
+                self._last_error or "by the server",
+            )
 
     @property
     def client(self) -> Client:
@@ -311,6 +367,14 @@ class NatsEventBus:
         return await self._io().call(self._read_page(after_position, limit, event_types))
 
     async def _read_page(self, after: int, limit: int, event_types: Sequence[str] | None) -> Page:
+        if self.client.is_closed:
+            # nats-py gives up for good after some server errors (a protocol violation):
+            # say so, instead of promising a reconnection that never comes.
+            raise ConnectionError(
+                f"bus {self.stream!r} cannot read after position {after}: its NATS connection "
+                f"was closed ({self._last_error or 'by the server'}) and does not reconnect; "
+                "close the bus and open it again"
+            )
         if not self.client.is_connected:
             # Fail at once instead of after request_timeout: a projection runner
             # calls this from its event loop, which a wait would freeze.
@@ -605,7 +669,10 @@ class NatsEventBus:
         ``handler(event)`` (plain or ``async``) gets each stored event; raising
         means "not handled": the event is delivered again after the next
         ``backoff`` entry (seconds), up to ``max_deliver`` deliveries, then it
-        is set aside as a dead letter (``bus.dead_letters(name)``).
+        is set aside as a dead letter (``bus.dead_letters(name)``). Every worker
+        of a group passes the same filters, ``max_deliver`` and ``ack_wait``: a
+        worker that differs is refused (``ConsumerConfigMismatchError``, or its
+        subclass ``ConsumerFilterMismatchError`` for the filters).
         """
         from .consumers import GroupSubscription
 
@@ -634,6 +701,15 @@ class NatsEventBus:
         from .consumers import redeliver
 
         await self._io().call(redeliver(self, name, event_id))
+
+    async def move_old_side_streams(self) -> dict[str, int]:
+        """Move the consumer groups' dead letters, pending retries and advisories from the
+        side streams named as before 2026-12-02 (``<stream>_DLQ``, ``_RETRY``,
+        ``_ADVISORIES``) to the current ones (``<stream>~DLQ`` and so on); see
+        ``OldSideStreamsError``. Returns how many of each were moved."""
+        from .side_streams import move_old_side_streams
+
+        return await self._io().call(move_old_side_streams(self))
 
     async def delete_consumer(self, name: str) -> None:
         """Remove consumer group ``name``'s durable consumers (its dead letters stay)."""

@@ -13,13 +13,15 @@ import contextlib
 import logging
 import ssl
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from nats.aio.client import Client
 
-from .errors import NatsTLSError
+from .errors import BusLoopStoppedError, NatsTLSError, NatsUrlError
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -50,12 +52,24 @@ class NatsOptions:
 
     @classmethod
     def of(cls, servers: str | Sequence[str], **options: Any) -> NatsOptions:
+        """Options for ``servers``: a URL, a comma-separated list or a list of URLs, each
+        checked here (an empty or malformed one raises ``NatsUrlError``, a ``ValueError``,
+        instead of hanging or failing inside nats-py at the first connection)."""
         listed = (servers,) if isinstance(servers, str) else tuple(servers)
-        if not listed:
-            raise ValueError("give at least one NATS server URL (nats://host:port)")
         expanded: list[str] = []
         for entry in listed:  # "nats://a:1,nats://b:2" is a list too
-            expanded.extend(u.strip() for u in entry.split(",") if u.strip())
+            expanded.extend(u.strip() for u in str(entry).split(",") if u.strip())
+        if not expanded:
+            # nats-py given no server loops for ever without awaiting (100% CPU).
+            raise NatsUrlError(servers if isinstance(servers, str) else list(listed))
+        for url in expanded:
+            check_server_url(url)
+        if len({_is_websocket(url) for url in expanded}) > 1:
+            raise NatsUrlError(
+                ", ".join(expanded),
+                "it mixes websocket (ws://, wss://) and plain (nats://, tls://) servers, "
+                "which one connection cannot use together",
+            )
         return cls(servers=tuple(expanded), **options)
 
     @property
@@ -141,6 +155,31 @@ class NatsOptions:
         )
 
 
+_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
+def _is_websocket(url: str) -> bool:
+    return url.lower().startswith(("ws://", "wss://"))
+
+
+def check_server_url(url: str) -> None:
+    """Raise ``NatsUrlError`` unless nats-py can dial ``url`` (``nats://host:port``,
+    ``tls://``, ``ws://``, ``wss://``, or ``host:port`` / ``host`` as nats-py allows)."""
+    scheme, has_scheme, _ = url.partition("://")
+    if has_scheme and scheme.lower() not in _SCHEMES:
+        raise NatsUrlError(url, f"its scheme {scheme!r} is not one of {', '.join(_SCHEMES)}")
+    if any(c.isspace() for c in url):
+        raise NatsUrlError(url, "it holds a space")
+    try:
+        parsed = urlsplit(url if has_scheme else f"nats://{url}")
+        port = parsed.port  # raises ValueError for a port that is not a number 0-65535
+    except ValueError:
+        raise NatsUrlError(url, "its port is not a number from 0 to 65535") from None
+    if not parsed.hostname:
+        raise NatsUrlError(url, "it names no host")
+    del port  # None: nats-py dials its default port, 4222
+
+
 async def close_quietly(client: Client, *, drain: float = 0.0) -> None:
     """Close ``client`` whatever state its connection is in; never raises.
 
@@ -167,29 +206,80 @@ async def close_quietly(client: Client, *, drain: float = 0.0) -> None:
 
 class IOThread:
     """An asyncio loop on a daemon thread: where a client lives, so sync callers on any other
-    thread (a projection manager, a notebook cell) can wait for its results."""
+    thread (a projection manager, a notebook cell) can wait for its results.
+
+    The loop runs until ``stop()``: a ``SystemExit`` or ``KeyboardInterrupt`` escaping a
+    task or callback on it (a handler's ``sys.exit``) is logged and the loop goes on, since
+    every client of the thread would otherwise wait for ever. If the thread ends anyway,
+    every wait on it fails at once with ``BusLoopStoppedError`` instead of hanging.
+    """
+
+    #: How often a waiting caller checks that the thread still runs.
+    _CHECK_EVERY = 0.5
 
     def __init__(self, name: str) -> None:
+        self.name = name
         self.loop = asyncio.new_event_loop()
+        self._stop_requested = False
+        self._ended_by: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-        pending = asyncio.all_tasks(self.loop)
-        for task in pending:
-            task.cancel()
-        if pending:
-            self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        self.loop.close()
+        try:
+            while True:
+                try:
+                    self.loop.run_forever()
+                except (SystemExit, KeyboardInterrupt) as exc:  # escaped a task or callback
+                    if self._stop_requested:
+                        break
+                    log.error(
+                        "%s raised on the NATS I/O thread %r (by a handler or callback running "
+                        "there); the thread goes on",
+                        type(exc).__name__,
+                        self.name,
+                        exc_info=exc,
+                    )
+                    continue
+                break
+        except BaseException as exc:  # the loop itself broke: every waiter hears of it
+            self._ended_by = exc
+            log.error("the NATS I/O thread %r stopped", self.name, exc_info=exc)
+        finally:
+            self._stop_requested = True
+            try:
+                pending = asyncio.all_tasks(self.loop)
+                for task in pending:
+                    task.cancel()
+                if pending:
+                    self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            except BaseException:  # best effort on the way out
+                log.debug("cancelling the tasks of %r failed", self.name, exc_info=True)
+            finally:
+                self.loop.close()
 
     @property
     def is_current(self) -> bool:
         return threading.current_thread() is self._thread
 
+    @property
+    def is_alive(self) -> bool:
+        """True while the thread runs its loop (False once stopped, or if it died)."""
+        return self._thread.is_alive() and not self.loop.is_closed()
+
+    def _dead(self) -> BusLoopStoppedError:
+        return BusLoopStoppedError(self.name, self._ended_by)
+
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        if not self.is_alive or self._stop_requested:
+            coro.close()
+            raise self._dead()
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop)
+        except RuntimeError:  # the loop closed meanwhile
+            coro.close()
+            raise self._dead() from None
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run ``coro`` on the I/O loop and wait; never call this from the I/O thread itself."""
@@ -200,7 +290,27 @@ class IOThread:
                 "callback of the bus), where it would wait for itself forever; call the "
                 "async method instead"
             )
-        return self.submit(coro).result(timeout)
+        future = self.submit(coro)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = self._CHECK_EVERY
+            if deadline is not None:
+                wait = min(wait, max(deadline - time.monotonic(), 0.0))
+            try:
+                return future.result(wait)
+            except concurrent.futures.TimeoutError:
+                if future.done():
+                    raise  # the coroutine's own TimeoutError, not this wait's
+                if not self._thread.is_alive():
+                    future.cancel()
+                    raise self._dead() from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    future.cancel()
+                    raise
+            except concurrent.futures.CancelledError:
+                if not self._thread.is_alive() or self._stop_requested:
+                    raise self._dead() from None
+                raise
 
     async def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the I/O loop and await it from another loop (or this one)."""
@@ -210,11 +320,27 @@ class IOThread:
             running = None
         if running is self.loop:
             return await coro
-        return await asyncio.wrap_future(self.submit(coro))
+        future = asyncio.wrap_future(self.submit(coro))
+        try:
+            while True:
+                done, _ = await asyncio.wait({future}, timeout=self._CHECK_EVERY)
+                if done:
+                    break
+                if not self._thread.is_alive():
+                    future.cancel()
+                    raise self._dead()
+        except asyncio.CancelledError:
+            future.cancel()  # the caller gave up: so does the coroutine on the I/O loop
+            raise
+        if future.cancelled() and (not self._thread.is_alive() or self._stop_requested):
+            raise self._dead()
+        return future.result()
 
     def stop(self) -> None:
+        self._stop_requested = True
         if self.loop.is_closed():
             return
-        self.loop.call_soon_threadsafe(self.loop.stop)
+        with contextlib.suppress(RuntimeError):  # closed meanwhile
+            self.loop.call_soon_threadsafe(self.loop.stop)
         if not self.is_current:
             self._thread.join(5)

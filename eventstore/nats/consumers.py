@@ -3,14 +3,21 @@
 Each worker fetches from the group's consumer on the events stream and from
 its consumer on the retry stream (where ``bus.redeliver`` sends a dead letter
 back, never into the events stream), with explicit acks. A handler that raises
-means "not handled": the message is naked with the next ``backoff`` delay. The
-server's max deliveries is one more than ``max_deliver``, so a worker that
-gets the last allowed delivery and fails is still holding the message when it
-publishes the dead letter (``Nats-Msg-Id`` = ``<consumer>:<event id>``, so a
-repeat is a duplicate) and only then terminates it: no crash window loses it.
-A worker killed meanwhile leaves the message to one more delivery, and after
-that the server's max-deliveries advisory, captured in a stream, is the
-backstop ``dead_letters`` reads too.
+(anything but ``KeyboardInterrupt``: ``SystemExit`` too) means "not handled":
+the message is naked with the next ``backoff`` delay. The server's max
+deliveries is one more than ``max_deliver``, so a worker that gets the last
+allowed delivery and fails is still holding the message when it publishes the
+dead letter (``Nats-Msg-Id`` = ``<consumer>:<event id>``, so a repeat is a
+duplicate) and only then terminates it: no crash window loses it. A worker
+killed meanwhile leaves the message to one more delivery, and after that the
+server's max-deliveries advisory, captured in a stream, is the backstop
+``dead_letters`` reads too. The side streams and their names: ``side_streams.py``.
+
+A worker outlives its own failures: an ack, nak, term or dead-letter publish
+that fails (the server away, a permission missing) is logged and the server
+delivers the message again after ``ack_wait``. A message that is not an event of
+the bus's stream (its subject is not the one its envelope gives, or its
+position header differs) is terminated unhandled and counted in ``refused``.
 """
 
 from __future__ import annotations
@@ -36,20 +43,32 @@ from nats.js.errors import NotFoundError
 from ..core.events import Event
 from ..core.projections.functions import event_type_name
 from ..core.projections.status import ProjectionFailure
-from .envelope import MSG_ID, decode_event
-from .errors import ConsumerFilterMismatchError, RedeliveryConfigError
+from .envelope import MSG_ID, POSITION, decode_event, subject_for
+from .errors import ConsumerConfigMismatchError, ConsumerFilterMismatchError, RedeliveryConfigError
+from .side_streams import (
+    CONSUMER,
+    DELIVERIES,
+    ERROR,
+    ERROR_TYPE,
+    GAVE_UP,
+    advisory_stream,
+    check_no_old_side_streams,
+    dead_letter_stream,
+    ensure_side_streams,
+    retry_stream,
+)
+from .side_streams import dead_letter_subject as _dead_letter_subject
+from .side_streams import retry_subject as _retry_subject
 
 if TYPE_CHECKING:
     from .bus import NatsEventBus
 
 log = logging.getLogger("eventstore.nats.consumers")
 
-CONSUMER = "Eventstore-Consumer"
-DELIVERIES = "Eventstore-Deliveries"
-ERROR_TYPE = "Eventstore-Error-Type"
-ERROR = "Eventstore-Error"
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 Handler = Callable[[Event], Awaitable[None] | None]
+#: Seconds a worker waits after a failure of its own (not a handler's) before going on.
+_PAUSE = 0.2
 
 
 @dataclass(frozen=True)
@@ -60,55 +79,6 @@ class DeadLetterEntry(ProjectionFailure):
     deliveries: int = 0
     consumer: str = ""
     event: Event | None = None
-
-
-def retry_stream(bus: NatsEventBus) -> str:
-    return f"{bus.stream}_RETRY"
-
-
-def dead_letter_stream(bus: NatsEventBus) -> str:
-    return f"{bus.stream}_DLQ"
-
-
-def advisory_stream(bus: NatsEventBus) -> str:
-    return f"{bus.stream}_ADVISORIES"
-
-
-def _retry_subject(bus: NatsEventBus, name: str) -> str:
-    return f"{bus.subject_prefix}_retry.{name}"
-
-
-def _dead_letter_subject(bus: NatsEventBus, name: str) -> str:
-    return f"{bus.subject_prefix}_dlq.{name}"
-
-
-async def _ensure_stream(bus: NatsEventBus, name: str, subjects: list[str]) -> None:
-    try:
-        await bus.js.stream_info(name)
-    except NotFoundError:
-        await bus.js.add_stream(
-            api.StreamConfig(
-                name=name,
-                subjects=subjects,
-                storage=api.StorageType.FILE,
-                num_replicas=bus.replicas,
-                allow_direct=True,
-            )
-        )
-
-
-async def ensure_side_streams(bus: NatsEventBus) -> None:
-    """The retry, dead-letter and advisory streams next to the events stream."""
-    await _ensure_stream(bus, retry_stream(bus), [f"{bus.subject_prefix}_retry.>"])
-    await _ensure_stream(bus, dead_letter_stream(bus), [f"{bus.subject_prefix}_dlq.>"])
-    await _ensure_stream(
-        bus,
-        advisory_stream(bus),
-        [
-            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{bus.stream}.*",
-            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{retry_stream(bus)}.*",
-        ],
-    )
 
 
 class GroupSubscription:
@@ -150,8 +120,11 @@ class GroupSubscription:
         self.handled = 0
         self.failed = 0
         self.dead_lettered = 0
+        #: Messages terminated unhandled: not an event of this bus's stream.
+        self.refused = 0
         self._stopped = asyncio.Event()
         self._stop_requested = False
+        self._interrupted = False  # a handler raised KeyboardInterrupt: stop at once
         self._task: asyncio.Future[None] | None = None
 
     def _config(self, subjects: list[str]) -> api.ConsumerConfig:
@@ -169,6 +142,17 @@ class GroupSubscription:
             config.filter_subjects = subjects
         return config
 
+    def _differences(self, config: api.ConsumerConfig) -> dict[str, tuple[object, object]]:
+        """The settings of an existing consumer that differ from this worker's."""
+        differences: dict[str, tuple[object, object]] = {}
+        existing_deliver = int(config.max_deliver or 0) - 1  # the server's is one more
+        if existing_deliver != self.max_deliver:
+            differences["max_deliver"] = (existing_deliver, self.max_deliver)
+        existing_wait = float(config.ack_wait or 0)
+        if abs(existing_wait - self.ack_wait) > 1e-6:
+            differences["ack_wait"] = (existing_wait, self.ack_wait)
+        return differences
+
     async def _consumer(self, stream: str, subjects: list[str]) -> Any:
         js = self.bus.js
         try:
@@ -180,8 +164,13 @@ class GroupSubscription:
                 info.config.filter_subjects
                 or ([info.config.filter_subject] if info.config.filter_subject else [])
             )
+            differences = self._differences(info.config)
             if existing != sorted(subjects):
-                raise ConsumerFilterMismatchError(self.name, existing, sorted(subjects))
+                raise ConsumerFilterMismatchError(
+                    self.name, existing, sorted(subjects), differences, stream
+                )
+            if differences:
+                raise ConsumerConfigMismatchError(self.name, differences, stream)
         return await js.pull_subscribe_bind(self.name, stream)
 
     async def start(self) -> None:
@@ -194,6 +183,31 @@ class GroupSubscription:
         main = await self._consumer(self.bus.stream, self.subjects)
         retry = await self._consumer(retry_stream(self.bus), [_retry_subject(self.bus, self.name)])
         self._task = asyncio.ensure_future(self._work(main, retry))
+        self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Future[None]) -> None:
+        """A worker never ends without a word: say why when it was not asked to stop."""
+        name = self.name
+        if task.cancelled():  # the bus closed under it (or someone cancelled it)
+            if not self._stopped.is_set():
+                log.info("consumer %s: the worker was cancelled; it handles no more events", name)
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "consumer %s: the worker stopped on %s; it handles no more events (start "
+                "another with bus.subscribe)",
+                self.name,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+        elif not self._stopped.is_set():
+            log.error("consumer %s: the worker stopped; it handles no more events", self.name)
+
+    @property
+    def is_running(self) -> bool:
+        """True while the worker fetches and handles events."""
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         """Stop fetching; the message in hand is finished first."""
@@ -217,7 +231,7 @@ class GroupSubscription:
     async def _work(self, main: Any, retry: Any) -> None:
         while not self._stopped.is_set():
             got = 0
-            for sub, wait in ((retry, 0.05), (main, 0.5)):
+            for sub, wait, is_retry in ((retry, 0.05, True), (main, 0.5, False)):
                 try:
                     messages = await sub.fetch(self.batch, timeout=wait)
                 except (TimeoutError, NatsTimeoutError):
@@ -226,22 +240,91 @@ class GroupSubscription:
                     if self._stopped.is_set():
                         return
                     log.info("consumer %s: fetch failed (%r); retrying", self.name, exc)
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(_PAUSE)
                     continue
                 got += len(messages)
-                for msg in messages:
-                    await self._one(msg)
+                for index, msg in enumerate(messages):
+                    if self._interrupted:  # the worker stops now: hand the rest back
+                        await self._hand_back(messages[index:])
+                        break
+                    try:
+                        await self._one(msg, is_retry)
+                    except Exception:  # never end the worker: the server delivers it again
+                        log.exception(
+                            "consumer %s: handling the message on %s failed; it is delivered "
+                            "again after ack_wait (%g s)",
+                            self.name,
+                            msg.subject,
+                            self.ack_wait,
+                        )
+                        await asyncio.sleep(_PAUSE)
             if not got:
                 await asyncio.sleep(0)
 
-    async def _one(self, msg: Msg) -> None:
+    async def _hand_back(self, messages: list[Msg]) -> None:
+        """Nak fetched messages this worker will not handle, so the group gets them now
+        rather than after ``ack_wait`` (a failed nak only delays them until then)."""
+        for msg in messages:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+    def _is_ours(self, msg: Msg, event: Event, is_retry: bool) -> bool:
+        """False for a message that is not an event of this bus's stream (or this group's
+        retry subject): whatever captured it, it must never reach the handler."""
+        headers = msg.headers or {}
+        if is_retry:
+            return msg.subject == _retry_subject(self.bus, self.name) and (
+                headers.get(CONSUMER) == self.name
+            )
+        expected = subject_for(
+            self.bus.subject_prefix, event.aggregate_type, event.event_type, event.aggregate_id
+        )
+        return msg.subject == expected and headers.get(POSITION) == str(event.position)
+
+    async def _settle(self, what: str, msg: Msg, event: Event | None, action: Any) -> None:
+        """Run an ack, nak, term or dead-letter publish; a failure (the server away, a
+        permission missing) is logged, and the server delivers the message again."""
+        try:
+            await action
+        except Exception as exc:
+            log.warning(
+                "consumer %s: %s of event %s (position %s) failed (%s: %s); the server delivers "
+                "it again after ack_wait (%g s)",
+                self.name,
+                what,
+                event.event_id if event is not None else "?",
+                event.position if event is not None else "?",
+                type(exc).__name__,
+                exc,
+                self.ack_wait,
+            )
+            raise _Unsettled from exc
+
+    async def _one(self, msg: Msg, is_retry: bool = False) -> None:
         deliveries = msg.metadata.num_delivered
         try:
             event = decode_event(msg.data or b"")
         except (DecodeError, ValueError):
             log.warning("consumer %s: %s is not an event envelope: terminated", self.name, msg)
-            await msg.term()
+            with contextlib.suppress(_Unsettled):
+                await self._settle("terminating", msg, None, msg.term())
             return
+        if not self._is_ours(msg, event, is_retry):
+            self.refused += 1
+            log.warning(
+                "consumer %s: the message on %s (event %s, position %d) is not an event of "
+                "stream %s (subjects %s.>): terminated, not handled",
+                self.name,
+                msg.subject,
+                event.event_id,
+                event.position,
+                self.bus.stream,
+                self.bus.subject_prefix,
+            )
+            with contextlib.suppress(_Unsettled):
+                await self._settle("terminating", msg, event, msg.term())
+            return
+        failure: BaseException | None = None
         try:
             if self._is_async:
                 await self.handler(event)  # type: ignore[misc]
@@ -249,20 +332,47 @@ class GroupSubscription:
                 result = await asyncio.to_thread(self.handler, event)
                 if inspect.isawaitable(result):
                     await result
-        except Exception as exc:
-            self.failed += 1
+        except KeyboardInterrupt:
+            # Not a verdict on the event: hand it back at once and stop this worker.
+            log.error(
+                "consumer %s: the handler raised KeyboardInterrupt on event %s (position %d); "
+                "this worker stops, the event goes back to the group",
+                self.name,
+                event.event_id,
+                event.position,
+            )
+            self._interrupted = True
+            self._stopped.set()
+            with contextlib.suppress(_Unsettled):
+                await self._settle("handing back", msg, event, msg.nak())
+            return
+        except asyncio.CancelledError as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this worker is being cancelled
+            failure = exc  # raised by the handler itself: a failure like any other
+        except BaseException as exc:  # SystemExit too: a failure of this event, not the bus's
+            failure = exc
+        if failure is None:
+            with contextlib.suppress(_Unsettled):
+                await self._settle("acknowledging", msg, event, msg.ack())
+                self.handled += 1
+            return
+        self.failed += 1
+        with contextlib.suppress(_Unsettled):
             if deliveries >= self.max_deliver:
-                await self._dead_letter(msg, event, deliveries, exc)
-                await msg.term()
+                await self._settle(
+                    "dead-lettering", msg, event, self._dead_letter(msg, event, deliveries, failure)
+                )
+                await self._settle("terminating", msg, event, msg.term())
                 self.dead_lettered += 1
             else:
                 delay = self.backoff[deliveries - 1] if deliveries - 1 < len(self.backoff) else None
-                await msg.nak(delay=delay)
-            return
-        await msg.ack()
-        self.handled += 1
+                await self._settle("naking", msg, event, msg.nak(delay=delay))
 
-    async def _dead_letter(self, msg: Msg, event: Event, deliveries: int, exc: Exception) -> None:
+    async def _dead_letter(
+        self, msg: Msg, event: Event, deliveries: int, exc: BaseException
+    ) -> None:
         text = " ".join(f"{type(exc).__name__}: {exc}".split())[:2000]
         await self.bus.js.publish(
             _dead_letter_subject(self.bus, self.name),
@@ -286,6 +396,10 @@ class GroupSubscription:
         )
 
 
+class _Unsettled(Exception):
+    """An ack, nak, term or dead-letter publish failed (already logged)."""
+
+
 async def _all_messages(bus: NatsEventBus, stream: str) -> list[Any]:
     try:
         info = await bus.js.stream_info(stream)
@@ -302,6 +416,7 @@ async def _all_messages(bus: NatsEventBus, stream: str) -> list[Any]:
 
 async def read_dead_letters(bus: NatsEventBus, name: str) -> list[DeadLetterEntry]:
     """The group's dead letters, then any max-deliveries advisory not dead-lettered (backstop)."""
+    await check_no_old_side_streams(bus)
     entries: list[DeadLetterEntry] = []
     seen: set[str] = set()
     subject = _dead_letter_subject(bus, name)
@@ -343,7 +458,7 @@ async def read_dead_letters(bus: NatsEventBus, name: str) -> list[DeadLetterEntr
                     event,
                     int(advisory.get("deliveries", 0)),
                     "MaxDeliveries",
-                    "the server gave up after max deliveries (the worker did not dead-letter it)",
+                    GAVE_UP,
                     None,
                 )
             )

@@ -29,7 +29,8 @@ class NatsServerStartError(EventStoreError, RuntimeError):
         super().__init__(
             f"nats-server did not start: {reason}. Command: {' '.join(self.command)}. "
             f"Last lines of its log:\n{log_tail or '(empty)'}\n"
-            "Check the port is free and the store directory writable."
+            "Check what the log says: a port in use, a store directory that cannot be "
+            "written, or a line of the configuration file (given with -c) it cannot parse."
         )
 
 
@@ -82,18 +83,135 @@ class StreamConfigMismatchError(EventStoreError, ValueError):
         )
 
 
-class ConsumerFilterMismatchError(EventStoreError, ValueError):
+class ConsumerConfigMismatchError(EventStoreError, ValueError):
+    """A worker joined a consumer group whose durable consumer was made with other settings.
+
+    ``differences`` maps each setting that differs (``max_deliver``, ``ack_wait``,
+    ``subjects``) to ``(the group's, this worker's)``. Every worker of a group must
+    pass the same settings: the server keeps one consumer per group, made by its first
+    worker, and would otherwise follow that worker's settings silently.
+    """
+
+    def __init__(
+        self, consumer: str, differences: dict[str, tuple[object, object]], stream: str = ""
+    ) -> None:
+        self.consumer = consumer
+        self.differences = dict(differences)
+        self.stream = stream
+
+        def shown(name: str, value: object) -> str:
+            if name == "ack_wait" and isinstance(value, int | float):
+                return f"{value:g} s"
+            return repr(value)
+
+        described = "; ".join(
+            f"{name} {shown(name, existing)} (this worker: {shown(name, requested)})"
+            for name, (existing, requested) in self.differences.items()
+        )
+        where = f" on stream {stream!r}" if stream else ""
+        super().__init__(
+            f"consumer group {consumer!r}{where} exists with other settings than this worker "
+            f"asks for: {described}. Every worker of a group must pass the same event_types, "
+            "aggregate_types, max_deliver and ack_wait: pass the group's settings, use another "
+            "group name, or delete the group's consumers "
+            f"(await bus.delete_consumer({consumer!r}); its dead letters stay) and start the "
+            "workers again with the new settings."
+        )
+
+
+class ConsumerFilterMismatchError(ConsumerConfigMismatchError):
     """A worker joined a consumer group whose durable consumer reads other subjects."""
 
-    def __init__(self, consumer: str, existing: list[str], requested: list[str]) -> None:
-        self.consumer = consumer
+    def __init__(
+        self,
+        consumer: str,
+        existing: list[str],
+        requested: list[str],
+        differences: dict[str, tuple[object, object]] | None = None,
+        stream: str = "",
+    ) -> None:
         self.existing = existing
         self.requested = requested
         super().__init__(
-            f"consumer group {consumer!r} already reads {existing}, but this worker asks for "
-            f"{requested}. Every worker of a group must pass the same event_types and "
-            "aggregate_types; use another group name for another filter, or delete the "
-            f"consumer (bus.delete_consumer({consumer!r})) to change it."
+            consumer, {"subjects": (existing, requested), **(differences or {})}, stream
+        )
+
+
+class SideStreamConflictError(EventStoreError, ValueError):
+    """A stream has the name of one of the bus's side streams (retry, dead letters,
+    advisories) but captures other subjects: it is not that side stream, and adopting it
+    would mix another bus's messages (another tenant's) with this one's."""
+
+    def __init__(self, stream: str, expected: list[str], actual: list[str], role: str) -> None:
+        self.stream = stream
+        self.expected = expected
+        self.actual = actual
+        self.role = role
+        super().__init__(
+            f"stream {stream!r} should be this bus's {role} stream, capturing {expected}, but "
+            f"it captures {actual}: it belongs to something else, and this bus will not use it. "
+            "Give this bus another stream name (NatsEventBus(stream=...)), or remove that "
+            f"stream (nats stream rm {stream}) if nothing needs it."
+        )
+
+
+class OldSideStreamsError(EventStoreError, RuntimeError):
+    """The bus's consumer groups have data in side streams named as before 2026-12-02.
+
+    The retry, dead-letter and advisory streams were ``<stream>_RETRY``, ``<stream>_DLQ``
+    and ``<stream>_ADVISORIES`` (subjects ``<prefix>_retry.>``, ``<prefix>_dlq.>``): the
+    names and subjects of the event stream of a tenant called ``<tenant>_retry`` or
+    ``<tenant>_dlq``. They are now ``<stream>~RETRY`` (and so on), which no bus's stream
+    can be called. ``found`` maps each old stream to the messages of this bus it holds.
+    """
+
+    def __init__(self, stream: str, found: dict[str, int]) -> None:
+        self.stream = stream
+        self.found = dict(found)
+        listed = ", ".join(f"{name} ({count} messages)" for name, count in self.found.items())
+        super().__init__(
+            f"the consumer groups of stream {stream!r} have dead letters, retries or "
+            f"max-deliveries advisories in side streams named as before 2026-12-02: {listed}. "
+            f"They are now {stream}~RETRY, {stream}~DLQ and {stream}~ADVISORIES (a name no "
+            "tenant's stream can take); this bus will not start consumer groups beside the "
+            "old ones, whose dead letters it would no longer show. Move them once: "
+            "await bus.move_old_side_streams() (it copies them to the new streams, then "
+            "removes them from the old ones), with no worker of an older release running."
+        )
+
+
+class NatsUrlError(EventStoreError, ValueError):
+    """No NATS server URL was given, or one is malformed (``url`` is it, ``reason`` says why;
+    for no URL at all, ``url`` is what was given and ``reason`` is empty)."""
+
+    def __init__(self, url: str | Sequence[str], reason: str = "") -> None:
+        self.url = url
+        self.reason = reason
+        if not reason:
+            message = (
+                f"give at least one NATS server URL (nats://host:port; several as a list or "
+                f"separated by commas): {url!r} holds none (an unset environment variable is "
+                "the usual cause)"
+            )
+        else:
+            message = (
+                f"NATS server URL {url!r} is not valid: {reason}. Give each server as "
+                "nats://host:port (or tls://, ws://, wss://), several as a list or separated by "
+                "commas (nats://a:4222,nats://b:4222)"
+            )
+        super().__init__(message)
+
+
+class BusLoopStoppedError(EventStoreError, RuntimeError):
+    """The I/O thread of a bus (its asyncio loop, where its NATS client lives) has stopped."""
+
+    def __init__(self, thread: str, cause: BaseException | None = None) -> None:
+        self.thread = thread
+        self.cause = cause
+        why = f": {type(cause).__name__}: {cause}" if cause is not None else ""
+        super().__init__(
+            f"the NATS I/O thread {thread!r} has stopped{why}, so nothing can be sent or read "
+            "through it. Close the bus (or relay) and open a new one."
         )
 
 

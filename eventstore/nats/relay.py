@@ -9,6 +9,11 @@ same way. On start and after any failure the relay reads the stream's last
 message and resumes after the larger of its stored position and that message's
 position, so correctness does not depend on the duplicate window. Its position
 is a checkpoint in the store (``CheckpointStore``), named ``relay:<stream>``.
+
+An event bigger than the server's ``max_payload`` (headers included) is never
+sent: the relay publishes what comes before it and raises ``EventTooLargeError``
+naming it; it stops there rather than skip it, so the stream stays a complete,
+ordered copy of the store (docs/nats.md, "The relay").
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from typing import Any, Protocol
 from nats.aio.msg import Msg
 
 from ..core import instrumentation
+from ..core.errors import EventStoreError
 from ..core.events import Event
 from ..core.follow import CommitSignal
 from .bus import NatsEventBus
@@ -38,6 +44,8 @@ EXPECTED_LAST_SEQUENCE_MISMATCH = 10071
 #: Another writer got there first: resume from the stream, nothing is wrong.
 OVERTAKEN = (EXPECTED_LAST_MSG_ID_MISMATCH, EXPECTED_LAST_SEQUENCE_MISMATCH)
 EXPECTED_LAST_SEQUENCE = "Nats-Expected-Last-Sequence"
+#: Seconds before the same failure is logged again at its level (between: DEBUG).
+_RELOG = 60.0
 
 
 class RelayStore(Protocol):
@@ -86,13 +94,43 @@ class PublishRejected(Exception):
         )
 
 
+class EventTooLargeError(PublishRejected, EventStoreError):
+    """An event is bigger on the bus than the NATS server's ``max_payload``: the relay cannot
+    publish it, and stops before it (``size`` and ``limit`` in bytes)."""
+
+    def __init__(self, event: Event, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        description = (
+            f"event {event.event_id} (position {event.position}, aggregate "
+            f"{event.aggregate_id[:80]!r}, type {event.event_type}) is {size} bytes on the bus, "
+            f"over the NATS server's max_payload of {limit} bytes. The relay publishes "
+            "nothing after it (the stream keeps the store's order, and a skipped event would "
+            "be missing for every reader of the bus): raise max_payload in the server's "
+            "configuration (the relay goes on once its connection sees the new limit), or "
+            "keep large blobs out of events (store a reference)"
+        )
+        super().__init__(event, 0, description)
+        self.args = (description,)
+
+    def __str__(self) -> str:
+        return self.description
+
+
+def _published_size(data: bytes, headers: dict[str, str]) -> int:
+    """The bytes the server counts against ``max_payload``: payload and header block
+    (``NATS/1.0``, ``key: value`` lines, CRLFs, as nats-py writes them)."""
+    return len(data) + 12 + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
+
+
 class _Acks:
     """The acknowledgements of one pipelined batch, filed by index as they arrive."""
 
-    __slots__ = ("_loop", "_offset", "_received", "_waiter", "data")
+    __slots__ = ("_loop", "_offset", "_received", "_waiter", "counted", "data")
 
     def __init__(self, count: int, offset: int) -> None:
         self.data: list[bytes | None] = [None] * count
+        self.counted = 0  # acks before this index are read and counted in ``published``
         self._offset = offset  # where the index starts in "<inbox>.<index>"
         self._received = 0
         self._waiter: tuple[int, asyncio.Future[None]] | None = None
@@ -363,27 +401,59 @@ class Relay:
         sub = await nc.subscribe(f"{inbox}.*", cb=acks.on_ack)
         prefix = self.bus.subject_prefix
         publish = nc.publish
-        stored = settled = 0
+        limit = nc.max_payload
+        stored = settled = sent = 0
         step = self.window // 2 or 1
         try:
             previous = self._last_id
             for i, event in enumerate(events):
+                data = encode_event(event)
+                headers = self._headers(event, previous)
+                size = _published_size(data, headers)
+                if size > limit:
+                    # The server would drop the connection (nats-py checks the payload only):
+                    # settle what went before, then name the event.
+                    stored += await self._settle(events, acks, settled, i)
+                    raise EventTooLargeError(event, size, limit)
                 await publish(
                     subject_for(prefix, event.aggregate_type, event.event_type, event.aggregate_id),
-                    encode_event(event),
+                    data,
                     reply=f"{inbox}.{i}",
-                    headers=self._headers(event, previous),
+                    headers=headers,
                 )
+                sent = i + 1
                 previous = event.event_id
                 if i + 1 - settled >= self.window:
                     stored += await self._settle(events, acks, settled, settled + step)
                     settled += step
             stored += await self._settle(events, acks, settled, len(events))
+        except BaseException:
+            # Count what the stream acknowledged before the failure (no waiting): the
+            # relay resumes from the stream, but ``published`` must not forget them.
+            self._count_arrived(events, acks, sent)
+            raise
         finally:
             acks.close()  # never leave a waiter unresolved
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         return stored
+
+    def _count_arrived(self, events: list[Event], acks: _Acks, hi: int) -> None:
+        """Move past the acks not counted yet of ``events[:hi]`` already in, in order, up to
+        the first missing or failed one; never waits, never raises."""
+        stored = 0
+        for i in range(acks.counted, hi):
+            data = acks.data[i]
+            if data is None:
+                break
+            duplicate, error = _read_ack(data)
+            if error is not None:
+                break
+            self._position, self._last_id = events[i].position, events[i].event_id
+            acks.counted = i + 1
+            if not duplicate:
+                stored += 1
+        self._published += stored
 
     def _headers(self, event: Event, previous: str | None) -> dict[str, str]:
         headers = headers_for(event, previous)
@@ -403,13 +473,21 @@ class Relay:
             event = events[i]
             data = acks.data[i]
             if data is None:
-                failure = PublishRejected(event, 0, "no acknowledgement in time")
+                nc = self.bus._nc
+                down = nc is not None and not nc.is_connected
+                failure = PublishRejected(
+                    event,
+                    0,
+                    f"no acknowledgement within {self.ack_timeout:g} s"
+                    + (" (the NATS connection went down)" if down else ""),
+                )
                 break
             duplicate, error = _read_ack(data)
             if error is not None:
                 failure = PublishRejected(event, error[0], error[1])
                 break
             self._position, self._last_id = event.position, event.event_id
+            acks.counted = i + 1
             if not duplicate:
                 stored += 1
         self._published += stored
@@ -435,6 +513,7 @@ class Relay:
         a leader election, another relay ahead of this one)."""
         signal = self._signal = CommitSignal(self.store)
         self._running = True
+        logged: tuple[str, float] | None = None  # the last failure logged, and when
         try:
             while not self._stopped.is_set():
                 signal.arm()
@@ -443,9 +522,15 @@ class Relay:
                 except Exception as exc:
                     code = getattr(exc, "err_code", None)
                     level = logging.INFO if code in OVERTAKEN else logging.WARNING
+                    text, now = str(exc), time.monotonic()
+                    if logged is not None and logged[0] == text and now - logged[1] < _RELOG:
+                        level = logging.DEBUG  # the same failure again: status() holds it
+                    else:
+                        logged = (text, now)
                     log.log(level, "relay: %s; resuming in %.2fs", exc, self.retry_interval)
                     await asyncio.sleep(self.retry_interval)
                     continue
+                logged = None
                 if self._stopped.is_set():
                     break
                 await signal.wait_async(self.poll_interval)

@@ -46,8 +46,26 @@ def find_nats_server() -> str:
     raise NatsServerNotFoundError([scripts])
 
 
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
 def _quote(value: str) -> str:
-    return json.dumps(value)  # NATS config strings accept JSON string syntax
+    """``value`` as a double-quoted NATS config string.
+
+    The NATS config parser takes only the escapes ``\\xXX``, ``\\t``, ``\\n``, ``\\r``,
+    ``\\"`` and ``\\\\``: JSON's ``\\u00e9`` is a parse error. Other characters, non-ASCII
+    ones included, stand as they are (the file is written as UTF-8).
+    """
+    out = []
+    for ch in value:
+        escaped = _ESCAPES.get(ch)
+        if escaped is not None:
+            out.append(escaped)
+        elif ord(ch) < 0x20 or ch == "\x7f":
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def _terminate(pid: int | None, proc: subprocess.Popen[bytes] | None) -> None:
@@ -215,7 +233,7 @@ class EmbeddedNATS:
         if self.is_running:
             return self
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(self._config())
+        self.config_path.write_text(self._config(), encoding="utf-8")
         ports_dir = self._work / "ports"
         ports_dir.mkdir(exist_ok=True)
         command = [self._binary, "-js", "-c", str(self.config_path), "-a", "127.0.0.1"]

@@ -27,6 +27,7 @@ from nats.errors import (
     NoRespondersError,
     NoServersError,
 )
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from ..core import instrumentation
@@ -40,9 +41,11 @@ from ..core.headers import (
 )
 from ..core.ids import new_command_id, random_bytes
 from ..core.responses import (
+    _RETRY,
     INTERNAL,
     INVALID_RESPONSE_TYPE,
     REQUEST_TOO_LARGE,
+    UNAVAILABLE,
     Response,
     transport_timeout,
     transport_unavailable,
@@ -67,7 +70,10 @@ class NatsTransport:
     Connects on ``async with``, ``await connect()`` or the first request.
     ``timeout`` bounds each request; the keyword options (``user``/``password``,
     ``token``, ``nkeys_seed``, ``user_credentials``, ``tls_ca``,
-    ``tls_cert``/``tls_key``) are ``NatsOptions``'.
+    ``tls_cert``/``tls_key``) are ``NatsOptions``'. ``close()`` (the end of
+    ``async with``) answers the requests still waiting for a reply at once with
+    ``UNAVAILABLE``, and a closed transport sends nothing more (``UNAVAILABLE``,
+    "closed") until ``connect()`` is called again.
     """
 
     def __init__(
@@ -87,14 +93,28 @@ class NatsTransport:
         self.timeout = timeout
         self._nc: Client | None = None
         self._lock = asyncio.Lock()
+        self._closed = False
+        self._calls: set[asyncio.Future[Any]] = set()  # requests waiting for their reply
 
     async def connect(self) -> NatsTransport:
-        async with self._lock:
-            if self._nc is None or self._nc.is_closed:
-                self._nc = await connect_bounded(self.options)
+        """Connect now (a closed transport is opened again)."""
+        self._closed = False
+        await self._connect()
         return self
 
+    async def _connect(self) -> None:
+        async with self._lock:
+            if self._closed:
+                return
+            if self._nc is None or self._nc.is_closed:
+                self._nc = await connect_bounded(self.options)
+
     async def close(self) -> None:
+        """Disconnect; requests waiting for a reply get ``UNAVAILABLE`` at once."""
+        self._closed = True
+        calls, self._calls = list(self._calls), set()
+        for call in calls:
+            call.cancel()
         nc, self._nc = self._nc, None
         if nc is not None:
             await close_quietly(nc)  # a server that went away must not fail the caller's exit
@@ -109,12 +129,32 @@ class NatsTransport:
     def connection(self) -> Client | None:
         return self._nc
 
+    @property
+    def is_closed(self) -> bool:
+        """True after ``close()`` (until ``connect()``)."""
+        return self._closed
+
+    def _refused_after_close(self, subject: str, command_id: str) -> Response:
+        servers = ", ".join(self.options.servers)
+        return Response.failure(
+            AppError(
+                UNAVAILABLE,
+                f"the request to {subject} was not sent: this NatsTransport (to {servers}) "
+                "is closed",
+                "Make calls inside 'async with NatsTransport(...)', or call "
+                "await transport.connect() to open it again.",
+                {"subject": subject, "command_id": command_id},
+            )
+        )
+
     async def request(
         self, subject: str, message: Message, headers: Mapping[str, str] | None = None
     ) -> Response:
         sent = {**self.headers, **(headers or {})}
         command_id = sent.get(COMMAND_ID_HEADER) or new_command_id()
         sent[COMMAND_ID_HEADER] = command_id
+        if self._closed:
+            return self._refused_after_close(subject, command_id)
         sent[MESSAGE_TYPE_HEADER] = message.DESCRIPTOR.full_name
         if not sent.get(TRACEPARENT_HEADER):
             instrumentation.inject(sent)  # the current span's context, when traced
@@ -125,12 +165,13 @@ class NatsTransport:
         nc = self._nc
         if nc is None or nc.is_closed:
             try:
-                await self.connect()
-            except (NoServersError, OSError) as exc:
+                await self._connect()
+            except (NoServersError, NatsError, OSError) as exc:
                 cause = f"cannot connect to NATS at {', '.join(self.options.servers)} ({exc})"
                 return Response.failure(transport_unavailable(subject, command_id, cause))
             nc = self._nc
-            assert nc is not None
+            if self._closed or nc is None:
+                return self._refused_after_close(subject, command_id)
         if nc.is_reconnecting:
             # nats-py would buffer the request until the server is back, and the caller
             # would wait its whole timeout to hear TIMEOUT ("may have been applied") for
@@ -140,8 +181,15 @@ class NatsTransport:
         limit = nc.max_payload
         if len(data) > limit:
             return Response.failure(_request_too_large(subject, command_id, len(data), limit))
+        call = asyncio.ensure_future(nc.request(subject, data, timeout=self.timeout, headers=sent))
+        self._calls.add(call)
         try:
-            reply = await nc.request(subject, data, timeout=self.timeout, headers=sent)
+            reply = await call
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if call.cancelled() and self._closed and not (current and current.cancelling()):
+                return Response.failure(_closed_in_flight(subject, command_id))
+            raise
         except NoRespondersError:
             return Response.failure(
                 transport_unavailable(subject, command_id, "no service serves that subject")
@@ -157,7 +205,20 @@ class NatsTransport:
         ) as exc:
             cause = f"the NATS connection is down ({type(exc).__name__})"
             return Response.failure(transport_unavailable(subject, command_id, cause))
+        finally:
+            self._calls.discard(call)
         return _response_of(subject, reply.data, reply.headers or {})
+
+
+def _closed_in_flight(subject: str, command_id: str) -> AppError:
+    return AppError(
+        UNAVAILABLE,
+        f"the request to {subject} was sent, but its NatsTransport was closed before the "
+        "reply came: the command may or may not have been applied",
+        _RETRY.format(command_id=command_id)
+        + " If the first try was applied, the reply is its original result.",
+        {"subject": subject, "command_id": command_id},
+    )
 
 
 #: A header name nats-py sends (an HTTP token); it refuses any other with BadHeaderError.
