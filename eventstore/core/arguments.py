@@ -97,8 +97,17 @@ def check_stream_read(
     """The arguments of ``load_stream`` (and ``load_stream_payloads``): the aggregate id a
     ``str``, ``after_version`` an int >= 0, ``up_to_version`` None or an int >= 0.
 
-    Stores call it only when a quick test of the usual case fails: it is on the load path.
+    On the load path: the usual case (an ASCII ``str``, ints >= 0) is tested first, in
+    one expression; only what fails it goes through the checks that name the problem.
     """
+    if (
+        type(aggregate_id) is str
+        and aggregate_id.isascii()
+        and type(after_version) is int
+        and after_version >= 0
+        and (up_to_version is None or (type(up_to_version) is int and up_to_version >= 0))
+    ):
+        return
     check_lookup_id(where, "aggregate_id", aggregate_id)
     for name, value, accepts in (
         ("after_version", after_version, "an int >= 0 (0 reads from the first event)"),

@@ -1760,14 +1760,7 @@ class PostgresEventStore:
     ) -> None:
         """``load_stream``'s arguments, checked as SQLite's store checks them, and the id's
         text as PostgreSQL can hold it."""
-        if not (
-            type(aggregate_id) is str
-            and aggregate_id.isascii()
-            and type(after_version) is int
-            and after_version >= 0
-            and (up_to_version is None or (type(up_to_version) is int and up_to_version >= 0))
-        ):  # the usual case tested inline; the checks name what is wrong
-            check_stream_read(where, aggregate_id, after_version, up_to_version)
+        check_stream_read(where, aggregate_id, after_version, up_to_version)
         check_text(self.path, where, "aggregate_id", aggregate_id)
 
     def stream_version(self, aggregate_id: str) -> int:

@@ -1163,14 +1163,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
     def load_stream(
         self, aggregate_id: str, after_version: int = 0, up_to_version: int | None = None
     ) -> list[Event]:
-        if not (
-            type(aggregate_id) is str
-            and aggregate_id.isascii()
-            and type(after_version) is int
-            and after_version >= 0
-            and (up_to_version is None or (type(up_to_version) is int and up_to_version >= 0))
-        ):  # the usual case tested inline; the checks name what is wrong
-            check_stream_read("load_stream", aggregate_id, after_version, up_to_version)
+        check_stream_read("load_stream", aggregate_id, after_version, up_to_version)
         if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
         if up_to_version is not None and up_to_version > MAX_INTEGER:
@@ -1198,14 +1191,7 @@ class SQLiteEventStore(SQLiteSnapshots, SQLiteCheckpoints):
         What a replay without upcasters needs (``Repository.load`` reads this way):
         three columns instead of ten cost well under half as much to fetch.
         """
-        if not (
-            type(aggregate_id) is str
-            and aggregate_id.isascii()
-            and type(after_version) is int
-            and after_version >= 0
-            and (up_to_version is None or (type(up_to_version) is int and up_to_version >= 0))
-        ):  # as in load_stream
-            check_stream_read("load_stream_payloads", aggregate_id, after_version, up_to_version)
+        check_stream_read("load_stream_payloads", aggregate_id, after_version, up_to_version)
         if after_version > MAX_INTEGER:
             raise IntegerRangeError(self.path, "after_version", after_version)
         if up_to_version is not None and up_to_version > MAX_INTEGER:
