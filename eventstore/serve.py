@@ -28,6 +28,7 @@ import contextlib
 import importlib
 import inspect
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -62,12 +63,16 @@ class ServeOptions:
 def load_factory(spec: str, default: str = "services") -> tuple[Any, Callable[..., Any]]:
     """The module ``spec`` names and its factory (``module:function``, else ``default``)."""
     name, _, attr = spec.partition(":")
+    # As `python -m` does: a module in the folder the command runs from is found (the
+    # console script's sys.path holds only its own folder and the environment's).
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(name)
     except ImportError as exc:
         raise SystemExit(
             f"eventstore serve: cannot import module {name!r}: {exc}. Give an importable "
-            "module (run from the folder it is in, or set PYTHONPATH)."
+            "module (run from the folder its package is in, or set PYTHONPATH)."
         ) from exc
     factory = getattr(module, attr or default, None)
     if not callable(factory):

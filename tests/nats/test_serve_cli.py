@@ -124,3 +124,17 @@ def test_serve_keeps_the_traceback_of_a_bug_in_the_module(
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(RuntimeError, match="bug"):
         main(_serve("buggy_app", "--store", f"sqlite:///{tmp_path / 's.db'}"))
+
+
+def test_load_factory_finds_a_module_in_the_folder_the_command_runs_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The console script's sys.path lacks the working folder (python -m puts it there):
+    # the documented `eventstore serve examples.bankaccount.service` failed to import.
+    (tmp_path / "served_from_cwd.py").write_text("def services(store):\n    return []\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    module, factory = load_factory("served_from_cwd")
+    assert factory.__name__ == "services" and module.__file__ == str(
+        tmp_path / "served_from_cwd.py"
+    )

@@ -20,6 +20,9 @@ def test_the_projections_guide_runs_as_written(capsys, monkeypatch, tmp_path) ->
     assert "[('acc-1', 100), ('acc-2', 50)]" in out
     assert "[(125,)]" in out
     assert "FAILED 3 deposits of 5 are not allowed" in out
+    # "Appending from a handler": one thanks per deposit (its filter named no stored type,
+    # so it printed 0 and showed nothing of what it teaches).
+    assert "READY [('acc-1', 125), ('acc-2', 55)]\n4\n" in out, out
     for value in namespace.values():  # the guide leaves its stores open for the reader
         close = getattr(value, "close", None)
         if callable(close) and type(value).__module__.startswith("eventstore"):
