@@ -347,12 +347,18 @@ class BuiltProjection:
         self.event_types: tuple[str, ...] = tuple(handlers)
         self.upcasters = upcasters
         self.unhandled: dict[str, int] = {}
+        # The last position counted: a batch rolled back and handled again (a later event
+        # failed) feeds its events again, and each is counted once.
+        self._counted_to = 0
 
     def handle(self, event: Event, ctx: ProjectionContext) -> None:
         if self.upcasters:
             event = self.upcasters.upcast(event)  # a no-op on an event upcast already
         entry = self._handlers.get(event.event_type)
         if entry is None:
+            if event.position and event.position <= self._counted_to:
+                return  # counted when first fed (its batch was rolled back since)
+            self._counted_to = max(self._counted_to, event.position)
             count = self.unhandled.get(event.event_type, 0)
             self.unhandled[event.event_type] = count + 1
             if not count:
@@ -375,6 +381,8 @@ class BuiltProjection:
     def reset(self, ctx: ProjectionContext) -> None:
         if self._reset is not None:
             self._reset(ctx)
+        self.unhandled.clear()  # a rebuild counts the log's events again
+        self._counted_to = 0
 
     def __repr__(self) -> str:
         return f"<projection {self.name!r} on {', '.join(self.event_types) or 'no events'}>"

@@ -19,12 +19,19 @@ from datetime import timedelta
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 
-from ..core.errors import EventStoreError
+from ..core.errors import EventStoreError, StoreClosedError
 from ..core.events import Event, NewEvent, timestamp_from_micros
 from ..core.ports import DEFAULT_COMMAND_TTL, AppendResult
 from ..core.projection import Projection, ProjectionContext
-from ..core.projections.read_models import BatchOutcome, HandlerFailedError, handle_events
+from ..core.projections.read_models import (
+    BatchOutcome,
+    HandlerEndedTransactionError,
+    HandlerFailedError,
+    ReadModelClosedError,
+    handle_events,
+)
 from ..core.projections.status import DeadLetter, ProjectionFailure
 from ..core.units import StreamAppend, UnitResult
 from .limits import check_text, check_texts
@@ -145,6 +152,69 @@ class PostgresStoreInTransaction:
         return int(row[0] or 0) if row else 0
 
 
+_ENDS = (
+    "a COMMIT or ROLLBACK statement on ctx.connection ends it, and every statement after "
+    "it then commits on its own, apart from the checkpoint"
+)
+
+
+class CaughtDatabaseError(EventStoreError):
+    """A handler caught a PostgreSQL error and returned: the error aborted the transaction."""
+
+    def __init__(self, projection: str, position: int) -> None:
+        self.projection = projection
+        self.position = position
+        where = f"handler at position {position}" if position else "reset()"
+        super().__init__(
+            f"projection {projection!r}'s {where} caught a database error and went on, but on "
+            "PostgreSQL a failed statement aborts the whole transaction (unlike SQLite, where "
+            "it undoes only itself), so the batch cannot be committed: it was rolled back. "
+            "Run a statement that may fail inside a savepoint, "
+            "`with ctx.connection.transaction(): ctx.connection.execute(...)`, or avoid the "
+            "error (INSERT ... ON CONFLICT DO NOTHING), then call resume() to retry this event"
+        )
+
+
+class _Checked:
+    """A projection whose handler (and reset) is followed by a look at the transaction.
+
+    After each call the connection's transaction must still be open and usable: a
+    handler that ended it (COMMIT) raises ``HandlerEndedTransactionError`` at its
+    event; one that caught a database error and returned, ``CaughtDatabaseError``.
+    Reading ``transaction_status`` costs no round trip.
+    """
+
+    def __init__(self, projection: Projection, conn: psycopg.Connection[Any]) -> None:
+        self.name = projection.name
+        self._projection = projection
+        self._conn = conn
+
+    def _check(self, position: int, cause: BaseException | None = None) -> None:
+        state = self._conn.info.transaction_status
+        if state is TransactionStatus.IDLE:
+            raise HandlerEndedTransactionError(
+                self.name, position, None, True, how=_ENDS
+            ) from cause
+        if state is TransactionStatus.INERROR and cause is None:
+            raise CaughtDatabaseError(self.name, position)
+
+    def handle(self, event: Event, ctx: ProjectionContext) -> None:
+        try:
+            self._projection.handle(event, ctx)
+        except Exception as exc:
+            self._check(event.position, exc)
+            raise
+        self._check(event.position)
+
+    def reset(self, ctx: ProjectionContext) -> None:
+        try:
+            self._projection.reset(ctx)
+        except Exception as exc:
+            self._check(0, exc)
+            raise
+        self._check(0)
+
+
 class PostgresReadModel:
     """A read model in PostgreSQL for the projection runner (the ``ReadModel`` port).
 
@@ -184,17 +254,28 @@ class PostgresReadModel:
     @contextmanager
     def reading(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection for queries on the read model (its committed state)."""
-        with self._db.reading() as conn:
+        with self._reading() as conn:
             yield conn
 
     @contextmanager
+    def _reading(self) -> Iterator[psycopg.Connection[Any]]:
+        """The database's connection; its own database closed says "read model"."""
+        try:
+            with self._db.reading() as conn:
+                yield conn
+        except StoreClosedError as exc:
+            if not self._owns_db or isinstance(exc, ReadModelClosedError):
+                raise
+            raise ReadModelClosedError(self.path, "PostgresReadModel") from exc
+
+    @contextmanager
     def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._db.reading() as conn, conn.transaction():
+        with self._reading() as conn, conn.transaction():
             yield conn
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """All rows of a query on the read model, for notebooks and tests."""
-        with self._db.reading() as conn:
+        with self._reading() as conn:
             return conn.execute(sql.encode(), params).fetchall()
 
     def _check_name(self, where: str, name: str) -> None:
@@ -202,12 +283,12 @@ class PostgresReadModel:
 
     def load_checkpoint(self, name: str) -> int:
         self._check_name("load_checkpoint", name)
-        with self._db.reading() as conn:
+        with self._reading() as conn:
             return read_progress(conn, name)[0]
 
     def load_scanned_position(self, name: str) -> int:
         self._check_name("load_scanned_position", name)
-        with self._db.reading() as conn:
+        with self._reading() as conn:
             return read_progress(conn, name)[1]
 
     def save_scanned_position(self, name: str, after_position: int, scanned_to: int) -> int:
@@ -230,7 +311,7 @@ class PostgresReadModel:
             ).fetchone()
             if row is not None:
                 return int(row[0])
-            projection.reset(ProjectionContext(name, 0, conn))
+            _Checked(projection, conn).reset(ProjectionContext(name, 0, conn))
             write_checkpoint(conn, name, 0)
             return 0
 
@@ -239,7 +320,7 @@ class PostgresReadModel:
         self._check_name("reset", name)
         with self._transaction() as conn:
             self._lock(conn, name)
-            projection.reset(ProjectionContext(name, 0, conn))
+            _Checked(projection, conn).reset(ProjectionContext(name, 0, conn))
             write_checkpoint(conn, name, 0)
             conn.execute("DELETE FROM projection_dead_letters WHERE projection = %s", (name,))
 
@@ -290,7 +371,8 @@ class PostgresReadModel:
                         else contextlib.nullcontext()
                     )
                     with marked:
-                        handled = handle_events(projection, pending[:cut], ctx, stored)
+                        checked = _Checked(projection, conn)
+                        handled = handle_events(checked, pending[:cut], ctx, stored)
                     checkpoint = stored_checkpoint
                     if cut and pending[cut - 1].position > stored:
                         checkpoint = pending[cut - 1].position
@@ -304,6 +386,12 @@ class PostgresReadModel:
                         write_checkpoint(conn, name, checkpoint, scanned)
                 committed = True
             except HandlerFailedError as failed:
+                error = failed.failure.error
+                if isinstance(error, HandlerEndedTransactionError) and error.ended:
+                    # What the batch wrote before may be committed: doing it again could apply
+                    # it twice, so stop at the event whose handler ended the transaction.
+                    outcome.failure = failed.failure
+                    return outcome
                 cut = failed.index
                 if dead_letter:
                     set_aside, failure = failed.failure, None
@@ -329,7 +417,7 @@ class PostgresReadModel:
 
     def dead_letters(self, name: str) -> list[DeadLetter]:
         self._check_name("dead_letters", name)
-        with self._db.reading() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 "SELECT projection, position, event_id, event_type, aggregate_id, error_type, "
                 "message, traceback, failed_at FROM projection_dead_letters "

@@ -21,10 +21,16 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..core.errors import EventStoreError
+from ..core.errors import StoreClosedError
 from ..core.events import Event, timestamp_from_micros
 from ..core.projection import Projection, ProjectionContext
-from ..core.projections.read_models import BatchOutcome, HandlerFailedError, handle_events
+from ..core.projections.read_models import (
+    BatchOutcome,
+    HandlerEndedTransactionError,
+    HandlerFailedError,
+    ReadModelClosedError,
+    handle_events,
+)
 from ..core.projections.status import DeadLetter, ProjectionFailure
 from .checkpoints import (
     SCANNED_POSITION_COLUMN,
@@ -66,34 +72,6 @@ _INSERT_DEAD_LETTER = (
     "event_type, aggregate_id, error_type, message, traceback, failed_at) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-class HandlerEndedTransactionError(EventStoreError):
-    """A projection's handler (or reset) tried to end the read model's transaction."""
-
-    def __init__(self, projection: str, position: int, statement: str | None, ended: bool) -> None:
-        self.projection = projection
-        self.position = position
-        self.statement = statement  # "COMMIT" or "ROLLBACK" when refused; None when not seen
-        self.ended = ended  # the transaction did end: what it held may be committed
-        where = f"handler at position {position}" if position else "reset()"
-        tried = f" (a {statement})" if statement else ""
-        if ended:
-            outcome = (
-                "The transaction had ended, so what this batch wrote before may be committed "
-                "without its checkpoint: it is stopped here. Fix the code, then call "
-                f"rebuild({projection!r})."
-            )
-        else:
-            outcome = "It was refused and the transaction rolled back, so nothing is lost."
-        super().__init__(
-            f"projection {projection!r}'s {where} tried to end the read model's "
-            f"transaction{tried}: sqlite3's executescript() commits the open transaction "
-            "before it runs its script, and commit(), rollback() and COMMIT or ROLLBACK "
-            "statements end it, which would commit the batch apart from its checkpoint. "
-            f"{outcome} Run each statement with ctx.connection.execute() or executemany() "
-            "instead"
-        )
 
 
 class _Guard:
@@ -220,29 +198,39 @@ class SQLiteReadModel:
     def __repr__(self) -> str:
         return f"SQLiteReadModel({self.path!r})"
 
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[None]:
+        """Say "read model" when its own (closed) database is used: a new one is the fix."""
+        try:
+            yield
+        except StoreClosedError as exc:
+            if not self._owns_db or isinstance(exc, ReadModelClosedError):
+                raise
+            raise ReadModelClosedError(self.path, "SQLiteReadModel") from exc
+
     # -- reading the read model --------------------------------------------------------
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
         """A connection for queries on the read model (its committed state)."""
-        with self._db.reading() as conn:
+        with self._open(), self._db.reading() as conn:
             yield conn
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """All rows of a query on the read model, for notebooks and tests."""
-        with self._db.reading() as conn:
+        with self._open(), self._db.reading() as conn:
             return conn.execute(sql, params).fetchall()
 
     # -- the ReadModel port ------------------------------------------------------------
     def load_checkpoint(self, name: str) -> int:
-        with self._db.reading() as conn:
+        with self._open(), self._db.reading() as conn:
             return read_checkpoint(conn, name)
 
     def load_scanned_position(self, name: str) -> int:
-        with self._db.reading() as conn:
+        with self._open(), self._db.reading() as conn:
             return read_progress(conn, name)[1]
 
     def save_scanned_position(self, name: str, after_position: int, scanned_to: int) -> int:
-        with self._db.transaction() as conn:
+        with self._open(), self._db.transaction() as conn:
             checkpoint, stored = read_progress(conn, name)
             if stored != after_position or scanned_to <= stored:
                 return stored
@@ -251,7 +239,7 @@ class SQLiteReadModel:
 
     def prepare(self, projection: Projection) -> int:
         name = projection.name
-        with self._db.transaction() as conn:
+        with self._open(), self._db.transaction() as conn:
             row = conn.execute(
                 "SELECT position FROM projection_checkpoints WHERE name = ?", (name,)
             ).fetchone()
@@ -264,7 +252,7 @@ class SQLiteReadModel:
 
     def reset(self, projection: Projection) -> None:
         name = projection.name
-        with self._db.transaction() as conn:
+        with self._open(), self._db.transaction() as conn:
             with self._guarded(conn, name) as guard:
                 guard.watch(projection).reset(ProjectionContext(name, 0, conn))
             write_checkpoint(conn, name, 0)
@@ -294,7 +282,7 @@ class SQLiteReadModel:
             appends: EventStoreInTransaction | None = None
             committed = False
             try:
-                with self._db.transaction() as conn:
+                with self._open(), self._db.transaction() as conn:
                     if self._store is not None:
                         ctx.store = appends = EventStoreInTransaction(self._store, conn, name)
                     stored_checkpoint, stored = read_progress(conn, name)
@@ -366,7 +354,7 @@ class SQLiteReadModel:
                 conn.set_authorizer(None)
 
     def dead_letters(self, name: str) -> list[DeadLetter]:
-        with self._db.reading() as conn:
+        with self._open(), self._db.reading() as conn:
             rows = conn.execute(
                 "SELECT projection, position, event_id, event_type, aggregate_id, error_type, "
                 "message, traceback, failed_at FROM projection_dead_letters "

@@ -17,7 +17,9 @@ from .port import Projection, ProjectionContext
 from .read_models import (
     BatchOutcome,
     CheckpointedReadModel,
+    HandlerEndedTransactionError,
     ReadModel,
+    ReadModelClosedError,
     StoreWriteInBatchError,
 )
 from .status import (
@@ -36,6 +38,7 @@ __all__ = [
     "DeadLetter",
     "EventSource",
     "FunctionProjection",
+    "HandlerEndedTransactionError",
     "MetricPoint",
     "Projection",
     "ProjectionContext",
@@ -45,6 +48,7 @@ __all__ = [
     "ProjectionNotRebuildableError",
     "ProjectionStatus",
     "ReadModel",
+    "ReadModelClosedError",
     "RebuildProgress",
     "StoreWriteInBatchError",
     "UnknownProjectionError",

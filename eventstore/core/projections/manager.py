@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import instrumentation as _instr
-from ..errors import EventStoreError
+from ..errors import EventStoreError, StoreClosedError
 from ..events import Event
 from ..follow import DEFAULT_POLL_INTERVAL, CommitSignal
 from ..ports import EventSource, read_page
@@ -123,16 +123,23 @@ class _Upcasting:
         self._upcast = upcasters.upcast
         self._wanted = wanted
         self.unhandled: dict[str, int] = {}
+        # The last position counted: a batch rolled back and handled again (a later event
+        # failed) feeds its events again, and each is counted once.
+        self._counted_to = 0
 
     def handle(self, event: Event, ctx: ProjectionContext) -> None:
         event = self._upcast(event)
         if self._wanted is None or event.event_type in self._wanted:
             self._projection.handle(event, ctx)
-        else:  # read because its upcaster did not say what it makes (Upcasters.register's to=)
+        elif not event.position or event.position > self._counted_to:
+            # Read because its upcaster did not say what it makes (Upcasters.register's to=).
+            self._counted_to = max(self._counted_to, event.position)
             self.unhandled[event.event_type] = self.unhandled.get(event.event_type, 0) + 1
 
     def reset(self, ctx: ProjectionContext) -> None:
         self._projection.reset(ctx)
+        self.unhandled.clear()  # a rebuild counts the log's events again
+        self._counted_to = 0
 
 
 @dataclass
@@ -302,6 +309,15 @@ class ProjectionManager:
         with self._lock:
             return list(self._registrations.values())
 
+    def _still_registered(self, names: Sequence[str]) -> list[_Registration]:
+        """Like ``_selected``, leaving out names unregistered meanwhile (for ``run()``: one
+        registered again under its name is fed again)."""
+        if not names:
+            return self._selected(names)
+        with self._lock:
+            found = (self._registrations.get(n) for n in names)
+            return [reg for reg in found if reg is not None]
+
     # -- feeding ------------------------------------------------------------------------
     def _batch(self, reg: _Registration) -> _BatchResult:
         """Read one batch after the projection's position and hand it to its read model."""
@@ -328,7 +344,8 @@ class ProjectionManager:
         full = len(events) >= reg.batch_size
         if not events:
             if not self._scanned(reg, page.scanned_to):
-                return _BatchResult(0, 0, False, False)  # reset meanwhile: read on from there
+                # Reset meanwhile: read on from there (or the read model failed).
+                return _BatchResult(0, 0, False, reg.status is ProjectionStatus.FAILED)
             reg.seen_head = max(reg.seen_head, page.scanned_to)
             return _BatchResult(0, 0, True, False)
         try:
@@ -340,11 +357,9 @@ class ProjectionManager:
                 scanned_to=page.scanned_to,
             )
         except Exception as exc:
-            # The read model itself failed (its database is locked or gone, say): stop here too.
-            failure = ProjectionFailure.from_exception(reg.name, events[0], exc)
-            outcome = BatchOutcome(checkpoint=reg.read_model.load_checkpoint(reg.name))
-            outcome.scanned_position = _stored_progress(reg.read_model, reg.name)
-            outcome.failure = failure
+            # The read model itself failed (its database is locked, gone or closed, say):
+            # stop here too, at the first event it had not committed.
+            outcome = _read_model_failure(reg, events, exc)
         reg.position = reg.stored = outcome.read_on_after
         reg.events_handled += outcome.handled
         if outcome.dead_letters:
@@ -354,15 +369,20 @@ class ProjectionManager:
             for letter in outcome.dead_letters:
                 log.warning("dead-lettered: %s", letter.describe())
         if outcome.failure is not None:
-            reg.errors += 1
-            reg.last_error = outcome.failure
-            reg.status = ProjectionStatus.FAILED
-            log.error("%s", outcome.failure.describe())
+            self._fail(reg, outcome.failure)
             return _BatchResult(len(events), outcome.handled, False, True)
         caught_up = not full and outcome.read_on_after >= events[-1].position
         if caught_up:
             reg.seen_head = max(reg.seen_head, page.scanned_to)
         return _BatchResult(len(events), outcome.handled, caught_up, False)
+
+    @staticmethod
+    def _fail(reg: _Registration, failure: ProjectionFailure | None) -> None:
+        assert failure is not None
+        reg.errors += 1
+        reg.last_error = failure
+        reg.status = ProjectionStatus.FAILED
+        log.error("%s", failure.describe())
 
     def _scanned(self, reg: _Registration, scanned_to: int) -> bool:
         """Move past positions scanned without finding an event the projection wants.
@@ -381,7 +401,11 @@ class ProjectionManager:
         save = getattr(reg.read_model, "save_scanned_position", None)
         if save is None:  # a read model from before scanned positions: keep it in memory
             return True
-        stored = int(save(reg.name, reg.stored, scanned_to))
+        try:
+            stored = int(save(reg.name, reg.stored, scanned_to))
+        except Exception as exc:
+            self._fail(reg, _read_model_failure(reg, (), exc).failure)
+            return False
         reg.stored = stored
         if stored != scanned_to:
             reg.position = stored
@@ -488,7 +512,7 @@ class ProjectionManager:
             while not stopped.is_set():
                 signal.arm()
                 worked = source_failed = False
-                for reg in self._selected(names):
+                for reg in self._still_registered(names):
                     if stopped.is_set():
                         break
                     if not reg.is_active or not reg.lock.acquire(blocking=False):
@@ -499,6 +523,10 @@ class ProjectionManager:
                                 reg.status = ProjectionStatus.CATCHING_UP
                             try:
                                 result = self._batch(reg)
+                            except StoreClosedError:
+                                # Closed for good (the read model's own errors stop its
+                                # projection instead): end as follow() does (decision 5).
+                                raise
                             except Exception as exc:
                                 # The source failed (a bus whose server is restarting, say):
                                 # not the projection's fault, so keep running and read again.
@@ -657,17 +685,22 @@ class ProjectionManager:
         reg = self._get(name)
         head = self.source.head_position()
         checkpoint = reg.read_model.load_checkpoint(name)
-        accounted = max(checkpoint, reg.seen_head if reg.position >= checkpoint else 0)
+        # The stored scanned position counts too: a filtered projection has read past its
+        # last handled event (as this runner, another one, or before a restart).
+        progress = _stored_progress(reg.read_model, name)
+        accounted = max(progress, reg.seen_head if reg.position >= progress else 0)
         lag = max(0, head - accounted)
         lag_seconds = 0.0
         if lag:
             head_ts = self._timestamp_at(head)
-            last_ts = self._timestamp_at(max(1, checkpoint))
+            last_ts = self._timestamp_at(max(1, accounted))
             if head_ts is not None and last_ts is not None:
                 lag_seconds = max(0.0, (head_ts - last_ts) / 1_000_000)
         status = reg.status
         if status is ProjectionStatus.READY and lag:
             status = ProjectionStatus.CATCHING_UP  # new events arrived since it caught up
+        elif status is ProjectionStatus.CATCHING_UP and not lag:
+            status = ProjectionStatus.READY  # read to the head (by a runner, maybe elsewhere)
         return ProjectionInfo(
             name=name,
             status=status,
@@ -696,6 +729,29 @@ class ProjectionManager:
     def __repr__(self) -> str:
         parts = ", ".join(f"{r.name}: {r.status}" for r in self._selected(()))
         return f"ProjectionManager({parts})"
+
+
+def _read_model_failure(
+    reg: _Registration, events: Sequence[Event], exc: Exception
+) -> BatchOutcome:
+    """The outcome of a batch whose read model raised outside the handlers: a failure at
+    the first event after its stored progress (where it stops), that progress unchanged
+    (as last known here when the read model cannot even say it: closed, say)."""
+    try:
+        checkpoint = reg.read_model.load_checkpoint(reg.name)
+        progress = _stored_progress(reg.read_model, reg.name)
+    except Exception:
+        checkpoint, progress = min(reg.stored, reg.position), reg.stored
+    at = next((e for e in events if e.position > progress), None)
+    if at is None:
+        failure = ProjectionFailure(
+            reg.name, progress, "", "", "", type(exc).__name__, str(exc), error=exc
+        )
+    else:
+        failure = ProjectionFailure.from_exception(reg.name, at, exc)
+    outcome = BatchOutcome(checkpoint=checkpoint, scanned_position=progress)
+    outcome.failure = failure
+    return outcome
 
 
 def _stored_progress(model: ReadModel, name: str) -> int:

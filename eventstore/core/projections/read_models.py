@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from ..errors import EventStoreError
+from ..errors import EventStoreError, StoreClosedError
 from ..events import Event
 from ..ports import CheckpointStore
 from ..tenancy import tenant_of, with_tenant
@@ -111,6 +111,65 @@ class StoreWriteInBatchError(EventStoreError):
             "transaction nor wait for it to end. Append through ctx.store instead "
             "(ctx.store.append(...), or Repository(ctx.store, ...)): it commits with the "
             "batch and its checkpoint, or not at all"
+        )
+
+
+_SQLITE_ENDS = (
+    "sqlite3's executescript() commits the open transaction before it runs its script, and "
+    "commit(), rollback() and COMMIT or ROLLBACK statements end it, which would commit the "
+    "batch apart from its checkpoint"
+)
+
+
+class HandlerEndedTransactionError(EventStoreError):
+    """A projection's handler (or reset) tried to end the read model's transaction.
+
+    ``ended`` says whether the transaction did end (what the batch wrote before may then
+    be committed without its checkpoint: the projection stops there, and only a rebuild
+    makes it whole); ``statement`` names what was refused, when known.
+    """
+
+    def __init__(
+        self,
+        projection: str,
+        position: int,
+        statement: str | None,
+        ended: bool,
+        *,
+        how: str = _SQLITE_ENDS,
+    ) -> None:
+        self.projection = projection
+        self.position = position
+        self.statement = statement  # "COMMIT" or "ROLLBACK" when refused; None when not seen
+        self.ended = ended  # the transaction did end: what it held may be committed
+        where = f"handler at position {position}" if position else "reset()"
+        tried = f" (a {statement})" if statement else ""
+        if ended:
+            outcome = (
+                "The transaction had ended, so what this batch wrote before may be committed "
+                "without its checkpoint: it is stopped here. Fix the code, then call "
+                f"rebuild({projection!r})."
+            )
+        else:
+            outcome = "It was refused and the transaction rolled back, so nothing is lost."
+        super().__init__(
+            f"projection {projection!r}'s {where} tried to end the read model's "
+            f"transaction{tried}: {how}. {outcome} Run each statement with "
+            "ctx.connection.execute() or executemany() instead"
+        )
+
+
+class ReadModelClosedError(StoreClosedError):
+    """A read model was used after ``close()``: it cannot be opened again."""
+
+    def __init__(self, path: str, kind: str) -> None:
+        self.store = path
+        self.path = path
+        self.kind = kind
+        Exception.__init__(
+            self,
+            f"read model {path!r} is closed; make a new {kind} to use it again (and register "
+            "its projections with that one)",
         )
 
 
