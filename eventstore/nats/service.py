@@ -75,7 +75,7 @@ from ..core.responses import (
     Response,
     error_code,
 )
-from ..core.routing import Middleware, Route, Router, ServiceBinding
+from ..core.routing import Middleware, Route, Router, ServiceBinding, internal_error
 from .connection import NatsOptions, close_quietly
 
 log = logging.getLogger("eventstore.nats.service")
@@ -399,6 +399,11 @@ class NatsServiceHost:
             principal = await self._principal(trusted)
         except AppError as error:
             return await self.router.refuse(subject, error, trusted, message=message, tenant=tenant)
+        except Exception as exc:  # the hook failed: its text may hold secrets (log only)
+            failure = internal_error(subject, exc)
+            return await self.router.refuse(
+                subject, failure, trusted, message=message, tenant=tenant
+            )
         # A network router: an unexpected failure is replied as a generic INTERNAL
         # with an error id (logged with the traceback), never the exception's text.
         return await self.router.dispatch(

@@ -31,9 +31,11 @@ from __future__ import annotations
 
 import base64
 import contextvars
+import functools
 import inspect
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -46,6 +48,7 @@ from connectrpc.errors import ConnectError
 from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.request import RequestContext as ConnectContext
 from connectrpc.server import ConnectASGIApplication, Endpoint
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from google.protobuf.message import Message
 from protobuf.wkt import Any as AnyPy
 
@@ -113,6 +116,11 @@ class _JSONObjectCodec:
     well-known types with another form (``_JSON_NOT_AN_OBJECT``) are left to
     the parser. Only a body that does not start with ``{`` is parsed a second
     time, to name what it is.
+
+    A ``bytes`` field's value must be base64 (standard or URL-safe alphabet,
+    padded or not): the parser drops characters that are not, so ``"!!!"``
+    became empty bytes that were stored. A body of a type with ``bytes``
+    fields is read as JSON once more to check them (``_bytes_fields``).
     """
 
     def __init__(self) -> None:
@@ -135,7 +143,98 @@ class _JSONObjectCodec:
                     f"the request body is a JSON {kind}, but it must be a JSON object: the "
                     f"proto3 JSON form of {expected} (send {{}} for a message with no fields set)",
                 )
-        return self._json.decode(data, message_class)
+        decoded = self._json.decode(data, message_class)
+        if _has_bytes(message_class.DESCRIPTOR):  # the body parsed: it is JSON
+            bad = _non_base64_field(json.loads(data), message_class.DESCRIPTOR, "")
+            if bad is not None:
+                raise ConnectError(
+                    Code.INVALID_ARGUMENT,
+                    f"the bytes field {bad} is not base64 (proto3 JSON carries bytes as "
+                    "base64, standard or URL-safe alphabet, padding optional)",
+                )
+        return decoded
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/_-]*")
+_BYTES_VALUE = "google.protobuf.BytesValue"
+#: Types whose JSON form the walk does not follow (their fields are not JSON keys).
+_NOT_WALKED = frozenset(("google.protobuf.Any", "google.protobuf.Struct", "google.protobuf.Value"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _has_bytes(descriptor: Descriptor) -> bool:
+    """Whether a message of ``descriptor`` can hold a ``bytes`` value anywhere in it."""
+    seen: set[str] = set()
+
+    def walk(d: Descriptor) -> bool:
+        if d.full_name in seen or d.full_name in _NOT_WALKED:
+            return False
+        seen.add(d.full_name)
+        if d.full_name == _BYTES_VALUE:
+            return True
+        for field in d.fields:
+            if field.type == FieldDescriptor.TYPE_BYTES:
+                return True
+            if field.message_type is not None and walk(field.message_type):
+                return True
+        return False
+
+    return walk(descriptor)
+
+
+def _is_base64(value: str) -> bool:
+    """Whether ``value`` is base64 as proto3 JSON allows it (either alphabet, padding optional)."""
+    body = value.rstrip("=")
+    padding = len(value) - len(body)
+    if not _BASE64.fullmatch(body) or len(body) % 4 == 1 or padding > 2:
+        return False
+    return padding == 0 or len(value) % 4 == 0
+
+
+def _non_base64_field(value: Any, descriptor: Descriptor, path: str) -> str | None:
+    """The path (``blob``, ``items[2].data``, ``tags["k"]``) of the first ``bytes`` value
+    in ``value`` (the JSON of a ``descriptor`` message) that is not base64, else None."""
+    if descriptor.full_name == _BYTES_VALUE:
+        return path or "value" if isinstance(value, str) and not _is_base64(value) else None
+    if not isinstance(value, dict) or descriptor.full_name in _NOT_WALKED:
+        return None
+    for key, item in value.items():
+        field = descriptor.fields_by_name.get(key) or _by_json_name(descriptor, key)
+        if field is None or item is None:
+            continue
+        at = f"{path}.{field.name}" if path else field.name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            entry = field.message_type.fields_by_name["value"]
+            pairs = item.items() if isinstance(item, dict) else ()
+            for k, v in pairs:
+                bad = _non_base64_value(v, entry, f"{at}[{json.dumps(k)}]")
+                if bad is not None:
+                    return bad
+        elif field.is_repeated:
+            for i, v in enumerate(item if isinstance(item, list) else ()):
+                bad = _non_base64_value(v, field, f"{at}[{i}]")
+                if bad is not None:
+                    return bad
+        else:
+            bad = _non_base64_value(item, field, at)
+            if bad is not None:
+                return bad
+    return None
+
+
+def _non_base64_value(value: Any, field: FieldDescriptor, path: str) -> str | None:
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return path if isinstance(value, str) and not _is_base64(value) else None
+    if field.message_type is not None:
+        return _non_base64_field(value, field.message_type, path)
+    return None
+
+
+def _by_json_name(descriptor: Descriptor, key: str) -> FieldDescriptor | None:
+    for field in descriptor.fields:
+        if field.json_name == key:
+            return field
+    return None
 
 
 def _json_kind(data: bytes | bytearray) -> str | None:
@@ -157,7 +256,10 @@ class _Exchange:
 
     A refusal of the runtime is known only by its response: an error status before
     any endpoint ran. That response is held (``held``, its body in ``body``) and
-    answered again with the ``AppError`` it stands for.
+    answered again with the ``AppError`` it stands for. After an endpoint was
+    entered, only a deadline's reply (HTTP 504) is held: the runtime's own, sent
+    when ``Connect-Timeout-Ms`` ran out while the handler ran, carries no
+    ``AppError`` and is answered again as ``TIMEOUT``.
     """
 
     __slots__ = ("body", "downstream", "headers", "held", "reached", "status")
@@ -174,7 +276,7 @@ class _Exchange:
         kind = message.get("type")
         if kind == "http.response.start":
             self.status = int(message.get("status", 0))
-            if not self.reached and self.status >= 400:
+            if self.status >= 400 and (not self.reached or self.status == 504):
                 self.held = message
                 return
         elif kind == "http.response.body" and self.held is not None:
@@ -349,6 +451,13 @@ class ConnectApp:
                 subject, error, headers, message=message, tenant=tenant
             )
             raise connect_error(refused.error or error) from None
+        except Exception as exc:  # the hook failed (a key store down ...): its text may hold
+            # secrets, so it stays in the log under an error id, as a handler's failure
+            failure = internal_error(subject, exc)
+            refused = await self.router.refuse(
+                subject, failure, headers, message=message, tenant=tenant
+            )
+            raise connect_error(refused.error or failure) from None
         reply = await self.router.dispatch(
             subject, message, headers, principal=principal, tenant=tenant
         )
@@ -381,14 +490,59 @@ class ConnectApp:
             await _send_error(send, status, error, extra if status == 415 else ())
             await self._record_refusal(scope, error, headers)
             return
+        # The command id is fixed here, so a reply the runtime sends for the request
+        # (a deadline that ran out in the handler) can name the one the router used.
+        if not headers.get(COMMAND_ID_HEADER):
+            headers[COMMAND_ID_HEADER] = new_command_id()
         exchange = _Exchange(send, headers)
         token = _EXCHANGE.set(exchange)
         try:
             await self._app(scope, receive, exchange.send)  # type: ignore[arg-type]
         finally:
             _EXCHANGE.reset(token)
-            if exchange.held is not None:
+            if exchange.held is not None and exchange.reached:
+                await self._answer_late_deadline(scope, exchange)
+            elif exchange.held is not None:
                 await self._answer_runtime_refusal(scope, exchange)
+
+    async def _answer_late_deadline(self, scope: Mapping[str, Any], exchange: _Exchange) -> None:
+        """Answer a 504 sent after the endpoint was entered: the chain's own reply (an
+        ``AppError`` in its details) as it is, the runtime's bare deadline as ``TIMEOUT``
+        with the command id. The chain saw the request (its observers record it)."""
+        held = exchange.held
+        assert held is not None
+        try:
+            body = json.loads(exchange.body) if exchange.body else {}
+            details = body.get("details", []) if isinstance(body, dict) else []
+            own = app_error_from_details(details if isinstance(details, list) else [])
+        except Exception:  # not a Connect error body: the runtime's, answered below
+            own = None
+        try:
+            if own is not None:
+                await exchange.downstream(held)
+                await exchange.downstream({"type": "http.response.body", "body": exchange.body})
+                return
+            route = self._route_of(scope)
+            subject = route.subject if route is not None else _subject_of(scope)
+            command_id = exchange.headers.get(COMMAND_ID_HEADER) or new_command_id()
+            timeout = _header(scope, b"connect-timeout-ms")
+            details_out = {"subject": subject, "command_id": command_id}
+            seconds = ""
+            if timeout.isascii() and timeout.isdigit():
+                details_out["timeout"] = seconds = f"{int(timeout) / 1000:g}"
+            error = AppError(
+                TIMEOUT,
+                f"the request to {subject} ran out of its Connect-Timeout-Ms"
+                + (f" ({seconds} s)" if seconds else "")
+                + " while the handler ran: the command may or may not have been applied",
+                f"Send the request again with the same command id ({command_id}); it is "
+                "applied once. If the first try was applied, the reply is its original "
+                "result. Give it a longer Connect-Timeout-Ms.",
+                details_out,
+            )
+            await _send_error(exchange.downstream, 504, error, held.get("headers", ()))
+        except Exception as exc:  # the client went away; nothing more can be sent
+            log.debug("the deadline reply to %s was not sent: %r", _subject_of(scope), exc)
 
     def _read_request(
         self, scope: Mapping[str, Any]
@@ -422,6 +576,10 @@ class ConnectApp:
                 {"subject": subject, "header": exc.header},
             )
             return _lenient_headers(raw), (400, refusal)
+        if route is not None and scope.get("method") == "POST":
+            protocol = _connect_header_refusal(scope, route.subject)
+            if protocol is not None:
+                return headers, (400, protocol)
         claimed = headers.get(MESSAGE_TYPE_HEADER, "")
         if route is not None and claimed:
             expected = route.request_type.DESCRIPTOR.full_name
@@ -579,6 +737,32 @@ class ConnectApp:
             )
             solution = _CONNECT_REQUEST
         return AppError(NO_HANDLER, message, solution, {"subject": subject})
+
+
+def _connect_header_refusal(scope: Mapping[str, Any], subject: str) -> AppError | None:
+    """``INVALID_REQUEST`` naming a Connect protocol header the runtime would refuse
+    (``Connect-Protocol-Version`` other than 1, a ``Connect-Timeout-Ms`` that is not
+    1 to 10 digits), else None. The runtime's own refusal would blame the body."""
+    version = _header(scope, b"connect-protocol-version")
+    if version and version != "1":
+        return AppError(
+            INVALID_REQUEST,
+            f"the request to {subject} was refused: its Connect-Protocol-Version header is "
+            f"{_printable(version, 20)!r}; only version 1 of the Connect protocol is served",
+            "Send Connect-Protocol-Version: 1, or leave the header out.",
+            {"subject": subject, "header": "Connect-Protocol-Version"},
+        )
+    timeout = _header(scope, b"connect-timeout-ms")
+    if timeout and not (len(timeout) <= 10 and timeout.isascii() and timeout.isdigit()):
+        return AppError(
+            INVALID_REQUEST,
+            f"the request to {subject} was refused: its Connect-Timeout-Ms header is "
+            f"{_printable(timeout, 20)!r}, not a whole number of milliseconds",
+            "Send Connect-Timeout-Ms as 1 to 10 digits (e.g. 5000 for 5 s), or leave the "
+            "header out for no deadline.",
+            {"subject": subject, "header": "Connect-Timeout-Ms"},
+        )
+    return None
 
 
 def _is_grpc(scope: Mapping[str, Any]) -> bool:

@@ -36,9 +36,13 @@ from ..core.responses import (
 )
 from .app import app_error_from_details
 
-#: What HTTP can carry in a header: a token as the name, visible ASCII (and space, tab) as value.
+#: What HTTP can carry in a header: a token as the name, visible ASCII (and space, tab) as
+#: value, but not at its start or end (HTTP strips those blanks; h11 refuses to send them).
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_HEADER_VALUE = re.compile(r"(?:[\x21-\x7e](?:[\t\x20-\x7e]*[\x21-\x7e])?)?")
+_HEADER_CHARACTERS = re.compile(r"[\t\x20-\x7e]*")
+#: The form of a ConnectTransport's URL (what the error of a malformed one shows).
+_URL_FORM = "http://host:port or https://host[:port][/path prefix]"
 
 
 class ConnectTransport:
@@ -58,6 +62,11 @@ class ConnectTransport:
     ``AppError`` in its details (a proxy, an older server) is mapped to the
     error table's code by its Connect code or HTTP status (``NO_HANDLER``,
     ``REQUEST_TOO_LARGE``, ``INVALID_REQUEST`` ...), with the command id.
+
+    ``url`` is checked here: one that is not ``http(s)://host[:port][/prefix]``
+    (no host, a port outside 1-65535, a query) raises ``ValueError``. After
+    ``aclose()`` (or once the ``client`` given is closed) a call is
+    ``UNAVAILABLE``, nothing sent.
     """
 
     def __init__(
@@ -69,12 +78,13 @@ class ConnectTransport:
         timeout: float = 10.0,
         client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = _checked_url(url)
         self.timeout = timeout
         self.headers = dict(headers or {})
         if token:
             self.headers["Authorization"] = f"Bearer {token}"
         self._client = client
+        self._closed = False
 
     async def request(
         self, subject: str, message: Message, headers: Mapping[str, str] | None = None
@@ -90,6 +100,8 @@ class ConnectTransport:
         unsendable = _unsendable_header(subject, command_id, sent)
         if unsendable is not None:
             return Response.failure(unsendable)
+        if self._closed or (self._client is not None and self._client.is_closed):
+            return Response.failure(self._refused_after_close(subject, command_id))
         data = message.SerializeToString()
         client = self._client or httpx.AsyncClient(timeout=self.timeout)
         try:
@@ -102,7 +114,8 @@ class ConnectTransport:
         except httpx.TimeoutException:
             return Response.failure(transport_timeout(subject, command_id, self.timeout))
         except httpx.HTTPError as exc:
-            return Response.failure(transport_unavailable(subject, command_id, str(exc)))
+            # Never str(exc): httpx's text may quote a header (a bearer token).
+            return Response.failure(transport_unavailable(subject, command_id, self._cause(exc)))
         finally:
             if self._client is None:
                 await client.aclose()
@@ -112,8 +125,68 @@ class ConnectTransport:
         return Response.failure(_error_of(subject, command_id, len(data), reply))
 
     async def aclose(self) -> None:
+        """Close the transport (and the ``client`` it was given); later calls are
+        ``UNAVAILABLE``, nothing sent."""
+        self._closed = True
         if self._client is not None:
             await self._client.aclose()
+
+    def _cause(self, exc: httpx.HTTPError) -> str:
+        """What went wrong on the way, without httpx's text (it may quote headers)."""
+        name = type(exc).__name__
+        if isinstance(exc, httpx.ConnectError):
+            return f"could not connect to {_shown(self.url)} ({name})"
+        if isinstance(exc, httpx.LocalProtocolError):
+            return f"the request could not be written as HTTP ({name})"
+        return f"the HTTP exchange with {_shown(self.url)} failed ({name})"
+
+    def _refused_after_close(self, subject: str, command_id: str) -> AppError:
+        return AppError(
+            UNAVAILABLE,
+            f"the request to {subject} was not sent: this ConnectTransport (to "
+            f"{_shown(self.url)}) is closed",
+            "Make calls before aclose(), or make a new ConnectTransport.",
+            {"subject": subject, "command_id": command_id},
+        )
+
+
+def _shown(url: str) -> str:
+    """``url`` as an error may show it: without a password, cut to 200 characters."""
+    try:
+        parsed = httpx.URL(url)
+        if parsed.password:
+            url = str(parsed.copy_with(password="***"))
+    except (httpx.InvalidURL, TypeError, ValueError):
+        pass
+    return "".join(c if c.isprintable() else "?" for c in url[:200])
+
+
+def _checked_url(url: str) -> str:
+    """``url`` without a trailing '/', when it is ``http(s)://host[:port][/prefix]``;
+    else ``ValueError`` naming it and the expected form."""
+
+    def refused(problem: str) -> ValueError:
+        return ValueError(
+            f"ConnectTransport URL {_shown(str(url))!r} {problem}; expected {_URL_FORM} "
+            "(e.g. http://127.0.0.1:8080)"
+        )
+
+    if not isinstance(url, str):
+        raise refused("is not a string")
+    try:
+        parsed = httpx.URL(url)
+        port = parsed.port
+    except (httpx.InvalidURL, TypeError, ValueError) as exc:
+        raise refused(f"does not parse ({type(exc).__name__})") from None
+    if parsed.scheme not in ("http", "https"):
+        raise refused("does not start with http:// or https://")
+    if not parsed.host:
+        raise refused("names no host")
+    if port is not None and not 1 <= port <= 65535:
+        raise refused(f"has port {port}, outside 1-65535")
+    if parsed.query or parsed.fragment or "?" in url or "#" in url:
+        raise refused("has a query or fragment (the method's path is added to the URL)")
+    return url.rstrip("/")
 
 
 def _unsendable_header(
@@ -126,13 +199,22 @@ def _unsendable_header(
             continue
         what = "name" if not _HEADER_NAME.fullmatch(name) else "value"
         shown = name if _HEADER_NAME.fullmatch(name) else ascii(name)[1:-1]
+        details = {"subject": subject, "command_id": command_id, "header": shown}
+        if what == "value" and _HEADER_CHARACTERS.fullmatch(value):
+            return AppError(
+                INVALID_ARGUMENT,
+                f"the request to {subject} was not sent: the value of its header {shown!r} "
+                "begins or ends with a blank (space or tab), which HTTP cannot carry",
+                "Strip the blanks from that value (a token or id copied with a space?).",
+                details,
+            )
         return AppError(
             INVALID_ARGUMENT,
             f"the request to {subject} was not sent: the {what} of its header {shown!r} holds "
             "a character HTTP headers cannot carry (only printable ASCII)",
             "Use ASCII in that header, or percent-encode it yourself; custom metadata "
             f"entries may hold any text (they travel percent-encoded in {METADATA_HEADER}).",
-            {"subject": subject, "command_id": command_id, "header": shown},
+            details,
         )
     return None
 
