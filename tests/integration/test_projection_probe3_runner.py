@@ -87,11 +87,15 @@ async def _test_run_ends_with_store_closed_error_once_the_store_is_closed(tmp_pa
     model.close()
 
 
-def test_a_closed_read_model_fails_its_projection_naming_the_read_model(tmp_path) -> None:
-    asyncio.run(_test_a_closed_read_model_fails_its_projection_naming_the_read_model(tmp_path))
+def test_a_closed_read_model_fails_its_projection_naming_the_read_model(tmp_path, caplog) -> None:
+    asyncio.run(
+        _test_a_closed_read_model_fails_its_projection_naming_the_read_model(tmp_path, caplog)
+    )
 
 
-async def _test_a_closed_read_model_fails_its_projection_naming_the_read_model(tmp_path) -> None:
+async def _test_a_closed_read_model_fails_its_projection_naming_the_read_model(
+    tmp_path, caplog
+) -> None:
     with SQLiteEventStore(tmp_path / "store.db") as store:
         model = SQLiteReadModel(tmp_path / "rm.db")
         manager = ProjectionManager(store)
@@ -101,7 +105,11 @@ async def _test_a_closed_read_model_fails_its_projection_naming_the_read_model(t
         model.close()
         _append(store, IN)
         task = asyncio.create_task(manager.run(poll_interval=0.05))
-        await _until(lambda: not manager._registrations["cars"].is_active)
+        failed = "projection 'cars'"
+        # Failed: logged at ERROR (its status() now raises, reading a closed read model).
+        await _until(
+            lambda: any(r.levelname == "ERROR" and failed in r.getMessage() for r in caplog.records)
+        )
         assert not task.done()  # the others would go on being fed
         manager.stop()
         await asyncio.wait_for(task, 5)
