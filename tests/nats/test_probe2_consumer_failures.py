@@ -28,14 +28,7 @@ from eventstore.nats import (
 from eventstore.nats.connection import IOThread
 from eventstore.sqlite import SQLiteEventStore
 from tests.support.busproof import DEPOSITED, append
-
-
-async def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
+from tests.support.busproof import wait_until_async as _wait
 
 
 @pytest.mark.parametrize("kind", ["plain", "async"])

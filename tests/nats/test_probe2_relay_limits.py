@@ -25,16 +25,9 @@ from eventstore.nats.envelope import (
 )
 from eventstore.sqlite import SQLiteEventStore
 from tests.support.busproof import DEPOSITED
+from tests.support.busproof import wait_until_async as _wait
 
 LONG_ID = "é" * 1500  # 9,000 bytes escaped: twice the server's max_control_line
-
-
-async def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 def _append_to(store: SQLiteEventStore, aggregate_id: str, data: bytes = b"x") -> None:

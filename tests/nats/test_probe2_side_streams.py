@@ -26,14 +26,7 @@ from eventstore.nats.envelope import MSG_ID, encode_event
 from eventstore.sqlite import SQLiteEventStore
 from eventstore.tenancy import TenantStores
 from tests.support.busproof import append
-
-
-async def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
+from tests.support.busproof import wait_until_async as _wait
 
 
 def _tenant_bus(url: str, stores: TenantStores, tenant: str) -> NatsEventBus:

@@ -9,6 +9,7 @@ missing, so comparing it with ``store.read_all()`` row by row proves
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
@@ -110,3 +111,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+async def wait_until_async(condition: Callable[[], object], timeout: float, what: str) -> None:
+    """Wait on the running loop until ``condition()`` is true; fail naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
