@@ -39,7 +39,7 @@ def url_password_span(url: str) -> tuple[int, int] | None:
         return None
     start = user.end()
     rest = url[start:]
-    ats = [i for i, ch in enumerate(rest) if ch == "@" and _HOST.fullmatch(_host_after(rest, i))]
+    ats = _host_ats(rest)
     if not ats:
         return None
     end = ats[0]
@@ -50,6 +50,11 @@ def url_password_span(url: str) -> tuple[int, int] | None:
             break
         end = later
     return start, start + end
+
+
+def _host_ats(rest: str) -> list[int]:
+    """The positions of the ``@`` s in ``rest`` that a host follows."""
+    return [i for i, ch in enumerate(rest) if ch == "@" and _HOST.fullmatch(_host_after(rest, i))]
 
 
 def _host_after(rest: str, at: int) -> str:
@@ -75,10 +80,7 @@ def redact_url(url: str) -> str:
         # a query (``p@ss/w?rd@host``, ambiguous) is hidden whole, at the cost of the
         # host when a query value holds an '@'. Better too much than a secret.
         rest = url[span[0] :]
-        last = max(
-            (i for i, ch in enumerate(rest) if ch == "@" and _HOST.fullmatch(_host_after(rest, i))),
-            default=span[1] - span[0],
-        )
+        last = max(_host_ats(rest), default=span[1] - span[0])
         url = f"{url[: span[0]]}***{url[span[0] + max(last, span[1] - span[0]) :]}"
     return _PASSWORD_PARAMETER.sub(r"\1***", url)
 

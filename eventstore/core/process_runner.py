@@ -593,10 +593,6 @@ class ProcessRunnerBase(ABC):
                 for command_id in command_ids
             ]
 
-    def _claim(self, command_id: str) -> int | None:
-        with self.tables.transaction() as conn:
-            return self.tables.claim_command(conn, command_id, self._lease_micros)
-
     def _release(self, command_id: str, claim: int) -> None:
         with self.tables.transaction() as conn:
             self.tables.release_command(conn, command_id, claim)

@@ -326,38 +326,35 @@ class ConnectionPool:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
-        """A connection for reads: this thread's own on a file, the shared one in memory."""
+        """A connection for reads: this thread's own on a file, the shared one in memory
+        (held under the write lock, as the writer it is)."""
         self.check_open()
+        reader: _Reader | None = None
         if self.is_memory:
             self.acquire_writer()
-            try:
-                self.check_open()
-                yield self.writer
-            except (sqlite3.Error, OverflowError) as exc:
-                translated = self.translate(exc)
-                if translated is exc:
-                    raise
-                raise translated from exc
-            finally:
-                self.write_lock.release()
-            return
-        reader: _Reader | None = getattr(self._local, "reader", None)
-        if reader is None:
-            reader = self._new_reader()
-        reader.users += 1
+            conn = self.writer
+        else:
+            reader = getattr(self._local, "reader", None)
+            if reader is None:
+                reader = self._new_reader()
+            reader.users += 1
+            conn = reader.conn
         try:
-            if self.closed:  # after counting in: see _Reader
+            if self.closed:  # after counting in (see _Reader), or after the lock's wait
                 raise StoreClosedError(self.path)
-            yield reader.conn
+            yield conn
         except (sqlite3.Error, OverflowError) as exc:
             translated = self.translate(exc)
             if translated is exc:
                 raise
             raise translated from exc
         finally:
-            reader.users -= 1
-            if self.closed:
-                self._close_reader(reader)
+            if reader is None:
+                self.write_lock.release()
+            else:
+                reader.users -= 1
+                if self.closed:
+                    self._close_reader(reader)
 
     def _same_file(self) -> bool:
         """Whether the path still names the file the store opened (or cannot be looked at)."""

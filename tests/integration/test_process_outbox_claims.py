@@ -321,7 +321,8 @@ def test_drain_of_a_runner_restarted_after_a_crash_waits_for_the_dead_runners_cl
         dead = _runner(process_store, store, Wire(inner), claim_lease=lease)
         dead.decide()
         [(debit_id, *_)] = dead.pending_commands()
-        assert dead._claim(debit_id) is not None  # claimed, then the process died
+        with dead.tables.transaction() as conn:  # claimed, then the process died
+            assert dead.tables.claim_command(conn, debit_id, int(lease * 1_000_000)) is not None
         restarted = _runner(process_store, store, Wire(inner), claim_lease=lease)
         started = time.monotonic()
         restarted.drain()
